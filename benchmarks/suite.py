@@ -1,0 +1,211 @@
+"""The measuring harness every scenario shares: settings, results, lazily started services.
+
+Owns: `Settings` (durations, repeats, connections...), `ScenarioResult` (runs, origin requests,
+notes, skip reason), and `Suite`, which starts each service the first time a scenario needs it
+(origin, ceiling, proxy, nginx, redis) inside one `ProcessGroup` and runs warm-up + repeats.
+It must not decide what a scenario measures (that is `scenarios`, `failure`, `memory`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import aiohttp
+
+from benchmarks.load import Loader, LoadResult, Target, median_summary
+from benchmarks.procs import ProcessGroup
+from benchmarks.proxyrun import ProxyProcess, bench_config, cli_available, start_proxy
+from benchmarks.services import Origin, request, start_ceiling, start_origin
+
+
+class Skip(Exception):
+    """A scenario cannot run here; the message is the reason the report shows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    duration: float = 10.0
+    warmup: float = 2.0
+    repeats: int = 3
+    connections: int = 50
+    threads: int = 1
+    workers: int = 1
+    quick: bool = False
+    size: int = 1024
+    spread_keys: int = 10_000
+    outage_keys: int = 1_000
+    stampede: int = 1_000
+    memory_entries: int = 100_000
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    description: str
+    runs: list[LoadResult] = field(default_factory=list)
+    origin_requests: list[int] = field(default_factory=list)
+    skipped: str | None = None
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(median_summary(self.runs))
+        out["origin_requests"] = (
+            int(statistics.median(self.origin_requests)) if self.origin_requests else None
+        )
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"description": self.description}
+        if self.skipped is None:
+            data.update(self.summary())
+        else:
+            data.update({"rps": None, "p50_ms": None, "p90_ms": None, "p99_ms": None,
+                         "errors": None, "origin_requests": None})
+        data["repeats"] = [
+            {**run.as_dict(),
+             "origin_requests": self.origin_requests[i] if i < len(self.origin_requests) else None}
+            for i, run in enumerate(self.runs)
+        ]
+        data["generator"] = self.runs[0].generator if self.runs else None
+        data["skipped"] = self.skipped
+        data["notes"] = list(self.notes)
+        data.update(self.extra)
+        return data
+
+
+def salt() -> str:
+    """A fresh token, so "new" keys are new on every run (not a pure module: urandom is fine)."""
+    return os.urandom(4).hex()
+
+
+class Suite:
+    """Services started on first use and stopped with the group; warm-up and repeats."""
+
+    def __init__(self, settings: Settings, group: ProcessGroup, loader: Loader,
+                 log: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.group = group
+        self.loader = loader
+        self.log = log
+        self._origin: Origin | None = None
+        self._ceiling: int | None = None
+        self._proxy: ProxyProcess | None = None
+        self._proxy_error: str | None = None
+
+    # ------------------------------------------------------------------ services
+
+    def origin(self) -> Origin:
+        if self._origin is None:
+            self._origin = start_origin(self.group, size=self.settings.size)
+        return self._origin
+
+    def ceiling(self) -> int:
+        if self._ceiling is None:
+            self._ceiling, _ = start_ceiling(self.group, size=self.settings.size,
+                                             workers=self.settings.workers)
+        return self._ceiling
+
+    def proxy_config(self, **overrides: Any) -> dict[str, Any]:
+        return bench_config(origin_port=self.origin().port, workers=self.settings.workers,
+                            **overrides)
+
+    def proxy(self) -> ProxyProcess:
+        """The main proxy (memory backend), started once; Skip when it cannot start."""
+        if self._proxy is None:
+            if self._proxy_error is None:
+                self._proxy_error = cli_available()
+            if self._proxy_error is None:
+                try:
+                    self._proxy = start_proxy(self.group, self.proxy_config())
+                except Exception as exc:  # report why, never crash the suite
+                    self._proxy_error = f"proxy did not start: {exc}"
+            if self._proxy is None:
+                raise Skip(self._proxy_error or "proxy did not start")
+        return self._proxy
+
+    # ------------------------------------------------------------------ load
+
+    def target(self, port: int, path: str, **kw: Any) -> Target:
+        s = self.settings
+        kw.setdefault("duration", s.duration)
+        return Target(port=port, path=path, connections=s.connections, threads=s.threads, **kw)
+
+    def warm(self, target: Target) -> None:
+        """Warm-up before measuring: a short load run, or a small burst in --quick."""
+        if self.settings.warmup >= 1:
+            self.loader.run(replace(target, duration=self.settings.warmup))
+            return
+        paths = [target.path if target.mode == "one" else f"{target.path}w{salt()}{i}"
+                 for i in range(target.connections * 2)]
+        if target.mode in ("random", "seq"):
+            paths = [f"{target.path}{i % max(1, target.keys)}" for i in range(len(paths))]
+        burst(target.port, target.method, paths, target.body, target.connections)
+
+    def measure(self, make: Callable[[int], Target], *, warm: Target | None = None,
+                count_origin: bool = True) -> tuple[list[LoadResult], list[int]]:
+        """Warm up once, then run `repeats` times; origin requests counted per run."""
+        if warm is not None:
+            self.warm(warm)
+        runs: list[LoadResult] = []
+        origin_counts: list[int] = []
+        for i in range(self.settings.repeats):
+            before = self.origin().requests() if count_origin else 0
+            runs.append(self.loader.run(make(i)))
+            if count_origin:
+                origin_counts.append(self.origin().requests() - before)
+        return runs, origin_counts
+
+    def x_cache(self, port: int, path: str) -> str:
+        """X-Cache (or nginx's upstream_cache_status) of one request, for the notes."""
+        probe = request(port, "GET", path)
+        return f"{probe.status} X-Cache={probe.header('x-cache') or '-'}"
+
+
+def run_scenario(suite: Suite, name: str, description: str,
+                 runner: Callable[[Suite, ScenarioResult], None]) -> ScenarioResult:
+    """Run one scenario; a Skip or any error becomes the result's `skipped` reason."""
+    res = ScenarioResult(name=name, description=description)
+    started = time.monotonic()
+    suite.log(f"== {name}: {description}")
+    try:
+        runner(suite, res)
+    except Skip as skip:
+        res.skipped = str(skip)
+    except Exception as exc:  # one broken scenario must not take the others down
+        res.skipped = f"failed: {type(exc).__name__}: {str(exc)[:300]}"
+    suite.log(f"   {'skipped: ' + res.skipped if res.skipped else 'done'} "
+              f"({time.monotonic() - started:.1f}s)")
+    return res
+
+
+async def _burst(port: int, method: str, paths: Sequence[str], body: bytes,
+                 concurrency: int) -> list[int]:
+    sem = asyncio.Semaphore(concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one(path: str) -> int:
+            async with sem:
+                try:
+                    async with session.request(method, f"http://127.0.0.1:{port}{path}",
+                                               data=body or None) as resp:
+                        await resp.read()
+                        return resp.status
+                except (aiohttp.ClientError, TimeoutError):
+                    return 0
+
+        return list(await asyncio.gather(*(one(p) for p in paths)))
+
+
+def burst(port: int, method: str, paths: Sequence[str], body: bytes = b"",
+          concurrency: int = 50) -> list[int]:
+    """Send each request once from this process; returns the statuses (0 for a failure)."""
+    return asyncio.run(_burst(port, method, paths, body, concurrency))

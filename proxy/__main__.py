@@ -1,0 +1,60 @@
+"""CLI: parse arguments, load config, hand over. No logic lives here.
+
+resilient-proxy run|check|doctor|inventory|demo (DESIGN.md section 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from proxy.config import ConfigError, load_config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="resilient-proxy",
+                                     description="A caching reverse proxy that keeps websites working "
+                                                 "when the APIs behind them fail.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="serve the configured routes")
+    run.add_argument("--config", required=True)
+    check = sub.add_parser("check", help="validate a config file and print its routes")
+    check.add_argument("--config", required=True)
+    doctor = sub.add_parser("doctor", help="probe every upstream before launch")
+    doctor.add_argument("--config", required=True)
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    inventory = sub.add_parser("inventory", help="what each integration depends on")
+    inventory.add_argument("--config", required=True)
+    inventory.add_argument("--format", choices=("md", "json"), default="md")
+    demo = sub.add_parser("demo", help="a simulated vendor API with the proxy in front of it")
+    demo.add_argument("--port", type=int, default=8080, help="proxy port (vendor and admin use free ports)")
+    args = parser.parse_args(argv)
+
+    if args.command == "demo":
+        from proxy.demo import run_demo
+        return run_demo(args.port)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        print(f"{len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
+        return 1
+    if args.command == "check":
+        from proxy.report import describe
+        print(describe(config))
+        return 0
+    if args.command == "run":
+        from proxy.serve import serve
+        return serve(config)
+    if args.command == "doctor":
+        from proxy.doctor import run_doctor
+        return run_doctor(config, as_json=args.json)
+    from proxy.inventory import render_inventory
+    print(render_inventory(config, args.format))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

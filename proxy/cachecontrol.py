@@ -1,0 +1,94 @@
+"""Parse Cache-Control (RFC 9111 section 5.2) and CDN-Cache-Control (RFC 9213) into a value.
+
+Owns: the grammar, tolerant of real-world junk. Must not: decide freshness (that is `freshness`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_UNSET = -1
+
+
+@dataclass(frozen=True, slots=True)
+class CacheControl:
+    max_age: int = _UNSET  # -1 when absent; 0 when present but invalid (RFC 9111 4.2.1: treat as stale)
+    s_maxage: int = _UNSET
+    no_store: bool = False
+    no_cache: bool = False
+    private: bool = False
+    public: bool = False
+    must_revalidate: bool = False
+    proxy_revalidate: bool = False
+    stale_while_revalidate: int = _UNSET
+    stale_if_error: int = _UNSET
+    only_if_cached: bool = False
+    present: bool = False
+
+    @property
+    def forbids_stale(self) -> bool:
+        """RFC 9111 4.2.4: these directives prohibit serving a stale response.
+
+        `s-maxage` implies proxy-revalidate for a shared cache (section 5.2.2.10).
+        """
+        return self.must_revalidate or self.proxy_revalidate or self.no_cache or self.s_maxage >= 0
+
+
+EMPTY = CacheControl()
+
+_FLAGS = {
+    "no-store": "no_store",
+    "no-cache": "no_cache",
+    "private": "private",
+    "public": "public",
+    "must-revalidate": "must_revalidate",
+    "proxy-revalidate": "proxy_revalidate",
+    "only-if-cached": "only_if_cached",
+}
+_SECONDS = {
+    "max-age": "max_age",
+    "s-maxage": "s_maxage",
+    "stale-while-revalidate": "stale_while_revalidate",
+    "stale-if-error": "stale_if_error",
+}
+
+
+def parse(values: str | list[str] | None) -> CacheControl:
+    """Parse one header value or several field lines; unknown directives are ignored."""
+    if not values:
+        return EMPTY
+    text = values if isinstance(values, str) else ",".join(values)
+    found: dict[str, object] = {"present": True}
+    for directive in _split(text):
+        name, _, raw = directive.partition("=")
+        name = name.strip().lower()
+        if name in _FLAGS:
+            # `no-cache="Set-Cookie"` and `private="x"` are treated as the unqualified form:
+            # stricter than required, never less safe (RFC 9111 5.2.2.4, 5.2.2.7).
+            found[_FLAGS[name]] = True
+        elif name in _SECONDS and _SECONDS[name] not in found:  # first occurrence wins
+            found[_SECONDS[name]] = _seconds(raw)
+    return CacheControl(**found)  # type: ignore[arg-type]
+
+
+def _seconds(raw: str) -> int:
+    value = raw.strip().strip('"')
+    if not value.isdigit():
+        return 0  # invalid freshness information means stale (RFC 9111 4.2.1)
+    return min(int(value), 2**31)  # delta-seconds overflow rule, RFC 9111 1.2.2
+
+
+def _split(text: str) -> list[str]:
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        if char == "," and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]

@@ -1,0 +1,270 @@
+"""Read the `upstreams` and `routes` sections into frozen settings.
+
+Owns: per-upstream and per-route schema checks: URLs, unknown upstream names, duplicate routes,
+method lists, caching a route that has no cacheable method, guards, fallbacks.
+Must not: know about other sections (that is `config`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from proxy.breaker import BreakerPolicy
+from proxy.confread import Reader
+from proxy.guards import GuardConfigError, parse_guards
+from proxy.retry import RetryPolicy
+from proxy.routing import check_rewrite, compile_match
+from proxy.settings import (
+    ALL_METHODS,
+    CACHEABLE_METHODS,
+    CacheKey,
+    Fallback,
+    HealthCheck,
+    RateLimit,
+    RouteCache,
+    RouteConfig,
+    Timeouts,
+    UpstreamConfig,
+)
+from proxy.yamlsrc import KeyPath
+
+_UPSTREAM_KEYS = ("url", "owner", "docs", "tls", "headers", "timeout", "retries", "max_connections",
+                  "max_queue", "rate_limit", "circuit_breaker", "health_check", "version_header")
+_ROUTE_KEYS = ("name", "match", "methods", "upstream", "rewrite", "cache", "guards", "confirm_after",
+               "guards_trip_breaker", "fallback", "max_object_size", "max_body", "timeout", "sample")
+_CACHE_KEYS = ("ttl", "force_ttl", "stale_while_revalidate", "stale_if_error", "key",
+               "share_authorized", "store_set_cookie", "lkg_max_age", "lock_timeout")
+
+
+def read_upstreams(r: Reader, value: Any) -> tuple[UpstreamConfig, ...]:
+    if value is None:
+        r.error(("upstreams",), "at least one upstream is required")
+        return ()
+    m = r.mapping(("upstreams",), value, value.keys() if isinstance(value, dict) else ())
+    return tuple(_upstream(r, ("upstreams", name), name, raw) for name, raw in m.items())
+
+
+def _upstream(r: Reader, w: KeyPath, name: str, value: Any) -> UpstreamConfig:
+    m = r.mapping(w, value, _UPSTREAM_KEYS)
+    url = r.string((*w, "url"), m.get("url")).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        r.error((*w, "url"), f"expected an http:// or https:// URL, got {url!r}")
+    if parts.query or parts.fragment:
+        r.error((*w, "url"), "must not carry a query or fragment")
+    tls = r.mapping((*w, "tls"), m.get("tls"), ("verify", "ca_file"))
+    headers_raw = r.mapping((*w, "headers"), m.get("headers"),
+                            m["headers"].keys() if isinstance(m.get("headers"), dict) else ())
+    headers = tuple((str(k), r.string((*w, "headers", k), v)) for k, v in headers_raw.items())
+    to = _timeouts(r, (*w, "timeout"), m.get("timeout"), Timeouts())
+    return UpstreamConfig(
+        name=name, url=url,
+        owner=r.string((*w, "owner"), m.get("owner")),
+        docs=r.string((*w, "docs"), m.get("docs")),
+        verify_tls=r.boolean((*w, "tls", "verify"), tls.get("verify"), True),
+        ca_file=r.string((*w, "tls", "ca_file"), tls.get("ca_file")) or None,
+        headers=headers,
+        timeout=to or Timeouts(),
+        retries=_retries(r, (*w, "retries"), m.get("retries")),
+        max_connections=r.integer((*w, "max_connections"), m.get("max_connections"), 100, minimum=1),
+        max_queue=r.integer((*w, "max_queue"), m.get("max_queue"), 100),
+        rate_limit=_rate_limit(r, (*w, "rate_limit"), m.get("rate_limit")),
+        circuit_breaker=_breaker(r, (*w, "circuit_breaker"), m.get("circuit_breaker")),
+        health_check=_health(r, (*w, "health_check"), m.get("health_check")),
+        version_header=r.string((*w, "version_header"), m.get("version_header")) or None,
+    )
+
+
+def _timeouts(r: Reader, w: KeyPath, value: Any, base: Timeouts) -> Timeouts | None:
+    if value is None:
+        return None
+    m = r.mapping(w, value, ("connect", "total"))
+    return Timeouts(connect=r.duration((*w, "connect"), m.get("connect"), base.connect),
+                    total=r.duration((*w, "total"), m.get("total"), base.total))
+
+
+def _retries(r: Reader, w: KeyPath, value: Any) -> RetryPolicy:
+    if value is False or value == "off":
+        return RetryPolicy(attempts=0)
+    m = r.mapping(w, value, ("attempts", "backoff", "max_backoff"))
+    base = RetryPolicy()
+    return RetryPolicy(attempts=r.integer((*w, "attempts"), m.get("attempts"), base.attempts),
+                       backoff=r.duration((*w, "backoff"), m.get("backoff"), base.backoff),
+                       max_backoff=r.duration((*w, "max_backoff"), m.get("max_backoff"), base.max_backoff))
+
+
+def _rate_limit(r: Reader, w: KeyPath, value: Any) -> RateLimit | None:
+    if value is None:
+        return None
+    m = r.mapping(w, value, ("per_second", "burst"))
+    per_second = m.get("per_second")
+    if isinstance(per_second, bool) or not isinstance(per_second, int | float) or per_second <= 0:
+        r.error((*w, "per_second"), "expected a positive number")
+        per_second = 1
+    burst = r.integer((*w, "burst"), m.get("burst"), max(1, int(per_second)), minimum=1)
+    return RateLimit(per_second=float(per_second), burst=burst)
+
+
+def _breaker(r: Reader, w: KeyPath, value: Any) -> BreakerPolicy:
+    base = BreakerPolicy()
+    if value is None:
+        return base
+    m = r.mapping(w, value, ("failure_rate", "minimum_calls", "window", "slow_call", "open_for",
+                             "half_open_probes"))
+    slow = m.get("slow_call")
+    return BreakerPolicy(
+        failure_rate=r.percent((*w, "failure_rate"), m.get("failure_rate"), base.failure_rate),
+        minimum_calls=r.integer((*w, "minimum_calls"), m.get("minimum_calls"), base.minimum_calls, 1),
+        window=r.duration((*w, "window"), m.get("window"), base.window),
+        slow_call=None if slow is None else r.duration((*w, "slow_call"), slow, 0.0),
+        open_for=r.duration((*w, "open_for"), m.get("open_for"), base.open_for),
+        half_open_probes=r.integer((*w, "half_open_probes"), m.get("half_open_probes"),
+                                   base.half_open_probes, 1),
+    )
+
+
+def _health(r: Reader, w: KeyPath, value: Any) -> HealthCheck | None:
+    if value is None:
+        return None
+    m = r.mapping(w, value, ("path", "interval", "timeout", "unhealthy_after", "healthy_after"))
+    path = r.string((*w, "path"), m.get("path"), "/")
+    if not path.startswith("/"):
+        r.error((*w, "path"), "must start with /")
+    return HealthCheck(path=path,
+                       interval=r.duration((*w, "interval"), m.get("interval"), 10.0),
+                       timeout=r.duration((*w, "timeout"), m.get("timeout"), 2.0),
+                       unhealthy_after=r.integer((*w, "unhealthy_after"), m.get("unhealthy_after"), 3, 1),
+                       healthy_after=r.integer((*w, "healthy_after"), m.get("healthy_after"), 2, 1))
+
+
+def read_routes(r: Reader, value: Any, upstreams: set[str]) -> tuple[RouteConfig, ...]:
+    routes: list[RouteConfig] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(r.sequence(("routes",), value)):
+        route = _route(r, ("routes", index), raw, upstreams)
+        if route is None:
+            continue
+        if route.name in seen:
+            r.error(("routes", index, "name"), f"duplicate route name {route.name!r}")
+        seen.add(route.name)
+        routes.append(route)
+    return tuple(routes)
+
+
+def _route(r: Reader, w: KeyPath, value: Any, upstreams: set[str]) -> RouteConfig | None:
+    m = r.mapping(w, value, _ROUTE_KEYS)
+    if not m:
+        return None
+    name = r.string((*w, "name"), m.get("name"))
+    if not name:
+        r.error((*w, "name"), "every route needs a name")
+    upstream = r.string((*w, "upstream"), m.get("upstream"))
+    if upstream not in upstreams:
+        r.error((*w, "upstream"), f"unknown upstream {upstream!r} (known: {', '.join(sorted(upstreams))})")
+    try:
+        pattern = compile_match(r.string((*w, "match"), m.get("match")))
+    except ValueError as exc:
+        r.error((*w, "match"), str(exc))
+        return None
+    rewrite = r.string((*w, "rewrite"), m.get("rewrite")) or None
+    if rewrite is not None:
+        try:
+            check_rewrite(rewrite, pattern)
+        except ValueError as exc:
+            r.error((*w, "rewrite"), str(exc))
+    methods = _methods(r, (*w, "methods"), m.get("methods"))
+    cache = _route_cache(r, (*w, "cache"), m.get("cache"), methods)
+    return RouteConfig(
+        name=name, match=pattern, methods=methods, upstream=upstream, rewrite=rewrite, cache=cache,
+        guards=_guards(r, (*w, "guards"), m.get("guards")),
+        confirm_after=r.integer((*w, "confirm_after"), m.get("confirm_after"), 3, minimum=1),
+        guards_trip_breaker=r.boolean((*w, "guards_trip_breaker"), m.get("guards_trip_breaker"), False),
+        fallback=_fallback(r, (*w, "fallback"), m.get("fallback")),
+        max_object_size=r.size((*w, "max_object_size"), m.get("max_object_size"), 8 * 1024 * 1024),
+        max_body=None if m.get("max_body") is None else r.size((*w, "max_body"), m["max_body"], 0),
+        timeout=_timeouts(r, (*w, "timeout"), m.get("timeout"), Timeouts()),
+        sample=r.string((*w, "sample"), m.get("sample")) or None,
+    )
+
+
+def _methods(r: Reader, w: KeyPath, value: Any) -> frozenset[str]:
+    if value is None:
+        return ALL_METHODS
+    methods = set()
+    for i, raw in enumerate(r.sequence(w, value)):
+        method = r.string((*w, i), raw).upper()
+        if method not in ALL_METHODS:
+            r.error((*w, i), f"unsupported method {method!r} (allowed: {', '.join(sorted(ALL_METHODS))})")
+        methods.add(method)
+    if not methods:
+        r.error(w, "a route needs at least one method")
+    return frozenset(methods) or ALL_METHODS
+
+
+def _route_cache(r: Reader, w: KeyPath, value: Any, methods: frozenset[str]) -> RouteCache | None:
+    if value is None or value is False or value == "off":
+        return None
+    if not methods & CACHEABLE_METHODS:
+        r.error(w, "caching needs GET or HEAD in methods; writes are never cached (use cache: off)")
+        return None
+    m = r.mapping(w, value, _CACHE_KEYS)
+    base = RouteCache()
+    key = r.mapping((*w, "key"), m.get("key"), ("query", "headers"))
+    return RouteCache(
+        ttl=r.duration((*w, "ttl"), m.get("ttl"), 0.0),
+        force_ttl=r.boolean((*w, "force_ttl"), m.get("force_ttl"), False),
+        stale_while_revalidate=r.duration((*w, "stale_while_revalidate"), m.get("stale_while_revalidate"), 0.0),
+        stale_if_error=r.duration((*w, "stale_if_error"), m.get("stale_if_error"), 0.0),
+        key=CacheKey(query=_key_query(r, (*w, "key", "query"), key.get("query")),
+                     headers=tuple(r.string((*w, "key", "headers", i), h).lower()
+                                   for i, h in enumerate(r.sequence((*w, "key", "headers"), key.get("headers"))))),
+        share_authorized=r.boolean((*w, "share_authorized"), m.get("share_authorized"), False),
+        store_set_cookie=r.boolean((*w, "store_set_cookie"), m.get("store_set_cookie"), False),
+        lkg_max_age=r.duration((*w, "lkg_max_age"), m.get("lkg_max_age"), base.lkg_max_age),
+        lock_timeout=r.duration((*w, "lock_timeout"), m.get("lock_timeout"), base.lock_timeout),
+    )
+
+
+def _key_query(r: Reader, w: KeyPath, value: Any) -> str | tuple[str, ...]:
+    if value is None or value == "all":
+        return "all"
+    if value == "none":
+        return "none"
+    if isinstance(value, list):
+        return tuple(sorted(r.string((*w, i), v) for i, v in enumerate(value)))
+    r.error(w, "expected all, none, or a list of parameter names")
+    return "all"
+
+
+def _guards(r: Reader, w: KeyPath, value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    try:
+        return parse_guards(value)
+    except GuardConfigError as exc:
+        r.error((*w, *_where_parts(exc.where)), exc.message)
+        return ()
+
+
+def _where_parts(where: str) -> tuple[str | int, ...]:
+    parts: list[str | int] = []
+    for token in where.replace("]", "").replace("[", ".").split("."):
+        if token:
+            parts.append(int(token) if token.isdigit() else token)
+    return tuple(parts)
+
+
+def _fallback(r: Reader, w: KeyPath, value: Any) -> Fallback | None:
+    if value is None:
+        return None
+    m = r.mapping(w, value, ("status", "json", "body", "content_type"))
+    status = r.integer((*w, "status"), m.get("status"), 503, minimum=200)
+    if status > 599:
+        r.error((*w, "status"), "must be an HTTP status from 200 to 599")
+    if "json" in m:
+        return Fallback(status=status, body=json.dumps(m["json"]).encode())
+    body = r.string((*w, "body"), m.get("body"))
+    return Fallback(status=status, body=body.encode(),
+                    content_type=r.string((*w, "content_type"), m.get("content_type"), "text/plain"))

@@ -1,0 +1,124 @@
+"""deliver: turn an entry, an upstream response or an error into the client's response.
+
+Owns: response headers the proxy adds (Age, X-Cache, Cache-Status per RFC 9211, X-Request-Id,
+Retry-After) and the JSON error body. Must not: decide anything about caching.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from proxy.errors import MethodNotAllowed, ProxyError, error_body
+from proxy.model import Entry, Headers
+
+CACHE_NAME = "resilient-proxy"
+JSON = "application/json"
+# Never copied from a stored or upstream response onto ours: we set them, or aiohttp does.
+_OURS = frozenset({"content-length", "age", "x-cache", "cache-status", "x-request-id",
+                   "transfer-encoding", "connection", "keep-alive"})
+
+
+@dataclass(slots=True)
+class Txn:
+    """What one transaction did: filled along the request path, read by logs and metrics."""
+
+    request_id: str
+    start: float
+    method: str
+    path: str
+    client: str
+    route: str | None = None
+    upstream: str | None = None
+    status: int = 0
+    x_cache: str = "BYPASS"
+    upstream_status: int | None = None
+    upstream_ms: float | None = None
+    retries: int = 0
+    stale_reason: str | None = None
+    guard: str | None = None
+    breaker: str | None = None
+    bytes: int = 0
+
+
+def cache_status(*, hit: bool, ttl: float | None = None, fwd: str | None = None,
+                 fwd_status: int | None = None, stored: bool = False, collapsed: bool = False,
+                 detail: str | None = None) -> str:
+    parts = [CACHE_NAME]
+    if hit:
+        parts.append("hit")
+    if fwd:
+        parts.append(f"fwd={fwd}")
+    if fwd_status is not None:
+        parts.append(f"fwd-status={fwd_status}")
+    if ttl is not None:
+        parts.append(f"ttl={math.floor(ttl)}")
+    if stored:
+        parts.append("stored")
+    if collapsed:
+        parts.append("collapsed")
+    if detail:
+        parts.append(f'detail="{_quote(detail)}"')
+    return "; ".join(parts)
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')[:200]
+
+
+def _base_headers(headers: Headers, txn: Txn, x_cache: str, status_value: str) -> CIMultiDict[str]:
+    out: CIMultiDict[str] = CIMultiDict()
+    for key, value in headers:
+        if key.lower() not in _OURS:
+            out.add(key, value)
+    out["X-Cache"] = x_cache
+    out["Cache-Status"] = status_value
+    out["X-Request-Id"] = txn.request_id
+    txn.x_cache = x_cache
+    return out
+
+
+def entry_response(entry: Entry, now: float, txn: Txn, *, x_cache: str, status_value: str,
+                   not_modified: bool = False) -> web.Response:
+    headers = _base_headers(entry.headers, txn, x_cache, status_value)
+    headers["Age"] = str(int(entry.age(now)))  # RFC 9111 5.1: delta-seconds, rounded down
+    if not_modified:  # RFC 9110 15.4.5: a 304 carries the validators, no body
+        for name in ("Content-Type", "Content-Encoding", "Content-Language"):
+            headers.popall(name, None)
+        txn.status = 304
+        return web.Response(status=304, headers=headers)
+    txn.status = entry.status
+    txn.bytes = len(entry.body)
+    return web.Response(status=entry.status, headers=headers, body=entry.body)
+
+
+def passed_response(status: int, headers: Headers, body: bytes, txn: Txn, *, x_cache: str,
+                    status_value: str) -> web.Response:
+    out = _base_headers(headers, txn, x_cache, status_value)
+    txn.status = status
+    txn.bytes = len(body)
+    return web.Response(status=status, headers=out, body=body)
+
+
+def streaming_headers(headers: Headers, txn: Txn, *, x_cache: str, status_value: str) -> CIMultiDict[str]:
+    return _base_headers(headers, txn, x_cache, status_value)
+
+
+def error_response(err: ProxyError, txn: Txn, *, detail: str | None = None) -> web.Response:
+    body = error_body(err, route=txn.route, upstream=txn.upstream, request_id=txn.request_id)
+    headers = {"Content-Type": JSON, "X-Request-Id": txn.request_id, "X-Cache": txn.x_cache,
+               "Cache-Status": cache_status(hit=False, fwd=_fwd_for(txn), detail=detail or err.code)}
+    if isinstance(err, MethodNotAllowed):
+        headers["Allow"] = ", ".join(err.allow)
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+    txn.status = err.status
+    txn.bytes = len(body)
+    return web.Response(status=err.status, headers=headers, body=body)
+
+
+def _fwd_for(txn: Txn) -> str:
+    return "miss" if txn.x_cache == "MISS" else "bypass" if txn.route is None else "request"

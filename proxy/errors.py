@@ -1,0 +1,99 @@
+"""The error tree: every failure the proxy names, with the HTTP status it becomes.
+
+Owns: error codes, statuses and the JSON body shape of errors the proxy itself generates.
+Must not: import aiohttp or any client library: foreign errors are mapped onto this tree once,
+at the boundary where they happen (`upstream`).
+"""
+
+from __future__ import annotations
+
+import json
+
+
+class ProxyError(Exception):
+    status = 502
+    code = "proxy_error"
+    transport = False  # a failure talking to the upstream (counts for the breaker, stale-if-error)
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class NoRoute(ProxyError):
+    status, code = 404, "no_route"
+
+
+class MethodNotAllowed(ProxyError):
+    status, code = 405, "method_not_allowed"
+
+    def __init__(self, message: str, allow: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+class BadRequest(ProxyError):
+    status, code = 400, "bad_request"
+
+
+class PayloadTooLarge(ProxyError):
+    status, code = 413, "payload_too_large"
+
+
+class NotCached(ProxyError):
+    """`only-if-cached` with nothing stored (RFC 9111 5.2.1.7)."""
+
+    status, code = 504, "not_cached"
+
+
+class UpstreamError(ProxyError):
+    """The upstream answered in a way we cannot use, or the connection broke."""
+
+    status, code, transport = 502, "upstream_error", True
+
+
+class UpstreamConnectError(UpstreamError):
+    code = "upstream_unreachable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status, code = 504, "upstream_timeout"
+
+
+class UpstreamStatus(UpstreamError):
+    """A 5xx or 429 from the upstream: a failure we may hide behind a stale copy."""
+
+    code = "upstream_status"
+
+    def __init__(self, message: str, upstream_status: int, *, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.upstream_status = upstream_status
+
+
+class CircuitOpen(ProxyError):
+    status, code = 503, "circuit_open"
+
+
+class Overloaded(ProxyError):
+    """Bulkhead full or rate limit exceeded toward the upstream."""
+
+    status, code = 503, "upstream_overloaded"
+
+
+class DataRejected(ProxyError):
+    status, code = 502, "upstream_data_rejected"
+
+    def __init__(self, message: str, rules: list[str]) -> None:
+        super().__init__(message)
+        self.rules = rules
+
+
+def error_body(err: ProxyError, *, route: str | None, upstream: str | None, request_id: str) -> bytes:
+    body: dict[str, object] = {"error": err.code, "message": err.message, "route": route,
+                               "upstream": upstream, "request_id": request_id}
+    if isinstance(err, DataRejected):
+        body["rules"] = err.rules
+    if isinstance(err, UpstreamStatus):
+        body["upstream_status"] = err.upstream_status
+    return json.dumps(body).encode()

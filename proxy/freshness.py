@@ -1,0 +1,210 @@
+"""RFC 9111 and RFC 5861 decisions as pure functions of (data, now).
+
+Owns: may a response be stored (`storable`), its deadlines (`deadlines`), what a stored entry may
+be used for now (`decide`, `usable_on_error`), and how a 304 refreshes it (`refreshed`).
+Must not: read the clock, do I/O, or know where entries live.
+
+Decisions the RFCs leave to us, written down:
+- Request Cache-Control is ignored except `only-if-cached`, as Varnish and nginx do: a shared
+  cache must not let any client force traffic onto a vendor (RFC 9111 5.2.1 makes it optional).
+- The route's `stale_while_revalidate` / `stale_if_error` widen the upstream's own directives
+  (the larger wins), except where the response forbids stale use (`forbids_stale`) and does
+  not itself grant a stale window.
+- Only 2xx-4xx responses the RFC calls heuristically cacheable, or that carry explicit
+  freshness, are stored; 5xx and 206 never are.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
+
+from proxy.cachecontrol import CacheControl
+from proxy.model import Entry, Headers
+from proxy.settings import RouteCache
+
+# RFC 9110 section 15.1: heuristically cacheable status codes (206 left out: no range support).
+HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+# RFC 9111 section 4.3.4: headers a 304 must not overwrite in the stored response.
+_KEEP_ON_304 = frozenset({"content-length", "content-encoding", "transfer-encoding", "content-range"})
+
+
+class Decision(enum.Enum):
+    FRESH = "fresh"  # serve from cache
+    STALE_REVALIDATE = "stale"  # serve stale now and refresh in the background (RFC 5861 3)
+    EXPIRED = "expired"  # must go to the upstream (conditionally, if validators exist)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    initial_age: float
+    fresh_until: float
+    stale_until: float
+    error_until: float
+    keep_until: float
+    lkg_until: float
+
+
+def http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.timestamp()
+
+
+def header(headers: Headers, name: str) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def vary_names(headers: Headers) -> tuple[str, ...] | None:
+    """Lower-case names from Vary, sorted; None when the response varies on `*` (never matches)."""
+    names: set[str] = set()
+    for key, value in headers:
+        if key.lower() == "vary":
+            for item in value.split(","):
+                item = item.strip().lower()
+                if item == "*":
+                    return None
+                if item:
+                    names.add(item)
+    return tuple(sorted(names))
+
+
+def storable(
+    *, status: int, headers: Headers, cc: CacheControl, policy: RouteCache,
+    authorized: bool,
+) -> str | None:
+    """Why this response to a GET may not be stored (RFC 9111 section 3), or None."""
+    if status >= 500 or status == 206 or status < 200:
+        return "status"
+    if cc.no_store:
+        return "no-store"
+    if cc.private:
+        return "private"
+    if authorized and not (policy.share_authorized or cc.public or cc.s_maxage >= 0
+                           or cc.must_revalidate):
+        return "authorization"  # RFC 9111 section 3.5
+    if not policy.store_set_cookie and header(headers, "set-cookie") is not None:
+        return "set-cookie"
+    if vary_names(headers) is None:
+        return "vary-star"
+    explicit = cc.max_age >= 0 or cc.s_maxage >= 0 or header(headers, "expires") is not None
+    if status not in HEURISTIC_STATUSES and not explicit and not cc.public:
+        return "status"
+    has_validator = header(headers, "etag") is not None or header(headers, "last-modified") is not None
+    if not explicit and not has_validator and policy.ttl <= 0 and not cc.no_cache:
+        return "no-freshness"
+    return None
+
+
+def lifetime(headers: Headers, cc: CacheControl, policy: RouteCache) -> float:
+    """Freshness lifetime, RFC 9111 section 4.2.1, with the route's ttl as the fallback."""
+    if policy.force_ttl and policy.ttl > 0:
+        return policy.ttl
+    if cc.no_cache:
+        return 0.0  # stored, but every use must be validated (RFC 9111 5.2.2.4)
+    if cc.s_maxage >= 0:
+        return float(cc.s_maxage)
+    if cc.max_age >= 0:
+        return float(cc.max_age)
+    expires_raw = header(headers, "expires")
+    if expires_raw is not None:
+        expires = http_date(expires_raw)
+        date = http_date(header(headers, "date"))
+        if expires is None or date is None:
+            return 0.0  # invalid Expires means already expired (RFC 9111 5.3)
+        return max(0.0, expires - date)
+    return policy.ttl
+
+
+def initial_age(headers: Headers, request_time: float, response_time: float) -> float:
+    """corrected_initial_age, RFC 9111 section 4.2.3."""
+    date = http_date(header(headers, "date"))
+    apparent = max(0.0, response_time - date) if date is not None else 0.0
+    age_raw = (header(headers, "age") or "").strip()
+    age_value = float(age_raw) if age_raw.isdigit() else 0.0
+    corrected = age_value + max(0.0, response_time - request_time)
+    return max(apparent, corrected)
+
+
+def deadlines(
+    *, headers: Headers, cc: CacheControl, policy: RouteCache, request_time: float,
+    response_time: float, lkg: bool,
+) -> Deadlines:
+    age = initial_age(headers, request_time, response_time)
+    fresh_until = response_time + max(0.0, lifetime(headers, cc, policy) - age)
+    if policy.force_ttl:
+        swr, sie = policy.stale_while_revalidate, policy.stale_if_error
+    else:
+        swr = max(float(cc.stale_while_revalidate), policy.stale_while_revalidate)
+        sie = max(float(cc.stale_if_error), policy.stale_if_error)
+        if cc.forbids_stale:  # RFC 9111 4.2.4, unless the origin itself grants a window
+            swr = max(0.0, float(cc.stale_while_revalidate))
+            sie = max(0.0, float(cc.stale_if_error))
+    stale_until = fresh_until + swr
+    error_until = fresh_until + sie
+    lkg_until = 0.0
+    if lkg and not (cc.forbids_stale and not policy.force_ttl):
+        lkg_until = response_time + policy.lkg_max_age
+    keep_until = max(error_until, stale_until, lkg_until)
+    if header(headers, "etag") or header(headers, "last-modified"):
+        # An expired entry with validators still saves a body transfer (RFC 9111 4.3.1).
+        keep_until = max(keep_until, fresh_until + max(3600.0, policy.ttl))
+    return Deadlines(age, fresh_until, stale_until, error_until, keep_until, lkg_until)
+
+
+def decide(entry: Entry, now: float) -> Decision:
+    if now < entry.fresh_until:
+        return Decision.FRESH
+    if now < entry.stale_until:
+        return Decision.STALE_REVALIDATE
+    return Decision.EXPIRED
+
+
+def usable_on_error(entry: Entry, now: float) -> str | None:
+    """Why `entry` may stand in for a failed fetch, or None (RFC 5861 section 4)."""
+    if now < entry.fresh_until:
+        return "fresh"
+    if now < entry.error_until:
+        return "stale-if-error"
+    if now < entry.lkg_until:
+        return "last-known-good"
+    return None
+
+
+def merge_304(stored: Headers, fresh: Headers) -> Headers:
+    """Stored headers updated with a 304's, RFC 9111 section 4.3.4."""
+    updates = {k.lower(): (k, v) for k, v in fresh if k.lower() not in _KEEP_ON_304}
+    kept = [(k, v) for k, v in stored if k.lower() not in updates]
+    return (*kept, *updates.values())
+
+
+def refreshed(entry: Entry, headers: Headers, d: Deadlines, response_time: float) -> Entry:
+    return replace(entry, headers=headers, stored_at=response_time, initial_age=d.initial_age,
+                   fresh_until=d.fresh_until, stale_until=d.stale_until,
+                   error_until=d.error_until, keep_until=d.keep_until, lkg_until=d.lkg_until)
+
+
+def not_modified(entry: Entry, if_none_match: str | None, if_modified_since: str | None) -> bool:
+    """Whether a client conditional matches the entry (RFC 9110 13.1.2, 13.1.3, 13.2.2).
+
+    If-None-Match takes precedence: when present, If-Modified-Since is ignored.
+    """
+    if if_none_match is not None:
+        if entry.etag is None:
+            return if_none_match.strip() == "*"
+        wanted = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+        return "*" in wanted or entry.etag.removeprefix("W/") in wanted
+    if if_modified_since is not None and entry.last_modified is not None:
+        since, modified = http_date(if_modified_since), http_date(entry.last_modified)
+        return since is not None and modified is not None and modified <= since
+    return False

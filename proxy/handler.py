@@ -1,0 +1,266 @@
+"""The request path, one method per state, as Varnish's builtin.vcl names them.
+
+recv    match a route; refuse what no route allows (400/404/405/413); pass what is not cached
+hash    the cache key, from only what the route keys on
+lookup  L1 memory, then the shared tier
+decide  fresh -> hit | stale within SWR -> stale + background refresh | else fetch (coalesced)
+fetch   in `fetch.py`: upstream call, guards, store
+error   a usable copy (stale-if-error, last-known-good) marked stale; else fallback or JSON error
+deliver in `deliver.py`
+
+Must not: parse config, talk to aiohttp's client (that is `upstream`), or read the clock other
+than through `state.clock`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+
+from aiohttp import web
+
+from proxy import freshness
+from proxy.deliver import Txn, cache_status, entry_response, error_response, passed_response
+from proxy.errors import (
+    BadRequest,
+    CircuitOpen,
+    DataRejected,
+    MethodNotAllowed,
+    NoRoute,
+    NotCached,
+    ProxyError,
+    UpstreamStatus,
+)
+from proxy.fetch import Fetcher, Outcome, forward_headers, read_body, stream_response
+from proxy.freshness import Decision
+from proxy.keys import primary_key, variant_key
+from proxy.model import Entry
+from proxy.routing import Match, rewrite_path, unsafe_target
+from proxy.runtime import RouteState
+from proxy.state import ProxyState
+from proxy.transport import Outbound
+
+log = logging.getLogger("proxy.handler")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+CACHEABLE = frozenset({"GET", "HEAD"})
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class Handler:
+    def __init__(self, state: ProxyState) -> None:
+        self.state = state
+        self.fetcher = Fetcher(state)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        state = self.state
+        incoming = request.headers.get("X-Request-Id", "")
+        rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        txn = Txn(rid, state.clock.now(), request.method, request.raw_path, request.remote or "")
+        try:
+            response = await self.recv(request, txn)
+        except ProxyError as err:
+            response = error_response(err, txn)
+        except (asyncio.CancelledError, ConnectionResetError):
+            txn.status = 499  # client went away (nginx's convention)
+            state.telemetry.transaction(txn, state.clock.now())
+            raise
+        except Exception:
+            log.exception("request %s failed inside the proxy", rid)
+            response = error_response(ProxyError("internal error in the proxy"), txn)
+            response.set_status(500)
+            txn.status = 500
+        state.telemetry.transaction(txn, state.clock.now())
+        return response
+
+    # -- recv ----------------------------------------------------------------------------------
+
+    async def recv(self, request: web.Request, txn: Txn) -> web.StreamResponse:
+        raw = request.raw_path
+        why = unsafe_target(raw)
+        if why is not None:
+            raise BadRequest(why)
+        path, _, query = raw.partition("?")
+        found = self.state.runtime.match(path.split("/")[1:], request.method)
+        if isinstance(found, frozenset):
+            if not found:
+                raise NoRoute(f"no route for {path}")
+            raise MethodNotAllowed(f"{request.method} is not allowed here", tuple(sorted(found)))
+        rs, match = found
+        route = rs.config
+        txn.route, txn.upstream = route.name, route.upstream
+        rs.requests += 1
+        target = _target(route.rewrite, path, query, match)
+        if route.cache is not None and request.method in CACHEABLE and "Range" not in request.headers:
+            return await self.lookup(request, rs, path, query, target, txn)
+        return await self.pass_(request, rs, path, target, txn)
+
+    # -- pass: writes and uncached routes, sent once unless idempotent -------------------------
+
+    async def pass_(self, request: web.Request, rs: RouteState, path: str, target: str,
+                    txn: Txn) -> web.StreamResponse:
+        route = rs.config
+        body = await read_body(request, route.max_body or self.state.runtime.config.server.max_body)
+        out = Outbound(request.method, target, forward_headers(request, rs.upstream.config, cacheable=False),
+                       body=body, timeout=route.timeout,
+                       idempotency_key="Idempotency-Key" in request.headers)
+        fetched = await self.fetcher.call(rs, out, txn)
+        if fetched.status >= 500:
+            fetched.release()
+            raise UpstreamStatus(f"upstream answered {fetched.status}", fetched.status)
+        if request.method in UNSAFE and fetched.status < 400:
+            self.fetcher.invalidate(request, path, fetched.headers)
+        fwd = "bypass" if route.cache is None else "method"
+        status_value = cache_status(hit=False, fwd=fwd, fwd_status=fetched.status)
+        if not fetched.complete:
+            return await stream_response(request, fetched, txn, x_cache="BYPASS", status_value=status_value)
+        return passed_response(fetched.status, fetched.headers, fetched.body, txn, x_cache="BYPASS",
+                               status_value=status_value)
+
+    # -- hash + lookup + decide ----------------------------------------------------------------
+
+    async def lookup(self, request: web.Request, rs: RouteState, path: str, query: str, target: str,
+                     txn: Txn) -> web.StreamResponse:
+        state = self.state
+        policy = rs.config.cache
+        assert policy is not None
+        key = primary_key(rs.config.name, path, query, policy.key, request.headers.get)
+        vary = state.vary.get(key)
+        vkey = variant_key(key, vary, request.headers.get) if vary else key
+        now = state.clock.now()
+        entry = state.store.get(vkey, now)
+        if entry is None and state.shared is not None:
+            entry = await self.fetcher.from_shared(vkey, now)
+        if entry is not None:
+            decision = freshness.decide(entry, now)
+            if decision is Decision.FRESH:
+                rs.hits += 1
+                return self._hit(request, entry, now, txn)
+            if not rs.upstream.available(now) and freshness.usable_on_error(entry, now):
+                self._refresh(request, rs, vkey, entry, target)  # the probe runs in the background
+                return self._stale(rs, entry, now, txn, "circuit-open", fwd=None)
+            if decision is Decision.STALE_REVALIDATE:
+                self._refresh(request, rs, vkey, entry, target)
+                return self._stale(rs, entry, now, txn, "stale-while-revalidate", fwd=None)
+        if "only-if-cached" in request.headers.get("Cache-Control", ""):
+            raise NotCached("not in cache and only-if-cached was asked")
+        return await self.fetch(request, rs, vkey, entry, target, txn)
+
+    def _hit(self, request: web.Request, entry: Entry, now: float, txn: Txn) -> web.Response:
+        txn.x_cache = "HIT"
+        not_modified = entry.status == 200 and freshness.not_modified(
+            entry, request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since"))
+        return entry_response(entry, now, txn, x_cache="HIT",
+                              status_value=cache_status(hit=True, ttl=entry.fresh_until - now),
+                              not_modified=not_modified)
+
+    def _stale(self, rs: RouteState, entry: Entry, now: float, txn: Txn, reason: str,
+               fwd: str | None, fwd_status: int | None = None) -> web.Response:
+        rs.stale += 1
+        txn.stale_reason = reason
+        self.state.telemetry.stale.inc((rs.config.name, reason.split(":")[0]))
+        value = cache_status(hit=fwd is None, fwd=fwd, fwd_status=fwd_status,
+                             ttl=entry.fresh_until - now, detail=reason)
+        return entry_response(entry, now, txn, x_cache="STALE", status_value=value)
+
+    # -- fetch (coalesced) ---------------------------------------------------------------------
+
+    async def fetch(self, request: web.Request, rs: RouteState, vkey: str, entry: Entry | None,
+                    target: str, txn: Txn) -> web.StreamResponse:
+        out = self._outbound(request, rs, target)
+        state = self.state
+        future, leader = state.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out))
+        outcome: Outcome | None = None
+        try:
+            if leader:
+                outcome = await asyncio.shield(future)
+            else:
+                assert rs.config.cache is not None
+                outcome = await asyncio.wait_for(asyncio.shield(future), rs.config.cache.lock_timeout)
+        except TimeoutError:
+            log.warning("coalesced wait for %s timed out; fetching alone", vkey[:120])
+        except asyncio.CancelledError:
+            if future.cancelled():  # the task set was full: fetch inline
+                outcome = None
+            else:
+                raise
+        if outcome is not None and not leader and not outcome.shareable_for(request):
+            outcome = None  # Vary mismatch or uncacheable: waiters are released, not served
+        if outcome is None:
+            outcome = await self.fetcher.fetch(rs, vkey, entry, out)
+            leader = True
+        return await self._after_fetch(request, rs, entry, outcome, txn, collapsed=not leader)
+
+    async def _after_fetch(self, request: web.Request, rs: RouteState, entry: Entry | None, outcome: Outcome,
+                     txn: Txn, *, collapsed: bool) -> web.StreamResponse:
+        now = self.state.clock.now()
+        txn.upstream_status = outcome.upstream_status
+        txn.upstream_ms = outcome.upstream_ms
+        txn.retries = outcome.retries
+        if outcome.error is not None:
+            return self.error(rs, entry, outcome.error, txn, outcome.upstream_status)
+        txn.x_cache = "MISS"
+        if outcome.entry is not None:
+            fwd = "stale" if outcome.revalidated else "miss"
+            value = cache_status(hit=False, fwd=fwd, fwd_status=outcome.upstream_status,
+                                 ttl=outcome.entry.fresh_until - now, stored=outcome.stored,
+                                 collapsed=collapsed, detail=outcome.detail)
+            return entry_response(outcome.entry, now, txn, x_cache="MISS", status_value=value)
+        fetched = outcome.fetched
+        assert fetched is not None
+        value = cache_status(hit=False, fwd="miss", fwd_status=fetched.status, detail=outcome.detail)
+        if not fetched.complete:
+            return await stream_response(request, fetched, txn, x_cache="MISS", status_value=value)
+        return passed_response(fetched.status, fetched.headers, fetched.body, txn, x_cache="MISS",
+                               status_value=value)
+
+    # -- error ---------------------------------------------------------------------------------
+
+    def error(self, rs: RouteState, entry: Entry | None, err: ProxyError, txn: Txn,
+              upstream_status: int | None) -> web.Response:
+        now = self.state.clock.now()
+        usable = freshness.usable_on_error(entry, now) if entry is not None else None
+        if isinstance(err, DataRejected):
+            txn.guard = err.message
+        if entry is not None and usable is not None:
+            reason = err.message if isinstance(err, DataRejected) else \
+                "circuit-open" if isinstance(err, CircuitOpen) else usable
+            return self._stale(rs, entry, now, txn, reason, fwd="stale", fwd_status=upstream_status)
+        fallback = rs.config.fallback
+        if fallback is not None:
+            rs.stale += 1
+            txn.stale_reason = "fallback"
+            self.state.telemetry.stale.inc((rs.config.name, "fallback"))
+            value = cache_status(hit=False, fwd="miss", fwd_status=upstream_status,
+                                 detail=f"fallback: {err.code}")
+            return passed_response(fallback.status, (("Content-Type", fallback.content_type),),
+                                   fallback.body, txn, x_cache="STALE", status_value=value)
+        txn.x_cache = "MISS"
+        return error_response(err, txn, detail=err.code)
+
+    # -- background refresh --------------------------------------------------------------------
+
+    def _refresh(self, request: web.Request, rs: RouteState, vkey: str, entry: Entry, target: str) -> None:
+        state = self.state
+        now = state.clock.now()
+        if vkey in state.flights or not state.refresh_allowed(vkey, now):
+            return
+        out = self._outbound(request, rs, target)
+        future, _ = state.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out))
+        future.add_done_callback(lambda f: self.fetcher.refreshed(rs, vkey, f))
+
+    def _outbound(self, request: web.Request, rs: RouteState, target: str) -> Outbound:
+        # HEAD is fetched as GET so the answer can be stored and serve both (RFC 9110 9.3.2).
+        return Outbound("GET", target, forward_headers(request, rs.upstream.config, cacheable=True),
+                        timeout=rs.config.timeout, credentials=_has_credentials(request))
+
+
+def _has_credentials(request: web.Request) -> bool:
+    """Requests whose answers are private unless the response or route says otherwise."""
+    return "Authorization" in request.headers or "Cookie" in request.headers
+
+
+def _target(rewrite: str | None, path: str, query: str, match: Match) -> str:
+    target = rewrite_path(rewrite, path, match)
+    return f"{target}?{query}" if query else target

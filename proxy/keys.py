@@ -1,0 +1,59 @@
+"""Cache keys: only what the route keys on, nothing a client can smuggle in.
+
+Owns: the primary key (route, path, normalised query, keyed headers) and the variant key a
+`Vary` response adds (RFC 9111 section 4.1). Must not: read anything the route does not name:
+an unkeyed input that changes the response is how caches get poisoned.
+
+GET and HEAD share a key: a HEAD is answered from the stored GET (RFC 9110 9.3.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import parse_qsl, urlencode
+
+from proxy.settings import CacheKey
+
+SEP = "\x1f"  # between key parts; cannot appear in a valid request target or header value
+VARY_SEP = "\x1e"
+
+
+def normal_query(query: str, policy: CacheKey) -> str:
+    """The query part of the key: all parameters sorted, none, or only the named ones."""
+    if not query or policy.query == "none":
+        return ""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if isinstance(policy.query, tuple):
+        wanted = policy.query
+        pairs = [p for p in pairs if p[0] in wanted]
+    pairs.sort(key=lambda pair: pair[0])  # stable: repeated names keep their order
+    return urlencode(pairs)
+
+
+def normal_header(value: str | None) -> str:
+    if value is None:
+        return ""
+    return " ".join(value.split())
+
+
+def primary_key(
+    route: str, path: str, query: str, policy: CacheKey, get_header: Callable[[str], str | None]
+) -> str:
+    key = route + SEP + path
+    q = normal_query(query, policy)
+    if q:
+        key += "?" + q
+    for name in policy.headers:
+        key += SEP + name + "=" + normal_header(get_header(name))
+    return key
+
+
+def variant_key(primary: str, vary: tuple[str, ...], get_header: Callable[[str], str | None]) -> str:
+    if not vary:
+        return primary
+    return primary + VARY_SEP + VARY_SEP.join(normal_header(get_header(n)) for n in vary)
+
+
+def route_prefix(route: str, path_prefix: str = "") -> str:
+    """Key prefix for purging a route, or one path (or path prefix) within it."""
+    return route + SEP + path_prefix

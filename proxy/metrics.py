@@ -1,0 +1,320 @@
+"""Per-application metrics registry rendered in the Prometheus text exposition format 0.0.4.
+
+Owns: counters, gauges and histograms keyed by a tuple of label values, callback collectors
+evaluated at scrape time, and the text rendering (HELP/TYPE lines, label escaping, cumulative
+histogram buckets ending in +Inf).
+
+Must not: hold any module-level state (each app builds its own `Registry`, so tests and reloads
+never share counts), read the clock, do I/O, or lock. It is meant for one event loop thread;
+`inc`/`observe` are plain dict updates because they run on every cached hit.
+
+Format: https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+MetricType = Literal["counter", "gauge", "histogram", "untyped"]
+LabelValues = tuple[str, ...]
+
+# Seconds. A fresh hit costs well under a millisecond, so the low end is dense; the upper end
+# covers upstream calls up to a typical total timeout.
+DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One line of a collected family: `<family name><suffix>{labels} value`.
+
+    `suffix` lets a collector emit histogram/summary parts ("_bucket", "_sum", "_count").
+    """
+
+    value: float
+    labels: tuple[tuple[str, str], ...] = ()
+    suffix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """A metric family produced by a collector at scrape time (cache size, breaker state...)."""
+
+    name: str
+    type: MetricType
+    help: str
+    samples: tuple[Sample, ...]
+
+
+Collector = Callable[[], Iterable[Family]]
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a label value as the 0.0.4 text format requires: backslash, quote, newline."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _escape_help(text: str) -> str:
+    # HELP escapes only backslash and newline (quotes are literal there).
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def format_value(value: float) -> str:
+    """Render a sample value; integers without a trailing '.0' for readability."""
+    value = float(value)  # typing lets an int through as a float; collectors often pass ints
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def _format_le(bound: float) -> str:
+    # Same spelling as the official client (repr of a float, "+Inf"), so bucket series match.
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+def _label_block(pairs: Iterable[tuple[str, str]]) -> str:
+    inner = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in pairs)
+    return "{" + inner + "}" if inner else ""
+
+
+def _check_name(name: str) -> None:
+    if not _NAME_RE.match(name):
+        raise ValueError(f"invalid metric name {name!r}")
+
+
+def _check_labels(names: tuple[str, ...], reserved: tuple[str, ...] = ()) -> None:
+    for label in names:
+        if not _LABEL_RE.match(label) or label.startswith("__") or label in reserved:
+            raise ValueError(f"invalid label name {label!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate label names in {names!r}")
+
+
+class _Metric:
+    """Shared parts of the three metric kinds: name, help, label names, arity check."""
+
+    type: MetricType = "untyped"
+
+    def __init__(self, name: str, help: str, labels: tuple[str, ...]) -> None:
+        self.name = name
+        self.help = help
+        self.label_names = labels
+
+    def _arity(self, labels: LabelValues) -> None:
+        # Called only when a label tuple is first seen, so the hot path skips it.
+        if len(labels) != len(self.label_names):
+            raise ValueError(
+                f"{self.name}: expected labels {self.label_names!r}, got {labels!r}"
+            )
+        for value in labels:
+            if not isinstance(value, str):
+                raise TypeError(f"{self.name}: label values must be str, got {value!r}")
+
+    def _pairs(self, labels: LabelValues) -> tuple[tuple[str, str], ...]:
+        return tuple(zip(self.label_names, labels, strict=True))
+
+    def samples(self) -> list[Sample]:
+        raise NotImplementedError
+
+
+class _Scalar(_Metric):
+    """A counter or gauge: one float per label tuple."""
+
+    def __init__(self, name: str, help: str, labels: tuple[str, ...]) -> None:
+        super().__init__(name, help, labels)
+        self._values: dict[LabelValues, float] = {}
+        if not labels:
+            # An unlabelled series exists from the start, so a scrape shows 0 rather than nothing.
+            self._values[()] = 0.0
+
+    def value(self, labels: LabelValues = ()) -> float:
+        return self._values.get(labels, 0.0)
+
+    def remove(self, labels: LabelValues) -> None:
+        """Forget one series (e.g. a route dropped by a config reload)."""
+        self._values.pop(labels, None)
+
+    def _add(self, labels: LabelValues, n: float) -> None:
+        values = self._values
+        current = values.get(labels)
+        if current is None:
+            self._arity(labels)
+            current = 0.0
+        values[labels] = current + n
+
+    def samples(self) -> list[Sample]:
+        return [Sample(v, self._pairs(k)) for k, v in sorted(self._values.items())]
+
+
+class Counter(_Scalar):
+    """A monotonically increasing count. Name it `..._total` by convention."""
+
+    type: MetricType = "counter"
+
+    def inc(self, labels: LabelValues = (), n: float = 1.0) -> None:
+        if n < 0:
+            raise ValueError(f"{self.name}: counters only go up (n={n})")
+        self._add(labels, n)
+
+
+class Gauge(_Scalar):
+    """A value that goes up and down (in-flight requests, open breakers)."""
+
+    type: MetricType = "gauge"
+
+    def set(self, labels: LabelValues, value: float) -> None:
+        if labels not in self._values:
+            self._arity(labels)
+        self._values[labels] = value
+
+    def inc(self, labels: LabelValues = (), n: float = 1.0) -> None:
+        self._add(labels, n)
+
+    def dec(self, labels: LabelValues = (), n: float = 1.0) -> None:
+        self._add(labels, -n)
+
+
+class _HistState:
+    __slots__ = ("count", "counts", "sum")
+
+    def __init__(self, n_buckets: int) -> None:
+        self.counts = [0] * (n_buckets + 1)  # last slot: above every finite bound (+Inf only)
+        self.sum = 0.0
+        self.count = 0
+
+
+class Histogram(_Metric):
+    """Observations counted into fixed buckets; rendered cumulative, as Prometheus expects."""
+
+    type: MetricType = "histogram"
+
+    def __init__(
+        self, name: str, help: str, labels: tuple[str, ...], buckets: tuple[float, ...]
+    ) -> None:
+        super().__init__(name, help, labels)
+        bounds = tuple(float(b) for b in buckets if not math.isinf(b))
+        if not bounds or any(a >= b for a, b in itertools.pairwise(bounds)):
+            raise ValueError(f"{name}: buckets must be non-empty and strictly increasing")
+        self.buckets = bounds
+        self._states: dict[LabelValues, _HistState] = {}
+        if not labels:
+            self._states[()] = _HistState(len(bounds))
+
+    def observe(self, labels: LabelValues, value: float) -> None:
+        state = self._states.get(labels)
+        if state is None:
+            self._arity(labels)
+            state = self._states[labels] = _HistState(len(self.buckets))
+        # `le` is inclusive: bisect_left finds the first bound >= value.
+        state.counts[bisect_left(self.buckets, value)] += 1
+        state.sum += value
+        state.count += 1
+
+    def count(self, labels: LabelValues = ()) -> int:
+        state = self._states.get(labels)
+        return state.count if state else 0
+
+    def sum(self, labels: LabelValues = ()) -> float:
+        state = self._states.get(labels)
+        return state.sum if state else 0.0
+
+    def remove(self, labels: LabelValues) -> None:
+        self._states.pop(labels, None)
+
+    def samples(self) -> list[Sample]:
+        out: list[Sample] = []
+        for key, state in sorted(self._states.items()):
+            pairs = self._pairs(key)
+            running = 0
+            for bound, n in zip((*self.buckets, math.inf), state.counts, strict=True):
+                running += n
+                out.append(Sample(float(running), (*pairs, ("le", _format_le(bound))), "_bucket"))
+            out.append(Sample(state.sum, pairs, "_sum"))
+            out.append(Sample(float(state.count), pairs, "_count"))
+        return out
+
+
+_M = TypeVar("_M", bound=_Metric)
+
+
+class Registry:
+    """All metrics of one application. Create one per app; pass it to whoever records."""
+
+    def __init__(self) -> None:
+        self._metrics: dict[str, _Metric] = {}
+        self._collectors: list[Collector] = []
+        # Scrapes where a collector raised; the failing family is left out, the rest still render.
+        self.collector_errors = 0
+
+    def _register(self, metric: _M) -> _M:
+        _check_name(metric.name)
+        if metric.name in self._metrics:
+            raise ValueError(f"metric {metric.name!r} is already registered")
+        self._metrics[metric.name] = metric
+        return metric
+
+    def counter(self, name: str, help: str, labels: tuple[str, ...] = ()) -> Counter:
+        _check_labels(labels)
+        return self._register(Counter(name, help, labels))
+
+    def gauge(self, name: str, help: str, labels: tuple[str, ...] = ()) -> Gauge:
+        _check_labels(labels)
+        return self._register(Gauge(name, help, labels))
+
+    def histogram(
+        self,
+        name: str,
+        help: str,
+        labels: tuple[str, ...] = (),
+        buckets: tuple[float, ...] = DEFAULT_LATENCY_BUCKETS,
+    ) -> Histogram:
+        _check_labels(labels, reserved=("le",))
+        return self._register(Histogram(name, help, labels, buckets))
+
+    def collector(self, fn: Collector) -> None:
+        """Add a callback run at every scrape; it returns the families it owns."""
+        self._collectors.append(fn)
+
+    def get(self, name: str) -> _Metric | None:
+        return self._metrics.get(name)
+
+    def families(self) -> list[Family]:
+        """Every family, registered metrics first (in registration order), then collectors."""
+        out = [Family(m.name, m.type, m.help, tuple(m.samples())) for m in self._metrics.values()]
+        for fn in self._collectors:
+            try:
+                collected = list(fn())
+            except Exception:
+                # A broken callback must not take /metrics down during an incident.
+                self.collector_errors += 1
+                continue
+            out.extend(collected)
+        return out
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for fam in self.families():
+            lines.append(f"# HELP {fam.name} {_escape_help(fam.help)}")
+            lines.append(f"# TYPE {fam.name} {fam.type}")
+            lines.extend(
+                f"{fam.name}{s.suffix}{_label_block(s.labels)} {format_value(s.value)}"
+                for s in fam.samples
+            )
+        return "\n".join(lines) + "\n" if lines else ""
+
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -1,0 +1,117 @@
+"""Route patterns, request-target safety and upstream path rewriting.
+
+Owns: what a `match` and a `rewrite` mean, and which request targets may reach a route at all.
+Must not: do I/O or know about caching. Paths stay percent-encoded end to end: we compare and
+forward the raw segments, so nothing is decoded into a `/` or `..` on its way upstream.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+_PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_REWRITE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SEGMENT_OK = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    text: str
+    parts: tuple[str, ...]  # literal segments, or "{name}" for a parameter
+    prefix: bool  # ends in /*: matches the parts, then any rest
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p[1:-1] for p in self.parts if _PARAM.match(p))
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    params: dict[str, str]
+    rest: str  # for prefix patterns: the remainder after the prefix, with its leading "/"
+
+
+def compile_match(text: str) -> Pattern:
+    if not text.startswith("/"):
+        raise ValueError("must start with /")
+    prefix = text.endswith("/*")
+    body = text[:-2] if prefix else text
+    parts = tuple(p for p in body.split("/")[1:]) if body not in ("", "/") else ()
+    if not prefix and text != "/" and "" in parts:
+        raise ValueError("empty path segment")
+    seen: set[str] = set()
+    for part in parts:
+        if "{" in part or "}" in part:
+            found = _PARAM.match(part)
+            if not found:
+                raise ValueError(f"a parameter must be a whole segment like {{name}}, got {part!r}")
+            if found.group(1) in seen:
+                raise ValueError(f"parameter {found.group(1)!r} appears twice")
+            seen.add(found.group(1))
+        elif "*" in part:
+            raise ValueError("* is only allowed as the last segment, as /prefix/*")
+    return Pattern(text=text, parts=parts, prefix=prefix)
+
+
+def check_rewrite(rewrite: str, pattern: Pattern) -> None:
+    if not rewrite.startswith("/"):
+        raise ValueError("must start with /")
+    for name in _REWRITE_PARAM.findall(rewrite):
+        if name not in pattern.names:
+            raise ValueError(f"uses {{{name}}}, which the match pattern does not define")
+    if rewrite.endswith("/*") and not pattern.prefix:
+        raise ValueError("ends in /* but the match pattern is not a prefix")
+
+
+def match_path(pattern: Pattern, segments: list[str]) -> Match | None:
+    """`segments` is the raw path split on "/" without the leading empty string."""
+    parts = pattern.parts
+    if pattern.prefix:
+        if len(segments) < len(parts):
+            return None
+    elif len(segments) != len(parts):
+        return None
+    params: dict[str, str] = {}
+    for part, seg in zip(parts, segments, strict=False):
+        if part.startswith("{"):
+            if not seg:
+                return None
+            params[part[1:-1]] = seg
+        elif part != seg:
+            return None
+    rest = "/" + "/".join(segments[len(parts):]) if pattern.prefix and len(segments) > len(parts) else ""
+    return Match(params=params, rest=rest)
+
+
+def rewrite_path(rewrite: str | None, raw_path: str, match: Match) -> str:
+    if rewrite is None:
+        return raw_path
+    out = _REWRITE_PARAM.sub(lambda m: match.params[m.group(1)], rewrite)
+    if out.endswith("/*"):
+        out = out[:-2] + (match.rest or "/")
+    return out
+
+
+def unsafe_target(raw_target: str) -> str | None:
+    """Why a request target may not reach any route, or None when it is safe.
+
+    Refuses absolute-form and authority-form targets (RFC 9112 section 3.2), dot segments in any
+    encoding, encoded slashes and backslashes, and control characters: each is a known way to
+    step outside a route's path prefix on some upstream.
+    """
+    path = raw_target.split("?", 1)[0]
+    if not path.startswith("/") or path.startswith("//"):
+        return "request target must be a path (origin-form)"
+    for seg in path.split("/")[1:]:
+        if not _SEGMENT_OK.match(seg):
+            return "invalid character in path"
+        decoded = seg
+        for _ in range(3):  # double and triple encoding: %252e%252e
+            if "%" not in decoded:
+                break
+            decoded = unquote(decoded)
+        if decoded in (".", "..") or "/" in decoded or "\\" in decoded or "\x00" in decoded:
+            return "dot segments and encoded slashes are not allowed"
+    return None

@@ -1,0 +1,90 @@
+"""The live form of one loaded configuration: compiled routes, upstreams, per-route state.
+
+Owns: what a reload swaps atomically: routes, upstream clients and their breakers, and the
+state each route accumulates (guard hysteresis, learned contract shape, counters).
+Must not: serve requests (that is `handler`) or read YAML (that is `config`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from proxy.breaker import Transition
+from proxy.clock import Clock
+from proxy.drift import DriftTracker
+from proxy.guards import Hysteresis
+from proxy.routing import Match, match_path
+from proxy.settings import Config, RouteConfig, UpstreamConfig
+from proxy.upstream import Upstream
+
+MAX_TRACKED_KEYS = 10_000
+
+
+@dataclass(slots=True)
+class RouteState:
+    config: RouteConfig
+    upstream: Upstream
+    drift: DriftTracker = field(default_factory=DriftTracker)
+    hysteresis: OrderedDict[str, Hysteresis] = field(default_factory=OrderedDict)
+    requests: int = 0
+    hits: int = 0
+    stale: int = 0
+    guard_rejections: int = 0
+    last_good_at: float | None = None
+
+    def hysteresis_for(self, key: str) -> Hysteresis:
+        """Per cache key: a catalogue's streak must not be confirmed by another key's."""
+        found = self.hysteresis.get(key)
+        if found is None:
+            found = self.hysteresis[key] = Hysteresis(self.config.confirm_after)
+            if len(self.hysteresis) > MAX_TRACKED_KEYS:
+                self.hysteresis.popitem(last=False)
+        return found
+
+
+class Runtime:
+    def __init__(self, config: Config, clock: Clock, *,
+                 on_transition: Callable[[Transition], None],
+                 reuse: Runtime | None = None, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.upstreams: dict[str, Upstream] = {}
+        for up in config.upstreams:
+            kept = reuse.upstreams.get(up.name) if reuse else None
+            self.upstreams[up.name] = kept if kept and kept.config == up else \
+                Upstream(up, clock, on_transition=on_transition, rng=rng)
+        self.routes = [RouteState(r, self.upstreams[r.upstream]) for r in config.routes]
+        self.by_name = {state.config.name: state for state in self.routes}
+        if reuse is not None:
+            for state in self.routes:
+                old = reuse.by_name.get(state.config.name)
+                if old is not None and old.config.guards == state.config.guards:
+                    state.drift, state.hysteresis = old.drift, old.hysteresis
+                    state.last_good_at = old.last_good_at
+
+    def match(self, segments: list[str], method: str) -> tuple[RouteState, Match] | frozenset[str]:
+        """The first route, in file order, whose pattern and methods match; else the methods
+        the path allows (empty: no route at all), for 404 or 405 with `Allow`."""
+        allowed: set[str] = set()
+        for state in self.routes:
+            found = match_path(state.config.match, segments)
+            if found is None:
+                continue
+            methods = state.config.methods
+            if method in methods or (method == "HEAD" and "GET" in methods):
+                return state, found
+            allowed |= methods
+        if "GET" in allowed:
+            allowed.add("HEAD")
+        return frozenset(allowed)
+
+    def retired(self, newer: Runtime) -> list[Upstream]:
+        """Upstreams of this runtime that `newer` no longer uses (to close after a reload)."""
+        keep = {id(u) for u in newer.upstreams.values()}
+        return [u for u in self.upstreams.values() if id(u) not in keep]
+
+
+def upstream_config(runtime: Runtime, name: str) -> UpstreamConfig:
+    return runtime.upstreams[name].config

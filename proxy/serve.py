@@ -1,0 +1,145 @@
+"""`run`: listeners, signals, worker processes and graceful shutdown.
+
+Owns: process-level lifecycle: uvloop, the public listener (optionally TLS), the admin listener,
+SIGTERM/SIGINT (stop accepting, finish in-flight requests within `server.shutdown_grace`, exit 0),
+SIGHUP (reload), and `server.workers` processes sharing the port with SO_REUSEPORT.
+Must not: contain request logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import ssl
+import sys
+
+from aiohttp import web
+
+from proxy.app import PROXY_STATE, build_app
+from proxy.settings import Config
+
+log = logging.getLogger("proxy.serve")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # we write our own access log
+
+
+def serve(config: Config) -> int:
+    setup_logging(config.log.level)
+    workers = config.server.workers or os.cpu_count() or 1
+    if workers == 1:
+        return _run_worker(config, index=0, reuse_port=False)
+    return _supervise(config, workers)
+
+
+def _supervise(config: Config, workers: int) -> int:
+    """Fork `workers` processes that share the listening port (SO_REUSEPORT); the kernel
+    spreads connections. Worker 0 also owns the admin listener (see README, "Workers")."""
+    children: list[int] = []
+    for index in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = _run_worker(config, index=index, reuse_port=True)
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    worst = 0
+    for child in children:
+        _, status = os.waitpid(child, 0)
+        worst = max(worst, os.waitstatus_to_exitcode(status))
+    return worst
+
+
+def _run_worker(config: Config, *, index: int, reuse_port: bool) -> int:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a hard dependency off Windows
+        log.warning("uvloop not available; using the default event loop")
+    try:
+        asyncio.run(_main(config, index=index, reuse_port=reuse_port))
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+async def _main(config: Config, *, index: int, reuse_port: bool) -> None:
+    app = build_app(config)
+    state = app[PROXY_STATE]
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.server.shutdown_grace,
+                           handle_signals=False)
+    await runner.setup()
+    ssl_ctx = _ssl(config)
+    site = web.TCPSite(runner, config.server.listen.host, config.server.listen.port,
+                       ssl_context=ssl_ctx, reuse_port=reuse_port, backlog=1024)
+    await site.start()
+    admin_runner = None
+    if index == 0 and config.admin.enabled:
+        admin_runner = await _start_admin(app, config)
+    scheme = "https" if ssl_ctx else "http"
+    log.info("worker %d listening on %s://%s", index, scheme, config.server.listen)
+    print(f"resilient-proxy listening on {scheme}://{config.server.listen}"
+          + (f", admin on http://{config.admin.listen}" if admin_runner else ""), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app))
+    await stop.wait()
+    log.info("worker %d stopping: finishing in-flight requests", index)
+    state.ready = False
+    if admin_runner is not None:
+        await admin_runner.cleanup()
+    await runner.cleanup()  # stops accepting, waits up to shutdown_timeout for handlers
+
+
+async def _start_admin(app: web.Application, config: Config) -> web.AppRunner | None:
+    try:
+        from proxy.admin import build_admin_app
+    except ImportError:
+        return None
+    admin = build_admin_app(app)
+    runner = web.AppRunner(admin, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, config.admin.listen.host, config.admin.listen.port).start()
+    return runner
+
+
+def _reload(app: web.Application) -> None:
+    try:
+        from proxy.reload import reload_from_file
+    except ImportError:
+        log.error("reload is not available in this build")
+        return
+    result = reload_from_file(app[PROXY_STATE])
+    if result.errors:
+        log.error("reload refused, old config keeps serving:\n%s", "\n".join(result.errors))
+    else:
+        log.info("reloaded %s", app[PROXY_STATE].runtime.config.path)
+
+
+def _ssl(config: Config) -> ssl.SSLContext | None:
+    tls = config.server.tls
+    if tls is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    return ctx

@@ -1,0 +1,195 @@
+"""The typed, frozen configuration every other module reads.
+
+Owns: the shape and defaults of the configuration (DESIGN.md section 3).
+Must not: parse YAML or read files (that is `config`); hold behaviour beyond small accessors.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from proxy.breaker import BreakerPolicy
+from proxy.guards import Rule
+from proxy.retry import RetryPolicy
+from proxy.routing import Pattern
+
+ALL_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
+Headers = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str
+    port: int
+
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    cert_file: str
+    key_file: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    listen: Listen = Listen("127.0.0.1", 8080)
+    workers: int = 1  # 0 means "auto": one per core
+    tls: ServerTls | None = None
+    shutdown_grace: float = 10.0
+    max_body: int = 1024 * 1024  # request bodies, per route overridable
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    listen: Listen = Listen("127.0.0.1", 9901)
+    token: str = ""
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = "rproxy"
+    timeout: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    backend: str = "memory"
+    max_bytes: int = 256 * 1024 * 1024
+    snapshot: str | None = None
+    snapshot_interval: float = 60.0
+    redis: RedisConfig = RedisConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+    access: str = "stdout"
+    redact_params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    webhook: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 1.0
+    total: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    path: str
+    interval: float = 10.0
+    timeout: float = 2.0
+    unhealthy_after: int = 3
+    healthy_after: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    name: str
+    url: str
+    owner: str = ""
+    docs: str = ""
+    verify_tls: bool = True
+    ca_file: str | None = None
+    headers: Headers = ()
+    timeout: Timeouts = Timeouts()
+    retries: RetryPolicy = RetryPolicy()  # noqa: RUF009 - frozen, so sharing is safe
+    max_connections: int = 100
+    max_queue: int = 100
+    rate_limit: RateLimit | None = None
+    circuit_breaker: BreakerPolicy = BreakerPolicy()  # noqa: RUF009 - frozen
+    health_check: HealthCheck | None = None
+    version_header: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    query: str | tuple[str, ...] = "all"  # "all", "none", or the names that are keyed
+    headers: tuple[str, ...] = ()  # lower-case
+
+
+@dataclass(frozen=True, slots=True)
+class RouteCache:
+    ttl: float = 0.0
+    force_ttl: bool = False
+    stale_while_revalidate: float = 0.0
+    stale_if_error: float = 0.0
+    key: CacheKey = CacheKey()
+    share_authorized: bool = False  # store responses to requests with Authorization
+    store_set_cookie: bool = False  # store responses that set cookies
+    lkg_max_age: float = 7 * 86400.0
+    lock_timeout: float = 5.0  # coalescing wait, as nginx's proxy_cache_lock_timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    name: str
+    match: Pattern
+    methods: frozenset[str]
+    upstream: str
+    rewrite: str | None = None
+    cache: RouteCache | None = None
+    guards: tuple[Rule, ...] = ()
+    confirm_after: int = 3
+    guards_trip_breaker: bool = False
+    fallback: Fallback | None = None
+    max_object_size: int = 8 * 1024 * 1024
+    max_body: int | None = None
+    timeout: Timeouts | None = None
+    sample: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str
+    server: ServerConfig = ServerConfig()
+    admin: AdminConfig = AdminConfig()
+    cache: CacheConfig = CacheConfig()
+    log: LogConfig = LogConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    upstreams: tuple[UpstreamConfig, ...] = ()
+    routes: tuple[RouteConfig, ...] = ()
+    notices: tuple[str, ...] = field(default=())
+
+    def upstream(self, name: str) -> UpstreamConfig:
+        for up in self.upstreams:
+            if up.name == name:
+                return up
+        raise KeyError(name)
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every configured value that must never appear in logs or /config."""
+        values = [v for up in self.upstreams for _, v in up.headers]
+        values += [self.admin.token] if self.admin.token else []
+        return tuple(v for v in values if len(v) >= 4)

@@ -1,0 +1,1 @@
+"""Cache tiers behind one small protocol."""

@@ -1,0 +1,88 @@
+"""Entry <-> bytes, one versioned msgpack format shared by every tier and the snapshot.
+
+Owns: the wire format of a stored entry. Must not: know where the bytes go.
+A version byte leads the payload so a future format can be read beside this one; anything that
+does not decode cleanly raises `CodecError`, never returns a half-built entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from proxy.model import Entry
+
+VERSION = 1
+
+
+class CodecError(ValueError):
+    """The bytes are not an entry this version can read."""
+
+
+def encode(entry: Entry) -> bytes:
+    payload = [
+        VERSION,
+        entry.status,
+        [list(pair) for pair in entry.headers],
+        entry.body,
+        entry.stored_at,
+        entry.initial_age,
+        entry.fresh_until,
+        entry.stale_until,
+        entry.error_until,
+        entry.keep_until,
+        entry.lkg_until,
+        entry.etag,
+        entry.last_modified,
+        list(entry.vary),
+        list(entry.vary_values),
+        entry.url,
+    ]
+    return msgpack.packb(payload, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode(data: bytes) -> Entry:
+    try:
+        raw: Any = msgpack.unpackb(data, raw=False, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise CodecError(f"not a msgpack entry: {exc}") from exc
+    if not isinstance(raw, list) or not raw or raw[0] != VERSION or len(raw) != 16:
+        raise CodecError("unknown entry format or version")
+    try:
+        return _build(raw)
+    except (TypeError, ValueError) as exc:
+        raise CodecError(f"malformed entry: {exc}") from exc
+
+
+def _build(raw: list[Any]) -> Entry:
+    (_, status, headers, body, stored_at, initial_age, fresh_until, stale_until,
+     error_until, keep_until, lkg_until, etag, last_modified, vary, vary_values, url) = raw
+    if not isinstance(body, bytes) or not isinstance(status, int):
+        raise TypeError("status or body has the wrong type")
+    pairs = tuple((str(k), str(v)) for k, v in headers)
+    return Entry(
+        status=status,
+        headers=pairs,
+        body=body,
+        stored_at=float(stored_at),
+        initial_age=float(initial_age),
+        fresh_until=float(fresh_until),
+        stale_until=float(stale_until),
+        error_until=float(error_until),
+        keep_until=float(keep_until),
+        lkg_until=float(lkg_until),
+        etag=_opt_str(etag),
+        last_modified=_opt_str(last_modified),
+        vary=tuple(str(v) for v in vary),
+        vary_values=tuple(str(v) for v in vary_values),
+        url=str(url),
+    )
+
+
+def _opt_str(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value

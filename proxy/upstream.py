@@ -1,0 +1,209 @@
+"""One upstream as the request path sees it: `await upstream.request(...)`.
+
+Owns: the order of resilience around a call, as resilience4j composes it: retry( breaker(
+rate limit( bulkhead( transport.send ))))) and the per-upstream state that goes with it (breaker,
+retry budget, token bucket, bulkhead, health, last success / failure).
+Must not: cache or decide freshness; catch aiohttp errors (the transport maps them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from proxy.breaker import CircuitBreaker, State, Transition, is_failure_status
+from proxy.clock import Clock
+from proxy.errors import CircuitOpen, Overloaded, ProxyError, UpstreamError
+from proxy.ratelimit import Bulkhead, TokenBucket
+from proxy.retry import RetryBudget, backoff_delay, is_retryable_status, may_retry_method, parse_retry_after
+from proxy.settings import UpstreamConfig
+from proxy.transport import Fetched, Outbound, Transport
+
+RATE_WAIT_MAX = 1.0  # seconds a request without a stored copy may wait for a token
+QUEUE_WAIT_MAX = 2.0  # seconds a request may wait in the bulkhead queue
+
+
+@dataclass(slots=True)
+class Track:
+    """What the status page and doctor show about an upstream."""
+
+    last_success: float | None = None
+    last_failure: float | None = None
+    last_error: str | None = None
+    calls: int = 0
+    failures: int = 0
+    data_faults: int = 0
+    healthy: bool | None = None  # None until the first health check
+
+
+class Upstream:
+    def __init__(self, config: UpstreamConfig, clock: Clock, *,
+                 on_transition: Callable[[Transition], None], rng: random.Random | None = None,
+                 transport: Transport | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.clock = clock
+        self.transport = transport or Transport(config, clock)
+        self.breaker = CircuitBreaker(config.name, config.circuit_breaker)
+        self.budget = RetryBudget()
+        self.bucket = TokenBucket(config.rate_limit.per_second, config.rate_limit.burst) \
+            if config.rate_limit else None
+        self.bulkhead = Bulkhead(config.max_connections, config.max_queue)
+        self._slots = asyncio.Condition()
+        self.track = Track()
+        self._on_transition = on_transition
+        self._rng = rng or random.Random()
+
+    # -- what the request path asks before it calls ------------------------------------------
+
+    def available(self, now: float) -> bool:
+        """False when a caller with a stored copy should not wait on this upstream."""
+        self._report()
+        return self.breaker.state(now) is State.CLOSED and self.track.healthy is not False
+
+    def state(self, now: float) -> State:
+        state = self.breaker.state(now)
+        self._report()
+        return state
+
+    # -- the call ----------------------------------------------------------------------------
+
+    async def request(self, out: Outbound, limit: int, *, has_copy: bool = False) -> Fetched:
+        """Send with retries; a 5xx/429 comes back as a `Fetched`, transport faults raise."""
+        now = self.clock.now()
+        self.budget.record_request(now)
+        retryable = may_retry_method(out.method, out.idempotency_key)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                fetched = await self._attempt(out, limit, has_copy)
+            except UpstreamError:
+                if not self._may_retry(retryable, attempt):
+                    raise
+                await self._backoff(attempt, None)
+                continue
+            if not (retryable and is_retryable_status(fetched.status)) or \
+                    not self._may_retry(retryable, attempt):
+                fetched.attempts = attempt
+                return fetched
+            fetched.release()
+            await self._backoff(attempt, parse_retry_after(_get(fetched, "retry-after"), self.clock.now()))
+
+    def _may_retry(self, retryable: bool, attempt: int) -> bool:
+        return retryable and attempt <= self.config.retries.attempts and \
+            self.budget.try_spend(self.clock.now())
+
+    async def _backoff(self, attempt: int, retry_after: float | None) -> None:
+        delay = backoff_delay(self.config.retries, attempt, self._rng.random(), retry_after)
+        await asyncio.sleep(min(delay, self.config.retries.max_backoff * 4))
+
+    async def _attempt(self, out: Outbound, limit: int, has_copy: bool) -> Fetched:
+        now = self.clock.now()
+        permit = self.breaker.acquire(now)
+        self._report()
+        if permit is None:
+            raise CircuitOpen(f"circuit breaker for {self.name} is open",
+                              retry_after=max(1.0, self.breaker.retry_after(now)))
+        try:
+            await self._take_token(has_copy)
+            async with self._bulkhead():
+                fetched = await self.transport.send(out, limit)
+        except UpstreamError as exc:
+            self._record(permit, ok=False, duration=self.clock.now() - now, error=exc.message)
+            raise
+        except BaseException:
+            self.breaker.release(permit)
+            raise
+        failed = is_failure_status(fetched.status)
+        self._record(permit, ok=not failed, duration=fetched.elapsed,
+                     error=f"HTTP {fetched.status}" if failed else None)
+        if fetched.status == 429 and self.bucket is not None:
+            wait = parse_retry_after(_get(fetched, "retry-after"), fetched.response_time) or 1.0
+            self.bucket.penalise(fetched.response_time, fetched.response_time + wait)
+        return fetched
+
+    async def _take_token(self, has_copy: bool) -> None:
+        if self.bucket is None:
+            return
+        now = self.clock.now()
+        if self.bucket.try_take(now):
+            return
+        wait = self.bucket.wait_time(now)
+        if has_copy or wait > RATE_WAIT_MAX:
+            raise Overloaded(f"rate limit toward {self.name} reached", retry_after=max(1.0, wait))
+        await asyncio.sleep(wait)
+        if not self.bucket.try_take(self.clock.now()):
+            raise Overloaded(f"rate limit toward {self.name} reached", retry_after=1.0)
+
+    def _bulkhead(self) -> _Slot:
+        return _Slot(self.bulkhead, self._slots, self.name)
+
+    def _record(self, permit: object, *, ok: bool, duration: float, error: str | None) -> None:
+        now = self.clock.now()
+        self.breaker.record(permit, now, ok=ok, duration=duration)  # type: ignore[arg-type]
+        self.track.calls += 1
+        if ok:
+            self.track.last_success = now
+        else:
+            self.track.failures += 1
+            self.track.last_failure = now
+            self.track.last_error = error
+        self._report()
+
+    def record_data_fault(self) -> None:
+        """A guard rejection counted by the breaker (`guards_trip_breaker: true`)."""
+        now = self.clock.now()
+        permit = self.breaker.acquire(now)
+        if permit is not None:
+            self.breaker.record(permit, now, ok=False, duration=0.0)
+        self._report()
+
+    def _report(self) -> None:
+        for transition in self.breaker.drain_transitions():
+            self._on_transition(transition)
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+
+class _Slot:
+    """Bulkhead admission as an async context manager (the protocol in `ratelimit.Bulkhead`)."""
+
+    def __init__(self, bulkhead: Bulkhead, cond: asyncio.Condition, name: str) -> None:
+        self.bulkhead, self.cond, self.name = bulkhead, cond, name
+
+    async def __aenter__(self) -> None:
+        verdict = self.bulkhead.try_enter()
+        if verdict == "reject":
+            raise Overloaded(f"too many requests in flight toward {self.name}", retry_after=1.0)
+        if verdict == "queue":
+            try:
+                async with self.cond:
+                    await asyncio.wait_for(self.cond.wait_for(self.bulkhead.try_promote), QUEUE_WAIT_MAX)
+            except (TimeoutError, asyncio.CancelledError) as exc:
+                if self.bulkhead.dequeue():
+                    await self._wake()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise Overloaded(f"queue toward {self.name} is full", retry_after=1.0) from exc
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.bulkhead.leave():
+            await self._wake()
+
+    async def _wake(self) -> None:
+        async with self.cond:
+            self.cond.notify()
+
+
+def _get(fetched: Fetched, name: str) -> str | None:
+    for key, value in fetched.headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+__all__ = ["Fetched", "Outbound", "ProxyError", "Upstream"]

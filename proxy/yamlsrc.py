@@ -1,0 +1,111 @@
+"""YAML source with positions: plain Python values plus the line of every key.
+
+Owns: reading YAML text into plain values, `${VAR}` / `${VAR:-default}` substitution, and the
+map from key paths to line numbers that lets every config error say `file:line: key: message`.
+Must not: know what any key means (that is `config`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+KeyPath = tuple[str | int, ...]
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(slots=True)
+class Source:
+    """Parsed document plus where each key path sits in the file."""
+
+    path: str
+    data: Any
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+    env_errors: list[tuple[KeyPath, str]] = field(default_factory=list)
+
+    def line_of(self, where: KeyPath) -> int:
+        """The line of `where`, or of its nearest ancestor that has one."""
+        probe = where
+        while probe:
+            if probe in self.lines:
+                return self.lines[probe]
+            probe = probe[:-1]
+        return self.lines.get((), 1)
+
+
+def format_path(where: KeyPath) -> str:
+    out = ""
+    for part in where:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "(top level)"
+
+
+class YamlSyntaxError(ValueError):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def load(text: str, path: str, env: Mapping[str, str]) -> Source:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise YamlSyntaxError(line, f"{exc.problem or 'invalid YAML'}") from exc
+    source = Source(path=path, data=None)
+    if node is None:
+        source.data = {}
+        return source
+    source.lines[()] = node.start_mark.line + 1
+    source.data = _convert(node, (), source, env)
+    return source
+
+
+def _convert(node: yaml.Node, where: KeyPath, source: Source, env: Mapping[str, str]) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(_scalar(key_node, where, source, env))
+            child = (*where, key)
+            source.lines[child] = key_node.start_mark.line + 1
+            out[key] = _convert(value_node, child, source, env)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for index, item in enumerate(node.value):
+            child = (*where, index)
+            source.lines[child] = item.start_mark.line + 1
+            items.append(_convert(item, child, source, env))
+        return items
+    return _scalar(node, where, source, env)
+
+
+def _scalar(node: yaml.Node, where: KeyPath, source: Source, env: Mapping[str, str]) -> Any:
+    value = node.value
+    if isinstance(value, str) and "${" in value:
+        value = _substitute(value, where, source, env)
+        if node.style is None:  # plain scalars re-resolve: `port: ${PORT:-8080}` is an int
+            tag = yaml.resolver.Resolver().resolve(yaml.ScalarNode, value, (True, False))
+            node = yaml.ScalarNode(tag, value, node.start_mark, node.end_mark)
+        else:
+            return value
+    return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+
+
+def _substitute(text: str, where: KeyPath, source: Source, env: Mapping[str, str]) -> str:
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        source.env_errors.append((where, f"environment variable {name} is not set and has no default"))
+        return ""
+
+    return _ENV.sub(repl, text)

@@ -1,0 +1,95 @@
+"""A scripted origin: a real aiohttp server on loopback that follows a script and counts hits.
+
+Tests say what the vendor does next (status, headers, body, delay, reset, garbage) per path,
+then check what reached it. It is a real server: the proxy talks to it over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes | str | Any = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # real seconds to wait before answering (for timeout tests only)
+    reset: bool = False  # drop the connection without answering
+    garbage: bool = False  # write bytes that are not HTTP
+
+    def encoded(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return json.dumps(self.body).encode()
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str  # raw path with query
+    headers: dict[str, str]
+    body: bytes
+
+
+class Origin:
+    """`clock`: when given, the origin's Date header follows it, as a vendor's clock would
+    follow real time; otherwise aiohttp stamps real time."""
+
+    def __init__(self, clock: Any = None) -> None:
+        self.clock = clock
+        self.scripts: dict[str, deque[Reply]] = defaultdict(deque)
+        self.defaults: dict[str, Reply] = {}
+        self.fallback = Reply(404, {"error": "not scripted"}, {"Content-Type": "application/json"})
+        self.seen: list[Seen] = []
+        self.hits: dict[str, int] = defaultdict(int)
+        self.url = ""
+
+    def always(self, path: str, reply: Reply) -> None:
+        """Answer `path` (path only, no query) with `reply` until told otherwise."""
+        self.defaults[path] = reply
+        self.scripts[path].clear()
+
+    def then(self, path: str, *replies: Reply) -> None:
+        """Answer the next requests for `path` with these, in order, then the default."""
+        self.scripts[path].extend(replies)
+
+    def json(self, path: str, doc: Any, status: int = 200, **headers: str) -> None:
+        self.always(path, Reply(status, doc, {"Content-Type": "application/json", **headers}))
+
+    def count(self, path: str | None = None) -> int:
+        return len(self.seen) if path is None else self.hits[path]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.seen.append(Seen(request.method, request.raw_path, dict(request.headers), body))
+        self.hits[request.path] += 1
+        queue = self.scripts.get(request.path)
+        reply = queue.popleft() if queue else self.defaults.get(request.path, self.fallback)
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if reply.reset or reply.garbage:
+            transport = request.transport
+            if transport is not None:
+                if reply.garbage:
+                    transport.write(b"this is not http\r\n\r\n")
+                transport.close()
+            raise asyncio.CancelledError
+        headers = dict(reply.headers)
+        if self.clock is not None and "Date" not in headers:
+            headers["Date"] = formatdate(self.clock.now(), usegmt=True)
+        return web.Response(status=reply.status, body=reply.encoded(), headers=headers)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
