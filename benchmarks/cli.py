@@ -8,6 +8,7 @@ run is reported as skipped with its reason; the suite exits 0 whatever the speed
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -130,8 +131,10 @@ def run_suite(settings: Settings, names: list[str], loader: Loader) -> dict[str,
 
 def document(settings: Settings, loader: Loader, results: dict[str, Any],
              started: float) -> dict[str, Any]:
+    machine = machine_info()
+    machine["loadavg_at_start"] = results.get("loadavg_at_start")
     return {
-        "machine": machine_info(),
+        "machine": machine,
         "versions": versions(),
         "load_generator": loader.kind,
         "settings": {"duration_s": settings.duration, "warmup_s": settings.warmup,
@@ -157,11 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     loader = Loader(args.loadgen)
     started = time.monotonic()
     say(f"load generator: {loader.kind}")
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     if args.config is not None:
         results = run_user_config(args.config, settings, loader, say,
                                   allow_upstream_load=args.allow_upstream_load)
     else:
         results = run_suite(settings, selection(args.only), loader)
+    results["loadavg_at_start"] = load_at_start
     doc = document(settings, loader, results, started)
     print(render(doc))
     if args.json:

@@ -67,16 +67,27 @@ class BreakerPoller:
         return self.samples
 
 
-def while_open(samples: list[Sample]) -> tuple[int | None, float | None]:
-    """(origin requests between samples that both saw the breaker open, seconds until it
-    first opened); (None, None) when the state was never readable."""
+@dataclass(frozen=True, slots=True)
+class OpenStats:
+    while_open: int  # origin requests between two samples that both saw the breaker open
+    opened_after_s: float | None  # from the failure switch to the first "open" sample
+    until_open: int | None  # origin requests from the switch to that sample
+
+
+def while_open(samples: list[Sample]) -> OpenStats | None:
+    """What the breaker did during the failing half; None when its state was never readable.
+
+    Sampling is every 50 ms while the proxy is under load, so the times are approximate."""
     if not any(s.breaker for s in samples):
-        return None, None
+        return None
     count = sum(b.origin_requests - a.origin_requests
                 for a, b in itertools.pairwise(samples)
                 if a.breaker == "open" and b.breaker == "open")
-    opened = next((s.at - samples[0].at for s in samples if s.breaker == "open"), None)
-    return count, opened
+    first = next((s for s in samples if s.breaker == "open"), None)
+    if first is None:
+        return OpenStats(count, None, None)
+    return OpenStats(count, first.at - samples[0].at,
+                     first.origin_requests - samples[0].origin_requests)
 
 
 def outage(suite: Suite, res: ScenarioResult) -> None:
@@ -87,11 +98,10 @@ def outage(suite: Suite, res: ScenarioResult) -> None:
     target = suite.target(proxy.port, "/api/short/", mode="random", keys=keys, duration=half)
     suite.warm(target)
     befores: list[LoadResult] = []
-    open_counts: list[int] = []
-    opened_after: list[float] = []
-    for _ in range(s.repeats):
-        if not proxy.reset_breaker(OUTAGE_UPSTREAM):
-            res.notes.append("could not reset the breaker between repeats")
+    stats: list[OpenStats] = []
+    for i in range(s.repeats):
+        if not proxy.reset_breaker(OUTAGE_UPSTREAM) and i > 0:
+            res.notes.append(f"run {i + 1}: could not reset the breaker (admin API)")
         befores.append(suite.loader.run(target))
         origin.fail("503")
         poller = BreakerPoller(proxy, origin).start()
@@ -102,24 +112,29 @@ def outage(suite: Suite, res: ScenarioResult) -> None:
             samples = poller.stop()
             res.origin_requests.append(origin.requests() - start)
             origin.fail("off")
-        count, opened = while_open(samples)
-        if count is not None:
-            open_counts.append(count)
-        if opened is not None:
-            opened_after.append(opened)
+        found = while_open(samples)
+        if found is not None:
+            stats.append(found)
     res.extra["before"] = median_summary(befores)
     res.extra["after"] = median_summary(res.runs)
-    res.extra["origin_requests_while_open"] = open_counts or None
-    res.extra["breaker_opened_after_s"] = [round(x, 3) for x in opened_after] or None
+    res.extra["origin_requests_while_open"] = [x.while_open for x in stats] or None
+    res.extra["breaker_opened_after_s"] = [
+        None if x.opened_after_s is None else round(x.opened_after_s, 3) for x in stats] or None
+    res.extra["origin_requests_until_open"] = [x.until_open for x in stats] or None
     b, a = res.extra["before"], res.extra["after"]
     res.notes.append(f"{keys} keys, max-age 1s, stale_if_error 24h; origin 503 from halfway")
     res.notes.append(f"before: {b['errors']} err, p99 {b['p99_ms']} ms; "
                      f"after: {a['errors']} err, p99 {a['p99_ms']} ms")
-    if open_counts:
-        res.notes.append(f"origin requests while breaker open: {max(open_counts)} "
-                         f"(opened after {max(opened_after, default=0):.2f}s)")
-    else:
+    if not stats:
         res.notes.append("breaker state not readable from admin /status")
+    elif all(x.opened_after_s is None for x in stats):
+        res.notes.append("breaker never opened")
+    else:
+        res.notes.append(
+            "breaker opened after " + ", ".join(
+                f"{x.opened_after_s:.2f}s/{x.until_open} origin reqs" for x in stats
+                if x.opened_after_s is not None)
+            + f"; origin reqs while open: {max(x.while_open for x in stats)}")
     proxy.reset_breaker(OUTAGE_UPSTREAM)
 
 

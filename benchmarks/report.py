@@ -135,8 +135,10 @@ def render_memory(memory: Doc | None) -> str:
 def render(doc: Doc) -> str:
     m = doc["machine"]
     parts = [
-        f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; "
-        f"load generator: {doc['load_generator']}; settings: {doc['settings']}",
+        f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, load average "
+        f"{m.get('loadavg_at_start')} -> {m.get('loadavg')}; "
+        f"load generator: {doc['load_generator']}",
+        f"settings: {doc['settings']}",
         "",
         render_table(doc),
         "",

@@ -10,7 +10,9 @@ moved to free loopback ports in a temp copy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,13 +22,20 @@ from benchmarks.procs import process_group
 from benchmarks.proxyrun import ProxyProcess, sample_paths, start_proxy, user_config
 from benchmarks.suite import ScenarioResult, Settings, Skip, Suite, run_scenario, salt
 
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """`${VAR}` and `${VAR:-default}` as the proxy's config loader reads them."""
+    return _VAR.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), text)
+
 
 def _loopback_upstream(data: dict[str, Any], route: str) -> bool:
     routes = {str(r.get("name")): r for r in data.get("routes") or [] if isinstance(r, dict)}
     upstreams = data.get("upstreams") or {}
     up = upstreams.get(routes.get(route, {}).get("upstream"), {})
-    host = urlsplit(str(up.get("url", "")) if isinstance(up, dict) else "").hostname or ""
-    return host in ("127.0.0.1", "localhost", "::1")
+    url = expand(str(up.get("url", "")), os.environ) if isinstance(up, dict) else ""
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
 
 
 def _hit(proxy: ProxyProcess, sample: str) -> Callable[[Suite, ScenarioResult], None]:

@@ -11,6 +11,7 @@ import logging
 import random
 
 from aiohttp import web
+from aiohttp.typedefs import Handler as Handler_
 
 from proxy.accesslog import AccessLog
 from proxy.alerts import Alerts
@@ -18,11 +19,14 @@ from proxy.breaker import Transition
 from proxy.clock import Clock, SystemClock
 from proxy.flight import Flights, Tasks
 from proxy.handler import Handler
+from proxy.keys import group_of
+from proxy.health import HEALTH, HealthChecks
 from proxy.runtime import Runtime
 from proxy.settings import Config
 from proxy.state import ProxyState
 from proxy.store.base import SharedTier
 from proxy.store.memory import MemoryStore
+from proxy.store.snapshot import SNAPSHOT, Snapshotter
 from proxy.telemetry import Telemetry
 
 log = logging.getLogger("proxy.app")
@@ -44,7 +48,7 @@ def build_state(config: Config, *, clock: Clock | None = None, shared: SharedTie
             _breaker_event(holder[0], t)
 
     state = ProxyState(clock=clock, runtime=Runtime(config, clock, on_transition=on_transition, rng=rng),
-                       store=MemoryStore(config.cache.max_bytes), telemetry=telemetry, tasks=tasks,
+                       store=MemoryStore(config.cache.max_bytes, group_of=group_of), telemetry=telemetry, tasks=tasks,
                        flights=Flights(tasks), shared=shared, started_at=clock.now())
     state.on_transition = on_transition
     holder.append(state)
@@ -62,9 +66,18 @@ def build_app(config: Config, *, clock: Clock | None = None, shared: SharedTier 
               rng: random.Random | None = None, state: ProxyState | None = None) -> web.Application:
     """The public listener's application. Pass `state` to share one with an admin app."""
     state = state or build_state(config, clock=clock, shared=shared, rng=rng)
-    app = web.Application(handler_args={"max_field_size": MAX_FIELD_SIZE, "max_line_size": MAX_FIELD_SIZE})
+    proxy = Handler(state)
+
+    # Every request goes to the handler, whatever aiohttp's router makes of its target: the
+    # handler owns 400/404/405, including for CONNECT and absolute-form targets, which no
+    # path route would match.
+    @web.middleware
+    async def proxy_everything(request: web.Request, handler: Handler_) -> web.StreamResponse:  # noqa: ARG001
+        return await proxy.handle(request)
+
+    app = web.Application(middlewares=[proxy_everything],
+                          handler_args={"max_field_size": MAX_FIELD_SIZE, "max_line_size": MAX_FIELD_SIZE})
     app[PROXY_STATE] = state
-    app.router.add_route("*", "/{tail:.*}", Handler(state).handle)
     app.on_startup.append(_startup)
     app.on_cleanup.append(_cleanup)
     return app
@@ -76,14 +89,24 @@ async def _startup(app: web.Application) -> None:
     if not state.telemetry.access.enabled and config.log.access != "off":
         state.telemetry.access.open(config.log.access)
     state.telemetry.alerts.start()
+    app[HEALTH] = HealthChecks(state)
+    app[HEALTH].start()
+    if config.cache.snapshot:  # last-known-good from before the restart, before we say ready
+        app[SNAPSHOT] = snapshot = Snapshotter(state)
+        await snapshot.load()
+        snapshot.start()
     state.ready = True
 
 
 async def _cleanup(app: web.Application) -> None:
     state = app[PROXY_STATE]
     state.ready = False
+    if HEALTH in app:
+        await app[HEALTH].stop()
     await state.tasks.drain(timeout=2.0)
     await state.tasks.cancel_all()
+    if SNAPSHOT in app:  # after the drain, so refreshes that just landed are kept
+        await app[SNAPSHOT].close()
     for upstream in state.runtime.upstreams.values():
         await upstream.close()
     if state.shared is not None:

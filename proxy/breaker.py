@@ -173,7 +173,9 @@ class CircuitBreaker:
         until = self._open_until()
         if math.isinf(until):
             return self.policy.open_for
-        return max(0.0, until - now)
+        left = max(0.0, until - now)
+        # (opened_at + open_for) - now can round a hair above open_for; never report more.
+        return left if self._forced else min(left, self.policy.open_for)
 
     def snapshot(self, now: float) -> BreakerSnapshot:
         state = self.state(now)

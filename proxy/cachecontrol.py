@@ -73,7 +73,7 @@ def parse(values: str | list[str] | None) -> CacheControl:
 
 def _seconds(raw: str) -> int:
     value = raw.strip().strip('"')
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # DIGIT is ASCII only (RFC 5234 B.1)
         return 0  # invalid freshness information means stale (RFC 9111 4.2.1)
     return min(int(value), 2**31)  # delta-seconds overflow rule, RFC 9111 1.2.2
 

@@ -58,8 +58,9 @@ def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
         admin=_admin(r, top.get("admin")),
         cache=_cache(r, top.get("cache")),
         log=_log(r, top.get("log")),
-        alerts=AlertsConfig(webhook=r.string(("alerts", "webhook"),
-                                             r.mapping(("alerts",), top.get("alerts"), ("webhook",)).get("webhook")) or None),
+        alerts=AlertsConfig(webhook=r.string(
+            ("alerts", "webhook"),
+            r.mapping(("alerts",), top.get("alerts"), ("webhook",)).get("webhook")) or None),
         upstreams=upstreams,
         routes=read_routes(r, top.get("routes"), {u.name for u in upstreams}),
     )
@@ -77,7 +78,7 @@ def _listen(r: Reader, where: KeyPath, value: Any, default: Listen) -> Listen:
         return default
     text = r.string(where, value)
     host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    if not sep or not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
         r.error(where, f"expected host:port, got {text!r}")
         return default
     return Listen(host.strip("[]") or "0.0.0.0", int(port_text))
@@ -124,7 +125,8 @@ def _cache(r: Reader, value: Any) -> CacheConfig:
     return CacheConfig(backend=backend,
                        max_bytes=r.size((*w, "max_bytes"), m.get("max_bytes"), CacheConfig().max_bytes),
                        snapshot=r.string((*w, "snapshot"), m.get("snapshot")) or None,
-                       snapshot_interval=r.duration((*w, "snapshot_interval"), m.get("snapshot_interval"), 60.0),
+                       snapshot_interval=r.duration((*w, "snapshot_interval"),
+                                                    m.get("snapshot_interval"), 60.0),
                        redis=redis)
 
 

@@ -6,6 +6,7 @@ Must not: know the schema (that is `config`); stop at the first error: `check` r
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -32,7 +33,7 @@ class Reader:
     def __init__(self, source: Source) -> None:
         self.source = source
         self.issues: list[ConfigIssue] = []
-        for where, message in source.env_errors:
+        for where, message in source.problems:
             self.error(where, message)
 
     def error(self, where: KeyPath, message: str) -> None:
@@ -95,6 +96,9 @@ class Reader:
             self.error(where, "expected a duration like 250ms, 30s, 5m, 24h")
             return default
         if isinstance(value, int | float):
+            if not math.isfinite(value):  # YAML's .inf and .nan
+                self.error(where, "expected a duration like 250ms, 30s, 5m, 24h")
+                return default
             if value < 0:
                 self.error(where, "a duration cannot be negative")
                 return default

@@ -41,6 +41,14 @@ class PayloadTooLarge(ProxyError):
     status, code = 413, "payload_too_large"
 
 
+class UriTooLong(ProxyError):
+    status, code = 414, "uri_too_long"
+
+
+class HeadersTooLarge(ProxyError):
+    status, code = 431, "request_headers_too_large"
+
+
 class NotCached(ProxyError):
     """`only-if-cached` with nothing stored (RFC 9111 5.2.1.7)."""
 

@@ -24,7 +24,8 @@ from proxy.deliver import Txn, streaming_headers
 from proxy.errors import DataRejected, PayloadTooLarge, ProxyError, UpstreamStatus
 from proxy.guards import Verdict, check_body
 from proxy.headers import CACHE_OWNED, TRANSPORT_OWNED, UNKEYED_DANGEROUS, end_to_end
-from proxy.keys import SEP, route_prefix
+from proxy.keys import route_prefix
+from proxy.routing import compile_match, match_path, rewrite_path
 from proxy.model import Entry, Headers
 from proxy.runtime import RouteState
 from proxy.settings import UpstreamConfig
@@ -220,27 +221,48 @@ class Fetcher:
             self.state.refresh_succeeded(key)
             self.state.telemetry.refreshes.inc((rs.config.name, "ok"))
 
-    def invalidate(self, request: web.Request, path: str, headers: Headers) -> int:
-        """RFC 9111 4.4: a successful write invalidates its URI and same-origin Location."""
+    def invalidate(self, request: web.Request, path: str, headers: Headers, upstream: UpstreamConfig) -> int:
+        """RFC 9111 4.4: a successful write invalidates its URI and same-origin Location.
+
+        A Location may name a proxy path or, as vendors write it, the vendor's own path: the
+        latter is mapped back through each route's rewrite to the proxy path it is cached under.
+        """
         paths = {path}
+        vendor = urlsplit(upstream.url)
         for name in ("location", "content-location"):
             value = freshness.header(headers, name)
-            if value:
-                parts = urlsplit(value)
-                if not parts.netloc or parts.netloc == request.host:
-                    paths.add(parts.path or path)
+            if not value:
+                continue
+            parts = urlsplit(value)
+            if parts.path and (not parts.netloc or parts.netloc == request.host):
+                paths.add(parts.path)
+            if parts.path and (not parts.netloc or parts.netloc == vendor.netloc):
+                paths.update(self._proxy_paths(parts.path, upstream, vendor.path.rstrip("/")))
         dropped = 0
         for rs in self.state.runtime.routes:
             if rs.config.cache is None:
                 continue
             for p in paths:
-                if rs.config.match.prefix or p.count("/") == len(rs.config.match.parts):
-                    prefix = route_prefix(rs.config.name, p)
-                    dropped += self.state.store.delete_prefix(prefix + SEP)
-                    dropped += self.state.store.delete_prefix(prefix + "?")
-                    dropped += self.state.store.delete_prefix(prefix + "\x1e")
-                    dropped += int(self.state.store.delete(prefix))
+                if match_path(rs.config.match, p.split("/")[1:]) is not None:
+                    dropped += self.state.store.delete_group(route_prefix(rs.config.name, p))
         return dropped
+
+    def _proxy_paths(self, vendor_path: str, upstream: UpstreamConfig, base: str) -> set[str]:
+        if base and not vendor_path.startswith(base + "/"):
+            return set()
+        rel = vendor_path[len(base):]
+        found = set()
+        for rs in self.state.runtime.routes:
+            if rs.config.cache is None or rs.config.upstream != upstream.name:
+                continue
+            template = rs.config.rewrite or rs.config.match.text
+            try:
+                m = match_path(compile_match(template), rel.split("/")[1:])
+            except ValueError:
+                continue
+            if m is not None:
+                found.add(rewrite_path(rs.config.match.text, rel, m))
+        return found
 
     def _transport_fault(self, rs: RouteState, err: ProxyError) -> None:
         self.state.telemetry.transport_faults.inc((rs.upstream.name, err.code))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 from proxy.cachecontrol import CacheControl
@@ -53,8 +54,8 @@ def http_date(value: str | None) -> float | None:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if parsed.tzinfo is None:
-        return None
+    if parsed.tzinfo is None:  # asctime form: HTTP-dates are always GMT (RFC 9110 5.6.7)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 
@@ -106,8 +107,12 @@ def storable(
     return None
 
 
-def lifetime(headers: Headers, cc: CacheControl, policy: RouteCache) -> float:
-    """Freshness lifetime, RFC 9111 section 4.2.1, with the route's ttl as the fallback."""
+def lifetime(headers: Headers, cc: CacheControl, policy: RouteCache,
+             received: float | None = None) -> float:
+    """Freshness lifetime, RFC 9111 section 4.2.1, with the route's ttl as the fallback.
+
+    `received` stands in for a missing Date (RFC 9110 6.6.1: the recipient dates it on receipt).
+    """
     if policy.force_ttl and policy.ttl > 0:
         return policy.ttl
     if cc.no_cache:
@@ -119,7 +124,8 @@ def lifetime(headers: Headers, cc: CacheControl, policy: RouteCache) -> float:
     expires_raw = header(headers, "expires")
     if expires_raw is not None:
         expires = http_date(expires_raw)
-        date = http_date(header(headers, "date"))
+        date_raw = header(headers, "date")
+        date = http_date(date_raw) if date_raw is not None else received
         if expires is None or date is None:
             return 0.0  # invalid Expires means already expired (RFC 9111 5.3)
         return max(0.0, expires - date)
@@ -131,7 +137,7 @@ def initial_age(headers: Headers, request_time: float, response_time: float) -> 
     date = http_date(header(headers, "date"))
     apparent = max(0.0, response_time - date) if date is not None else 0.0
     age_raw = (header(headers, "age") or "").strip()
-    age_value = float(age_raw) if age_raw.isdigit() else 0.0
+    age_value = float(age_raw) if age_raw.isascii() and age_raw.isdigit() else 0.0
     corrected = age_value + max(0.0, response_time - request_time)
     return max(apparent, corrected)
 
@@ -141,7 +147,7 @@ def deadlines(
     response_time: float, lkg: bool,
 ) -> Deadlines:
     age = initial_age(headers, request_time, response_time)
-    fresh_until = response_time + max(0.0, lifetime(headers, cc, policy) - age)
+    fresh_until = response_time + max(0.0, lifetime(headers, cc, policy, response_time) - age)
     if policy.force_ttl:
         swr, sie = policy.stale_while_revalidate, policy.stale_if_error
     else:
@@ -183,13 +189,17 @@ def usable_on_error(entry: Entry, now: float) -> str | None:
 
 def merge_304(stored: Headers, fresh: Headers) -> Headers:
     """Stored headers updated with a 304's, RFC 9111 section 4.3.4."""
-    updates = {k.lower(): (k, v) for k, v in fresh if k.lower() not in _KEEP_ON_304}
-    kept = [(k, v) for k, v in stored if k.lower() not in updates]
-    return (*kept, *updates.values())
+    updates = [(k, v) for k, v in fresh if k.lower() not in _KEEP_ON_304]
+    replaced = {k.lower() for k, _ in updates}  # every field line of a name is replaced together
+    kept = [(k, v) for k, v in stored if k.lower() not in replaced]
+    return (*kept, *updates)
 
 
 def refreshed(entry: Entry, headers: Headers, d: Deadlines, response_time: float) -> Entry:
-    return replace(entry, headers=headers, stored_at=response_time, initial_age=d.initial_age,
+    # The validators follow the merged headers: a 304 may carry a new ETag (RFC 9110 15.4.5).
+    return replace(entry, headers=headers, etag=header(headers, "etag"),
+                   last_modified=header(headers, "last-modified"),
+                   stored_at=response_time, initial_age=d.initial_age,
                    fresh_until=d.fresh_until, stale_until=d.stale_until,
                    error_until=d.error_until, keep_until=d.keep_until, lkg_until=d.lkg_until)
 

@@ -15,6 +15,7 @@ than through `state.clock`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import uuid
@@ -27,11 +28,13 @@ from proxy.errors import (
     BadRequest,
     CircuitOpen,
     DataRejected,
+    HeadersTooLarge,
     MethodNotAllowed,
     NoRoute,
     NotCached,
     ProxyError,
     UpstreamStatus,
+    UriTooLong,
 )
 from proxy.fetch import Fetcher, Outcome, forward_headers, read_body, stream_response
 from proxy.freshness import Decision
@@ -45,6 +48,11 @@ from proxy.transport import Outbound
 log = logging.getLogger("proxy.handler")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 CACHEABLE = frozenset({"GET", "HEAD"})
+# Our own limits sit below aiohttp's parser limits (8190 bytes a line, 128 headers), which answer
+# a bare 400: these answer the precise status, 414 or 431 (RFC 9110 15.5.15, RFC 6585 5), as JSON.
+MAX_URL = 4096
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 16384
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -52,12 +60,18 @@ class Handler:
     def __init__(self, state: ProxyState) -> None:
         self.state = state
         self.fetcher = Fetcher(state)
+        # Request ids: a random per-process prefix and a counter; unique, and cheaper than uuid4
+        # on the hot path.
+        self._id_prefix = uuid.uuid4().hex[:12]
+        self._ids = itertools.count(1)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         state = self.state
-        incoming = request.headers.get("X-Request-Id", "")
-        rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        txn = Txn(rid, state.clock.now(), request.method, request.raw_path, request.remote or "")
+        incoming = request.headers.get("X-Request-Id")
+        rid = incoming if incoming and _REQUEST_ID.match(incoming) else \
+            f"{self._id_prefix}{next(self._ids):08x}"
+        txn = Txn(rid, state.clock.now(), request.method, request.raw_path,
+                  (request.remote or "") if state.telemetry.access.enabled else "")
         try:
             response = await self.recv(request, txn)
         except ProxyError as err:
@@ -71,6 +85,8 @@ class Handler:
             response = error_response(ProxyError("internal error in the proxy"), txn)
             response.set_status(500)
             txn.status = 500
+        if request.method == "CONNECT":
+            response.force_close()  # never leave a would-be tunnel open
         state.telemetry.transaction(txn, state.clock.now())
         return response
 
@@ -78,11 +94,18 @@ class Handler:
 
     async def recv(self, request: web.Request, txn: Txn) -> web.StreamResponse:
         raw = request.raw_path
+        if request.method in ("CONNECT", "TRACE"):
+            raise MethodNotAllowed(f"{request.method} is never proxied", ())
+        if len(raw) > MAX_URL:
+            raise UriTooLong(f"request target over {MAX_URL} bytes")
+        raw_headers = request.raw_headers
+        if len(raw_headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in raw_headers) > MAX_HEADER_BYTES:
+            raise HeadersTooLarge(f"at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes of them")
         why = unsafe_target(raw)
         if why is not None:
             raise BadRequest(why)
         path, _, query = raw.partition("?")
-        found = self.state.runtime.match(path.split("/")[1:], request.method)
+        found = self.state.runtime.match(path, request.method)
         if isinstance(found, frozenset):
             if not found:
                 raise NoRoute(f"no route for {path}")
@@ -110,7 +133,7 @@ class Handler:
             fetched.release()
             raise UpstreamStatus(f"upstream answered {fetched.status}", fetched.status)
         if request.method in UNSAFE and fetched.status < 400:
-            self.fetcher.invalidate(request, path, fetched.headers)
+            self.fetcher.invalidate(request, path, fetched.headers, rs.upstream.config)
         fwd = "bypass" if route.cache is None else "method"
         status_value = cache_status(hit=False, fwd=fwd, fwd_status=fetched.status)
         if not fetched.complete:

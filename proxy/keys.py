@@ -57,3 +57,17 @@ def variant_key(primary: str, vary: tuple[str, ...], get_header: Callable[[str],
 def route_prefix(route: str, path_prefix: str = "") -> str:
     """Key prefix for purging a route, or one path (or path prefix) within it."""
     return route + SEP + path_prefix
+
+
+def group_of(key: str) -> str:
+    """The URL a key belongs to (route + path), whatever its query, keyed headers or variant:
+    what a write to that URL invalidates (RFC 9111 4.4)."""
+    end = len(key)
+    for mark in ("?", VARY_SEP):
+        at = key.find(mark)
+        if at != -1:
+            end = min(end, at)
+    second = key.find(SEP, key.find(SEP) + 1)
+    if second != -1:
+        end = min(end, second)
+    return key[:end]

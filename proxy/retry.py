@@ -73,8 +73,8 @@ def backoff_delay(
         raise ValueError("rand must be in [0, 1]")
     exponent = min(retry_number - 1, _MAX_EXPONENT)
     ceiling = min(policy.max_backoff, policy.backoff * 2.0**exponent)
-    floor = max(0.0, retry_after) if retry_after is not None else 0.0
-    return max(rand * ceiling, floor)
+    # A negative (or missing) Retry-After loses to the jittered delay, which is >= 0.
+    return max(rand * ceiling, retry_after if retry_after is not None else 0.0)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

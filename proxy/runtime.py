@@ -21,6 +21,7 @@ from proxy.settings import Config, RouteConfig, UpstreamConfig
 from proxy.upstream import Upstream
 
 MAX_TRACKED_KEYS = 10_000
+MAX_MEMO = 10_000
 
 
 @dataclass(slots=True)
@@ -57,6 +58,7 @@ class Runtime:
                 Upstream(up, clock, on_transition=on_transition, rng=rng)
         self.routes = [RouteState(r, self.upstreams[r.upstream]) for r in config.routes]
         self.by_name = {state.config.name: state for state in self.routes}
+        self._memo: dict[tuple[str, str], tuple[RouteState, Match] | frozenset[str]] = {}
         if reuse is not None:
             for state in self.routes:
                 old = reuse.by_name.get(state.config.name)
@@ -64,9 +66,23 @@ class Runtime:
                     state.drift, state.hysteresis = old.drift, old.hysteresis
                     state.last_good_at = old.last_good_at
 
-    def match(self, segments: list[str], method: str) -> tuple[RouteState, Match] | frozenset[str]:
+    def match(self, path: str, method: str) -> tuple[RouteState, Match] | frozenset[str]:
         """The first route, in file order, whose pattern and methods match; else the methods
-        the path allows (empty: no route at all), for 404 or 405 with `Allow`."""
+        the path allows (empty: no route at all), for 404 or 405 with `Allow`.
+
+        Results are memoised per (path, method): hot keys skip the pattern scan. The memo is
+        bounded and belongs to this runtime, so a reload starts a fresh one.
+        """
+        memo_key = (path, method)
+        found = self._memo.get(memo_key)
+        if found is None:
+            found = self._scan(path.split("/")[1:], method)
+            if len(self._memo) >= MAX_MEMO:
+                self._memo.clear()
+            self._memo[memo_key] = found
+        return found
+
+    def _scan(self, segments: list[str], method: str) -> tuple[RouteState, Match] | frozenset[str]:
         allowed: set[str] = set()
         for state in self.routes:
             found = match_path(state.config.match, segments)

@@ -2,6 +2,7 @@
 
 Owns: reading YAML text into plain values, `${VAR}` / `${VAR:-default}` substitution, and the
 map from key paths to line numbers that lets every config error say `file:line: key: message`.
+Duplicate keys are problems here (PyYAML would silently keep the last one).
 Must not: know what any key means (that is `config`).
 """
 
@@ -25,7 +26,7 @@ class Source:
     path: str
     data: Any
     lines: dict[KeyPath, int] = field(default_factory=dict)
-    env_errors: list[tuple[KeyPath, str]] = field(default_factory=list)
+    problems: list[tuple[KeyPath, str]] = field(default_factory=list)  # unset env vars, duplicate keys
 
     def line_of(self, where: KeyPath) -> int:
         """The line of `where`, or of its nearest ancestor that has one."""
@@ -73,6 +74,8 @@ def _convert(node: yaml.Node, where: KeyPath, source: Source, env: Mapping[str, 
         for key_node, value_node in node.value:
             key = str(_scalar(key_node, where, source, env))
             child = (*where, key)
+            if key in out:
+                source.problems.append((child, f"duplicate key (first on line {source.lines[child]})"))
             source.lines[child] = key_node.start_mark.line + 1
             out[key] = _convert(value_node, child, source, env)
         return out
@@ -90,12 +93,30 @@ def _scalar(node: yaml.Node, where: KeyPath, source: Source, env: Mapping[str, s
     value = node.value
     if isinstance(value, str) and "${" in value:
         value = _substitute(value, where, source, env)
-        if node.style is None:  # plain scalars re-resolve: `port: ${PORT:-8080}` is an int
-            tag = yaml.resolver.Resolver().resolve(yaml.ScalarNode, value, (True, False))
-            node = yaml.ScalarNode(tag, value, node.start_mark, node.end_mark)
-        else:
-            return value
+        # Plain scalars are re-typed, so `port: ${PORT:-8080}` is an int; quoted ones stay text.
+        quoted = isinstance(node, yaml.ScalarNode) and node.style is not None
+        return value if quoted else _retype(value)
     return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+
+
+def _retype(text: str) -> Any:
+    """An int, float, bool or null only when that loses nothing the variable held.
+
+    YAML 1.1 resolution would read 0755 as octal, 1_000 and 12:34 as numbers and 2024-06-01 as a
+    date: a token set in the environment must reach the config exactly as it was typed.
+    """
+    if text == "":
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            number = kind(text)
+        except ValueError:
+            continue
+        if str(number) == text:
+            return number
+    return text
 
 
 def _substitute(text: str, where: KeyPath, source: Source, env: Mapping[str, str]) -> str:
@@ -105,7 +126,7 @@ def _substitute(text: str, where: KeyPath, source: Source, env: Mapping[str, str
             return env[name]
         if default is not None:
             return default
-        source.env_errors.append((where, f"environment variable {name} is not set and has no default"))
+        source.problems.append((where, f"environment variable {name} is not set and has no default"))
         return ""
 
     return _ENV.sub(repl, text)

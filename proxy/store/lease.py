@@ -1,8 +1,9 @@
 """Cross-instance coordination over Redis: lease values, key names, and the pub/sub listener.
 
 Owns: how shared-tier keys and channels are named, the `Lease` value, the token-checked release
-script, and `Subscriber`, the one background pub/sub connection per instance that wakes local
-waiters when a lease ends and hands purges from other instances to a callback.
+script, `Waiters` (one poller per awaited key per instance), and `Subscriber`, the one background
+pub/sub connection per instance that wakes those waiters when a lease ends and hands purges from
+other instances to a callback.
 Must not: decide cache semantics, hold entries, or touch the memory tier itself (the callback
 does). aiocache has no pub/sub, so this module talks to redis-py directly; the data path stays
 in `shared.py` behind aiocache.
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,8 @@ from redis.backoff import NoBackoff
 log = logging.getLogger("proxy.store.shared")
 
 PurgeCallback = Callable[[str, bool], None]
+# One round trip answering "has the value landed, and is the lease still held?"; None: Redis down.
+Probe = Callable[[], Awaitable[tuple[bytes | None, bool] | None]]
 
 # Compare-and-delete, then announce the end of the lease in the same atomic step so a waiter
 # never sees "lease gone" before the announcement can reach it. The pattern is Redis's own
@@ -39,6 +43,11 @@ return 0
 """
 
 _GLOB_SPECIALS = frozenset("*?[]\\")
+_READ_TICK = 0.5  # seconds; the listen loop looks at its stop flag at least this often
+_SOCKET_TIMEOUT = 2.0
+_HEALTH_CHECK = 5.0
+_CLOSE_GRACE = 2.0
+_MIN_BACKOFF = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +104,74 @@ def parse_purge(data: bytes | str) -> tuple[str, str, bool] | None:
     return sender, key, prefix
 
 
+class WaitEnd(enum.Enum):
+    """How a wait ended without the value."""
+
+    GONE = "gone"  # the lease ended (released or expired) with nothing stored: take over
+    TIMEOUT = "timeout"
+    DOWN = "down"  # Redis failed or its breaker is open
+
+
+class Waiters:
+    """Waits for a value another instance is fetching: one poller per key per instance, however
+    many local callers wait, woken at once by a release message and polling every
+    `poll_interval` to notice an expired lease (expiry publishes nothing) or a lost message."""
+
+    def __init__(self, poll_interval: float) -> None:
+        self._poll = poll_interval
+        self._events: dict[str, asyncio.Event] = {}
+        self._tasks: dict[str, asyncio.Task[bytes | WaitEnd]] = {}
+
+    def wake(self, key: str) -> None:
+        event = self._events.get(key)
+        if event is not None:
+            event.set()
+
+    async def wait(self, key: str, timeout: float, probe: Probe) -> bytes | WaitEnd:
+        task = self._tasks.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._poll_until(key, timeout, probe))
+            self._tasks[key] = task
+            task.add_done_callback(lambda done: self._forget(key, done))
+        try:
+            # shield: one caller giving up must not cancel the poll the others share
+            return await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            return WaitEnd.TIMEOUT
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _forget(self, key: str, task: asyncio.Task[bytes | WaitEnd]) -> None:
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+
+    async def _poll_until(self, key: str, timeout: float, probe: Probe) -> bytes | WaitEnd:
+        event = self._events.setdefault(key, asyncio.Event())
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    event.clear()  # before probing, so a release during the probe still wakes us
+                    got = await probe()
+                    if got is None:
+                        return WaitEnd.DOWN
+                    data, held = got
+                    if data is not None:
+                        return data
+                    if not held:
+                        return WaitEnd.GONE
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(event.wait(), self._poll)
+        except TimeoutError:
+            return WaitEnd.TIMEOUT
+        finally:
+            if self._events.get(key) is event:
+                del self._events[key]
+
+
 class Subscriber:
     """One pub/sub connection per instance, reconnecting after Redis comes back.
 
@@ -119,10 +196,15 @@ class Subscriber:
         self._on_purge: PurgeCallback | None = None
         self._max_backoff = max_backoff
         # No client-side retry: this loop owns reconnection and wants the error, not a stall.
+        # health_check_interval makes redis-py PING an idle subscription, so a frozen server is
+        # noticed (the read times out) instead of leaving a silent, dead listener.
         self._client: aredis.Redis = aredis.Redis.from_url(
-            url, socket_connect_timeout=connect_timeout, retry=Retry(NoBackoff(), 0)
+            url, socket_connect_timeout=connect_timeout, socket_timeout=_SOCKET_TIMEOUT,
+            health_check_interval=_HEALTH_CHECK, retry=Retry(NoBackoff(), 0),
         )
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._backoff = _MIN_BACKOFF
         self._subscribed = asyncio.Event()
         self.reconnects = 0
 
@@ -130,7 +212,7 @@ class Subscriber:
         self._on_purge = callback
 
     def start(self) -> None:
-        if self._task is None:
+        if self._task is None and not self._stopping:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"rproxy-subscriber-{self._names.namespace}"
             )
@@ -151,28 +233,34 @@ class Subscriber:
         return True
 
     async def close(self) -> None:
+        self._stopping = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Python 3.11's asyncio.timeout can swallow a cancel that lands as its own deadline
+            # fires (fixed in 3.12); the stop flag ends the loop even then, within one tick.
+            done, _ = await asyncio.wait({task}, timeout=_CLOSE_GRACE)
+            if not done:
+                log.warning("shared tier: pub/sub listener did not stop within %.1fs",
+                            _CLOSE_GRACE)
         await self._client.aclose(close_connection_pool=True)
 
     async def _run(self) -> None:
-        backoff = 0.05
-        while True:
+        while not self._stopping:
             try:
                 await self._listen_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure: log it, then reconnect
+                if self._stopping:
+                    return
                 self._subscribed.clear()
                 self.reconnects += 1
                 log.warning("shared tier: pub/sub listener lost (%r); reconnecting in %.2fs",
-                            exc, backoff)
+                            exc, self._backoff)
             # The backoff is real waiting for Redis to come back, not a test sleep.
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self._max_backoff)
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, self._max_backoff)
 
     async def _listen_once(self) -> None:
         channels = (self._names.released_channel, self._names.purge_channel)
@@ -180,8 +268,8 @@ class Subscriber:
         try:
             await pubsub.subscribe(*channels)
             pending = set(channels)
-            while True:
-                message = await pubsub.get_message(timeout=1.0)
+            while not self._stopping:
+                message = await pubsub.get_message(timeout=_READ_TICK)
                 if message is None:
                     continue
                 kind = message.get("type")
@@ -190,6 +278,7 @@ class Subscriber:
                     if not pending:
                         # Only now can a PUBLISH from another instance reach us.
                         self._subscribed.set()
+                        self._backoff = _MIN_BACKOFF
                         log.info("shared tier: pub/sub listening on %s", ", ".join(channels))
                 elif kind == "message":
                     self._dispatch(_text(message["channel"]), message["data"])

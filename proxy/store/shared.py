@@ -15,7 +15,6 @@ plus a token-checked Lua release (see `lease.py`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import secrets
@@ -24,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from aiocache import RedisCache  # type: ignore[import-untyped]
-from aiocache.serializers import BaseSerializer  # type: ignore[import-untyped]
+import redis.asyncio as aredis
+from aiocache import RedisCache
+from aiocache.serializers import BaseSerializer
 
 from proxy.breaker import BreakerPolicy, CircuitBreaker, State
 from proxy.clock import Clock
@@ -38,6 +38,8 @@ from proxy.store.lease import (
     Names,
     PurgeCallback,
     Subscriber,
+    WaitEnd,
+    Waiters,
     purge_message,
 )
 
@@ -58,11 +60,6 @@ class _Skip(enum.Enum):
     """Why a guarded Redis call produced no result."""
 
     DOWN = "down"  # error, timeout, or the breaker is open
-
-
-class _Wait(enum.Enum):
-    GONE = "gone"  # the lease ended without a value: the caller may take over
-    TIMEOUT = "timeout"
 
 
 class _Held(enum.Enum):
@@ -90,12 +87,18 @@ class _BytesSerializer(BaseSerializer):  # type: ignore[misc]
         return value
 
 
-def _aiocache_kwargs(url: str, timeout: float, connect_timeout: float) -> dict[str, Any]:
+def _aiocache_kwargs(
+    url: str, timeout: float, connect_timeout: float, max_connections: int
+) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
         raise ValueError(f"cache.redis.url: expected redis:// or rediss://, got {url!r}")
     db = (parts.path or "/0").lstrip("/") or "0"
-    pool_kwargs: dict[str, Any] = {"socket_timeout": timeout}
+    # A bounded pool that queues (up to `timeout`) instead of opening a connection per
+    # concurrent call: a cold burst of requests must not become a burst of slow handshakes
+    # that time out and trip the breaker, and a frozen Redis must not eat file descriptors.
+    # RESP2 skips the HELLO and maintenance-notification round trips redis-py 8 adds to RESP3.
+    pool_kwargs: dict[str, Any] = {"socket_timeout": timeout, "timeout": timeout, "protocol": 2}
     if parts.username:
         pool_kwargs["username"] = unquote(parts.username)
     return {
@@ -104,8 +107,12 @@ def _aiocache_kwargs(url: str, timeout: float, connect_timeout: float) -> dict[s
         "db": int(db),
         "password": unquote(parts.password) if parts.password else None,
         "ssl": parts.scheme == "rediss",
-        "timeout": timeout,  # aiocache wraps every command in asyncio.wait_for(timeout)
+        # Not aiocache's timeout: on 3.11 its asyncio.wait_for runs the call in a sub-task whose
+        # late exception is then logged as "never retrieved"; `_guarded` bounds each call instead.
+        "timeout": 0,
         "create_connection_timeout": connect_timeout,
+        "pool_max_size": max_connections,
+        "connection_pool_class": aredis.BlockingConnectionPool,
         "connection_pool_kwargs": pool_kwargs,
     }
 
@@ -123,23 +130,24 @@ class RedisTier:
         connect_timeout: float | None = None,
         policy: BreakerPolicy = DEFAULT_POLICY,
         poll_interval: float = 0.05,
+        max_connections: int = 32,
         instance_id: str | None = None,
         on_change: Callable[[TierChange], None] | None = None,
     ) -> None:
         self._clock = clock
+        self._timeout = timeout
         self.names = Names(namespace)
         self.instance_id = instance_id or secrets.token_hex(8)
-        self._poll = poll_interval
         self._on_change = on_change
         self._breaker = CircuitBreaker("redis", policy)
         self._reported_up = True
-        kwargs = _aiocache_kwargs(url, timeout, connect_timeout or timeout)
+        kwargs = _aiocache_kwargs(url, timeout, connect_timeout or timeout, max_connections)
         self._cache: Any = RedisCache(serializer=_BytesSerializer(), namespace=None, **kwargs)
+        self._waiters = Waiters(poll_interval)
         self._subscriber = Subscriber(
-            url, self.names, self.instance_id, self._wake, connect_timeout=connect_timeout or 1.0
+            url, self.names, self.instance_id, self._waiters.wake,
+            connect_timeout=connect_timeout or 1.0,
         )
-        self._wakers: dict[str, asyncio.Event] = {}
-        self._waits: dict[str, asyncio.Task[Entry | _Wait | _Skip]] = {}
         self.hits = self.misses = self.errors = self.skipped = 0
 
     @classmethod
@@ -200,8 +208,7 @@ class RedisTier:
                 return removed
 
     async def close(self) -> None:
-        for task in list(self._waits.values()):
-            task.cancel()
+        await self._waiters.close()
         await self._subscriber.close()
         await self._cache.client.aclose(close_connection_pool=True)
 
@@ -224,7 +231,7 @@ class RedisTier:
     async def wait_for(self, key: str, timeout: float) -> Entry | None:
         """The entry another instance is fetching, once it lands; None on timeout, when Redis
         is down, or when the lease ended without a value (the caller may then `lease()`)."""
-        got = await self._wait_shared(key, timeout)
+        got = await self._await_fill(key, timeout)
         return got if isinstance(got, Entry) else None
 
     async def lease_or_wait(self, key: str, ttl_ms: int, timeout: float) -> Lease | Entry | None:
@@ -241,10 +248,10 @@ class RedisTier:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            waited = await self._wait_shared(key, remaining)
+            waited = await self._await_fill(key, remaining)
             if isinstance(waited, Entry):
                 return waited
-            if waited is not _Wait.GONE:
+            if waited is not WaitEnd.GONE:
                 return None  # timed out or Redis down
 
     # -- invalidation fan-out ------------------------------------------------------------------
@@ -295,52 +302,22 @@ class RedisTier:
             return _Skip.DOWN
         return Lease(key, token, ttl_ms) if won else _Held.HELD
 
-    async def _wait_shared(self, key: str, timeout: float) -> Entry | _Wait | _Skip:
-        # One poller per key per instance, however many local callers wait on it.
-        task = self._waits.get(key)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._wait(key, timeout))
-            self._waits[key] = task
-            task.add_done_callback(lambda done: self._forget_wait(key, done))
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), timeout)
-        except TimeoutError:
-            return _Wait.TIMEOUT
-
-    def _forget_wait(self, key: str, task: asyncio.Task[Entry | _Wait | _Skip]) -> None:
-        if self._waits.get(key) is task:
-            del self._waits[key]
-
-    async def _wait(self, key: str, timeout: float) -> Entry | _Wait | _Skip:
+    async def _await_fill(self, key: str, timeout: float) -> Entry | WaitEnd:
         self._subscriber.start()  # wake-ups on release; polling covers expiry and lost messages
-        event = self._wakers.setdefault(key, asyncio.Event())
-        entry_key, lease_key = self.names.entry(key), self.names.lease(key)
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    event.clear()
-                    got = await self._guarded(
-                        "wait", lambda: self._cache.raw("mget", entry_key, lease_key))
-                    if got is _Skip.DOWN:
-                        return _Skip.DOWN
-                    data, holder = got
-                    if data is not None:
-                        entry = self._decode(key, data)
-                        return _Wait.GONE if entry is None else entry
-                    if holder is None:
-                        return _Wait.GONE  # holder released without storing, or died
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(event.wait(), self._poll)
-        except TimeoutError:
-            return _Wait.TIMEOUT
-        finally:
-            if self._wakers.get(key) is event:
-                del self._wakers[key]
+        got = await self._waiters.wait(key, timeout, lambda: self._probe(key))
+        if isinstance(got, bytes):
+            entry = self._decode(key, got)
+            return WaitEnd.GONE if entry is None else entry
+        return got
 
-    def _wake(self, key: str) -> None:
-        event = self._wakers.get(key)
-        if event is not None:
-            event.set()
+    async def _probe(self, key: str) -> tuple[bytes | None, bool] | None:
+        """(entry bytes or None, lease still held) in one round trip; None when Redis is down."""
+        got = await self._guarded(
+            "wait", lambda: self._cache.raw("mget", self.names.entry(key), self.names.lease(key)))
+        if got is _Skip.DOWN:
+            return None
+        data, holder = got
+        return data, holder is not None
 
     def _decode(self, key: str, data: bytes) -> Entry | None:
         try:
@@ -361,7 +338,8 @@ class RedisTier:
             self._report(start)
             return _Skip.DOWN
         try:
-            result = await call()
+            async with asyncio.timeout(self._timeout):
+                result = await call()
         except asyncio.CancelledError:
             self._breaker.release(permit)
             raise

@@ -17,7 +17,7 @@ import redis.asyncio as aredis
 from proxy.clock import FakeClock
 from proxy.model import Entry
 from proxy.store.codec import encode
-from proxy.store.lease import Lease, purge_message
+from proxy.store.lease import Lease, PurgeCallback, purge_message
 from proxy.store.shared import RedisTier, TierChange
 from tests.redis_server import RedisServer, find_server_binary
 
@@ -29,7 +29,10 @@ pytestmark = [
     ),
 ]
 
-TIMEOUT = 0.1
+TIMEOUT = 0.1  # the production default, for the tests that measure how fast an outage is absorbed
+# Every other test checks behaviour, not latency: a generous budget keeps a loaded CI machine
+# from turning a slow handshake into a (correctly) absorbed failure that the test did not expect.
+RELAXED = 2.0
 OPEN_FOR = 5.0  # DEFAULT_POLICY.open_for
 TierFactory = Callable[..., RedisTier]
 
@@ -67,7 +70,7 @@ async def make_tier(server: RedisServer, clock: FakeClock) -> AsyncIterator[Tier
 
     def factory(**kwargs: object) -> RedisTier:
         kwargs.setdefault("clock", clock)
-        kwargs.setdefault("timeout", TIMEOUT)
+        kwargs.setdefault("timeout", RELAXED)
         tier = RedisTier(server.url, **kwargs)  # type: ignore[arg-type]
         made.append(tier)
         return tier
@@ -132,6 +135,7 @@ async def test_namespaces_are_isolated(make_tier: TierFactory, clock: FakeClock)
 @pytest.mark.parametrize(
     "body",
     [bytes(range(256)), bytes(range(256))[::-1] * 64, b"", b"\x80\xff\xfe\x00", b"\x00" * 4096],
+    ids=["all-bytes", "all-bytes-reversed-16k", "empty", "invalid-utf8", "nul-4k"],
 )
 async def test_every_byte_value_survives(make_tier: TierFactory, clock: FakeClock,
                                          body: bytes) -> None:
@@ -172,7 +176,7 @@ async def test_redis_down_is_absorbed_fast_and_opens_the_breaker(
     make_tier: TierFactory, server: RedisServer, clock: FakeClock, outage: str
 ) -> None:
     changes: list[TierChange] = []
-    tier = make_tier(on_change=changes.append)
+    tier = make_tier(on_change=changes.append, timeout=TIMEOUT)
     await tier.set("k", make_entry(clock.now()), clock.now())
     assert await tier.get("k") is not None  # a pooled connection exists before the outage
     if outage == "killed":
@@ -183,7 +187,7 @@ async def test_redis_down_is_absorbed_fast_and_opens_the_breaker(
         for _ in range(3):
             started = time.monotonic()
             assert await tier.get("k") is None
-            assert time.monotonic() - started < 3 * TIMEOUT
+            assert time.monotonic() - started < 5 * TIMEOUT  # not aiocache's 5 s default
         assert not tier.up(clock.now())
         assert [c.up for c in changes] == [False]
         errors = tier.stats()["errors"]
@@ -261,6 +265,24 @@ async def test_expired_lease_is_taken_over_by_exactly_one_waiter(
     assert sum(isinstance(r, Entry) and r.body == b"fresh" for r in results) == waiters - 1
 
 
+async def test_a_cold_stampede_over_two_instances_makes_one_fetch(
+    make_tier: TierFactory, clock: FakeClock
+) -> None:
+    a, b = make_tier(), make_tier()
+    tasks = [asyncio.create_task((a, b)[i % 2].lease_or_wait("cold", 5000, 5.0))
+             for i in range(60)]
+    done, _ = await asyncio.wait(tasks, timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
+    (first,) = done
+    lease = first.result()
+    assert isinstance(lease, Lease)
+    fetcher = (a, b)[tasks.index(first) % 2]
+    await fetcher.set("cold", make_entry(clock.now(), b"once"), clock.now())
+    assert await fetcher.release(lease)
+    results = await asyncio.wait_for(asyncio.gather(*tasks), 5.0)
+    assert sum(isinstance(r, Lease) for r in results) == 1
+    assert sum(isinstance(r, Entry) and r.body == b"once" for r in results) == 59
+
+
 async def test_wait_for_is_woken_by_the_release_on_another_instance(
     make_tier: TierFactory, clock: FakeClock
 ) -> None:
@@ -301,8 +323,15 @@ async def test_purge_reaches_other_instances_but_not_its_sender(make_tier: TierF
     got_a: list[tuple[str, bool]] = []
     got_b: list[tuple[str, bool]] = []
     arrived_a, arrived_b = asyncio.Event(), asyncio.Event()
-    a.start_invalidation_listener(lambda k, p: (got_a.append((k, p)), arrived_a.set()))
-    b.start_invalidation_listener(lambda k, p: (got_b.append((k, p)), arrived_b.set()))
+
+    def recorder(into: list[tuple[str, bool]], arrived: asyncio.Event) -> PurgeCallback:
+        def record(key: str, prefix: bool) -> None:
+            into.append((key, prefix))
+            arrived.set()
+        return record
+
+    a.start_invalidation_listener(recorder(got_a, arrived_a))
+    b.start_invalidation_listener(recorder(got_b, arrived_b))
     assert await a.wait_listening(5.0) and await b.wait_listening(5.0)
     assert await a.publish_purge("prices:GET:/p/1", False) == 2
     await asyncio.wait_for(arrived_b.wait(), 5.0)
@@ -328,11 +357,11 @@ async def test_listener_survives_a_failing_callback_and_a_redis_restart(
     listener.start_invalidation_listener(callback)
     assert await listener.wait_listening(5.0)
     caplog.set_level(logging.INFO, logger="proxy.store.shared")
-    sender = aredis.Redis.from_url(server.url)
-    try:
+    async with aredis.Redis.from_url(server.url) as sender:
         await sender.publish("rproxy:purge", purge_message("other", "boom", False))
         assert await asyncio.wait_for(received.get(), 5.0) == "boom"
-        server.restart()
+    server.restart()
+    async with aredis.Redis.from_url(server.url) as sender:
         # Bounded wait for a real event: publish until the re-subscribed listener hears one.
         for _ in range(100):
             await sender.publish("rproxy:purge", purge_message("other", "after", False))
@@ -343,8 +372,6 @@ async def test_listener_survives_a_failing_callback_and_a_redis_restart(
                 continue
         else:
             pytest.fail("listener did not come back after the restart")
-    finally:
-        await sender.aclose()
     assert "purge callback failed" in caplog.text
     assert "pub/sub listener lost" in caplog.text
     assert listener.stats()["listener_reconnects"] >= 1

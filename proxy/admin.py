@@ -1,0 +1,409 @@
+"""The admin listener: health, readiness, metrics, status, config, purge, reload, breakers, quarantine.
+
+Owns: the admin HTTP API (DESIGN.md section 3, issue 5) on its own `web.Application`, served
+on `admin.listen` and never on the public port; its authentication (mutating calls need
+`Authorization: Bearer <admin.token>`, compared in constant time) and its error shape (every
+error is JSON: `{"error": code, "message": ...}`).
+Must not: serve proxied traffic, show a secret (GET /config and quarantine headers are
+redacted), or run the public app's lifecycle (serve.py and the public app own startup/cleanup).
+
+When no token is configured the listener is on loopback (config validation and `build_admin_app`
+both insist) and mutating calls are allowed: on a loopback-only port, anyone who can reach it
+can already signal the process.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from proxy import freshness
+from proxy.app import PROXY_STATE
+from proxy.cachecontrol import parse as parse_cc
+from proxy.collectors import register_collectors
+from proxy.guards import Rule
+from proxy.headers import end_to_end
+from proxy.keys import SEP, VARY_SEP, normal_query, primary_key, route_prefix
+from proxy.metrics import CONTENT_TYPE
+from proxy.model import Entry
+from proxy.quarantine import QuarantineItem
+from proxy.redact import redact_config, redact_headers
+from proxy.reload import reload_from_file
+from proxy.routing import Pattern, match_path, rewrite_path, unsafe_target
+from proxy.runtime import RouteState
+from proxy.settings import Config
+from proxy.state import ProxyState
+from proxy.status import build_status
+
+log = logging.getLogger("proxy.admin")
+STATUS_PAGE = Path(__file__).resolve().with_name("static") / "status.html"
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_DROP_ON_STORE = frozenset({"content-length", "age", "set-cookie"})  # as fetch stores entries
+# The page is self-contained: inline script and style, fetches only /status on this origin.
+_PAGE_HEADERS = {
+    "Content-Type": "text/html; charset=utf-8",
+    "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
+                               "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class AdminError(Exception):
+    """An admin-API error, rendered as JSON by the error middleware."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+class AdminConfigError(ValueError):
+    """The admin listener would be reachable off loopback without a token."""
+
+
+def build_admin_app(public: web.Application) -> web.Application:
+    """The admin application for the proxy whose public app is `public` (shares its state)."""
+    state = public[PROXY_STATE]
+    admin_cfg = state.runtime.config.admin
+    if not admin_cfg.listen.is_loopback() and not admin_cfg.token:
+        raise AdminConfigError(f"admin listener {admin_cfg.listen} is off loopback and admin.token is "
+                               "empty: refusing to expose purge, reload and breaker control")
+    register_collectors(state)
+    app = web.Application(middlewares=[_errors, _auth(admin_cfg.token)], client_max_size=64 * 1024)
+    app[PROXY_STATE] = state
+    r = app.router
+    r.add_get("/health", health)
+    r.add_get("/ready", ready)
+    r.add_get("/metrics", metrics)
+    r.add_get("/status", status)
+    r.add_get("/config", config)
+    r.add_post("/purge", purge)
+    r.add_post("/reload", reload)
+    r.add_post("/breakers/{upstream}/{action}", breaker)
+    r.add_get("/quarantine", quarantine_list)
+    r.add_get("/quarantine/{id}", quarantine_show)
+    r.add_post("/quarantine/{id}/promote", quarantine_promote)
+    return app
+
+
+# -- middlewares --------------------------------------------------------------------------------
+
+def token_ok(header: str | None, token: str) -> bool:
+    """`Authorization: Bearer <token>`, compared in constant time (no early exit on a mismatch)."""
+    scheme, _, given = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        given = ""
+    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"),
+                               token.encode("utf-8", "surrogateescape"))
+
+
+def _auth(token: str) -> Middleware:
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if token and request.method not in READ_METHODS and \
+                not token_ok(request.headers.get("Authorization"), token):
+            raise AdminError(401, "unauthorized", "this call needs Authorization: Bearer <admin.token>")
+        return await handler(request)
+
+    return auth
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AdminError as err:
+        headers = {"WWW-Authenticate": 'Bearer realm="resilient-proxy admin"'} if err.status == 401 else {}
+        return _json({"error": err.code, "message": err.message, **err.extra}, err.status, headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = re.sub(r"[^a-z0-9]+", "_", (exc.reason or "error").lower()).strip("_")
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+        return _json({"error": code, "message": f"{request.method} {request.path}: {exc.reason}"},
+                     exc.status, headers)
+    except Exception:
+        log.exception("admin %s %s failed", request.method, request.path)
+        return _json({"error": "internal_error", "message": "the admin call failed; see the log"}, 500)
+
+
+def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=json.dumps(doc, default=str), content_type="application/json",
+                        headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+def _state(request: web.Request) -> ProxyState:
+    return request.app[PROXY_STATE]
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        doc = await request.json()
+    except ValueError as exc:
+        raise AdminError(400, "bad_json", f"the body is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise AdminError(400, "bad_json", "the body must be a JSON object")
+    return doc
+
+
+# -- read-only endpoints ------------------------------------------------------------------------
+
+async def health(request: web.Request) -> web.Response:
+    state = _state(request)
+    return _json({"status": "ok", "uptime": round(state.clock.now() - state.started_at, 3)})
+
+
+async def ready(request: web.Request) -> web.Response:
+    if _state(request).ready:
+        return _json({"ready": True})
+    return _json({"ready": False, "error": "not_ready", "message": "starting up or shutting down"}, 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    text = _state(request).telemetry.registry.render()
+    return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE,
+                                                            "Cache-Control": "no-store"})
+
+
+def wants_html(accept: str) -> bool:
+    """A browser (text/html) rather than the page's own fetch or curl (JSON)."""
+    return "text/html" in accept and "application/json" not in accept
+
+
+async def status(request: web.Request) -> web.StreamResponse:
+    if wants_html(request.headers.get("Accept", "")):
+        return web.FileResponse(STATUS_PAGE, headers=_PAGE_HEADERS)
+    state = _state(request)
+    return _json(build_status(state, state.clock.now()))
+
+
+def config_json(config: Config) -> Any:
+    """The effective config as JSON, secrets redacted (header values, tokens, URL passwords)."""
+    return redact_config(_plain(config), config.secret_values())
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Pattern):
+        return obj.text
+    if isinstance(obj, Rule):
+        return obj.describe()  # rules hold compiled predicates: show their human form
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    if isinstance(obj, frozenset | set):
+        return sorted(_plain(v) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        if "headers" in fields and isinstance(fields["headers"], list):
+            fields["headers"] = {k: v for k, v in fields["headers"]}  # so names mark secrets
+        return fields
+    if isinstance(obj, tuple | list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+async def config(request: web.Request) -> web.Response:
+    return _json(config_json(_state(request).runtime.config))
+
+
+# -- purge --------------------------------------------------------------------------------------
+
+def _route(state: ProxyState, name: object) -> RouteState:
+    rs = state.runtime.by_name.get(name) if isinstance(name, str) else None
+    if rs is None:
+        raise AdminError(404, "unknown_route", f"no route named {name!r}",
+                         routes=sorted(state.runtime.by_name))
+    return rs
+
+
+def _path_of(rs: RouteState, key: object) -> tuple[str, str]:
+    """A request path+query of this route, checked as the public listener would."""
+    if not isinstance(key, str) or unsafe_target(key) is not None:
+        raise AdminError(400, "bad_key", f"key must be a request path like /api/..., got {key!r}")
+    path, _, query = key.partition("?")
+    if match_path(rs.config.match, path.split("/")[1:]) is None:
+        raise AdminError(400, "bad_key", f"{path} does not match route {rs.config.name} "
+                                         f"({rs.config.match.text})")
+    return path, query
+
+
+def select_keys(keys: list[str], rs: RouteState, *, key: str | None, prefix: str | None) -> list[str]:
+    """Stored keys a purge applies to: one path+query with all its header variants, or every
+    key under a path prefix of the route ("" or "/" is the whole route)."""
+    cache = rs.config.cache
+    assert cache is not None
+    if key is not None:
+        path, query = _path_of(rs, key)
+        base = route_prefix(rs.config.name, path)
+        q = normal_query(query, cache.key)
+        base += "?" + q if q else ""
+        return [k for k in keys if k == base or k.startswith((base + SEP, base + VARY_SEP))]
+    start = route_prefix(rs.config.name, "" if prefix in (None, "/") else prefix or "")
+    return [k for k in keys if k.startswith(start)]
+
+
+def soft_purged(entry: Entry, now: float) -> Entry:
+    """Expired now, but still a stale-if-error / last-known-good fallback (keeps those windows)."""
+    return dataclasses.replace(entry, fresh_until=min(entry.fresh_until, now),
+                               stale_until=min(entry.stale_until, now))
+
+
+async def purge(request: web.Request) -> web.Response:
+    state = _state(request)
+    body = await _body(request)
+    rs = _route(state, body.get("route"))
+    if rs.config.cache is None:
+        raise AdminError(400, "not_cached", f"route {rs.config.name} does not cache")
+    key, prefix, soft = body.get("key"), body.get("prefix"), body.get("soft", False)
+    if (key is None) == (prefix is None) or not isinstance(soft, bool) or \
+            (prefix is not None and not isinstance(prefix, str)):
+        raise AdminError(400, "bad_request", 'expected {"route", "key" | "prefix", "soft": bool}')
+    now = state.clock.now()
+    selected = select_keys([k for k, _ in state.store.items()], rs, key=key, prefix=prefix)
+    for k in selected:
+        entry = state.store.get(k, now)
+        if soft and entry is not None:
+            state.store.put(k, soft_purged(entry, now), now)
+        else:
+            state.store.delete(k)
+        if state.shared is not None:
+            work = state.shared.set(k, soft_purged(entry, now), now) if soft and entry is not None \
+                else state.shared.delete(k)
+            state.tasks.spawn(work, name="l2-purge")
+    log.info("purged %d entries of route %s (%s)", len(selected), rs.config.name, "soft" if soft else "hard")
+    return _json({"route": rs.config.name, "purged": len(selected), "soft": soft})
+
+
+# -- reload and breakers ------------------------------------------------------------------------
+
+async def reload(request: web.Request) -> web.Response:
+    result = reload_from_file(_state(request))
+    if result.errors:
+        return _json({"error": "invalid_config", "message": "reload refused; the old config keeps serving",
+                      "errors": result.errors}, 400)
+    return _json(result.as_json())
+
+
+async def breaker(request: web.Request) -> web.Response:
+    state = _state(request)
+    name, action = request.match_info["upstream"], request.match_info["action"]
+    upstream = state.runtime.upstreams.get(name)
+    if upstream is None:
+        raise AdminError(404, "unknown_upstream", f"no upstream named {name!r}",
+                         upstreams=sorted(state.runtime.upstreams))
+    now = state.clock.now()
+    if action == "open":
+        seconds = (await _body(request)).get("seconds")
+        if seconds is not None and (not isinstance(seconds, int | float) or seconds <= 0):
+            raise AdminError(400, "bad_request", "seconds must be a positive number")
+        upstream.breaker.force_open(now, until=None if seconds is None else now + float(seconds))
+    elif action == "close":
+        upstream.breaker.force_close(now)
+    elif action == "reset":
+        upstream.breaker.reset(now)
+    else:
+        raise AdminError(404, "unknown_action", f"expected open, close or reset, got {action!r}")
+    upstream.state(now)  # reports the transition: event, alert, metric
+    log.warning("breaker of %s: %s by admin", name, action)
+    return _json({"upstream": name, "action": action, "breaker": upstream.breaker.snapshot(now)})
+
+
+# -- quarantine ---------------------------------------------------------------------------------
+
+async def quarantine_list(request: web.Request) -> web.Response:
+    items = _state(request).quarantine.list(request.query.get("route"))
+    return _json({"items": [dataclasses.asdict(s) for s in items]})
+
+
+def item_json(item: QuarantineItem, secrets: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        body, encoding = item.body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        body, encoding = base64.b64encode(item.body).decode("ascii"), "base64"
+    return {"id": item.id, "route": item.route, "at": item.at, "status": item.status,
+            "headers": redact_headers(item.headers, secrets), "body": body, "body_encoding": encoding,
+            "size": item.size, "truncated": item.truncated,
+            "verdict": {"ok": item.verdict.ok, "relative_only": item.verdict.relative_only,
+                        "violations": [dataclasses.asdict(v) for v in item.verdict.violations]}}
+
+
+async def quarantine_show(request: web.Request) -> web.Response:
+    state = _state(request)
+    item = state.quarantine.get(request.match_info["id"])
+    if item is None:
+        raise AdminError(404, "unknown_item", "no such quarantined item (it may have been evicted)")
+    return _json(item_json(item, state.telemetry.secret_values))
+
+
+async def quarantine_promote(request: web.Request) -> web.Response:
+    """Accept a rejected payload as good: store it as the route's entry for `key`."""
+    state = _state(request)
+    body = await _body(request)
+    item = state.quarantine.get(request.match_info["id"])
+    if item is None:
+        raise AdminError(404, "unknown_item", "no such quarantined item (it may have been evicted)")
+    if item.truncated:
+        raise AdminError(409, "truncated", "the quarantined body was truncated; it cannot be promoted")
+    rs = _route(state, item.route)
+    if rs.config.cache is None:
+        raise AdminError(409, "not_cached", f"route {item.route} does not cache any more")
+    headers = body.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise AdminError(400, "bad_request", "headers must map names to strings")
+    path, query = _path_of(rs, body.get("key"))
+    now = state.clock.now()
+    entry, why = promoted_entry(rs, item, path, query, {k.lower(): v for k, v in headers.items()}, now)
+    if entry is None:
+        raise AdminError(409, "not_storable", f"the payload may not be stored: {why}")
+    lookup = {k.lower(): v for k, v in headers.items()}.get
+    primary = primary_key(rs.config.name, path, query, rs.config.cache.key, lookup)
+    full = primary if not entry.vary else primary + VARY_SEP + VARY_SEP.join(entry.vary_values)
+    state.remember_vary(primary, entry.vary)
+    state.store_entry(full, entry, now)
+    if state.shared is not None:
+        state.tasks.spawn(state.shared.set(full, entry, now), name="l2-set")
+    state.quarantine.take(item.id)
+    rs.hysteresis_for(full).reset()
+    rs.last_good_at = now
+    state.telemetry.event("quarantine_promoted", now, level="info", route=rs.config.name, item=item.id)
+    return _json({"promoted": item.id, "route": rs.config.name, "key": body["key"],
+                  "fresh_until": entry.fresh_until, "lkg_until": entry.lkg_until})
+
+
+def promoted_entry(rs: RouteState, item: QuarantineItem, path: str, query: str,
+                   request_headers: dict[str, str], now: float) -> tuple[Entry | None, str]:
+    """The entry fetch would have stored had the guards passed, with `now` as response time."""
+    policy = rs.config.cache
+    assert policy is not None
+    cc = parse_cc([v for k, v in item.headers if k.lower() == "cache-control"])
+    why = freshness.storable(status=item.status, headers=item.headers, cc=cc, policy=policy, authorized=False)
+    if why is not None:
+        return None, why
+    d = freshness.deadlines(headers=item.headers, cc=cc, policy=policy, request_time=now,
+                            response_time=now, lkg=bool(rs.config.guards))
+    headers = end_to_end(item.headers, _DROP_ON_STORE)
+    vary = freshness.vary_names(item.headers) or ()
+    found = match_path(rs.config.match, path.split("/")[1:])
+    assert found is not None
+    target = rewrite_path(rs.config.rewrite, path, found) + (f"?{query}" if query else "")
+    return Entry(status=item.status, headers=headers, body=item.body, stored_at=now,
+                 initial_age=d.initial_age, fresh_until=d.fresh_until, stale_until=d.stale_until,
+                 error_until=d.error_until, keep_until=d.keep_until, lkg_until=d.lkg_until,
+                 etag=freshness.header(headers, "etag"),
+                 last_modified=freshness.header(headers, "last-modified"), vary=vary,
+                 vary_values=tuple(" ".join(request_headers.get(n, "").split()) for n in vary),
+                 url=target), ""

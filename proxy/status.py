@@ -1,0 +1,108 @@
+"""The /status JSON: what the status page shows, built from the running proxy's state.
+
+Owns: the shape of `GET /status` (read by proxy/static/status.html): per upstream its owner,
+docs, breaker snapshot, health, last success / failure and error rates; per route its counters,
+hit ratio and last-known-good age; the memory tier's size.
+Must not: change anything it reads (beyond the breaker's lazy OPEN -> HALF_OPEN step, whose
+transition is reported through the upstream as any other), do I/O, or show a secret: URLs lose
+userinfo passwords and secret query parameters, free text is scrubbed of configured secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.redact import redact_url, scrub
+from proxy.runtime import RouteState
+from proxy.state import ProxyState
+from proxy.upstream import Upstream
+
+SERVICE = "resilient-proxy"
+VERSION = "0.1.0"
+
+
+def health_label(healthy: bool | None) -> str:
+    """Active health checks: None until the first one ran."""
+    return "unknown" if healthy is None else "healthy" if healthy else "unhealthy"
+
+
+def ratio(part: int, whole: int) -> float | None:
+    """part/whole, or None (rendered as a dash) when nothing was counted yet."""
+    return part / whole if whole else None
+
+
+def upstream_status(up: Upstream, now: float, secrets: tuple[str, ...]) -> dict[str, Any]:
+    up.state(now)  # reports a lazy OPEN -> HALF_OPEN transition before the snapshot
+    snap = up.breaker.snapshot(now)
+    track = up.track
+    return {
+        "name": up.name,
+        "url": redact_url(up.config.url),
+        "owner": up.config.owner or None,
+        "docs": up.config.docs or None,
+        "breaker": {
+            "state": snap["state"],
+            "retry_after": round(snap["retry_after"], 3),
+            "calls": snap["calls"],
+            "failures": snap["failures"],
+            "failure_rate": snap["failure_rate"],
+            "opened_at": snap["opened_at"],
+            "forced": snap["forced"],
+        },
+        "health": health_label(track.healthy),
+        "last_success": track.last_success,
+        "last_failure": track.last_failure,
+        "last_error": scrub(track.last_error, secrets) if track.last_error else None,
+        "calls": track.calls,
+        "failures": track.failures,
+        "data_faults": track.data_faults,
+        "error_rate": ratio(track.failures, track.calls),
+        "data_fault_rate": ratio(track.data_faults, track.calls),
+        "retry_budget": up.budget.available(now),
+    }
+
+
+def lkg_age(rs: RouteState, now: float) -> float | None:
+    """Seconds since the route last stored or revalidated a good (2xx) answer."""
+    return None if rs.last_good_at is None else max(0.0, now - rs.last_good_at)
+
+
+def route_status(rs: RouteState, now: float) -> dict[str, Any]:
+    config = rs.config
+    age = lkg_age(rs, now)
+    return {
+        "name": config.name,
+        "match": config.match.text,
+        "methods": sorted(config.methods),
+        "upstream": config.upstream,
+        "cached": config.cache is not None,
+        "requests": rs.requests,
+        "hits": rs.hits,
+        "stale": rs.stale,
+        "hit_ratio": ratio(rs.hits, rs.requests),
+        "lkg_age": None if age is None else round(age, 3),
+        "guard_rejections": rs.guard_rejections,
+    }
+
+
+def build_status(state: ProxyState, now: float) -> dict[str, Any]:
+    runtime = state.runtime  # one read: a reload swapping it mid-build cannot mix two configs
+    secrets = state.telemetry.secret_values
+    return {
+        "service": SERVICE,
+        "version": VERSION,
+        "now": now,
+        "started_at": state.started_at,
+        "ready": state.ready,
+        "config": runtime.config.path,
+        "upstreams": [upstream_status(up, now, secrets) for up in runtime.upstreams.values()],
+        "routes": [route_status(rs, now) for rs in runtime.routes],
+        "cache": {
+            "entries": len(state.store),
+            "bytes": state.store.bytes,
+            "max_bytes": state.store.max_bytes,
+            "evictions": state.store.evictions,
+            "shared": state.shared is not None,
+        },
+        "quarantine": len(state.quarantine),
+    }

@@ -1,0 +1,151 @@
+"""The memory tier: LRU by bytes, kept until `keep_until`, never over its bound."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from proxy.model import Entry
+from proxy.store.memory import MemoryStore
+
+
+def entry(body_len: int = 100, keep_until: float = 1000.0) -> Entry:
+    return Entry(status=200, headers=(("Content-Type", "text/plain"),), body=b"x" * body_len,
+                 stored_at=0.0, initial_age=0.0, fresh_until=10.0, stale_until=20.0, error_until=30.0,
+                 keep_until=keep_until)
+
+
+SIZE = entry().size()  # every entry below is this size unless it says otherwise
+
+
+def test_put_get_and_byte_accounting() -> None:
+    store = MemoryStore(max_bytes=10 * SIZE)
+    assert store.put("a", entry(), now=0.0)
+    assert store.get("a", now=1.0) == entry()
+    assert (len(store), store.bytes) == (1, SIZE)
+    assert store.get("missing", now=1.0) is None
+
+
+def test_replacing_a_key_does_not_double_count() -> None:
+    store = MemoryStore(max_bytes=10 * SIZE)
+    store.put("a", entry(), now=0.0)
+    bigger = entry(body_len=300)
+    store.put("a", bigger, now=0.0)
+    assert (len(store), store.bytes) == (1, bigger.size())
+    assert store.get("a", now=0.0) == bigger
+
+
+@pytest.mark.parametrize(("ops", "left", "evictions"), [
+    # capacity is three entries; the oldest goes first
+    (["put a", "put b", "put c", "put d"], ["b", "c", "d"], 1),
+    # a read makes an entry the most recently used
+    (["put a", "put b", "put c", "get a", "put d"], ["c", "a", "d"], 1),
+    (["put a", "put b", "put c", "get a", "get b", "put d", "put e"], ["b", "d", "e"], 2),
+    # re-putting a key refreshes its position too
+    (["put a", "put b", "put c", "put a", "put d"], ["c", "a", "d"], 1),
+    # a miss changes nothing
+    (["put a", "put b", "put c", "get z", "put d"], ["b", "c", "d"], 1),
+])
+def test_lru_order(ops: list[str], left: list[str], evictions: int) -> None:
+    store = MemoryStore(max_bytes=3 * SIZE)
+    for op in ops:
+        verb, key = op.split()
+        if verb == "put":
+            assert store.put(key, entry(), now=0.0)
+        else:
+            store.get(key, now=0.0)
+    assert [k for k, _ in store.items()] == left
+    assert store.evictions == evictions
+    assert store.bytes == 3 * SIZE
+
+
+def test_one_big_entry_evicts_several_small_ones() -> None:
+    store = MemoryStore(max_bytes=4 * SIZE)
+    for key in "abcd":
+        store.put(key, entry(), now=0.0)
+    big = entry(body_len=2 * SIZE + 50)  # needs the room of three small entries
+    assert store.put("big", big, now=0.0)
+    assert [k for k, _ in store.items()] == ["d", "big"]
+    assert store.evictions == 3 and store.bytes <= store.max_bytes
+
+
+def test_entry_larger_than_the_store_is_refused_without_evicting() -> None:
+    store = MemoryStore(max_bytes=3 * SIZE)
+    store.put("a", entry(), now=0.0)
+    assert not store.put("huge", entry(body_len=3 * SIZE), now=0.0)
+    assert [k for k, _ in store.items()] == ["a"] and store.evictions == 0
+
+
+@pytest.mark.parametrize(("keep_until", "now", "stored"), [
+    (100.0, 0.0, True),
+    (100.0, 99.9, True),
+    (100.0, 100.0, False),  # already past use: not worth the bytes
+    (100.0, 200.0, False),
+])
+def test_put_refuses_what_is_already_past_keep_until(keep_until: float, now: float, stored: bool) -> None:
+    store = MemoryStore(max_bytes=10 * SIZE)
+    assert store.put("a", entry(keep_until=keep_until), now=now) is stored
+    assert len(store) == int(stored)
+
+
+def test_get_drops_entries_past_keep_until() -> None:
+    store = MemoryStore(max_bytes=10 * SIZE)
+    store.put("a", entry(keep_until=100.0), now=0.0)
+    assert store.get("a", now=99.0) is not None
+    assert store.get("a", now=100.0) is None
+    assert (len(store), store.bytes) == (0, 0)
+
+
+def test_delete_and_delete_prefix() -> None:
+    store = MemoryStore(max_bytes=10 * SIZE)
+    for key in ("r\x1f/a", "r\x1f/a?x=1", "r\x1f/ab", "s\x1f/a"):
+        store.put(key, entry(), now=0.0)
+    assert store.delete("r\x1f/a") and not store.delete("r\x1f/a")
+    assert store.delete_prefix("r\x1f/a") == 2
+    assert [k for k, _ in store.items()] == ["s\x1f/a"]
+    assert store.bytes == SIZE
+
+
+def test_items_is_a_snapshot() -> None:
+    store = MemoryStore(max_bytes=10 * SIZE)
+    for key in "abc":
+        store.put(key, entry(), now=0.0)
+    for key, _ in store.items():
+        store.delete(key)  # mutating while iterating is safe
+    assert len(store) == 0
+
+
+def test_clear() -> None:
+    store = MemoryStore(max_bytes=10 * SIZE)
+    store.put("a", entry(), now=0.0)
+    store.clear()
+    assert (len(store), store.bytes, store.get("a", now=0.0)) == (0, 0, None)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["put", "get", "delete"]), st.sampled_from("abcdefgh"),
+                          st.integers(min_value=0, max_value=900)), max_size=60),
+       st.integers(min_value=200, max_value=3000))
+def test_bound_and_accounting_hold_for_any_sequence(ops: list[tuple[str, str, int]], max_bytes: int) -> None:
+    store = MemoryStore(max_bytes=max_bytes)
+    model: list[str] = []  # keys, least recently used first
+    for verb, key, body_len in ops:
+        if verb == "put":
+            e = entry(body_len=body_len)
+            if store.put(key, e, now=0.0):
+                model = [k for k in model if k != key] + [key]
+            else:
+                assert e.size() > max_bytes
+        elif verb == "get":
+            if store.get(key, now=0.0) is not None:
+                model = [k for k in model if k != key] + [key]
+        else:
+            store.delete(key)
+            model = [k for k in model if k != key]
+        present = [k for k, _ in store.items()]
+        evicted = [k for k in model if k not in present]
+        assert evicted == model[:len(evicted)]  # evictions take the least recently used first
+        model = model[len(evicted):]
+        assert present == model
+        assert store.bytes == sum(e.size() for _, e in store.items())
+        assert store.bytes <= max_bytes
