@@ -192,6 +192,9 @@ def fetch_paths(port: int, paths: Sequence[str], *, connections: int = 64,
 
 
 def _worker_main() -> None:
+    from benchmarks.origin import install_uvloop
+
+    install_uvloop()  # the client side deserves the same event loop as the servers
     job = json.loads(sys.stdin.read())
     if job["kind"] == "duration":
         raw = job["target"]

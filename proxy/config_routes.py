@@ -8,7 +8,8 @@ Must not: know about other sections (that is `config`).
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from proxy.breaker import BreakerPolicy
@@ -30,6 +31,7 @@ from proxy.settings import (
 )
 from proxy.yamlsrc import KeyPath
 
+T = TypeVar("T")
 _UPSTREAM_KEYS = ("url", "owner", "docs", "tls", "headers", "timeout", "retries", "max_connections",
                   "max_queue", "rate_limit", "circuit_breaker", "health_check", "version_header")
 _ROUTE_KEYS = ("name", "match", "methods", "upstream", "rewrite", "cache", "guards", "confirm_after",
@@ -90,9 +92,10 @@ def _retries(r: Reader, w: KeyPath, value: Any) -> RetryPolicy:
         return RetryPolicy(attempts=0)
     m = r.mapping(w, value, ("attempts", "backoff", "max_backoff"))
     base = RetryPolicy()
-    return RetryPolicy(attempts=r.integer((*w, "attempts"), m.get("attempts"), base.attempts),
-                       backoff=r.duration((*w, "backoff"), m.get("backoff"), base.backoff),
-                       max_backoff=r.duration((*w, "max_backoff"), m.get("max_backoff"), base.max_backoff))
+    return _build(r, w, base, lambda: RetryPolicy(
+        attempts=r.integer((*w, "attempts"), m.get("attempts"), base.attempts),
+        backoff=r.duration((*w, "backoff"), m.get("backoff"), base.backoff),
+        max_backoff=r.duration((*w, "max_backoff"), m.get("max_backoff"), base.max_backoff)))
 
 
 def _rate_limit(r: Reader, w: KeyPath, value: Any) -> RateLimit | None:
@@ -114,7 +117,7 @@ def _breaker(r: Reader, w: KeyPath, value: Any) -> BreakerPolicy:
     m = r.mapping(w, value, ("failure_rate", "minimum_calls", "window", "slow_call", "open_for",
                              "half_open_probes"))
     slow = m.get("slow_call")
-    return BreakerPolicy(
+    return _build(r, w, base, lambda: BreakerPolicy(
         failure_rate=r.percent((*w, "failure_rate"), m.get("failure_rate"), base.failure_rate),
         minimum_calls=r.integer((*w, "minimum_calls"), m.get("minimum_calls"), base.minimum_calls, 1),
         window=r.duration((*w, "window"), m.get("window"), base.window),
@@ -122,7 +125,16 @@ def _breaker(r: Reader, w: KeyPath, value: Any) -> BreakerPolicy:
         open_for=r.duration((*w, "open_for"), m.get("open_for"), base.open_for),
         half_open_probes=r.integer((*w, "half_open_probes"), m.get("half_open_probes"),
                                    base.half_open_probes, 1),
-    )
+    ))
+
+
+def _build(r: Reader, w: KeyPath, default: T, make: Callable[[], T]) -> T:
+    """Build a core policy; its own range checks become config errors at this key."""
+    try:
+        return make()
+    except ValueError as exc:
+        r.error(w, str(exc))
+        return default
 
 
 def _health(r: Reader, w: KeyPath, value: Any) -> HealthCheck | None:

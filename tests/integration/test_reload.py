@@ -196,7 +196,7 @@ async def test_in_flight_request_finishes_and_the_retired_upstream_is_closed(
         while origin.count("/prices/A1") == 0:  # a real event: the request reached the vendor
             await asyncio.sleep(0.005)
     path.write_text(config_text("http://127.0.0.1:9", routes(PRICES)))
-    result = reload_from_file(proxy.state, retire_after=0.0)
+    result = reload_from_file(proxy.state, retire_after=1.0)  # longer than the request
     assert result.retired_upstreams == ("vendor",) and result.new_upstreams == ("vendor",)
     answer = await pending
     assert answer.status == 200 and await answer.json() == PRICE
