@@ -224,14 +224,16 @@ def _route_cache(r: Reader, w: KeyPath, value: Any, methods: frozenset[str]) -> 
     m = r.mapping(w, value, _CACHE_KEYS)
     base = RouteCache()
     key = r.mapping((*w, "key"), m.get("key"), ("query", "headers"))
+    headers_at: KeyPath = (*w, "key", "headers")
+    keyed = tuple(r.string((*headers_at, i), h).lower()
+                  for i, h in enumerate(r.sequence(headers_at, key.get("headers"))))
+    swr_at: KeyPath = (*w, "stale_while_revalidate")
     return RouteCache(
         ttl=r.duration((*w, "ttl"), m.get("ttl"), 0.0),
         force_ttl=r.boolean((*w, "force_ttl"), m.get("force_ttl"), False),
-        stale_while_revalidate=r.duration((*w, "stale_while_revalidate"), m.get("stale_while_revalidate"), 0.0),
+        stale_while_revalidate=r.duration(swr_at, m.get("stale_while_revalidate"), 0.0),
         stale_if_error=r.duration((*w, "stale_if_error"), m.get("stale_if_error"), 0.0),
-        key=CacheKey(query=_key_query(r, (*w, "key", "query"), key.get("query")),
-                     headers=tuple(r.string((*w, "key", "headers", i), h).lower()
-                                   for i, h in enumerate(r.sequence((*w, "key", "headers"), key.get("headers"))))),
+        key=CacheKey(query=_key_query(r, (*w, "key", "query"), key.get("query")), headers=keyed),
         share_authorized=r.boolean((*w, "share_authorized"), m.get("share_authorized"), False),
         store_set_cookie=r.boolean((*w, "store_set_cookie"), m.get("store_set_cookie"), False),
         lkg_max_age=r.duration((*w, "lkg_max_age"), m.get("lkg_max_age"), base.lkg_max_age),
