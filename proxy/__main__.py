@@ -29,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     inventory.add_argument("--format", choices=("md", "json"), default="md")
     demo = sub.add_parser("demo", help="a simulated vendor API with the proxy in front of it")
     demo.add_argument("--port", type=int, default=8080, help="proxy port (vendor and admin use free ports)")
+    worker = sub.add_parser("_worker")  # started by the fleet supervisor (server.workers > 1)
+    worker.add_argument("--config", required=True)
+    worker.add_argument("--index", type=int, required=True)
+    worker.add_argument("--admin-socket", required=True)
     args = parser.parse_args(argv)
 
     if args.command == "demo":
@@ -48,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         from proxy.serve import serve
         return serve(config)
+    if args.command == "_worker":
+        from proxy.serve import run_worker
+        return run_worker(config, index=args.index, admin_socket=args.admin_socket)
     if args.command == "doctor":
         from proxy.doctor import run_doctor
         return run_doctor(config, as_json=args.json)

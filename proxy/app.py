@@ -19,8 +19,8 @@ from proxy.breaker import Transition
 from proxy.clock import Clock, SystemClock
 from proxy.flight import Flights, Tasks
 from proxy.handler import Handler
-from proxy.keys import group_of
 from proxy.health import HEALTH, HealthChecks
+from proxy.keys import group_of
 from proxy.runtime import Runtime
 from proxy.settings import Config
 from proxy.state import ProxyState
@@ -48,9 +48,9 @@ def build_state(config: Config, *, clock: Clock | None = None, shared: SharedTie
             _breaker_event(holder[0], t)
 
     state = ProxyState(clock=clock, runtime=Runtime(config, clock, on_transition=on_transition, rng=rng),
-                       store=MemoryStore(config.cache.max_bytes, group_of=group_of), telemetry=telemetry, tasks=tasks,
-                       flights=Flights(tasks), shared=shared, started_at=clock.now())
-    state.on_transition = on_transition
+                       store=MemoryStore(config.cache.max_bytes, group_of=group_of), telemetry=telemetry,
+                       tasks=tasks, flights=Flights(tasks), shared=shared, started_at=clock.now(),
+                       on_transition=on_transition)
     holder.append(state)
     return state
 
@@ -72,7 +72,7 @@ def build_app(config: Config, *, clock: Clock | None = None, shared: SharedTier 
     # handler owns 400/404/405, including for CONNECT and absolute-form targets, which no
     # path route would match.
     @web.middleware
-    async def proxy_everything(request: web.Request, handler: Handler_) -> web.StreamResponse:  # noqa: ARG001
+    async def proxy_everything(request: web.Request, handler: Handler_) -> web.StreamResponse:
         return await proxy.handle(request)
 
     app = web.Application(middlewares=[proxy_everything],

@@ -25,8 +25,8 @@ from proxy.errors import DataRejected, PayloadTooLarge, ProxyError, UpstreamStat
 from proxy.guards import Verdict, check_body
 from proxy.headers import CACHE_OWNED, TRANSPORT_OWNED, UNKEYED_DANGEROUS, end_to_end
 from proxy.keys import route_prefix
-from proxy.routing import compile_match, match_path, rewrite_path
 from proxy.model import Entry, Headers
+from proxy.routing import compile_match, match_path, rewrite_path
 from proxy.runtime import RouteState
 from proxy.settings import UpstreamConfig
 from proxy.state import ProxyState
@@ -80,8 +80,18 @@ class Fetcher:
         conditional = entry is not None and (entry.etag or entry.last_modified) and entry.status == 200
         if conditional and entry is not None:
             out = _with_validators(out, entry)
+        checked: list[tuple[Verdict, Any]] = []
+        judge = None
+        if rs.config.guards and rs.config.guards_trip_breaker:
+            def judge(f: Fetched) -> bool:
+                """Guard rejections count as breaker failures; confirmable changes do not."""
+                if not 200 <= f.status < 300:
+                    return True
+                checked.append(self._check(rs, entry, f))
+                return checked[-1][0].ok or checked[-1][0].relative_only
         try:
-            fetched = await rs.upstream.request(out, rs.config.max_object_size, has_copy=has_copy)
+            fetched = await rs.upstream.request(out, rs.config.max_object_size, has_copy=has_copy,
+                                                judge=judge)
         except ProxyError as err:
             self._transport_fault(rs, err)
             return Outcome(error=err)
@@ -97,20 +107,26 @@ class Fetcher:
             return Outcome(error=failure, **meta)  # type: ignore[arg-type]
         if not fetched.complete:
             return Outcome(fetched=fetched, detail="too large to store", **meta)  # type: ignore[arg-type]
-        rejected = self._guard(rs, key, entry, fetched)
+        rejected = self._guard(rs, key, entry, fetched, checked[-1] if checked else None)
         if rejected is not None:
             return Outcome(error=rejected, detail=rejected.message, **meta)  # type: ignore[arg-type]
         return self._store(rs, key, entry, fetched, out, meta)
 
     # -- guards --------------------------------------------------------------------------------
 
-    def _guard(self, rs: RouteState, key: str, entry: Entry | None, fetched: Fetched) -> DataRejected | None:
+    def _check(self, rs: RouteState, entry: Entry | None, fetched: Fetched) -> tuple[Verdict, Any]:
         rules = rs.config.guards
-        if not rules or not 200 <= fetched.status < 300:
-            return None
         body = _decoded(fetched)
-        verdict, doc = check_body(rules, body if body is not None else b"\x00",
-                                  last_good=_last_good(entry), max_bytes=rs.config.max_object_size)
+        # Parsing the last good copy costs as much as parsing the new one: only relative rules need it.
+        last_good = _last_good(entry) if any(rule.relative for rule in rules) else None
+        return check_body(rules, body if body is not None else b"\x00", last_good=last_good,
+                          max_bytes=rs.config.max_object_size)
+
+    def _guard(self, rs: RouteState, key: str, entry: Entry | None, fetched: Fetched,
+               checked: tuple[Verdict, Any] | None) -> DataRejected | None:
+        if not rs.config.guards or not 200 <= fetched.status < 300:
+            return None
+        verdict, doc = checked or self._check(rs, entry, fetched)
         hysteresis = rs.hysteresis_for(key)
         now = self.state.clock.now()
         if verdict.ok:
@@ -136,8 +152,6 @@ class Fetcher:
         state.telemetry.event("guard_rejected", now, route=route, upstream=rs.upstream.name,
                               violations=[{"rule": v.rule, "path": v.path, "value": v.value}
                                           for v in verdict.violations])
-        if rs.config.guards_trip_breaker:
-            rs.upstream.record_data_fault()
 
     def _drift(self, rs: RouteState, doc: Any, now: float) -> None:
         if doc is None:

@@ -269,6 +269,8 @@ class Handler:
         now = state.clock.now()
         if vkey in state.flights or not state.refresh_allowed(vkey, now):
             return
+        if rs.upstream.track.healthy is False:
+            return  # an unhealthy vendor is left to its health check, not probed per key
         out = self._outbound(request, rs, target)
         future, _ = state.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out))
         future.add_done_callback(lambda f: self.fetcher.refreshed(rs, vkey, f))

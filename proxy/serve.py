@@ -9,7 +9,6 @@ Must not: contain request logic.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -32,56 +31,38 @@ def setup_logging(level: str) -> None:
 
 def serve(config: Config) -> int:
     setup_logging(config.log.level)
+    _install_uvloop()
     workers = config.server.workers or os.cpu_count() or 1
-    if workers == 1:
-        return _run_worker(config, index=0, reuse_port=False)
-    return _supervise(config, workers)
+    if workers > 1:
+        from proxy.fleet import supervise
+
+        return asyncio.run(supervise(config, workers))
+    return run_worker(config, index=0, admin_socket=None)
 
 
-def _supervise(config: Config, workers: int) -> int:
-    """Fork `workers` processes that share the listening port (SO_REUSEPORT); the kernel
-    spreads connections. Worker 0 also owns the admin listener (see README, "Workers")."""
-    children: list[int] = []
-    for index in range(workers):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                code = _run_worker(config, index=index, reuse_port=True)
-            finally:
-                os._exit(code)
-        children.append(pid)
-
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
-    worst = 0
-    for child in children:
-        _, status = os.waitpid(child, 0)
-        worst = max(worst, os.waitstatus_to_exitcode(status))
-    return worst
-
-
-def _run_worker(config: Config, *, index: int, reuse_port: bool) -> int:
+def run_worker(config: Config, *, index: int, admin_socket: str | None) -> int:
+    """One serving process. Under a fleet (`admin_socket` set) it shares the port with its
+    siblings (SO_REUSEPORT) and serves its admin app on a private Unix socket instead."""
+    setup_logging(config.log.level)
+    _install_uvloop()
     try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a hard dependency off Windows
-        log.warning("uvloop not available; using the default event loop")
-    try:
-        asyncio.run(_main(config, index=index, reuse_port=reuse_port))
+        asyncio.run(_main(config, index=index, admin_socket=admin_socket))
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1
     return 0
 
 
-async def _main(config: Config, *, index: int, reuse_port: bool) -> None:
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a hard dependency off Windows
+        log.warning("uvloop not available; using the default event loop")
+
+
+async def _main(config: Config, *, index: int, admin_socket: str | None) -> None:
     app = build_app(config)
     state = app[PROXY_STATE]
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.server.shutdown_grace,
@@ -89,15 +70,14 @@ async def _main(config: Config, *, index: int, reuse_port: bool) -> None:
     await runner.setup()
     ssl_ctx = _ssl(config)
     site = web.TCPSite(runner, config.server.listen.host, config.server.listen.port,
-                       ssl_context=ssl_ctx, reuse_port=reuse_port, backlog=1024)
+                       ssl_context=ssl_ctx, reuse_port=admin_socket is not None, backlog=1024)
     await site.start()
-    admin_runner = None
-    if index == 0 and config.admin.enabled:
-        admin_runner = await _start_admin(app, config)
+    admin_runner = await _start_admin(app, config, admin_socket) if config.admin.enabled else None
     scheme = "https" if ssl_ctx else "http"
     log.info("worker %d listening on %s://%s", index, scheme, config.server.listen)
-    print(f"resilient-proxy listening on {scheme}://{config.server.listen}"
-          + (f", admin on http://{config.admin.listen}" if admin_runner else ""), flush=True)
+    if admin_socket is None:
+        print(f"resilient-proxy listening on {scheme}://{config.server.listen}"
+              + (f", admin on http://{config.admin.listen}" if admin_runner else ""), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -111,24 +91,23 @@ async def _main(config: Config, *, index: int, reuse_port: bool) -> None:
     await runner.cleanup()  # stops accepting, waits up to shutdown_timeout for handlers
 
 
-async def _start_admin(app: web.Application, config: Config) -> web.AppRunner | None:
-    try:
-        from proxy.admin import build_admin_app
-    except ImportError:
-        return None
-    admin = build_admin_app(app)
-    runner = web.AppRunner(admin, access_log=None, handle_signals=False)
+async def _start_admin(
+    app: web.Application, config: Config, admin_socket: str | None = None
+) -> web.AppRunner:
+    from proxy.admin import build_admin_app
+
+    runner = web.AppRunner(build_admin_app(app), access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, config.admin.listen.host, config.admin.listen.port).start()
+    if admin_socket is not None:
+        await web.UnixSite(runner, admin_socket).start()
+    else:
+        await web.TCPSite(runner, config.admin.listen.host, config.admin.listen.port).start()
     return runner
 
 
 def _reload(app: web.Application) -> None:
-    try:
-        from proxy.reload import reload_from_file
-    except ImportError:
-        log.error("reload is not available in this build")
-        return
+    from proxy.reload import reload_from_file
+
     result = reload_from_file(app[PROXY_STATE])
     if result.errors:
         log.error("reload refused, old config keeps serving:\n%s", "\n".join(result.errors))

@@ -23,6 +23,7 @@ from proxy.transport import Fetched, Outbound, Transport
 
 RATE_WAIT_MAX = 1.0  # seconds a request without a stored copy may wait for a token
 QUEUE_WAIT_MAX = 2.0  # seconds a request may wait in the bulkhead queue
+Judge = Callable[[Fetched], bool]
 
 
 @dataclass(slots=True)
@@ -53,6 +54,7 @@ class Upstream:
         self.bulkhead = Bulkhead(config.max_connections, config.max_queue)
         self._slots = asyncio.Condition()
         self.track = Track()
+        self.hold_until = 0.0  # after a 429: no request before this moment
         self._on_transition = on_transition
         self._rng = rng or random.Random()
 
@@ -70,8 +72,13 @@ class Upstream:
 
     # -- the call ----------------------------------------------------------------------------
 
-    async def request(self, out: Outbound, limit: int, *, has_copy: bool = False) -> Fetched:
-        """Send with retries; a 5xx/429 comes back as a `Fetched`, transport faults raise."""
+    async def request(self, out: Outbound, limit: int, *, has_copy: bool = False,
+                      judge: Judge | None = None) -> Fetched:
+        """Send with retries; a 5xx/429 comes back as a `Fetched`, transport faults raise.
+
+        `judge` decides whether a complete non-failing response counts as a success for the
+        breaker (a route with `guards_trip_breaker` judges the data, not just the status).
+        """
         now = self.clock.now()
         self.budget.record_request(now)
         retryable = may_retry_method(out.method, out.idempotency_key)
@@ -79,29 +86,34 @@ class Upstream:
         while True:
             attempt += 1
             try:
-                fetched = await self._attempt(out, limit, has_copy)
+                fetched = await self._attempt(out, limit, has_copy, judge)
             except UpstreamError:
                 if not self._may_retry(retryable, attempt):
                     raise
-                await self._backoff(attempt, None)
+                await asyncio.sleep(self._delay(attempt, None))
                 continue
+            retry_after = parse_retry_after(_get(fetched, "retry-after"), self.clock.now())
+            # Never sooner than the vendor's Retry-After (RFC 9110 10.2.3): when that is longer
+            # than our backoff allows, the answer goes back now instead of waiting for it.
             if not (retryable and is_retryable_status(fetched.status)) or \
+                    (retry_after or 0.0) > self.config.retries.max_backoff or \
                     not self._may_retry(retryable, attempt):
                 fetched.attempts = attempt
                 return fetched
             fetched.release()
-            await self._backoff(attempt, parse_retry_after(_get(fetched, "retry-after"), self.clock.now()))
+            await asyncio.sleep(self._delay(attempt, retry_after))
 
     def _may_retry(self, retryable: bool, attempt: int) -> bool:
         return retryable and attempt <= self.config.retries.attempts and \
             self.budget.try_spend(self.clock.now())
 
-    async def _backoff(self, attempt: int, retry_after: float | None) -> None:
-        delay = backoff_delay(self.config.retries, attempt, self._rng.random(), retry_after)
-        await asyncio.sleep(min(delay, self.config.retries.max_backoff * 4))
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        return backoff_delay(self.config.retries, attempt, self._rng.random(), retry_after)
 
-    async def _attempt(self, out: Outbound, limit: int, has_copy: bool) -> Fetched:
+    async def _attempt(self, out: Outbound, limit: int, has_copy: bool, judge: Judge | None) -> Fetched:
         now = self.clock.now()
+        if now < self.hold_until:  # the vendor said 429 + Retry-After: do not ask before then
+            raise Overloaded(f"{self.name} asked us to slow down", retry_after=self.hold_until - now)
         permit = self.breaker.acquire(now)
         self._report()
         if permit is None:
@@ -118,11 +130,15 @@ class Upstream:
             self.breaker.release(permit)
             raise
         failed = is_failure_status(fetched.status)
-        self._record(permit, ok=not failed, duration=fetched.elapsed,
-                     error=f"HTTP {fetched.status}" if failed else None)
-        if fetched.status == 429 and self.bucket is not None:
+        error = f"HTTP {fetched.status}" if failed else None
+        if not failed and judge is not None and fetched.complete and not judge(fetched):
+            failed, error = True, "data rejected by guards"
+        self._record(permit, ok=not failed, duration=fetched.elapsed, error=error)
+        if fetched.status == 429:
             wait = parse_retry_after(_get(fetched, "retry-after"), fetched.response_time) or 1.0
-            self.bucket.penalise(fetched.response_time, fetched.response_time + wait)
+            self.hold_until = max(self.hold_until, fetched.response_time + wait)
+            if self.bucket is not None:
+                self.bucket.penalise(fetched.response_time, fetched.response_time + wait)
         return fetched
 
     async def _take_token(self, has_copy: bool) -> None:
@@ -151,14 +167,6 @@ class Upstream:
             self.track.failures += 1
             self.track.last_failure = now
             self.track.last_error = error
-        self._report()
-
-    def record_data_fault(self) -> None:
-        """A guard rejection counted by the breaker (`guards_trip_breaker: true`)."""
-        now = self.clock.now()
-        permit = self.breaker.acquire(now)
-        if permit is not None:
-            self.breaker.record(permit, now, ok=False, duration=0.0)
         self._report()
 
     def _report(self) -> None:

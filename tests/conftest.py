@@ -64,7 +64,7 @@ async def origin(aiohttp_server: Callable[..., Awaitable[TestServer]], clock: Fa
 class Proxy:
     """A proxy under test: an aiohttp TestClient plus its state."""
 
-    def __init__(self, client: TestClient, state: ProxyState) -> None:
+    def __init__(self, client: TestClient[web.Request, web.Application], state: ProxyState) -> None:
         self.client = client
         self.state = state
 
@@ -80,7 +80,7 @@ class Proxy:
 
 
 @pytest.fixture
-def make_proxy(aiohttp_client: Callable[..., Awaitable[TestClient]], clock: FakeClock,
+def make_proxy(aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]], clock: FakeClock,
                origin: Origin) -> Callable[..., Awaitable[Proxy]]:
     async def factory(body: str = DEFAULT_ROUTES, upstream_extra: str = "", config: Config | None = None,
                       **kw: Any) -> Proxy:

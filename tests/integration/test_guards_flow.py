@@ -332,10 +332,6 @@ async def test_guards_trip_breaker_counts_rejections(
     assert upstream.track.data_faults == 3  # counted as data faults either way
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "proxy/fetch.py _reject + proxy/upstream.py record_data_fault: a rejected call is recorded "
-    "as a success by Upstream._record and then once more as a failure, so n rejections after "
-    "one good call give n/(2n+1) < 50%: with failure_rate 50% the breaker can never open"))
 async def test_guards_trip_breaker_opens_on_a_lying_vendor(
         origin: Origin, make_proxy: MakeProxy, clock: FakeClock) -> None:
     proxy: Proxy = await make_proxy(trip_routes(True), upstream_extra=BREAKER)

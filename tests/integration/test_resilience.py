@@ -243,10 +243,6 @@ async def test_retried_get_succeeds_on_third_try(origin: Origin, make_proxy: Mak
     assert origin.count("/prices/A1") == 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "proxy/upstream.py Upstream._backoff caps the wait at 4 * max_backoff (20 ms here), so a "
-    "503 with Retry-After: 30 is retried twice within ~50 ms; issue 3 item 4 says never sooner "
-    "than Retry-After (a Retry-After past the cap should end the retries instead)"))
 async def test_retry_never_sooner_than_retry_after(origin: Origin, make_proxy: MakeProxy) -> None:
     origin.always("/prices/A1", Reply(503, "busy", {"Retry-After": "30"}))
     proxy = await make_proxy(config=config(origin.url, RETRY))
@@ -387,10 +383,6 @@ async def test_vendor_429_retry_after_slows_us_down(origin: Origin, make_proxy: 
     assert origin.count("/prices/A1") == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "proxy/upstream.py Upstream._attempt only honours a vendor 429's Retry-After through the "
-    "token bucket, which exists only when rate_limit is configured: without it the next request "
-    "goes straight back to a vendor that asked us to wait 30 s (issue 3 item 6)"))
 async def test_vendor_429_is_honoured_without_a_configured_rate_limit(
         origin: Origin, make_proxy: MakeProxy, clock: FakeClock) -> None:
     origin.json("/prices/A1", PRICE)

@@ -1,0 +1,174 @@
+"""`doctor` against a real scripted origin: healthy, lying, refusing, down, and not TLS at all."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.doctor import diagnose, run_doctor, sample_target
+from proxy.settings import Config
+from tests.conftest import config_text, make_config
+from tests.origin import Origin, Reply
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "vendor-secret-2468"
+UPSTREAM = f"""
+owner: "Pricing desk <desk@pricing.example>"
+docs: https://pricing.example/docs
+headers: {{Authorization: "Bearer {SECRET}", X-API-Version: "2024-06-01"}}
+health_check: {{path: /health}}
+"""
+ROUTES = """
+routes:
+  - name: prices
+    match: /api/prices/{sku}
+    methods: [GET, HEAD]
+    upstream: vendor
+    rewrite: /prices/{sku}
+    sample: /api/prices/A1?currency=GBP
+    cache: {ttl: 30s}
+    guards:
+      - {path: $.price, gt: 0}
+      - {required: [$.sku]}
+  - name: catalogue
+    match: /api/catalogue/*
+    methods: [GET]
+    upstream: vendor
+    cache: {ttl: 30s}
+  - name: bookings
+    match: /api/bookings
+    methods: [POST]
+    upstream: vendor
+    sample: /api/bookings
+    cache: off
+"""
+GOOD = {"sku": "A1", "price": 9.5}
+VENDOR_HEADERS = {"Content-Type": "application/json", "Cache-Control": "max-age=60", "ETag": '"v1"',
+                  "X-RateLimit-Remaining": "99", "RateLimit-Limit": "100"}
+
+
+def healthy(origin: Origin, doc: Any = GOOD, status: int = 200) -> None:
+    origin.always("/health", Reply(200, "ok"))
+    origin.always("/prices/A1", Reply(status, doc, VENDOR_HEADERS))
+
+
+def config(origin: Origin, url: str | None = None) -> Config:
+    return make_config(url or origin.url, ROUTES, UPSTREAM)
+
+
+async def doctor(cfg: Config, capsys: pytest.CaptureFixture[str], as_json: bool) -> tuple[int, str]:
+    # run_doctor owns its event loop (as the CLI does): run it off this one, which serves the origin.
+    code = await asyncio.to_thread(run_doctor, cfg, as_json)
+    return code, capsys.readouterr().out
+
+
+def test_sample_target_is_rewritten_as_the_proxy_would() -> None:
+    cfg = make_config("http://127.0.0.1:9", ROUTES, UPSTREAM)
+    prices, catalogue, bookings = cfg.routes
+    assert sample_target(prices) == "/prices/A1?currency=GBP"
+    assert sample_target(catalogue) is None  # no sample configured
+    assert sample_target(bookings) == "/api/bookings"
+
+
+async def test_healthy_vendor(origin: Origin, capsys: pytest.CaptureFixture[str]) -> None:
+    healthy(origin)
+    code, out = await doctor(config(origin), capsys, as_json=True)
+    assert code == 0
+    doc = json.loads(out)
+    (up,) = doc["upstreams"]
+    assert doc["ok"] is True and up["connect"] == "ok" and up["problems"] == []
+    health, sample = up["probes"]
+    assert (health["what"], health["status"], health["verdict"]) == ("health", 200, "ok")
+    assert (sample["what"], sample["target"], sample["status"]) == ("prices", "/prices/A1?currency=GBP", 200)
+    assert sample["content_type"] == "application/json" and sample["guards"] == "ok"
+    assert sample["caching"] == {"Cache-Control": "max-age=60", "Etag": '"v1"'}
+    assert sample["rate_limit"] == {"X-RateLimit-Remaining": "99", "RateLimit-Limit": "100"}
+    assert sample["auth"] == "accepted" and sample["ms"] >= 0
+    assert up["owner"] == "Pricing desk <desk@pricing.example>"
+    assert any("catalogue" in w and "no sample" in w for w in up["warnings"])
+    seen = [s for s in origin.seen if s.path == "/prices/A1?currency=GBP"]
+    assert seen[0].headers["Authorization"] == f"Bearer {SECRET}"  # configured headers are sent
+    assert {s.method for s in origin.seen} == {"GET"}  # the POST route was never probed
+    assert SECRET not in out
+
+
+async def test_table_output(origin: Origin, capsys: pytest.CaptureFixture[str]) -> None:
+    healthy(origin)
+    code, out = await doctor(config(origin), capsys, as_json=False)
+    assert code == 0
+    assert "/api/prices/A1?currency=GBP -> /prices/A1?currency=GBP" in out
+    assert "Pricing desk <desk@pricing.example>" in out and "1/1 upstreams ready" in out
+    assert SECRET not in out
+
+
+@pytest.mark.parametrize(("doc", "status", "problem", "auth"), [
+    ({"sku": "A1", "price": 0}, 200, "fails its guards (gt at $.price)", "accepted"),
+    ({"price": 9.5}, 200, "fails its guards (required at $.sku)", "accepted"),
+    ("<html>maintenance</html>", 200, "fails its guards (json at $)", "accepted"),
+    ({"error": "bad key"}, 401, "answered 401 (credentials refused)", "rejected (401)"),
+    ({"error": "forbidden"}, 403, "answered 403 (credentials refused)", "rejected (403)"),
+    ({"error": "boom"}, 500, "answered 500 (HTTP 500)", "accepted"),
+])
+async def test_broken_vendor_fails_and_names_the_owner(
+        origin: Origin, capsys: pytest.CaptureFixture[str], doc: Any, status: int, problem: str,
+        auth: str) -> None:
+    healthy(origin, doc, status)
+    code, out = await doctor(config(origin), capsys, as_json=False)
+    assert code == 1
+    assert "FAIL vendor: route prices: sample" in out and problem in out
+    assert "Owner: Pricing desk <desk@pricing.example> (https://pricing.example/docs)" in out
+    reports = await diagnose(config(origin))
+    assert reports[0].probes[1].auth == auth and reports[0].probes[1].verdict == "fail"
+
+
+async def test_unreachable_vendor(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = make_config(f"http://127.0.0.1:{port}", ROUTES, UPSTREAM)
+    code, out = await doctor(cfg, capsys, as_json=True)
+    assert code == 1
+    up = json.loads(out)["upstreams"][0]
+    assert up["connect"].startswith("failed") and up["probes"] == []
+    assert "cannot connect" in up["problems"][0]
+
+
+async def test_tls_failure_is_reported(origin: Origin, capsys: pytest.CaptureFixture[str]) -> None:
+    healthy(origin)
+    cfg = config(origin, origin.url.replace("http://", "https://"))  # the origin speaks plain HTTP
+    code, out = await doctor(cfg, capsys, as_json=True)
+    assert code == 1
+    up = json.loads(out)["upstreams"][0]
+    assert up["tls"].startswith("failed") and "TLS handshake" in up["problems"][0]
+
+
+async def test_failing_health_path_is_a_warning(origin: Origin, capsys: pytest.CaptureFixture[str]) -> None:
+    healthy(origin)
+    origin.always("/health", Reply(503, "down"))
+    code, out = await doctor(config(origin), capsys, as_json=True)
+    assert code == 0
+    up = json.loads(out)["upstreams"][0]
+    assert up["probes"][0]["verdict"] == "warn"
+    assert any("/health answered 503" in w for w in up["warnings"])
+
+
+async def test_cli_as_a_user_runs_it(origin: Origin, tmp_path: Path) -> None:
+    healthy(origin, {"sku": "A1", "price": -3})
+    path = tmp_path / "proxy.yaml"
+    path.write_text(config_text(origin.url, ROUTES, UPSTREAM))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "doctor", "--config", str(path), "--json", cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    async with asyncio.timeout(30):
+        out, _ = await proc.communicate()
+    assert proc.returncode == 1
+    doc = json.loads(out)
+    assert doc["ok"] is False and "gt at $.price" in doc["upstreams"][0]["probes"][1]["guards"]
