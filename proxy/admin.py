@@ -14,7 +14,6 @@ can already signal the process.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hmac
 import json
@@ -31,19 +30,17 @@ from proxy import freshness
 from proxy.app import PROXY_STATE
 from proxy.cachecontrol import parse as parse_cc
 from proxy.collectors import register_collectors
-from proxy.guards import Rule
 from proxy.headers import end_to_end
+from proxy.health import HEALTH
 from proxy.keys import SEP, VARY_SEP, normal_query, primary_key, route_prefix
 from proxy.metrics import CONTENT_TYPE
 from proxy.model import Entry
 from proxy.quarantine import QuarantineItem
-from proxy.redact import redact_config, redact_headers
 from proxy.reload import reload_from_file
-from proxy.routing import Pattern, match_path, rewrite_path, unsafe_target
+from proxy.routing import match_path, rewrite_path, unsafe_target
 from proxy.runtime import RouteState
-from proxy.settings import Config
 from proxy.state import ProxyState
-from proxy.status import build_status
+from proxy.status import build_status, config_json, item_json
 
 log = logging.getLogger("proxy.admin")
 STATUS_PAGE = Path(__file__).resolve().with_name("static") / "status.html"
@@ -60,6 +57,7 @@ _PAGE_HEADERS = {
     "Cache-Control": "no-store",
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PUBLIC_APP = web.AppKey("public_app", web.Application)
 
 
 class AdminError(Exception):
@@ -84,6 +82,7 @@ def build_admin_app(public: web.Application) -> web.Application:
     register_collectors(state)
     app = web.Application(middlewares=[_errors, _auth(admin_cfg.token)], client_max_size=64 * 1024)
     app[PROXY_STATE] = state
+    app[PUBLIC_APP] = public
     r = app.router
     r.add_get("/health", health)
     r.add_get("/ready", ready)
@@ -192,30 +191,6 @@ async def status(request: web.Request) -> web.StreamResponse:
     return _json(build_status(state, state.clock.now()))
 
 
-def config_json(config: Config) -> Any:
-    """The effective config as JSON, secrets redacted (header values, tokens, URL passwords)."""
-    return redact_config(_plain(config), config.secret_values())
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, Pattern):
-        return obj.text
-    if isinstance(obj, Rule):
-        return obj.describe()  # rules hold compiled predicates: show their human form
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", "replace")
-    if isinstance(obj, frozenset | set):
-        return sorted(_plain(v) for v in obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-        if "headers" in fields and isinstance(fields["headers"], list):
-            fields["headers"] = {k: v for k, v in fields["headers"]}  # so names mark secrets
-        return fields
-    if isinstance(obj, tuple | list):
-        return [_plain(v) for v in obj]
-    return obj
-
-
 async def config(request: web.Request) -> web.Response:
     return _json(config_json(_state(request).runtime.config))
 
@@ -241,19 +216,22 @@ def _path_of(rs: RouteState, key: object) -> tuple[str, str]:
     return path, query
 
 
-def select_keys(keys: list[str], rs: RouteState, *, key: str | None, prefix: str | None) -> list[str]:
-    """Stored keys a purge applies to: one path+query with all its header variants, or every
-    key under a path prefix of the route ("" or "/" is the whole route)."""
+def purge_scope(rs: RouteState, *, key: str | None, prefix: str | None) -> tuple[str, bool]:
+    """(key prefix, exact): one path+query with all its header variants (exact), or every key
+    under a path prefix of the route ("" or "/" is the whole route)."""
     cache = rs.config.cache
     assert cache is not None
     if key is not None:
         path, query = _path_of(rs, key)
-        base = route_prefix(rs.config.name, path)
         q = normal_query(query, cache.key)
-        base += "?" + q if q else ""
-        return [k for k in keys if k == base or k.startswith((base + SEP, base + VARY_SEP))]
-    start = route_prefix(rs.config.name, "" if prefix in (None, "/") else prefix or "")
-    return [k for k in keys if k.startswith(start)]
+        return route_prefix(rs.config.name, path) + ("?" + q if q else ""), True
+    return route_prefix(rs.config.name, "" if prefix in (None, "/") else prefix or ""), False
+
+
+def in_scope(stored: str, base: str, exact: bool) -> bool:
+    if not exact:
+        return stored.startswith(base)
+    return stored == base or stored.startswith((base + SEP, base + VARY_SEP))
 
 
 def soft_purged(entry: Entry, now: float) -> Entry:
@@ -273,19 +251,31 @@ async def purge(request: web.Request) -> web.Response:
             (prefix is not None and not isinstance(prefix, str)):
         raise AdminError(400, "bad_request", 'expected {"route", "key" | "prefix", "soft": bool}')
     now = state.clock.now()
-    selected = select_keys([k for k, _ in state.store.items()], rs, key=key, prefix=prefix)
+    base, exact = purge_scope(rs, key=key, prefix=prefix)
+    selected = [k for k, _ in state.store.items() if in_scope(k, base, exact)]
     for k in selected:
         entry = state.store.get(k, now)
         if soft and entry is not None:
             state.store.put(k, soft_purged(entry, now), now)
+            if state.shared is not None:
+                state.tasks.spawn(state.shared.set(k, soft_purged(entry, now), now), name="l2-purge")
         else:
             state.store.delete(k)
-        if state.shared is not None:
-            work = state.shared.set(k, soft_purged(entry, now), now) if soft and entry is not None \
-                else state.shared.delete(k)
-            state.tasks.spawn(work, name="l2-purge")
+    if state.shared is not None and not soft:  # also what only other instances stored
+        _purge_shared(state, base, exact)
     log.info("purged %d entries of route %s (%s)", len(selected), rs.config.name, "soft" if soft else "hard")
     return _json({"route": rs.config.name, "purged": len(selected), "soft": soft})
+
+
+def _purge_shared(state: ProxyState, base: str, exact: bool) -> None:
+    shared = state.shared
+    assert shared is not None
+    if exact:
+        state.tasks.spawn(shared.delete(base), name="l2-purge")
+        for prefix in (base + SEP, base + VARY_SEP):
+            state.tasks.spawn(shared.delete_prefix(prefix), name="l2-purge")
+    else:
+        state.tasks.spawn(shared.delete_prefix(base), name="l2-purge")
 
 
 # -- reload and breakers ------------------------------------------------------------------------
@@ -295,6 +285,9 @@ async def reload(request: web.Request) -> web.Response:
     if result.errors:
         return _json({"error": "invalid_config", "message": "reload refused; the old config keeps serving",
                       "errors": result.errors}, 400)
+    checks = request.app[PUBLIC_APP].get(HEALTH)
+    if checks is not None:
+        checks.start()  # idempotent: starts checks for upstreams the new config added
     return _json(result.as_json())
 
 
@@ -327,18 +320,6 @@ async def breaker(request: web.Request) -> web.Response:
 async def quarantine_list(request: web.Request) -> web.Response:
     items = _state(request).quarantine.list(request.query.get("route"))
     return _json({"items": [dataclasses.asdict(s) for s in items]})
-
-
-def item_json(item: QuarantineItem, secrets: tuple[str, ...]) -> dict[str, Any]:
-    try:
-        body, encoding = item.body.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        body, encoding = base64.b64encode(item.body).decode("ascii"), "base64"
-    return {"id": item.id, "route": item.route, "at": item.at, "status": item.status,
-            "headers": redact_headers(item.headers, secrets), "body": body, "body_encoding": encoding,
-            "size": item.size, "truncated": item.truncated,
-            "verdict": {"ok": item.verdict.ok, "relative_only": item.verdict.relative_only,
-                        "violations": [dataclasses.asdict(v) for v in item.verdict.violations]}}
 
 
 async def quarantine_show(request: web.Request) -> web.Response:

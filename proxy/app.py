@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Handler as Handler_
@@ -21,6 +22,7 @@ from proxy.flight import Flights, Tasks
 from proxy.handler import Handler
 from proxy.health import HEALTH, HealthChecks
 from proxy.keys import group_of
+from proxy.metrics import Family, Sample
 from proxy.runtime import Runtime
 from proxy.settings import Config
 from proxy.state import ProxyState
@@ -28,6 +30,9 @@ from proxy.store.base import SharedTier
 from proxy.store.memory import MemoryStore
 from proxy.store.snapshot import SNAPSHOT, Snapshotter
 from proxy.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from proxy.store.shared import TierChange
 
 log = logging.getLogger("proxy.app")
 PROXY_STATE = web.AppKey("proxy_state", ProxyState)
@@ -52,7 +57,26 @@ def build_state(config: Config, *, clock: Clock | None = None, shared: SharedTie
                        tasks=tasks, flights=Flights(tasks), shared=shared, started_at=clock.now(),
                        on_transition=on_transition)
     holder.append(state)
+    if shared is None and config.cache.backend == "redis":
+        from proxy.store.shared import RedisTier
+
+        state.shared = RedisTier.from_config(config.cache.redis, clock=clock,
+                                             on_change=lambda change: _tier_event(state, change))
     return state
+
+
+def _tier_event(state: ProxyState, change: TierChange) -> None:
+    """Redis is an integration too: its outages are logged, counted and alerted."""
+    name = "shared_tier_up" if change.up else "shared_tier_down"
+    state.telemetry.event(name, change.at, level="info" if change.up else "error", reason=change.reason)
+
+
+def _forget(state: ProxyState, key: str, prefix: bool) -> None:
+    """Another instance purged or invalidated `key` (or every key under a prefix)."""
+    if prefix:
+        state.store.delete_prefix(key)
+    else:
+        state.store.delete(key)
 
 
 def _breaker_event(state: ProxyState, t: Transition) -> None:
@@ -89,6 +113,10 @@ async def _startup(app: web.Application) -> None:
     if not state.telemetry.access.enabled and config.log.access != "off":
         state.telemetry.access.open(config.log.access)
     state.telemetry.alerts.start()
+    if state.shared is not None:
+        shared = state.shared
+        shared.start_invalidation_listener(lambda key, prefix: _forget(state, key, prefix))
+        state.telemetry.registry.collector(lambda: _shared_families(shared, state.clock.now()))
     app[HEALTH] = HealthChecks(state)
     app[HEALTH].start()
     if config.cache.snapshot:  # last-known-good from before the restart, before we say ready
@@ -96,6 +124,11 @@ async def _startup(app: web.Application) -> None:
         await snapshot.load()
         snapshot.start()
     state.ready = True
+
+
+def _shared_families(shared: SharedTier, now: float) -> list[Family]:
+    return [Family("rproxy_shared_tier_up", "gauge", "1 while the shared tier answers, 0 while skipped",
+                   (Sample(1.0 if shared.up(now) else 0.0),))]
 
 
 async def _cleanup(app: web.Application) -> None:

@@ -11,73 +11,70 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
 from importlib import resources
+from pathlib import Path
 
 from aiohttp import web
 
+from proxy.admin import build_admin_app
 from proxy.app import PROXY_STATE, build_app
-from proxy.config import ConfigError, parse_config
+from proxy.config import ConfigError, load_config
 from proxy.demo_vendor import Vendor, build_vendor_app
-from proxy.serve import _start_admin, setup_logging
+from proxy.serve import setup_logging
 from proxy.settings import Config
 
 CONFIG_RESOURCE = "static/demo.yaml"
-log = logging.getLogger("proxy.demo")
 
 
 def run_demo(port: int = 8080) -> int:
     """Serve the demo until SIGINT/SIGTERM. `port` 0 picks a free port (the banner shows it)."""
-    try:
-        return asyncio.run(_demo(port))
-    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
-        return 0
-
-
-def demo_config(vendor_url: str, listen: str, admin: str) -> Config:
-    """The shipped demo config with the vendor's address and the listeners filled in."""
-    text = resources.files("proxy").joinpath(CONFIG_RESOURCE).read_text(encoding="utf-8")
-    env = {**os.environ, "DEMO_VENDOR_URL": vendor_url, "DEMO_LISTEN": listen, "DEMO_ADMIN": admin}
-    return parse_config(text, f"proxy/{CONFIG_RESOURCE}", env)
-
-
-async def _demo(port: int) -> int:
-    vendor = Vendor(on_mode=lambda old, new: print(f"[vendor] mode {old} -> {new}", flush=True))
-    # A short shutdown timeout: handlers sleeping in "slow" mode are cancelled, not waited for.
-    vendor_runner = web.AppRunner(build_vendor_app(vendor), access_log=None, handle_signals=False,
-                                  shutdown_timeout=0.5)
-    await vendor_runner.setup()
-    runners = [vendor_runner]
-    try:
-        await web.TCPSite(vendor_runner, "127.0.0.1", 0).start()
-        vendor_url = f"http://127.0.0.1:{_bound_port(vendor_runner)}"
+    # as_file: a real path even from a zipped install, so POST /reload can reread the file.
+    with resources.as_file(resources.files("proxy").joinpath(CONFIG_RESOURCE)) as path:
         try:
-            config = demo_config(vendor_url, f"127.0.0.1:{port}",
-                                 os.environ.get("DEMO_ADMIN", "127.0.0.1:0"))
+            return asyncio.run(_demo(port, path))
+        except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+            return 0
+
+
+def demo_config(path: Path, vendor_url: str, listen: str) -> Config:
+    """The demo config with the vendor's address and the listeners filled in.
+
+    They go into os.environ (this process only) rather than a private mapping, so that a reload
+    (SIGHUP, POST /reload), which rereads the file with the environment, sees the same values.
+    """
+    os.environ["DEMO_VENDOR_URL"] = vendor_url
+    os.environ["DEMO_LISTEN"] = listen
+    os.environ.setdefault("DEMO_ADMIN", "127.0.0.1:0")  # any free port, unless the user chose one
+    return load_config(str(path))
+
+
+async def _demo(port: int, path: Path) -> int:
+    runners: list[web.AppRunner] = []  # stopped in this order: admin, proxy, then the vendor
+    try:
+        vendor_url = f"http://127.0.0.1:{await _start_vendor(runners)}"
+        try:
+            config = demo_config(path, vendor_url, f"127.0.0.1:{port}")
         except ConfigError as exc:  # only a bad DEMO_* variable in the environment gets here
             print(f"demo: {exc}", file=sys.stderr)
             return 1
         setup_logging(config.log.level)
         app = build_app(config)
-        proxy_runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=config.server.shutdown_grace)
-        await proxy_runner.setup()
-        runners.insert(0, proxy_runner)  # stopped first: its in-flight requests need the vendor
         try:
-            await web.TCPSite(proxy_runner, config.server.listen.host, config.server.listen.port).start()
+            proxy_port = await _start(runners, app, config.server.listen.host, config.server.listen.port,
+                                      config.server.shutdown_grace)
         except OSError as exc:
-            print(f"demo: cannot listen on {config.server.listen}: {exc.strerror or exc}; "
-                  f"try --port {port + 1} (or --port 0 for any free port)", file=sys.stderr)
+            print(f"demo: cannot listen on {config.server.listen} ({exc}); "
+                  f"try --port {port + 1}, or --port 0 for any free port", file=sys.stderr)
             return 1
-        admin_runner = await _start_admin(app, config) if config.admin.enabled else None
-        if admin_runner is not None:
-            runners.insert(0, admin_runner)
-        proxy_url = f"http://127.0.0.1:{_bound_port(proxy_runner)}"
-        admin_url = f"http://127.0.0.1:{_bound_port(admin_runner)}" if admin_runner else None
-        print(banner(proxy_url, vendor_url, admin_url), flush=True)
+        admin_url = None
+        if config.admin.enabled:
+            listen = config.admin.listen
+            admin_port = await _start(runners, build_admin_app(app), listen.host, listen.port, 1.0)
+            admin_url = f"http://{listen.host}:{admin_port}"
+        print(banner(f"http://127.0.0.1:{proxy_port}", vendor_url, admin_url), flush=True)
         await _until_stopped()
         print("demo: stopping (finishing in-flight requests)", flush=True)
         app[PROXY_STATE].ready = False
@@ -85,6 +82,23 @@ async def _demo(port: int) -> int:
     finally:
         for runner in runners:
             await runner.cleanup()
+
+
+async def _start_vendor(runners: list[web.AppRunner]) -> int:
+    vendor = Vendor(on_mode=lambda old, new: print(f"[vendor] mode {old} -> {new}", flush=True))
+    # A short shutdown timeout: handlers sleeping in "slow" mode are cancelled, not waited for.
+    return await _start(runners, build_vendor_app(vendor), "127.0.0.1", 0, 0.5)
+
+
+async def _start(runners: list[web.AppRunner], app: web.Application, host: str, port: int,
+                 shutdown_timeout: float) -> int:
+    """Serve `app` on host:port; return the port it got. Each new runner is stopped first."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    runners.insert(0, runner)
+    await web.TCPSite(runner, host, port).start()
+    return _bound_port(runner)
 
 
 async def _until_stopped() -> None:
@@ -137,7 +151,8 @@ _STEPS = """
       curl -i $P/api/prices/XYZ-2          # refused: never a price of 0
       curl -X POST $V/__vendor/mode -d '{"mode":"empty-catalogue"}'
       curl -i $P/api/catalogue/summer      # STALE: still 50 items
-    Also try the modes "html" (an HTML error page with 200) and "slow" (10s; the proxy waits 2s).
+    Also try the modes "html" (an HTML error page with 200 OK) and "slow" (10s an answer;
+    the proxy gives up after 2s a try).
 
  4. Bookings are never cached or served stale; an Idempotency-Key makes a retry safe.
       curl -i -X POST $P/api/bookings -H 'Idempotency-Key: order-1' -d '{"sku":"ABC-1"}'

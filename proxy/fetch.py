@@ -24,7 +24,7 @@ from proxy.deliver import Txn, streaming_headers
 from proxy.errors import DataRejected, PayloadTooLarge, ProxyError, UpstreamStatus
 from proxy.guards import Verdict, check_body
 from proxy.headers import CACHE_OWNED, TRANSPORT_OWNED, UNKEYED_DANGEROUS, end_to_end
-from proxy.keys import route_prefix
+from proxy.keys import group_boundaries, route_prefix
 from proxy.model import Entry, Headers
 from proxy.routing import compile_match, match_path, rewrite_path
 from proxy.runtime import RouteState
@@ -47,6 +47,7 @@ class Outcome:
     upstream_status: int | None = None
     upstream_ms: float | None = None
     retries: int = 0
+    key: str | None = None  # where `entry` was stored (the variant key, once Vary is known)
 
     def shareable_for(self, request: web.Request) -> bool:
         if self.error is not None:
@@ -74,7 +75,35 @@ class Fetcher:
         return fetched
 
     async def fetch(self, rs: RouteState, key: str, entry: Entry | None, out: Outbound) -> Outcome:
-        """Fetch for `key`, validate, store; never raises for upstream trouble."""
+        """One upstream request per key for the whole fleet when a shared tier is up: take the
+        lease, or wait for the instance that holds it; then fetch, store in both tiers, release.
+        Never raises for upstream or shared-tier trouble."""
+        shared = self.state.shared
+        if shared is None:
+            return await self.fetch_here(rs, key, entry, out)
+        now = self.state.clock.now()
+        if not shared.up(now):
+            outcome = await self.fetch_here(rs, key, entry, out)
+            outcome.detail = f"{outcome.detail}; shared-tier-down" if outcome.detail else "shared-tier-down"
+            return outcome
+        assert rs.config.cache is not None
+        got = await shared.lease_or_wait(key, _lease_ms(rs), rs.config.cache.lock_timeout,
+                                         newer_than=entry.stored_at if entry is not None else None)
+        if isinstance(got, Entry):  # another instance fetched it
+            self.state.store.put(key, got, self.state.clock.now())
+            return Outcome(entry=got, detail="filled by another instance", key=key)
+        try:
+            outcome = await self.fetch_here(rs, key, entry, out)
+            if outcome.stored and outcome.entry is not None and outcome.key is not None:
+                # Awaited before the release: a waiter woken by the release must find it.
+                await shared.set(outcome.key, outcome.entry, self.state.clock.now())
+        finally:
+            if got is not None:
+                await shared.release(got)
+        return outcome
+
+    async def fetch_here(self, rs: RouteState, key: str, entry: Entry | None, out: Outbound) -> Outcome:
+        """Fetch for `key`, validate, store in this instance; never raises for upstream trouble."""
         now = self.state.clock.now()
         has_copy = entry is not None and freshness.usable_on_error(entry, now) is not None
         conditional = entry is not None and (entry.etag or entry.last_modified) and entry.status == 200
@@ -99,7 +128,7 @@ class Fetcher:
                 "retries": fetched.attempts - 1}
         if fetched.status == 304 and conditional and entry is not None:
             return Outcome(entry=self._revalidated(rs, key, entry, fetched), stored=True,
-                           revalidated=True, **meta)  # type: ignore[arg-type]
+                           revalidated=True, key=key, **meta)  # type: ignore[arg-type]
         if fetched.status >= 500 or fetched.status == 429:
             fetched.release()
             failure = UpstreamStatus(f"upstream answered {fetched.status}", fetched.status)
@@ -184,11 +213,9 @@ class Fetcher:
         full_key = primary if not vary else primary + "\x1e" + "\x1e".join(new.vary_values)
         self.state.remember_vary(primary, vary)
         self.state.store_entry(full_key, new, now)
-        if self.state.shared is not None:
-            self.state.tasks.spawn(self.state.shared.set(full_key, new, now), name="l2-set")
         if 200 <= new.status < 300:
             rs.last_good_at = now
-        return Outcome(entry=new, stored=True, **meta)
+        return Outcome(entry=new, stored=True, key=full_key, **meta)
 
     def _revalidated(self, rs: RouteState, key: str, entry: Entry, fetched: Fetched) -> Entry:
         policy = rs.config.cache
@@ -200,8 +227,6 @@ class Fetcher:
         new = freshness.refreshed(entry, merged, d, fetched.response_time)
         now = self.state.clock.now()
         self.state.store_entry(key, new, now)
-        if self.state.shared is not None:
-            self.state.tasks.spawn(self.state.shared.set(key, new, now), name="l2-set")
         rs.last_good_at = now
         return new
 
@@ -258,8 +283,21 @@ class Fetcher:
                 continue
             for p in paths:
                 if match_path(rs.config.match, p.split("/")[1:]) is not None:
-                    dropped += self.state.store.delete_group(route_prefix(rs.config.name, p))
+                    group = route_prefix(rs.config.name, p)
+                    dropped += self.state.store.delete_group(group)
+                    if self.state.shared is not None:
+                        self.state.tasks.spawn(self._forget_shared(group), name="l2-invalidate")
         return dropped
+
+    async def _forget_shared(self, group: str) -> None:
+        """Drop a URL's entries from the shared tier and every instance's memory tier."""
+        shared = self.state.shared
+        assert shared is not None
+        await shared.delete(group)
+        await shared.publish_purge(group, False)
+        for boundary in group_boundaries(group):
+            await shared.delete_prefix(boundary)
+            await shared.publish_purge(boundary, True)
 
     def _proxy_paths(self, vendor_path: str, upstream: UpstreamConfig, base: str) -> set[str]:
         if base and not vendor_path.startswith(base + "/"):
@@ -298,6 +336,15 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
         etag=freshness.header(headers, "etag"), last_modified=freshness.header(headers, "last-modified"),
         vary=vary, vary_values=tuple(_normal(sent.get(n)) for n in vary), url=out.path_qs,
     )
+
+
+def _lease_ms(rs: RouteState) -> int:
+    """How long a fleet-wide lease may be held: the longest the fetch can take, plus a margin;
+    a holder that dies frees the key when it runs out."""
+    timeouts = rs.config.timeout or rs.upstream.config.timeout
+    retries = rs.upstream.config.retries
+    longest = timeouts.total * (retries.attempts + 1) + retries.max_backoff * retries.attempts
+    return int((longest + 1.0) * 1000)
 
 
 def _with_validators(out: Outbound, entry: Entry) -> Outbound:

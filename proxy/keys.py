@@ -71,3 +71,9 @@ def group_of(key: str) -> str:
     if second != -1:
         end = min(end, second)
     return key[:end]
+
+
+def group_boundaries(group: str) -> tuple[str, ...]:
+    """Prefixes that select exactly the keys of `group` (besides the bare key itself), for
+    stores that can only delete by prefix: `/a/1` must not take `/a/10` with it."""
+    return (group + "?", group + SEP, group + VARY_SEP)

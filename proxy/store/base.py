@@ -7,9 +7,13 @@ failing shared tier must never fail a request (it is an integration like any oth
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from proxy.model import Entry
+
+if TYPE_CHECKING:
+    from proxy.store.lease import Lease
 
 
 class SharedTier(Protocol):
@@ -26,3 +30,20 @@ class SharedTier(Protocol):
     async def delete_prefix(self, prefix: str) -> int: ...
 
     async def close(self) -> None: ...
+
+    def up(self, now: float) -> bool:
+        """False while the tier is failing: skipped, and said so in Cache-Status."""
+        ...
+
+    async def lease_or_wait(
+        self, key: str, ttl_ms: int, timeout: float, *, newer_than: float | None = None
+    ) -> Lease | Entry | None:
+        """Fleet-wide single flight: a Lease (fetch, set, release), the Entry another instance
+        stored, or None (tier down or timeout: fetch without coordination)."""
+        ...
+
+    async def release(self, lease: Lease) -> bool: ...
+
+    async def publish_purge(self, key_or_prefix: str, prefix: bool) -> int: ...
+
+    def start_invalidation_listener(self, callback: Callable[[str, bool], None]) -> None: ...

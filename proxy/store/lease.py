@@ -24,11 +24,14 @@ import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from proxy.model import Entry
+
 log = logging.getLogger("proxy.store.shared")
 
 PurgeCallback = Callable[[str, bool], None]
-# One round trip answering "has the value landed, and is the lease still held?"; None: Redis down.
-Probe = Callable[[], Awaitable[tuple[bytes | None, bool] | None]]
+# One round trip answering "has the awaited entry landed, and is the lease still held?";
+# None when Redis is down.
+Probe = Callable[[], Awaitable[tuple[Entry | None, bool] | None]]
 
 # Compare-and-delete, then announce the end of the lease in the same atomic step so a waiter
 # never sees "lease gone" before the announcement can reach it. The pattern is Redis's own
@@ -113,31 +116,40 @@ class WaitEnd(enum.Enum):
 
 
 class Waiters:
-    """Waits for a value another instance is fetching: one poller per key per instance, however
-    many local callers wait, woken at once by a release message and polling every
+    """Waits for an entry another instance is fetching: one poller per awaited key per instance,
+    however many local callers wait, woken at once by a release message and polling every
     `poll_interval` to notice an expired lease (expiry publishes nothing) or a lost message."""
 
     def __init__(self, poll_interval: float) -> None:
         self._poll = poll_interval
-        self._events: dict[str, asyncio.Event] = {}
-        self._tasks: dict[str, asyncio.Task[bytes | WaitEnd]] = {}
+        self._events: dict[str, set[asyncio.Event]] = {}
+        self._tasks: dict[tuple[str, float | None], asyncio.Task[Entry | WaitEnd]] = {}
 
     def wake(self, key: str) -> None:
-        event = self._events.get(key)
-        if event is not None:
+        for event in self._events.get(key, ()):
             event.set()
 
-    async def wait(self, key: str, timeout: float, probe: Probe) -> bytes | WaitEnd:
-        task = self._tasks.get(key)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._poll_until(key, timeout, probe))
-            self._tasks[key] = task
-            task.add_done_callback(lambda done: self._forget(key, done))
-        try:
-            # shield: one caller giving up must not cancel the poll the others share
-            return await asyncio.wait_for(asyncio.shield(task), timeout)
-        except TimeoutError:
-            return WaitEnd.TIMEOUT
+    async def wait(
+        self, key: str, timeout: float, probe: Probe, newer_than: float | None = None
+    ) -> Entry | WaitEnd:
+        slot = (key, newer_than)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
+            task = self._tasks.get(slot)
+            if task is None or task.done():
+                task = loop.create_task(self._poll_until(key, remaining, probe))
+                self._tasks[slot] = task
+                task.add_done_callback(lambda done: self._forget(slot, done))
+            try:
+                # shield: one caller giving up must not cancel the poll the others share
+                got = await asyncio.wait_for(asyncio.shield(task), remaining)
+            except TimeoutError:
+                break
+            if got is not WaitEnd.TIMEOUT:
+                return got
+            # else the shared poll was started by a caller with a shorter budget than ours
+        return WaitEnd.TIMEOUT
 
     async def close(self) -> None:
         tasks = list(self._tasks.values())
@@ -145,12 +157,13 @@ class Waiters:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _forget(self, key: str, task: asyncio.Task[bytes | WaitEnd]) -> None:
-        if self._tasks.get(key) is task:
-            del self._tasks[key]
+    def _forget(self, slot: tuple[str, float | None], task: asyncio.Task[Entry | WaitEnd]) -> None:
+        if self._tasks.get(slot) is task:
+            del self._tasks[slot]
 
-    async def _poll_until(self, key: str, timeout: float, probe: Probe) -> bytes | WaitEnd:
-        event = self._events.setdefault(key, asyncio.Event())
+    async def _poll_until(self, key: str, timeout: float, probe: Probe) -> Entry | WaitEnd:
+        event = asyncio.Event()
+        self._events.setdefault(key, set()).add(event)
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -158,9 +171,9 @@ class Waiters:
                     got = await probe()
                     if got is None:
                         return WaitEnd.DOWN
-                    data, held = got
-                    if data is not None:
-                        return data
+                    entry, held = got
+                    if entry is not None:
+                        return entry
                     if not held:
                         return WaitEnd.GONE
                     with contextlib.suppress(TimeoutError):
@@ -168,8 +181,11 @@ class Waiters:
         except TimeoutError:
             return WaitEnd.TIMEOUT
         finally:
-            if self._events.get(key) is event:
-                del self._events[key]
+            waiting = self._events.get(key)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._events[key]
 
 
 class Subscriber:

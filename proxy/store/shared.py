@@ -175,8 +175,9 @@ class RedisTier:
 
     async def get(self, key: str) -> Entry | None:
         data = await self._guarded("get", lambda: self._cache.get(self.names.entry(key)))
+        if data is None:
+            self.misses += 1
         if data is _Skip.DOWN or data is None:
-            self.misses += data is None
             return None
         return self._decode(key, data)
 
@@ -228,15 +229,22 @@ class RedisTier:
             self.names.released_channel, lease.key))
         return done is not _Skip.DOWN and int(done) == 1
 
-    async def wait_for(self, key: str, timeout: float) -> Entry | None:
+    async def wait_for(
+        self, key: str, timeout: float, *, newer_than: float | None = None
+    ) -> Entry | None:
         """The entry another instance is fetching, once it lands; None on timeout, when Redis
-        is down, or when the lease ended without a value (the caller may then `lease()`)."""
-        got = await self._await_fill(key, timeout)
+        is down, or when the lease ended without a value (the caller may then `lease()`).
+        When refreshing a copy that is still stored, pass its `stored_at` as `newer_than` so
+        the old copy is not mistaken for the result."""
+        got = await self._await_fill(key, timeout, newer_than)
         return got if isinstance(got, Entry) else None
 
-    async def lease_or_wait(self, key: str, ttl_ms: int, timeout: float) -> Lease | Entry | None:
+    async def lease_or_wait(
+        self, key: str, ttl_ms: int, timeout: float, *, newer_than: float | None = None
+    ) -> Lease | Entry | None:
         """The whole protocol: a Lease (you fetch, `set`, then `release`), the Entry another
-        instance stored, or None (Redis down or `timeout` spent: fetch without coordination)."""
+        instance stored (newer than `newer_than`), or None (Redis down or `timeout` spent:
+        fetch without coordination)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -248,7 +256,7 @@ class RedisTier:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            waited = await self._await_fill(key, remaining)
+            waited = await self._await_fill(key, remaining, newer_than)
             if isinstance(waited, Entry):
                 return waited
             if waited is not WaitEnd.GONE:
@@ -302,22 +310,25 @@ class RedisTier:
             return _Skip.DOWN
         return Lease(key, token, ttl_ms) if won else _Held.HELD
 
-    async def _await_fill(self, key: str, timeout: float) -> Entry | WaitEnd:
+    async def _await_fill(
+        self, key: str, timeout: float, newer_than: float | None
+    ) -> Entry | WaitEnd:
         self._subscriber.start()  # wake-ups on release; polling covers expiry and lost messages
-        got = await self._waiters.wait(key, timeout, lambda: self._probe(key))
-        if isinstance(got, bytes):
-            entry = self._decode(key, got)
-            return WaitEnd.GONE if entry is None else entry
-        return got
+        return await self._waiters.wait(
+            key, timeout, lambda: self._probe(key, newer_than), newer_than)
 
-    async def _probe(self, key: str) -> tuple[bytes | None, bool] | None:
-        """(entry bytes or None, lease still held) in one round trip; None when Redis is down."""
+    async def _probe(self, key: str, newer_than: float | None) -> tuple[Entry | None, bool] | None:
+        """(the awaited entry or None, lease still held) in one round trip; None: Redis down.
+        An entry stored at or before `newer_than` is the stale copy being replaced: keep waiting."""
         got = await self._guarded(
             "wait", lambda: self._cache.raw("mget", self.names.entry(key), self.names.lease(key)))
         if got is _Skip.DOWN:
             return None
         data, holder = got
-        return data, holder is not None
+        entry = None if data is None else self._decode(key, data)
+        if entry is not None and newer_than is not None and entry.stored_at <= newer_than:
+            entry = None
+        return entry, holder is not None
 
     def _decode(self, key: str, data: bytes) -> Entry | None:
         try:

@@ -285,6 +285,7 @@ class Demo:
     proc: Running
     proxy: str
     vendor: str
+    status: str  # the admin status page, or a note that this build has none
 
     def mode(self, mode: str) -> None:
         answer = http("POST", f"{self.vendor}/__vendor/mode", {"mode": mode})
@@ -300,9 +301,10 @@ class Demo:
 @contextmanager
 def demo() -> Iterator[Demo]:
     with running("demo", "--port", "0", env={"DEMO_ACCESS_LOG": "off"}) as proc:
+        status = proc.wait_for(r"^  status  (?P<url>.+?)(  |$)")["url"]
         urls = proc.wait_for(r"^  P=(?P<proxy>http://\S+) V=(?P<vendor>http://\S+)$")
         proc.wait_for(r"Ctrl-C stops the demo")
-        yield Demo(proc, urls["proxy"], urls["vendor"])
+        yield Demo(proc, urls["proxy"], urls["vendor"], status)
 
 
 def assert_fallback(answer: Answer) -> None:
@@ -380,5 +382,9 @@ def test_demo_vendor_down_serves_copies_and_fallbacks_then_the_breaker_opens() -
         calls = d.vendor_requests()
         assert_fallback(d.get("/api/prices/NEW-99"))
         assert d.vendor_requests() == calls  # an open breaker keeps the vendor out of it
+
+        page = http("GET", d.status, headers={"Accept": "application/json"})
+        assert page.status == 200
+        assert [u["breaker"]["state"] for u in page.json()["upstreams"]] == ["open"]
 
         assert d.proc.stop(signal.SIGINT) == 0, d.proc.output()

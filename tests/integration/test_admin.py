@@ -82,6 +82,15 @@ async def test_health_ready_and_metrics(make_admin: MakeAdmin) -> None:
     assert (await not_ready.json())["error"] == "not_ready"
 
 
+async def test_collectors_are_installed_once_per_state(make_admin: MakeAdmin) -> None:
+    proxy, admin = await make_admin()
+    server = proxy.client.server
+    assert isinstance(server, TestServer)
+    build_admin_app(server.app)  # a second admin app on the same state
+    text = await (await admin.get("/metrics")).text()
+    assert text.count("# TYPE rproxy_cache_entries gauge") == 1
+
+
 async def test_status_json_and_page(make_admin: MakeAdmin, origin: Origin, clock: FakeClock) -> None:
     cached(origin)
     proxy, admin = await make_admin(WITH_TOKEN, "owner: Vendor desk <desk@example.com>\ndocs: https://docs.example")

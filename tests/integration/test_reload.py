@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from proxy.admin import build_admin_app
 from proxy.clock import FakeClock
 from proxy.config import load_config
+from proxy.health import HEALTH
 from proxy.reload import reload_from_file, restart_needed, routes_to_purge
 from tests.conftest import Proxy, config_text, make_config
 from tests.origin import Origin, Reply
@@ -228,6 +229,19 @@ async def test_new_header_values_are_scrubbed_from_logs_at_once(start: Start, or
     path.write_text(config_text(origin.url, routes(PRICES), extra))
     assert reload_from_file(proxy.state).errors == []
     assert "fresh-secret-4711" in proxy.state.telemetry.secret_values
+
+
+async def test_reload_starts_health_checks_for_new_upstreams(start: Start, origin: Origin) -> None:
+    proxy, admin, path = await start(routes(PRICES))
+    server = proxy.client.server
+    assert isinstance(server, TestServer)
+    assert server.app[HEALTH].running == frozenset()
+    text = config_text(origin.url, routes(PRICES, STOCK.replace("upstream: vendor", "upstream: stock")))
+    text = text.replace("upstreams:\n", f"upstreams:\n  stock:\n    url: {origin.url}\n"
+                                        "    health_check: {path: /health, interval: 1h}\n")
+    path.write_text(text)
+    assert (await admin.post("/reload")).status == 200
+    assert server.app[HEALTH].running == frozenset({"stock"})
 
 
 async def test_counters_survive_a_reload(start: Start, origin: Origin, clock: FakeClock) -> None:

