@@ -53,12 +53,14 @@ class BreakerPoller:
             self._stop.wait(self.interval)
 
     def _sample(self) -> None:
+        # State first, count second: a sample that says "open" then only counts requests
+        # that arrived after the breaker opened (the other order over-counts at the edge).
+        state = self.proxy.breaker_state(OUTAGE_UPSTREAM)
         try:
             count = self.origin.requests()
         except OSError:
             return
-        self.samples.append(Sample(time.monotonic(), count,
-                                   self.proxy.breaker_state(OUTAGE_UPSTREAM)))
+        self.samples.append(Sample(time.monotonic(), count, state))
 
     def stop(self) -> list[Sample]:
         self._stop.set()

@@ -258,7 +258,7 @@ async def purge(request: web.Request) -> web.Response:
         if soft and entry is not None:
             state.store.put(k, soft_purged(entry, now), now)
             if state.shared is not None:
-                state.tasks.spawn(state.shared.set(k, soft_purged(entry, now), now), name="l2-purge")
+                state.tasks.spawn(_soften_shared(state, k, soft_purged(entry, now), now), name="l2-purge")
         else:
             state.store.delete(k)
     if state.shared is not None and not soft:  # also what only other instances stored
@@ -268,14 +268,26 @@ async def purge(request: web.Request) -> web.Response:
 
 
 def _purge_shared(state: ProxyState, base: str, exact: bool) -> None:
+    state.tasks.spawn(_forget_shared(state, base, exact), name="l2-purge")
+
+
+async def _forget_shared(state: ProxyState, base: str, exact: bool) -> None:
+    """Drop from the shared tier, then tell every instance to drop its memory copy."""
     shared = state.shared
     assert shared is not None
     if exact:
-        state.tasks.spawn(shared.delete(base), name="l2-purge")
-        for prefix in (base + SEP, base + VARY_SEP):
-            state.tasks.spawn(shared.delete_prefix(prefix), name="l2-purge")
-    else:
-        state.tasks.spawn(shared.delete_prefix(base), name="l2-purge")
+        await shared.delete(base)
+        await shared.publish_purge(base, False)
+    for prefix in (base + SEP, base + VARY_SEP) if exact else (base,):
+        await shared.delete_prefix(prefix)
+        await shared.publish_purge(prefix, True)
+
+
+async def _soften_shared(state: ProxyState, key: str, entry: Entry, now: float) -> None:
+    shared = state.shared
+    assert shared is not None
+    await shared.set(key, entry, now)
+    await shared.publish_purge(key, False)  # other instances re-read the softened copy
 
 
 # -- reload and breakers ------------------------------------------------------------------------

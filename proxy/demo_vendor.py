@@ -157,7 +157,7 @@ async def failure_modes(request: web.Request, handler: Handler) -> web.StreamRes
     if api:
         vendor.requests += 1
     if vendor.mode == "down":
-        # No Retry-After: the proxy honours one before retrying, and the demo should fail fast.
+        # A bare 503, no Retry-After: stale copies and the breaker are what the demo shows.
         return web.json_response({"error": "service_unavailable"}, status=503)
     if vendor.mode == "slow":
         await asyncio.sleep(vendor.slow_seconds)

@@ -65,7 +65,8 @@ def _install_uvloop() -> None:
 async def _main(config: Config, *, index: int, admin_socket: str | None) -> None:
     app = build_app(config)
     state = app[PROXY_STATE]
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.server.shutdown_grace,
+    # aiohttp reads a timeout <= 0 as "none": a grace of 0 must still mean "stop now".
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=max(0.01, config.server.shutdown_grace),
                            handle_signals=False)
     await runner.setup()
     ssl_ctx = _ssl(config)

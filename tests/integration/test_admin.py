@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from proxy.admin import AdminConfigError, build_admin_app
 from proxy.app import build_app
 from proxy.clock import FakeClock
+from proxy.model import Entry
 from proxy.quarantine import Quarantine
 from proxy.settings import AdminConfig, Listen
 from tests.conftest import DEFAULT_ROUTES, Proxy, make_config
@@ -49,8 +50,9 @@ MakeAdmin = Callable[..., Awaitable[tuple[Proxy, AdminClient]]]
 def make_admin(make_proxy: MakeProxy, aiohttp_client: Client) -> MakeAdmin:
     """The proxy under test plus a client for its admin app (same state)."""
 
-    async def factory(body: str = WITH_TOKEN, upstream_extra: str = "") -> tuple[Proxy, AdminClient]:
-        proxy = await make_proxy(body, upstream_extra)
+    async def factory(body: str = WITH_TOKEN, upstream_extra: str = "",
+                      **kw: Any) -> tuple[Proxy, AdminClient]:
+        proxy = await make_proxy(body, upstream_extra, **kw)
         server = proxy.client.server
         assert isinstance(server, TestServer)
         admin = await aiohttp_client(build_admin_app(server.app))
@@ -263,6 +265,72 @@ async def test_soft_purged_key_refetches_when_the_vendor_is_up(make_admin: MakeA
     cached(origin, doc={**PRICE, "price": 11.0})
     fresh = await proxy.get("/api/prices/A1")
     assert fresh.headers["X-Cache"] == "MISS" and (await fresh.json())["price"] == 11.0
+
+
+class RecordingTier:
+    """A shared tier (the `SharedTier` protocol) that stores nothing and records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, float | None]] = []
+
+    async def get(self, key: str) -> Entry | None:
+        return None
+
+    async def set(self, key: str, entry: Entry, now: float) -> None:
+        self.calls.append(("set", key, entry.fresh_until))
+
+    async def delete(self, key: str) -> None:
+        self.calls.append(("delete", key, None))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        self.calls.append(("delete_prefix", prefix, None))
+        return 0
+
+    async def publish_purge(self, key_or_prefix: str, prefix: bool) -> int:
+        self.calls.append(("publish_prefix" if prefix else "publish", key_or_prefix, None))
+        return 0
+
+    async def close(self) -> None:
+        return None
+
+    def up(self, now: float) -> bool:
+        return True
+
+    async def lease_or_wait(self, key: str, ttl_ms: int, timeout: float, *,
+                            newer_than: float | None = None) -> None:
+        return None  # "fetch without coordination"
+
+    async def release(self, lease: object) -> bool:
+        return True
+
+    def start_invalidation_listener(self, callback: Callable[[str, bool], None]) -> None:
+        return None
+
+
+async def test_purges_reach_the_shared_tier(make_admin: MakeAdmin, origin: Origin, clock: FakeClock) -> None:
+    cached(origin)
+    tier = RecordingTier()
+    proxy, admin = await make_admin(WITH_TOKEN, shared=tier)
+    await proxy.get("/api/prices/A1")
+    await proxy.settle()
+    tier.calls.clear()
+    clock.advance(1)
+    await admin.post("/purge", json={"route": "prices", "key": "/api/prices/A1", "soft": True}, headers=AUTH)
+    await proxy.settle()
+    key = "prices\x1f/api/prices/A1"
+    assert tier.calls == [("set", key, clock.now()), ("publish", key, None)]
+    tier.calls.clear()
+    await admin.post("/purge", json={"route": "prices", "key": "/api/prices/A1?b=1"}, headers=AUTH)
+    await proxy.settle()
+    base = key + "?b=1"
+    assert tier.calls == [("delete", base, None), ("publish", base, None),
+                          ("delete_prefix", base + "\x1f", None), ("publish_prefix", base + "\x1f", None),
+                          ("delete_prefix", base + "\x1e", None), ("publish_prefix", base + "\x1e", None)]
+    tier.calls.clear()
+    await admin.post("/purge", json={"route": "prices", "prefix": "/api/"}, headers=AUTH)
+    await proxy.settle()
+    whole = "prices\x1f/api/"
+    assert tier.calls == [("delete_prefix", whole, None), ("publish_prefix", whole, None)]
 
 
 @pytest.mark.parametrize(("body", "status", "error"), [
