@@ -22,7 +22,7 @@ from benchmarks.machine import machine_info, versions
 from benchmarks.memory import measure_memory
 from benchmarks.micro import run_micro
 from benchmarks.procs import process_group
-from benchmarks.report import evaluate_goals, render, write_json, write_plot
+from benchmarks.report import evaluate_goals, render, render_markdown, write_json, write_plot
 from benchmarks.scenarios import STEADY, Runner
 from benchmarks.suite import Settings, Skip, Suite, run_scenario
 from benchmarks.userconf import run_user_config
@@ -55,6 +55,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="NAME,...", help="comma-separated scenarios (and extras)")
     p.add_argument("--json", metavar="FILE", type=Path, help="write the results as JSON")
     p.add_argument("--plot", metavar="FILE.png", type=Path, help="draw throughput and latency")
+    p.add_argument("--markdown", metavar="FILE", type=Path,
+                   help="write the table, memory, micro and goals as Markdown")
     p.add_argument("--repeat", type=int, metavar="N", help="runs per scenario (default 3)")
     p.add_argument("--duration", type=float, metavar="S", help="seconds per run (default 10)")
     p.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds (default 2)")
@@ -172,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_json(doc, args.json)
         say(f"wrote {args.json}")
+    if args.markdown:
+        args.markdown.write_text(render_markdown(doc))
+        say(f"wrote {args.markdown}")
     if args.plot and write_plot(doc, args.plot, say):
         say(f"wrote {args.plot}")
     return 0

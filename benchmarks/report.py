@@ -154,6 +154,36 @@ def render(doc: Doc) -> str:
     return "\n".join(parts)
 
 
+def render_markdown(doc: Doc) -> str:
+    """The table, memory, micro-benchmarks and goals as Markdown (for a README or an issue)."""
+    m, st = doc["machine"], doc["settings"]
+    out = [f"{m['cpu']}, {m['cores']} cores, Python {m['python']}, "
+           f"{doc['versions'].get('aiohttp') and 'aiohttp ' + doc['versions']['aiohttp']}; "
+           f"load generator {doc['load_generator']}; {st['connections']} connections, "
+           f"{st['duration_s']:g} s x {st['repeats']} runs (medians), {st['workers']} worker(s); "
+           f"load average {m.get('loadavg_at_start')} -> {m.get('loadavg')}.", "",
+           "| scenario | rps | p50 ms | p90 ms | p99 ms | errors | origin requests | notes |",
+           "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for name, row in doc["scenarios"].items():
+        if row.get("skipped"):
+            out.append(f"| {name} | - | - | - | - | - | - | skipped: {row['skipped']} |")
+            continue
+        out.append(f"| {name} | {_fmt(row['rps'], ',.0f')} | {_fmt(row['p50_ms'], '.2f')} | "
+                   f"{_fmt(row['p90_ms'], '.2f')} | {_fmt(row['p99_ms'], '.2f')} | "
+                   f"{_fmt(row['errors'], 'd')} | {_fmt(row['origin_requests'], 'd')} | "
+                   f"{'; '.join(row.get('notes', []))} |")
+    out += ["", f"Memory: {render_memory(doc.get('memory')).strip()}", "",
+            "| micro-benchmark | us per call | what |", "|---|---:|---|"]
+    for name, row in (doc.get("micro") or {}).items():
+        out.append(f"| {name} | {_fmt(row.get('us'), '.3f')} | {row.get('what', '')} |")
+    out += ["", "| goal | measured | |", "|---|---|---|"]
+    mark = {True: "held", False: "missed", None: "not measured"}
+    for g in doc["goals"]:
+        detail = f" ({g['detail']})" if g["detail"] else ""
+        out.append(f"| {g['goal']} | {g['measured']}{detail} | {mark[g['held']]} |")
+    return "\n".join(out) + "\n"
+
+
 def write_json(doc: Doc, path: Path) -> None:
     path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
 

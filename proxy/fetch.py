@@ -9,26 +9,22 @@ bookkeeping. Must not: build client responses (that is `deliver`).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import zlib
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from proxy import freshness
 from proxy.cachecontrol import parse as parse_cc
-from proxy.deliver import Txn, streaming_headers
-from proxy.errors import DataRejected, PayloadTooLarge, ProxyError, UpstreamStatus
-from proxy.guards import Verdict, check_body
-from proxy.headers import CACHE_OWNED, TRANSPORT_OWNED, UNKEYED_DANGEROUS, end_to_end
-from proxy.keys import group_boundaries, route_prefix
-from proxy.model import Entry, Headers
-from proxy.routing import compile_match, match_path, rewrite_path
+from proxy.datacheck import DataCheck
+from proxy.deliver import Txn
+from proxy.errors import ProxyError, UpstreamStatus
+from proxy.guards import Verdict
+from proxy.headers import end_to_end
+from proxy.invalidate import Invalidator
+from proxy.model import Entry
 from proxy.runtime import RouteState
-from proxy.settings import UpstreamConfig
 from proxy.state import ProxyState
 from proxy.transport import Fetched, Outbound
 
@@ -62,6 +58,8 @@ class Outcome:
 class Fetcher:
     def __init__(self, state: ProxyState) -> None:
         self.state = state
+        self.datacheck = DataCheck(state)
+        self.invalidator = Invalidator(state)
 
     async def call(self, rs: RouteState, out: Outbound, txn: Txn, *, has_copy: bool = False) -> Fetched:
         try:
@@ -116,7 +114,7 @@ class Fetcher:
                 """Guard rejections count as breaker failures; confirmable changes do not."""
                 if not 200 <= f.status < 300:
                     return True
-                checked.append(self._check(rs, entry, f))
+                checked.append(self.datacheck.check(rs, entry, f))
                 return checked[-1][0].ok or checked[-1][0].relative_only
         try:
             fetched = await rs.upstream.request(out, rs.config.max_object_size, has_copy=has_copy,
@@ -136,60 +134,10 @@ class Fetcher:
             return Outcome(error=failure, **meta)  # type: ignore[arg-type]
         if not fetched.complete:
             return Outcome(fetched=fetched, detail="too large to store", **meta)  # type: ignore[arg-type]
-        rejected = self._guard(rs, key, entry, fetched, checked[-1] if checked else None)
+        rejected = self.datacheck.verdict(rs, key, entry, fetched, checked[-1] if checked else None)
         if rejected is not None:
             return Outcome(error=rejected, detail=rejected.message, **meta)  # type: ignore[arg-type]
         return self._store(rs, key, entry, fetched, out, meta)
-
-    # -- guards --------------------------------------------------------------------------------
-
-    def _check(self, rs: RouteState, entry: Entry | None, fetched: Fetched) -> tuple[Verdict, Any]:
-        rules = rs.config.guards
-        body = _decoded(fetched)
-        # Parsing the last good copy costs as much as parsing the new one: only relative rules need it.
-        last_good = _last_good(entry) if any(rule.relative for rule in rules) else None
-        return check_body(rules, body if body is not None else b"\x00", last_good=last_good,
-                          max_bytes=rs.config.max_object_size)
-
-    def _guard(self, rs: RouteState, key: str, entry: Entry | None, fetched: Fetched,
-               checked: tuple[Verdict, Any] | None) -> DataRejected | None:
-        if not rs.config.guards or not 200 <= fetched.status < 300:
-            return None
-        verdict, doc = checked or self._check(rs, entry, fetched)
-        hysteresis = rs.hysteresis_for(key)
-        now = self.state.clock.now()
-        if verdict.ok:
-            hysteresis.reset()
-            self._drift(rs, doc, now)
-            return None
-        if verdict.relative_only and hysteresis.observe(verdict, doc):
-            self.state.telemetry.event("guard_change_confirmed", now, level="info", route=rs.config.name,
-                                       rules=[v.label() for v in verdict.violations])
-            self._drift(rs, doc, now)
-            return None
-        self._reject(rs, fetched, verdict, now)
-        return DataRejected(verdict.detail(), [v.label() for v in verdict.violations])
-
-    def _reject(self, rs: RouteState, fetched: Fetched, verdict: Verdict, now: float) -> None:
-        state, route = self.state, rs.config.name
-        rs.guard_rejections += 1
-        rs.upstream.track.data_faults += 1
-        state.quarantine.add(route, fetched.body, verdict, now, fetched.status, fetched.headers)
-        for violation in verdict.violations:
-            state.telemetry.guard_rejections.inc((route, violation.rule))
-        state.telemetry.data_faults.inc((rs.upstream.name,))
-        state.telemetry.event("guard_rejected", now, route=route, upstream=rs.upstream.name,
-                              violations=[{"rule": v.rule, "path": v.path, "value": v.value}
-                                          for v in verdict.violations])
-
-    def _drift(self, rs: RouteState, doc: Any, now: float) -> None:
-        if doc is None:
-            return
-        change = rs.drift.observe(doc)
-        if change is not None:
-            self.state.telemetry.drift.inc((rs.config.name,))
-            self.state.telemetry.event("contract_drift", now, route=rs.config.name,
-                                       upstream=rs.upstream.name, change=change.summary())
 
     # -- store ---------------------------------------------------------------------------------
 
@@ -260,62 +208,6 @@ class Fetcher:
             self.state.refresh_succeeded(key)
             self.state.telemetry.refreshes.inc((rs.config.name, "ok"))
 
-    def invalidate(self, request: web.Request, path: str, headers: Headers, upstream: UpstreamConfig) -> int:
-        """RFC 9111 4.4: a successful write invalidates its URI and same-origin Location.
-
-        A Location may name a proxy path or, as vendors write it, the vendor's own path: the
-        latter is mapped back through each route's rewrite to the proxy path it is cached under.
-        """
-        paths = {path}
-        vendor = urlsplit(upstream.url)
-        for name in ("location", "content-location"):
-            value = freshness.header(headers, name)
-            if not value:
-                continue
-            parts = urlsplit(value)
-            if parts.path and (not parts.netloc or parts.netloc == request.host):
-                paths.add(parts.path)
-            if parts.path and (not parts.netloc or parts.netloc == vendor.netloc):
-                paths.update(self._proxy_paths(parts.path, upstream, vendor.path.rstrip("/")))
-        dropped = 0
-        for rs in self.state.runtime.routes:
-            if rs.config.cache is None:
-                continue
-            for p in paths:
-                if match_path(rs.config.match, p.split("/")[1:]) is not None:
-                    group = route_prefix(rs.config.name, p)
-                    dropped += self.state.store.delete_group(group)
-                    if self.state.shared is not None:
-                        self.state.tasks.spawn(self._forget_shared(group), name="l2-invalidate")
-        return dropped
-
-    async def _forget_shared(self, group: str) -> None:
-        """Drop a URL's entries from the shared tier and every instance's memory tier."""
-        shared = self.state.shared
-        assert shared is not None
-        await shared.delete(group)
-        await shared.publish_purge(group, False)
-        for boundary in group_boundaries(group):
-            await shared.delete_prefix(boundary)
-            await shared.publish_purge(boundary, True)
-
-    def _proxy_paths(self, vendor_path: str, upstream: UpstreamConfig, base: str) -> set[str]:
-        if base and not vendor_path.startswith(base + "/"):
-            return set()
-        rel = vendor_path[len(base):]
-        found = set()
-        for rs in self.state.runtime.routes:
-            if rs.config.cache is None or rs.config.upstream != upstream.name:
-                continue
-            template = rs.config.rewrite or rs.config.match.text
-            try:
-                m = match_path(compile_match(template), rel.split("/")[1:])
-            except ValueError:
-                continue
-            if m is not None:
-                found.add(rewrite_path(rs.config.match.text, rel, m))
-        return found
-
     def _transport_fault(self, rs: RouteState, err: ProxyError) -> None:
         self.state.telemetry.transport_faults.inc((rs.upstream.name, err.code))
 
@@ -356,85 +248,5 @@ def _with_validators(out: Outbound, entry: Entry) -> Outbound:
     return replace(out, headers=headers)
 
 
-def _decoded(fetched: Fetched) -> bytes | None:
-    encoding = (freshness.header(fetched.headers, "content-encoding") or "identity").lower()
-    if encoding in ("identity", ""):
-        return fetched.body
-    try:
-        if encoding in ("gzip", "x-gzip"):
-            return zlib.decompress(fetched.body, 16 + zlib.MAX_WBITS)
-        if encoding == "deflate":
-            return zlib.decompress(fetched.body)
-    except zlib.error:
-        return None
-    return None  # an encoding we cannot check is treated as unreadable
-
-
-def _last_good(entry: Entry | None) -> Any | None:
-    if entry is None or not 200 <= entry.status < 300:
-        return None
-    try:
-        return json.loads(entry.body)
-    except ValueError:
-        return None
-
-
 def _normal(value: str | None) -> str:
     return " ".join(value.split()) if value else ""
-
-
-def forward_headers(
-    request: web.Request, upstream: UpstreamConfig, *, cacheable: bool
-) -> list[tuple[str, str]]:
-    """Client headers that may reach the vendor, then the upstream's configured ones."""
-    drop = TRANSPORT_OWNED | UNKEYED_DANGEROUS | (CACHE_OWNED if cacheable else frozenset())
-    configured = {k.lower() for k, _ in upstream.headers}
-    out = [(k, v) for k, v in end_to_end(request.headers.items(), drop) if k.lower() not in configured]
-    if not cacheable and request.remote:
-        prior = request.headers.get("X-Forwarded-For")
-        out = [(k, v) for k, v in out if k.lower() != "x-forwarded-for"]
-        out.append(("X-Forwarded-For", f"{prior}, {request.remote}" if prior else request.remote))
-    out.extend(upstream.headers)
-    return out
-
-
-async def read_body(request: web.Request, limit: int) -> bytes | None:
-    if not request.body_exists:
-        return None
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"request body over {limit} bytes")
-    body = await request.content.read(limit + 1)
-    while len(body) <= limit and not request.content.at_eof():
-        more = await request.content.read(limit + 1 - len(body))
-        if not more:
-            break
-        body += more
-    if len(body) > limit:
-        raise PayloadTooLarge(f"request body over {limit} bytes")
-    return body
-
-
-async def stream_response(request: web.Request, fetched: Fetched, txn: Txn, *, x_cache: str,
-                          status_value: str) -> web.StreamResponse:
-    """Relay a body too large to store: first chunk, then the rest as it arrives."""
-    resp = web.StreamResponse(status=fetched.status,
-                              headers=streaming_headers(fetched.headers, txn, x_cache=x_cache,
-                                                        status_value=status_value))
-    txn.status = fetched.status
-    stream = fetched.stream
-    try:
-        await resp.prepare(request)
-        await resp.write(fetched.body)
-        txn.bytes = len(fetched.body)
-        if stream is not None:
-            async for chunk in stream.content.iter_chunked(65536):
-                await resp.write(chunk)
-                txn.bytes += len(chunk)
-        await resp.write_eof()
-    except Exception as exc:  # the client sees a cut connection: the status line is gone already
-        log.warning("streaming %s broke after %d bytes: %s", txn.path[:120], txn.bytes, exc)
-        if request.transport is not None:
-            request.transport.close()
-    finally:
-        fetched.release()
-    return resp

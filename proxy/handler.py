@@ -36,10 +36,11 @@ from proxy.errors import (
     UpstreamStatus,
     UriTooLong,
 )
-from proxy.fetch import Fetcher, Outcome, forward_headers, read_body, stream_response
+from proxy.fetch import Fetcher, Outcome
 from proxy.freshness import Decision
 from proxy.keys import primary_key, variant_key
 from proxy.model import Entry
+from proxy.relay import forward_headers, read_body, stream_response
 from proxy.routing import Match, rewrite_path, unsafe_target
 from proxy.runtime import RouteState
 from proxy.state import ProxyState
@@ -133,7 +134,7 @@ class Handler:
             fetched.release()
             raise UpstreamStatus(f"upstream answered {fetched.status}", fetched.status)
         if request.method in UNSAFE and fetched.status < 400:
-            self.fetcher.invalidate(request, path, fetched.headers, rs.upstream.config)
+            self.fetcher.invalidator.invalidate(request, path, fetched.headers, rs.upstream.config)
         fwd = "bypass" if route.cache is None else "method"
         status_value = cache_status(hit=False, fwd=fwd, fwd_status=fetched.status)
         if not fetched.complete:

@@ -111,7 +111,7 @@ class Phase(Enum):
 class Refusal:
     status: int  # 400, 431 or 505
     reason: str
-    respond: bool  # nothing earlier on this connection can be answering: safe to write a reply
+    request: int  # which request on the connection (1 = the first): only the first may be answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +282,7 @@ class RequestReader:
         self.phase, self.deadline = Phase.IDLE, None
 
     def _refuse(self, status: int, reason: str, unit_start: int, *, head: bool) -> int:
-        self.refusal = Refusal(status, reason, respond=head and self.requests == 0)
+        self.refusal = Refusal(status, reason, self.requests + 1 if head else self.requests)
         self.phase, self.deadline, self.passed = Phase.REFUSED, None, unit_start
         self._buf.clear()
         return _STOP

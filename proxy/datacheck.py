@@ -1,0 +1,96 @@
+"""Sanity guards on a fetched body, as the request path applies them.
+
+Owns: running a route's guards on a fresh 2xx body (decoded), hysteresis per key, and what a
+rejection leaves behind: quarantine, metrics, an alert event, the contract-drift record.
+Must not: store or serve anything (that is `fetch` and `handler`); decide rules (that is `guards`).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+from proxy import freshness
+from proxy.errors import DataRejected
+from proxy.guards import Verdict, check_body
+from proxy.model import Entry
+from proxy.runtime import RouteState
+from proxy.state import ProxyState
+from proxy.transport import Fetched
+
+
+class DataCheck:
+    def __init__(self, state: ProxyState) -> None:
+        self.state = state
+
+    def check(self, rs: RouteState, entry: Entry | None, fetched: Fetched) -> tuple[Verdict, Any]:
+        rules = rs.config.guards
+        body = _decoded(fetched)
+        # Parsing the last good copy costs as much as parsing the new one: only relative rules need it.
+        last_good = _last_good(entry) if any(rule.relative for rule in rules) else None
+        return check_body(rules, body if body is not None else b"\x00", last_good=last_good,
+                          max_bytes=rs.config.max_object_size)
+
+    def verdict(self, rs: RouteState, key: str, entry: Entry | None, fetched: Fetched,
+               checked: tuple[Verdict, Any] | None) -> DataRejected | None:
+        if not rs.config.guards or not 200 <= fetched.status < 300:
+            return None
+        verdict, doc = checked or self.check(rs, entry, fetched)
+        hysteresis = rs.hysteresis_for(key)
+        now = self.state.clock.now()
+        if verdict.ok:
+            hysteresis.reset()
+            self._drift(rs, doc, now)
+            return None
+        if verdict.relative_only and hysteresis.observe(verdict, doc):
+            self.state.telemetry.event("guard_change_confirmed", now, level="info", route=rs.config.name,
+                                       rules=[v.label() for v in verdict.violations])
+            self._drift(rs, doc, now)
+            return None
+        self.reject(rs, fetched, verdict, now)
+        return DataRejected(verdict.detail(), [v.label() for v in verdict.violations])
+
+    def reject(self, rs: RouteState, fetched: Fetched, verdict: Verdict, now: float) -> None:
+        state, route = self.state, rs.config.name
+        rs.guard_rejections += 1
+        rs.upstream.track.data_faults += 1
+        state.quarantine.add(route, fetched.body, verdict, now, fetched.status, fetched.headers)
+        for violation in verdict.violations:
+            state.telemetry.guard_rejections.inc((route, violation.rule))
+        state.telemetry.data_faults.inc((rs.upstream.name,))
+        state.telemetry.event("guard_rejected", now, route=route, upstream=rs.upstream.name,
+                              violations=[{"rule": v.rule, "path": v.path, "value": v.value}
+                                          for v in verdict.violations])
+
+    def _drift(self, rs: RouteState, doc: Any, now: float) -> None:
+        if doc is None:
+            return
+        change = rs.drift.observe(doc)
+        if change is not None:
+            self.state.telemetry.drift.inc((rs.config.name,))
+            self.state.telemetry.event("contract_drift", now, route=rs.config.name,
+                                       upstream=rs.upstream.name, change=change.summary())
+
+
+def _decoded(fetched: Fetched) -> bytes | None:
+    encoding = (freshness.header(fetched.headers, "content-encoding") or "identity").lower()
+    if encoding in ("identity", ""):
+        return fetched.body
+    try:
+        if encoding in ("gzip", "x-gzip"):
+            return zlib.decompress(fetched.body, 16 + zlib.MAX_WBITS)
+        if encoding == "deflate":
+            return zlib.decompress(fetched.body)
+    except zlib.error:
+        return None
+    return None  # an encoding we cannot check is treated as unreadable
+
+
+def _last_good(entry: Entry | None) -> Any | None:
+    if entry is None or not 200 <= entry.status < 300:
+        return None
+    try:
+        return json.loads(entry.body)
+    except ValueError:
+        return None
