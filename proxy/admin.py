@@ -47,7 +47,7 @@ STATUS_PAGE = Path(__file__).resolve().with_name("static") / "status.html"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _DROP_ON_STORE = frozenset({"content-length", "age", "set-cookie"})  # as fetch stores entries
 # The page is self-contained: inline script and style, fetches only /status on this origin.
-_PAGE_HEADERS = {
+PAGE_HEADERS = {
     "Content-Type": "text/html; charset=utf-8",
     "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
                                "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
@@ -186,7 +186,7 @@ def wants_html(accept: str) -> bool:
 
 async def status(request: web.Request) -> web.StreamResponse:
     if wants_html(request.headers.get("Accept", "")):
-        return web.FileResponse(STATUS_PAGE, headers=_PAGE_HEADERS)
+        return web.FileResponse(STATUS_PAGE, headers=PAGE_HEADERS)
     state = _state(request)
     return _json(build_status(state, state.clock.now()))
 

@@ -105,16 +105,81 @@ class ConnGuard:
                      which, address, held)
 
 
+class _Tap(asyncio.Transport):
+    """The real transport as aiohttp's handler sees it, noting whether anything was written: only
+    then may the guard answer a refused request itself without crossing a response in flight.
+    (asyncio's sendfile fallback wants its own transport class; the proxy serves no files.)"""
+
+    __slots__ = ("_real", "wrote")
+
+    def __init__(self, real: asyncio.Transport) -> None:
+        super().__init__()
+        self._real = real
+        self.wrote = False
+
+    def write(self, data: bytes | bytearray | memoryview[Any]) -> None:
+        self.wrote = True
+        self._real.write(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.wrote = True
+        self._real.writelines(list_of_data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._real.get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return self._real.is_closing()
+
+    def close(self) -> None:
+        self._real.close()
+
+    def abort(self) -> None:
+        self._real.abort()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._real.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._real.get_protocol()
+
+    def is_reading(self) -> bool:
+        return self._real.is_reading()
+
+    def pause_reading(self) -> None:
+        self._real.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._real.resume_reading()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._real.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self) -> int:
+        return self._real.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._real.get_write_buffer_limits()
+
+    def can_write_eof(self) -> bool:
+        return self._real.can_write_eof()
+
+    def write_eof(self) -> None:
+        self._real.write_eof()
+
+
 class GuardedConnection(asyncio.Protocol):
     """One accepted connection: the guard's bookkeeping around aiohttp's RequestHandler."""
 
-    __slots__ = ("_address", "_armed", "_closed", "_guard", "_inner", "_reader", "_timer", "_transport")
+    __slots__ = ("_address", "_armed", "_closed", "_guard", "_inner", "_reader", "_tap", "_timer",
+                 "_transport")
 
     def __init__(self, guard: ConnGuard) -> None:
         self._guard = guard
         self._inner: asyncio.Protocol | None = None
         self._reader: RequestReader | None = None
         self._transport: asyncio.Transport | None = None
+        self._tap: _Tap | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
         self._address = ""
@@ -135,7 +200,8 @@ class GuardedConnection(asyncio.Protocol):
         guard.stats.admitted += 1
         self._reader = RequestReader(guard.limits, guard.loop.time())
         self._inner = guard.factory()
-        self._inner.connection_made(transport)
+        self._tap = _Tap(transport)
+        self._inner.connection_made(self._tap)
         self._arm(self._reader.deadline)
 
     def data_received(self, data: bytes) -> None:
@@ -203,7 +269,7 @@ class GuardedConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return
-        if refusal.respond:
+        if refusal.request == 1 and self._tap is not None and not self._tap.wrote:
             kind = _REFUSALS.get(refusal.status, BadRequest)
             transport.write(answer(kind(refusal.reason)))
         self._closed = True

@@ -148,6 +148,8 @@ class Fetcher:
         cc = parse_cc([v for k, v in fetched.headers if k.lower() == "cache-control"])
         why = freshness.storable(status=fetched.status, headers=fetched.headers, cc=cc, policy=policy,
                                  authorized=out.credentials)
+        if why is None and self.state.runtime.by_name.get(rs.config.name) is not rs:
+            why = "config reloaded"  # fetched under the old config: its route may have been purged
         if why is not None:
             return Outcome(fetched=fetched, detail=f"not stored: {why}", **meta)
         now = self.state.clock.now()

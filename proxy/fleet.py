@@ -24,10 +24,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from proxy.admin import PAGE_HEADERS, STATUS_PAGE, wants_html
 from proxy.settings import Config
 
 log = logging.getLogger("proxy.fleet")
-STATUS_PAGE = os.path.join(os.path.dirname(__file__), "static", "status.html")
 _BREAKER_RANK = {"closed": 0, "half_open": 1, "open": 2}
 
 
@@ -176,9 +176,8 @@ def build_fleet_app(fleet: Fleet) -> web.Application:
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     async def status(request: web.Request) -> web.StreamResponse:
-        accept = request.headers.get("Accept", "")
-        if "text/html" in accept and "application/json" not in accept:
-            return web.FileResponse(STATUS_PAGE)
+        if wants_html(request.headers.get("Accept", "")):
+            return web.FileResponse(STATUS_PAGE, headers=PAGE_HEADERS)
         answers = await fleet.call("GET", "/status", headers={"Accept": "application/json"})
         docs = [json.loads(body) for _, status, body in answers if status == 200]
         return web.json_response(merge_status(docs), status=200 if docs else 503)

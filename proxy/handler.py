@@ -115,6 +115,8 @@ class Handler:
         route = rs.config
         txn.route, txn.upstream = route.name, route.upstream
         rs.requests += 1
+        if self.state.telemetry.access.enabled:
+            txn.breaker = rs.upstream.state(txn.start).value
         target = _target(route.rewrite, path, query, match)
         if route.cache is not None and request.method in CACHEABLE and "Range" not in request.headers:
             return await self.lookup(request, rs, path, query, target, txn)
@@ -220,8 +222,9 @@ class Handler:
                      txn: Txn, *, collapsed: bool) -> web.StreamResponse:
         now = self.state.clock.now()
         txn.upstream_status = outcome.upstream_status
-        txn.upstream_ms = outcome.upstream_ms
-        txn.retries = outcome.retries
+        if not collapsed:  # a waiter did not call the upstream: its latency is the leader's
+            txn.upstream_ms = outcome.upstream_ms
+            txn.retries = outcome.retries
         if outcome.error is not None:
             return self.error(rs, entry, outcome.error, txn, outcome.upstream_status)
         txn.x_cache = "MISS"

@@ -18,6 +18,7 @@ import sys
 from aiohttp import web
 
 from proxy.app import PROXY_STATE, build_app
+from proxy.health import HEALTH
 from proxy.settings import Config
 
 log = logging.getLogger("proxy.serve")
@@ -114,6 +115,8 @@ def _reload(app: web.Application) -> None:
         log.error("reload refused, old config keeps serving:\n%s", "\n".join(result.errors))
     else:
         log.info("reloaded %s", app[PROXY_STATE].runtime.config.path)
+        if HEALTH in app:
+            app[HEALTH].start()  # health checks for upstreams the new config adds
 
 
 def _ssl(config: Config) -> ssl.SSLContext | None:

@@ -154,8 +154,6 @@ async def test_guard_rejection_is_logged_with_the_rule(rig: Rig, origin: Origin)
     assert line["guard"] == "guard: gt at $.price" and line["status"] == 502
 
 
-@pytest.mark.xfail(strict=True, reason="proxy/handler.py never sets Txn.breaker, so the access log's "
-                   "`breaker` field is always null (issue 5 item 1 asks for the breaker state)")
 async def test_breaker_state_is_logged(rig: Rig) -> None:
     await rig.admin.post("/breakers/vendor/open", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert (await rig.public.get("/api/prices/A1")).status == 503

@@ -206,9 +206,6 @@ async def test_in_flight_request_finishes_and_the_retired_upstream_is_closed(
     assert (await proxy.get("/api/prices/B2")).status == 502  # the new URL serves now
 
 
-@pytest.mark.xfail(strict=True, reason="proxy/fetch.py Fetcher._store stores a fetch that was in flight "
-                   "during a reload into a route the reload purged (old upstream URL); it should skip "
-                   "storing when state.runtime.by_name.get(rs.config.name) is not rs")
 async def test_a_fetch_in_flight_during_reload_does_not_refill_a_purged_route(
         start: Start, origin: Origin) -> None:
     origin.always("/prices/A1", Reply(200, PRICE, {**JSON_TYPE, "Cache-Control": "max-age=60"}, delay=0.3))
