@@ -25,6 +25,7 @@ from aiohttp import web
 
 from proxy.errors import BadRequest, HeadersTooLarge, ProxyError, error_body
 from proxy.limits import Admission, ConnLimits, ConnTable, Refusal, RequestReader, Throttle
+from proxy.metrics import Registry
 
 log = logging.getLogger("proxy.connguard")
 REPORT_EVERY = 10.0  # seconds between log lines about shed load or cut clients
@@ -70,7 +71,7 @@ class ConnGuard:
     """The protocol factory a listener is created with; one per listening site."""
 
     def __init__(self, factory: Callable[[], asyncio.Protocol], limits: ConnLimits | None = None, *,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None, registry: Registry | None = None) -> None:
         self.factory = factory
         self.limits = limits or ConnLimits()
         self.loop = loop or asyncio.get_running_loop()
@@ -79,11 +80,34 @@ class ConnGuard:
         self.lingering = 0
         self._shed_log = Throttle(REPORT_EVERY)
         self._slow_log = Throttle(REPORT_EVERY)
+        r = registry or Registry()  # a private one when nobody exports them
+        self.open_gauge = r.gauge("rproxy_connections_open", "Client connections open on the public listener")
+        self.shed_total = r.counter("rproxy_connections_shed_total",
+                                    "Connections answered 503 at once: over the per-address or total limit",
+                                    ("reason",))
+        self.slow_total = r.counter("rproxy_slow_clients_closed_total",
+                                    "Connections cut for not sending a request head or body in time",
+                                    ("phase",))
+        self.refused_total = r.counter("rproxy_requests_refused_total",
+                                       "Requests refused by the listener for their framing", ("status",))
 
     def __call__(self) -> asyncio.Protocol:
         return GuardedConnection(self)
 
+    def admitted(self) -> None:
+        self.stats.admitted += 1
+        self.open_gauge.set((), self.table.open)
+
+    def released(self, address: str) -> None:
+        self.table.release(address)
+        self.open_gauge.set((), self.table.open)
+
+    def refused(self, refusal: Refusal) -> None:
+        self.stats.refused += 1
+        self.refused_total.inc((str(refusal.status),))
+
     def shed(self, why: Admission, address: str) -> None:
+        self.shed_total.inc((why.value,))
         if why is Admission.TOTAL:
             self.stats.shed_total += 1
         else:
@@ -95,6 +119,7 @@ class ConnGuard:
                         self.table.count(address), address, self.limits.per_address, held)
 
     def cut(self, which: str, address: str) -> None:
+        self.slow_total.inc((which,))
         if which == "header":
             self.stats.header_timeouts += 1
         else:
@@ -197,7 +222,7 @@ class GuardedConnection(asyncio.Protocol):
         if verdict is not Admission.OK:
             self._shed(verdict)
             return
-        guard.stats.admitted += 1
+        guard.admitted()
         self._reader = RequestReader(guard.limits, guard.loop.time())
         self._inner = guard.factory()
         self._tap = _Tap(transport)
@@ -235,7 +260,7 @@ class GuardedConnection(asyncio.Protocol):
         self._closed = True
         self._disarm()
         if self._inner is not None:
-            self._guard.table.release(self._address)
+            self._guard.released(self._address)
             self._inner.connection_lost(exc)
             self._inner = None
         else:
@@ -265,7 +290,7 @@ class GuardedConnection(asyncio.Protocol):
             transport.close()
 
     def _refuse(self, refusal: Refusal) -> None:
-        self._guard.stats.refused += 1
+        self._guard.refused(refusal)
         transport = self._transport
         if transport is None:
             return
@@ -313,14 +338,16 @@ class GuardedConnection(asyncio.Protocol):
 
 
 class GuardedSite(web.TCPSite):
-    """`web.TCPSite` whose connections go through a `ConnGuard` (`site.guard` once started)."""
+    """`web.TCPSite` whose connections go through a `ConnGuard` (`site.guard` once started);
+    with `registry`, the guard's counters are exported with the proxy's metrics."""
 
-    __slots__ = ("_limits", "_listening", "guard")
+    __slots__ = ("_limits", "_listening", "_registry", "guard")
 
     def __init__(self, runner: web.BaseRunner, host: str | None = None, port: int | None = None, *,
-                 limits: ConnLimits | None = None, **kwargs: Any) -> None:
+                 limits: ConnLimits | None = None, registry: Registry | None = None, **kwargs: Any) -> None:
         super().__init__(runner, host, port, **kwargs)
         self._limits = limits or ConnLimits()
+        self._registry = registry
         self.guard: ConnGuard | None = None
         self._listening: int | None = None
 
@@ -329,7 +356,7 @@ class GuardedSite(web.TCPSite):
         loop = asyncio.get_running_loop()
         server = self._runner.server
         assert server is not None
-        self.guard = ConnGuard(server, self._limits, loop=loop)
+        self.guard = ConnGuard(server, self._limits, loop=loop, registry=self._registry)
         tls = self._ssl_context
         listener = await loop.create_server(
             self.guard, self._host, self._port, ssl=tls, backlog=self._backlog,

@@ -117,18 +117,19 @@ class Handler:
         rs.requests += 1
         if self.state.telemetry.access.enabled:
             txn.breaker = rs.upstream.state(txn.start).value
-        target = _target(route.rewrite, path, query, match)
+        target = Target(route.rewrite, path, query, match)  # built only if the upstream is asked
         if route.cache is not None and request.method in CACHEABLE and "Range" not in request.headers:
             return await self.lookup(request, rs, path, query, target, txn)
         return await self.pass_(request, rs, path, target, txn)
 
     # -- pass: writes and uncached routes, sent once unless idempotent -------------------------
 
-    async def pass_(self, request: web.Request, rs: RouteState, path: str, target: str,
+    async def pass_(self, request: web.Request, rs: RouteState, path: str, target: Target,
                     txn: Txn) -> web.StreamResponse:
         route = rs.config
         body = await read_body(request, route.max_body or self.state.runtime.config.server.max_body)
-        out = Outbound(request.method, target, forward_headers(request, rs.upstream.config, cacheable=False),
+        out = Outbound(request.method, target.value(),
+                       forward_headers(request, rs.upstream.config, cacheable=False),
                        body=body, timeout=route.timeout,
                        idempotency_key="Idempotency-Key" in request.headers)
         fetched = await self.fetcher.call(rs, out, txn)
@@ -146,7 +147,7 @@ class Handler:
 
     # -- hash + lookup + decide ----------------------------------------------------------------
 
-    async def lookup(self, request: web.Request, rs: RouteState, path: str, query: str, target: str,
+    async def lookup(self, request: web.Request, rs: RouteState, path: str, query: str, target: Target,
                      txn: Txn) -> web.StreamResponse:
         state = self.state
         policy = rs.config.cache
@@ -193,7 +194,7 @@ class Handler:
     # -- fetch (coalesced) ---------------------------------------------------------------------
 
     async def fetch(self, request: web.Request, rs: RouteState, vkey: str, entry: Entry | None,
-                    target: str, txn: Txn) -> web.StreamResponse:
+                    target: Target, txn: Txn) -> web.StreamResponse:
         out = self._outbound(request, rs, target)
         state = self.state
         future, leader = state.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out))
@@ -268,7 +269,7 @@ class Handler:
 
     # -- background refresh --------------------------------------------------------------------
 
-    def _refresh(self, request: web.Request, rs: RouteState, vkey: str, entry: Entry, target: str) -> None:
+    def _refresh(self, request: web.Request, rs: RouteState, vkey: str, entry: Entry, target: Target) -> None:
         state = self.state
         now = state.clock.now()
         if vkey in state.flights or not state.refresh_allowed(vkey, now):
@@ -279,9 +280,9 @@ class Handler:
         future, _ = state.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out))
         future.add_done_callback(lambda f: self.fetcher.refreshed(rs, vkey, f))
 
-    def _outbound(self, request: web.Request, rs: RouteState, target: str) -> Outbound:
+    def _outbound(self, request: web.Request, rs: RouteState, target: Target) -> Outbound:
         # HEAD is fetched as GET so the answer can be stored and serve both (RFC 9110 9.3.2).
-        return Outbound("GET", target, forward_headers(request, rs.upstream.config, cacheable=True),
+        return Outbound("GET", target.value(), forward_headers(request, rs.upstream.config, cacheable=True),
                         timeout=rs.config.timeout, credentials=_has_credentials(request))
 
 
@@ -290,6 +291,18 @@ def _has_credentials(request: web.Request) -> bool:
     return "Authorization" in request.headers or "Cookie" in request.headers
 
 
-def _target(rewrite: str | None, path: str, query: str, match: Match) -> str:
-    target = rewrite_path(rewrite, path, match)
-    return f"{target}?{query}" if query else target
+class Target:
+    """The upstream path and query for this request, computed on first use: a fresh hit
+    never needs it."""
+
+    __slots__ = ("_match", "_path", "_query", "_rewrite", "_value")
+
+    def __init__(self, rewrite: str | None, path: str, query: str, match: Match) -> None:
+        self._rewrite, self._path, self._query, self._match = rewrite, path, query, match
+        self._value: str | None = None
+
+    def value(self) -> str:
+        if self._value is None:
+            target = rewrite_path(self._rewrite, self._path, self._match)
+            self._value = f"{target}?{self._query}" if self._query else target
+        return self._value
