@@ -15,6 +15,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import fields as fields_of
@@ -131,36 +132,40 @@ def _spawn_workers(jobs: Sequence[dict[str, Any]], timeout: float) -> list[Worke
     """Run each job in its own `python -m benchmarks.loadgen --worker` process, in parallel.
 
     Plain subprocesses rather than multiprocessing: they work whatever the caller's __main__ is.
+    The job goes in on stdin (a 100,000-path fill is far past the argv size limit) and the
+    answer comes back in a file: a pipe proved unreliable past 64 KB once the worker's event
+    loop had run (its stdout ended up non-blocking and the tail of the JSON was lost).
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "benchmarks.loadgen", "--worker"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         env=env, cwd=str(ROOT))
-        for _ in jobs
-    ]
     outs: list[WorkerOut] = []
-    try:
-        # The job goes in on stdin (a 100,000-path fill is far past the argv size limit);
-        # each worker reads all of it before it starts, so these writes do not block for long.
-        for proc, job in zip(procs, jobs, strict=True):
-            assert proc.stdin is not None
-            proc.stdin.write(json.dumps(job).encode())
-            proc.stdin.close()
-            proc.stdin = None  # communicate() must not flush the closed pipe
-        for proc in procs:
-            stdout, stderr = proc.communicate(timeout=timeout)
-            if proc.returncode != 0:
-                raise RuntimeError(f"load worker failed: {stderr.decode()[-800:]}")
-            out: WorkerOut = json.loads(stdout)
-            out["latencies"] = [us / 1e6 for us in out["latencies"]]
-            outs.append(out)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with tempfile.TemporaryDirectory(prefix="rproxy-loadgen-") as tmp:
+        files = [Path(tmp) / f"worker{i}.json" for i in range(len(jobs))]
+        procs = [
+            subprocess.Popen([sys.executable, "-m", "benchmarks.loadgen", "--worker"],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, env=env, cwd=str(ROOT))
+            for _ in jobs
+        ]
+        try:
+            # Each worker reads all of stdin before it starts, so these writes do not block.
+            for proc, job, out_file in zip(procs, jobs, files, strict=True):
+                assert proc.stdin is not None
+                proc.stdin.write(json.dumps({**job, "out": str(out_file)}).encode())
+                proc.stdin.close()
+                proc.stdin = None  # communicate() must not flush the closed pipe
+            for proc, out_file in zip(procs, files, strict=True):
+                _, stderr = proc.communicate(timeout=timeout)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"load worker failed: {stderr.decode()[-800:]}")
+                out: WorkerOut = json.loads(out_file.read_text())
+                out["latencies"] = [us / 1e6 for us in out["latencies"]]
+                outs.append(out)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
     return outs
 
 
@@ -204,7 +209,7 @@ def _worker_main() -> None:
     else:
         out = asyncio.run(_list_worker(job["port"], job["paths"], job["conns"]))
     out["latencies"] = [round(x * 1e6) for x in out["latencies"]]
-    sys.stdout.write(json.dumps(out))
+    Path(job["out"]).write_text(json.dumps(out))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,10 +49,12 @@ def evaluate_goals(scenarios: Doc, memory: Doc | None) -> list[Doc]:
     per_run = [r.get("origin_requests") for r in stampede.get("repeats", [])]
     counts = [c for c in per_run if isinstance(c, int)]
     worst = float(max(counts)) if counts and not stampede.get("skipped") else None
+    client_errors = [r.get("errors") for r in stampede.get("repeats", [])]
     goals.append(_goal("stampede", "stampede of cold requests -> 1 origin request", worst,
                        None if worst is None else worst == 1,
                        f"{worst:.0f} origin request(s)" if worst is not None else "",
-                       f"per run: {counts}" if counts else ""))
+                       f"per run: {counts}; client errors per run: {client_errors}"
+                       if counts else ""))
     outage = scenarios.get("outage") or {}
     errs = [r.get("errors") for r in outage.get("repeats", [])]
     errors = [e for e in errs if isinstance(e, int)]

@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -43,6 +43,9 @@ class VersionNotSupported(ProxyError):
     status, code = 505, "http_version_not_supported"
 
 
+# An interim answer to `Expect: 100-continue` (RFC 9110 10.1.1) is not a response: a final
+# answer may still follow it.
+_CONTINUE = frozenset({b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.0 100 Continue\r\n\r\n"})
 _REFUSALS: dict[int, type[ProxyError]] = {400: BadRequest, 431: HeadersTooLarge, 505: VersionNotSupported}
 
 
@@ -143,7 +146,8 @@ class _Tap(asyncio.Transport):
         self.wrote = False
 
     def write(self, data: bytes | bytearray | memoryview[Any]) -> None:
-        self.wrote = True
+        if not self.wrote and data not in _CONTINUE:
+            self.wrote = True
         self._real.write(data)
 
     def writelines(self, list_of_data: Any) -> None:
@@ -213,7 +217,7 @@ class GuardedConnection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
         guard = self._guard
         self._transport = transport
         peer = transport.get_extra_info("peername")

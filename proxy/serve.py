@@ -18,6 +18,7 @@ import sys
 from aiohttp import web
 
 from proxy.app import PROXY_STATE, build_app
+from proxy.connguard import GuardedSite
 from proxy.health import HEALTH
 from proxy.settings import Config
 
@@ -71,8 +72,11 @@ async def _main(config: Config, *, index: int, admin_socket: str | None) -> None
                            handle_signals=False)
     await runner.setup()
     ssl_ctx = _ssl(config)
-    site = web.TCPSite(runner, config.server.listen.host, config.server.listen.port,
-                       ssl_context=ssl_ctx, reuse_port=admin_socket is not None, backlog=1024)
+    # The public listener goes through the connection guard (proxy/connguard.py): connection caps
+    # per address and in total, header/body deadlines for slow clients, framing refusals.
+    site = GuardedSite(runner, config.server.listen.host, config.server.listen.port,
+                       ssl_context=ssl_ctx, reuse_port=admin_socket is not None, backlog=1024,
+                       registry=state.telemetry.registry)
     await site.start()
     admin_runner = await _start_admin(app, config, admin_socket) if config.admin.enabled else None
     scheme = "https" if ssl_ctx else "http"

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from proxy.connguard import ConnGuard, GuardedSite
 from proxy.limits import ConnLimits
+from proxy.state import ProxyState
 
 HOST = "127.0.0.1"
 
@@ -159,6 +160,32 @@ class Served:
     def guard(self) -> ConnGuard:
         assert self.site.guard is not None
         return self.site.guard
+
+
+@dataclass
+class Live:
+    """A proxy served through `GuardedSite`, with its state, and raw-request helpers."""
+
+    served: Served
+    state: ProxyState
+
+    @property
+    def port(self) -> int:
+        return self.served.port
+
+    async def connect(self, local: str | None = None) -> RawClient:
+        return await RawClient.connect(self.port, local=local)
+
+    async def send(self, data: bytes | str, timeout: float = 5.0) -> RawResponse:
+        client = await self.connect()
+        try:
+            await client.send(data)
+            return await client.response(timeout)
+        finally:
+            await client.close()
+
+    async def get(self, target: str, *headers: str, timeout: float = 5.0) -> RawResponse:
+        return await self.send(request("GET", target, *headers), timeout)
 
 
 @contextlib.asynccontextmanager

@@ -13,7 +13,6 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -24,14 +23,13 @@ from aiohttp.test_utils import TestServer
 from proxy.app import PROXY_STATE, build_app
 from proxy.clock import FakeClock
 from proxy.limits import ConnLimits
-from proxy.state import ProxyState
 from tests.conftest import make_config
 from tests.hardening.rawhttp import (
     CLOSE,
+    Live,
     RawClient,
     RawOrigin,
     RawResponse,
-    Served,
     ServerClosed,
     raw_reply,
     request,
@@ -76,30 +74,9 @@ routes:
     cache: {ttl: 30s, store_set_cookie: true, share_authorized: true}
 """
 FAST = ConnLimits(header_timeout=0.5, body_timeout=0.5)
-
-
-@dataclass
-class Live:
-    served: Served
-    state: ProxyState
-
-    @property
-    def port(self) -> int:
-        return self.served.port
-
-    async def connect(self, local: str | None = None) -> RawClient:
-        return await RawClient.connect(self.port, local=local)
-
-    async def send(self, data: bytes | str, timeout: float = 5.0) -> RawResponse:
-        client = await self.connect()
-        try:
-            await client.send(data)
-            return await client.response(timeout)
-        finally:
-            await client.close()
-
-    async def get(self, target: str, *headers: str) -> RawResponse:
-        return await self.send(request("GET", target, *headers))
+# `event_loop_policy` (bottom) runs every case on asyncio and on uvloop; pytest-asyncio would
+# rather have a conftest hook, which this directory does not own.
+pytestmark = pytest.mark.filterwarnings("ignore:Overriding the \"event_loop_policy\" fixture")
 
 
 Start = Callable[..., Awaitable[Live]]
@@ -125,7 +102,8 @@ def live(exits: contextlib.AsyncExitStack, origin: Origin, clock: FakeClock) -> 
 async def assert_healthy(proxy: Live, origin: Origin | None = None) -> None:
     """An honest request still gets the vendor's answer."""
     if origin is not None:
-        origin.json("/prices/OK", {**PRICE, "sku": "OK"}, **{"Cache-Control": "no-store"})
+        origin.always("/prices/OK", Reply(200, {**PRICE, "sku": "OK"},
+                                          {"Content-Type": JSON, "Cache-Control": "no-store"}))
     answer = await proxy.get("/api/prices/OK")
     assert answer.status == 200, answer
     assert json.loads(answer.body)["sku"] == "OK"
@@ -143,14 +121,16 @@ CHUNKED = POST + "Transfer-Encoding: chunked\r\n\r\n"
 SMUGGLING = {
     "cl-te": (POST + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED, 400),
     "te-cl": (POST + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n" + SMUGGLED, 400),
-    "te-cl-zero": (POST + "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nxxxxx\r\n0\r\n\r\n", 400),
+    "te-cl-zero": (POST + "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nxxxxx\r\n0\r\n\r\n",
+                   400),
     "two-cl": (POST + "Content-Length: 0\r\nContent-Length: 47\r\n\r\n" + SMUGGLED, 400),
     "two-equal-cl": (POST + "Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc" + SMUGGLED, 400),
     "cl-list": (POST + "Content-Length: 3, 3\r\n\r\nabc", 400),
     "cl-plus": (POST + "Content-Length: +3\r\n\r\nabc", 400),
     "cl-hex": (POST + "Content-Length: 0x3\r\n\r\nabc", 400),
     "cl-space-before-colon": (POST + "Content-Length : 3\r\n\r\nabc", 400),
-    "te-space-before-colon": (POST + "Transfer-Encoding : chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", 400),
+    "te-space-before-colon": (POST + "Transfer-Encoding : chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+                              400),
     "obs-fold": ("GET /api/prices/A1 HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400),
     "obs-fold-te": (POST + "Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n" + SMUGGLED, 400),
     "bare-lf-request-line": ("GET /api/prices/A1 HTTP/1.1\nHost: x\r\n\r\n", 400),
@@ -184,17 +164,23 @@ SMUGGLING = {
 }
 
 
-def halves(raw: bytes, how: str) -> list[bytes]:
-    """`whole` in one write; `split` with the head first and the rest in a second write (a
-    body error then arrives after aiohttp has already dispatched the request)."""
-    if how == "whole":
-        return [raw]
+async def send_smuggling(client: RawClient, raw: bytes, how: str) -> RawResponse:
+    """`whole`: one write. `expect`: the head asks `Expect: 100-continue` and the rest is sent only
+    once the proxy says 100 Continue, i.e. once the request has been dispatched to the handler:
+    a body error then arrives while the handler is reading the body."""
     cut = raw.find(b"\r\n\r\n")
-    cut = cut + 4 if cut >= 0 else len(raw) // 2
-    return [raw[:cut], raw[cut:]]
+    if how == "whole" or cut < 0 or not raw.startswith(b"POST"):
+        await client.send(raw)
+        return await client.response()
+    await client.send(raw[:cut] + b"\r\nExpect: 100-continue\r\n\r\n")
+    answer = await client.response()
+    if answer.status != 100:
+        return answer
+    await client.send(raw[cut + 4:])
+    return await client.response()
 
 
-@pytest.mark.parametrize("how", ["whole", "split"])
+@pytest.mark.parametrize("how", ["whole", "expect"])
 @pytest.mark.parametrize("case", SMUGGLING)
 async def test_smuggling_is_refused_and_nothing_is_forwarded(live: Start, origin: Origin, case: str,
                                                              how: str) -> None:
@@ -203,9 +189,7 @@ async def test_smuggling_is_refused_and_nothing_is_forwarded(live: Start, origin
     proxy = await live()
     raw, status = SMUGGLING[case]
     client = await proxy.connect()
-    for piece in halves(raw.encode("latin-1"), how):
-        await client.send(piece)
-    answer = await client.response()
+    answer = await send_smuggling(client, raw.encode("latin-1"), how)
     assert answer.status == status, answer
     assert await client.closed(2.0), "the connection must not stay open for what follows"
     await client.close()
@@ -378,6 +362,48 @@ async def test_ordinary_paths_pass_byte_for_byte(live: Start, origin: Origin, ta
     proxy = await live()
     await proxy.get(target)
     assert [s.path for s in origin.seen] == [target.replace("/api/catalog/", "/v1/catalog/")]
+
+
+def statuses_counted(proxy: Live) -> dict[str, float]:
+    """Transactions the proxy has counted, by status."""
+    out: dict[str, float] = {}
+    for sample in proxy.state.telemetry.requests.samples():
+        status = dict(sample.labels)["status"]
+        out[status] = out.get(status, 0.0) + sample.value
+    return out
+
+
+async def test_a_client_gone_mid_body_is_499(live: Start, origin: Origin) -> None:
+    proxy = await live()
+    client = await proxy.connect()
+    await client.send(POST + "Content-Length: 100\r\nExpect: 100-continue\r\n\r\n")
+    assert (await client.response()).status == 100  # the handler is now waiting for the body
+    await client.send("x" * 10)
+    await client.close()
+    for _ in range(500):  # bounded wait for the handler to finish the transaction
+        if statuses_counted(proxy):
+            break
+        await asyncio.sleep(0.01)
+    assert statuses_counted(proxy) == {"499": 1.0}
+    assert origin.count() == 0
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "proxy/relay.py read_body + proxy/handler.py handle: when the connection is gone by the time the "
+    "handler reads the rest of a body it had begun (here the guard closed it over a bad chunk that "
+    "followed a good one), aiohttp raises RuntimeError('Connection closed.'), which handle() logs as "
+    "'failed inside the proxy' and counts as a 500; the client itself got the guard's 400"))
+async def test_a_connection_cut_mid_body_is_not_counted_as_a_proxy_fault(live: Start, origin: Origin) -> None:
+    proxy = await live()
+    client = await proxy.connect()
+    await client.send(CHUNKED + "3\r\nabc\r\nzz\r\n")
+    assert (await client.response()).status == 400
+    for _ in range(500):  # bounded wait for the handler to finish the transaction
+        if statuses_counted(proxy):
+            break
+        await asyncio.sleep(0.01)
+    assert statuses_counted(proxy) == {"499": 1.0}
+    assert origin.count() == 0
 
 
 # -- limits: 414, 431, 413 -----------------------------------------------------------------------
@@ -683,7 +709,8 @@ async def test_unkeyed_inputs_never_change_what_others_get(live: Start, reflecto
     assert not any("evil" in v.lower() for v in headers.values()), headers
 
 
-async def test_a_spoofed_host_header_is_not_reflected_into_the_cache(live: Start, reflector: Reflector) -> None:
+async def test_a_spoofed_host_header_is_not_reflected_into_the_cache(live: Start,
+                                                                     reflector: Reflector) -> None:
     proxy = await live(url=reflector.url)
     await proxy.send(request("GET", "/api/prices/P1", host="evil.example"))
     victim = await proxy.get("/api/prices/P1")
@@ -725,12 +752,15 @@ async def test_a_stored_entry_is_only_served_for_its_own_key(live: Start, origin
     with_query = await proxy.get("/api/prices/A1?x.css")
     assert with_query.header("X-Cache") == "MISS"  # its own key, fetched on its own
     assert origin.seen[-1].path == "/prices/A1?x.css"
-    now = proxy.state.clock.now()
+    # Every stored entry sits under the key of the very request that fetched it: its route and
+    # path (rewritten as the route does) name exactly the URL the vendor was asked.
+    rewrites = {"prices": ("/api/prices/", "/prices/"), "session": ("/api/session/", "/session/"),
+                "shared": ("/api/shared/", "/session/"), "catalog": ("/api/catalog/", "/v1/catalog/")}
     for key, entry in proxy.state.store.items():
-        if b"A1-only" in entry.body:
-            assert entry.url in ("/prices/A1", "/prices/A1?x.css"), (key, entry.url)
-    assert proxy.state.store.get(next(k for k, e in proxy.state.store.items() if e.url == "/prices/A1"),
-                                 now) is not None
+        route, _, rest = key.partition("\x1f")
+        path = rest.split("\x1f")[0].split("?")[0]
+        assert entry.url.split("?")[0] == path.replace(*rewrites[route], 1), (key, entry.url)
+    assert any(k == "prices\x1f/api/prices/A1" for k, _ in proxy.state.store.items())
 
 
 # -- credentials are never shared unless the route says so ---------------------------------------
@@ -786,7 +816,8 @@ async def test_concurrent_credentialed_requests_are_not_coalesced_into_one_answe
                                                                                   sessions: Sessions) -> None:
     proxy = await live(url=sessions.url)
     names = [f"user{i}" for i in range(6)]
-    answers = await asyncio.gather(*(proxy.get("/api/session/S", f"Authorization: Bearer {n}") for n in names))
+    answers = await asyncio.gather(*(proxy.get("/api/session/S", f"Authorization: Bearer {n}")
+                                     for n in names))
     for name, answer in zip(names, answers, strict=True):
         assert json.loads(answer.body)["who"] == f"Bearer {name}"
 
@@ -915,3 +946,14 @@ async def test_admin_paths_do_not_exist_on_the_public_port(live: Start, origin: 
     assert answer.status == 404 and json.loads(answer.body)["error"] == "no_route"
     assert b"rproxy_" not in answer.body
     assert origin.count() == 0
+
+
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Every case runs on both loops: production serves on uvloop, whose transports differ."""
+    if request.param == "uvloop":
+        import uvloop
+
+        policy: asyncio.AbstractEventLoopPolicy = uvloop.EventLoopPolicy()
+        return policy
+    return asyncio.DefaultEventLoopPolicy()
