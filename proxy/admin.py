@@ -252,7 +252,7 @@ async def purge(request: web.Request) -> web.Response:
         raise AdminError(400, "bad_request", 'expected {"route", "key" | "prefix", "soft": bool}')
     now = state.clock.now()
     base, exact = purge_scope(rs, key=key, prefix=prefix)
-    selected = [k for k, _ in state.store.items() if in_scope(k, base, exact)]
+    selected = [k for k in state.store.key_list() if in_scope(k, base, exact)]
     for k in selected:
         entry = state.store.get(k, now)
         if soft and entry is not None:

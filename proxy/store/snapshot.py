@@ -346,7 +346,7 @@ class Snapshotter:
             return None
         state = self._state
         now = state.clock.now()
-        items = list(state.store.items())  # a copy: entries are immutable, the list is ours
+        items = state.store.raw_items()  # a copy of the blobs; decoded in the writer thread
         self._seq += 1
         try:
             result = await asyncio.to_thread(self._write_in_thread, path, items, now, self._seq)
@@ -365,11 +365,12 @@ class Snapshotter:
             log.debug("snapshot %s: %d entries, %d bytes", path, result.entries, result.bytes)
         return result
 
-    def _write_in_thread(self, path: str, items: list[Record], now: float,
+    def _write_in_thread(self, path: str, blobs: list[tuple[str, bytes]], now: float,
                          seq: int) -> WriteResult | None:
         with self._lock:
             if seq < self._written_seq:
                 return None  # a newer copy of the store is on disk already
+            items = [(key, decode(blob)) for key, blob in blobs]
             result = write_snapshot(path, good_entries(items, now))
             self._written_seq = seq
             return result
