@@ -14,6 +14,7 @@ from typing import Any
 
 from proxy.config_routes import read_routes, read_upstreams
 from proxy.confread import ConfigIssue, Reader
+from proxy.limits import ConnLimits
 from proxy.settings import (
     AdminConfig,
     AlertsConfig,
@@ -85,7 +86,7 @@ def _listen(r: Reader, where: KeyPath, value: Any, default: Listen) -> Listen:
 
 
 def _server(r: Reader, value: Any) -> ServerConfig:
-    m = r.mapping(("server",), value, ("listen", "workers", "tls", "shutdown_grace", "max_body"))
+    m = r.mapping(("server",), value, ("listen", "workers", "tls", "shutdown_grace", "max_body", "limits"))
     workers_raw = m.get("workers")
     workers = 0 if workers_raw == "auto" else r.integer(("server", "workers"), workers_raw, 1, minimum=1)
     tls = None
@@ -101,7 +102,25 @@ def _server(r: Reader, value: Any) -> ServerConfig:
         tls=tls,
         shutdown_grace=r.duration(("server", "shutdown_grace"), m.get("shutdown_grace"), 10.0),
         max_body=r.size(("server", "max_body"), m.get("max_body"), ServerConfig().max_body),
+        limits=_limits(r, m.get("limits")),
     )
+
+
+def _limits(r: Reader, value: Any) -> ConnLimits:
+    """Connection limits on the public listener; behind a load balancer every client shares one
+    address, so raise `per_client` there."""
+    w: KeyPath = ("server", "limits")
+    m = r.mapping(w, value, ("per_client", "total", "header_timeout", "body_timeout"))
+    base = ConnLimits()
+    try:
+        return ConnLimits(
+            per_address=r.integer((*w, "per_client"), m.get("per_client"), base.per_address, minimum=1),
+            total=r.integer((*w, "total"), m.get("total"), base.total, minimum=1),
+            header_timeout=r.duration((*w, "header_timeout"), m.get("header_timeout"), base.header_timeout),
+            body_timeout=r.duration((*w, "body_timeout"), m.get("body_timeout"), base.body_timeout))
+    except ValueError as exc:
+        r.error(w, str(exc))
+        return base
 
 
 def _admin(r: Reader, value: Any) -> AdminConfig:

@@ -41,6 +41,13 @@ class PayloadTooLarge(ProxyError):
     status, code = 413, "payload_too_large"
 
 
+class ClientGone(ProxyError):
+    """The client closed the connection mid-request: logged as 499, as nginx does; no one
+    reads the answer."""
+
+    status, code = 499, "client_closed_request"
+
+
 class UriTooLong(ProxyError):
     status, code = 414, "uri_too_long"
 

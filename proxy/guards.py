@@ -337,10 +337,22 @@ def check_body(
     if not rules:
         return PASSED, None
     try:
-        doc = json.loads(body)
+        doc = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, RecursionError):  # JSONDecodeError, bad UTF-8, absurd nesting
         return _verdict([Violation("json", "$", _short(bytes(body[:_SHORT])))]), None
     return check_doc(rules, doc, last_good=last_good), doc
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259 section 6); a body carrying them is refused."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} overflows a double")
+    return value
 
 
 def check_doc(rules: Sequence[Rule], doc: Any, *, last_good: Any | None) -> Verdict:

@@ -32,7 +32,7 @@ _CHUNK_LINE = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class ConnLimits:
-    per_address: int = 256
+    per_address: int = 1024  # server.limits.per_client
     total: int = 10_000
     header_timeout: float = 10.0
     body_timeout: float = 30.0

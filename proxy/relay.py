@@ -11,7 +11,7 @@ import logging
 from aiohttp import web
 
 from proxy.deliver import Txn, streaming_headers
-from proxy.errors import PayloadTooLarge
+from proxy.errors import BadRequest, ClientGone, PayloadTooLarge
 from proxy.headers import CACHE_OWNED, TRANSPORT_OWNED, UNKEYED_DANGEROUS, end_to_end
 from proxy.settings import UpstreamConfig
 from proxy.transport import Fetched
@@ -39,15 +39,20 @@ async def read_body(request: web.Request, limit: int) -> bytes | None:
         return None
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
-    body = await request.content.read(limit + 1)
-    while len(body) <= limit and not request.content.at_eof():
-        more = await request.content.read(limit + 1 - len(body))
-        if not more:
-            break
-        body += more
+    body = bytearray()
+    try:
+        while len(body) <= limit and not request.content.at_eof():
+            more = await request.content.read(limit + 1 - len(body))
+            if not more:
+                break
+            body += more
+    except web.RequestPayloadError as exc:  # a broken chunked body, a body shorter than promised
+        raise BadRequest(f"unreadable request body: {exc}") from exc
+    except (RuntimeError, ConnectionResetError) as exc:  # aiohttp: "Connection closed."
+        raise ClientGone("the client went away while sending its body") from exc
     if len(body) > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
-    return body
+    return bytes(body)
 
 
 async def stream_response(request: web.Request, fetched: Fetched, txn: Txn, *, x_cache: str,

@@ -29,6 +29,14 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # we write our own access log
+    # aiohttp logs each malformed request with a traceback at ERROR: a client could flood the
+    # log with them. They are answered 400 and counted; the traceback is for debugging only.
+    if level.lower() != "debug":
+        logging.getLogger("aiohttp.server").addFilter(_quiet_bad_requests)
+
+
+def _quiet_bad_requests(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Error handling request")
 
 
 def serve(config: Config) -> int:
@@ -76,7 +84,7 @@ async def _main(config: Config, *, index: int, admin_socket: str | None) -> None
     # per address and in total, header/body deadlines for slow clients, framing refusals.
     site = GuardedSite(runner, config.server.listen.host, config.server.listen.port,
                        ssl_context=ssl_ctx, reuse_port=admin_socket is not None, backlog=1024,
-                       registry=state.telemetry.registry)
+                       registry=state.telemetry.registry, limits=config.server.limits)
     await site.start()
     admin_runner = await _start_admin(app, config, admin_socket) if config.admin.enabled else None
     scheme = "https" if ssl_ctx else "http"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from proxy.breaker import BreakerPolicy
 from proxy.guards import Rule
+from proxy.limits import ConnLimits
 from proxy.retry import RetryPolicy
 from proxy.routing import Pattern
 
@@ -49,6 +50,7 @@ class ServerConfig:
     tls: ServerTls | None = None
     shutdown_grace: float = 10.0
     max_body: int = 1024 * 1024  # request bodies, per route overridable
+    limits: ConnLimits = ConnLimits()  # noqa: RUF009 - frozen
 
 
 @dataclass(frozen=True, slots=True)

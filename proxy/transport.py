@@ -103,15 +103,17 @@ class Transport:
 
     async def _read(self, resp: aiohttp.ClientResponse, limit: int, request_time: float) -> Fetched:
         headers = end_to_end((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers)
+        if not 200 <= resp.status <= 599:  # 1xx other than 100, or a status that is no status
+            raise UpstreamError(f"unusable status {resp.status} from the upstream")
         try:
-            chunk = await resp.content.read(limit + 1) if limit >= 0 else b""
-            if len(chunk) <= limit:
-                # read() may return less than asked before EOF: keep reading up to the limit.
-                while len(chunk) <= limit and not resp.content.at_eof():
-                    more = await resp.content.read(limit + 1 - len(chunk))
-                    if not more:
-                        break
-                    chunk += more
+            buffer = bytearray(await resp.content.read(limit + 1)) if limit >= 0 else bytearray()
+            # read() may return less than asked before EOF: keep reading up to the limit.
+            while len(buffer) <= limit and not resp.content.at_eof():
+                more = await resp.content.read(limit + 1 - len(buffer))
+                if not more:
+                    break
+                buffer += more
+            chunk = bytes(buffer)
         except TimeoutError as exc:
             raise UpstreamTimeout("timed out reading the body") from exc
         except aiohttp.ClientError as exc:

@@ -23,6 +23,7 @@ from proxy.transport import Fetched, Outbound, Transport
 
 RATE_WAIT_MAX = 1.0  # seconds a request without a stored copy may wait for a token
 QUEUE_WAIT_MAX = 2.0  # seconds a request may wait in the bulkhead queue
+MAX_HOLD = 300.0  # the longest a vendor's 429 Retry-After holds us off: one bad header is not a year
 Judge = Callable[[Fetched], bool]
 
 
@@ -135,7 +136,8 @@ class Upstream:
             failed, error = True, "data rejected by guards"
         self._record(permit, ok=not failed, duration=fetched.elapsed, error=error)
         if fetched.status == 429:
-            wait = parse_retry_after(_get(fetched, "retry-after"), fetched.response_time) or 1.0
+            asked = parse_retry_after(_get(fetched, "retry-after"), fetched.response_time)
+            wait = min(MAX_HOLD, asked or 1.0)
             self.hold_until = max(self.hold_until, fetched.response_time + wait)
             if self.bucket is not None:
                 self.bucket.penalise(fetched.response_time, fetched.response_time + wait)
