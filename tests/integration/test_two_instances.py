@@ -6,8 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from proxy.admin import build_admin_app
 from proxy.app import PROXY_STATE, build_app
 from proxy.clock import FakeClock
 from proxy.state import ProxyState
@@ -30,8 +32,8 @@ def redis() -> Iterator[RedisServer]:
 
 
 class Instance:
-    def __init__(self, client: TestClient, state: ProxyState) -> None:  # type: ignore[type-arg]
-        self.client, self.state = client, state
+    def __init__(self, client: TestClient, state: ProxyState, app: web.Application) -> None:  # type: ignore[type-arg]
+        self.client, self.state, self.app = client, state, app
 
     async def get(self, path: str) -> tuple[int, str, str, bytes]:
         async with self.client.get(path) as answer:
@@ -50,7 +52,7 @@ async def pair(origin: Origin, redis: RedisServer, clock: FakeClock) -> AsyncIte
         app = build_app(config, clock=clock)
         client = TestClient(TestServer(app))
         await client.start_server()
-        made.append(Instance(client, app[PROXY_STATE]))
+        made.append(Instance(client, app[PROXY_STATE], app))
     for instance in made:
         assert instance.state.shared is not None
         assert await instance.state.shared.wait_listening(5.0)  # type: ignore[attr-defined]
@@ -97,6 +99,12 @@ async def test_redis_down_keeps_serving_and_recovers(origin: Origin, pair: tuple
             assert (status, x_cache) == (200, "HIT")
     status, x_cache, cache_status, _ = await a.get("/api/prices/B2")  # a new key still fetched
     assert (status, x_cache) == (200, "MISS")
+    for i in range(6):  # a few failed Redis calls open the tier's breaker: then it is skipped, and said so
+        origin.always(f"/prices/N{i}", cacheable())
+        status, x_cache, cache_status, _ = await a.get(f"/api/prices/N{i}")
+        assert (status, x_cache) == (200, "MISS")
+    assert 'shared-tier-down' in cache_status
+    assert "\nrproxy_shared_tier_up 0\n" in a.state.telemetry.registry.render()
     clock.advance(10)  # let the tier's breaker move to half-open after Redis is back
     redis.restart()
     origin.always("/prices/C3", cacheable())
@@ -130,3 +138,29 @@ async def test_a_write_on_a_drops_bs_memory_copy(origin: Origin, pair: tuple[Ins
     assert len(b.state.store) == 0, "B still holds its memory copy"
     status, x_cache, _, body = await b.get("/api/prices/A1")
     assert x_cache == "MISS" and b'"price": 11' in body
+
+
+async def _wait_empty(instance: Instance) -> None:
+    for _ in range(250):  # pub/sub delivery: a real event, waited for with a bound
+        if len(instance.state.store) == 0:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the purge did not reach the other instance")
+
+
+async def test_an_admin_purge_on_a_removes_bs_memory_copy(origin: Origin,
+                                                          pair: tuple[Instance, Instance]) -> None:
+    a, b = pair
+    origin.always("/prices/A1", cacheable())
+    await a.get("/api/prices/A1")
+    assert (await b.get("/api/prices/A1"))[1] == "HIT"
+    admin = TestClient(TestServer(build_admin_app(a.app)))
+    await admin.start_server()
+    try:
+        async with admin.post("/purge", json={"route": "prices", "key": "/api/prices/A1"}) as answer:
+            assert answer.status == 200
+    finally:
+        await admin.close()
+    await _wait_empty(b)
+    assert (await b.get("/api/prices/A1"))[1] == "MISS"
+    assert origin.count("/prices/A1") == 2
