@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,7 +21,7 @@ from proxy.config import parse_config
 from proxy.health import HEALTH, CheckResult, HealthChecks, HealthState, next_delay, observe, passed
 from proxy.settings import Config, HealthCheck
 from tests.conftest import Proxy
-from tests.origin import Origin, Reply
+from tests.origin import Hook, Origin, Reply
 
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
 JSON = {"Content-Type": "application/json"}
@@ -256,18 +255,6 @@ async def timed(coro: Awaitable[Any]) -> tuple[Any, float]:
 # -- the background loop and the webhook -----------------------------------------------------
 
 
-class Hook:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.events.append(await request.json())
-        return web.Response(status=204)
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        return app
 
 
 async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:

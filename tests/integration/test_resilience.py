@@ -23,7 +23,7 @@ from proxy.clock import FakeClock
 from proxy.config import parse_config
 from proxy.settings import Config
 from tests.conftest import Proxy
-from tests.origin import Origin, Reply
+from tests.origin import Hook, Origin, Reply
 
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
 JSON = {"Content-Type": "application/json"}
@@ -482,18 +482,6 @@ async def test_refresh_lease_never_leaves_a_key_stuck(origin: Origin, make_proxy
 # -- alerts ----------------------------------------------------------------------------------
 
 
-class Hook:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.events.append(await request.json())
-        return web.Response(status=204)
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        return app
 
 
 async def test_webhook_receives_breaker_events(origin: Origin, make_proxy: MakeProxy, clock: FakeClock,
