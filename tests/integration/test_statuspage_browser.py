@@ -124,8 +124,11 @@ class FakeAdmin:
     url: str = ""
 
 
+FAKE_ADMIN = web.AppKey("fake_admin", FakeAdmin)
+
+
 async def _status(request: web.Request) -> web.StreamResponse:
-    admin: FakeAdmin = request.app["admin"]
+    admin: FakeAdmin = request.app[FAKE_ADMIN]
     if "application/json" in request.headers.get("Accept", ""):
         admin.json_fetches += 1
         if admin.fail_with is not None and admin.json_fetches > admin.ok_before_failing:
@@ -138,7 +141,7 @@ async def _status(request: web.Request) -> web.StreamResponse:
 async def admin(aiohttp_server: Callable[[web.Application], Awaitable[TestServer]]) -> FakeAdmin:
     state = FakeAdmin()
     app = web.Application()
-    app["admin"] = state
+    app[FAKE_ADMIN] = state
     app.router.add_get("/status", _status)
     server = await aiohttp_server(app)
     state.url = str(server.make_url("/status"))
