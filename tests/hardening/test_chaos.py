@@ -284,7 +284,7 @@ async def big_origin(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> st
 
 async def test_a_64mb_body_streams_through_in_bounded_memory_and_is_not_stored(live: Start,
                                                                                big_origin: str) -> None:
-    """The 1 GB case is the soak's (`tests/load/soak.py --gigabyte`): the same path, longer."""
+    """The 1 GB case is the soak's (`python -m benchmarks.soak --gigabyte`): the same path, longer."""
     proxy = await live(big_origin, upstream="timeout: {connect: 1s, total: 60s}")
     digest, expected = hashlib.sha256(), hashlib.sha256()
     for _ in range(BIG // len(PIECE)):

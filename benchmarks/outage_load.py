@@ -7,7 +7,7 @@ starts it (`python -m proxy run --config <temp yaml>`); warms N keys; drives con
   - how many requests reached the vendor while the breaker was open (goal: probes only),
 with breaker transitions taken from the proxy's own alert webhook (received here).
 
-Not collected by pytest (no test_ prefix). Run: `python tests/load/outage_load.py`
+Run: `python -m benchmarks.outage_load`
 (`--help` for knobs; about 40 s with the defaults). Loopback only.
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 
 # -- the vendor (runs in its own process) ------------------------------------------------------

@@ -10,7 +10,7 @@ errors (goal 0), throughput and latency, and the cache's evictions from the admi
 `--gigabyte` then streams a 1 GB body through a route whose max_object_size is 1 MB and reports
 the proxy's peak resident memory meanwhile (the 64 MB version of this runs in the test suite).
 
-Not collected by pytest (no test_ prefix). Run: `python tests/load/soak.py` (about 3 minutes with
+Part of the benchmark suite, run on its own: `python -m benchmarks.soak` (about 3 minutes with
 the defaults; `--help` for knobs). Linux only (/proc). Loopback only.
 """
 
@@ -34,7 +34,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 PAD = "x" * 900  # makes each price ~1 KB, so 100,000 keys need ~100 MB against a 16 MB tier
 
