@@ -18,6 +18,7 @@ from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
 from proxy.headers import end_to_end
 from proxy.model import Headers
 from proxy.settings import Timeouts, UpstreamConfig
+from proxy.strictclient import strict_connector
 
 
 @dataclass(slots=True)
@@ -63,8 +64,8 @@ class Transport:
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self.config.max_connections, ssl=self._ssl(),
-                                             enable_cleanup_closed=True)
+            connector = strict_connector(limit=self.config.max_connections, ssl=self._ssl(),
+                                         enable_cleanup_closed=True)
             # auto_decompress off: bodies are stored and served exactly as the vendor sent them.
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                                   skip_auto_headers=("User-Agent",))
@@ -105,6 +106,13 @@ class Transport:
         headers = end_to_end((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers)
         if not 200 <= resp.status <= 599:  # 1xx other than 100, or a status that is no status
             raise UpstreamError(f"unusable status {resp.status} from the upstream")
+        if resp.version is None or resp.version.major != 1:
+            raise UpstreamError(f"{resp.version} is not HTTP/1.x")
+        if resp.status in (204, 304) and resp.headers.get("Content-Length", "0").strip() != "0":
+            # These never have content (RFC 9112 6.3): announced bytes would be read as the next
+            # response on this connection. Refuse the answer and drop the connection.
+            resp.close()
+            raise UpstreamError(f"a {resp.status} answer that announces content")
         try:
             buffer = bytearray(await resp.content.read(limit + 1)) if limit >= 0 else bytearray()
             # read() may return less than asked before EOF: keep reading up to the limit.
