@@ -44,6 +44,8 @@ class AccessLog:
         self.write_errors = 0  # OSError from the file or stdout (disk full, closed pipe)
         self.written = 0  # lines handed to the OS (updated by the writer thread)
         self._pending: list[str] = []
+        # One encoder for every line: json.dumps with options builds a new one per call.
+        self._encode = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -75,7 +77,7 @@ class AccessLog:
             return
         try:
             # default=str: datetimes, enums and the like become text rather than an exception.
-            line = json.dumps(record, separators=(",", ":"), default=str, allow_nan=False)
+            line = self._encode(record)
         except (TypeError, ValueError):
             self.rejected += 1
             return

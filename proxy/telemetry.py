@@ -31,6 +31,8 @@ class Telemetry:
         self.alerts = alerts
         self.secret_params = tuple(DEFAULT_SECRET_PARAMS) + secret_params
         self.secret_values = secret_values
+        self._second = -1
+        self._second_text = ""
         r = self.registry
         self.requests = r.counter("rproxy_requests_total", "Requests by route, method, status and X-Cache",
                                   ("route", "method", "status", "x_cache"))
@@ -68,7 +70,7 @@ class Telemetry:
 
     def _record(self, txn: Txn, now: float, elapsed: float) -> dict[str, Any]:
         return {
-            "time": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="milliseconds"),
+            "time": self._timestamp(now),
             "request_id": txn.request_id,
             "client": txn.client,
             "method": txn.method,
@@ -86,6 +88,14 @@ class Telemetry:
             "guard": txn.guard,
             "stale_reason": txn.stale_reason,
         }
+
+    def _timestamp(self, now: float) -> str:
+        """RFC 3339 UTC with milliseconds; the seconds part is formatted once per second."""
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._second_text}.{int((now - second) * 1000):03d}+00:00"
 
     # -- events --------------------------------------------------------------------------------
 
