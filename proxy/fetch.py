@@ -24,6 +24,7 @@ from proxy.guards import Verdict
 from proxy.headers import end_to_end
 from proxy.invalidate import Invalidator
 from proxy.model import Entry
+from proxy.redirects import rewrite_headers
 from proxy.runtime import RouteState
 from proxy.state import ProxyState
 from proxy.transport import Fetched, Outbound
@@ -70,7 +71,13 @@ class Fetcher:
         txn.upstream_status = fetched.status
         txn.upstream_ms = fetched.elapsed * 1000.0
         txn.retries = fetched.attempts - 1
+        self._own_locations(rs, fetched)
         return fetched
+
+    def _own_locations(self, rs: RouteState, fetched: Fetched) -> None:
+        """Vendor URLs in Location headers become proxy paths before anyone sees or stores them."""
+        routes = [rs.config, *(r.config for r in self.state.runtime.routes if r is not rs)]
+        fetched.headers = rewrite_headers(fetched.headers, rs.upstream.config, routes)
 
     async def fetch(self, rs: RouteState, key: str, entry: Entry | None, out: Outbound) -> Outcome:
         """One upstream request per key for the whole fleet when a shared tier is up: take the
@@ -122,6 +129,7 @@ class Fetcher:
         except ProxyError as err:
             self._transport_fault(rs, err)
             return Outcome(error=err)
+        self._own_locations(rs, fetched)
         meta = {"upstream_status": fetched.status, "upstream_ms": fetched.elapsed * 1000.0,
                 "retries": fetched.attempts - 1}
         if fetched.status == 304 and conditional and entry is not None:

@@ -137,7 +137,7 @@ class Handler:
             fetched.release()
             raise UpstreamStatus(f"upstream answered {fetched.status}", fetched.status)
         if request.method in UNSAFE and fetched.status < 400:
-            self.fetcher.invalidator.invalidate(request, path, fetched.headers, rs.upstream.config)
+            self.fetcher.invalidator.invalidate(request, path, fetched.headers)
         fwd = "bypass" if route.cache is None else "method"
         status_value = cache_status(hit=False, fwd=fwd, fwd_status=fetched.status)
         if not fetched.complete:

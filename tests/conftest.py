@@ -61,6 +61,9 @@ async def origin(aiohttp_server: Callable[..., Awaitable[TestServer]], clock: Fa
     return o
 
 
+Client = TestClient[web.Request, web.Application]
+
+
 class Proxy:
     """A proxy under test: an aiohttp TestClient plus its state."""
 
@@ -80,7 +83,7 @@ class Proxy:
 
 
 @pytest.fixture
-def make_proxy(aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]], clock: FakeClock,
+def make_proxy(aiohttp_client: Callable[..., Awaitable[Client]], clock: FakeClock,
                origin: Origin) -> Callable[..., Awaitable[Proxy]]:
     async def factory(body: str = DEFAULT_ROUTES, upstream_extra: str = "", config: Config | None = None,
                       **kw: Any) -> Proxy:

@@ -450,3 +450,19 @@ async def test_post_invalidates_a_location_behind_a_rewrite(origin: Origin, make
     origin.then("/prices/A1", Reply(201, b"{}", {"Location": "/prices/B2"}))
     await proxy.request("POST", "/api/prices/A1", data=b"{}")
     assert (await proxy.get("/api/prices/B2")).headers["X-Cache"] == "MISS"
+
+
+async def test_a_vendor_location_is_handed_out_as_the_proxy_path(origin: Origin,
+                                                                 make_proxy: MakeProxy) -> None:
+    """As nginx's `proxy_redirect default`: a client following a redirect or a created resource's
+    Location stays behind the proxy, and the vendor's address is not handed out."""
+    origin.always("/prices/B2", Reply(201, b"{}", {"Location": f"{origin.url}/prices/B2?v=1"}))
+    proxy = await make_proxy()
+    created = await proxy.request("POST", "/api/prices/B2", data=b"{}")
+    assert created.status == 201 and created.headers["Location"] == "/api/prices/B2?v=1"
+    origin.always("/prices/OLD", Reply(301, b"", {"Location": f"{origin.url}/prices/NEW",
+                                                  "Cache-Control": "max-age=60"}))
+    for _ in range(2):  # fetched, then from cache: the stored copy carries the proxy path too
+        moved = await proxy.get("/api/prices/OLD", allow_redirects=False)
+        assert moved.status == 301 and moved.headers["Location"] == "/api/prices/NEW"
+    assert origin.count("/prices/OLD") == 1
