@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from proxy.admin import build_admin_app
 from proxy.app import PROXY_STATE, build_app
 from proxy.clock import FakeClock
+from proxy.config import parse_config
 from proxy.state import ProxyState
 from tests.conftest import DEFAULT_ROUTES, config_text
 from tests.origin import Origin, Reply
@@ -37,13 +38,13 @@ class Instance:
 
     async def get(self, path: str) -> tuple[int, str, str, bytes]:
         async with self.client.get(path) as answer:
-            return answer.status, answer.headers["X-Cache"], answer.headers["Cache-Status"], await answer.read()
+            headers = answer.headers
+            return answer.status, headers["X-Cache"], headers["Cache-Status"], await answer.read()
 
 
 @pytest.fixture
-async def pair(origin: Origin, redis: RedisServer, clock: FakeClock) -> AsyncIterator[tuple[Instance, Instance]]:
-    from proxy.config import parse_config
-
+async def pair(origin: Origin, redis: RedisServer,
+               clock: FakeClock) -> AsyncIterator[tuple[Instance, Instance]]:
     # A generous Redis timeout: this is about coordination, not about a slow, loaded CI machine.
     extra = f"cache: {{backend: redis, redis: {{url: '{redis.url}', namespace: t, timeout: 2s}}}}\n"
     made = []
@@ -137,7 +138,7 @@ async def test_a_write_on_a_drops_bs_memory_copy(origin: Origin, pair: tuple[Ins
         await asyncio.sleep(0.02)
     assert len(b.state.store) == 0, "B still holds its memory copy"
     status, x_cache, _, body = await b.get("/api/prices/A1")
-    assert x_cache == "MISS" and b'"price": 11' in body
+    assert (status, x_cache) == (200, "MISS") and b'"price": 11' in body
 
 
 async def _wait_empty(instance: Instance) -> None:
