@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "proxy"
 CORE = {
     "cachecontrol", "freshness", "keys", "routing", "breaker", "retry", "ratelimit", "guards",
-    "jsonpath", "drift", "quarantine", "model", "errors", "headers", "settings", "config",
+    "jsonpath", "drift", "quarantine", "model", "errors", "headers", "settings", "config", "redirects",
     "config_routes", "confread", "yamlsrc", "redact", "limits",
 }
 ALLOWED_THIRD_PARTY = {"config": {"yaml"}, "yamlsrc": {"yaml"}}
