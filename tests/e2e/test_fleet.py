@@ -1,0 +1,54 @@
+"""`server.workers: 2` as a user runs it: two processes on one port, one admin view."""
+
+from __future__ import annotations
+
+import re
+import signal
+import textwrap
+import time
+from pathlib import Path
+
+from tests.e2e.test_cli import free_port, http, origin_thread, running
+from tests.origin import Origin, Reply
+
+
+def test_two_workers_share_the_port_and_the_admin_view(tmp_path: Path) -> None:
+    origin = Origin()
+    origin.always("/prices/A1", Reply(200, {"sku": "A1", "price": 9.5},
+                                      {"Content-Type": "application/json", "Cache-Control": "max-age=60"}))
+    with origin_thread(origin) as origin_url:
+        port, admin = free_port(), free_port()
+        config = tmp_path / "fleet.yaml"
+        config.write_text(textwrap.dedent(f"""\
+            server: {{listen: 127.0.0.1:{port}, workers: 2}}
+            admin: {{listen: 127.0.0.1:{admin}}}
+            log: {{access: off}}
+            upstreams:
+              vendor: {{url: "{origin_url}"}}
+            routes:
+              - {{name: prices, match: "/api/prices/{{sku}}", upstream: vendor, rewrite: "/prices/{{sku}}",
+                  methods: [GET], cache: {{ttl: 60s}}}}
+            """))
+        with running("run", "--config", str(config)) as proc:
+            proc.wait_for(r"2 workers on http://")
+            deadline = time.monotonic() + 20
+            while http("GET", f"http://127.0.0.1:{admin}/ready").status != 200:  # both workers up
+                assert time.monotonic() < deadline, proc.output()
+                time.sleep(0.1)
+            answers = [http("GET", f"http://127.0.0.1:{port}/api/prices/A1") for _ in range(20)]
+            assert {a.status for a in answers} == {200}
+            assert origin.count("/prices/A1") <= 2  # at most one fetch per worker's own memory tier
+
+            metrics = http("GET", f"http://127.0.0.1:{admin}/metrics").body.decode()
+            served = re.findall(r'^rproxy_requests_total\{[^}]*worker="(\d)"\} (\S+)$', metrics, re.M)
+            assert sum(float(v) for _, v in served) == 20  # one exposition, every worker in it
+            assert metrics.count("# TYPE rproxy_requests_total counter") == 1
+
+            status = http("GET", f"http://127.0.0.1:{admin}/status",
+                          headers={"Accept": "application/json"}).json()
+            assert status["workers"] == 2 and status["routes"][0]["requests"] == 20
+
+            purged = http("POST", f"http://127.0.0.1:{admin}/purge", {"route": "prices", "prefix": "/"})
+            assert purged.status == 200
+            assert [w["status"] for w in purged.json()["workers"]] == [200, 200]
+            assert proc.stop(signal.SIGTERM) == 0
