@@ -16,24 +16,14 @@ from proxy.config import parse_config
 from proxy.settings import Config
 from proxy.state import ProxyState
 from tests.origin import Origin, Reply
+from tests.routes import PRICES, WRITES
 
 __all__ = ["Origin", "Reply"]
 
 DEFAULT_ROUTES = """
 routes:
-  - name: prices
-    match: /api/prices/{sku}
-    methods: [GET, HEAD]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    cache: {ttl: 30s, stale_while_revalidate: 60s, stale_if_error: 1h}
-  - name: writes
-    match: /api/prices/{sku}
-    methods: [POST, PUT, PATCH, DELETE]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    cache: off
-"""
+""" + PRICES + """    cache: {ttl: 30s, stale_while_revalidate: 60s, stale_if_error: 1h}
+""" + WRITES
 
 
 def config_text(origin_url: str, body: str = DEFAULT_ROUTES, upstream_extra: str = "") -> str:

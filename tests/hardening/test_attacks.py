@@ -35,24 +35,14 @@ from tests.hardening.rawhttp import (
     serve_guarded,
 )
 from tests.origin import Origin, Reply
+from tests.routes import PRICES, WRITES
 
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
 JSON = "application/json"
 ROUTES = """
 routes:
-  - name: prices
-    match: /api/prices/{sku}
-    methods: [GET, HEAD]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    cache: {ttl: 30s, stale_while_revalidate: 60s, stale_if_error: 1h}
-  - name: writes
-    match: /api/prices/{sku}
-    methods: [POST, PUT, PATCH, DELETE]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    cache: off
-    max_body: 1KB
+""" + PRICES + """    cache: {ttl: 30s, stale_while_revalidate: 60s, stale_if_error: 1h}
+""" + WRITES + """    max_body: 1KB
   - name: catalog
     match: /api/catalog/*
     methods: [GET, HEAD]

@@ -48,6 +48,7 @@ from tests.hardening.rawhttp import (
     raw_reply,
     serve_guarded,
 )
+from tests.routes import PRICES
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = b'{"sku": "A1", "price": 9.5, "currency": "GBP"}'
@@ -55,12 +56,7 @@ FIXED = b'{"sku": "A1", "price": 9.75, "currency": "GBP"}'
 CT = "Content-Type: application/json"
 ROUTES = """
 routes:
-  - name: prices
-    match: /api/prices/{sku}
-    methods: [GET, HEAD]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    cache: {ttl: 30s, stale_while_revalidate: 0s, stale_if_error: 1h}
+""" + PRICES + """    cache: {ttl: 30s, stale_while_revalidate: 0s, stale_if_error: 1h}
     guards:
       - {path: $.price, gt: 0}
       - {path: $.currency, one_of: [GBP, EUR, USD]}

@@ -24,23 +24,13 @@ from proxy.limits import ConnLimits
 from tests.conftest import make_config
 from tests.hardening.rawhttp import CLOSE, Live, RawClient, RawOrigin, ServerClosed, raw_reply, serve_guarded
 from tests.origin import Origin, Reply
+from tests.routes import PRICES, WRITES
 
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
 ROUTES = """
 routes:
-  - name: prices
-    match: /api/prices/{sku}
-    methods: [GET, HEAD]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    cache: {ttl: 30s, stale_if_error: 1h}
-  - name: writes
-    match: /api/prices/{sku}
-    methods: [POST, PUT, PATCH, DELETE]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    cache: off
-    max_body: 4KB
+""" + PRICES + """    cache: {ttl: 30s, stale_if_error: 1h}
+""" + WRITES + """    max_body: 4KB
   - name: catalog
     match: /api/catalog/*
     methods: [GET]

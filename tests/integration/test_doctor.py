@@ -16,6 +16,7 @@ from proxy.doctor import diagnose, run_doctor, sample_target
 from proxy.settings import Config
 from tests.conftest import config_text, make_config
 from tests.origin import Origin, Reply
+from tests.routes import PRICES
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "vendor-secret-2468"
@@ -27,12 +28,7 @@ health_check: {{path: /health}}
 """
 ROUTES = """
 routes:
-  - name: prices
-    match: /api/prices/{sku}
-    methods: [GET, HEAD]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    sample: /api/prices/A1?currency=GBP
+""" + PRICES + """    sample: /api/prices/A1?currency=GBP
     cache: {ttl: 30s}
     guards:
       - {path: $.price, gt: 0}

@@ -18,18 +18,14 @@ from aiohttp.test_utils import TestServer
 from proxy.clock import FakeClock
 from tests.conftest import Proxy
 from tests.origin import Origin, Reply
+from tests.routes import PRICES
 
 MakeProxy = Callable[..., Awaitable[Proxy]]
 Hook = tuple[str, list[dict[str, Any]]]  # the webhook's URL and the events it received
 
 ROUTES = """
 routes:
-  - name: prices
-    match: /api/prices/{sku}
-    methods: [GET, HEAD]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    cache: {ttl: 30s, stale_if_error: 1h}
+""" + PRICES + """    cache: {ttl: 30s, stale_if_error: 1h}
     guards:
       - {path: $.price, gt: 0}
       - {path: $.currency, one_of: [GBP, EUR, USD]}

@@ -22,6 +22,7 @@ from proxy.health import HEALTH, CheckResult, HealthChecks, HealthState, next_de
 from proxy.settings import Config, HealthCheck
 from tests.conftest import Proxy
 from tests.origin import Hook, Origin, Reply
+from tests.routes import PRICES
 
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
 JSON = {"Content-Type": "application/json"}
@@ -121,12 +122,7 @@ def test_check_result_changed(before: bool | None, after: bool | None, changed: 
 
 ROUTES = """
 routes:
-  - name: prices
-    match: /api/prices/{sku}
-    methods: [GET, HEAD]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    cache: {ttl: 10s, stale_while_revalidate: 5s, stale_if_error: 1h}
+""" + PRICES + """    cache: {ttl: 10s, stale_while_revalidate: 5s, stale_if_error: 1h}
 """
 
 

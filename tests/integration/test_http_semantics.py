@@ -17,6 +17,7 @@ from aiohttp.web import Application
 from proxy.clock import FakeClock
 from tests.conftest import Proxy, make_config
 from tests.origin import Origin, Reply
+from tests.routes import PRICES, WRITES
 
 MakeProxy = Callable[..., Awaitable[Proxy]]
 AiohttpServer = Callable[[Application], Awaitable[TestServer]]
@@ -28,20 +29,9 @@ JSON = "application/json"
 # the outcome of that fetch in the response it gets.
 ROUTES = """
 routes:
-  - name: prices
-    match: /api/prices/{sku}
-    methods: [GET, HEAD]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    timeout: {connect: 200ms, total: 300ms}
+""" + PRICES + """    timeout: {connect: 200ms, total: 300ms}
     cache: {ttl: 30s, stale_if_error: 1h, key: {query: all}}
-  - name: writes
-    match: /api/prices/{sku}
-    methods: [POST, PUT, PATCH, DELETE]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    cache: off
-"""
+""" + WRITES
 
 
 def reply(body: object = PRICE, status: int = 200, /, **headers: str) -> Reply:
@@ -360,12 +350,7 @@ async def test_head_miss_fetches_get_upstream(origin: Origin, make_proxy: MakePr
 LRU_ROUTES = """
 cache: {max_bytes: 2KB}
 routes:
-  - name: prices
-    match: /api/prices/{sku}
-    methods: [GET, HEAD]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    cache: {ttl: 1h}
+""" + PRICES + """    cache: {ttl: 1h}
 """
 
 

@@ -23,17 +23,13 @@ from proxy.health import HEALTH
 from proxy.reload import reload_from_file, restart_needed, routes_to_purge
 from tests.conftest import Proxy, config_text, make_config
 from tests.origin import Origin, Reply
+from tests.routes import PRICES
 
 ROOT = Path(__file__).resolve().parents[2]
 JSON_TYPE = {"Content-Type": "application/json"}
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
 PRICES = """
-  - name: prices
-    match: /api/prices/{sku}
-    methods: [GET, HEAD]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    cache: {ttl: 30s, stale_if_error: 1h}
+""" + PRICES + """    cache: {ttl: 30s, stale_if_error: 1h}
 """
 STOCK = """
   - name: stock

@@ -24,17 +24,13 @@ from proxy.config import parse_config
 from proxy.settings import Config
 from tests.conftest import Proxy
 from tests.origin import Hook, Origin, Reply
+from tests.routes import PRICES, WRITES
 
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
 JSON = {"Content-Type": "application/json"}
 ROUTES = """
 routes:
-  - name: prices
-    match: /api/prices/{sku}
-    methods: [GET, HEAD]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    cache: {ttl: 30s, stale_while_revalidate: 60s, stale_if_error: 1h}
+""" + PRICES + """    cache: {ttl: 30s, stale_while_revalidate: 60s, stale_if_error: 1h}
   - name: quotes
     match: /api/quotes/{sku}
     methods: [GET]
@@ -42,13 +38,7 @@ routes:
     rewrite: /quotes/{sku}
     cache: {ttl: 30s, stale_if_error: 1h}
     fallback: {status: 503, json: {error: quotes unavailable}}
-  - name: writes
-    match: /api/prices/{sku}
-    methods: [POST, PUT, PATCH, DELETE]
-    upstream: vendor
-    rewrite: /prices/{sku}
-    cache: off
-"""
+""" + WRITES
 # Opens after 4 calls in the window at >= 50% failures; 15 s open; one probe.
 BREAKER = "circuit_breaker: {failure_rate: 50%, minimum_calls: 4, window: 30s, open_for: 15s}"
 NO_RETRY = "retries: {attempts: 0}"
