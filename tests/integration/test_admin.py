@@ -19,6 +19,7 @@ from proxy.quarantine import Quarantine
 from proxy.settings import AdminConfig, Listen
 from tests.conftest import DEFAULT_ROUTES, Proxy, make_config
 from tests.origin import Origin, Reply
+from tests.routes import PRICES
 
 TOKEN = "adm1n-t0ken-xyz"
 VENDOR_SECRET = "vendor-s3cret-987"
@@ -30,12 +31,7 @@ VENDOR_HEADERS = f"headers: {{Authorization: 'Bearer {VENDOR_SECRET}', X-API-Ver
 GUARDED = f"""
 admin: {{token: {TOKEN}}}
 routes:
-  - name: prices
-    match: /api/prices/{{sku}}
-    methods: [GET, HEAD]
-    upstream: vendor
-    rewrite: /prices/{{sku}}
-    cache: {{ttl: 30s, stale_if_error: 1h}}
+{PRICES}    cache: {{ttl: 30s, stale_if_error: 1h}}
     guards:
       - {{path: $.price, gt: 0}}
 """

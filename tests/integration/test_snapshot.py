@@ -44,6 +44,7 @@ from proxy.store.snapshot import (
 )
 from tests.conftest import Proxy
 from tests.origin import Origin, Reply
+from tests.routes import PRICES
 
 MakeProxy = Callable[..., Awaitable[Proxy]]
 
@@ -177,12 +178,7 @@ def test_sweep_removes_only_dead_writers_temp_files(tmp_path: Path) -> None:
 ROUTES = """
 cache: {{snapshot: "{path}"}}
 routes:
-  - name: prices
-    match: /api/prices/{{sku}}
-    methods: [GET, HEAD]
-    upstream: vendor
-    rewrite: /prices/{{sku}}
-    cache: {{ttl: 30s, stale_if_error: 1h}}
+{PRICES}    cache: {{ttl: 30s, stale_if_error: 1h}}
     guards:
       - {{path: $.price, gt: 0}}
       - {{required: [$.sku, $.price]}}
@@ -196,7 +192,7 @@ routes:
 
 
 def routes(path: Path, extra: str = "") -> str:
-    return ROUTES.format(path=path).replace("cache: {snapshot", f"cache: {{{extra}snapshot", 1)
+    return ROUTES.format(path=path, PRICES=PRICES).replace("cache: {snapshot", f"cache: {{{extra}snapshot", 1)
 
 
 def snapshotter(proxy: Proxy) -> Snapshotter:
