@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,8 +31,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from benchmarks.procs import HOST, free_port, wait_listening
+
 ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
 
 # -- the vendor (runs in its own process) ------------------------------------------------------
 
@@ -103,11 +102,6 @@ class Run:
     start: float = 0.0  # wall clock when the drive started
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
 
 def proxy_yaml(origin: int, proxy: int, admin: int, hook: int, open_for: float) -> str:
     return f"""
@@ -131,20 +125,6 @@ routes:
     rewrite: /prices/{{sku}}
     cache: {{ttl: 2s, stale_while_revalidate: 5s, stale_if_error: 1h}}
 """
-
-
-async def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        with contextlib.suppress(OSError):
-            _, writer = await asyncio.open_connection(HOST, port)
-            writer.close()
-            await writer.wait_closed()
-            return
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port} after {timeout}s")
 
 
 async def hook_server(run: Run, port: int) -> web.AppRunner:
@@ -195,10 +175,8 @@ def breaker_intervals(events: list[dict[str, Any]], end: float) -> list[tuple[st
     """(state, from, to) for every breaker state after the first transition, by event time."""
     moves = sorted((parse_time(e["time"]), e["event"].removeprefix("breaker_"))
                    for e in events if e["event"].startswith("breaker_"))
-    out = []
-    for (at, state), nxt in zip(moves, [*moves[1:], (end, "")], strict=True):
-        out.append((state, at, nxt[0]))
-    return out
+    ends = [at for at, _ in moves[1:]] + ([end] if moves else [])
+    return [(state, at, until) for (at, state), until in zip(moves, ends, strict=True)]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -270,13 +248,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     cfg = tmp / "proxy.yaml"
     cfg.write_text(proxy_yaml(origin_port, proxy_port, admin_port, hook_port, args.open_for))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    origin = subprocess.Popen([sys.executable, __file__, "origin", "--port", str(origin_port)],
+    origin = subprocess.Popen([sys.executable, "-m", "benchmarks.outage_load", "origin",
+                               "--port", str(origin_port)],
                               cwd=ROOT, env=env, stderr=(tmp / "origin.log").open("wb"))
     proxy = subprocess.Popen([sys.executable, "-m", "proxy", "run", "--config", str(cfg)], cwd=ROOT,
                              env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "proxy.log").open("wb"))
     try:
-        await wait_port(origin_port, origin)
-        await wait_port(proxy_port, proxy)
+        await wait_listening(origin_port, origin)
+        await wait_listening(proxy_port, proxy)
         base = f"http://{HOST}:{proxy_port}"
         vendor = f"http://{HOST}:{origin_port}"
         connector = aiohttp.TCPConnector(limit=args.workers + 4)

@@ -39,6 +39,24 @@ def port_open(port: int, host: str = HOST) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+async def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Wait, without blocking the event loop, until `port` accepts connections; raise
+    StartError if `proc` exits first or nothing listens within `timeout`."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StartError(f"process exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection(HOST, port)
+            writer.close()
+            await writer.wait_closed()
+            return
+        await asyncio.sleep(0.05)
+    raise StartError(f"nothing listening on {port} after {timeout}s")
+
+
 class StartError(RuntimeError):
     """A child process did not come up; the message carries the tail of its output."""
 

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,8 +32,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from benchmarks.procs import HOST, free_port, wait_listening
+
 ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
+
 PAD = "x" * 900  # makes each price ~1 KB, so 100,000 keys need ~100 MB against a 16 MB tier
 
 
@@ -71,11 +71,6 @@ def run_vendor(port: int) -> None:
 
 # -- the proxy ------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
 
 def proxy_yaml(vendor: int, proxy: int, admin: int, max_bytes: str) -> str:
     return f"""\
@@ -105,19 +100,6 @@ routes:
     cache: {{ttl: 60s}}
     max_object_size: 1MB
 """
-
-
-async def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        with contextlib.suppress(OSError):
-            _, writer = await asyncio.open_connection(HOST, port)
-            writer.close()
-            return
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"nothing listening on {port} after {timeout}s")
 
 
 # -- measurements -----------------------------------------------------------------------------------
@@ -231,15 +213,16 @@ def percentile(values: list[float], q: float) -> float:
 
 async def main(args: argparse.Namespace) -> int:
     vendor_port, proxy_port, admin_port = free_port(), free_port(), free_port()
-    vendor = subprocess.Popen([sys.executable, __file__, "vendor", "--port", str(vendor_port)])
+    vendor = subprocess.Popen([sys.executable, "-m", "benchmarks.soak", "vendor",
+                               "--port", str(vendor_port)], cwd=ROOT)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "soak.yaml"
         config.write_text(proxy_yaml(vendor_port, proxy_port, admin_port, args.max_bytes))
         proxy = subprocess.Popen([sys.executable, "-m", "proxy", "run", "--config", str(config)], cwd=ROOT,
                                  stdout=subprocess.DEVNULL)
         try:
-            await wait_port(vendor_port, vendor)
-            await wait_port(proxy_port, proxy)
+            await wait_listening(vendor_port, vendor, timeout=30.0)
+            await wait_listening(proxy_port, proxy, timeout=30.0)
             idle_rss, idle_fds = rss_mb(proxy.pid), open_fds(proxy.pid)
             base = f"http://{HOST}:{proxy_port}"
             run = Run()

@@ -366,7 +366,7 @@ async def quarantine_promote(request: web.Request) -> web.Response:
     primary = primary_key(rs.config.name, path, query, rs.config.cache.key, lookup)
     full = primary if not entry.vary else primary + VARY_SEP + VARY_SEP.join(entry.vary_values)
     state.remember_vary(primary, entry.vary)
-    state.store_entry(full, entry, now)
+    state.store.put(full, entry, now)
     if state.shared is not None:
         state.tasks.spawn(state.shared.set(full, entry, now), name="l2-set")
     state.quarantine.take(item.id)

@@ -23,6 +23,7 @@ from proxy.errors import ProxyError, UpstreamStatus
 from proxy.guards import Verdict
 from proxy.headers import end_to_end
 from proxy.invalidate import Invalidator
+from proxy.keys import VARY_SEP
 from proxy.model import Entry
 from proxy.redirects import rewrite_headers
 from proxy.runtime import RouteState
@@ -130,27 +131,34 @@ class Fetcher:
             self._transport_fault(rs, err)
             return Outcome(error=err)
         self._own_locations(rs, fetched)
-        meta = {"upstream_status": fetched.status, "upstream_ms": fetched.elapsed * 1000.0,
-                "retries": fetched.attempts - 1}
+        outcome = self._outcome(rs, key, entry, fetched, out, conditional=bool(conditional),
+                                checked=checked[-1] if checked else None)
+        outcome.upstream_status = fetched.status
+        outcome.upstream_ms = fetched.elapsed * 1000.0
+        outcome.retries = fetched.attempts - 1
+        return outcome
+
+    def _outcome(self, rs: RouteState, key: str, entry: Entry | None, fetched: Fetched, out: Outbound,
+                 *, conditional: bool, checked: tuple[Verdict, Any] | None) -> Outcome:
         if fetched.status == 304 and conditional and entry is not None:
             return Outcome(entry=self._revalidated(rs, key, entry, fetched), stored=True,
-                           revalidated=True, key=key, **meta)  # type: ignore[arg-type]
+                           revalidated=True, key=key)
         if fetched.status >= 500 or fetched.status == 429:
             fetched.release()
             failure = UpstreamStatus(f"upstream answered {fetched.status}", fetched.status)
             self._transport_fault(rs, failure)
-            return Outcome(error=failure, **meta)  # type: ignore[arg-type]
+            return Outcome(error=failure)
         if not fetched.complete:
-            return Outcome(fetched=fetched, detail="too large to store", **meta)  # type: ignore[arg-type]
-        rejected = self.datacheck.verdict(rs, key, entry, fetched, checked[-1] if checked else None)
+            return Outcome(fetched=fetched, detail="too large to store")
+        rejected = self.datacheck.verdict(rs, key, entry, fetched, checked)
         if rejected is not None:
-            return Outcome(error=rejected, detail=rejected.message, **meta)  # type: ignore[arg-type]
-        return self._store(rs, key, entry, fetched, out, meta)
+            return Outcome(error=rejected, detail=rejected.message)
+        return self._store(rs, key, entry, fetched, out)
 
     # -- store ---------------------------------------------------------------------------------
 
-    def _store(self, rs: RouteState, key: str, entry: Entry | None, fetched: Fetched, out: Outbound,
-               meta: dict[str, Any]) -> Outcome:
+    def _store(self, rs: RouteState, key: str, entry: Entry | None, fetched: Fetched,
+               out: Outbound) -> Outcome:
         policy = rs.config.cache
         assert policy is not None
         cc = parse_cc([v for k, v in fetched.headers if k.lower() == "cache-control"])
@@ -159,21 +167,21 @@ class Fetcher:
         if why is None and self.state.runtime.by_name.get(rs.config.name) is not rs:
             why = "config reloaded"  # fetched under the old config: its route may have been purged
         if why is not None:
-            return Outcome(fetched=fetched, detail=f"not stored: {why}", **meta)
+            return Outcome(fetched=fetched, detail=f"not stored: {why}")
         now = self.state.clock.now()
         if entry is not None and entry.status < 400 <= fetched.status and \
                 freshness.usable_on_error(entry, now) is not None:
             # An error never replaces a good copy while that copy may still be served.
-            return Outcome(fetched=fetched, detail="not stored: good copy kept", **meta)
+            return Outcome(fetched=fetched, detail="not stored: good copy kept")
         new = _entry(rs, fetched, cc, out, lkg=bool(rs.config.guards))
         vary = new.vary
-        primary = key.split("\x1e", 1)[0]
-        full_key = primary if not vary else primary + "\x1e" + "\x1e".join(new.vary_values)
+        primary = key.split(VARY_SEP, 1)[0]
+        full_key = primary if not vary else VARY_SEP.join((primary, *new.vary_values))
         self.state.remember_vary(primary, vary)
-        self.state.store_entry(full_key, new, now)
+        self.state.store.put(full_key, new, now)
         if 200 <= new.status < 300:
             rs.last_good_at = now
-        return Outcome(entry=new, stored=True, key=full_key, **meta)
+        return Outcome(entry=new, stored=True, key=full_key)
 
     def _revalidated(self, rs: RouteState, key: str, entry: Entry, fetched: Fetched) -> Entry:
         policy = rs.config.cache
@@ -184,7 +192,7 @@ class Fetcher:
                                 response_time=fetched.response_time, lkg=bool(rs.config.guards))
         new = freshness.refreshed(entry, merged, d, fetched.response_time)
         now = self.state.clock.now()
-        self.state.store_entry(key, new, now)
+        self.state.store.put(key, new, now)
         rs.last_good_at = now
         return new
 

@@ -17,7 +17,7 @@ from proxy.clock import Clock
 from proxy.drift import DriftTracker
 from proxy.guards import Hysteresis
 from proxy.routing import Match, match_path
-from proxy.settings import Config, RouteConfig, UpstreamConfig
+from proxy.settings import Config, RouteConfig
 from proxy.upstream import Upstream
 
 MAX_TRACKED_KEYS = 10_000
@@ -100,7 +100,3 @@ class Runtime:
         """Upstreams of this runtime that `newer` no longer uses (to close after a reload)."""
         keep = {id(u) for u in newer.upstreams.values()}
         return [u for u in self.upstreams.values() if id(u) not in keep]
-
-
-def upstream_config(runtime: Runtime, name: str) -> UpstreamConfig:
-    return runtime.upstreams[name].config

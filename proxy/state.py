@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from proxy.breaker import Transition
 from proxy.clock import Clock
 from proxy.flight import Flights, Tasks
-from proxy.model import Entry
 from proxy.quarantine import Quarantine
 from proxy.runtime import Runtime
 from proxy.store.base import SharedTier
@@ -70,6 +69,3 @@ class ProxyState:
 
     def refresh_succeeded(self, key: str) -> None:
         self.refresh_backoff.pop(key, None)
-
-    def store_entry(self, key: str, entry: Entry, now: float) -> None:
-        self.store.put(key, entry, now)

@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from proxy.breaker import CircuitBreaker, State, Transition, is_failure_status
+from proxy.breaker import CircuitBreaker, Permit, State, Transition, is_failure_status
 from proxy.clock import Clock
 from proxy.errors import CircuitOpen, Overloaded, ProxyError, UpstreamError
 from proxy.ratelimit import Bulkhead, TokenBucket
@@ -159,9 +159,9 @@ class Upstream:
     def _bulkhead(self) -> _Slot:
         return _Slot(self.bulkhead, self._slots, self.name)
 
-    def _record(self, permit: object, *, ok: bool, duration: float, error: str | None) -> None:
+    def _record(self, permit: Permit, *, ok: bool, duration: float, error: str | None) -> None:
         now = self.clock.now()
-        self.breaker.record(permit, now, ok=ok, duration=duration)  # type: ignore[arg-type]
+        self.breaker.record(permit, now, ok=ok, duration=duration)
         self.track.calls += 1
         if ok:
             self.track.last_success = now

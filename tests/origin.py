@@ -7,8 +7,11 @@ then check what reached it. It is a real server: the proxy talks to it over TCP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 from collections import defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -109,3 +112,23 @@ class Hook:
         app = web.Application()
         app.router.add_post("/hook", self.handle)
         return app
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: web.Application, stop_timeout: float = 20.0) -> Iterator[str]:
+    """Serve `app` on a free loopback port from its own event loop on a thread, for tests whose
+    proxy runs as a subprocess; yield its URL."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    port = runner.addresses[0][1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=stop_timeout)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=stop_timeout)
+        loop.close()

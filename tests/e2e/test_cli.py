@@ -6,7 +6,7 @@ is for a real event (a printed line, a request reaching the origin, an exit) wit
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.origin import Origin, Reply
+from tests.origin import Origin, Reply, serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0  # seconds for a subprocess to print that it is listening
@@ -135,23 +135,9 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
         return Answer(err.code, dict(err.headers.items()), err.read())
 
 
-@contextmanager
-def origin_thread(origin: Origin) -> Iterator[str]:
+def origin_thread(origin: Origin) -> contextlib.AbstractContextManager[str]:
     """Serve `origin` on a free port from its own event loop on a thread; yield its URL."""
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(origin.app(), shutdown_timeout=0.5)
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-    port = runner.addresses[0][1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=STOP_TIMEOUT)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=STOP_TIMEOUT)
-        loop.close()
+    return serve_in_thread(origin.app(), STOP_TIMEOUT)
 
 
 class SignallingOrigin(Origin):

@@ -25,7 +25,7 @@ import textwrap
 import threading
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -48,6 +48,7 @@ from tests.hardening.rawhttp import (
     raw_reply,
     serve_guarded,
 )
+from tests.origin import serve_in_thread
 from tests.routes import PRICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -495,24 +496,10 @@ class SlowVendor:
         return web.json_response({"sku": sku, "price": 9.5, "currency": "GBP"})
 
 
-@contextlib.contextmanager
-def vendor_thread(vendor: SlowVendor) -> Iterator[str]:
-    loop = asyncio.new_event_loop()
+def vendor_thread(vendor: SlowVendor) -> contextlib.AbstractContextManager[str]:
     app = web.Application()
     app.router.add_get("/prices/{sku}", vendor.price)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-    port = runner.addresses[0][1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=20)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=20)
-        loop.close()
+    return serve_in_thread(app)
 
 
 def fetch(url: str) -> tuple[int, bytes]:
