@@ -34,8 +34,15 @@ def build_app(size: int, max_age: int) -> web.Application:
 def serve(port: int, size: int, max_age: int, reuse_port: bool, uvloop: bool) -> None:
     if uvloop:
         install_uvloop()
-    web.run_app(build_app(size, max_age), host="127.0.0.1", port=port, access_log=None,
-                print=None, reuse_port=reuse_port, backlog=4096)
+    web.run_app(
+        build_app(size, max_age),
+        host="127.0.0.1",
+        port=port,
+        access_log=None,
+        print=None,
+        reuse_port=reuse_port,
+        backlog=4096,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,8 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     ctx = multiprocessing.get_context("fork")
     workers = [
-        ctx.Process(target=serve,
-                    args=(args.port, args.size, args.max_age, True, not args.no_uvloop))
+        ctx.Process(target=serve, args=(args.port, args.size, args.max_age, True, not args.no_uvloop))
         for _ in range(args.workers)
     ]
     for proc in workers:

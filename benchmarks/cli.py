@@ -49,37 +49,62 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks",
         description="Load tests of resilient-proxy's hot path and of failure, side by side.",
         epilog=EPILOG.format(names=", ".join(SCENARIOS)),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="short version of everything (1 s runs, 1 repeat, 10,000-entry memory)")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="short version of everything (1 s runs, 1 repeat, 10,000-entry memory)",
+    )
     p.add_argument("--only", metavar="NAME,...", help="comma-separated scenarios (and extras)")
     p.add_argument("--json", metavar="FILE", type=Path, help="write the results as JSON")
     p.add_argument("--plot", metavar="FILE.png", type=Path, help="draw throughput and latency")
-    p.add_argument("--markdown", metavar="FILE", type=Path,
-                   help="write the table, memory, micro and goals as Markdown")
+    p.add_argument(
+        "--markdown", metavar="FILE", type=Path, help="write the table, memory, micro and goals as Markdown"
+    )
     p.add_argument("--repeat", type=int, metavar="N", help="runs per scenario (default 3)")
     p.add_argument("--duration", type=float, metavar="S", help="seconds per run (default 10)")
     p.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds (default 2)")
     p.add_argument("--connections", type=int, metavar="C", help="concurrent connections (50)")
     p.add_argument("--threads", type=int, metavar="T", help="load generator threads (1)")
-    p.add_argument("--workers", type=int, metavar="W",
-                   help="proxy server.workers, and ceiling/nginx processes (1)")
-    p.add_argument("--memory-entries", type=int, metavar="N",
-                   help="entries cached for the memory figure (100,000; 10,000 with --quick)")
-    p.add_argument("--loadgen", choices=("auto", "wrk", "builtin"), default="auto",
-                   help="load generator: wrk when on PATH (auto), or the built-in one")
-    p.add_argument("--config", metavar="FILE", type=Path,
-                   help="benchmark your own proxy config (hit/miss-like scenarios only)")
-    p.add_argument("--allow-upstream-load", action="store_true",
-                   help="with --config: also run miss scenarios against non-loopback upstreams")
+    p.add_argument(
+        "--workers", type=int, metavar="W", help="proxy server.workers, and ceiling/nginx processes (1)"
+    )
+    p.add_argument(
+        "--memory-entries",
+        type=int,
+        metavar="N",
+        help="entries cached for the memory figure (100,000; 10,000 with --quick)",
+    )
+    p.add_argument(
+        "--loadgen",
+        choices=("auto", "wrk", "builtin"),
+        default="auto",
+        help="load generator: wrk when on PATH (auto), or the built-in one",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="benchmark your own proxy config (hit/miss-like scenarios only)",
+    )
+    p.add_argument(
+        "--allow-upstream-load",
+        action="store_true",
+        help="with --config: also run miss scenarios against non-loopback upstreams",
+    )
     return p
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     quick = bool(args.quick)
-    base = Settings(quick=quick, duration=1.0 if quick else 10.0, warmup=0.0 if quick else 2.0,
-                    repeats=1 if quick else 3,
-                    memory_entries=10_000 if quick else 100_000)
+    base = Settings(
+        quick=quick,
+        duration=1.0 if quick else 10.0,
+        warmup=0.0 if quick else 2.0,
+        repeats=1 if quick else 3,
+        memory_entries=10_000 if quick else 100_000,
+    )
     return Settings(
         quick=quick,
         duration=args.duration if args.duration is not None else base.duration,
@@ -98,8 +123,9 @@ def selection(only: str | None) -> list[str]:
     names = [n.strip() for n in only.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS and n not in EXTRAS]
     if unknown:
-        raise SystemExit(f"unknown scenario(s): {', '.join(unknown)} "
-                         f"(known: {', '.join([*SCENARIOS, *EXTRAS])})")
+        raise SystemExit(
+            f"unknown scenario(s): {', '.join(unknown)} (known: {', '.join([*SCENARIOS, *EXTRAS])})"
+        )
     return names
 
 
@@ -131,18 +157,22 @@ def run_suite(settings: Settings, names: list[str], loader: Loader) -> dict[str,
     return {"scenarios": scenarios, "memory": memory, "micro": micro}
 
 
-def document(settings: Settings, loader: Loader, results: dict[str, Any],
-             started: float) -> dict[str, Any]:
+def document(settings: Settings, loader: Loader, results: dict[str, Any], started: float) -> dict[str, Any]:
     machine = machine_info()
     machine["loadavg_at_start"] = results.get("loadavg_at_start")
     return {
         "machine": machine,
         "versions": versions(),
         "load_generator": loader.kind,
-        "settings": {"duration_s": settings.duration, "warmup_s": settings.warmup,
-                     "repeats": settings.repeats, "connections": settings.connections,
-                     "threads": settings.threads, "workers": settings.workers,
-                     "quick": settings.quick},
+        "settings": {
+            "duration_s": settings.duration,
+            "warmup_s": settings.warmup,
+            "repeats": settings.repeats,
+            "connections": settings.connections,
+            "threads": settings.threads,
+            "workers": settings.workers,
+            "quick": settings.quick,
+        },
         "scenarios": results["scenarios"],
         "micro": results["micro"],
         "memory": results["memory"],
@@ -164,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     say(f"load generator: {loader.kind}")
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     if args.config is not None:
-        results = run_user_config(args.config, settings, loader, say,
-                                  allow_upstream_load=args.allow_upstream_load)
+        results = run_user_config(
+            args.config, settings, loader, say, allow_upstream_load=args.allow_upstream_load
+        )
     else:
         results = run_suite(settings, selection(args.only), loader)
     results["loadavg_at_start"] = load_at_start

@@ -83,14 +83,15 @@ def while_open(samples: list[Sample]) -> OpenStats | None:
     Sampling is every 50 ms while the proxy is under load, so the times are approximate."""
     if not any(s.breaker for s in samples):
         return None
-    count = sum(b.origin_requests - a.origin_requests
-                for a, b in itertools.pairwise(samples)
-                if a.breaker == "open" and b.breaker == "open")
+    count = sum(
+        b.origin_requests - a.origin_requests
+        for a, b in itertools.pairwise(samples)
+        if a.breaker == "open" and b.breaker == "open"
+    )
     first = next((s for s in samples if s.breaker == "open"), None)
     if first is None:
         return OpenStats(count, None, None)
-    return OpenStats(count, first.at - samples[0].at,
-                     first.origin_requests - samples[0].origin_requests)
+    return OpenStats(count, first.at - samples[0].at, first.origin_requests - samples[0].origin_requests)
 
 
 def outage(suite: Suite, res: ScenarioResult) -> None:
@@ -122,22 +123,28 @@ def outage(suite: Suite, res: ScenarioResult) -> None:
     res.extra["after"] = median_summary(res.runs)
     res.extra["origin_requests_while_open"] = [x.while_open for x in stats] or None
     res.extra["breaker_opened_after_s"] = [
-        None if x.opened_after_s is None else round(x.opened_after_s, 3) for x in stats] or None
+        None if x.opened_after_s is None else round(x.opened_after_s, 3) for x in stats
+    ] or None
     res.extra["origin_requests_until_open"] = [x.until_open for x in stats] or None
     b, a = res.extra["before"], res.extra["after"]
     res.notes.append(f"{keys} keys, max-age 1s, stale_if_error 24h; origin 503 from halfway")
-    res.notes.append(f"before: {b['errors']} err, p99 {b['p99_ms']} ms; "
-                     f"after: {a['errors']} err, p99 {a['p99_ms']} ms")
+    res.notes.append(
+        f"before: {b['errors']} err, p99 {b['p99_ms']} ms; after: {a['errors']} err, p99 {a['p99_ms']} ms"
+    )
     if not stats:
         res.notes.append("breaker state not readable from admin /status")
     elif all(x.opened_after_s is None for x in stats):
         res.notes.append("breaker never opened")
     else:
         res.notes.append(
-            "breaker opened after " + ", ".join(
-                f"{x.opened_after_s:.2f}s/{x.until_open} origin reqs" for x in stats
-                if x.opened_after_s is not None)
-            + f"; origin reqs while open: {max(x.while_open for x in stats)}")
+            "breaker opened after "
+            + ", ".join(
+                f"{x.opened_after_s:.2f}s/{x.until_open} origin reqs"
+                for x in stats
+                if x.opened_after_s is not None
+            )
+            + f"; origin reqs while open: {max(x.while_open for x in stats)}"
+        )
     proxy.reset_breaker(OUTAGE_UPSTREAM)
 
 
@@ -166,8 +173,12 @@ def source_addresses(n: int) -> list[str]:
 async def _stampede(port: int, path: str, n: int) -> tuple[list[float], Counter[str], float]:
     timeout = aiohttp.ClientTimeout(total=60)
     sessions = [
-        aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(
-            limit=PER_SOURCE + 16, limit_per_host=PER_SOURCE + 16, local_addr=(addr, 0)))
+        aiohttp.ClientSession(
+            timeout=timeout,
+            connector=aiohttp.TCPConnector(
+                limit=PER_SOURCE + 16, limit_per_host=PER_SOURCE + 16, local_addr=(addr, 0)
+            ),
+        )
         for addr in source_addresses(n)
     ]
     url = f"http://127.0.0.1:{port}"
@@ -210,12 +221,21 @@ def stampede(suite: Suite, res: ScenarioResult) -> None:
         outcomes.update(seen)
         lat = sorted(latencies)
         errors = sum(c for k, c in seen.items() if not k.startswith(("2", "3")))
-        res.runs.append(LoadResult(
-            requests=n, duration_s=elapsed, errors=errors,
-            p50_ms=percentile(lat, 50) * 1000, p90_ms=percentile(lat, 90) * 1000,
-            p99_ms=percentile(lat, 99) * 1000, mean_ms=sum(lat) / len(lat) * 1000,
-            max_ms=lat[-1] * 1000, generator="aiohttp-inprocess"))
+        res.runs.append(
+            LoadResult(
+                requests=n,
+                duration_s=elapsed,
+                errors=errors,
+                p50_ms=percentile(lat, 50) * 1000,
+                p90_ms=percentile(lat, 90) * 1000,
+                p99_ms=percentile(lat, 99) * 1000,
+                mean_ms=sum(lat) / len(lat) * 1000,
+                max_ms=lat[-1] * 1000,
+                generator="aiohttp-inprocess",
+            )
+        )
     res.extra["responses"] = dict(outcomes)
-    res.notes.append(f"{n} concurrent cold requests from {len(source_addresses(n))} loopback "
-                     "addresses, origin delay 0.2s; "
-                     + ", ".join(f"{k}: {v}" for k, v in outcomes.most_common(4)))
+    res.notes.append(
+        f"{n} concurrent cold requests from {len(source_addresses(n))} loopback "
+        "addresses, origin delay 0.2s; " + ", ".join(f"{k}: {v}" for k, v in outcomes.most_common(4))
+    )

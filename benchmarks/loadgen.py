@@ -34,8 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WorkerOut = dict[str, Any]
 
 
-def _path_for(target: Target, worker: int, workers: int, conn: int, n: int,
-              rng: random.Random) -> str:
+def _path_for(target: Target, worker: int, workers: int, conn: int, n: int, rng: random.Random) -> str:
     if target.mode == "one":
         return target.path
     if target.mode == "unique":
@@ -45,8 +44,9 @@ def _path_for(target: Target, worker: int, workers: int, conn: int, n: int,
     return f"{target.path}{rng.randrange(max(1, target.keys))}"
 
 
-async def _timed_request(session: aiohttp.ClientSession, method: str, url: str, body: bytes,
-                         out: WorkerOut) -> None:
+async def _timed_request(
+    session: aiohttp.ClientSession, method: str, url: str, body: bytes, out: WorkerOut
+) -> None:
     started = time.perf_counter()
     try:
         async with session.request(method, url, data=body or None) as resp:
@@ -65,8 +65,12 @@ async def _timed_request(session: aiohttp.ClientSession, method: str, url: str, 
 
 
 async def _duration_worker(target: Target, worker: int, workers: int, conns: int) -> WorkerOut:
-    out: WorkerOut = {"requests": 0, "latencies": [], "elapsed": 0.0,
-                      "errors": {"read": 0, "status": 0, "timeout": 0}}
+    out: WorkerOut = {
+        "requests": 0,
+        "latencies": [],
+        "elapsed": 0.0,
+        "errors": {"read": 0, "status": 0, "timeout": 0},
+    }
     base = f"http://127.0.0.1:{target.port}"
     timeout = aiohttp.ClientTimeout(total=5)
     connector = aiohttp.TCPConnector(limit=conns, force_close=False)
@@ -88,13 +92,16 @@ async def _duration_worker(target: Target, worker: int, workers: int, conns: int
 
 
 async def _list_worker(port: int, paths: Sequence[str], conns: int) -> WorkerOut:
-    out: WorkerOut = {"requests": 0, "latencies": [], "elapsed": 0.0,
-                      "errors": {"read": 0, "status": 0, "timeout": 0}}
+    out: WorkerOut = {
+        "requests": 0,
+        "latencies": [],
+        "elapsed": 0.0,
+        "errors": {"read": 0, "status": 0, "timeout": 0},
+    }
     base = f"http://127.0.0.1:{port}"
     queue = list(reversed(paths))
     connector = aiohttp.TCPConnector(limit=conns)
-    async with aiohttp.ClientSession(connector=connector,
-                                     timeout=aiohttp.ClientTimeout(total=10)) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
         started = time.perf_counter()
 
         async def loop() -> None:
@@ -142,9 +149,14 @@ def _spawn_workers(jobs: Sequence[dict[str, Any]], timeout: float) -> list[Worke
     with tempfile.TemporaryDirectory(prefix="rproxy-loadgen-") as tmp:
         files = [Path(tmp) / f"worker{i}.json" for i in range(len(jobs))]
         procs = [
-            subprocess.Popen([sys.executable, "-m", "benchmarks.loadgen", "--worker"],
-                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, env=env, cwd=str(ROOT))
+            subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.loadgen", "--worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=env,
+                cwd=str(ROOT),
+            )
             for _ in jobs
         ]
         try:
@@ -179,18 +191,20 @@ def run_builtin(target: Target, processes: int | None = None) -> LoadResult:
     shares = [c for c in _split(target.connections, procs) if c > 0]
     fields = {f.name: getattr(target, f.name) for f in fields_of(target)}
     fields["body"] = target.body.decode("latin-1")
-    jobs = [{"kind": "duration", "target": fields, "worker": i, "workers": len(shares),
-             "conns": c} for i, c in enumerate(shares)]
+    jobs = [
+        {"kind": "duration", "target": fields, "worker": i, "workers": len(shares), "conns": c}
+        for i, c in enumerate(shares)
+    ]
     return _merge(_spawn_workers(jobs, timeout=target.duration + 60))
 
 
-def fetch_paths(port: int, paths: Sequence[str], *, connections: int = 64,
-                processes: int = 2) -> LoadResult:
+def fetch_paths(port: int, paths: Sequence[str], *, connections: int = 64, processes: int = 2) -> LoadResult:
     """GET every path exactly once (warming a cache, filling it for the memory figure)."""
     procs = max(1, min(processes, len(paths) or 1))
     conns = max(1, connections // procs)
-    jobs = [{"kind": "list", "port": port, "paths": list(paths[i::procs]), "conns": conns}
-            for i in range(procs)]
+    jobs = [
+        {"kind": "list", "port": port, "paths": list(paths[i::procs]), "conns": conns} for i in range(procs)
+    ]
     started = time.perf_counter()
     outs = _spawn_workers(jobs, timeout=60 + len(paths) / 200)
     return _merge(outs, time.perf_counter() - started)
@@ -213,8 +227,11 @@ def _worker_main() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.loadgen", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.loadgen",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help="http://127.0.0.1:PORT/path (loopback only)")
     parser.add_argument("-c", "--connections", type=int, default=50)
@@ -230,17 +247,35 @@ def main(argv: list[str] | None = None) -> None:
     parts = urlsplit(args.url)
     if parts.hostname != "127.0.0.1" or parts.port is None:
         parser.error("--url must be http://127.0.0.1:PORT/...")
-    target = Target(port=parts.port, path=parts.path or "/", connections=args.connections,
-                    duration=args.duration, method=args.method.upper())
+    target = Target(
+        port=parts.port,
+        path=parts.path or "/",
+        connections=args.connections,
+        duration=args.duration,
+        method=args.method.upper(),
+    )
     result = run_builtin(replace(target, threads=args.processes))
     d = result.error_detail
-    print("BENCH_JSON " + json.dumps({
-        "requests": result.requests, "duration_us": int(result.duration_s * 1e6), "bytes": 0,
-        "connect_errors": 0, "read_errors": d.get("read", 0), "write_errors": 0,
-        "status_errors": d.get("status", 0), "timeouts": d.get("timeout", 0),
-        "p50_us": int(result.p50_ms * 1000), "p90_us": int(result.p90_ms * 1000),
-        "p99_us": int(result.p99_ms * 1000), "mean_us": result.mean_ms * 1000,
-        "max_us": int(result.max_ms * 1000)}))
+    print(
+        "BENCH_JSON "
+        + json.dumps(
+            {
+                "requests": result.requests,
+                "duration_us": int(result.duration_s * 1e6),
+                "bytes": 0,
+                "connect_errors": 0,
+                "read_errors": d.get("read", 0),
+                "write_errors": 0,
+                "status_errors": d.get("status", 0),
+                "timeouts": d.get("timeout", 0),
+                "p50_us": int(result.p50_ms * 1000),
+                "p90_us": int(result.p90_ms * 1000),
+                "p99_us": int(result.p99_ms * 1000),
+                "mean_us": result.mean_ms * 1000,
+                "max_us": int(result.max_ms * 1000),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

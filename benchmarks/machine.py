@@ -61,8 +61,9 @@ def _project_version() -> str | None:
     if installed:
         return installed
     with contextlib.suppress(OSError):
-        found = re.search(r'^version\s*=\s*"([^"]+)"', (REPO_ROOT / "pyproject.toml").read_text(),
-                          re.MULTILINE)
+        found = re.search(
+            r'^version\s*=\s*"([^"]+)"', (REPO_ROOT / "pyproject.toml").read_text(), re.MULTILINE
+        )
         if found:
             return found.group(1)
     return None
@@ -73,8 +74,9 @@ def _redis_version() -> str | None:
     if exe is None:
         return None
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10,
-                             check=False).stdout
+        out = subprocess.run(
+            [exe, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
         found = re.search(r"v=(\S+)", out)
         return found.group(1) if found else out.strip() or None
     return None

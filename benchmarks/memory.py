@@ -31,8 +31,7 @@ def measure_memory(suite: Suite) -> dict[str, Any]:
         time.sleep(0.3)
         rss_before = tree_rss_bytes(proc.child.pid)
         origin_before = suite.origin().requests()
-        filled = fetch_paths(proc.port, [f"/api/items/mem{i}" for i in range(n)],
-                             connections=s.connections)
+        filled = fetch_paths(proc.port, [f"/api/items/mem{i}" for i in range(n)], connections=s.connections)
         stored = suite.origin().requests() - origin_before
         time.sleep(0.5)
         rss_after = tree_rss_bytes(proc.child.pid)

@@ -22,10 +22,20 @@ def _entry(body: bytes) -> Any:
     model = importlib.import_module("proxy.model")
     return model.Entry(
         status=200,
-        headers=(("Content-Type", "application/json"), ("Cache-Control", "max-age=300"),
-                 ("ETag", '"abc123"'), ("Date", "Sat, 29 Nov 2025 09:00:00 GMT")),
-        body=body, stored_at=1000.0, initial_age=0.0, fresh_until=1300.0,
-        stale_until=1360.0, error_until=4600.0, keep_until=4600.0, etag='"abc123"',
+        headers=(
+            ("Content-Type", "application/json"),
+            ("Cache-Control", "max-age=300"),
+            ("ETag", '"abc123"'),
+            ("Date", "Sat, 29 Nov 2025 09:00:00 GMT"),
+        ),
+        body=body,
+        stored_at=1000.0,
+        initial_age=0.0,
+        fresh_until=1300.0,
+        stale_until=1360.0,
+        error_until=4600.0,
+        keep_until=4600.0,
+        etag='"abc123"',
         url="http://127.0.0.1:9001/items/1",
     )
 
@@ -53,8 +63,9 @@ def bench_store_decision() -> Callable[[], object]:
     def run() -> object:
         cc = cachecontrol.parse("max-age=300, stale-while-revalidate=60")
         freshness.storable(status=200, headers=headers, cc=cc, policy=policy, authorized=False)
-        return freshness.deadlines(headers=headers, cc=cc, policy=policy, request_time=1000.0,
-                                   response_time=1000.01, lkg=True)
+        return freshness.deadlines(
+            headers=headers, cc=cc, policy=policy, request_time=1000.0, response_time=1000.01, lkg=True
+        )
 
     return run
 
@@ -80,9 +91,13 @@ def bench_decode() -> Callable[[], object]:
 
 
 def catalogue(n: int = 1000) -> dict[str, Any]:
-    return {"currency": "EUR", "count": n,
-            "items": [{"sku": f"SKU-{i}", "price": 10 + i % 90, "stock": i % 7,
-                       "name": f"item {i}"} for i in range(n)]}
+    return {
+        "currency": "EUR",
+        "count": n,
+        "items": [
+            {"sku": f"SKU-{i}", "price": 10 + i % 90, "stock": i % 7, "name": f"item {i}"} for i in range(n)
+        ],
+    }
 
 
 GUARD_RULES = [
@@ -114,8 +129,7 @@ def bench_guards_body() -> Callable[[], object]:
 
 BENCHES: dict[str, tuple[str, Bench]] = {
     "freshness.decide": ("FRESH/STALE/EXPIRED of a stored entry (hit path)", bench_decide),
-    "freshness.store": ("Cache-Control parse + storable + deadlines (miss path)",
-                        bench_store_decision),
+    "freshness.store": ("Cache-Control parse + storable + deadlines (miss path)", bench_store_decision),
     "keys.primary_key": ("key with a sorted query and one keyed header", bench_key),
     "codec.encode": ("1 KB entry -> msgpack", bench_encode),
     "codec.decode": ("msgpack -> 1 KB entry", bench_decode),
@@ -143,9 +157,7 @@ def run_micro(quick: bool = False) -> dict[str, Any]:
             fn()  # fail here, not inside timeit, when a signature has moved
             us, number = time_call(fn, budget, repeats)
         except (ImportError, AttributeError, TypeError, ValueError, KeyError) as exc:
-            out[name] = {"what": what, "us": None,
-                         "skipped": f"{type(exc).__name__}: {exc}"[:200]}
+            out[name] = {"what": what, "us": None, "skipped": f"{type(exc).__name__}: {exc}"[:200]}
             continue
-        out[name] = {"what": what, "us": round(us, 3), "calls_per_round": number,
-                     "skipped": None}
+        out[name] = {"what": what, "us": round(us, 3), "calls_per_round": number, "skipped": None}
     return out

@@ -38,8 +38,14 @@ class OriginState:
 
 def make_body(item_id: str, size: int) -> bytes:
     """A JSON object of exactly `size` bytes (or the minimum that holds the id)."""
-    head = {"id": item_id, "name": f"item {item_id}", "price": 12.5, "currency": "EUR",
-            "items": [1, 2, 3], "pad": ""}
+    head = {
+        "id": item_id,
+        "name": f"item {item_id}",
+        "price": 12.5,
+        "currency": "EUR",
+        "items": [1, 2, 3],
+        "pad": "",
+    }
     base = json.dumps(head, separators=(",", ":")).encode()
     pad = max(0, size - len(base))
     head["pad"] = "x" * pad
@@ -142,8 +148,11 @@ def install_uvloop() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.origin", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.origin",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--size", type=int, default=1024, help="body bytes (default 1024)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
@@ -154,10 +163,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.no_uvloop:
         install_uvloop()
-    app = build_app(size=args.size, delay=args.delay, max_age=args.max_age,
-                    short_max_age=args.short_max_age, slow_delay=args.slow_delay)
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None,
-                backlog=4096)
+    app = build_app(
+        size=args.size,
+        delay=args.delay,
+        max_age=args.max_age,
+        short_max_age=args.short_max_age,
+        slow_delay=args.slow_delay,
+    )
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=4096)
 
 
 if __name__ == "__main__":

@@ -47,14 +47,18 @@ class Vendor:
         self.hits: list[tuple[float, str, int]] = []
 
     async def price(self, request: web.Request) -> web.StreamResponse:
-        return await self._answer(request, {"sku": request.match_info["sku"], "price": 9.5,
-                                            "currency": "GBP"}, {"Cache-Control": "max-age=2"})
+        return await self._answer(
+            request,
+            {"sku": request.match_info["sku"], "price": 9.5, "currency": "GBP"},
+            {"Cache-Control": "max-age=2"},
+        )
 
     async def health(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(request, {"ok": True}, {})
 
-    async def _answer(self, request: web.Request, doc: dict[str, Any],
-                      headers: dict[str, str]) -> web.StreamResponse:
+    async def _answer(
+        self, request: web.Request, doc: dict[str, Any], headers: dict[str, str]
+    ) -> web.StreamResponse:
         status = 200 if self.mode == "ok" else 503
         self.hits.append((time.time(), request.path, status))
         if self.mode == "hang":
@@ -102,7 +106,6 @@ class Run:
     start: float = 0.0  # wall clock when the drive started
 
 
-
 def proxy_yaml(origin: int, proxy: int, admin: int, hook: int, open_for: float) -> str:
     return f"""
 server: {{listen: {HOST}:{proxy}}}
@@ -142,8 +145,9 @@ async def hook_server(run: Run, port: int) -> web.AppRunner:
     return runner
 
 
-async def drive(session: aiohttp.ClientSession, base: str, keys: int, workers: int, seconds: float,
-                switch: Any, run: Run) -> None:
+async def drive(
+    session: aiohttp.ClientSession, base: str, keys: int, workers: int, seconds: float, switch: Any, run: Run
+) -> None:
     rng = random.Random(7)
     start = time.monotonic()
     run.start = time.time()
@@ -173,8 +177,11 @@ def parse_time(value: str) -> float:
 
 def breaker_intervals(events: list[dict[str, Any]], end: float) -> list[tuple[str, float, float]]:
     """(state, from, to) for every breaker state after the first transition, by event time."""
-    moves = sorted((parse_time(e["time"]), e["event"].removeprefix("breaker_"))
-                   for e in events if e["event"].startswith("breaker_"))
+    moves = sorted(
+        (parse_time(e["time"]), e["event"].removeprefix("breaker_"))
+        for e in events
+        if e["event"].startswith("breaker_")
+    )
     ends = [at for at, _ in moves[1:]] + ([end] if moves else [])
     return [(state, at, until) for (at, state), until in zip(moves, ends, strict=True)]
 
@@ -195,8 +202,11 @@ def report(run: Run, hits: list[tuple[float, str, int]], args: argparse.Namespac
     health_hits = [h for h in hits if h[1] == "/health"]
     end = time.time()
     intervals = breaker_intervals(run.events, end)
-    unhealthy = [(parse_time(e["time"]), e["event"] == "upstream_unhealthy") for e in run.events
-                 if e["event"] in ("upstream_unhealthy", "upstream_healthy")]
+    unhealthy = [
+        (parse_time(e["time"]), e["event"] == "upstream_unhealthy")
+        for e in run.events
+        if e["event"] in ("upstream_unhealthy", "upstream_healthy")
+    ]
     by_state: dict[str, int] = {"open": 0, "half_open": 0, "closed": 0, "closed_but_unhealthy": 0}
     for at, _, _ in (h for h in req_hits if h[0] >= run.fail_at):
         state = next((s for s, a, b in intervals if a <= at < b), "closed")
@@ -205,14 +215,18 @@ def report(run: Run, hits: list[tuple[float, str, int]], args: argparse.Namespac
             state = "closed_but_unhealthy"  # background refreshes while health checks say down
         by_state[state] += 1
     out = {
-        "keys": args.keys, "workers": args.workers, "seconds": args.seconds, "failure": args.failure,
+        "keys": args.keys,
+        "workers": args.workers,
+        "seconds": args.seconds,
+        "failure": args.failure,
         "requests": len(run.samples),
         "rps": round(len(run.samples) / args.seconds, 1),
         "p50_ms": round(pct([s.latency for s in run.samples], 0.5) * 1000, 2),
         "p99_ms": round(pct([s.latency for s in run.samples], 0.99) * 1000, 2),
         "before_outage": {"requests": len(before), "errors": sum(s.status != 200 for s in before)},
         "during_outage": {
-            "requests": len(during), "errors": len(errors),
+            "requests": len(during),
+            "errors": len(errors),
             "error_rate": round(len(errors) / len(during), 6) if during else None,
             "x_cache": dict(sorted(_count(s.x_cache for s in during).items())),
             "p99_ms": round(pct([s.latency for s in during], 0.99) * 1000, 2),
@@ -223,11 +237,20 @@ def report(run: Run, hits: list[tuple[float, str, int]], args: argparse.Namespac
             "during_outage_by_breaker_state": by_state,
             "health_checks": len(health_hits),
         },
-        "breaker": [{"to": e["event"].removeprefix("breaker_"),
-                     "t": round(parse_time(e["time"]) - run.start, 3), "reason": e.get("reason")}
-                    for e in run.events if e["event"].startswith("breaker_")],
-        "health": [{"event": e["event"], "t": round(parse_time(e["time"]) - run.start, 3)}
-                   for e in run.events if e["event"].startswith("upstream_")],
+        "breaker": [
+            {
+                "to": e["event"].removeprefix("breaker_"),
+                "t": round(parse_time(e["time"]) - run.start, 3),
+                "reason": e.get("reason"),
+            }
+            for e in run.events
+            if e["event"].startswith("breaker_")
+        ],
+        "health": [
+            {"event": e["event"], "t": round(parse_time(e["time"]) - run.start, 3)}
+            for e in run.events
+            if e["event"].startswith("upstream_")
+        ],
         "outage_started_at_t": round(fail_rel, 3),
     }
     return out
@@ -248,11 +271,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     cfg = tmp / "proxy.yaml"
     cfg.write_text(proxy_yaml(origin_port, proxy_port, admin_port, hook_port, args.open_for))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    origin = subprocess.Popen([sys.executable, "-m", "benchmarks.outage_load", "origin",
-                               "--port", str(origin_port)],
-                              cwd=ROOT, env=env, stderr=(tmp / "origin.log").open("wb"))
-    proxy = subprocess.Popen([sys.executable, "-m", "proxy", "run", "--config", str(cfg)], cwd=ROOT,
-                             env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "proxy.log").open("wb"))
+    origin = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.outage_load", "origin", "--port", str(origin_port)],
+        cwd=ROOT,
+        env=env,
+        stderr=(tmp / "origin.log").open("wb"),
+    )
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "run", "--config", str(cfg)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / "proxy.log").open("wb"),
+    )
     try:
         await wait_listening(origin_port, origin)
         await wait_listening(proxy_port, proxy)
@@ -260,8 +291,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         vendor = f"http://{HOST}:{origin_port}"
         connector = aiohttp.TCPConnector(limit=args.workers + 4)
         async with aiohttp.ClientSession(connector=connector) as session:
-            warm = await asyncio.gather(*(session.get(f"{base}/api/prices/SKU-{n}")
-                                          for n in range(args.keys)))
+            warm = await asyncio.gather(
+                *(session.get(f"{base}/api/prices/SKU-{n}") for n in range(args.keys))
+            )
             assert all(r.status == 200 for r in warm), "warm-up failed"
             for r in warm:
                 r.release()
@@ -297,8 +329,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--open-for", type=float, default=5.0)
-    parser.add_argument("--failure", choices=("fail", "hang"), default="fail",
-                        help="fail: 503 at once; hang: no answer for 30 s")
+    parser.add_argument(
+        "--failure",
+        choices=("fail", "hang"),
+        default="fail",
+        help="fail: 503 at once; hang: no answer for 30 s",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.mode == "origin":
@@ -309,17 +345,25 @@ def main() -> int:
         print(json.dumps(result, indent=2))
         return 0
     d, v = result["during_outage"], result["vendor_hits"]
-    print(f"{result['requests']} requests in {result['seconds']:.0f}s ({result['rps']}/s), "
-          f"{result['keys']} keys, {result['workers']} workers; p50 {result['p50_ms']} ms, "
-          f"p99 {result['p99_ms']} ms")
+    print(
+        f"{result['requests']} requests in {result['seconds']:.0f}s ({result['rps']}/s), "
+        f"{result['keys']} keys, {result['workers']} workers; p50 {result['p50_ms']} ms, "
+        f"p99 {result['p99_ms']} ms"
+    )
     print(f"vendor failing ({args.failure}) from t={result['outage_started_at_t']}s")
-    print(f"before outage: {result['before_outage']['requests']} requests, "
-          f"{result['before_outage']['errors']} errors")
-    print(f"during outage: {d['requests']} requests, {d['errors']} errors (rate {d['error_rate']}), "
-          f"X-Cache {d['x_cache']}, p99 {d['p99_ms']} ms")
-    print(f"vendor hits: {v['requests_before_outage']} before outage, {v['requests_during_outage']} "
-          f"during; during outage by breaker state {v['during_outage_by_breaker_state']}; "
-          f"{v['health_checks']} health checks")
+    print(
+        f"before outage: {result['before_outage']['requests']} requests, "
+        f"{result['before_outage']['errors']} errors"
+    )
+    print(
+        f"during outage: {d['requests']} requests, {d['errors']} errors (rate {d['error_rate']}), "
+        f"X-Cache {d['x_cache']}, p99 {d['p99_ms']} ms"
+    )
+    print(
+        f"vendor hits: {v['requests_before_outage']} before outage, {v['requests_during_outage']} "
+        f"during; during outage by breaker state {v['during_outage_by_breaker_state']}; "
+        f"{v['health_checks']} health checks"
+    )
     for move in result["breaker"]:
         print(f"  breaker -> {move['to']:<9} at t={move['t']:>7}s  {move['reason']}")
     for move in result["health"]:

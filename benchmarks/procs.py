@@ -90,15 +90,11 @@ class Child:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
-                raise StartError(
-                    f"{self.name} exited with {self.proc.returncode}: {self.output_tail()}"
-                )
+                raise StartError(f"{self.name} exited with {self.proc.returncode}: {self.output_tail()}")
             if port_open(port):
                 return
             time.sleep(0.05)
-        raise StartError(
-            f"{self.name} did not listen on {port} in {timeout}s: {self.output_tail()}"
-        )
+        raise StartError(f"{self.name} did not listen on {port} in {timeout}s: {self.output_tail()}")
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM the child's process group (workers included), SIGKILL if it lingers."""
@@ -126,9 +122,7 @@ class ProcessGroup:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rproxy-bench-")))
     children: list[Child] = field(default_factory=list)
 
-    def start(
-        self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None
-    ) -> Child:
+    def start(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None) -> Child:
         log_path = self.workdir / f"{name}.log"
         log_file = log_path.open("wb")
         full_env = dict(os.environ)

@@ -33,9 +33,15 @@ def cli_available() -> str | None:
     return None
 
 
-def bench_config(*, origin_port: int, workers: int = 1, max_bytes: str = "512MB",
-                 backend: str = "memory", redis_url: str | None = None,
-                 namespace: str = "bench") -> dict[str, Any]:
+def bench_config(
+    *,
+    origin_port: int,
+    workers: int = 1,
+    max_bytes: str = "512MB",
+    backend: str = "memory",
+    redis_url: str | None = None,
+    namespace: str = "bench",
+) -> dict[str, Any]:
     """The proxy config every proxy scenario runs against (ports are filled in by start)."""
     origin = f"http://127.0.0.1:{origin_port}"
     upstream: dict[str, Any] = {
@@ -47,8 +53,13 @@ def bench_config(*, origin_port: int, workers: int = 1, max_bytes: str = "512MB"
     outage = copy.deepcopy(upstream)
     # Opens after 10 failed calls; stays open longer than any run so "requests that reached
     # the origin while open" are only half-open probes (none, with open_for > the run).
-    outage["circuit_breaker"] = {"failure_rate": "50%", "minimum_calls": 10, "window": "30s",
-                                 "open_for": "60s", "half_open_probes": 1}
+    outage["circuit_breaker"] = {
+        "failure_rate": "50%",
+        "minimum_calls": 10,
+        "window": "30s",
+        "open_for": "60s",
+        "half_open_probes": 1,
+    }
     cached = {"ttl": "300s", "stale_while_revalidate": "60s", "stale_if_error": "1h"}
     cache: dict[str, Any] = {"backend": backend, "max_bytes": max_bytes}
     if backend == "redis":
@@ -60,18 +71,46 @@ def bench_config(*, origin_port: int, workers: int = 1, max_bytes: str = "512MB"
         "log": {"level": "warning", "access": "off"},
         "upstreams": {"origin": upstream, OUTAGE_UPSTREAM: outage},
         "routes": [
-            {"name": "items", "match": "/api/items/{id}", "methods": ["GET", "HEAD"],
-             "upstream": "origin", "rewrite": "/items/{id}", "cache": cached},
-            {"name": "stale", "match": "/api/stale/{id}", "methods": ["GET", "HEAD"],
-             "upstream": "origin", "rewrite": "/stale/{id}",
-             "cache": {"ttl": "0s", "stale_while_revalidate": "10m", "stale_if_error": "1h"}},
-            {"name": "slow", "match": "/api/slow/{id}", "methods": ["GET", "HEAD"],
-             "upstream": "origin", "rewrite": "/slow/{id}", "cache": cached},
-            {"name": "short", "match": "/api/short/{id}", "methods": ["GET", "HEAD"],
-             "upstream": OUTAGE_UPSTREAM, "rewrite": "/short/{id}",
-             "cache": {"ttl": "1s", "stale_if_error": "24h"}},
-            {"name": "orders", "match": "/api/orders", "methods": ["POST"],
-             "upstream": "origin", "rewrite": "/orders", "cache": "off"},
+            {
+                "name": "items",
+                "match": "/api/items/{id}",
+                "methods": ["GET", "HEAD"],
+                "upstream": "origin",
+                "rewrite": "/items/{id}",
+                "cache": cached,
+            },
+            {
+                "name": "stale",
+                "match": "/api/stale/{id}",
+                "methods": ["GET", "HEAD"],
+                "upstream": "origin",
+                "rewrite": "/stale/{id}",
+                "cache": {"ttl": "0s", "stale_while_revalidate": "10m", "stale_if_error": "1h"},
+            },
+            {
+                "name": "slow",
+                "match": "/api/slow/{id}",
+                "methods": ["GET", "HEAD"],
+                "upstream": "origin",
+                "rewrite": "/slow/{id}",
+                "cache": cached,
+            },
+            {
+                "name": "short",
+                "match": "/api/short/{id}",
+                "methods": ["GET", "HEAD"],
+                "upstream": OUTAGE_UPSTREAM,
+                "rewrite": "/short/{id}",
+                "cache": {"ttl": "1s", "stale_if_error": "24h"},
+            },
+            {
+                "name": "orders",
+                "match": "/api/orders",
+                "methods": ["POST"],
+                "upstream": "origin",
+                "rewrite": "/orders",
+                "cache": "off",
+            },
         ],
     }
 

@@ -27,48 +27,82 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
-def _goal(name: str, text: str, value: float | None, held: bool | None, shown: str,
-          detail: str = "") -> Doc:
-    return {"name": name, "goal": text, "value": None if value is None else round(value, 3),
-            "measured": shown if value is not None else "not measured", "held": held,
-            "detail": detail}
+def _goal(name: str, text: str, value: float | None, held: bool | None, shown: str, detail: str = "") -> Doc:
+    return {
+        "name": name,
+        "goal": text,
+        "value": None if value is None else round(value, 3),
+        "measured": shown if value is not None else "not measured",
+        "held": held,
+        "detail": detail,
+    }
 
 
 def evaluate_goals(scenarios: Doc, memory: Doc | None) -> list[Doc]:
     """The five goals, each with its measured figure and whether it held (None: not measured)."""
     goals: list[Doc] = []
     rps = _ratio(_get(scenarios, "hit", "rps"), _get(scenarios, "ceiling", "rps"))
-    goals.append(_goal("hit-throughput", "fresh hits >= 0.9x ceiling rps (same process count)",
-                       rps, None if rps is None else rps >= 0.9,
-                       f"{rps:.2f}x" if rps is not None else ""))
+    goals.append(
+        _goal(
+            "hit-throughput",
+            "fresh hits >= 0.9x ceiling rps (same process count)",
+            rps,
+            None if rps is None else rps >= 0.9,
+            f"{rps:.2f}x" if rps is not None else "",
+        )
+    )
     p99 = _ratio(_get(scenarios, "hit", "p99_ms"), _get(scenarios, "ceiling", "p99_ms"))
-    goals.append(_goal("hit-p99", "hit p99 <= 2x ceiling p99", p99,
-                       None if p99 is None else p99 <= 2.0,
-                       f"{p99:.2f}x" if p99 is not None else ""))
+    goals.append(
+        _goal(
+            "hit-p99",
+            "hit p99 <= 2x ceiling p99",
+            p99,
+            None if p99 is None else p99 <= 2.0,
+            f"{p99:.2f}x" if p99 is not None else "",
+        )
+    )
     stampede = scenarios.get("stampede") or {}
     per_run = [r.get("origin_requests") for r in stampede.get("repeats", [])]
     counts = [c for c in per_run if isinstance(c, int)]
     worst = float(max(counts)) if counts and not stampede.get("skipped") else None
     client_errors = [r.get("errors") for r in stampede.get("repeats", [])]
-    goals.append(_goal("stampede", "stampede of cold requests -> 1 origin request", worst,
-                       None if worst is None else worst == 1,
-                       f"{worst:.0f} origin request(s)" if worst is not None else "",
-                       f"per run: {counts}; client errors per run: {client_errors}"
-                       if counts else ""))
+    goals.append(
+        _goal(
+            "stampede",
+            "stampede of cold requests -> 1 origin request",
+            worst,
+            None if worst is None else worst == 1,
+            f"{worst:.0f} origin request(s)" if worst is not None else "",
+            f"per run: {counts}; client errors per run: {client_errors}" if counts else "",
+        )
+    )
     outage = scenarios.get("outage") or {}
     errs = [r.get("errors") for r in outage.get("repeats", [])]
     errors = [e for e in errs if isinstance(e, int)]
     worst_err = float(max(errors)) if errors and not outage.get("skipped") else None
-    goals.append(_goal("outage", "outage -> 0 client errors for keys with a copy", worst_err,
-                       None if worst_err is None else worst_err == 0,
-                       f"{worst_err:.0f} errors" if worst_err is not None else "",
-                       f"per run: {errors}" if errors else ""))
+    goals.append(
+        _goal(
+            "outage",
+            "outage -> 0 client errors for keys with a copy",
+            worst_err,
+            None if worst_err is None else worst_err == 0,
+            f"{worst_err:.0f} errors" if worst_err is not None else "",
+            f"per run: {errors}" if errors else "",
+        )
+    )
     ratio = None if not memory or memory.get("skipped") else memory.get("ratio")
-    goals.append(_goal("memory", "memory <= 1.5x payload (RSS / entries x 1 KB)", ratio,
-                       None if ratio is None else ratio <= 1.5,
-                       f"{ratio:.2f}x" if ratio is not None else "",
-                       "" if ratio is None or memory is None else
-                       f"{memory['entries']} entries; incremental {memory['incremental_ratio']}x"))
+    goals.append(
+        _goal(
+            "memory",
+            "memory <= 1.5x payload (RSS / entries x 1 KB)",
+            ratio,
+            None if ratio is None else ratio <= 1.5,
+            f"{ratio:.2f}x" if ratio is not None else "",
+            ""
+            if ratio is None or memory is None
+            else f"{memory['entries']} entries; incremental {memory['incremental_ratio']}x",
+        )
+    )
     return goals
 
 
@@ -90,10 +124,18 @@ def render_table(doc: Doc) -> str:
         if row.get("skipped"):
             rows.append((name, "-", "-", "-", "-", "-", "-", f"skipped: {row['skipped']}"))
             continue
-        rows.append((name, _fmt(row["rps"], ",.0f"), _fmt(row["p50_ms"], ".2f"),
-                     _fmt(row["p90_ms"], ".2f"), _fmt(row["p99_ms"], ".2f"),
-                     _fmt(row["errors"], "d"), _fmt(row["origin_requests"], "d"),
-                     "; ".join(row.get("notes", []))))
+        rows.append(
+            (
+                name,
+                _fmt(row["rps"], ",.0f"),
+                _fmt(row["p50_ms"], ".2f"),
+                _fmt(row["p90_ms"], ".2f"),
+                _fmt(row["p99_ms"], ".2f"),
+                _fmt(row["errors"], "d"),
+                _fmt(row["origin_requests"], "d"),
+                "; ".join(row.get("notes", [])),
+            )
+        )
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
     lines = []
     for r in [head, *rows]:
@@ -116,8 +158,7 @@ def render_goals(goals: list[Doc]) -> str:
 def render_micro(micro: Doc) -> str:
     lines = []
     for name, row in micro.items():
-        value = f"{row['us']:>10.3f} us" if row.get("us") is not None else \
-            f"   skipped: {row.get('skipped')}"
+        value = f"{row['us']:>10.3f} us" if row.get("us") is not None else f"   skipped: {row.get('skipped')}"
         lines.append(f"  {name:<20} {value}   {row.get('what', '')}")
     return "\n".join(lines)
 
@@ -128,10 +169,12 @@ def render_memory(memory: Doc | None) -> str:
     if memory.get("skipped"):
         return f"  skipped: {memory['skipped']}"
     mb = 1024 * 1024
-    return (f"  {memory['entries']:,} entries x {memory['entry_bytes']} B = "
-            f"{memory['payload_bytes'] / mb:.1f} MB payload; proxy RSS "
-            f"{memory['rss_before_bytes'] / mb:.1f} MB -> {memory['rss_after_bytes'] / mb:.1f} MB"
-            f" = {memory['ratio']}x payload (incremental {memory['incremental_ratio']}x)")
+    return (
+        f"  {memory['entries']:,} entries x {memory['entry_bytes']} B = "
+        f"{memory['payload_bytes'] / mb:.1f} MB payload; proxy RSS "
+        f"{memory['rss_before_bytes'] / mb:.1f} MB -> {memory['rss_after_bytes'] / mb:.1f} MB"
+        f" = {memory['ratio']}x payload (incremental {memory['incremental_ratio']}x)"
+    )
 
 
 def render(doc: Doc) -> str:
@@ -159,23 +202,33 @@ def render(doc: Doc) -> str:
 def render_markdown(doc: Doc) -> str:
     """The table, memory, micro-benchmarks and goals as Markdown (for a README or an issue)."""
     m, st = doc["machine"], doc["settings"]
-    out = [f"{m['cpu']}, {m['cores']} cores, Python {m['python']}, "
-           f"{doc['versions'].get('aiohttp') and 'aiohttp ' + doc['versions']['aiohttp']}; "
-           f"load generator {doc['load_generator']}; {st['connections']} connections, "
-           f"{st['duration_s']:g} s x {st['repeats']} runs (medians), {st['workers']} worker(s); "
-           f"load average {m.get('loadavg_at_start')} -> {m.get('loadavg')}.", "",
-           "| scenario | rps | p50 ms | p90 ms | p99 ms | errors | origin requests | notes |",
-           "|---|---:|---:|---:|---:|---:|---:|---|"]
+    out = [
+        f"{m['cpu']}, {m['cores']} cores, Python {m['python']}, "
+        f"{doc['versions'].get('aiohttp') and 'aiohttp ' + doc['versions']['aiohttp']}; "
+        f"load generator {doc['load_generator']}; {st['connections']} connections, "
+        f"{st['duration_s']:g} s x {st['repeats']} runs (medians), {st['workers']} worker(s); "
+        f"load average {m.get('loadavg_at_start')} -> {m.get('loadavg')}.",
+        "",
+        "| scenario | rps | p50 ms | p90 ms | p99 ms | errors | origin requests | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for name, row in doc["scenarios"].items():
         if row.get("skipped"):
             out.append(f"| {name} | - | - | - | - | - | - | skipped: {row['skipped']} |")
             continue
-        out.append(f"| {name} | {_fmt(row['rps'], ',.0f')} | {_fmt(row['p50_ms'], '.2f')} | "
-                   f"{_fmt(row['p90_ms'], '.2f')} | {_fmt(row['p99_ms'], '.2f')} | "
-                   f"{_fmt(row['errors'], 'd')} | {_fmt(row['origin_requests'], 'd')} | "
-                   f"{'; '.join(row.get('notes', []))} |")
-    out += ["", f"Memory: {render_memory(doc.get('memory')).strip()}", "",
-            "| micro-benchmark | us per call | what |", "|---|---:|---|"]
+        out.append(
+            f"| {name} | {_fmt(row['rps'], ',.0f')} | {_fmt(row['p50_ms'], '.2f')} | "
+            f"{_fmt(row['p90_ms'], '.2f')} | {_fmt(row['p99_ms'], '.2f')} | "
+            f"{_fmt(row['errors'], 'd')} | {_fmt(row['origin_requests'], 'd')} | "
+            f"{'; '.join(row.get('notes', []))} |"
+        )
+    out += [
+        "",
+        f"Memory: {render_memory(doc.get('memory')).strip()}",
+        "",
+        "| micro-benchmark | us per call | what |",
+        "|---|---:|---|",
+    ]
     for name, row in (doc.get("micro") or {}).items():
         out.append(f"| {name} | {_fmt(row.get('us'), '.3f')} | {row.get('what', '')} |")
     out += ["", "| goal | measured | |", "|---|---|---|"]
@@ -214,18 +267,21 @@ def write_plot(doc: Doc, path: Path, say: Callable[[str], None] = print) -> bool
     left.set_xlabel("requests / second (median)")
     left.set_title("throughput")
     width = 0.27
-    for i, (key, color) in enumerate((("p50_ms", "#70ad47"), ("p90_ms", "#ffc000"),
-                                      ("p99_ms", "#c00000"))):
-        right.bar([x + (i - 1) * width for x in range(len(rows))], [r[key] for _, r in rows],
-                  width, label=key.replace("_ms", ""), color=color)
+    for i, (key, color) in enumerate((("p50_ms", "#70ad47"), ("p90_ms", "#ffc000"), ("p99_ms", "#c00000"))):
+        right.bar(
+            [x + (i - 1) * width for x in range(len(rows))],
+            [r[key] for _, r in rows],
+            width,
+            label=key.replace("_ms", ""),
+            color=color,
+        )
     right.set_xticks(range(len(rows)), names, rotation=35, ha="right")
     right.set_yscale("log")
     right.set_ylabel("latency, ms (log)")
     right.set_title("latency percentiles")
     right.legend()
     m = doc["machine"]
-    fig.suptitle(f"resilient-proxy benchmarks: {m['cpu']}, {m['cores']} cores, "
-                 f"{doc['load_generator']}")
+    fig.suptitle(f"resilient-proxy benchmarks: {m['cpu']}, {m['cores']} cores, {doc['load_generator']}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -48,8 +48,7 @@ def hit(suite: Suite, res: ScenarioResult) -> None:
 
 def prewarm(suite: Suite, port: int, prefix: str, keys: int) -> str:
     """Fetch every key once so the measured run sees only hits; returns a note."""
-    filled = fetch_paths(port, [f"{prefix}{i}" for i in range(keys)],
-                         connections=suite.settings.connections)
+    filled = fetch_paths(port, [f"{prefix}{i}" for i in range(keys)], connections=suite.settings.connections)
     return f"{keys} keys pre-fetched in {filled.duration_s:.1f}s ({filled.errors} errors)"
 
 
@@ -108,14 +107,17 @@ def shared(suite: Suite, res: ScenarioResult) -> None:
     writer = start_proxy(suite.group, config, name="proxy-redis-a")
     reader = start_proxy(suite.group, config, name="proxy-redis-b")
     keys = min(suite.settings.spread_keys, 2_000 if suite.settings.quick else 10_000)
-    res.notes.append(prewarm(suite, writer.port, "/api/items/", keys).replace(
-        "pre-fetched", "stored via proxy A"))
+    res.notes.append(
+        prewarm(suite, writer.port, "/api/items/", keys).replace("pre-fetched", "stored via proxy A")
+    )
     time.sleep(0.3)  # L2 writes are spawned in the background after each response
     stored = redis_dbsize(redis_port)
     suite.group.stop(writer.child)
     if stored == 0:
-        raise Skip("the proxy accepts cache.backend: redis but stored nothing in Redis "
-                   f"after {keys} misses (shared tier not wired into `run` yet?)")
+        raise Skip(
+            "the proxy accepts cache.backend: redis but stored nothing in Redis "
+            f"after {keys} misses (shared tier not wired into `run` yet?)"
+        )
     res.extra["redis_keys"] = stored
     target = suite.target(reader.port, "/api/items/", mode="random", keys=keys)
     res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
@@ -125,13 +127,11 @@ def shared(suite: Suite, res: ScenarioResult) -> None:
 def nginx(suite: Suite, res: ScenarioResult) -> None:
     if nginx_version() is None:
         raise Skip("nginx not installed (/usr/sbin/nginx)")
-    port, _ = start_nginx(suite.group, origin_port=suite.origin().port,
-                          workers=suite.settings.workers)
+    port, _ = start_nginx(suite.group, origin_port=suite.origin().port, workers=suite.settings.workers)
     target = suite.target(port, "/api/items/1")
     suite.x_cache(port, target.path)
     res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
-    res.notes.append(f"proxy_cache, {suite.settings.workers} worker(s): "
-                     f"{suite.x_cache(port, target.path)}")
+    res.notes.append(f"proxy_cache, {suite.settings.workers} worker(s): {suite.x_cache(port, target.path)}")
 
 
 Runner = Callable[[Suite, ScenarioResult], None]

@@ -35,8 +35,14 @@ class Probe:
         return self.headers.get(name.lower(), "")
 
 
-def request(port: int, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None, timeout: float = 10.0) -> Probe:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> Probe:
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -74,23 +80,43 @@ class Origin:
             raise RuntimeError(f"origin refused failure mode {mode!r}: {probe.body!r}")
 
 
-def start_origin(group: ProcessGroup, *, size: int = 1024, delay: float = 0.0,
-                 max_age: int = 300, short_max_age: int = 1, slow_delay: float = 0.2) -> Origin:
+def start_origin(
+    group: ProcessGroup,
+    *,
+    size: int = 1024,
+    delay: float = 0.0,
+    max_age: int = 300,
+    short_max_age: int = 1,
+    slow_delay: float = 0.2,
+) -> Origin:
     port = free_port()
-    child = group.start_python("origin", "benchmarks.origin", [
-        "--port", str(port), "--size", str(size), "--delay", str(delay),
-        "--max-age", str(max_age), "--short-max-age", str(short_max_age),
-        "--slow-delay", str(slow_delay),
-    ])
+    child = group.start_python(
+        "origin",
+        "benchmarks.origin",
+        [
+            "--port",
+            str(port),
+            "--size",
+            str(size),
+            "--delay",
+            str(delay),
+            "--max-age",
+            str(max_age),
+            "--short-max-age",
+            str(short_max_age),
+            "--slow-delay",
+            str(slow_delay),
+        ],
+    )
     child.wait_port(port)
     return Origin(port=port, child=child, size=size)
 
 
 def start_ceiling(group: ProcessGroup, *, size: int = 1024, workers: int = 1) -> tuple[int, Child]:
     port = free_port()
-    child = group.start_python("ceiling", "benchmarks.ceiling",
-                               ["--port", str(port), "--size", str(size),
-                                "--workers", str(workers)])
+    child = group.start_python(
+        "ceiling", "benchmarks.ceiling", ["--port", str(port), "--size", str(size), "--workers", str(workers)]
+    )
     child.wait_port(port)
     return port, child
 
@@ -128,8 +154,22 @@ def start_redis(group: ProcessGroup) -> tuple[int, Child]:
     if exe is None:
         raise FileNotFoundError("no redis-server (or valkey-server) found")
     port = free_port()
-    child = group.start("redis", [exe, "--port", str(port), "--bind", HOST, "--save", "",
-                                  "--appendonly", "no", "--dir", str(group.workdir)])
+    child = group.start(
+        "redis",
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            HOST,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(group.workdir),
+        ],
+    )
     child.wait_port(port)
     return port, child
 
@@ -185,10 +225,9 @@ def start_nginx(group: ProcessGroup, *, origin_port: int, workers: int) -> tuple
     root = group.workdir / "nginx"
     root.mkdir(exist_ok=True)
     port = free_port()
-    (root / "nginx.conf").write_text(
-        nginx_conf(root, port=port, origin_port=origin_port, workers=workers)
+    (root / "nginx.conf").write_text(nginx_conf(root, port=port, origin_port=origin_port, workers=workers))
+    child = group.start(
+        "nginx", [NGINX, "-p", str(root), "-c", str(root / "nginx.conf"), "-g", "daemon off;"]
     )
-    child = group.start("nginx", [NGINX, "-p", str(root), "-c", str(root / "nginx.conf"),
-                                  "-g", "daemon off;"])
     child.wait_port(port)
     return port, child

@@ -41,21 +41,24 @@ PAD = "x" * 900  # makes each price ~1 KB, so 100,000 keys need ~100 MB against 
 
 # -- the vendor (its own process) ---------------------------------------------------------------
 
+
 async def price(request: web.Request) -> web.Response:
     sku = request.match_info["sku"]
-    return web.json_response({"sku": sku, "price": 9.5, "currency": "GBP", "pad": PAD},
-                             headers={"Cache-Control": "max-age=600"})
+    return web.json_response(
+        {"sku": sku, "price": 9.5, "currency": "GBP", "pad": PAD}, headers={"Cache-Control": "max-age=600"}
+    )
 
 
 async def big(request: web.Request) -> web.StreamResponse:
     size = int(request.match_info["size"])
     piece = bytes(range(256)) * 4096
-    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream",
-                                       "Content-Length": str(size)})
+    resp = web.StreamResponse(
+        headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+    )
     await resp.prepare(request)
     sent = 0
     while sent < size:
-        chunk = piece[:min(len(piece), size - sent)]
+        chunk = piece[: min(len(piece), size - sent)]
         await resp.write(chunk)
         sent += len(chunk)
     await resp.write_eof()
@@ -104,6 +107,7 @@ routes:
 
 # -- measurements -----------------------------------------------------------------------------------
 
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -137,8 +141,16 @@ class Run:
         self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
 
 
-async def drive(session: aiohttp.ClientSession, base: str, keys: int, workers: int, seconds: float,
-                run: Run, pid: int, every: float) -> None:
+async def drive(
+    session: aiohttp.ClientSession,
+    base: str,
+    keys: int,
+    workers: int,
+    seconds: float,
+    run: Run,
+    pid: int,
+    every: float,
+) -> None:
     stop = time.monotonic() + seconds
     order = list(range(keys))
     random.shuffle(order)
@@ -213,13 +225,17 @@ def percentile(values: list[float], q: float) -> float:
 
 async def main(args: argparse.Namespace) -> int:
     vendor_port, proxy_port, admin_port = free_port(), free_port(), free_port()
-    vendor = subprocess.Popen([sys.executable, "-m", "benchmarks.soak", "vendor",
-                               "--port", str(vendor_port)], cwd=ROOT)
+    vendor = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.soak", "vendor", "--port", str(vendor_port)], cwd=ROOT
+    )
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "soak.yaml"
         config.write_text(proxy_yaml(vendor_port, proxy_port, admin_port, args.max_bytes))
-        proxy = subprocess.Popen([sys.executable, "-m", "proxy", "run", "--config", str(config)], cwd=ROOT,
-                                 stdout=subprocess.DEVNULL)
+        proxy = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "run", "--config", str(config)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        )
         try:
             await wait_listening(vendor_port, vendor, timeout=30.0)
             await wait_listening(proxy_port, proxy, timeout=30.0)
@@ -230,8 +246,16 @@ async def main(args: argparse.Namespace) -> int:
             timeout = aiohttp.ClientTimeout(total=30)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
                 started = time.monotonic()
-                await drive(session, base, args.keys, args.concurrency, args.duration, run, proxy.pid,
-                            args.sample_every)
+                await drive(
+                    session,
+                    base,
+                    args.keys,
+                    args.concurrency,
+                    args.duration,
+                    run,
+                    proxy.pid,
+                    args.sample_every,
+                )
                 elapsed = time.monotonic() - started
                 evictions = await metric(session, admin_port, "rproxy_cache_evictions_total")
                 cache_bytes = await metric(session, admin_port, "rproxy_cache_bytes")
@@ -245,24 +269,38 @@ async def main(args: argparse.Namespace) -> int:
             vendor.wait(timeout=30)
     warm = next((p for p in run.points if p.at >= args.warmup), run.points[0] if run.points else None)
     last = run.points[-1] if run.points else None
-    print(f"soak: {args.duration:.0f}s, {args.keys} distinct keys, {args.concurrency} concurrent, "
-          f"cache.max_bytes {args.max_bytes}")
-    print(f"  requests {run.requests}  ({run.requests / elapsed:.0f}/s)  hits {run.hits}  errors {run.errors}"
-          + (f" {run.error_kinds}" if run.errors else ""))
-    print(f"  latency p50 {percentile(run.latencies, 0.5) * 1000:.1f} ms  "
-          f"p99 {percentile(run.latencies, 0.99) * 1000:.1f} ms")
+    print(
+        f"soak: {args.duration:.0f}s, {args.keys} distinct keys, {args.concurrency} concurrent, "
+        f"cache.max_bytes {args.max_bytes}"
+    )
+    print(
+        f"  requests {run.requests}  ({run.requests / elapsed:.0f}/s)  hits {run.hits}  errors {run.errors}"
+        + (f" {run.error_kinds}" if run.errors else "")
+    )
+    print(
+        f"  latency p50 {percentile(run.latencies, 0.5) * 1000:.1f} ms  "
+        f"p99 {percentile(run.latencies, 0.99) * 1000:.1f} ms"
+    )
     print(f"  cache: {cache_bytes or 0:.0f} bytes held, {evictions or 0:.0f} evictions")
-    print(f"  proxy RSS MB: idle {idle_rss:.1f}; after warm-up ({warm.at if warm else 0:.0f}s) "
-          f"{warm.rss if warm else 0:.1f}; at end of load {last.rss if last else 0:.1f}; "
-          f"after the load {end_rss:.1f}")
-    print(f"  proxy open fds: idle {idle_fds}; after warm-up {warm.fds if warm else 0}; "
-          f"at end of load {last.fds if last else 0}; after the load {end_fds}")
-    print("  samples (s, RSS MB, fds, requests): "
-          + ", ".join(f"({p.at:.0f}, {p.rss:.1f}, {p.fds}, {p.requests})" for p in run.points))
+    print(
+        f"  proxy RSS MB: idle {idle_rss:.1f}; after warm-up ({warm.at if warm else 0:.0f}s) "
+        f"{warm.rss if warm else 0:.1f}; at end of load {last.rss if last else 0:.1f}; "
+        f"after the load {end_rss:.1f}"
+    )
+    print(
+        f"  proxy open fds: idle {idle_fds}; after warm-up {warm.fds if warm else 0}; "
+        f"at end of load {last.fds if last else 0}; after the load {end_fds}"
+    )
+    print(
+        "  samples (s, RSS MB, fds, requests): "
+        + ", ".join(f"({p.at:.0f}, {p.rss:.1f}, {p.fds}, {p.requests})" for p in run.points)
+    )
     if big_result is not None:
         before, peak, received, seconds = big_result
-        print(f"  1 GB body: {received} bytes in {seconds:.1f}s; proxy RSS {before:.1f} MB before, "
-              f"peak {peak:.1f} MB while streaming")
+        print(
+            f"  1 GB body: {received} bytes in {seconds:.1f}s; proxy RSS {before:.1f} MB before, "
+            f"peak {peak:.1f} MB while streaming"
+        )
     print(f"  proxy exit code after SIGTERM: {code}")
     return 0 if run.errors == 0 and code == 0 else 1
 

@@ -66,11 +66,21 @@ class ScenarioResult:
         if self.skipped is None:
             data.update(self.summary())
         else:
-            data.update({"rps": None, "p50_ms": None, "p90_ms": None, "p99_ms": None,
-                         "errors": None, "origin_requests": None})
+            data.update(
+                {
+                    "rps": None,
+                    "p50_ms": None,
+                    "p90_ms": None,
+                    "p99_ms": None,
+                    "errors": None,
+                    "origin_requests": None,
+                }
+            )
         data["repeats"] = [
-            {**run.as_dict(),
-             "origin_requests": self.origin_requests[i] if i < len(self.origin_requests) else None}
+            {
+                **run.as_dict(),
+                "origin_requests": self.origin_requests[i] if i < len(self.origin_requests) else None,
+            }
             for i, run in enumerate(self.runs)
         ]
         data["generator"] = self.runs[0].generator if self.runs else None
@@ -88,8 +98,9 @@ def salt() -> str:
 class Suite:
     """Services started on first use and stopped with the group; warm-up and repeats."""
 
-    def __init__(self, settings: Settings, group: ProcessGroup, loader: Loader,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, settings: Settings, group: ProcessGroup, loader: Loader, log: Callable[[str], None] = print
+    ) -> None:
         self.settings = settings
         self.group = group
         self.loader = loader
@@ -108,13 +119,13 @@ class Suite:
 
     def ceiling(self) -> int:
         if self._ceiling is None:
-            self._ceiling, _ = start_ceiling(self.group, size=self.settings.size,
-                                             workers=self.settings.workers)
+            self._ceiling, _ = start_ceiling(
+                self.group, size=self.settings.size, workers=self.settings.workers
+            )
         return self._ceiling
 
     def proxy_config(self, **overrides: Any) -> dict[str, Any]:
-        return bench_config(origin_port=self.origin().port, workers=self.settings.workers,
-                            **overrides)
+        return bench_config(origin_port=self.origin().port, workers=self.settings.workers, **overrides)
 
     def proxy(self) -> ProxyProcess:
         """The main proxy (memory backend), started once; Skip when it cannot start."""
@@ -142,14 +153,17 @@ class Suite:
         if self.settings.warmup >= 1:
             self.loader.run(replace(target, duration=self.settings.warmup))
             return
-        paths = [target.path if target.mode == "one" else f"{target.path}w{salt()}{i}"
-                 for i in range(target.connections * 2)]
+        paths = [
+            target.path if target.mode == "one" else f"{target.path}w{salt()}{i}"
+            for i in range(target.connections * 2)
+        ]
         if target.mode in ("random", "seq"):
             paths = [f"{target.path}{i % max(1, target.keys)}" for i in range(len(paths))]
         burst(target.port, target.method, paths, target.body, target.connections)
 
-    def measure(self, make: Callable[[int], Target], *, warm: Target | None = None,
-                count_origin: bool = True) -> tuple[list[LoadResult], list[int]]:
+    def measure(
+        self, make: Callable[[int], Target], *, warm: Target | None = None, count_origin: bool = True
+    ) -> tuple[list[LoadResult], list[int]]:
         """Warm up once, then run `repeats` times; origin requests counted per run."""
         if warm is not None:
             self.warm(warm)
@@ -168,8 +182,9 @@ class Suite:
         return f"{probe.status} X-Cache={probe.header('x-cache') or '-'}"
 
 
-def run_scenario(suite: Suite, name: str, description: str,
-                 runner: Callable[[Suite, ScenarioResult], None]) -> ScenarioResult:
+def run_scenario(
+    suite: Suite, name: str, description: str, runner: Callable[[Suite, ScenarioResult], None]
+) -> ScenarioResult:
     """Run one scenario; a Skip or any error becomes the result's `skipped` reason."""
     res = ScenarioResult(name=name, description=description)
     started = time.monotonic()
@@ -180,13 +195,13 @@ def run_scenario(suite: Suite, name: str, description: str,
         res.skipped = str(skip)
     except Exception as exc:  # one broken scenario must not take the others down
         res.skipped = f"failed: {type(exc).__name__}: {str(exc)[:300]}"
-    suite.log(f"   {'skipped: ' + res.skipped if res.skipped else 'done'} "
-              f"({time.monotonic() - started:.1f}s)")
+    suite.log(
+        f"   {'skipped: ' + res.skipped if res.skipped else 'done'} ({time.monotonic() - started:.1f}s)"
+    )
     return res
 
 
-async def _burst(port: int, method: str, paths: Sequence[str], body: bytes,
-                 concurrency: int) -> list[int]:
+async def _burst(port: int, method: str, paths: Sequence[str], body: bytes, concurrency: int) -> list[int]:
     sem = asyncio.Semaphore(concurrency)
     timeout = aiohttp.ClientTimeout(total=30)
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -195,8 +210,9 @@ async def _burst(port: int, method: str, paths: Sequence[str], body: bytes,
         async def one(path: str) -> int:
             async with sem:
                 try:
-                    async with session.request(method, f"http://127.0.0.1:{port}{path}",
-                                               data=body or None) as resp:
+                    async with session.request(
+                        method, f"http://127.0.0.1:{port}{path}", data=body or None
+                    ) as resp:
                         await resp.read()
                         return resp.status
                 except (aiohttp.ClientError, TimeoutError):
@@ -205,7 +221,8 @@ async def _burst(port: int, method: str, paths: Sequence[str], body: bytes,
         return list(await asyncio.gather(*(one(p) for p in paths)))
 
 
-def burst(port: int, method: str, paths: Sequence[str], body: bytes = b"",
-          concurrency: int = 50) -> list[int]:
+def burst(
+    port: int, method: str, paths: Sequence[str], body: bytes = b"", concurrency: int = 50
+) -> list[int]:
     """Send each request once from this process; returns the statuses (0 for a failure)."""
     return asyncio.run(_burst(port, method, paths, body, concurrency))

@@ -48,8 +48,7 @@ def _hit(proxy: ProxyProcess, sample: str) -> Callable[[Suite, ScenarioResult], 
     return run
 
 
-def _miss(proxy: ProxyProcess, sample: str, allowed: str | None
-          ) -> Callable[[Suite, ScenarioResult], None]:
+def _miss(proxy: ProxyProcess, sample: str, allowed: str | None) -> Callable[[Suite, ScenarioResult], None]:
     def run(suite: Suite, res: ScenarioResult) -> None:
         if allowed is not None:
             raise Skip(allowed)
@@ -59,14 +58,19 @@ def _miss(proxy: ProxyProcess, sample: str, allowed: str | None
             return suite.target(proxy.port, prefix, mode="unique", salt=f"u{i}{salt()}")
 
         res.runs, _ = suite.measure(make, warm=make(99), count_origin=False)
-        res.notes.append("new _bench query value per request (a miss if the route keys on "
-                         "the query)")
+        res.notes.append("new _bench query value per request (a miss if the route keys on the query)")
 
     return run
 
 
-def run_user_config(path: Path, settings: Settings, loader: Loader, say: Callable[[str], None],
-                    *, allow_upstream_load: bool = False) -> dict[str, Any]:
+def run_user_config(
+    path: Path,
+    settings: Settings,
+    loader: Loader,
+    say: Callable[[str], None],
+    *,
+    allow_upstream_load: bool = False,
+) -> dict[str, Any]:
     scenarios: dict[str, Any] = {}
     with process_group() as group:
         suite = Suite(settings, group, loader, log=say)
@@ -76,24 +80,26 @@ def run_user_config(path: Path, settings: Settings, loader: Loader, say: Callabl
         except Exception as exc:
             reason = f"{type(exc).__name__}: {str(exc)[:400]}"
             say(f"cannot start the proxy with {path}: {reason}")
-            return {"scenarios": {"config": _skipped(str(path), reason)},
-                    "memory": {"skipped": "not run with --config"}, "micro": {}}
+            return {
+                "scenarios": {"config": _skipped(str(path), reason)},
+                "memory": {"skipped": "not run with --config"},
+                "micro": {},
+            }
         for note in notes:
             say(f"note: {note}")
         for route, sample, cacheable in sample_paths(data):
-            res = run_scenario(suite, f"hit-{route}", f"GET {sample} repeated",
-                               _hit(proxy, sample))
+            res = run_scenario(suite, f"hit-{route}", f"GET {sample} repeated", _hit(proxy, sample))
             scenarios[res.name] = res.as_dict()
             if not cacheable:
                 continue
             allowed = None
             if not allow_upstream_load and not _loopback_upstream(data, route):
                 allowed = "upstream is not on loopback (pass --allow-upstream-load)"
-            res = run_scenario(suite, f"miss-{route}", f"GET {sample} with new keys",
-                               _miss(proxy, sample, allowed))
+            res = run_scenario(
+                suite, f"miss-{route}", f"GET {sample} with new keys", _miss(proxy, sample, allowed)
+            )
             scenarios[res.name] = res.as_dict()
-    return {"scenarios": scenarios, "memory": {"skipped": "not run with --config"},
-            "micro": {}}
+    return {"scenarios": scenarios, "memory": {"skipped": "not run with --config"}, "micro": {}}
 
 
 def _skipped(description: str, reason: str) -> dict[str, Any]:

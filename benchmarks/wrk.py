@@ -32,16 +32,33 @@ def wrk_argv(target: Target) -> list[str]:
     seconds = max(1, math.ceil(target.duration))
     threads = max(1, min(target.threads, target.connections))
     argv = [
-        "wrk", "--latency", "--timeout", "5s",
-        "-t", str(threads), "-c", str(max(target.connections, threads)), "-d", f"{seconds}s",
+        "wrk",
+        "--latency",
+        "--timeout",
+        "5s",
+        "-t",
+        str(threads),
+        "-c",
+        str(max(target.connections, threads)),
+        "-d",
+        f"{seconds}s",
     ]
     if target.method == "POST":
         argv += ["-s", str(LUA_DIR / "post.lua"), target.url()]
     elif target.mode == "one":
         argv += ["-s", str(LUA_DIR / "report.lua"), target.url()]
     else:
-        argv += ["-s", str(LUA_DIR / "keys.lua"), target.url(), "--",
-                 target.path, str(target.keys), target.mode, target.salt, str(threads)]
+        argv += [
+            "-s",
+            str(LUA_DIR / "keys.lua"),
+            target.url(),
+            "--",
+            target.path,
+            str(target.keys),
+            target.mode,
+            target.salt,
+            str(threads),
+        ]
     return argv
 
 
@@ -49,7 +66,7 @@ def parse_wrk_output(text: str, generator: str = "wrk") -> LoadResult:
     """Read the BENCH_JSON line; raise ValueError (with wrk's output) when it is missing."""
     for line in text.splitlines():
         if line.startswith(MARKER):
-            data = json.loads(line[len(MARKER):])
+            data = json.loads(line[len(MARKER) :])
             break
     else:
         raise ValueError(f"wrk printed no {MARKER.strip()} line:\n{text[-1500:]}")
@@ -77,8 +94,14 @@ def parse_wrk_output(text: str, generator: str = "wrk") -> LoadResult:
 def run_wrk(target: Target) -> LoadResult:
     env = dict(os.environ, BENCH_LUA_DIR=str(LUA_DIR))
     argv = wrk_argv(target)
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env,
-                          timeout=max(1, math.ceil(target.duration)) + 30, check=False)
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=max(1, math.ceil(target.duration)) + 30,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"wrk exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
     return parse_wrk_output(proc.stdout)

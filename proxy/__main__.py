@@ -13,9 +13,10 @@ from proxy.config import ConfigError, load_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="resilient-proxy",
-                                     description="A caching reverse proxy that keeps websites working "
-                                                 "when the APIs behind them fail.")
+    parser = argparse.ArgumentParser(
+        prog="resilient-proxy",
+        description="A caching reverse proxy that keeps websites working when the APIs behind them fail.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="serve the configured routes")
     run.add_argument("--config", required=True)
@@ -37,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "demo":
         from proxy.demo import run_demo
+
         return run_demo(args.port)
     try:
         config = load_config(args.config)
@@ -47,18 +49,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.command == "check":
         from proxy.report import describe
+
         print(describe(config))
         return 0
     if args.command == "run":
         from proxy.serve import serve
+
         return serve(config)
     if args.command == "_worker":
         from proxy.serve import run_worker
+
         return run_worker(config, index=args.index, admin_socket=args.admin_socket)
     if args.command == "doctor":
         from proxy.doctor import run_doctor
+
         return run_doctor(config, as_json=args.json)
     from proxy.inventory import render_inventory
+
     print(render_inventory(config, args.format))
     return 0
 

@@ -50,8 +50,8 @@ _DROP_ON_STORE = frozenset({"content-length", "age", "set-cookie"})  # as fetch 
 PAGE_HEADERS = {
     "Content-Type": "text/html; charset=utf-8",
     "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
-                               "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
-                               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -77,8 +77,10 @@ def build_admin_app(public: web.Application) -> web.Application:
     state = public[PROXY_STATE]
     admin_cfg = state.runtime.config.admin
     if not admin_cfg.listen.is_loopback() and not admin_cfg.token:
-        raise AdminConfigError(f"admin listener {admin_cfg.listen} is off loopback and admin.token is "
-                               "empty: refusing to expose purge, reload and breaker control")
+        raise AdminConfigError(
+            f"admin listener {admin_cfg.listen} is off loopback and admin.token is "
+            "empty: refusing to expose purge, reload and breaker control"
+        )
     register_collectors(state)
     app = web.Application(middlewares=[_errors, _auth(admin_cfg.token)], client_max_size=64 * 1024)
     app[PROXY_STATE] = state
@@ -100,20 +102,25 @@ def build_admin_app(public: web.Application) -> web.Application:
 
 # -- middlewares --------------------------------------------------------------------------------
 
+
 def token_ok(header: str | None, token: str) -> bool:
     """`Authorization: Bearer <token>`, compared in constant time (no early exit on a mismatch)."""
     scheme, _, given = (header or "").strip().partition(" ")
     if scheme.lower() != "bearer":
         given = ""
-    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"),
-                               token.encode("utf-8", "surrogateescape"))
+    return hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape")
+    )
 
 
 def _auth(token: str) -> Middleware:
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token and request.method not in READ_METHODS and \
-                not token_ok(request.headers.get("Authorization"), token):
+        if (
+            token
+            and request.method not in READ_METHODS
+            and not token_ok(request.headers.get("Authorization"), token)
+        ):
             raise AdminError(401, "unauthorized", "this call needs Authorization: Bearer <admin.token>")
         return await handler(request)
 
@@ -132,16 +139,21 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         code = re.sub(r"[^a-z0-9]+", "_", (exc.reason or "error").lower()).strip("_")
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
-        return _json({"error": code, "message": f"{request.method} {request.path}: {exc.reason}"},
-                     exc.status, headers)
+        return _json(
+            {"error": code, "message": f"{request.method} {request.path}: {exc.reason}"}, exc.status, headers
+        )
     except Exception:
         log.exception("admin %s %s failed", request.method, request.path)
         return _json({"error": "internal_error", "message": "the admin call failed; see the log"}, 500)
 
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=json.dumps(doc, default=str), content_type="application/json",
-                        headers={"Cache-Control": "no-store", **(headers or {})})
+    return web.Response(
+        status=status,
+        text=json.dumps(doc, default=str),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
 
 
 def _state(request: web.Request) -> ProxyState:
@@ -162,6 +174,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 # -- read-only endpoints ------------------------------------------------------------------------
 
+
 async def health(request: web.Request) -> web.Response:
     state = _state(request)
     return _json({"status": "ok", "uptime": round(state.clock.now() - state.started_at, 3)})
@@ -175,8 +188,9 @@ async def ready(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     text = _state(request).telemetry.registry.render()
-    return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE,
-                                                            "Cache-Control": "no-store"})
+    return web.Response(
+        body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
+    )
 
 
 def wants_html(accept: str) -> bool:
@@ -197,11 +211,13 @@ async def config(request: web.Request) -> web.Response:
 
 # -- purge --------------------------------------------------------------------------------------
 
+
 def _route(state: ProxyState, name: object) -> RouteState:
     rs = state.runtime.by_name.get(name) if isinstance(name, str) else None
     if rs is None:
-        raise AdminError(404, "unknown_route", f"no route named {name!r}",
-                         routes=sorted(state.runtime.by_name))
+        raise AdminError(
+            404, "unknown_route", f"no route named {name!r}", routes=sorted(state.runtime.by_name)
+        )
     return rs
 
 
@@ -211,8 +227,9 @@ def _path_of(rs: RouteState, key: object) -> tuple[str, str]:
         raise AdminError(400, "bad_key", f"key must be a request path like /api/..., got {key!r}")
     path, _, query = key.partition("?")
     if match_path(rs.config.match, path.split("/")[1:]) is None:
-        raise AdminError(400, "bad_key", f"{path} does not match route {rs.config.name} "
-                                         f"({rs.config.match.text})")
+        raise AdminError(
+            400, "bad_key", f"{path} does not match route {rs.config.name} ({rs.config.match.text})"
+        )
     return path, query
 
 
@@ -236,8 +253,9 @@ def in_scope(stored: str, base: str, exact: bool) -> bool:
 
 def soft_purged(entry: Entry, now: float) -> Entry:
     """Expired now, but still a stale-if-error / last-known-good fallback (keeps those windows)."""
-    return dataclasses.replace(entry, fresh_until=min(entry.fresh_until, now),
-                               stale_until=min(entry.stale_until, now))
+    return dataclasses.replace(
+        entry, fresh_until=min(entry.fresh_until, now), stale_until=min(entry.stale_until, now)
+    )
 
 
 async def purge(request: web.Request) -> web.Response:
@@ -247,8 +265,11 @@ async def purge(request: web.Request) -> web.Response:
     if rs.config.cache is None:
         raise AdminError(400, "not_cached", f"route {rs.config.name} does not cache")
     key, prefix, soft = body.get("key"), body.get("prefix"), body.get("soft", False)
-    if (key is None) == (prefix is None) or not isinstance(soft, bool) or \
-            (prefix is not None and not isinstance(prefix, str)):
+    if (
+        (key is None) == (prefix is None)
+        or not isinstance(soft, bool)
+        or (prefix is not None and not isinstance(prefix, str))
+    ):
         raise AdminError(400, "bad_request", 'expected {"route", "key" | "prefix", "soft": bool}')
     now = state.clock.now()
     base, exact = purge_scope(rs, key=key, prefix=prefix)
@@ -292,11 +313,18 @@ async def _soften_shared(state: ProxyState, key: str, entry: Entry, now: float) 
 
 # -- reload and breakers ------------------------------------------------------------------------
 
+
 async def reload(request: web.Request) -> web.Response:
     result = reload_from_file(_state(request))
     if result.errors:
-        return _json({"error": "invalid_config", "message": "reload refused; the old config keeps serving",
-                      "errors": result.errors}, 400)
+        return _json(
+            {
+                "error": "invalid_config",
+                "message": "reload refused; the old config keeps serving",
+                "errors": result.errors,
+            },
+            400,
+        )
     checks = request.app[PUBLIC_APP].get(HEALTH)
     if checks is not None:
         checks.start()  # idempotent: starts checks for upstreams the new config added
@@ -308,8 +336,9 @@ async def breaker(request: web.Request) -> web.Response:
     name, action = request.match_info["upstream"], request.match_info["action"]
     upstream = state.runtime.upstreams.get(name)
     if upstream is None:
-        raise AdminError(404, "unknown_upstream", f"no upstream named {name!r}",
-                         upstreams=sorted(state.runtime.upstreams))
+        raise AdminError(
+            404, "unknown_upstream", f"no upstream named {name!r}", upstreams=sorted(state.runtime.upstreams)
+        )
     now = state.clock.now()
     if action == "open":
         seconds = (await _body(request)).get("seconds")
@@ -328,6 +357,7 @@ async def breaker(request: web.Request) -> web.Response:
 
 
 # -- quarantine ---------------------------------------------------------------------------------
+
 
 async def quarantine_list(request: web.Request) -> web.Response:
     items = _state(request).quarantine.list(request.query.get("route"))
@@ -373,12 +403,20 @@ async def quarantine_promote(request: web.Request) -> web.Response:
     rs.hysteresis_for(full).reset()
     rs.last_good_at = now
     state.telemetry.event("quarantine_promoted", now, level="info", route=rs.config.name, item=item.id)
-    return _json({"promoted": item.id, "route": rs.config.name, "key": body["key"],
-                  "fresh_until": entry.fresh_until, "lkg_until": entry.lkg_until})
+    return _json(
+        {
+            "promoted": item.id,
+            "route": rs.config.name,
+            "key": body["key"],
+            "fresh_until": entry.fresh_until,
+            "lkg_until": entry.lkg_until,
+        }
+    )
 
 
-def promoted_entry(rs: RouteState, item: QuarantineItem, path: str, query: str,
-                   request_headers: dict[str, str], now: float) -> tuple[Entry | None, str]:
+def promoted_entry(
+    rs: RouteState, item: QuarantineItem, path: str, query: str, request_headers: dict[str, str], now: float
+) -> tuple[Entry | None, str]:
     """The entry fetch would have stored had the guards passed, with `now` as response time."""
     policy = rs.config.cache
     assert policy is not None
@@ -386,17 +424,33 @@ def promoted_entry(rs: RouteState, item: QuarantineItem, path: str, query: str,
     why = freshness.storable(status=item.status, headers=item.headers, cc=cc, policy=policy, authorized=False)
     if why is not None:
         return None, why
-    d = freshness.deadlines(headers=item.headers, cc=cc, policy=policy, request_time=now,
-                            response_time=now, lkg=bool(rs.config.guards))
+    d = freshness.deadlines(
+        headers=item.headers,
+        cc=cc,
+        policy=policy,
+        request_time=now,
+        response_time=now,
+        lkg=bool(rs.config.guards),
+    )
     headers = end_to_end(item.headers, _DROP_ON_STORE)
     vary = freshness.vary_names(item.headers) or ()
     found = match_path(rs.config.match, path.split("/")[1:])
     assert found is not None
     target = rewrite_path(rs.config.rewrite, path, found) + (f"?{query}" if query else "")
-    return Entry(status=item.status, headers=headers, body=item.body, stored_at=now,
-                 initial_age=d.initial_age, fresh_until=d.fresh_until, stale_until=d.stale_until,
-                 error_until=d.error_until, keep_until=d.keep_until, lkg_until=d.lkg_until,
-                 etag=freshness.header(headers, "etag"),
-                 last_modified=freshness.header(headers, "last-modified"), vary=vary,
-                 vary_values=tuple(" ".join(request_headers.get(n, "").split()) for n in vary),
-                 url=target), ""
+    return Entry(
+        status=item.status,
+        headers=headers,
+        body=item.body,
+        stored_at=now,
+        initial_age=d.initial_age,
+        fresh_until=d.fresh_until,
+        stale_until=d.stale_until,
+        error_until=d.error_until,
+        keep_until=d.keep_until,
+        lkg_until=d.lkg_until,
+        etag=freshness.header(headers, "etag"),
+        last_modified=freshness.header(headers, "last-modified"),
+        vary=vary,
+        vary_values=tuple(" ".join(request_headers.get(n, "").split()) for n in vary),
+        url=target,
+    ), ""

@@ -18,8 +18,9 @@ log = logging.getLogger("proxy.alerts")
 
 
 class Alerts:
-    def __init__(self, webhook: str | None, *, max_queue: int = 1000, attempts: int = 3,
-                 timeout: float = 2.0) -> None:
+    def __init__(
+        self, webhook: str | None, *, max_queue: int = 1000, attempts: int = 3, timeout: float = 2.0
+    ) -> None:
         self.webhook = webhook
         self.attempts = attempts
         self.timeout = timeout
@@ -68,8 +69,7 @@ class Alerts:
             if attempt < self.attempts:
                 await asyncio.sleep(0.2 * 2 ** (attempt - 1))
         self.failed += 1
-        log.warning("alert %s not delivered after %d attempts: %s", event.get("event"),
-                    self.attempts, reason)
+        log.warning("alert %s not delivered after %d attempts: %s", event.get("event"), self.attempts, reason)
 
     async def flush(self, timeout: float = 2.0) -> None:
         """Wait (bounded) until queued events are delivered or given up; for shutdown and tests."""

@@ -85,12 +85,21 @@ class Everything(MatchedSubAppResource):
         return iter((self._route,))
 
 
-def build_state(config: Config, *, clock: Clock | None = None, shared: SharedTier | None = None,
-                rng: random.Random | None = None, access: AccessLog | None = None) -> ProxyState:
+def build_state(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    shared: SharedTier | None = None,
+    rng: random.Random | None = None,
+    access: AccessLog | None = None,
+) -> ProxyState:
     clock = clock or SystemClock()
-    telemetry = Telemetry(access=access or AccessLog(), alerts=Alerts(config.alerts.webhook),
-                          secret_params=config.log.redact_params,
-                          secret_values=config.secret_values())
+    telemetry = Telemetry(
+        access=access or AccessLog(),
+        alerts=Alerts(config.alerts.webhook),
+        secret_params=config.log.redact_params,
+        secret_values=config.secret_values(),
+    )
     tasks = Tasks()
     holder: list[ProxyState] = []
 
@@ -98,16 +107,24 @@ def build_state(config: Config, *, clock: Clock | None = None, shared: SharedTie
         if holder:
             _breaker_event(holder[0], t)
 
-    state = ProxyState(clock=clock, runtime=Runtime(config, clock, on_transition=on_transition, rng=rng),
-                       store=MemoryStore(config.cache.max_bytes, group_of=group_of), telemetry=telemetry,
-                       tasks=tasks, flights=Flights(tasks), shared=shared, started_at=clock.now(),
-                       on_transition=on_transition)
+    state = ProxyState(
+        clock=clock,
+        runtime=Runtime(config, clock, on_transition=on_transition, rng=rng),
+        store=MemoryStore(config.cache.max_bytes, group_of=group_of),
+        telemetry=telemetry,
+        tasks=tasks,
+        flights=Flights(tasks),
+        shared=shared,
+        started_at=clock.now(),
+        on_transition=on_transition,
+    )
     holder.append(state)
     if shared is None and config.cache.backend == "redis":
         from proxy.store.shared import RedisTier
 
-        state.shared = RedisTier.from_config(config.cache.redis, clock=clock,
-                                             on_change=lambda change: _tier_event(state, change))
+        state.shared = RedisTier.from_config(
+            config.cache.redis, clock=clock, on_change=lambda change: _tier_event(state, change)
+        )
     return state
 
 
@@ -128,12 +145,24 @@ def _forget(state: ProxyState, key: str, prefix: bool) -> None:
 def _breaker_event(state: ProxyState, t: Transition) -> None:
     state.telemetry.transitions.inc((t.upstream, t.new.value))
     level = "error" if t.new.value == "open" else "warning" if t.new.value == "half_open" else "info"
-    state.telemetry.event(f"breaker_{t.new.value}", t.at, level=level, upstream=t.upstream,
-                          previous=t.old.value, reason=t.reason)
+    state.telemetry.event(
+        f"breaker_{t.new.value}",
+        t.at,
+        level=level,
+        upstream=t.upstream,
+        previous=t.old.value,
+        reason=t.reason,
+    )
 
 
-def build_app(config: Config, *, clock: Clock | None = None, shared: SharedTier | None = None,
-              rng: random.Random | None = None, state: ProxyState | None = None) -> web.Application:
+def build_app(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    shared: SharedTier | None = None,
+    rng: random.Random | None = None,
+    state: ProxyState | None = None,
+) -> web.Application:
     """The public listener's application. Pass `state` to share one with an admin app."""
     state = state or build_state(config, clock=clock, shared=shared, rng=rng)
     app = web.Application(handler_args={"max_field_size": MAX_FIELD_SIZE, "max_line_size": MAX_FIELD_SIZE})
@@ -164,8 +193,14 @@ async def _startup(app: web.Application) -> None:
 
 
 def _shared_families(shared: SharedTier, now: float) -> list[Family]:
-    return [Family("rproxy_shared_tier_up", "gauge", "1 while the shared tier answers, 0 while skipped",
-                   (Sample(1.0 if shared.up(now) else 0.0),))]
+    return [
+        Family(
+            "rproxy_shared_tier_up",
+            "gauge",
+            "1 while the shared tier answers, 0 while skipped",
+            (Sample(1.0 if shared.up(now) else 0.0),),
+        )
+    ]
 
 
 async def _cleanup(app: web.Application) -> None:

@@ -218,9 +218,7 @@ class CircuitBreaker:
         if permit.probe and self._is_current(permit) and self._probes > 0:
             self._probes -= 1
 
-    def record(
-        self, permit: Permit, now: float, *, ok: bool, duration: float
-    ) -> Transition | None:
+    def record(self, permit: Permit, now: float, *, ok: bool, duration: float) -> Transition | None:
         """Record a call's outcome; returns the transition it caused, if any."""
         self.state(now)
         if not self._is_current(permit):

@@ -40,8 +40,7 @@ def _one(name: str, kind: MetricType, help: str, value: float) -> Family:
     return Family(name, kind, help, (Sample(float(value)),))
 
 
-def _per(name: str, kind: MetricType, help: str, label: str,
-         values: Iterable[tuple[str, float]]) -> Family:
+def _per(name: str, kind: MetricType, help: str, label: str, values: Iterable[tuple[str, float]]) -> Family:
     return Family(name, kind, help, tuple(Sample(float(v), ((label, k),)) for k, v in values))
 
 
@@ -50,52 +49,107 @@ def _cache(state: ProxyState) -> Iterable[Family]:
     yield _one("rproxy_cache_entries", "gauge", "Entries in the memory tier", len(store))
     yield _one("rproxy_cache_bytes", "gauge", "Bytes held by the memory tier", store.bytes)
     yield _one("rproxy_cache_max_bytes", "gauge", "Bound of the memory tier in bytes", store.max_bytes)
-    yield _one("rproxy_cache_evictions_total", "counter", "Entries evicted by the LRU bound",
-               store.evictions)
-    yield _one("rproxy_quarantine_items", "gauge", "Rejected payloads kept for inspection",
-               len(state.quarantine))
+    yield _one("rproxy_cache_evictions_total", "counter", "Entries evicted by the LRU bound", store.evictions)
+    yield _one(
+        "rproxy_quarantine_items", "gauge", "Rejected payloads kept for inspection", len(state.quarantine)
+    )
 
 
 def _upstreams(state: ProxyState) -> Iterable[Family]:
     now = state.clock.now()
     ups = list(state.runtime.upstreams.values())
-    yield _per("rproxy_breaker_state", "gauge", "Circuit breaker: 0 closed, 1 half_open, 2 open",
-               "upstream", ((u.name, BREAKER_VALUE[u.state(now)]) for u in ups))
-    yield _per("rproxy_upstream_healthy", "gauge", "Active health check: 1 healthy, 0 unhealthy, -1 unknown",
-               "upstream", ((u.name, -1.0 if u.track.healthy is None else float(u.track.healthy))
-                            for u in ups))
-    yield _per("rproxy_retry_budget_available", "gauge", "Retries the budget still allows now",
-               "upstream", ((u.name, float(u.budget.available(now))) for u in ups))
-    yield _per("rproxy_upstream_calls_total", "counter", "Calls made to the upstream since (re)load",
-               "upstream", ((u.name, float(u.track.calls)) for u in ups))
-    yield _per("rproxy_upstream_failures_total", "counter", "Failed calls since (re)load",
-               "upstream", ((u.name, float(u.track.failures)) for u in ups))
+    yield _per(
+        "rproxy_breaker_state",
+        "gauge",
+        "Circuit breaker: 0 closed, 1 half_open, 2 open",
+        "upstream",
+        ((u.name, BREAKER_VALUE[u.state(now)]) for u in ups),
+    )
+    yield _per(
+        "rproxy_upstream_healthy",
+        "gauge",
+        "Active health check: 1 healthy, 0 unhealthy, -1 unknown",
+        "upstream",
+        ((u.name, -1.0 if u.track.healthy is None else float(u.track.healthy)) for u in ups),
+    )
+    yield _per(
+        "rproxy_retry_budget_available",
+        "gauge",
+        "Retries the budget still allows now",
+        "upstream",
+        ((u.name, float(u.budget.available(now))) for u in ups),
+    )
+    yield _per(
+        "rproxy_upstream_calls_total",
+        "counter",
+        "Calls made to the upstream since (re)load",
+        "upstream",
+        ((u.name, float(u.track.calls)) for u in ups),
+    )
+    yield _per(
+        "rproxy_upstream_failures_total",
+        "counter",
+        "Failed calls since (re)load",
+        "upstream",
+        ((u.name, float(u.track.failures)) for u in ups),
+    )
 
 
 def _routes(state: ProxyState) -> Iterable[Family]:
     now = state.clock.now()
     ages = [(rs.config.name, age) for rs in state.runtime.routes if (age := lkg_age(rs, now)) is not None]
-    yield _per("rproxy_lkg_age_seconds", "gauge",
-               "Seconds since the route last got a good answer (absent before the first)", "route", ages)
+    yield _per(
+        "rproxy_lkg_age_seconds",
+        "gauge",
+        "Seconds since the route last got a good answer (absent before the first)",
+        "route",
+        ages,
+    )
 
 
 def _internals(state: ProxyState) -> Iterable[Family]:
     tasks, access, alerts = state.tasks, state.telemetry.access, state.telemetry.alerts
-    yield _one("rproxy_coalesced_waiters_total", "counter",
-               "Requests that waited for another request's fetch instead of calling upstream",
-               state.flights.coalesced)
-    yield _one("rproxy_inflight_fetches", "gauge", "Upstream fetches in flight (one per key)",
-               len(state.flights))
+    yield _one(
+        "rproxy_coalesced_waiters_total",
+        "counter",
+        "Requests that waited for another request's fetch instead of calling upstream",
+        state.flights.coalesced,
+    )
+    yield _one(
+        "rproxy_inflight_fetches", "gauge", "Upstream fetches in flight (one per key)", len(state.flights)
+    )
     yield _one("rproxy_background_tasks", "gauge", "Background tasks running", len(tasks))
-    yield _one("rproxy_background_task_failures_total", "counter", "Background tasks that raised",
-               tasks.failures)
-    yield _one("rproxy_background_tasks_dropped_total", "counter",
-               "Background tasks refused because the task set was full", tasks.dropped)
-    yield _per("rproxy_access_log_lost_total", "counter", "Access-log lines lost, by reason", "reason",
-               (("queue_full", access.dropped), ("unserialisable", access.rejected),
-                ("write_error", access.write_errors)))
-    yield _per("rproxy_alerts_total", "counter", "Alert webhook deliveries by outcome", "outcome",
-               (("sent", alerts.sent), ("failed", alerts.failed), ("dropped", alerts.dropped)))
+    yield _one(
+        "rproxy_background_task_failures_total", "counter", "Background tasks that raised", tasks.failures
+    )
+    yield _one(
+        "rproxy_background_tasks_dropped_total",
+        "counter",
+        "Background tasks refused because the task set was full",
+        tasks.dropped,
+    )
+    yield _per(
+        "rproxy_access_log_lost_total",
+        "counter",
+        "Access-log lines lost, by reason",
+        "reason",
+        (
+            ("queue_full", access.dropped),
+            ("unserialisable", access.rejected),
+            ("write_error", access.write_errors),
+        ),
+    )
+    yield _per(
+        "rproxy_alerts_total",
+        "counter",
+        "Alert webhook deliveries by outcome",
+        "outcome",
+        (("sent", alerts.sent), ("failed", alerts.failed), ("dropped", alerts.dropped)),
+    )
     yield _one("rproxy_ready", "gauge", "1 when the proxy is ready to serve", float(state.ready))
-    yield _one("rproxy_metrics_collector_errors_total", "counter", "Scrapes where a collector raised",
-               state.telemetry.registry.collector_errors)
+    yield _one(
+        "rproxy_metrics_collector_errors_total",
+        "counter",
+        "Scrapes where a collector raised",
+        state.telemetry.registry.collector_errors,
+    )

@@ -59,9 +59,12 @@ def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
         admin=_admin(r, top.get("admin")),
         cache=_cache(r, top.get("cache")),
         log=_log(r, top.get("log")),
-        alerts=AlertsConfig(webhook=r.string(
-            ("alerts", "webhook"),
-            r.mapping(("alerts",), top.get("alerts"), ("webhook",)).get("webhook")) or None),
+        alerts=AlertsConfig(
+            webhook=r.string(
+                ("alerts", "webhook"), r.mapping(("alerts",), top.get("alerts"), ("webhook",)).get("webhook")
+            )
+            or None
+        ),
         upstreams=upstreams,
         routes=read_routes(r, top.get("routes"), {u.name for u in upstreams}),
     )
@@ -92,8 +95,10 @@ def _server(r: Reader, value: Any) -> ServerConfig:
     tls = None
     if m.get("tls") is not None:
         t = r.mapping(("server", "tls"), m["tls"], ("cert_file", "key_file"))
-        tls = ServerTls(r.string(("server", "tls", "cert_file"), t.get("cert_file")),
-                        r.string(("server", "tls", "key_file"), t.get("key_file")))
+        tls = ServerTls(
+            r.string(("server", "tls", "cert_file"), t.get("cert_file")),
+            r.string(("server", "tls", "key_file"), t.get("key_file")),
+        )
         if not tls.cert_file or not tls.key_file:
             r.error(("server", "tls"), "needs both cert_file and key_file")
     return ServerConfig(
@@ -117,7 +122,8 @@ def _limits(r: Reader, value: Any) -> ConnLimits:
             per_address=r.integer((*w, "per_client"), m.get("per_client"), base.per_address, minimum=1),
             total=r.integer((*w, "total"), m.get("total"), base.total, minimum=1),
             header_timeout=r.duration((*w, "header_timeout"), m.get("header_timeout"), base.header_timeout),
-            body_timeout=r.duration((*w, "body_timeout"), m.get("body_timeout"), base.body_timeout))
+            body_timeout=r.duration((*w, "body_timeout"), m.get("body_timeout"), base.body_timeout),
+        )
     except ValueError as exc:
         r.error(w, str(exc))
         return base
@@ -127,8 +133,10 @@ def _admin(r: Reader, value: Any) -> AdminConfig:
     if value is False or value == "off":
         return AdminConfig(enabled=False)
     m = r.mapping(("admin",), value, ("listen", "token"))
-    return AdminConfig(listen=_listen(r, ("admin", "listen"), m.get("listen"), AdminConfig().listen),
-                       token=r.string(("admin", "token"), m.get("token")))
+    return AdminConfig(
+        listen=_listen(r, ("admin", "listen"), m.get("listen"), AdminConfig().listen),
+        token=r.string(("admin", "token"), m.get("token")),
+    )
 
 
 def _cache(r: Reader, value: Any) -> CacheConfig:
@@ -138,15 +146,18 @@ def _cache(r: Reader, value: Any) -> CacheConfig:
     if backend not in ("memory", "redis"):
         r.error((*w, "backend"), f"expected memory or redis, got {backend!r}")
     rm = r.mapping((*w, "redis"), m.get("redis"), ("url", "namespace", "timeout"))
-    redis = RedisConfig(url=r.string((*w, "redis", "url"), rm.get("url"), RedisConfig().url),
-                        namespace=r.string((*w, "redis", "namespace"), rm.get("namespace"), "rproxy"),
-                        timeout=r.duration((*w, "redis", "timeout"), rm.get("timeout"), 0.1))
-    return CacheConfig(backend=backend,
-                       max_bytes=r.size((*w, "max_bytes"), m.get("max_bytes"), CacheConfig().max_bytes),
-                       snapshot=r.string((*w, "snapshot"), m.get("snapshot")) or None,
-                       snapshot_interval=r.duration((*w, "snapshot_interval"),
-                                                    m.get("snapshot_interval"), 60.0),
-                       redis=redis)
+    redis = RedisConfig(
+        url=r.string((*w, "redis", "url"), rm.get("url"), RedisConfig().url),
+        namespace=r.string((*w, "redis", "namespace"), rm.get("namespace"), "rproxy"),
+        timeout=r.duration((*w, "redis", "timeout"), rm.get("timeout"), 0.1),
+    )
+    return CacheConfig(
+        backend=backend,
+        max_bytes=r.size((*w, "max_bytes"), m.get("max_bytes"), CacheConfig().max_bytes),
+        snapshot=r.string((*w, "snapshot"), m.get("snapshot")) or None,
+        snapshot_interval=r.duration((*w, "snapshot_interval"), m.get("snapshot_interval"), 60.0),
+        redis=redis,
+    )
 
 
 def _log(r: Reader, value: Any) -> LogConfig:
@@ -156,6 +167,8 @@ def _log(r: Reader, value: Any) -> LogConfig:
         r.error(("log", "level"), "expected debug, info, warning or error")
     access = m.get("access")
     access_text = "off" if access is False else r.string(("log", "access"), access, "stdout")
-    params = tuple(r.string(("log", "redact_params", i), p)
-                   for i, p in enumerate(r.sequence(("log", "redact_params"), m.get("redact_params"))))
+    params = tuple(
+        r.string(("log", "redact_params", i), p)
+        for i, p in enumerate(r.sequence(("log", "redact_params"), m.get("redact_params")))
+    )
     return LogConfig(level=level, access=access_text, redact_params=params)

@@ -32,12 +32,48 @@ from proxy.settings import (
 from proxy.yamlsrc import KeyPath
 
 T = TypeVar("T")
-_UPSTREAM_KEYS = ("url", "owner", "docs", "tls", "headers", "timeout", "retries", "max_connections",
-                  "max_queue", "rate_limit", "circuit_breaker", "health_check", "version_header")
-_ROUTE_KEYS = ("name", "match", "methods", "upstream", "rewrite", "cache", "guards", "confirm_after",
-               "guards_trip_breaker", "fallback", "max_object_size", "max_body", "timeout", "sample")
-_CACHE_KEYS = ("ttl", "force_ttl", "stale_while_revalidate", "stale_if_error", "key",
-               "share_authorized", "store_set_cookie", "lkg_max_age", "lock_timeout")
+_UPSTREAM_KEYS = (
+    "url",
+    "owner",
+    "docs",
+    "tls",
+    "headers",
+    "timeout",
+    "retries",
+    "max_connections",
+    "max_queue",
+    "rate_limit",
+    "circuit_breaker",
+    "health_check",
+    "version_header",
+)
+_ROUTE_KEYS = (
+    "name",
+    "match",
+    "methods",
+    "upstream",
+    "rewrite",
+    "cache",
+    "guards",
+    "confirm_after",
+    "guards_trip_breaker",
+    "fallback",
+    "max_object_size",
+    "max_body",
+    "timeout",
+    "sample",
+)
+_CACHE_KEYS = (
+    "ttl",
+    "force_ttl",
+    "stale_while_revalidate",
+    "stale_if_error",
+    "key",
+    "share_authorized",
+    "store_set_cookie",
+    "lkg_max_age",
+    "lock_timeout",
+)
 
 
 def read_upstreams(r: Reader, value: Any) -> tuple[UpstreamConfig, ...]:
@@ -57,12 +93,14 @@ def _upstream(r: Reader, w: KeyPath, name: str, value: Any) -> UpstreamConfig:
     if parts.query or parts.fragment:
         r.error((*w, "url"), "must not carry a query or fragment")
     tls = r.mapping((*w, "tls"), m.get("tls"), ("verify", "ca_file"))
-    headers_raw = r.mapping((*w, "headers"), m.get("headers"),
-                            m["headers"].keys() if isinstance(m.get("headers"), dict) else ())
+    headers_raw = r.mapping(
+        (*w, "headers"), m.get("headers"), m["headers"].keys() if isinstance(m.get("headers"), dict) else ()
+    )
     headers = tuple((str(k), r.string((*w, "headers", k), v)) for k, v in headers_raw.items())
     to = _timeouts(r, (*w, "timeout"), m.get("timeout"), Timeouts())
     return UpstreamConfig(
-        name=name, url=url,
+        name=name,
+        url=url,
         owner=r.string((*w, "owner"), m.get("owner")),
         docs=r.string((*w, "docs"), m.get("docs")),
         verify_tls=r.boolean((*w, "tls", "verify"), tls.get("verify"), True),
@@ -83,8 +121,10 @@ def _timeouts(r: Reader, w: KeyPath, value: Any, base: Timeouts) -> Timeouts | N
     if value is None:
         return None
     m = r.mapping(w, value, ("connect", "total"))
-    return Timeouts(connect=r.duration((*w, "connect"), m.get("connect"), base.connect),
-                    total=r.duration((*w, "total"), m.get("total"), base.total))
+    return Timeouts(
+        connect=r.duration((*w, "connect"), m.get("connect"), base.connect),
+        total=r.duration((*w, "total"), m.get("total"), base.total),
+    )
 
 
 def _retries(r: Reader, w: KeyPath, value: Any) -> RetryPolicy:
@@ -92,10 +132,16 @@ def _retries(r: Reader, w: KeyPath, value: Any) -> RetryPolicy:
         return RetryPolicy(attempts=0)
     m = r.mapping(w, value, ("attempts", "backoff", "max_backoff"))
     base = RetryPolicy()
-    return _build(r, w, base, lambda: RetryPolicy(
-        attempts=r.integer((*w, "attempts"), m.get("attempts"), base.attempts),
-        backoff=r.duration((*w, "backoff"), m.get("backoff"), base.backoff),
-        max_backoff=r.duration((*w, "max_backoff"), m.get("max_backoff"), base.max_backoff)))
+    return _build(
+        r,
+        w,
+        base,
+        lambda: RetryPolicy(
+            attempts=r.integer((*w, "attempts"), m.get("attempts"), base.attempts),
+            backoff=r.duration((*w, "backoff"), m.get("backoff"), base.backoff),
+            max_backoff=r.duration((*w, "max_backoff"), m.get("max_backoff"), base.max_backoff),
+        ),
+    )
 
 
 def _rate_limit(r: Reader, w: KeyPath, value: Any) -> RateLimit | None:
@@ -114,18 +160,25 @@ def _breaker(r: Reader, w: KeyPath, value: Any) -> BreakerPolicy:
     base = BreakerPolicy()
     if value is None:
         return base
-    m = r.mapping(w, value, ("failure_rate", "minimum_calls", "window", "slow_call", "open_for",
-                             "half_open_probes"))
+    m = r.mapping(
+        w, value, ("failure_rate", "minimum_calls", "window", "slow_call", "open_for", "half_open_probes")
+    )
     slow = m.get("slow_call")
-    return _build(r, w, base, lambda: BreakerPolicy(
-        failure_rate=r.percent((*w, "failure_rate"), m.get("failure_rate"), base.failure_rate),
-        minimum_calls=r.integer((*w, "minimum_calls"), m.get("minimum_calls"), base.minimum_calls, 1),
-        window=r.duration((*w, "window"), m.get("window"), base.window),
-        slow_call=None if slow is None else r.duration((*w, "slow_call"), slow, 0.0),
-        open_for=r.duration((*w, "open_for"), m.get("open_for"), base.open_for),
-        half_open_probes=r.integer((*w, "half_open_probes"), m.get("half_open_probes"),
-                                   base.half_open_probes, 1),
-    ))
+    return _build(
+        r,
+        w,
+        base,
+        lambda: BreakerPolicy(
+            failure_rate=r.percent((*w, "failure_rate"), m.get("failure_rate"), base.failure_rate),
+            minimum_calls=r.integer((*w, "minimum_calls"), m.get("minimum_calls"), base.minimum_calls, 1),
+            window=r.duration((*w, "window"), m.get("window"), base.window),
+            slow_call=None if slow is None else r.duration((*w, "slow_call"), slow, 0.0),
+            open_for=r.duration((*w, "open_for"), m.get("open_for"), base.open_for),
+            half_open_probes=r.integer(
+                (*w, "half_open_probes"), m.get("half_open_probes"), base.half_open_probes, 1
+            ),
+        ),
+    )
 
 
 def _build(r: Reader, w: KeyPath, default: T, make: Callable[[], T]) -> T:
@@ -144,11 +197,13 @@ def _health(r: Reader, w: KeyPath, value: Any) -> HealthCheck | None:
     path = r.string((*w, "path"), m.get("path"), "/")
     if not path.startswith("/"):
         r.error((*w, "path"), "must start with /")
-    return HealthCheck(path=path,
-                       interval=r.duration((*w, "interval"), m.get("interval"), 10.0),
-                       timeout=r.duration((*w, "timeout"), m.get("timeout"), 2.0),
-                       unhealthy_after=r.integer((*w, "unhealthy_after"), m.get("unhealthy_after"), 3, 1),
-                       healthy_after=r.integer((*w, "healthy_after"), m.get("healthy_after"), 2, 1))
+    return HealthCheck(
+        path=path,
+        interval=r.duration((*w, "interval"), m.get("interval"), 10.0),
+        timeout=r.duration((*w, "timeout"), m.get("timeout"), 2.0),
+        unhealthy_after=r.integer((*w, "unhealthy_after"), m.get("unhealthy_after"), 3, 1),
+        healthy_after=r.integer((*w, "healthy_after"), m.get("healthy_after"), 2, 1),
+    )
 
 
 def read_routes(r: Reader, value: Any, upstreams: set[str]) -> tuple[RouteConfig, ...]:
@@ -189,7 +244,12 @@ def _route(r: Reader, w: KeyPath, value: Any, upstreams: set[str]) -> RouteConfi
     methods = _methods(r, (*w, "methods"), m.get("methods"))
     cache = _route_cache(r, (*w, "cache"), m.get("cache"), methods)
     return RouteConfig(
-        name=name, match=pattern, methods=methods, upstream=upstream, rewrite=rewrite, cache=cache,
+        name=name,
+        match=pattern,
+        methods=methods,
+        upstream=upstream,
+        rewrite=rewrite,
+        cache=cache,
         guards=_guards(r, (*w, "guards"), m.get("guards")),
         confirm_after=r.integer((*w, "confirm_after"), m.get("confirm_after"), 3, minimum=1),
         guards_trip_breaker=r.boolean((*w, "guards_trip_breaker"), m.get("guards_trip_breaker"), False),
@@ -225,8 +285,10 @@ def _route_cache(r: Reader, w: KeyPath, value: Any, methods: frozenset[str]) -> 
     base = RouteCache()
     key = r.mapping((*w, "key"), m.get("key"), ("query", "headers"))
     headers_at: KeyPath = (*w, "key", "headers")
-    keyed = tuple(r.string((*headers_at, i), h).lower()
-                  for i, h in enumerate(r.sequence(headers_at, key.get("headers"))))
+    keyed = tuple(
+        r.string((*headers_at, i), h).lower()
+        for i, h in enumerate(r.sequence(headers_at, key.get("headers")))
+    )
     swr_at: KeyPath = (*w, "stale_while_revalidate")
     return RouteCache(
         ttl=r.duration((*w, "ttl"), m.get("ttl"), 0.0),
@@ -280,5 +342,8 @@ def _fallback(r: Reader, w: KeyPath, value: Any) -> Fallback | None:
     if "json" in m:
         return Fallback(status=status, body=json.dumps(m["json"]).encode())
     body = r.string((*w, "body"), m.get("body"))
-    return Fallback(status=status, body=body.encode(),
-                    content_type=r.string((*w, "content_type"), m.get("content_type"), "text/plain"))
+    return Fallback(
+        status=status,
+        body=body.encode(),
+        content_type=r.string((*w, "content_type"), m.get("content_type"), "text/plain"),
+    )

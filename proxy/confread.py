@@ -17,8 +17,18 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|k|kib|mb|m|mib|gb|g|gib)?\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 # Sizes are binary multiples, as nginx reads `8m` and most ops expect `256MB` to mean MiB.
-_SIZE_UNITS = {"b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
-               "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+_SIZE_UNITS = {
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gib": 1024**3,
+}
 
 
 class ConfigIssue(Exception):
@@ -105,8 +115,11 @@ class Reader:
             return float(value)
         match = _DURATION.match(str(value))
         if not match:
-            message = "a duration cannot be negative" if str(value).strip().startswith("-") else (
-                f"expected a duration like 250ms, 30s, 5m, 24h, got {value!r}")
+            message = (
+                "a duration cannot be negative"
+                if str(value).strip().startswith("-")
+                else (f"expected a duration like 250ms, 30s, 5m, 24h, got {value!r}")
+            )
             self.error(where, message)
             return default
         return float(match.group(1)) * _DURATION_UNITS[match.group(2)]

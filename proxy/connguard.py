@@ -64,17 +64,28 @@ def answer(err: ProxyError, *extra: tuple[str, str]) -> bytes:
     """A complete HTTP/1.1 error response in the proxy's JSON shape, closing the connection."""
     rid = f"guard-{secrets.token_hex(6)}"
     body = error_body(err, route=None, upstream=None, request_id=rid)
-    head = [f"HTTP/1.1 {err.status} {HTTPStatus(err.status).phrase}", "Content-Type: application/json",
-            f"Content-Length: {len(body)}", "Connection: close", f"X-Request-Id: {rid}",
-            *(f"{k}: {v}" for k, v in extra)]
+    head = [
+        f"HTTP/1.1 {err.status} {HTTPStatus(err.status).phrase}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        f"X-Request-Id: {rid}",
+        *(f"{k}: {v}" for k, v in extra),
+    ]
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 
 class ConnGuard:
     """The protocol factory a listener is created with; one per listening site."""
 
-    def __init__(self, factory: Callable[[], asyncio.Protocol], limits: ConnLimits | None = None, *,
-                 loop: asyncio.AbstractEventLoop | None = None, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], asyncio.Protocol],
+        limits: ConnLimits | None = None,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        registry: Registry | None = None,
+    ) -> None:
         self.factory = factory
         self.limits = limits or ConnLimits()
         self.loop = loop or asyncio.get_running_loop()
@@ -85,14 +96,19 @@ class ConnGuard:
         self._slow_log = Throttle(REPORT_EVERY)
         r = registry or Registry()  # a private one when nobody exports them
         self.open_gauge = r.gauge("rproxy_connections_open", "Client connections open on the public listener")
-        self.shed_total = r.counter("rproxy_connections_shed_total",
-                                    "Connections answered 503 at once: over the per-address or total limit",
-                                    ("reason",))
-        self.slow_total = r.counter("rproxy_slow_clients_closed_total",
-                                    "Connections cut for not sending a request head or body in time",
-                                    ("phase",))
-        self.refused_total = r.counter("rproxy_requests_refused_total",
-                                       "Requests refused by the listener for their framing", ("status",))
+        self.shed_total = r.counter(
+            "rproxy_connections_shed_total",
+            "Connections answered 503 at once: over the per-address or total limit",
+            ("reason",),
+        )
+        self.slow_total = r.counter(
+            "rproxy_slow_clients_closed_total",
+            "Connections cut for not sending a request head or body in time",
+            ("phase",),
+        )
+        self.refused_total = r.counter(
+            "rproxy_requests_refused_total", "Requests refused by the listener for their framing", ("status",)
+        )
 
     def __call__(self) -> asyncio.Protocol:
         return GuardedConnection(self)
@@ -117,9 +133,17 @@ class ConnGuard:
             self.stats.shed_per_address += 1
         held = self._shed_log.allow(self.loop.time())
         if held is not None:
-            log.warning("shedding connections (%s): %d open of %d, %d from %s of %d; %d more shed since "
-                        "the last report", why.value, self.table.open, self.limits.total,
-                        self.table.count(address), address, self.limits.per_address, held)
+            log.warning(
+                "shedding connections (%s): %d open of %d, %d from %s of %d; %d more shed since "
+                "the last report",
+                why.value,
+                self.table.open,
+                self.limits.total,
+                self.table.count(address),
+                address,
+                self.limits.per_address,
+                held,
+            )
 
     def cut(self, which: str, address: str) -> None:
         self.slow_total.inc((which,))
@@ -129,8 +153,12 @@ class ConnGuard:
             self.stats.body_timeouts += 1
         held = self._slow_log.allow(self.loop.time())
         if held is not None:
-            log.info("closed a slow client (%s timeout) from %s; %d more since the last report",
-                     which, address, held)
+            log.info(
+                "closed a slow client (%s timeout) from %s; %d more since the last report",
+                which,
+                address,
+                held,
+            )
 
 
 class _Tap(asyncio.Transport):
@@ -200,8 +228,17 @@ class _Tap(asyncio.Transport):
 class GuardedConnection(asyncio.Protocol):
     """One accepted connection: the guard's bookkeeping around aiohttp's RequestHandler."""
 
-    __slots__ = ("_address", "_armed", "_closed", "_guard", "_inner", "_reader", "_tap", "_timer",
-                 "_transport")
+    __slots__ = (
+        "_address",
+        "_armed",
+        "_closed",
+        "_guard",
+        "_inner",
+        "_reader",
+        "_tap",
+        "_timer",
+        "_transport",
+    )
 
     def __init__(self, guard: ConnGuard) -> None:
         self._guard = guard
@@ -244,7 +281,7 @@ class GuardedConnection(asyncio.Protocol):
             inner.data_received(data)
             return
         if reader.passed:
-            inner.data_received(data[:reader.passed])
+            inner.data_received(data[: reader.passed])
         self._refuse(refusal)
 
     def eof_received(self) -> bool | None:
@@ -283,8 +320,9 @@ class GuardedConnection(asyncio.Protocol):
             transport.abort()
             return
         scope = "in total" if why is Admission.TOTAL else "from your address"
-        transport.write(answer(TooManyConnections(f"too many connections {scope}; retry shortly"),
-                               ("Retry-After", "1")))
+        transport.write(
+            answer(TooManyConnections(f"too many connections {scope}; retry shortly"), ("Retry-After", "1"))
+        )
         if transport.can_write_eof():
             # Half-close: the client reads the 503, then EOF. Closing outright while its request is
             # unread would send a reset that can destroy the 503 in flight (RFC 9112 9.6).
@@ -347,8 +385,16 @@ class GuardedSite(web.TCPSite):
 
     __slots__ = ("_limits", "_listening", "_registry", "guard")
 
-    def __init__(self, runner: web.BaseRunner, host: str | None = None, port: int | None = None, *,
-                 limits: ConnLimits | None = None, registry: Registry | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        limits: ConnLimits | None = None,
+        registry: Registry | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(runner, host, port, **kwargs)
         self._limits = limits or ConnLimits()
         self._registry = registry
@@ -363,9 +409,15 @@ class GuardedSite(web.TCPSite):
         self.guard = ConnGuard(server, self._limits, loop=loop, registry=self._registry)
         tls = self._ssl_context
         listener = await loop.create_server(
-            self.guard, self._host, self._port, ssl=tls, backlog=self._backlog,
-            reuse_address=self._reuse_address, reuse_port=self._reuse_port,
-            ssl_handshake_timeout=self._limits.header_timeout if tls is not None else None)
+            self.guard,
+            self._host,
+            self._port,
+            ssl=tls,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+            ssl_handshake_timeout=self._limits.header_timeout if tls is not None else None,
+        )
         self._server = listener
         self._listening = int(listener.sockets[0].getsockname()[1]) if listener.sockets else self._port
         with contextlib.suppress(AttributeError):  # aiohttp >= 3.11 reports the bound port as `port`

@@ -29,11 +29,21 @@ class DataCheck:
         body = _decoded(fetched)
         # Parsing the last good copy costs as much as parsing the new one: only relative rules need it.
         last_good = _last_good(entry) if any(rule.relative for rule in rules) else None
-        return check_body(rules, body if body is not None else b"\x00", last_good=last_good,
-                          max_bytes=rs.config.max_object_size)
+        return check_body(
+            rules,
+            body if body is not None else b"\x00",
+            last_good=last_good,
+            max_bytes=rs.config.max_object_size,
+        )
 
-    def verdict(self, rs: RouteState, key: str, entry: Entry | None, fetched: Fetched,
-               checked: tuple[Verdict, Any] | None) -> DataRejected | None:
+    def verdict(
+        self,
+        rs: RouteState,
+        key: str,
+        entry: Entry | None,
+        fetched: Fetched,
+        checked: tuple[Verdict, Any] | None,
+    ) -> DataRejected | None:
         if not rs.config.guards or not 200 <= fetched.status < 300:
             return None
         verdict, doc = checked or self.check(rs, entry, fetched)
@@ -44,8 +54,13 @@ class DataCheck:
             self._drift(rs, doc, now)
             return None
         if verdict.relative_only and hysteresis.observe(verdict, doc):
-            self.state.telemetry.event("guard_change_confirmed", now, level="info", route=rs.config.name,
-                                       rules=[v.label() for v in verdict.violations])
+            self.state.telemetry.event(
+                "guard_change_confirmed",
+                now,
+                level="info",
+                route=rs.config.name,
+                rules=[v.label() for v in verdict.violations],
+            )
             self._drift(rs, doc, now)
             return None
         self.reject(rs, fetched, verdict, now)
@@ -59,9 +74,13 @@ class DataCheck:
         for violation in verdict.violations:
             state.telemetry.guard_rejections.inc((route, violation.rule))
         state.telemetry.data_faults.inc((rs.upstream.name,))
-        state.telemetry.event("guard_rejected", now, route=route, upstream=rs.upstream.name,
-                              violations=[{"rule": v.rule, "path": v.path, "value": v.value}
-                                          for v in verdict.violations])
+        state.telemetry.event(
+            "guard_rejected",
+            now,
+            route=route,
+            upstream=rs.upstream.name,
+            violations=[{"rule": v.rule, "path": v.path, "value": v.value} for v in verdict.violations],
+        )
 
     def _drift(self, rs: RouteState, doc: Any, now: float) -> None:
         if doc is None:
@@ -69,8 +88,13 @@ class DataCheck:
         change = rs.drift.observe(doc)
         if change is not None:
             self.state.telemetry.drift.inc((rs.config.name,))
-            self.state.telemetry.event("contract_drift", now, route=rs.config.name,
-                                       upstream=rs.upstream.name, change=change.summary())
+            self.state.telemetry.event(
+                "contract_drift",
+                now,
+                route=rs.config.name,
+                upstream=rs.upstream.name,
+                change=change.summary(),
+            )
 
 
 def _decoded(fetched: Fetched) -> bytes | None:

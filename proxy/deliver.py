@@ -18,8 +18,18 @@ from proxy.model import Entry, Headers
 CACHE_NAME = "resilient-proxy"
 JSON = "application/json"
 # Never copied from a stored or upstream response onto ours: we set them, or aiohttp does.
-_OURS = frozenset({"content-length", "age", "x-cache", "cache-status", "x-request-id",
-                   "transfer-encoding", "connection", "keep-alive"})
+_OURS = frozenset(
+    {
+        "content-length",
+        "age",
+        "x-cache",
+        "cache-status",
+        "x-request-id",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -44,9 +54,16 @@ class Txn:
     bytes: int = 0
 
 
-def cache_status(*, hit: bool, ttl: float | None = None, fwd: str | None = None,
-                 fwd_status: int | None = None, stored: bool = False, collapsed: bool = False,
-                 detail: str | None = None) -> str:
+def cache_status(
+    *,
+    hit: bool,
+    ttl: float | None = None,
+    fwd: str | None = None,
+    fwd_status: int | None = None,
+    stored: bool = False,
+    collapsed: bool = False,
+    detail: str | None = None,
+) -> str:
     parts = [CACHE_NAME]
     if hit:
         parts.append("hit")
@@ -81,8 +98,9 @@ def _base_headers(headers: Headers, txn: Txn, x_cache: str, status_value: str) -
     return out
 
 
-def entry_response(entry: Entry, now: float, txn: Txn, *, x_cache: str, status_value: str,
-                   not_modified: bool = False) -> web.Response:
+def entry_response(
+    entry: Entry, now: float, txn: Txn, *, x_cache: str, status_value: str, not_modified: bool = False
+) -> web.Response:
     headers = _base_headers(entry.headers, txn, x_cache, status_value)
     headers["Age"] = str(int(entry.age(now)))  # RFC 9111 5.1: delta-seconds, rounded down
     if not_modified:  # RFC 9110 15.4.5: a 304 carries the validators, no body
@@ -95,8 +113,9 @@ def entry_response(entry: Entry, now: float, txn: Txn, *, x_cache: str, status_v
     return web.Response(status=entry.status, headers=headers, body=entry.body)
 
 
-def passed_response(status: int, headers: Headers, body: bytes, txn: Txn, *, x_cache: str,
-                    status_value: str) -> web.Response:
+def passed_response(
+    status: int, headers: Headers, body: bytes, txn: Txn, *, x_cache: str, status_value: str
+) -> web.Response:
     out = _base_headers(headers, txn, x_cache, status_value)
     txn.status = status
     txn.bytes = len(body)
@@ -109,8 +128,12 @@ def streaming_headers(headers: Headers, txn: Txn, *, x_cache: str, status_value:
 
 def error_response(err: ProxyError, txn: Txn, *, detail: str | None = None) -> web.Response:
     body = error_body(err, route=txn.route, upstream=txn.upstream, request_id=txn.request_id)
-    headers = {"Content-Type": JSON, "X-Request-Id": txn.request_id, "X-Cache": txn.x_cache,
-               "Cache-Status": cache_status(hit=False, fwd=_fwd_for(txn), detail=detail or err.code)}
+    headers = {
+        "Content-Type": JSON,
+        "X-Request-Id": txn.request_id,
+        "X-Cache": txn.x_cache,
+        "Cache-Status": cache_status(hit=False, fwd=_fwd_for(txn), detail=detail or err.code),
+    }
     if isinstance(err, MethodNotAllowed):
         headers["Allow"] = ", ".join(err.allow)
     if err.retry_after is not None:

@@ -63,11 +63,19 @@ async def _demo(port: int, path: Path) -> int:
         setup_logging(config.log.level)
         app = build_app(config)
         try:
-            proxy_port = await _start(runners, app, config.server.listen.host, config.server.listen.port,
-                                      config.server.shutdown_grace)
+            proxy_port = await _start(
+                runners,
+                app,
+                config.server.listen.host,
+                config.server.listen.port,
+                config.server.shutdown_grace,
+            )
         except OSError as exc:
-            print(f"demo: cannot listen on {config.server.listen} ({exc}); "
-                  f"try --port {port + 1}, or --port 0 for any free port", file=sys.stderr)
+            print(
+                f"demo: cannot listen on {config.server.listen} ({exc}); "
+                f"try --port {port + 1}, or --port 0 for any free port",
+                file=sys.stderr,
+            )
             return 1
         admin_url = None
         if config.admin.enabled:
@@ -90,11 +98,11 @@ async def _start_vendor(runners: list[web.AppRunner]) -> int:
     return await _start(runners, build_vendor_app(vendor), "127.0.0.1", 0, 0.5)
 
 
-async def _start(runners: list[web.AppRunner], app: web.Application, host: str, port: int,
-                 shutdown_timeout: float) -> int:
+async def _start(
+    runners: list[web.AppRunner], app: web.Application, host: str, port: int, shutdown_timeout: float
+) -> int:
     """Serve `app` on host:port; return the port it got. Each new runner is stopped first."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                           shutdown_timeout=shutdown_timeout)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     runners.insert(0, runner)
     await web.TCPSite(runner, host, port).start()

@@ -29,8 +29,10 @@ MODES = ("ok", "down", "slow", "zero-price", "empty-catalogue", "html")
 SLOW_SECONDS = 10.0
 PRICE_MAX_AGE = 10  # seconds; short, so the demo shows a copy going stale within a minute
 CATALOGUE_SIZE = 50
-_HTML_PAGE = ("<!doctype html><html><head><title>Service temporarily unavailable</title></head>"
-              "<body><h1>We'll be right back</h1><p>Our API is under maintenance.</p></body></html>")
+_HTML_PAGE = (
+    "<!doctype html><html><head><title>Service temporarily unavailable</title></head>"
+    "<body><h1>We'll be right back</h1><p>Our API is under maintenance.</p></body></html>"
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -38,8 +40,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Vendor:
     """The vendor's state: its current mode, the bookings it holds, and what it has served."""
 
-    def __init__(self, *, slow_seconds: float = SLOW_SECONDS,
-                 on_mode: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self, *, slow_seconds: float = SLOW_SECONDS, on_mode: Callable[[str, str], None] | None = None
+    ) -> None:
         self.mode = "ok"
         self.slow_seconds = slow_seconds
         self.on_mode = on_mode  # called with (old, new) on every switch
@@ -58,8 +61,12 @@ class Vendor:
         """Record a booking; the same Idempotency-Key returns the first booking (replayed=True)."""
         if key is not None and key in self.bookings:
             return self.bookings[key], True
-        booking = {"id": f"bk_{len(self.booked) + 1:04d}", "sku": order.get("sku"),
-                   "quantity": order.get("quantity", 1), "status": "confirmed"}
+        booking = {
+            "id": f"bk_{len(self.booked) + 1:04d}",
+            "sku": order.get("sku"),
+            "quantity": order.get("quantity", 1),
+            "status": "confirmed",
+        }
         self.booked.append(booking)
         if key is not None:
             self.bookings[key] = booking
@@ -76,8 +83,10 @@ def price_of(sku: str) -> float:
 
 def catalogue_items(name: str) -> list[dict[str, Any]]:
     prefix = (name[:3] or "ITM").upper()
-    return [{"sku": f"{prefix}-{i}", "title": f"{name} item {i}", "price": price_of(f"{prefix}-{i}")}
-            for i in range(1, CATALOGUE_SIZE + 1)]
+    return [
+        {"sku": f"{prefix}-{i}", "title": f"{name} item {i}", "price": price_of(f"{prefix}-{i}")}
+        for i in range(1, CATALOGUE_SIZE + 1)
+    ]
 
 
 def _json(request: web.Request, doc: Any, cache_control: str) -> web.Response:
@@ -95,8 +104,7 @@ async def prices(request: web.Request) -> web.StreamResponse:
     vendor = request.app[VENDOR]
     sku = request.match_info["sku"]
     price = 0 if vendor.mode == "zero-price" else price_of(sku)
-    return _json(request, {"sku": sku, "price": price, "currency": "GBP"},
-                 f"max-age={PRICE_MAX_AGE}")
+    return _json(request, {"sku": sku, "price": price, "currency": "GBP"}, f"max-age={PRICE_MAX_AGE}")
 
 
 async def catalogue(request: web.Request) -> web.StreamResponse:
@@ -128,8 +136,14 @@ async def health(request: web.Request) -> web.StreamResponse:
 
 async def get_mode(request: web.Request) -> web.StreamResponse:
     vendor = request.app[VENDOR]
-    return web.json_response({"mode": vendor.mode, "modes": list(MODES), "requests": vendor.requests,
-                              "bookings": len(vendor.booked)})
+    return web.json_response(
+        {
+            "mode": vendor.mode,
+            "modes": list(MODES),
+            "requests": vendor.requests,
+            "bookings": len(vendor.booked),
+        }
+    )
 
 
 async def set_mode(request: web.Request) -> web.StreamResponse:
@@ -140,9 +154,10 @@ async def set_mode(request: web.Request) -> web.StreamResponse:
         doc = None
     mode = doc.get("mode") if isinstance(doc, dict) else None
     if not isinstance(mode, str) or mode not in MODES:
-        return web.json_response({"error": "bad_mode",
-                                  "message": f'send {{"mode": "..."}} with one of: {", ".join(MODES)}'},
-                                 status=400)
+        return web.json_response(
+            {"error": "bad_mode", "message": f'send {{"mode": "..."}} with one of: {", ".join(MODES)}'},
+            status=400,
+        )
     vendor.set_mode(mode)
     return web.json_response({"mode": vendor.mode})
 

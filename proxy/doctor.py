@@ -85,9 +85,11 @@ async def check_connect(up: UpstreamConfig, report: UpstreamReport) -> bool:
     start = time.perf_counter()
     try:
         _, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=_ssl_context(up) if tls else None,
-                                    server_hostname=host if tls else None),
-            max(up.timeout.connect, 0.1))
+            asyncio.open_connection(
+                host, port, ssl=_ssl_context(up) if tls else None, server_hostname=host if tls else None
+            ),
+            max(up.timeout.connect, 0.1),
+        )
     except ssl.SSLError as exc:
         report.connect, report.tls = "ok", f"failed: {exc.reason or exc}"
         report.problems.append(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}")
@@ -134,8 +136,9 @@ def sample_target(route: RouteConfig) -> str | None:
     return f"{target}?{query}" if query else target
 
 
-async def _get(session: aiohttp.ClientSession, up: UpstreamConfig, probe: Probe,
-               timeout: float) -> bytes | None:
+async def _get(
+    session: aiohttp.ClientSession, up: UpstreamConfig, probe: Probe, timeout: float
+) -> bytes | None:
     url = up.url.rstrip("/") + probe.target
     limits = aiohttp.ClientTimeout(total=timeout, sock_connect=up.timeout.connect)
     start = time.perf_counter()
@@ -160,8 +163,9 @@ def _rate_header(name: str) -> bool:
     return low.startswith(("ratelimit", "x-ratelimit", "x-rate-limit")) or low == "retry-after"
 
 
-async def probe_sample(session: aiohttp.ClientSession, up: UpstreamConfig, route: RouteConfig,
-                       report: UpstreamReport) -> None:
+async def probe_sample(
+    session: aiohttp.ClientSession, up: UpstreamConfig, route: RouteConfig, report: UpstreamReport
+) -> None:
     target = sample_target(route)
     probe = Probe(route.name, route.sample or "-", target or "-")
     report.probes.append(probe)
@@ -189,8 +193,11 @@ async def probe_sample(session: aiohttp.ClientSession, up: UpstreamConfig, route
         if not verdict.ok:
             probe.verdict = "fail"
             report.problems.append(f"route {route.name}: sample fails its guards ({probe.guards[8:]})")
-    if probe.verdict == "ok" and route.cache is not None and not any(
-            k.lower() in ("cache-control", "expires", "etag", "last-modified") for k in probe.caching):
+    if (
+        probe.verdict == "ok"
+        and route.cache is not None
+        and not any(k.lower() in ("cache-control", "expires", "etag", "last-modified") for k in probe.caching)
+    ):
         probe.verdict = "warn"
         report.warnings.append(f"route {route.name}: no caching headers; the route's ttl decides alone")
 
@@ -203,9 +210,11 @@ async def probe_health(session: aiohttp.ClientSession, up: UpstreamConfig, repor
     await _get(session, up, probe, up.health_check.timeout)
     if probe.status is None or not 200 <= probe.status < 400:
         probe.verdict = "warn"
-        report.warnings.append(f"health path {up.health_check.path} answered "
-                               f"{probe.status if probe.status is not None else probe.error}: "
-                               "the proxy would mark this upstream unhealthy")
+        report.warnings.append(
+            f"health path {up.health_check.path} answered "
+            f"{probe.status if probe.status is not None else probe.error}: "
+            "the proxy would mark this upstream unhealthy"
+        )
 
 
 async def diagnose_upstream(config: Config, up: UpstreamConfig) -> UpstreamReport:
@@ -235,8 +244,7 @@ async def diagnose(config: Config) -> list[UpstreamReport]:
 
 
 def to_json(reports: list[UpstreamReport], secrets: tuple[str, ...]) -> str:
-    doc = {"ok": all(r.ok for r in reports),
-           "upstreams": [{**asdict(r), "ok": r.ok} for r in reports]}
+    doc = {"ok": all(r.ok for r in reports), "upstreams": [{**asdict(r), "ok": r.ok} for r in reports]}
     return scrub(json.dumps(doc, indent=2), secrets)
 
 
@@ -246,16 +254,48 @@ def _kv(values: dict[str, str]) -> str:
 
 def render_text(reports: list[UpstreamReport], secrets: tuple[str, ...]) -> str:
     ups = [["upstream", "url", "connect", "tls", "owner"]]
-    ups += [[r.name, r.url, r.connect + (f" ({r.connect_ms:g}ms)" if r.connect_ms is not None else ""),
-             r.tls, r.owner] for r in reports]
-    probes = [["upstream", "check", "path -> upstream", "status", "ms", "type", "caching", "rate limit",
-               "auth", "guards", "result"]]
+    ups += [
+        [
+            r.name,
+            r.url,
+            r.connect + (f" ({r.connect_ms:g}ms)" if r.connect_ms is not None else ""),
+            r.tls,
+            r.owner,
+        ]
+        for r in reports
+    ]
+    probes = [
+        [
+            "upstream",
+            "check",
+            "path -> upstream",
+            "status",
+            "ms",
+            "type",
+            "caching",
+            "rate limit",
+            "auth",
+            "guards",
+            "result",
+        ]
+    ]
     for r in reports:
         for p in r.probes:
-            probes.append([r.name, p.what, p.path if p.path == p.target else f"{p.path} -> {p.target}",
-                           str(p.status) if p.status is not None else (p.error or "-"),
-                           f"{p.ms:g}" if p.ms is not None else "-", p.content_type or "-",
-                           _kv(p.caching), _kv(p.rate_limit), p.auth, p.guards, p.verdict.upper()])
+            probes.append(
+                [
+                    r.name,
+                    p.what,
+                    p.path if p.path == p.target else f"{p.path} -> {p.target}",
+                    str(p.status) if p.status is not None else (p.error or "-"),
+                    f"{p.ms:g}" if p.ms is not None else "-",
+                    p.content_type or "-",
+                    _kv(p.caching),
+                    _kv(p.rate_limit),
+                    p.auth,
+                    p.guards,
+                    p.verdict.upper(),
+                ]
+            )
     out = [table(ups), ""]
     if len(probes) > 1:
         out += [table(probes), ""]
@@ -264,8 +304,10 @@ def render_text(reports: list[UpstreamReport], secrets: tuple[str, ...]) -> str:
             out.append(f"FAIL {r.name}: {text}. Owner: {r.owner}" + (f" ({r.docs})" if r.docs != "-" else ""))
         out += [f"warn {r.name}: {text}" for text in r.warnings]
     failed = sum(not r.ok for r in reports)
-    out.append(f"{len(reports) - failed}/{len(reports)} upstreams ready" +
-               ("" if not failed else f"; {failed} need attention (see FAIL lines)"))
+    out.append(
+        f"{len(reports) - failed}/{len(reports)} upstreams ready"
+        + ("" if not failed else f"; {failed} need attention (see FAIL lines)")
+    )
     return scrub("\n".join(out), secrets)
 
 

@@ -54,9 +54,7 @@ def child_path(parent: str, key: object) -> str:
     return f"{parent}['{escaped}']"
 
 
-def shape_of(
-    doc: Any, max_depth: int = 4, *, max_items: int = 20, max_keys: int = 64
-) -> Shape:
+def shape_of(doc: Any, max_depth: int = 4, *, max_items: int = 20, max_keys: int = 64) -> Shape:
     """(path, type) pairs for ``doc``, down to ``max_depth`` steps below ``$``.
 
     Array items collapse to ``[*]``: the shape is the union over the first ``max_items``.
@@ -67,9 +65,7 @@ def shape_of(
     return frozenset(out)
 
 
-def _walk(
-    node: Any, path: str, depth: int, max_items: int, max_keys: int, out: set[tuple[str, str]]
-) -> None:
+def _walk(node: Any, path: str, depth: int, max_items: int, max_keys: int, out: set[tuple[str, str]]) -> None:
     out.add((path, type_name(node)))
     if depth <= 0:
         return
@@ -121,9 +117,7 @@ class DriftTracker:
     adopts the new shape, so the same shape is not reported again on the next request.
     """
 
-    def __init__(
-        self, *, max_depth: int = 4, max_items: int = 20, learned: Shape | None = None
-    ) -> None:
+    def __init__(self, *, max_depth: int = 4, max_items: int = 20, learned: Shape | None = None) -> None:
         self._max_depth = max_depth
         self._max_items = max_items
         self._learned: dict[str, frozenset[str]] | None = None

@@ -105,8 +105,13 @@ class DataRejected(ProxyError):
 
 
 def error_body(err: ProxyError, *, route: str | None, upstream: str | None, request_id: str) -> bytes:
-    body: dict[str, object] = {"error": err.code, "message": err.message, "route": route,
-                               "upstream": upstream, "request_id": request_id}
+    body: dict[str, object] = {
+        "error": err.code,
+        "message": err.message,
+        "route": route,
+        "upstream": upstream,
+        "request_id": request_id,
+    }
     if isinstance(err, DataRejected):
         body["rules"] = err.rules
     if isinstance(err, UpstreamStatus):

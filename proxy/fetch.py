@@ -53,8 +53,10 @@ class Outcome:
         entry = self.entry
         if entry is None:
             return False
-        return all(_normal(request.headers.get(name)) == value
-                   for name, value in zip(entry.vary, entry.vary_values, strict=True))
+        return all(
+            _normal(request.headers.get(name)) == value
+            for name, value in zip(entry.vary, entry.vary_values, strict=True)
+        )
 
 
 class Fetcher:
@@ -93,8 +95,12 @@ class Fetcher:
             outcome.detail = f"{outcome.detail}; shared-tier-down" if outcome.detail else "shared-tier-down"
             return outcome
         assert rs.config.cache is not None
-        got = await shared.lease_or_wait(key, _lease_ms(rs), rs.config.cache.lock_timeout,
-                                         newer_than=entry.stored_at if entry is not None else None)
+        got = await shared.lease_or_wait(
+            key,
+            _lease_ms(rs),
+            rs.config.cache.lock_timeout,
+            newer_than=entry.stored_at if entry is not None else None,
+        )
         if isinstance(got, Entry):  # another instance fetched it
             self.state.store.put(key, got, self.state.clock.now())
             return Outcome(entry=got, detail="filled by another instance", key=key)
@@ -118,31 +124,51 @@ class Fetcher:
         checked: list[tuple[Verdict, Any]] = []
         judge = None
         if rs.config.guards and rs.config.guards_trip_breaker:
+
             def judge(f: Fetched) -> bool:
                 """Guard rejections count as breaker failures; confirmable changes do not."""
                 if not 200 <= f.status < 300:
                     return True
                 checked.append(self.datacheck.check(rs, entry, f))
                 return checked[-1][0].ok or checked[-1][0].relative_only
+
         try:
-            fetched = await rs.upstream.request(out, rs.config.max_object_size, has_copy=has_copy,
-                                                judge=judge)
+            fetched = await rs.upstream.request(
+                out, rs.config.max_object_size, has_copy=has_copy, judge=judge
+            )
         except ProxyError as err:
             self._transport_fault(rs, err)
             return Outcome(error=err)
         self._own_locations(rs, fetched)
-        outcome = self._outcome(rs, key, entry, fetched, out, conditional=bool(conditional),
-                                checked=checked[-1] if checked else None)
+        outcome = self._outcome(
+            rs,
+            key,
+            entry,
+            fetched,
+            out,
+            conditional=bool(conditional),
+            checked=checked[-1] if checked else None,
+        )
         outcome.upstream_status = fetched.status
         outcome.upstream_ms = fetched.elapsed * 1000.0
         outcome.retries = fetched.attempts - 1
         return outcome
 
-    def _outcome(self, rs: RouteState, key: str, entry: Entry | None, fetched: Fetched, out: Outbound,
-                 *, conditional: bool, checked: tuple[Verdict, Any] | None) -> Outcome:
+    def _outcome(
+        self,
+        rs: RouteState,
+        key: str,
+        entry: Entry | None,
+        fetched: Fetched,
+        out: Outbound,
+        *,
+        conditional: bool,
+        checked: tuple[Verdict, Any] | None,
+    ) -> Outcome:
         if fetched.status == 304 and conditional and entry is not None:
-            return Outcome(entry=self._revalidated(rs, key, entry, fetched), stored=True,
-                           revalidated=True, key=key)
+            return Outcome(
+                entry=self._revalidated(rs, key, entry, fetched), stored=True, revalidated=True, key=key
+            )
         if fetched.status >= 500 or fetched.status == 429:
             fetched.release()
             failure = UpstreamStatus(f"upstream answered {fetched.status}", fetched.status)
@@ -157,20 +183,25 @@ class Fetcher:
 
     # -- store ---------------------------------------------------------------------------------
 
-    def _store(self, rs: RouteState, key: str, entry: Entry | None, fetched: Fetched,
-               out: Outbound) -> Outcome:
+    def _store(
+        self, rs: RouteState, key: str, entry: Entry | None, fetched: Fetched, out: Outbound
+    ) -> Outcome:
         policy = rs.config.cache
         assert policy is not None
         cc = parse_cc([v for k, v in fetched.headers if k.lower() == "cache-control"])
-        why = freshness.storable(status=fetched.status, headers=fetched.headers, cc=cc, policy=policy,
-                                 authorized=out.credentials)
+        why = freshness.storable(
+            status=fetched.status, headers=fetched.headers, cc=cc, policy=policy, authorized=out.credentials
+        )
         if why is None and self.state.runtime.by_name.get(rs.config.name) is not rs:
             why = "config reloaded"  # fetched under the old config: its route may have been purged
         if why is not None:
             return Outcome(fetched=fetched, detail=f"not stored: {why}")
         now = self.state.clock.now()
-        if entry is not None and entry.status < 400 <= fetched.status and \
-                freshness.usable_on_error(entry, now) is not None:
+        if (
+            entry is not None
+            and entry.status < 400 <= fetched.status
+            and freshness.usable_on_error(entry, now) is not None
+        ):
             # An error never replaces a good copy while that copy may still be served.
             return Outcome(fetched=fetched, detail="not stored: good copy kept")
         new = _entry(rs, fetched, cc, out, lkg=bool(rs.config.guards))
@@ -188,8 +219,14 @@ class Fetcher:
         assert policy is not None
         merged = freshness.merge_304(entry.headers, end_to_end(fetched.headers, _DROP_ON_STORE))
         cc = parse_cc([v for k, v in merged if k.lower() == "cache-control"])
-        d = freshness.deadlines(headers=merged, cc=cc, policy=policy, request_time=fetched.request_time,
-                                response_time=fetched.response_time, lkg=bool(rs.config.guards))
+        d = freshness.deadlines(
+            headers=merged,
+            cc=cc,
+            policy=policy,
+            request_time=fetched.request_time,
+            response_time=fetched.response_time,
+            lkg=bool(rs.config.guards),
+        )
         new = freshness.refreshed(entry, merged, d, fetched.response_time)
         now = self.state.clock.now()
         self.state.store.put(key, new, now)
@@ -220,8 +257,12 @@ class Fetcher:
         if outcome.error is not None:
             delay = self.state.refresh_failed(key, now)
             self.state.telemetry.refreshes.inc((rs.config.name, "failed"))
-            log.info("background refresh of %s failed (%s); next try in %.0fs", key[:120],
-                     outcome.error.code, delay)
+            log.info(
+                "background refresh of %s failed (%s); next try in %.0fs",
+                key[:120],
+                outcome.error.code,
+                delay,
+            )
         else:
             self.state.refresh_succeeded(key)
             self.state.telemetry.refreshes.inc((rs.config.name, "ok"))
@@ -233,18 +274,36 @@ class Fetcher:
 def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: bool) -> Entry:
     policy = rs.config.cache
     assert policy is not None
-    headers = end_to_end(fetched.headers, _DROP_ON_STORE if not policy.store_set_cookie
-                         else frozenset({"content-length", "age"}))
-    d = freshness.deadlines(headers=fetched.headers, cc=cc, policy=policy, request_time=fetched.request_time,
-                            response_time=fetched.response_time, lkg=lkg)
+    headers = end_to_end(
+        fetched.headers,
+        _DROP_ON_STORE if not policy.store_set_cookie else frozenset({"content-length", "age"}),
+    )
+    d = freshness.deadlines(
+        headers=fetched.headers,
+        cc=cc,
+        policy=policy,
+        request_time=fetched.request_time,
+        response_time=fetched.response_time,
+        lkg=lkg,
+    )
     vary = freshness.vary_names(fetched.headers) or ()
     sent = {k.lower(): v for k, v in out.headers}
     return Entry(
-        status=fetched.status, headers=headers, body=fetched.body, stored_at=fetched.response_time,
-        initial_age=d.initial_age, fresh_until=d.fresh_until, stale_until=d.stale_until,
-        error_until=d.error_until, keep_until=d.keep_until, lkg_until=d.lkg_until,
-        etag=freshness.header(headers, "etag"), last_modified=freshness.header(headers, "last-modified"),
-        vary=vary, vary_values=tuple(_normal(sent.get(n)) for n in vary), url=out.path_qs,
+        status=fetched.status,
+        headers=headers,
+        body=fetched.body,
+        stored_at=fetched.response_time,
+        initial_age=d.initial_age,
+        fresh_until=d.fresh_until,
+        stale_until=d.stale_until,
+        error_until=d.error_until,
+        keep_until=d.keep_until,
+        lkg_until=d.lkg_until,
+        etag=freshness.header(headers, "etag"),
+        last_modified=freshness.header(headers, "last-modified"),
+        vary=vary,
+        vary_values=tuple(_normal(sent.get(n)) for n in vary),
+        url=out.path_qs,
     )
 
 

@@ -46,8 +46,17 @@ class Fleet:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket(index))
         self.procs[index] = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "proxy", "_worker", "--config", self.config.path,
-            "--index", str(index), "--admin-socket", self.socket(index))
+            sys.executable,
+            "-m",
+            "proxy",
+            "_worker",
+            "--config",
+            self.config.path,
+            "--index",
+            str(index),
+            "--admin-socket",
+            self.socket(index),
+        )
 
     async def watch(self, index: int) -> None:
         """Restart a worker that dies, with a short backoff; never while stopping."""
@@ -67,16 +76,22 @@ class Fleet:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signum)
 
-    async def call(self, method: str, path: str, *, body: bytes = b"",
-                   headers: dict[str, str] | None = None) -> list[tuple[int, int, bytes]]:
+    async def call(
+        self, method: str, path: str, *, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> list[tuple[int, int, bytes]]:
         """(worker, status, body) from every worker's admin app; an unreachable worker is 503."""
+
         async def one(index: int) -> tuple[int, int, bytes]:
             connector = aiohttp.UnixConnector(path=self.socket(index))
             try:
-                async with aiohttp.ClientSession(connector=connector,
-                                                 timeout=aiohttp.ClientTimeout(total=5)) as session, \
-                        session.request(method, f"http://worker{path}", data=body or None,
-                                        headers=headers) as resp:
+                async with (
+                    aiohttp.ClientSession(
+                        connector=connector, timeout=aiohttp.ClientTimeout(total=5)
+                    ) as session,
+                    session.request(
+                        method, f"http://worker{path}", data=body or None, headers=headers
+                    ) as resp,
+                ):
                     return index, resp.status, await resp.read()
             except (TimeoutError, aiohttp.ClientError) as exc:
                 return index, 503, json.dumps({"error": "worker_unreachable", "message": str(exc)}).encode()
@@ -121,9 +136,9 @@ def with_label(sample: str, name: str, value: str) -> str:
         elif ch == "}" and not quoted:
             break
         i += 1
-    inner = sample[brace + 1:i]
+    inner = sample[brace + 1 : i]
     joined = f'{inner},{name}="{value}"' if inner.strip() else f'{name}="{value}"'
-    return f"{sample[:brace]}{{{joined}}}{sample[i + 1:]}"
+    return f"{sample[:brace]}{{{joined}}}{sample[i + 1 :]}"
 
 
 def merge_status(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -184,10 +199,14 @@ def build_fleet_app(fleet: Fleet) -> web.Application:
 
     async def fan_out(request: web.Request) -> web.Response:
         """Readiness, config, quarantine and every mutating call: ask each worker."""
-        headers = {k: v for k, v in request.headers.items()
-                   if k.lower() in ("authorization", "content-type", "accept")}
-        answers = await fleet.call(request.method, request.path_qs, body=await request.read(),
-                                   headers=headers)
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("authorization", "content-type", "accept")
+        }
+        answers = await fleet.call(
+            request.method, request.path_qs, body=await request.read(), headers=headers
+        )
         worst = max(status for _, status, _ in answers)
         if request.path == "/config" and answers[0][1] == 200:
             return web.Response(body=answers[0][2], content_type="application/json")
@@ -224,8 +243,11 @@ async def supervise(config: Config, workers: int) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: fleet.signal_all(signal.SIGHUP))
-    print(f"resilient-proxy: {workers} workers on http://{config.server.listen}"
-          + (f", admin on http://{config.admin.listen}" if runner else ""), flush=True)
+    print(
+        f"resilient-proxy: {workers} workers on http://{config.server.listen}"
+        + (f", admin on http://{config.admin.listen}" if runner else ""),
+        flush=True,
+    )
     await stop.wait()
     fleet.stopping = True
     fleet.signal_all(signal.SIGTERM)

@@ -81,7 +81,11 @@ def vary_names(headers: Headers) -> tuple[str, ...] | None:
 
 
 def storable(
-    *, status: int, headers: Headers, cc: CacheControl, policy: RouteCache,
+    *,
+    status: int,
+    headers: Headers,
+    cc: CacheControl,
+    policy: RouteCache,
     authorized: bool,
 ) -> str | None:
     """Why this response to a GET may not be stored (RFC 9111 section 3), or None."""
@@ -91,8 +95,7 @@ def storable(
         return "no-store"
     if cc.private:
         return "private"
-    if authorized and not (policy.share_authorized or cc.public or cc.s_maxage >= 0
-                           or cc.must_revalidate):
+    if authorized and not (policy.share_authorized or cc.public or cc.s_maxage >= 0 or cc.must_revalidate):
         return "authorization"  # RFC 9111 section 3.5
     if not policy.store_set_cookie and header(headers, "set-cookie") is not None:
         return "set-cookie"
@@ -107,8 +110,7 @@ def storable(
     return None
 
 
-def lifetime(headers: Headers, cc: CacheControl, policy: RouteCache,
-             received: float | None = None) -> float:
+def lifetime(headers: Headers, cc: CacheControl, policy: RouteCache, received: float | None = None) -> float:
     """Freshness lifetime, RFC 9111 section 4.2.1, with the route's ttl as the fallback.
 
     `received` stands in for a missing Date (RFC 9110 6.6.1: the recipient dates it on receipt).
@@ -143,8 +145,13 @@ def initial_age(headers: Headers, request_time: float, response_time: float) -> 
 
 
 def deadlines(
-    *, headers: Headers, cc: CacheControl, policy: RouteCache, request_time: float,
-    response_time: float, lkg: bool,
+    *,
+    headers: Headers,
+    cc: CacheControl,
+    policy: RouteCache,
+    request_time: float,
+    response_time: float,
+    lkg: bool,
 ) -> Deadlines:
     age = initial_age(headers, request_time, response_time)
     fresh_until = response_time + max(0.0, lifetime(headers, cc, policy, response_time) - age)
@@ -197,11 +204,19 @@ def merge_304(stored: Headers, fresh: Headers) -> Headers:
 
 def refreshed(entry: Entry, headers: Headers, d: Deadlines, response_time: float) -> Entry:
     # The validators follow the merged headers: a 304 may carry a new ETag (RFC 9110 15.4.5).
-    return replace(entry, headers=headers, etag=header(headers, "etag"),
-                   last_modified=header(headers, "last-modified"),
-                   stored_at=response_time, initial_age=d.initial_age,
-                   fresh_until=d.fresh_until, stale_until=d.stale_until,
-                   error_until=d.error_until, keep_until=d.keep_until, lkg_until=d.lkg_until)
+    return replace(
+        entry,
+        headers=headers,
+        etag=header(headers, "etag"),
+        last_modified=header(headers, "last-modified"),
+        stored_at=response_time,
+        initial_age=d.initial_age,
+        fresh_until=d.fresh_until,
+        stale_until=d.stale_until,
+        error_until=d.error_until,
+        keep_until=d.keep_until,
+        lkg_until=d.lkg_until,
+    )
 
 
 def not_modified(entry: Entry, if_none_match: str | None, if_modified_since: str | None) -> bool:

@@ -271,8 +271,12 @@ _NUMBERS: Final = frozenset({int, float})
 _STRINGS: Final = frozenset({str})
 _SIZED: Final = frozenset({str, list, dict})
 _TYPE_SETS: Final[dict[str, frozenset[type]]] = {
-    "string": _STRINGS, "number": _NUMBERS, "integer": frozenset({int}),
-    "boolean": frozenset({bool}), "object": frozenset({dict}), "array": frozenset({list}),
+    "string": _STRINGS,
+    "number": _NUMBERS,
+    "integer": frozenset({int}),
+    "boolean": frozenset({bool}),
+    "object": frozenset({dict}),
+    "array": frozenset({list}),
     "null": frozenset({type(None)}),
 }  # fmt: skip  (integer: floats like 3.0 take the value-by-value path)
 

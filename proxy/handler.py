@@ -69,10 +69,18 @@ class Handler:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         state = self.state
         incoming = request.headers.get("X-Request-Id")
-        rid = incoming if incoming and _REQUEST_ID.match(incoming) else \
-            f"{self._id_prefix}{next(self._ids):08x}"
-        txn = Txn(rid, state.clock.now(), request.method, request.raw_path,
-                  (request.remote or "") if state.telemetry.access.enabled else "")
+        rid = (
+            incoming
+            if incoming and _REQUEST_ID.match(incoming)
+            else f"{self._id_prefix}{next(self._ids):08x}"
+        )
+        txn = Txn(
+            rid,
+            state.clock.now(),
+            request.method,
+            request.raw_path,
+            (request.remote or "") if state.telemetry.access.enabled else "",
+        )
         try:
             response = await self.recv(request, txn)
         except ProxyError as err:
@@ -124,14 +132,19 @@ class Handler:
 
     # -- pass: writes and uncached routes, sent once unless idempotent -------------------------
 
-    async def pass_(self, request: web.Request, rs: RouteState, path: str, target: Target,
-                    txn: Txn) -> web.StreamResponse:
+    async def pass_(
+        self, request: web.Request, rs: RouteState, path: str, target: Target, txn: Txn
+    ) -> web.StreamResponse:
         route = rs.config
         body = await read_body(request, route.max_body or self.state.runtime.config.server.max_body)
-        out = Outbound(request.method, target.value(),
-                       forward_headers(request, rs.upstream.config, cacheable=False),
-                       body=body, timeout=route.timeout,
-                       idempotency_key="Idempotency-Key" in request.headers)
+        out = Outbound(
+            request.method,
+            target.value(),
+            forward_headers(request, rs.upstream.config, cacheable=False),
+            body=body,
+            timeout=route.timeout,
+            idempotency_key="Idempotency-Key" in request.headers,
+        )
         fetched = await self.fetcher.call(rs, out, txn)
         if fetched.status >= 500:
             fetched.release()
@@ -142,13 +155,15 @@ class Handler:
         status_value = cache_status(hit=False, fwd=fwd, fwd_status=fetched.status)
         if not fetched.complete:
             return await stream_response(request, fetched, txn, x_cache="BYPASS", status_value=status_value)
-        return passed_response(fetched.status, fetched.headers, fetched.body, txn, x_cache="BYPASS",
-                               status_value=status_value)
+        return passed_response(
+            fetched.status, fetched.headers, fetched.body, txn, x_cache="BYPASS", status_value=status_value
+        )
 
     # -- hash + lookup + decide ----------------------------------------------------------------
 
-    async def lookup(self, request: web.Request, rs: RouteState, path: str, query: str, target: Target,
-                     txn: Txn) -> web.StreamResponse:
+    async def lookup(
+        self, request: web.Request, rs: RouteState, path: str, query: str, target: Target, txn: Txn
+    ) -> web.StreamResponse:
         state = self.state
         policy = rs.config.cache
         assert policy is not None
@@ -177,24 +192,40 @@ class Handler:
     def _hit(self, request: web.Request, entry: Entry, now: float, txn: Txn) -> web.Response:
         txn.x_cache = "HIT"
         not_modified = entry.status == 200 and freshness.not_modified(
-            entry, request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since"))
-        return entry_response(entry, now, txn, x_cache="HIT",
-                              status_value=cache_status(hit=True, ttl=entry.fresh_until - now),
-                              not_modified=not_modified)
+            entry, request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since")
+        )
+        return entry_response(
+            entry,
+            now,
+            txn,
+            x_cache="HIT",
+            status_value=cache_status(hit=True, ttl=entry.fresh_until - now),
+            not_modified=not_modified,
+        )
 
-    def _stale(self, rs: RouteState, entry: Entry, now: float, txn: Txn, reason: str,
-               fwd: str | None, fwd_status: int | None = None) -> web.Response:
+    def _stale(
+        self,
+        rs: RouteState,
+        entry: Entry,
+        now: float,
+        txn: Txn,
+        reason: str,
+        fwd: str | None,
+        fwd_status: int | None = None,
+    ) -> web.Response:
         rs.stale += 1
         txn.stale_reason = reason
         self.state.telemetry.stale.inc((rs.config.name, reason.split(":")[0]))
-        value = cache_status(hit=fwd is None, fwd=fwd, fwd_status=fwd_status,
-                             ttl=entry.fresh_until - now, detail=reason)
+        value = cache_status(
+            hit=fwd is None, fwd=fwd, fwd_status=fwd_status, ttl=entry.fresh_until - now, detail=reason
+        )
         return entry_response(entry, now, txn, x_cache="STALE", status_value=value)
 
     # -- fetch (coalesced) ---------------------------------------------------------------------
 
-    async def fetch(self, request: web.Request, rs: RouteState, vkey: str, entry: Entry | None,
-                    target: Target, txn: Txn) -> web.StreamResponse:
+    async def fetch(
+        self, request: web.Request, rs: RouteState, vkey: str, entry: Entry | None, target: Target, txn: Txn
+    ) -> web.StreamResponse:
         out = self._outbound(request, rs, target)
         state = self.state
         future, leader = state.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out))
@@ -219,8 +250,16 @@ class Handler:
             leader = True
         return await self._after_fetch(request, rs, entry, outcome, txn, collapsed=not leader)
 
-    async def _after_fetch(self, request: web.Request, rs: RouteState, entry: Entry | None, outcome: Outcome,
-                     txn: Txn, *, collapsed: bool) -> web.StreamResponse:
+    async def _after_fetch(
+        self,
+        request: web.Request,
+        rs: RouteState,
+        entry: Entry | None,
+        outcome: Outcome,
+        txn: Txn,
+        *,
+        collapsed: bool,
+    ) -> web.StreamResponse:
         now = self.state.clock.now()
         txn.upstream_status = outcome.upstream_status
         if not collapsed:  # a waiter did not call the upstream: its latency is the leader's
@@ -231,39 +270,59 @@ class Handler:
         txn.x_cache = "MISS"
         if outcome.entry is not None:
             fwd = "stale" if outcome.revalidated else "miss"
-            value = cache_status(hit=False, fwd=fwd, fwd_status=outcome.upstream_status,
-                                 ttl=outcome.entry.fresh_until - now, stored=outcome.stored,
-                                 collapsed=collapsed, detail=outcome.detail)
+            value = cache_status(
+                hit=False,
+                fwd=fwd,
+                fwd_status=outcome.upstream_status,
+                ttl=outcome.entry.fresh_until - now,
+                stored=outcome.stored,
+                collapsed=collapsed,
+                detail=outcome.detail,
+            )
             return entry_response(outcome.entry, now, txn, x_cache="MISS", status_value=value)
         fetched = outcome.fetched
         assert fetched is not None
         value = cache_status(hit=False, fwd="miss", fwd_status=fetched.status, detail=outcome.detail)
         if not fetched.complete:
             return await stream_response(request, fetched, txn, x_cache="MISS", status_value=value)
-        return passed_response(fetched.status, fetched.headers, fetched.body, txn, x_cache="MISS",
-                               status_value=value)
+        return passed_response(
+            fetched.status, fetched.headers, fetched.body, txn, x_cache="MISS", status_value=value
+        )
 
     # -- error ---------------------------------------------------------------------------------
 
-    def error(self, rs: RouteState, entry: Entry | None, err: ProxyError, txn: Txn,
-              upstream_status: int | None) -> web.Response:
+    def error(
+        self, rs: RouteState, entry: Entry | None, err: ProxyError, txn: Txn, upstream_status: int | None
+    ) -> web.Response:
         now = self.state.clock.now()
         usable = freshness.usable_on_error(entry, now) if entry is not None else None
         if isinstance(err, DataRejected):
             txn.guard = err.message
         if entry is not None and usable is not None:
-            reason = err.message if isinstance(err, DataRejected) else \
-                "circuit-open" if isinstance(err, CircuitOpen) else usable
+            reason = (
+                err.message
+                if isinstance(err, DataRejected)
+                else "circuit-open"
+                if isinstance(err, CircuitOpen)
+                else usable
+            )
             return self._stale(rs, entry, now, txn, reason, fwd="stale", fwd_status=upstream_status)
         fallback = rs.config.fallback
         if fallback is not None:
             rs.stale += 1
             txn.stale_reason = "fallback"
             self.state.telemetry.stale.inc((rs.config.name, "fallback"))
-            value = cache_status(hit=False, fwd="miss", fwd_status=upstream_status,
-                                 detail=f"fallback: {err.code}")
-            return passed_response(fallback.status, (("Content-Type", fallback.content_type),),
-                                   fallback.body, txn, x_cache="STALE", status_value=value)
+            value = cache_status(
+                hit=False, fwd="miss", fwd_status=upstream_status, detail=f"fallback: {err.code}"
+            )
+            return passed_response(
+                fallback.status,
+                (("Content-Type", fallback.content_type),),
+                fallback.body,
+                txn,
+                x_cache="STALE",
+                status_value=value,
+            )
         txn.x_cache = "MISS"
         return error_response(err, txn, detail=err.code)
 
@@ -282,8 +341,13 @@ class Handler:
 
     def _outbound(self, request: web.Request, rs: RouteState, target: Target) -> Outbound:
         # HEAD is fetched as GET so the answer can be stored and serve both (RFC 9110 9.3.2).
-        return Outbound("GET", target.value(), forward_headers(request, rs.upstream.config, cacheable=True),
-                        timeout=rs.config.timeout, credentials=_has_credentials(request))
+        return Outbound(
+            "GET",
+            target.value(),
+            forward_headers(request, rs.upstream.config, cacheable=True),
+            timeout=rs.config.timeout,
+            credentials=_has_credentials(request),
+        )
 
 
 def _has_credentials(request: web.Request) -> bool:

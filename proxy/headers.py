@@ -11,20 +11,45 @@ from collections.abc import Iterable
 
 from proxy.model import Headers
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-    "te", "trailer", "transfer-encoding", "upgrade",
-})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 # Unkeyed inputs known to poison shared caches (Kettle, "Practical Web Cache Poisoning").
-UNKEYED_DANGEROUS = frozenset({
-    "x-forwarded-host", "x-forwarded-server", "x-forwarded-scheme", "x-forwarded-proto",
-    "x-original-url", "x-rewrite-url", "x-http-method-override", "x-http-method",
-    "x-method-override", "forwarded",
-})
+UNKEYED_DANGEROUS = frozenset(
+    {
+        "x-forwarded-host",
+        "x-forwarded-server",
+        "x-forwarded-scheme",
+        "x-forwarded-proto",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "forwarded",
+    }
+)
 # Conditionals and ranges on a cacheable fetch are the cache's to send, not the client's.
-CACHE_OWNED = frozenset({
-    "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range",
-})
+CACHE_OWNED = frozenset(
+    {
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "if-range",
+        "range",
+    }
+)
 # Set by the transport or recomputed by us.
 TRANSPORT_OWNED = frozenset({"host", "content-length", "expect"})
 
@@ -41,5 +66,8 @@ def end_to_end(headers: Iterable[tuple[str, str]], drop: frozenset[str] = frozen
     """Headers with hop-by-hop ones removed, including every name listed in Connection."""
     pairs = list(headers)
     named = connection_tokens(pairs)
-    return tuple((k, v) for k, v in pairs
-                 if (low := k.lower()) not in HOP_BY_HOP and low not in named and low not in drop)
+    return tuple(
+        (k, v)
+        for k, v in pairs
+        if (low := k.lower()) not in HOP_BY_HOP and low not in named and low not in drop
+    )

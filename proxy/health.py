@@ -85,8 +85,9 @@ class CheckResult:
     @property
     def changed(self) -> bool:
         """True when health flipped in a way worth an event (None -> True is not news)."""
-        return self.after.healthy is not self.before.healthy and \
-            not (self.before.healthy is None and self.after.healthy is True)
+        return self.after.healthy is not self.before.healthy and not (
+            self.before.healthy is None and self.after.healthy is True
+        )
 
 
 # -- shell -------------------------------------------------------------------------------------
@@ -159,8 +160,7 @@ class HealthChecks:
     async def _probe(self, upstream: Upstream, policy: HealthCheck) -> tuple[int | None, str | None, float]:
         # The upstream's own transport: same TLS settings and pool, but not its breaker,
         # rate limit or retries: a check must see the vendor, not our own admission control.
-        timeout = Timeouts(connect=min(policy.timeout, upstream.config.timeout.connect),
-                           total=policy.timeout)
+        timeout = Timeouts(connect=min(policy.timeout, upstream.config.timeout.connect), total=policy.timeout)
         out = Outbound("GET", policy.path, list(upstream.config.headers), timeout=timeout)
         start = self.state.clock.now()
         try:
@@ -175,12 +175,23 @@ class HealthChecks:
         now = self.state.clock.now()
         if result.after.healthy is False:
             self.state.telemetry.event(
-                "upstream_unhealthy", now, level="error", upstream=result.upstream,
-                path=policy.path, failures=result.after.failures, reason=result.error)
+                "upstream_unhealthy",
+                now,
+                level="error",
+                upstream=result.upstream,
+                path=policy.path,
+                failures=result.after.failures,
+                reason=result.error,
+            )
         else:
             self.state.telemetry.event(
-                "upstream_healthy", now, level="info", upstream=result.upstream,
-                path=policy.path, successes=result.after.successes)
+                "upstream_healthy",
+                now,
+                level="info",
+                upstream=result.upstream,
+                path=policy.path,
+                successes=result.after.successes,
+            )
 
     async def _loop(self, name: str) -> None:
         """Check `name` every interval until cancelled, or until a reload removes it or its

@@ -19,8 +19,10 @@ from proxy.redact import is_secret_header, redact_url, scrub
 from proxy.settings import Config, RouteConfig, UpstreamConfig
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-WRITE_POLICY = ("never cached, never served stale; sent once and failed fast when the upstream is "
-                "down; retried only when the request carries an Idempotency-Key")
+WRITE_POLICY = (
+    "never cached, never served stale; sent once and failed fast when the upstream is "
+    "down; retried only when the request carries an Idempotency-Key"
+)
 
 
 def duration(seconds: float) -> str:
@@ -52,9 +54,11 @@ def version(up: UpstreamConfig) -> dict[str, Any] | None:
 def breaker_policy(up: UpstreamConfig) -> str:
     cb = up.circuit_breaker
     slow = f"; calls over {duration(cb.slow_call)} count as failures" if cb.slow_call else ""
-    return (f"opens at {cb.failure_rate:.0%} failures over at least {cb.minimum_calls} calls in "
-            f"{duration(cb.window)}{slow}; stays open {duration(cb.open_for)}, then "
-            f"{cb.half_open_probes} probe(s) decide")
+    return (
+        f"opens at {cb.failure_rate:.0%} failures over at least {cb.minimum_calls} calls in "
+        f"{duration(cb.window)}{slow}; stays open {duration(cb.open_for)}, then "
+        f"{cb.half_open_probes} probe(s) decide"
+    )
 
 
 def when_it_breaks(route: RouteConfig) -> str:
@@ -65,18 +69,25 @@ def when_it_breaks(route: RouteConfig) -> str:
     if c is None:
         parts.append("not cached: errors reach the client as JSON")
     else:
-        parts.append(f"fresh for {duration(c.ttl)} unless the upstream says otherwise"
-                     if not c.force_ttl else f"fresh for {duration(c.ttl)} (forced)")
+        parts.append(
+            f"fresh for {duration(c.ttl)} unless the upstream says otherwise"
+            if not c.force_ttl
+            else f"fresh for {duration(c.ttl)} (forced)"
+        )
         if c.stale_while_revalidate:
             parts.append(f"served stale while refreshing for {duration(c.stale_while_revalidate)}")
         if c.stale_if_error:
             parts.append(f"served stale on upstream errors for {duration(c.stale_if_error)}")
         if route.guards:
-            parts.append(f"a response failing the guards is never stored: the last good copy "
-                         f"(up to {duration(c.lkg_max_age)} old) is served")
+            parts.append(
+                f"a response failing the guards is never stored: the last good copy "
+                f"(up to {duration(c.lkg_max_age)} old) is served"
+            )
     if route.fallback is not None:
-        parts.append(f"with no usable copy: fallback {route.fallback.status} "
-                     f"{route.fallback.body.decode('utf-8', 'replace')}")
+        parts.append(
+            f"with no usable copy: fallback {route.fallback.status} "
+            f"{route.fallback.body.decode('utf-8', 'replace')}"
+        )
     else:
         parts.append("with no usable copy: a JSON error (502/503/504)")
     return "; ".join(parts)
@@ -113,13 +124,15 @@ def upstream_entry(config: Config, up: UpstreamConfig) -> dict[str, Any]:
         "failure": {
             "timeouts": f"connect {duration(up.timeout.connect)}, total {duration(up.timeout.total)}",
             "retries": f"up to {retries.attempts} retries of safe methods (GET, HEAD), backoff "
-                       f"{duration(retries.backoff)}..{duration(retries.max_backoff)} with jitter",
+            f"{duration(retries.backoff)}..{duration(retries.max_backoff)} with jitter",
             "breaker": breaker_policy(up),
-            "health_check": None if up.health_check is None else
-            f"GET {up.health_check.path} every {duration(up.health_check.interval)}; unhealthy after "
+            "health_check": None
+            if up.health_check is None
+            else f"GET {up.health_check.path} every {duration(up.health_check.interval)}; unhealthy after "
             f"{up.health_check.unhealthy_after} failures, healthy after {up.health_check.healthy_after}",
-            "rate_limit": None if up.rate_limit is None else
-            f"{up.rate_limit.per_second:g}/s, burst {up.rate_limit.burst}",
+            "rate_limit": None
+            if up.rate_limit is None
+            else f"{up.rate_limit.per_second:g}/s, burst {up.rate_limit.burst}",
             "writes": WRITE_POLICY,
         },
     }
@@ -129,8 +142,14 @@ def inventory(config: Config) -> dict[str, Any]:
     return {"config": config.path, "upstreams": [upstream_entry(config, up) for up in config.upstreams]}
 
 
-_FAILURE_LABELS = (("Timeouts", "timeouts"), ("Retries", "retries"), ("Circuit breaker", "breaker"),
-                   ("Health check", "health_check"), ("Rate limit", "rate_limit"), ("Writes", "writes"))
+_FAILURE_LABELS = (
+    ("Timeouts", "timeouts"),
+    ("Retries", "retries"),
+    ("Circuit breaker", "breaker"),
+    ("Health check", "health_check"),
+    ("Rate limit", "rate_limit"),
+    ("Writes", "writes"),
+)
 
 
 def _cell(text: str) -> str:
@@ -150,15 +169,29 @@ def to_markdown(doc: dict[str, Any]) -> str:
         if ver is not None:
             value = f" = `{ver['value']}`" if ver["value"] else ""
             out.append(f"- **API version:** `{ver['header']}`{value}")
-        out.append(f"- **Data fields the guards depend on:** "
-                   f"{', '.join(f'`{f}`' for f in up['guarded_fields']) or '(none guarded)'}")
+        out.append(
+            f"- **Data fields the guards depend on:** "
+            f"{', '.join(f'`{f}`' for f in up['guarded_fields']) or '(none guarded)'}"
+        )
         out.append("\n### Endpoints\n")
         out.append("| route | methods | proxy path | upstream path | guards | when it breaks |")
         out.append("|---|---|---|---|---|---|")
         for ep in up["endpoints"]:
-            out.append("| " + " | ".join(_cell(c) for c in (
-                ep["route"], ", ".join(ep["methods"]), f"`{ep['match']}`", f"`{ep['upstream_path']}`",
-                "; ".join(ep["guards"]) or "-", ep["when_it_breaks"])) + " |")
+            out.append(
+                "| "
+                + " | ".join(
+                    _cell(c)
+                    for c in (
+                        ep["route"],
+                        ", ".join(ep["methods"]),
+                        f"`{ep['match']}`",
+                        f"`{ep['upstream_path']}`",
+                        "; ".join(ep["guards"]) or "-",
+                        ep["when_it_breaks"],
+                    )
+                )
+                + " |"
+            )
         out.append("\n### When it breaks\n")
         for label, key in _FAILURE_LABELS:
             out.append(f"- **{label}:** {fail[key] or 'none'}")

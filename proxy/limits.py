@@ -27,7 +27,8 @@ _VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
 _CHUNK_LINE = re.compile(
-    rb"([0-9A-Fa-f]{1,16})(?:;" + _TOKEN + rb"(?:=(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*")
+    rb"([0-9A-Fa-f]{1,16})(?:;" + _TOKEN + rb"(?:=(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +186,19 @@ class RequestReader:
     `deadline` is the time by which the current head or body must be complete, or None.
     """
 
-    __slots__ = ("_buf", "_chunk", "_crlf", "_remaining", "_trailers", "deadline", "limits", "passed",
-                 "phase", "refusal", "requests")
+    __slots__ = (
+        "_buf",
+        "_chunk",
+        "_crlf",
+        "_remaining",
+        "_trailers",
+        "deadline",
+        "limits",
+        "passed",
+        "phase",
+        "refusal",
+        "requests",
+    )
 
     def __init__(self, limits: ConnLimits, now: float) -> None:
         self.limits = limits
@@ -202,7 +214,7 @@ class RequestReader:
         self._trailers = 0
 
     def expired(self, now: float) -> str | None:
-        """"header" or "body" when that deadline has passed, else None."""
+        """ "header" or "body" when that deadline has passed, else None."""
         if self.deadline is None or now < self.deadline:
             return None
         return "header" if self.phase is Phase.HEAD else "body"
@@ -315,7 +327,7 @@ class RequestReader:
             if len(self._buf) > cap:
                 return self._refuse(400, "chunk line too long", start, head=False)
             return n
-        line = bytes(self._buf) + data[i:j + 1] if self._buf else data[i:j + 1]
+        line = bytes(self._buf) + data[i : j + 1] if self._buf else data[i : j + 1]
         self._buf.clear()
         if not line.endswith(_CRLF) or b"\r" in line[:-2]:
             return self._refuse(400, "bare CR or LF in a chunked body", start, head=False)

@@ -27,7 +27,20 @@ LabelValues = tuple[str, ...]
 # Seconds. A fresh hit costs well under a millisecond, so the low end is dense; the upper end
 # covers upstream calls up to a typical total timeout.
 DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 _NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -117,9 +130,7 @@ class _Metric:
     def _arity(self, labels: LabelValues) -> None:
         # Called only when a label tuple is first seen, so the hot path skips it.
         if len(labels) != len(self.label_names):
-            raise ValueError(
-                f"{self.name}: expected labels {self.label_names!r}, got {labels!r}"
-            )
+            raise ValueError(f"{self.name}: expected labels {self.label_names!r}, got {labels!r}")
         for value in labels:
             if not isinstance(value, str):
                 raise TypeError(f"{self.name}: label values must be str, got {value!r}")
@@ -202,9 +213,7 @@ class Histogram(_Metric):
 
     type: MetricType = "histogram"
 
-    def __init__(
-        self, name: str, help: str, labels: tuple[str, ...], buckets: tuple[float, ...]
-    ) -> None:
+    def __init__(self, name: str, help: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> None:
         super().__init__(name, help, labels)
         bounds = tuple(float(b) for b in buckets if not math.isinf(b))
         if not bounds or any(a >= b for a, b in itertools.pairwise(bounds)):
@@ -311,8 +320,7 @@ class Registry:
             lines.append(f"# HELP {fam.name} {_escape_help(fam.help)}")
             lines.append(f"# TYPE {fam.name} {fam.type}")
             lines.extend(
-                f"{fam.name}{s.suffix}{_label_block(s.labels)} {format_value(s.value)}"
-                for s in fam.samples
+                f"{fam.name}{s.suffix}{_label_block(s.labels)} {format_value(s.value)}" for s in fam.samples
             )
         return "\n".join(lines) + "\n" if lines else ""
 

@@ -21,8 +21,16 @@ from urllib.parse import quote, unquote_plus
 REDACTED = "REDACTED"
 
 DEFAULT_SECRET_PARAMS: tuple[str, ...] = (
-    "token", "key", "apikey", "api_key", "signature", "sig", "password", "secret",
-    "access_token", "auth",
+    "token",
+    "key",
+    "apikey",
+    "api_key",
+    "signature",
+    "sig",
+    "password",
+    "secret",
+    "access_token",
+    "auth",
 )
 
 # Secret values shorter than this are ignored: replacing "a" or "on" everywhere would wreck the
@@ -34,13 +42,28 @@ _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "
 # Substrings of a normalised header name (lower case, '_' -> '-') that mark a credential:
 # X-Api-Key, Api-Key, X-Auth-Token, X-Amz-Security-Token, X-Client-Secret, X-Session-Id...
 _SECRET_HEADER_PARTS = (
-    "api-key", "apikey", "token", "secret", "password", "passwd", "signature", "session",
-    "credential", "x-auth",
+    "api-key",
+    "apikey",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "signature",
+    "session",
+    "credential",
+    "x-auth",
 )
 
 # Substrings of a normalised config key (lower case, '-' and '_' removed).
 _SECRET_CONFIG_PARTS = (
-    "token", "password", "passwd", "secret", "authorization", "cookie", "apikey", "credential",
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "authorization",
+    "cookie",
+    "apikey",
+    "credential",
     "privatekey",
 )
 

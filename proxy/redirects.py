@@ -24,7 +24,7 @@ def proxy_path(vendor_path: str, upstream: UpstreamConfig, routes: Iterable[Rout
     base = urlsplit(upstream.url).path.rstrip("/")
     if base and vendor_path != base and not vendor_path.startswith(base + "/"):
         return None
-    rel = vendor_path[len(base):] or "/"
+    rel = vendor_path[len(base) :] or "/"
     for route in routes:
         if route.upstream != upstream.name:
             continue
@@ -53,10 +53,12 @@ def rewrite_location(value: str, upstream: UpstreamConfig, routes: Iterable[Rout
     return mapped + query + (f"#{parts.fragment}" if parts.fragment else "")
 
 
-def rewrite_headers(headers: tuple[tuple[str, str], ...], upstream: UpstreamConfig,
-                    routes: Iterable[RouteConfig]) -> tuple[tuple[str, str], ...]:
+def rewrite_headers(
+    headers: tuple[tuple[str, str], ...], upstream: UpstreamConfig, routes: Iterable[RouteConfig]
+) -> tuple[tuple[str, str], ...]:
     if not any(k.lower() in HEADERS for k, _ in headers):
         return headers
     ordered = list(routes)
-    return tuple((k, rewrite_location(v, upstream, ordered) if k.lower() in HEADERS else v)
-                 for k, v in headers)
+    return tuple(
+        (k, rewrite_location(v, upstream, ordered) if k.lower() in HEADERS else v) for k, v in headers
+    )

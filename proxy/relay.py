@@ -55,12 +55,14 @@ async def read_body(request: web.Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
-async def stream_response(request: web.Request, fetched: Fetched, txn: Txn, *, x_cache: str,
-                          status_value: str) -> web.StreamResponse:
+async def stream_response(
+    request: web.Request, fetched: Fetched, txn: Txn, *, x_cache: str, status_value: str
+) -> web.StreamResponse:
     """Relay a body too large to store: first chunk, then the rest as it arrives."""
-    resp = web.StreamResponse(status=fetched.status,
-                              headers=streaming_headers(fetched.headers, txn, x_cache=x_cache,
-                                                        status_value=status_value))
+    resp = web.StreamResponse(
+        status=fetched.status,
+        headers=streaming_headers(fetched.headers, txn, x_cache=x_cache, status_value=status_value),
+    )
     txn.status = fetched.status
     stream = fetched.stream
     try:

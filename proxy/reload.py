@@ -51,19 +51,32 @@ class ReloadResult:
         return not self.errors
 
     def as_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "errors": self.errors, "path": self.path, "added": list(self.added),
-                "removed": list(self.removed), "purged": list(self.purged),
-                "purged_entries": self.purged_entries, "kept_upstreams": list(self.kept_upstreams),
-                "new_upstreams": list(self.new_upstreams),
-                "retired_upstreams": list(self.retired_upstreams),
-                "restart_needed": list(self.restart_needed)}
+        return {
+            "ok": self.ok,
+            "errors": self.errors,
+            "path": self.path,
+            "added": list(self.added),
+            "removed": list(self.removed),
+            "purged": list(self.purged),
+            "purged_entries": self.purged_entries,
+            "kept_upstreams": list(self.kept_upstreams),
+            "new_upstreams": list(self.new_upstreams),
+            "retired_upstreams": list(self.retired_upstreams),
+            "restart_needed": list(self.restart_needed),
+        }
 
 
 def key_inputs(route: RouteConfig, config: Config) -> tuple[object, ...]:
     """Everything that decides which stored entry answers which request for this route."""
     cache_key = route.cache.key if route.cache is not None else None
-    return (route.name, route.match, route.rewrite, config.upstream(route.upstream).url, cache_key,
-            route.cache is not None)
+    return (
+        route.name,
+        route.match,
+        route.rewrite,
+        config.upstream(route.upstream).url,
+        cache_key,
+        route.cache is not None,
+    )
 
 
 def routes_to_purge(old: Config, new: Config) -> tuple[str, ...]:
@@ -84,8 +97,9 @@ def restart_needed(old: Config, new: Config) -> tuple[str, ...]:
     return tuple(name for name, changed in checks.items() if changed)
 
 
-def reload_from_file(state: ProxyState, path: str | None = None, *,
-                     retire_after: float | None = None) -> ReloadResult:
+def reload_from_file(
+    state: ProxyState, path: str | None = None, *, retire_after: float | None = None
+) -> ReloadResult:
     """Reload from `path` (default: the file the running config came from).
 
     Synchronous (SIGHUP handler and POST /reload call it on the loop): reading one small
@@ -119,17 +133,26 @@ def apply_config(state: ProxyState, config: Config, *, retire_after: float | Non
     old_names = {r.name for r in old.config.routes}
     new_names = {r.name for r in config.routes}
     result = ReloadResult(
-        errors=[], path=config.path,
-        added=tuple(sorted(new_names - old_names)), removed=tuple(sorted(old_names - new_names)),
-        purged=purge, purged_entries=dropped,
+        errors=[],
+        path=config.path,
+        added=tuple(sorted(new_names - old_names)),
+        removed=tuple(sorted(old_names - new_names)),
+        purged=purge,
+        purged_entries=dropped,
         kept_upstreams=tuple(n for n, u in runtime.upstreams.items() if old.upstreams.get(n) is u),
         new_upstreams=tuple(n for n, u in runtime.upstreams.items() if old.upstreams.get(n) is not u),
         retired_upstreams=tuple(u.name for u in retired),
         restart_needed=restart_needed(old.config, config),
     )
-    log.info("reloaded %s: +%d -%d routes, %d entries purged (%s)%s", config.path, len(result.added),
-             len(result.removed), dropped, ", ".join(purge) or "none",
-             f"; restart needed for {', '.join(result.restart_needed)}" if result.restart_needed else "")
+    log.info(
+        "reloaded %s: +%d -%d routes, %d entries purged (%s)%s",
+        config.path,
+        len(result.added),
+        len(result.removed),
+        dropped,
+        ", ".join(purge) or "none",
+        f"; restart needed for {', '.join(result.restart_needed)}" if result.restart_needed else "",
+    )
     return result
 
 
@@ -172,8 +195,13 @@ def _set_level(old: Config, new: Config) -> None:
 
 def _retire(state: ProxyState, upstream: Upstream, retire_after: float | None) -> None:
     cfg = upstream.config
-    grace = retire_after if retire_after is not None else \
-        cfg.timeout.total * (cfg.retries.attempts + 1) + cfg.retries.max_backoff * cfg.retries.attempts + 1.0
+    grace = (
+        retire_after
+        if retire_after is not None
+        else cfg.timeout.total * (cfg.retries.attempts + 1)
+        + cfg.retries.max_backoff * cfg.retries.attempts
+        + 1.0
+    )
     state.tasks.spawn(_close_later(upstream, grace), name=f"retire:{upstream.name}")
 
 

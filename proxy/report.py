@@ -28,17 +28,40 @@ def describe(config: Config) -> str:
     ups = [["upstream", "url", "owner", "timeout", "breaker", "health"]]
     for up in config.upstreams:
         cb = up.circuit_breaker
-        ups.append([up.name, up.url, up.owner or "-", _fmt(up.timeout.total),
-                    f"{cb.failure_rate:.0%} of {cb.minimum_calls}/{_fmt(cb.window)}",
-                    up.health_check.path if up.health_check else "-"])
+        ups.append(
+            [
+                up.name,
+                up.url,
+                up.owner or "-",
+                _fmt(up.timeout.total),
+                f"{cb.failure_rate:.0%} of {cb.minimum_calls}/{_fmt(cb.window)}",
+                up.health_check.path if up.health_check else "-",
+            ]
+        )
     routes = [["route", "match", "methods", "upstream", "ttl", "swr", "sie", "guards"]]
     for r in config.routes:
         c = r.cache
-        routes.append([r.name, r.match.text, ",".join(sorted(r.methods)), r.upstream,
-                       _fmt(c.ttl) if c else "off", _fmt(c.stale_while_revalidate) if c else "-",
-                       _fmt(c.stale_if_error) if c else "-", str(len(r.guards)) or "-"])
-    out = [f"{config.path}: OK", "", table(ups), "", table(routes), "",
-           f"listen {config.server.listen}  admin {config.admin.listen if config.admin.enabled else 'off'}"
-           f"  cache {config.cache.backend} {config.cache.max_bytes // (1024 * 1024)}MB"]
+        routes.append(
+            [
+                r.name,
+                r.match.text,
+                ",".join(sorted(r.methods)),
+                r.upstream,
+                _fmt(c.ttl) if c else "off",
+                _fmt(c.stale_while_revalidate) if c else "-",
+                _fmt(c.stale_if_error) if c else "-",
+                str(len(r.guards)) or "-",
+            ]
+        )
+    out = [
+        f"{config.path}: OK",
+        "",
+        table(ups),
+        "",
+        table(routes),
+        "",
+        f"listen {config.server.listen}  admin {config.admin.listen if config.admin.enabled else 'off'}"
+        f"  cache {config.cache.backend} {config.cache.max_bytes // (1024 * 1024)}MB",
+    ]
     out += [f"note: {n}" for n in config.notices]
     return "\n".join(out)

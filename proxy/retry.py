@@ -57,9 +57,7 @@ def is_retryable_status(status: int) -> bool:
     return status in RETRYABLE_STATUSES
 
 
-def backoff_delay(
-    policy: RetryPolicy, retry_number: int, rand: float, retry_after: float | None
-) -> float:
+def backoff_delay(policy: RetryPolicy, retry_number: int, rand: float, retry_after: float | None) -> float:
     """Seconds to wait before retry number `retry_number` (1 for the first retry).
 
     Exponential backoff with full jitter: rand * min(max_backoff, backoff * 2**(n-1))

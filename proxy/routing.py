@@ -82,7 +82,7 @@ def match_path(pattern: Pattern, segments: list[str]) -> Match | None:
             params[part[1:-1]] = seg
         elif part != seg:
             return None
-    rest = "/" + "/".join(segments[len(parts):]) if pattern.prefix and len(segments) > len(parts) else ""
+    rest = "/" + "/".join(segments[len(parts) :]) if pattern.prefix and len(segments) > len(parts) else ""
     return Match(params=params, rest=rest)
 
 
@@ -116,7 +116,6 @@ def unsafe_target(raw_target: str) -> str | None:
                 break
             decoded = unquote(decoded)
         # "..;x" is ".." to Tomcat and Spring (path parameters; Tsai, "Breaking Parser Logic").
-        if decoded.split(";", 1)[0] in (".", "..") or "/" in decoded or "\\" in decoded or \
-                "\x00" in decoded:
+        if decoded.split(";", 1)[0] in (".", "..") or "/" in decoded or "\\" in decoded or "\x00" in decoded:
             return "dot segments and encoded slashes are not allowed"
     return None

@@ -47,15 +47,24 @@ class RouteState:
 
 
 class Runtime:
-    def __init__(self, config: Config, clock: Clock, *,
-                 on_transition: Callable[[Transition], None],
-                 reuse: Runtime | None = None, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        *,
+        on_transition: Callable[[Transition], None],
+        reuse: Runtime | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.config = config
         self.upstreams: dict[str, Upstream] = {}
         for up in config.upstreams:
             kept = reuse.upstreams.get(up.name) if reuse else None
-            self.upstreams[up.name] = kept if kept and kept.config == up else \
-                Upstream(up, clock, on_transition=on_transition, rng=rng)
+            self.upstreams[up.name] = (
+                kept
+                if kept and kept.config == up
+                else Upstream(up, clock, on_transition=on_transition, rng=rng)
+            )
         self.routes = [RouteState(r, self.upstreams[r.upstream]) for r in config.routes]
         self.by_name = {state.config.name: state for state in self.routes}
         self._memo: dict[tuple[str, str], tuple[RouteState, Match] | frozenset[str]] = {}

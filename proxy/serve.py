@@ -26,8 +26,9 @@ log = logging.getLogger("proxy.serve")
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # we write our own access log
     # aiohttp logs each malformed request with a traceback at ERROR: a client could flood the
     # log with them. They are answered 400 and counted; the traceback is for debugging only.
@@ -76,22 +77,33 @@ async def _main(config: Config, *, index: int, admin_socket: str | None) -> None
     app = build_app(config)
     state = app[PROXY_STATE]
     # aiohttp reads a timeout <= 0 as "none": a grace of 0 must still mean "stop now".
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=max(0.01, config.server.shutdown_grace),
-                           handle_signals=False)
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=max(0.01, config.server.shutdown_grace), handle_signals=False
+    )
     await runner.setup()
     ssl_ctx = _ssl(config)
     # The public listener goes through the connection guard (proxy/connguard.py): connection caps
     # per address and in total, header/body deadlines for slow clients, framing refusals.
-    site = GuardedSite(runner, config.server.listen.host, config.server.listen.port,
-                       ssl_context=ssl_ctx, reuse_port=admin_socket is not None, backlog=1024,
-                       registry=state.telemetry.registry, limits=config.server.limits)
+    site = GuardedSite(
+        runner,
+        config.server.listen.host,
+        config.server.listen.port,
+        ssl_context=ssl_ctx,
+        reuse_port=admin_socket is not None,
+        backlog=1024,
+        registry=state.telemetry.registry,
+        limits=config.server.limits,
+    )
     await site.start()
     admin_runner = await _start_admin(app, config, admin_socket) if config.admin.enabled else None
     scheme = "https" if ssl_ctx else "http"
     log.info("worker %d listening on %s://%s", index, scheme, config.server.listen)
     if admin_socket is None:
-        print(f"resilient-proxy listening on {scheme}://{config.server.listen}"
-              + (f", admin on http://{config.admin.listen}" if admin_runner else ""), flush=True)
+        print(
+            f"resilient-proxy listening on {scheme}://{config.server.listen}"
+            + (f", admin on http://{config.admin.listen}" if admin_runner else ""),
+            flush=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -144,8 +144,19 @@ def item_json(item: QuarantineItem, secrets: tuple[str, ...]) -> dict[str, Any]:
         body, encoding = item.body.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         body, encoding = base64.b64encode(item.body).decode("ascii"), "base64"
-    return {"id": item.id, "route": item.route, "at": item.at, "status": item.status,
-            "headers": redact_headers(item.headers, secrets), "body": body, "body_encoding": encoding,
-            "size": item.size, "truncated": item.truncated,
-            "verdict": {"ok": item.verdict.ok, "relative_only": item.verdict.relative_only,
-                        "violations": [dataclasses.asdict(v) for v in item.verdict.violations]}}
+    return {
+        "id": item.id,
+        "route": item.route,
+        "at": item.at,
+        "status": item.status,
+        "headers": redact_headers(item.headers, secrets),
+        "body": body,
+        "body_encoding": encoding,
+        "size": item.size,
+        "truncated": item.truncated,
+        "verdict": {
+            "ok": item.verdict.ok,
+            "relative_only": item.verdict.relative_only,
+            "violations": [dataclasses.asdict(v) for v in item.verdict.violations],
+        },
+    }

@@ -36,9 +36,17 @@ class StrictResponseParser(HttpResponseParserPy):
 
 class StrictResponseHandler(ResponseHandler):
     def set_response_params(
-        self, *, timer: Any = None, skip_payload: bool = False, read_until_eof: bool = False,
-        auto_decompress: bool = True, read_timeout: float | None = None, read_bufsize: int = 2**16,
-        timeout_ceil_threshold: float = 5, max_line_size: int = 8190, max_field_size: int = 8190,
+        self,
+        *,
+        timer: Any = None,
+        skip_payload: bool = False,
+        read_until_eof: bool = False,
+        auto_decompress: bool = True,
+        read_timeout: float | None = None,
+        read_bufsize: int = 2**16,
+        timeout_ceil_threshold: float = 5,
+        max_line_size: int = 8190,
+        max_field_size: int = 8190,
         max_headers: int = 128,
     ) -> None:
         # Mirrors aiohttp's own method; only the parser class differs.
@@ -47,10 +55,17 @@ class StrictResponseHandler(ResponseHandler):
         self._read_timeout = read_timeout
         self._timeout_ceil_threshold = timeout_ceil_threshold
         self._parser = StrictResponseParser(
-            self, self._loop, read_bufsize, timer=timer, payload_exception=ClientPayloadError,
-            response_with_body=not skip_payload, read_until_eof=read_until_eof,
-            auto_decompress=auto_decompress, max_line_size=max_line_size,
-            max_field_size=max_field_size, max_headers=max_headers,
+            self,
+            self._loop,
+            read_bufsize,
+            timer=timer,
+            payload_exception=ClientPayloadError,
+            response_with_body=not skip_payload,
+            read_until_eof=read_until_eof,
+            auto_decompress=auto_decompress,
+            max_line_size=max_line_size,
+            max_field_size=max_field_size,
+            max_headers=max_headers,
         )
         self._drain_tail()
 

@@ -24,8 +24,14 @@ _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ER
 
 
 class Telemetry:
-    def __init__(self, *, access: AccessLog, alerts: Alerts, secret_params: tuple[str, ...] = (),
-                 secret_values: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        access: AccessLog,
+        alerts: Alerts,
+        secret_params: tuple[str, ...] = (),
+        secret_values: tuple[str, ...] = (),
+    ) -> None:
         self.registry = Registry()
         self.access = access
         self.alerts = alerts
@@ -34,26 +40,34 @@ class Telemetry:
         self._second = -1
         self._second_text = ""
         r = self.registry
-        self.requests = r.counter("rproxy_requests_total", "Requests by route, method, status and X-Cache",
-                                  ("route", "method", "status", "x_cache"))
-        self.duration = r.histogram("rproxy_request_duration_seconds", "Time to answer, by route",
-                                    ("route",))
-        self.upstream_latency = r.histogram("rproxy_upstream_duration_seconds",
-                                            "Upstream response time", ("upstream",))
-        self.stale = r.counter("rproxy_stale_served_total", "Stale answers by route and reason",
-                               ("route", "reason"))
-        self.guard_rejections = r.counter("rproxy_guard_rejections_total",
-                                          "Responses refused by sanity guards", ("route", "rule"))
-        self.data_faults = r.counter("rproxy_data_faults_total",
-                                     "Upstream up but sending bad data", ("upstream",))
-        self.transport_faults = r.counter("rproxy_transport_faults_total",
-                                          "Upstream unreachable, slow or failing", ("upstream", "error"))
-        self.refreshes = r.counter("rproxy_background_refreshes_total",
-                                   "Background refreshes by outcome", ("route", "outcome"))
-        self.transitions = r.counter("rproxy_breaker_transitions_total", "Breaker transitions",
-                                     ("upstream", "to"))
-        self.drift = r.counter("rproxy_contract_drift_total", "Upstream response shape changes",
-                               ("route",))
+        self.requests = r.counter(
+            "rproxy_requests_total",
+            "Requests by route, method, status and X-Cache",
+            ("route", "method", "status", "x_cache"),
+        )
+        self.duration = r.histogram("rproxy_request_duration_seconds", "Time to answer, by route", ("route",))
+        self.upstream_latency = r.histogram(
+            "rproxy_upstream_duration_seconds", "Upstream response time", ("upstream",)
+        )
+        self.stale = r.counter(
+            "rproxy_stale_served_total", "Stale answers by route and reason", ("route", "reason")
+        )
+        self.guard_rejections = r.counter(
+            "rproxy_guard_rejections_total", "Responses refused by sanity guards", ("route", "rule")
+        )
+        self.data_faults = r.counter(
+            "rproxy_data_faults_total", "Upstream up but sending bad data", ("upstream",)
+        )
+        self.transport_faults = r.counter(
+            "rproxy_transport_faults_total", "Upstream unreachable, slow or failing", ("upstream", "error")
+        )
+        self.refreshes = r.counter(
+            "rproxy_background_refreshes_total", "Background refreshes by outcome", ("route", "outcome")
+        )
+        self.transitions = r.counter(
+            "rproxy_breaker_transitions_total", "Breaker transitions", ("upstream", "to")
+        )
+        self.drift = r.counter("rproxy_contract_drift_total", "Upstream response shape changes", ("route",))
         self.events = r.counter("rproxy_events_total", "Events raised", ("event",))
 
     # -- per transaction (hot path: keep it to dict updates) ---------------------------------

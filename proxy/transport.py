@@ -64,11 +64,13 @@ class Transport:
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = strict_connector(limit=self.config.max_connections, ssl=self._ssl(),
-                                         enable_cleanup_closed=True)
+            connector = strict_connector(
+                limit=self.config.max_connections, ssl=self._ssl(), enable_cleanup_closed=True
+            )
             # auto_decompress off: bodies are stored and served exactly as the vendor sent them.
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                                  skip_auto_headers=("User-Agent",))
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            )
         return self._session
 
     def _ssl(self) -> ssl.SSLContext | bool:
@@ -83,13 +85,19 @@ class Transport:
     async def send(self, out: Outbound, limit: int) -> Fetched:
         """One request; the body is read whole up to `limit` bytes, else left streaming."""
         timeouts = out.timeout or self.config.timeout
-        timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect,
-                                        connect=timeouts.connect)
+        timeout = aiohttp.ClientTimeout(
+            total=timeouts.total, sock_connect=timeouts.connect, connect=timeouts.connect
+        )
         request_time = self.clock.now()
         try:
             resp = await self._open().request(
-                out.method, self.url_for(out.path_qs), headers=out.headers, data=out.body,
-                timeout=timeout, allow_redirects=False)
+                out.method,
+                self.url_for(out.path_qs),
+                headers=out.headers,
+                data=out.body,
+                timeout=timeout,
+                allow_redirects=False,
+            )
         except TimeoutError as exc:
             raise UpstreamTimeout(f"no response within {timeouts.total:g}s") from exc
         except (aiohttp.ClientConnectorError, aiohttp.ClientSSLError) as exc:

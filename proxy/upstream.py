@@ -41,17 +41,24 @@ class Track:
 
 
 class Upstream:
-    def __init__(self, config: UpstreamConfig, clock: Clock, *,
-                 on_transition: Callable[[Transition], None], rng: random.Random | None = None,
-                 transport: Transport | None = None) -> None:
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        clock: Clock,
+        *,
+        on_transition: Callable[[Transition], None],
+        rng: random.Random | None = None,
+        transport: Transport | None = None,
+    ) -> None:
         self.config = config
         self.name = config.name
         self.clock = clock
         self.transport = transport or Transport(config, clock)
         self.breaker = CircuitBreaker(config.name, config.circuit_breaker)
         self.budget = RetryBudget()
-        self.bucket = TokenBucket(config.rate_limit.per_second, config.rate_limit.burst) \
-            if config.rate_limit else None
+        self.bucket = (
+            TokenBucket(config.rate_limit.per_second, config.rate_limit.burst) if config.rate_limit else None
+        )
         self.bulkhead = Bulkhead(config.max_connections, config.max_queue)
         self._slots = asyncio.Condition()
         self.track = Track()
@@ -73,8 +80,9 @@ class Upstream:
 
     # -- the call ----------------------------------------------------------------------------
 
-    async def request(self, out: Outbound, limit: int, *, has_copy: bool = False,
-                      judge: Judge | None = None) -> Fetched:
+    async def request(
+        self, out: Outbound, limit: int, *, has_copy: bool = False, judge: Judge | None = None
+    ) -> Fetched:
         """Send with retries; a 5xx/429 comes back as a `Fetched`, transport faults raise.
 
         `judge` decides whether a complete non-failing response counts as a success for the
@@ -96,17 +104,20 @@ class Upstream:
             retry_after = parse_retry_after(_get(fetched, "retry-after"), self.clock.now())
             # Never sooner than the vendor's Retry-After (RFC 9110 10.2.3): when that is longer
             # than our backoff allows, the answer goes back now instead of waiting for it.
-            if not (retryable and is_retryable_status(fetched.status)) or \
-                    (retry_after or 0.0) > self.config.retries.max_backoff or \
-                    not self._may_retry(retryable, attempt):
+            if (
+                not (retryable and is_retryable_status(fetched.status))
+                or (retry_after or 0.0) > self.config.retries.max_backoff
+                or not self._may_retry(retryable, attempt)
+            ):
                 fetched.attempts = attempt
                 return fetched
             fetched.release()
             await asyncio.sleep(self._delay(attempt, retry_after))
 
     def _may_retry(self, retryable: bool, attempt: int) -> bool:
-        return retryable and attempt <= self.config.retries.attempts and \
-            self.budget.try_spend(self.clock.now())
+        return (
+            retryable and attempt <= self.config.retries.attempts and self.budget.try_spend(self.clock.now())
+        )
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         return backoff_delay(self.config.retries, attempt, self._rng.random(), retry_after)
@@ -118,8 +129,10 @@ class Upstream:
         permit = self.breaker.acquire(now)
         self._report()
         if permit is None:
-            raise CircuitOpen(f"circuit breaker for {self.name} is open",
-                              retry_after=max(1.0, self.breaker.retry_after(now)))
+            raise CircuitOpen(
+                f"circuit breaker for {self.name} is open",
+                retry_after=max(1.0, self.breaker.retry_after(now)),
+            )
         try:
             await self._take_token(has_copy)
             async with self._bulkhead():

@@ -56,7 +56,11 @@ def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory(prefix="rproxy-chromium-") as profile:
         cmd = [binary, *_BASE_FLAGS, f"--user-data-dir={profile}", *args]
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout_s, check=False,
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
             stdin=subprocess.DEVNULL,
         )
     if proc.returncode != 0:

@@ -20,21 +20,29 @@ from tests.routes import PRICES, WRITES
 
 __all__ = ["Origin", "Reply"]
 
-DEFAULT_ROUTES = """
+DEFAULT_ROUTES = (
+    """
 routes:
-""" + PRICES + """    cache: {ttl: 30s, stale_while_revalidate: 60s, stale_if_error: 1h}
-""" + WRITES
+"""
+    + PRICES
+    + """    cache: {ttl: 30s, stale_while_revalidate: 60s, stale_if_error: 1h}
+"""
+    + WRITES
+)
 
 
 def config_text(origin_url: str, body: str = DEFAULT_ROUTES, upstream_extra: str = "") -> str:
     extra = textwrap.indent(textwrap.dedent(upstream_extra).strip(), "    ") if upstream_extra else ""
-    return (f"server: {{listen: 127.0.0.1:0}}\nlog: {{access: off}}\n"
-            f"upstreams:\n  vendor:\n    url: {origin_url}\n    retries: {{attempts: 0}}\n"
-            f"{extra}\n{textwrap.dedent(body)}")
+    return (
+        f"server: {{listen: 127.0.0.1:0}}\nlog: {{access: off}}\n"
+        f"upstreams:\n  vendor:\n    url: {origin_url}\n    retries: {{attempts: 0}}\n"
+        f"{extra}\n{textwrap.dedent(body)}"
+    )
 
 
-def make_config(origin_url: str, body: str = DEFAULT_ROUTES, upstream_extra: str = "",
-                env: dict[str, str] | None = None) -> Config:
+def make_config(
+    origin_url: str, body: str = DEFAULT_ROUTES, upstream_extra: str = "", env: dict[str, str] | None = None
+) -> Config:
     return parse_config(config_text(origin_url, body, upstream_extra), "test.yaml", env or {})
 
 
@@ -72,11 +80,16 @@ class Proxy:
         await self.state.tasks.drain(timeout=5.0)
 
 
+MakeProxy = Callable[..., Awaitable[Proxy]]
+
+
 @pytest.fixture
-def make_proxy(aiohttp_client: Callable[..., Awaitable[Client]], clock: FakeClock,
-               origin: Origin) -> Callable[..., Awaitable[Proxy]]:
-    async def factory(body: str = DEFAULT_ROUTES, upstream_extra: str = "", config: Config | None = None,
-                      **kw: Any) -> Proxy:
+def make_proxy(
+    aiohttp_client: Callable[..., Awaitable[Client]], clock: FakeClock, origin: Origin
+) -> Callable[..., Awaitable[Proxy]]:
+    async def factory(
+        body: str = DEFAULT_ROUTES, upstream_extra: str = "", config: Config | None = None, **kw: Any
+    ) -> Proxy:
         cfg = config or make_config(origin.url, body, upstream_extra)
         app: web.Application = build_app(cfg, clock=clock, **kw)
         client = await aiohttp_client(app)

@@ -66,8 +66,11 @@ class Origin:
         """Answer the next requests for `path` with these, in order, then the default."""
         self.scripts[path].extend(replies)
 
-    def json(self, path: str, doc: Any, status: int = 200, **headers: str) -> None:
-        self.always(path, Reply(status, doc, {"Content-Type": "application/json", **headers}))
+    def json(
+        self, path: str, doc: Any, status: int = 200, headers: dict[str, str] | None = None, **more: str
+    ) -> None:
+        merged = {"Content-Type": "application/json", **(headers or {}), **more}
+        self.always(path, Reply(status, doc, merged))
 
     def count(self, path: str | None = None) -> int:
         return len(self.seen) if path is None else self.hits[path]

@@ -75,16 +75,27 @@ class RedisServer:
             raise RuntimeError("already running")
         self._ready = threading.Event()
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", self._dir,
-            "--daemonize", "no", "--logfile", "", "--loglevel", "notice",
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self._dir,
+            "--daemonize",
+            "no",
+            "--logfile",
+            "",
+            "--loglevel",
+            "notice",
         ]
-        self._proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert self._proc.stdout is not None
-        threading.Thread(target=self._drain, args=(self._proc.stdout, self._ready),
-                         daemon=True).start()
+        threading.Thread(target=self._drain, args=(self._proc.stdout, self._ready), daemon=True).start()
         if not self._ready.wait(timeout) or not self.running:
             tail = "".join(self._log[-20:])
             self.stop()

@@ -56,8 +56,24 @@ def decode(data: bytes) -> Entry:
 
 
 def _build(raw: list[Any]) -> Entry:
-    (_, status, headers, body, stored_at, initial_age, fresh_until, stale_until,
-     error_until, keep_until, lkg_until, etag, last_modified, vary, vary_values, url) = raw
+    (
+        _,
+        status,
+        headers,
+        body,
+        stored_at,
+        initial_age,
+        fresh_until,
+        stale_until,
+        error_until,
+        keep_until,
+        lkg_until,
+        etag,
+        last_modified,
+        vary,
+        vary_values,
+        url,
+    ) = raw
     if not isinstance(body, bytes) or not isinstance(status, int):
         raise TypeError("status or body has the wrong type")
     pairs = tuple((str(k), str(v)) for k, v in headers)

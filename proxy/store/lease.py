@@ -215,8 +215,11 @@ class Subscriber:
         # health_check_interval makes redis-py PING an idle subscription, so a frozen server is
         # noticed (the read times out) instead of leaving a silent, dead listener.
         self._client: aredis.Redis = aredis.Redis.from_url(
-            url, socket_connect_timeout=connect_timeout, socket_timeout=_SOCKET_TIMEOUT,
-            health_check_interval=_HEALTH_CHECK, retry=Retry(NoBackoff(), 0),
+            url,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=_SOCKET_TIMEOUT,
+            health_check_interval=_HEALTH_CHECK,
+            retry=Retry(NoBackoff(), 0),
         )
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -257,8 +260,7 @@ class Subscriber:
             # fires (fixed in 3.12); the stop flag ends the loop even then, within one tick.
             done, _ = await asyncio.wait({task}, timeout=_CLOSE_GRACE)
             if not done:
-                log.warning("shared tier: pub/sub listener did not stop within %.1fs",
-                            _CLOSE_GRACE)
+                log.warning("shared tier: pub/sub listener did not stop within %.1fs", _CLOSE_GRACE)
         await self._client.aclose(close_connection_pool=True)
 
     async def _run(self) -> None:
@@ -272,8 +274,9 @@ class Subscriber:
                     return
                 self._subscribed.clear()
                 self.reconnects += 1
-                log.warning("shared tier: pub/sub listener lost (%r); reconnecting in %.2fs",
-                            exc, self._backoff)
+                log.warning(
+                    "shared tier: pub/sub listener lost (%r); reconnecting in %.2fs", exc, self._backoff
+                )
             # The backoff is real waiting for Redis to come back, not a test sleep.
             await asyncio.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, self._max_backoff)

@@ -26,8 +26,9 @@ HOT_ENTRIES = 1024  # decoded entries kept beside the blobs: the hot keys skip d
 class MemoryStore:
     __slots__ = ("_bytes", "_group_of", "_groups", "_hot", "_hot_max", "_items", "evictions", "max_bytes")
 
-    def __init__(self, max_bytes: int, group_of: Callable[[str], str] | None = None,
-                 hot_entries: int = HOT_ENTRIES) -> None:
+    def __init__(
+        self, max_bytes: int, group_of: Callable[[str], str] | None = None, hot_entries: int = HOT_ENTRIES
+    ) -> None:
         self.max_bytes = max_bytes
         # key -> (codec bytes, keep_until, accounted size): only atomic values, so the tuple is
         # untracked by the garbage collector once it has seen it.

@@ -145,7 +145,10 @@ class RedisTier:
         self._cache: Any = RedisCache(serializer=_BytesSerializer(), namespace=None, **kwargs)
         self._waiters = Waiters(poll_interval)
         self._subscriber = Subscriber(
-            url, self.names, self.instance_id, self._waiters.wake,
+            url,
+            self.names,
+            self.instance_id,
+            self._waiters.wake,
             connect_timeout=connect_timeout or 1.0,
         )
         self.hits = self.misses = self.errors = self.skipped = 0
@@ -158,8 +161,9 @@ class RedisTier:
         clock: Clock,
         on_change: Callable[[TierChange], None] | None = None,
     ) -> RedisTier:
-        return cls(config.url, clock=clock, namespace=config.namespace, timeout=config.timeout,
-                   on_change=on_change)
+        return cls(
+            config.url, clock=clock, namespace=config.namespace, timeout=config.timeout, on_change=on_change
+        )
 
     # -- health --------------------------------------------------------------------------------
 
@@ -168,8 +172,13 @@ class RedisTier:
         return self._breaker.state(now) is State.CLOSED
 
     def stats(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses, "errors": self.errors,
-                "skipped": self.skipped, "listener_reconnects": self._subscriber.reconnects}
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "errors": self.errors,
+            "skipped": self.skipped,
+            "listener_reconnects": self._subscriber.reconnects,
+        }
 
     # -- SharedTier ----------------------------------------------------------------------------
 
@@ -224,14 +233,21 @@ class RedisTier:
     async def release(self, lease: Lease) -> bool:
         """End our lease (never someone else's) and wake every instance waiting on its key.
         Store the entry BEFORE releasing, so a woken waiter finds it."""
-        done = await self._guarded("release", lambda: self._cache.raw(
-            "eval", RELEASE_LUA, 1, self.names.lease(lease.key), lease.token,
-            self.names.released_channel, lease.key))
+        done = await self._guarded(
+            "release",
+            lambda: self._cache.raw(
+                "eval",
+                RELEASE_LUA,
+                1,
+                self.names.lease(lease.key),
+                lease.token,
+                self.names.released_channel,
+                lease.key,
+            ),
+        )
         return done is not _Skip.DOWN and int(done) == 1
 
-    async def wait_for(
-        self, key: str, timeout: float, *, newer_than: float | None = None
-    ) -> Entry | None:
+    async def wait_for(self, key: str, timeout: float, *, newer_than: float | None = None) -> Entry | None:
         """The entry another instance is fetching, once it lands; None on timeout, when Redis
         is down, or when the lease ended without a value (the caller may then `lease()`).
         When refreshing a copy that is still stored, pass its `stored_at` as `newer_than` so
@@ -269,7 +285,8 @@ class RedisTier:
         (this instance's own listener ignores it). 0 when Redis is down."""
         message = purge_message(self.instance_id, key_or_prefix, prefix)
         got = await self._guarded(
-            "publish", lambda: self._cache.raw("publish", self.names.purge_channel, message))
+            "publish", lambda: self._cache.raw("publish", self.names.purge_channel, message)
+        )
         return 0 if got is _Skip.DOWN else int(got)
 
     def start_invalidation_listener(self, callback: PurgeCallback) -> None:
@@ -310,18 +327,16 @@ class RedisTier:
             return _Skip.DOWN
         return Lease(key, token, ttl_ms) if won else _Held.HELD
 
-    async def _await_fill(
-        self, key: str, timeout: float, newer_than: float | None
-    ) -> Entry | WaitEnd:
+    async def _await_fill(self, key: str, timeout: float, newer_than: float | None) -> Entry | WaitEnd:
         self._subscriber.start()  # wake-ups on release; polling covers expiry and lost messages
-        return await self._waiters.wait(
-            key, timeout, lambda: self._probe(key, newer_than), newer_than)
+        return await self._waiters.wait(key, timeout, lambda: self._probe(key, newer_than), newer_than)
 
     async def _probe(self, key: str, newer_than: float | None) -> tuple[Entry | None, bool] | None:
         """(the awaited entry or None, lease still held) in one round trip; None: Redis down.
         An entry stored at or before `newer_than` is the stale copy being replaced: keep waiting."""
         got = await self._guarded(
-            "wait", lambda: self._cache.raw("mget", self.names.entry(key), self.names.lease(key)))
+            "wait", lambda: self._cache.raw("mget", self.names.entry(key), self.names.lease(key))
+        )
         if got is _Skip.DOWN:
             return None
         data, holder = got
@@ -376,8 +391,7 @@ class RedisTier:
             self._reported_up = is_up
             reason = transition.reason + (f" (last error {error})" if error and not is_up else "")
             change = TierChange(up=is_up, at=transition.at, reason=reason)
-            (log.info if is_up else log.warning)("shared tier %s: %s",
-                                                  "up" if is_up else "down", reason)
+            (log.info if is_up else log.warning)("shared tier %s: %s", "up" if is_up else "down", reason)
             if self._on_change is not None:
                 try:
                     self._on_change(change)

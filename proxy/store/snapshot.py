@@ -121,19 +121,19 @@ def parse(stream: BinaryIO, size: int) -> LoadResult:
             return LoadResult(tuple(records), "truncated: the end marker is missing", skipped)
         length, crc = _RECORD.unpack(raw)
         if length == END:
-            return LoadResult(tuple(records), _end_problem(stream, crc, len(records) + skipped),
-                              skipped)
+            return LoadResult(tuple(records), _end_problem(stream, crc, len(records) + skipped), skipped)
         if length > size - pos:
-            return LoadResult(tuple(records), f"truncated inside record {len(records) + skipped + 1}",
-                              skipped)
+            return LoadResult(
+                tuple(records), f"truncated inside record {len(records) + skipped + 1}", skipped
+            )
         body = stream.read(length)
         pos += len(body)
         if len(body) < length:
             return LoadResult(tuple(records), "truncated while reading", skipped)
         if zlib.crc32(body) != crc:
-            return LoadResult(tuple(records),
-                              f"corrupt: checksum mismatch in record {len(records) + skipped + 1}",
-                              skipped)
+            return LoadResult(
+                tuple(records), f"corrupt: checksum mismatch in record {len(records) + skipped + 1}", skipped
+            )
         record = _decode_record(body)
         if record is None:
             skipped += 1
@@ -157,7 +157,7 @@ def _decode_record(body: bytes) -> Record | None:
     if end > len(body):
         return None
     try:
-        return body[_KEY_LEN.size:end].decode("utf-8"), decode(body[end:])
+        return body[_KEY_LEN.size : end].decode("utf-8"), decode(body[end:])
     except (UnicodeDecodeError, CodecError):
         return None
 
@@ -209,7 +209,7 @@ def sweep_temp_files(path: str) -> int:
     for name in names:
         if not (name.startswith(prefix) and name.endswith(".tmp")):
             continue
-        pid_text = name[len(prefix):].split(".", 1)[0]
+        pid_text = name[len(prefix) :].split(".", 1)[0]
         if pid_text.isdigit() and int(pid_text) != os.getpid() and not _alive(int(pid_text)):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(directory, name))
@@ -291,8 +291,11 @@ class Snapshotter:
         if result.problem is not None:
             self._report_problem(path, result)
         elif result.skipped:
-            log.warning("snapshot %s: %d entries in a format this version cannot read were skipped",
-                        path, result.skipped)
+            log.warning(
+                "snapshot %s: %d entries in a format this version cannot read were skipped",
+                path,
+                result.skipped,
+            )
         log.info("snapshot %s: %d of %d entries loaded", path, self.loaded, len(result.records))
         return self.loaded
 
@@ -319,10 +322,12 @@ class Snapshotter:
         if result.missing:
             log.warning("snapshot %s: %s; starting with an empty cache", path, result.problem)
             return
-        log.warning("snapshot %s: %s; starting with the %d entries read before it",
-                    path, result.problem, kept)
-        self._state.telemetry.event("snapshot_damaged", self._state.clock.now(), path=path,
-                                    problem=result.problem, entries_read=kept)
+        log.warning(
+            "snapshot %s: %s; starting with the %d entries read before it", path, result.problem, kept
+        )
+        self._state.telemetry.event(
+            "snapshot_damaged", self._state.clock.now(), path=path, problem=result.problem, entries_read=kept
+        )
 
     def start(self) -> None:
         """Start the periodic writer (needs a running loop); a no-op without a path."""
@@ -354,8 +359,9 @@ class Snapshotter:
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.error("snapshot %s: write failed: %s", path, self.last_error)
-            state.telemetry.event("snapshot_write_failed", state.clock.now(), level="error",
-                                  path=path, error=self.last_error)
+            state.telemetry.event(
+                "snapshot_write_failed", state.clock.now(), level="error", path=path, error=self.last_error
+            )
             return None
         if result is not None:
             self.writes += 1
@@ -365,8 +371,9 @@ class Snapshotter:
             log.debug("snapshot %s: %d entries, %d bytes", path, result.entries, result.bytes)
         return result
 
-    def _write_in_thread(self, path: str, blobs: list[tuple[str, bytes]], now: float,
-                         seq: int) -> WriteResult | None:
+    def _write_in_thread(
+        self, path: str, blobs: list[tuple[str, bytes]], now: float, seq: int
+    ) -> WriteResult | None:
         with self._lock:
             if seq < self._written_seq:
                 return None  # a newer copy of the store is on disk already

@@ -42,6 +42,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 # -- helpers ---------------------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -49,8 +50,14 @@ def free_port() -> int:
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "proxy", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 class Running:
@@ -58,8 +65,13 @@ class Running:
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", *args], cwd=ROOT, text=True, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+            [sys.executable, "-m", "proxy", *args],
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -123,11 +135,16 @@ class Answer:
         return json.loads(self.body)
 
 
-def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
-         timeout: float = 15.0) -> Answer:
+def http(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, timeout: float = 15.0
+) -> Answer:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={
-        **({"Content-Type": "application/json"} if data else {}), **(headers or {})})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={**({"Content-Type": "application/json"} if data else {}), **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return Answer(resp.status, dict(resp.headers.items()), resp.read())
@@ -153,6 +170,7 @@ class SignallingOrigin(Origin):
 
 
 # -- check -----------------------------------------------------------------------------------
+
 
 def test_check_accepts_the_example_config() -> None:
     done = cli("check", "--config", "config/example.yaml")
@@ -193,9 +211,13 @@ def test_check_reports_every_error_with_file_line_and_key(tmp_path: Path) -> Non
     issues = [ISSUE_LINE.match(line) for line in lines[:-1]]
     assert all(issues), lines
     found = [(m["file"], int(m["line"]), m["key"]) for m in issues if m]
-    assert found == [(str(path), 3, "server.colour"), (str(path), 6, "upstreams.vendor.url"),
-                     (str(path), 7, "upstreams.vendor.timeout.total"), (str(path), 11, "routes[0].upstream"),
-                     (str(path), 17, "routes[1].cache")]
+    assert found == [
+        (str(path), 3, "server.colour"),
+        (str(path), 6, "upstreams.vendor.url"),
+        (str(path), 7, "upstreams.vendor.timeout.total"),
+        (str(path), 11, "routes[0].upstream"),
+        (str(path), 17, "routes[1].cache"),
+    ]
     assert "unknown upstream 'nowhere'" in lines[3]
 
 
@@ -207,8 +229,14 @@ def test_demo_config_passes_check_and_matches_the_packaged_copy() -> None:
 
 def test_demo_config_without_the_vendor_url_names_the_variable() -> None:
     env = {k: v for k, v in os.environ.items() if k != "DEMO_VENDOR_URL"}
-    done = subprocess.run([sys.executable, "-m", "proxy", "check", "--config", "config/demo.yaml"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy", "check", "--config", "config/demo.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert done.returncode == 1
     assert "upstreams.vendor.url: environment variable DEMO_VENDOR_URL is not set" in done.stderr
 
@@ -237,10 +265,12 @@ def run_config(origin_url: str, port: int, admin_port: int) -> str:
 
 def test_run_serves_miss_then_hit_and_finishes_in_flight_requests_on_sigterm(tmp_path: Path) -> None:
     origin = SignallingOrigin()
-    origin.always("/prices/A1", Reply(200, PRICE, {"Content-Type": "application/json",
-                                                   "Cache-Control": "max-age=60"}))
-    origin.always("/prices/SLOW", Reply(200, {**PRICE, "sku": "SLOW"},
-                                        {"Content-Type": "application/json"}, delay=1.5))
+    origin.always(
+        "/prices/A1", Reply(200, PRICE, {"Content-Type": "application/json", "Cache-Control": "max-age=60"})
+    )
+    origin.always(
+        "/prices/SLOW", Reply(200, {**PRICE, "sku": "SLOW"}, {"Content-Type": "application/json"}, delay=1.5)
+    )
     port = free_port()
     config = tmp_path / "proxy.yaml"
     with origin_thread(origin) as origin_url, ThreadPoolExecutor(1) as pool:
@@ -265,6 +295,7 @@ def test_run_serves_miss_then_hit_and_finishes_in_flight_requests_on_sigterm(tmp
 
 
 # -- demo ------------------------------------------------------------------------------------
+
 
 @dataclass
 class Demo:
@@ -355,7 +386,9 @@ def test_demo_vendor_down_serves_copies_and_fallbacks_then_the_breaker_opens() -
         booking = http("POST", f"{d.proxy}/api/bookings", {"sku": "ABC-1"})
         assert booking.status in (502, 503)
         assert booking.json()["route"] == "bookings" and booking.json()["error"] in (
-            "upstream_status", "circuit_open")
+            "upstream_status",
+            "circuit_open",
+        )
 
         statuses = []
         for i in range(12):  # 5 failed calls in 30s open it; each uncached key costs up to 2

@@ -14,12 +14,19 @@ from tests.origin import Origin, Reply
 
 def test_two_workers_share_the_port_and_the_admin_view(tmp_path: Path) -> None:
     origin = Origin()
-    origin.always("/prices/A1", Reply(200, {"sku": "A1", "price": 9.5},
-                                      {"Content-Type": "application/json", "Cache-Control": "max-age=60"}))
+    origin.always(
+        "/prices/A1",
+        Reply(
+            200,
+            {"sku": "A1", "price": 9.5},
+            {"Content-Type": "application/json", "Cache-Control": "max-age=60"},
+        ),
+    )
     with origin_thread(origin) as origin_url:
         port, admin = free_port(), free_port()
         config = tmp_path / "fleet.yaml"
-        config.write_text(textwrap.dedent(f"""\
+        config.write_text(
+            textwrap.dedent(f"""\
             server: {{listen: 127.0.0.1:{port}, workers: 2}}
             admin: {{listen: 127.0.0.1:{admin}}}
             log: {{access: off}}
@@ -28,7 +35,8 @@ def test_two_workers_share_the_port_and_the_admin_view(tmp_path: Path) -> None:
             routes:
               - {{name: prices, match: "/api/prices/{{sku}}", upstream: vendor, rewrite: "/prices/{{sku}}",
                   methods: [GET], cache: {{ttl: 60s}}}}
-            """))
+            """)
+        )
         with running("run", "--config", str(config)) as proc:
             proc.wait_for(r"2 workers on http://")
             deadline = time.monotonic() + 20
@@ -44,8 +52,9 @@ def test_two_workers_share_the_port_and_the_admin_view(tmp_path: Path) -> None:
             assert sum(float(v) for _, v in served) == 20  # one exposition, every worker in it
             assert metrics.count("# TYPE rproxy_requests_total counter") == 1
 
-            status = http("GET", f"http://127.0.0.1:{admin}/status",
-                          headers={"Accept": "application/json"}).json()
+            status = http(
+                "GET", f"http://127.0.0.1:{admin}/status", headers={"Accept": "application/json"}
+            ).json()
             assert status["workers"] == 2 and status["routes"][0]["requests"] == 20
 
             purged = http("POST", f"http://127.0.0.1:{admin}/purge", {"route": "prices", "prefix": "/"})

@@ -45,8 +45,9 @@ class ServerClosed(Exception):
     """The server closed the connection before a complete response."""
 
 
-async def read_response(reader: asyncio.StreamReader, timeout: float = 5.0,
-                        method: str = "GET") -> RawResponse:
+async def read_response(
+    reader: asyncio.StreamReader, timeout: float = 5.0, method: str = "GET"
+) -> RawResponse:
     """One response; interim 1xx responses are returned like any other."""
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
@@ -91,7 +92,8 @@ class RawClient:
     @classmethod
     async def connect(cls, port: int, host: str = HOST, local: str | None = None) -> RawClient:
         reader, writer = await asyncio.open_connection(
-            host, port, local_addr=(local, 0) if local else None, limit=1 << 22)
+            host, port, local_addr=(local, 0) if local else None, limit=1 << 22
+        )
         return cls(reader, writer)
 
     async def send(self, data: bytes | str) -> None:
@@ -139,8 +141,15 @@ async def exchange(port: int, data: bytes | str, timeout: float = 5.0) -> RawRes
         await client.close()
 
 
-def request(method: str, target: str, *headers: str, body: bytes | str = b"", host: str = "proxy.test",
-            version: str = "HTTP/1.1", close: bool = True) -> bytes:
+def request(
+    method: str,
+    target: str,
+    *headers: str,
+    body: bytes | str = b"",
+    host: str = "proxy.test",
+    version: str = "HTTP/1.1",
+    close: bool = True,
+) -> bytes:
     lines = [f"{method} {target} {version}", f"Host: {host}", *headers]
     if close:
         lines.append("Connection: close")
@@ -149,6 +158,7 @@ def request(method: str, target: str, *headers: str, body: bytes | str = b"", ho
 
 
 # -- the proxy served as `proxy.serve` serves it -------------------------------------------------
+
 
 @dataclass
 class Served:
@@ -202,6 +212,7 @@ async def serve_guarded(app: web.Application, limits: ConnLimits | None = None) 
 
 # -- an origin that writes whatever bytes it is told --------------------------------------------
 
+
 @dataclass(frozen=True)
 class Pause:
     seconds: float  # real time: the origin is slow (the proxy's timeouts are what is tested)
@@ -228,8 +239,9 @@ class RawSeen:
         return self.head.split(b" ", 2)[1].decode("latin-1")
 
 
-def raw_reply(status_line: str = "HTTP/1.1 200 OK", *headers: str, body: bytes = b"",
-              length: bool = True) -> bytes:
+def raw_reply(
+    status_line: str = "HTTP/1.1 200 OK", *headers: str, body: bytes = b"", length: bool = True
+) -> bytes:
     lines = [status_line, *headers]
     if length:
         lines.append(f"Content-Length: {len(body)}")

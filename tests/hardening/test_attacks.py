@@ -39,10 +39,15 @@ from tests.routes import PRICES, WRITES
 
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
 JSON = "application/json"
-ROUTES = """
+ROUTES = (
+    """
 routes:
-""" + PRICES + """    cache: {ttl: 30s, stale_while_revalidate: 60s, stale_if_error: 1h}
-""" + WRITES + """    max_body: 1KB
+"""
+    + PRICES
+    + """    cache: {ttl: 30s, stale_while_revalidate: 60s, stale_if_error: 1h}
+"""
+    + WRITES
+    + """    max_body: 1KB
   - name: catalog
     match: /api/catalog/*
     methods: [GET, HEAD]
@@ -62,10 +67,11 @@ routes:
     rewrite: /session/{id}
     cache: {ttl: 30s, store_set_cookie: true, share_authorized: true}
 """
+)
 FAST = ConnLimits(header_timeout=0.5, body_timeout=0.5)
 # `event_loop_policy` (bottom) runs every case on asyncio and on uvloop; pytest-asyncio would
 # rather have a conftest hook, which this directory does not own.
-pytestmark = pytest.mark.filterwarnings("ignore:Overriding the \"event_loop_policy\" fixture")
+pytestmark = pytest.mark.filterwarnings('ignore:Overriding the "event_loop_policy" fixture')
 
 
 Start = Callable[..., Awaitable[Live]]
@@ -79,8 +85,9 @@ async def exits() -> AsyncIterator[contextlib.AsyncExitStack]:
 
 @pytest.fixture
 def live(exits: contextlib.AsyncExitStack, origin: Origin, clock: FakeClock) -> Start:
-    async def start(body: str = ROUTES, upstream_extra: str = "", limits: ConnLimits | None = None,
-                    url: str | None = None) -> Live:
+    async def start(
+        body: str = ROUTES, upstream_extra: str = "", limits: ConnLimits | None = None, url: str | None = None
+    ) -> Live:
         app = build_app(make_config(url or origin.url, body, upstream_extra), clock=clock)
         served = await exits.enter_async_context(serve_guarded(app, limits))
         return Live(served, app[PROXY_STATE])
@@ -91,8 +98,10 @@ def live(exits: contextlib.AsyncExitStack, origin: Origin, clock: FakeClock) -> 
 async def assert_healthy(proxy: Live, origin: Origin | None = None) -> None:
     """An honest request still gets the vendor's answer."""
     if origin is not None:
-        origin.always("/prices/OK", Reply(200, {**PRICE, "sku": "OK"},
-                                          {"Content-Type": JSON, "Cache-Control": "no-store"}))
+        origin.always(
+            "/prices/OK",
+            Reply(200, {**PRICE, "sku": "OK"}, {"Content-Type": JSON, "Cache-Control": "no-store"}),
+        )
     answer = await proxy.get("/api/prices/OK")
     assert answer.status == 200, answer
     assert json.loads(answer.body)["sku"] == "OK"
@@ -110,16 +119,20 @@ CHUNKED = POST + "Transfer-Encoding: chunked\r\n\r\n"
 SMUGGLING = {
     "cl-te": (POST + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED, 400),
     "te-cl": (POST + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n" + SMUGGLED, 400),
-    "te-cl-zero": (POST + "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nxxxxx\r\n0\r\n\r\n",
-                   400),
+    "te-cl-zero": (
+        POST + "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nxxxxx\r\n0\r\n\r\n",
+        400,
+    ),
     "two-cl": (POST + "Content-Length: 0\r\nContent-Length: 47\r\n\r\n" + SMUGGLED, 400),
     "two-equal-cl": (POST + "Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc" + SMUGGLED, 400),
     "cl-list": (POST + "Content-Length: 3, 3\r\n\r\nabc", 400),
     "cl-plus": (POST + "Content-Length: +3\r\n\r\nabc", 400),
     "cl-hex": (POST + "Content-Length: 0x3\r\n\r\nabc", 400),
     "cl-space-before-colon": (POST + "Content-Length : 3\r\n\r\nabc", 400),
-    "te-space-before-colon": (POST + "Transfer-Encoding : chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
-                              400),
+    "te-space-before-colon": (
+        POST + "Transfer-Encoding : chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+        400,
+    ),
     "obs-fold": ("GET /api/prices/A1 HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400),
     "obs-fold-te": (POST + "Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n" + SMUGGLED, 400),
     "bare-lf-request-line": ("GET /api/prices/A1 HTTP/1.1\nHost: x\r\n\r\n", 400),
@@ -145,8 +158,11 @@ SMUGGLING = {
     "te-twice": (POST + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     # RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing. aiohttp alone honours it and
     # keeps the connection open for the smuggled request behind it; the guard refuses it.
-    "te-in-http-1.0": ("POST /api/prices/A1 HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
-                       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED, 400),
+    "te-in-http-1.0": (
+        "POST /api/prices/A1 HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED,
+        400,
+    ),
     "http-2.0-over-1.1": ("GET /api/prices/A1 HTTP/2.0\r\nHost: x\r\n\r\n", 505),
     "http-0.9": ("GET /api/prices/A1\r\n\r\n", 400),
     "lowercase-version": ("GET /api/prices/A1 http/1.1\r\nHost: x\r\n\r\n", 400),
@@ -165,14 +181,15 @@ async def send_smuggling(client: RawClient, raw: bytes, how: str) -> RawResponse
     answer = await client.response()
     if answer.status != 100:
         return answer
-    await client.send(raw[cut + 4:])
+    await client.send(raw[cut + 4 :])
     return await client.response()
 
 
 @pytest.mark.parametrize("how", ["whole", "expect"])
 @pytest.mark.parametrize("case", SMUGGLING)
-async def test_smuggling_is_refused_and_nothing_is_forwarded(live: Start, origin: Origin, case: str,
-                                                             how: str) -> None:
+async def test_smuggling_is_refused_and_nothing_is_forwarded(
+    live: Start, origin: Origin, case: str, how: str
+) -> None:
     origin.always("/prices/A1", cached())
     origin.always("/prices/SMUGGLED", cached({"smuggled": True}))
     proxy = await live()
@@ -190,8 +207,10 @@ async def test_a_valid_chunked_write_still_goes_through(live: Start, origin: Ori
     """Control for the table above: the strict form of every construct it breaks is accepted."""
     origin.always("/prices/A1", Reply(201, {"ok": True}, {"Content-Type": JSON}))
     proxy = await live()
-    answer = await proxy.send(CHUNKED.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
-                              + "3;ext=\"q v\"\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n")
+    answer = await proxy.send(
+        CHUNKED.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+        + '3;ext="q v"\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n'
+    )
     assert answer.status == 201
     assert [(s.method, s.body) for s in origin.seen] == [("POST", b"abcde")]
 
@@ -213,8 +232,10 @@ async def test_a_body_cannot_hide_a_request(live: Start, origin: Origin) -> None
     origin.always("/prices/SMUGGLED", cached({"smuggled": True}))
     proxy = await live()
     client = await proxy.connect()
-    await client.send(f"GET /api/prices/A1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                      f"Content-Length: {len(SMUGGLED)}\r\n\r\n" + SMUGGLED)
+    await client.send(
+        f"GET /api/prices/A1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        f"Content-Length: {len(SMUGGLED)}\r\n\r\n" + SMUGGLED
+    )
     answer = await client.response()
     assert answer.status == 200 and json.loads(answer.body) == PRICE
     assert await client.rest(3.0) == b""  # no second response follows
@@ -224,6 +245,7 @@ async def test_a_body_cannot_hide_a_request(live: Start, origin: Origin) -> None
 
 
 # -- no open proxy ------------------------------------------------------------------------------
+
 
 @pytest.fixture
 async def canary(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> Origin:
@@ -235,24 +257,32 @@ async def canary(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> Origin
     return c
 
 
-@pytest.mark.parametrize("line", [
-    "GET CANARY/api/prices/A1 HTTP/1.1",
-    "GET CANARY/ HTTP/1.1",
-    "GET http://evil.example/api/prices/A1 HTTP/1.1",
-    "GET https://evil.example:443/api/prices/A1 HTTP/1.1",
-    "GET ORIGIN/prices/A1 HTTP/1.1",  # even the vendor's own address, in absolute form
-    "GET //CANARYHOST/api/prices/A1 HTTP/1.1",
-    "GET @CANARYHOST/api/prices/A1 HTTP/1.1",
-    "OPTIONS * HTTP/1.1",
-])
-async def test_absolute_and_odd_targets_reach_no_one(live: Start, origin: Origin, canary: Origin,
-                                                     line: str) -> None:
+@pytest.mark.parametrize(
+    "line",
+    [
+        "GET CANARY/api/prices/A1 HTTP/1.1",
+        "GET CANARY/ HTTP/1.1",
+        "GET http://evil.example/api/prices/A1 HTTP/1.1",
+        "GET https://evil.example:443/api/prices/A1 HTTP/1.1",
+        "GET ORIGIN/prices/A1 HTTP/1.1",  # even the vendor's own address, in absolute form
+        "GET //CANARYHOST/api/prices/A1 HTTP/1.1",
+        "GET @CANARYHOST/api/prices/A1 HTTP/1.1",
+        "OPTIONS * HTTP/1.1",
+    ],
+)
+async def test_absolute_and_odd_targets_reach_no_one(
+    live: Start, origin: Origin, canary: Origin, line: str
+) -> None:
     origin.always("/prices/A1", cached())
     proxy = await live()
-    line = line.replace("CANARYHOST", canary.url.removeprefix("http://")).replace("CANARY", canary.url) \
+    line = (
+        line.replace("CANARYHOST", canary.url.removeprefix("http://"))
+        .replace("CANARY", canary.url)
         .replace("ORIGIN", origin.url)
-    answer = await proxy.send(f"{line}\r\nHost: {canary.url.removeprefix('http://')}\r\n"
-                              "Connection: close\r\n\r\n")
+    )
+    answer = await proxy.send(
+        f"{line}\r\nHost: {canary.url.removeprefix('http://')}\r\nConnection: close\r\n\r\n"
+    )
     assert answer.status == 400, answer
     assert (canary.count(), origin.count()) == (0, 0)
 
@@ -272,11 +302,19 @@ async def test_connect_never_opens_a_tunnel(live: Start, origin: Origin, canary:
     assert (canary.count(), origin.count()) == (0, 0)
 
 
-@pytest.mark.parametrize("spoof", ["Host: CANARYHOST", "X-Forwarded-Host: CANARYHOST",
-                                   "Forwarded: host=CANARYHOST;proto=http", "X-Host: CANARYHOST",
-                                   "X-Forwarded-Server: CANARYHOST"])
-async def test_a_spoofed_host_still_reaches_only_the_configured_upstream(live: Start, origin: Origin,
-                                                                         canary: Origin, spoof: str) -> None:
+@pytest.mark.parametrize(
+    "spoof",
+    [
+        "Host: CANARYHOST",
+        "X-Forwarded-Host: CANARYHOST",
+        "Forwarded: host=CANARYHOST;proto=http",
+        "X-Host: CANARYHOST",
+        "X-Forwarded-Server: CANARYHOST",
+    ],
+)
+async def test_a_spoofed_host_still_reaches_only_the_configured_upstream(
+    live: Start, origin: Origin, canary: Origin, spoof: str
+) -> None:
     origin.always("/prices/A1", cached())
     proxy = await live()
     host = canary.url.removeprefix("http://")
@@ -345,8 +383,17 @@ async def test_traversal_cannot_leave_the_route(live: Start, origin: Origin, tar
     await assert_healthy(proxy, origin)
 
 
-@pytest.mark.parametrize("target", ["/api/catalog/shoes", "/api/catalog/a%20b", "/api/catalog/sale/50%25",
-                                    "/api/catalog/..shoes", "/api/catalog/shoes..", "/api/catalog/%7Euser"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/api/catalog/shoes",
+        "/api/catalog/a%20b",
+        "/api/catalog/sale/50%25",
+        "/api/catalog/..shoes",
+        "/api/catalog/shoes..",
+        "/api/catalog/%7Euser",
+    ],
+)
 async def test_ordinary_paths_pass_byte_for_byte(live: Start, origin: Origin, target: str) -> None:
     proxy = await live()
     await proxy.get(target)
@@ -392,17 +439,22 @@ async def test_a_connection_cut_mid_body_is_not_counted_as_a_proxy_fault(live: S
 
 # -- limits: 414, 431, 413 -----------------------------------------------------------------------
 
-@pytest.mark.parametrize(("raw", "statuses"), [
-    (request("GET", "/api/prices/" + "A" * 5000), {414}),
-    (request("GET", "/api/prices/" + "A" * 9000), {400, 414}),  # past aiohttp's 8190-byte line
-    (request("GET", "/api/prices/A1", *[f"X-H{i}: v" for i in range(101)]), {431}),
-    (request("GET", "/api/prices/A1", *[f"X-H{i}: {'v' * 6000}" for i in range(3)]), {431}),
-    (request("GET", "/api/prices/A1", "X-Big: " + "v" * 9000), {400, 431}),  # past aiohttp's field limit
-    (request("GET", "/api/prices/A1", *[f"X-H{i}: {'v' * 8000}" for i in range(10)]), {431}),  # the guard
-    (request("GET", "/api/prices/A1", *["X-H: v"] * 200), {400, 431}),
-])
-async def test_oversized_requests_are_refused_before_the_origin(live: Start, origin: Origin, raw: bytes,
-                                                                statuses: set[int]) -> None:
+
+@pytest.mark.parametrize(
+    ("raw", "statuses"),
+    [
+        (request("GET", "/api/prices/" + "A" * 5000), {414}),
+        (request("GET", "/api/prices/" + "A" * 9000), {400, 414}),  # past aiohttp's 8190-byte line
+        (request("GET", "/api/prices/A1", *[f"X-H{i}: v" for i in range(101)]), {431}),
+        (request("GET", "/api/prices/A1", *[f"X-H{i}: {'v' * 6000}" for i in range(3)]), {431}),
+        (request("GET", "/api/prices/A1", "X-Big: " + "v" * 9000), {400, 431}),  # past aiohttp's field limit
+        (request("GET", "/api/prices/A1", *[f"X-H{i}: {'v' * 8000}" for i in range(10)]), {431}),  # the guard
+        (request("GET", "/api/prices/A1", *["X-H: v"] * 200), {400, 431}),
+    ],
+)
+async def test_oversized_requests_are_refused_before_the_origin(
+    live: Start, origin: Origin, raw: bytes, statuses: set[int]
+) -> None:
     origin.always("/prices/A1", cached())
     proxy = await live()
     answer = await proxy.send(raw)
@@ -441,6 +493,7 @@ async def test_a_body_within_the_limit_passes(live: Start, origin: Origin) -> No
 
 # -- slow clients ----------------------------------------------------------------------------------
 
+
 async def test_a_silent_connection_gets_408_and_is_closed(live: Start) -> None:
     proxy = await live(limits=FAST)
     client = await proxy.connect()
@@ -456,7 +509,7 @@ async def trickle(client: RawClient, data: bytes, every: float, limit: float) ->
     """Send `data` a few bytes at a time, one piece per `every` seconds (each pause is a bounded
     wait for the server to answer or close), until the server closes; returns the time taken."""
     start = time.monotonic()
-    pieces = [data[i:i + 4] for i in range(0, len(data), 4)]
+    pieces = [data[i : i + 4] for i in range(0, len(data), 4)]
     while time.monotonic() - start < limit:
         for piece in pieces:
             try:
@@ -498,8 +551,9 @@ async def test_a_slow_second_head_on_a_kept_alive_connection_is_cut(live: Start,
     assert proxy.served.guard.stats.header_timeouts == 1
 
 
-async def test_an_idle_kept_alive_connection_is_not_cut_by_the_header_timeout(live: Start,
-                                                                              origin: Origin) -> None:
+async def test_an_idle_kept_alive_connection_is_not_cut_by_the_header_timeout(
+    live: Start, origin: Origin
+) -> None:
     """Between requests the keep-alive timer (aiohttp's, 75 s) owns the connection, not ours."""
     origin.always("/prices/A1", cached())
     proxy = await live(limits=FAST)
@@ -529,6 +583,7 @@ async def test_many_slow_clients_are_all_cut_and_leave_nothing_behind(live: Star
 
 
 # -- connection limits -----------------------------------------------------------------------------
+
 
 async def keep_alive_200(client: RawClient) -> None:
     await client.send(request("GET", "/api/prices/A1", close=False))
@@ -619,6 +674,7 @@ async def test_the_guard_counters_are_exported(live: Start) -> None:
 
 # -- cache poisoning (Kettle, "Practical Web Cache Poisoning") -------------------------------------
 
+
 class Reflector:
     """A vendor that reflects every unkeyed input a careless vendor would: a poisoned copy in
     the cache would show it."""
@@ -633,10 +689,11 @@ class Reflector:
         self.seen.append((dict(h), body))
         doc = {
             "link": f"{h.get('X-Forwarded-Proto', h.get('X-Forwarded-Scheme', 'http'))}://"
-                    f"{h.get('X-Forwarded-Host', h.get('X-Host', h.get('Host')))}{request.path}",
+            f"{h.get('X-Forwarded-Host', h.get('X-Host', h.get('Host')))}{request.path}",
             "path": h.get("X-Original-URL", h.get("X-Rewrite-URL", request.path)),
-            "method": h.get("X-HTTP-Method-Override", h.get("X-HTTP-Method", h.get("X-Method-Override",
-                                                                                     request.method))),
+            "method": h.get(
+                "X-HTTP-Method-Override", h.get("X-HTTP-Method", h.get("X-Method-Override", request.method))
+            ),
             "forwarded": h.get("Forwarded", ""),
             "server": h.get("X-Forwarded-Server", ""),
             "who": h.get("Authorization", "") + h.get("Cookie", ""),
@@ -678,8 +735,9 @@ def poisoned(target: str, lines: list[str]) -> bytes:
 
 
 @pytest.mark.parametrize("poison", POISONS)
-async def test_unkeyed_inputs_never_change_what_others_get(live: Start, reflector: Reflector,
-                                                           poison: str) -> None:
+async def test_unkeyed_inputs_never_change_what_others_get(
+    live: Start, reflector: Reflector, poison: str
+) -> None:
     proxy = await live(url=reflector.url)
     attacker = await proxy.send(poisoned("/api/prices/P1", POISONS[poison]))
     victim = await proxy.get("/api/prices/P1")
@@ -693,8 +751,9 @@ async def test_unkeyed_inputs_never_change_what_others_get(live: Start, reflecto
     assert not any("evil" in v.lower() for v in headers.values()), headers
 
 
-async def test_a_spoofed_host_header_is_not_reflected_into_the_cache(live: Start,
-                                                                     reflector: Reflector) -> None:
+async def test_a_spoofed_host_header_is_not_reflected_into_the_cache(
+    live: Start, reflector: Reflector
+) -> None:
     proxy = await live(url=reflector.url)
     await proxy.send(request("GET", "/api/prices/P1", host="evil.example"))
     victim = await proxy.get("/api/prices/P1")
@@ -714,11 +773,25 @@ async def test_a_method_override_never_turns_a_read_into_a_write(live: Start, or
 # -- cache deception: an entry is served only for the route and key that stored it ------------
 
 DECEPTIONS = [
-    "/api/prices/A1/x.css", "/api/prices/A1.css", "/api/prices/A1%2fx.css", "/api/prices/A1;x.css",
-    "/api/prices/A1%3bx.css", "/api/prices/A1%00.css", "/api/prices/A1/", "/api/prices//A1",
-    "/API/prices/A1", "/api/prices/A1%23.css", "/api/prices/A1/..%2fx.css", "/api/prices/A1%0a.css",
-    "/api/prices/./A1", "/api/prices/A1/.", "/api/prices/%41%31", "/api/prices/a1",
-    "/api/catalog/../prices/A1", "/api/session/A1", "/api/shared/A1",
+    "/api/prices/A1/x.css",
+    "/api/prices/A1.css",
+    "/api/prices/A1%2fx.css",
+    "/api/prices/A1;x.css",
+    "/api/prices/A1%3bx.css",
+    "/api/prices/A1%00.css",
+    "/api/prices/A1/",
+    "/api/prices//A1",
+    "/API/prices/A1",
+    "/api/prices/A1%23.css",
+    "/api/prices/A1/..%2fx.css",
+    "/api/prices/A1%0a.css",
+    "/api/prices/./A1",
+    "/api/prices/A1/.",
+    "/api/prices/%41%31",
+    "/api/prices/a1",
+    "/api/catalog/../prices/A1",
+    "/api/session/A1",
+    "/api/shared/A1",
 ]
 
 
@@ -738,8 +811,12 @@ async def test_a_stored_entry_is_only_served_for_its_own_key(live: Start, origin
     assert origin.seen[-1].path == "/prices/A1?x.css"
     # Every stored entry sits under the key of the very request that fetched it: its route and
     # path (rewritten as the route does) name exactly the URL the vendor was asked.
-    rewrites = {"prices": ("/api/prices/", "/prices/"), "session": ("/api/session/", "/session/"),
-                "shared": ("/api/shared/", "/session/"), "catalog": ("/api/catalog/", "/v1/catalog/")}
+    rewrites = {
+        "prices": ("/api/prices/", "/prices/"),
+        "session": ("/api/session/", "/session/"),
+        "shared": ("/api/shared/", "/session/"),
+        "catalog": ("/api/catalog/", "/v1/catalog/"),
+    }
     for key, entry in proxy.state.store.items():
         route, _, rest = key.partition("\x1f")
         path = rest.split("\x1f")[0].split("?")[0]
@@ -748,6 +825,7 @@ async def test_a_stored_entry_is_only_served_for_its_own_key(live: Start, origin
 
 
 # -- credentials are never shared unless the route says so ---------------------------------------
+
 
 class Sessions:
     """A vendor that answers each request with a fresh session cookie and the caller's identity."""
@@ -759,8 +837,10 @@ class Sessions:
     async def handle(self, request: web.Request) -> web.Response:
         self.count += 1
         who = request.headers.get("Authorization", "") + request.headers.get("Cookie", "")
-        return web.json_response({"who": who, "n": self.count},
-                                 headers={"Cache-Control": "max-age=60", "Set-Cookie": f"sid=s{self.count}"})
+        return web.json_response(
+            {"who": who, "n": self.count},
+            headers={"Cache-Control": "max-age=60", "Set-Cookie": f"sid=s{self.count}"},
+        )
 
 
 @pytest.fixture
@@ -786,8 +866,9 @@ async def test_set_cookie_responses_are_never_shared(live: Start, sessions: Sess
 
 
 @pytest.mark.parametrize("credential", ["Authorization: Bearer alice-token", "Cookie: session=alice"])
-async def test_answers_to_credentialed_requests_are_never_shared(live: Start, reflector: Reflector,
-                                                                 credential: str) -> None:
+async def test_answers_to_credentialed_requests_are_never_shared(
+    live: Start, reflector: Reflector, credential: str
+) -> None:
     proxy = await live(url=reflector.url)
     alice = await proxy.get("/api/prices/P1", credential)
     assert b"alice" in alice.body
@@ -796,12 +877,14 @@ async def test_answers_to_credentialed_requests_are_never_shared(live: Start, re
     assert len(reflector.seen) == 2
 
 
-async def test_concurrent_credentialed_requests_are_not_coalesced_into_one_answer(live: Start,
-                                                                                  sessions: Sessions) -> None:
+async def test_concurrent_credentialed_requests_are_not_coalesced_into_one_answer(
+    live: Start, sessions: Sessions
+) -> None:
     proxy = await live(url=sessions.url)
     names = [f"user{i}" for i in range(6)]
-    answers = await asyncio.gather(*(proxy.get("/api/session/S", f"Authorization: Bearer {n}")
-                                     for n in names))
+    answers = await asyncio.gather(
+        *(proxy.get("/api/session/S", f"Authorization: Bearer {n}") for n in names)
+    )
     for name, answer in zip(names, answers, strict=True):
         assert json.loads(answer.body)["who"] == f"Bearer {name}"
 
@@ -831,18 +914,43 @@ BAD_UPSTREAM = {
     "protocol-icy": raw_reply("ICY 200 OK", CT, CC, body=GOOD),
     "version-9.9": raw_reply("HTTP/9.9 200 OK", CT, CC, body=GOOD),
     "status-600": raw_reply("HTTP/1.1 600 Weird", CT, CC, body=GOOD),
-    "cl-and-te": raw_reply("HTTP/1.1 200 OK", CT, CC, "Transfer-Encoding: chunked", "Content-Length: 5",
-                           body=b"%x\r\n%s\r\n0\r\n\r\n" % (len(GOOD), GOOD), length=False),
-    "two-cl": raw_reply("HTTP/1.1 200 OK", CT, CC, f"Content-Length: {len(GOOD)}",
-                        f"Content-Length: {len(GOOD) + 1}", body=GOOD, length=False),
+    "cl-and-te": raw_reply(
+        "HTTP/1.1 200 OK",
+        CT,
+        CC,
+        "Transfer-Encoding: chunked",
+        "Content-Length: 5",
+        body=b"%x\r\n%s\r\n0\r\n\r\n" % (len(GOOD), GOOD),
+        length=False,
+    ),
+    "two-cl": raw_reply(
+        "HTTP/1.1 200 OK",
+        CT,
+        CC,
+        f"Content-Length: {len(GOOD)}",
+        f"Content-Length: {len(GOOD) + 1}",
+        body=GOOD,
+        length=False,
+    ),
     "negative-cl": raw_reply("HTTP/1.1 200 OK", CT, CC, "Content-Length: -1", body=GOOD, length=False),
-    "bad-chunk-size": raw_reply("HTTP/1.1 200 OK", CT, CC, "Transfer-Encoding: chunked",
-                                body=b"zz\r\n" + GOOD + b"\r\n0\r\n\r\n", length=False),
+    "bad-chunk-size": raw_reply(
+        "HTTP/1.1 200 OK",
+        CT,
+        CC,
+        "Transfer-Encoding: chunked",
+        body=b"zz\r\n" + GOOD + b"\r\n0\r\n\r\n",
+        length=False,
+    ),
     "204-with-body": raw_reply("HTTP/1.1 204 No Content", CC, body=GOOD),
     "not-http": b"this is not http\r\n\r\n",
     "status-099": raw_reply("HTTP/1.1 099 Odd", CT, CC, body=GOOD),
-    "status-101": raw_reply("HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade",
-                            body=b"", length=False),
+    "status-101": raw_reply(
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        body=b"",
+        length=False,
+    ),
     # aiohttp alone parses leniently: a bare LF inside a value would start a new header
     # (response splitting); proxy/strictclient.py refuses it.
     "header-bare-lf": raw_reply("HTTP/1.1 200 OK", CT, CC, "X-A: a\nSet-Cookie: evil=1", body=GOOD),
@@ -856,8 +964,9 @@ async def raw_origin() -> AsyncIterator[RawOrigin]:
     await o.close()
 
 
-async def bad_upstream_case(live: Start, raw_origin: RawOrigin, clock: FakeClock, raw: bytes,
-                            with_copy: bool) -> None:
+async def bad_upstream_case(
+    live: Start, raw_origin: RawOrigin, clock: FakeClock, raw: bytes, with_copy: bool
+) -> None:
     proxy = await live(url=raw_origin.url)
     if with_copy:
         raw_origin.always(raw_reply("HTTP/1.1 200 OK", CT, "Cache-Control: max-age=1", body=GOOD))
@@ -877,17 +986,19 @@ async def bad_upstream_case(live: Start, raw_origin: RawOrigin, clock: FakeClock
     if with_copy:
         clock.advance(3600)  # past stale-if-error: only the vendor's answer will do
     fixed = await proxy.get("/api/prices/A1")
-    assert (fixed.status, fixed.header("X-Cache"), json.loads(fixed.body)) == (200, "MISS",
-                                                                               {"sku": "A1", "fixed": True})
+    assert (fixed.status, fixed.header("X-Cache"), json.loads(fixed.body)) == (
+        200,
+        "MISS",
+        {"sku": "A1", "fixed": True},
+    )
 
 
 @pytest.mark.parametrize("with_copy", [False, True], ids=["no-copy", "with-copy"])
 @pytest.mark.parametrize("case", BAD_UPSTREAM)
 async def test_a_broken_upstream_answer_is_a_clean_502_and_never_stored(
-        live: Start, raw_origin: RawOrigin, clock: FakeClock, case: str, with_copy: bool) -> None:
+    live: Start, raw_origin: RawOrigin, clock: FakeClock, case: str, with_copy: bool
+) -> None:
     await bad_upstream_case(live, raw_origin, clock, BAD_UPSTREAM[case], with_copy)
-
-
 
 
 async def test_obs_fold_from_upstream_is_refused(live: Start, raw_origin: RawOrigin) -> None:
@@ -903,16 +1014,31 @@ async def test_obs_fold_from_upstream_is_refused(live: Start, raw_origin: RawOri
 
 # -- the admin API is not on the public port ----------------------------------------------------
 
-@pytest.mark.parametrize(("method", "target"), [
-    ("GET", "/metrics"), ("GET", "/status"), ("GET", "/health"), ("GET", "/ready"), ("GET", "/config"),
-    ("POST", "/purge"), ("POST", "/reload"), ("POST", "/breakers/vendor/open"), ("GET", "/quarantine"),
-    ("GET", "/admin"), ("GET", "/api/metrics"), ("DELETE", "/purge"),
-])
-async def test_admin_paths_do_not_exist_on_the_public_port(live: Start, origin: Origin, method: str,
-                                                           target: str) -> None:
+
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("GET", "/metrics"),
+        ("GET", "/status"),
+        ("GET", "/health"),
+        ("GET", "/ready"),
+        ("GET", "/config"),
+        ("POST", "/purge"),
+        ("POST", "/reload"),
+        ("POST", "/breakers/vendor/open"),
+        ("GET", "/quarantine"),
+        ("GET", "/admin"),
+        ("GET", "/api/metrics"),
+        ("DELETE", "/purge"),
+    ],
+)
+async def test_admin_paths_do_not_exist_on_the_public_port(
+    live: Start, origin: Origin, method: str, target: str
+) -> None:
     proxy = await live()
-    answer = await proxy.send(request(method, target, "Authorization: Bearer guess", "Content-Length: 2",
-                                      body="{}"))
+    answer = await proxy.send(
+        request(method, target, "Authorization: Bearer guess", "Content-Length: 2", body="{}")
+    )
     assert answer.status == 404 and json.loads(answer.body)["error"] == "no_route"
     assert b"rproxy_" not in answer.body
     assert origin.count() == 0

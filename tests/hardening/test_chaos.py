@@ -55,9 +55,12 @@ ROOT = Path(__file__).resolve().parents[2]
 GOOD = b'{"sku": "A1", "price": 9.5, "currency": "GBP"}'
 FIXED = b'{"sku": "A1", "price": 9.75, "currency": "GBP"}'
 CT = "Content-Type: application/json"
-ROUTES = """
+ROUTES = (
+    """
 routes:
-""" + PRICES + """    cache: {ttl: 30s, stale_while_revalidate: 0s, stale_if_error: 1h}
+"""
+    + PRICES
+    + """    cache: {ttl: 30s, stale_while_revalidate: 0s, stale_if_error: 1h}
     guards:
       - {path: $.price, gt: 0}
       - {path: $.currency, one_of: [GBP, EUR, USD]}
@@ -79,15 +82,18 @@ routes:
     cache: {ttl: 30s}
     max_object_size: 1MB
 """
+)
 UPSTREAM = "timeout: {connect: 500ms, total: 500ms}"
 
 Start = Callable[..., Awaitable[Live]]
 
 
 def config_text(url: str, routes: str = ROUTES, upstream: str = UPSTREAM) -> str:
-    return (f"server: {{listen: 127.0.0.1:0}}\nlog: {{access: off}}\nupstreams:\n  vendor:\n"
-            f"    url: {url}\n    retries: {{attempts: 0}}\n"
-            f"{textwrap.indent(textwrap.dedent(upstream).strip(), '    ')}\n{textwrap.dedent(routes)}")
+    return (
+        f"server: {{listen: 127.0.0.1:0}}\nlog: {{access: off}}\nupstreams:\n  vendor:\n"
+        f"    url: {url}\n    retries: {{attempts: 0}}\n"
+        f"{textwrap.indent(textwrap.dedent(upstream).strip(), '    ')}\n{textwrap.dedent(routes)}"
+    )
 
 
 @pytest.fixture
@@ -124,14 +130,21 @@ def stored_bodies(proxy: Live) -> list[bytes]:
 
 # -- transport faults ----------------------------------------------------------------------------
 
-HEAD_1000 = raw_reply("HTTP/1.1 200 OK", CT, "Cache-Control: max-age=60", "Content-Length: 1000",
-                      length=False)
+HEAD_1000 = raw_reply(
+    "HTTP/1.1 200 OK", CT, "Cache-Control: max-age=60", "Content-Length: 1000", length=False
+)
 FAULTS: dict[str, tuple[list[Step], int]] = {
     "reset-before-answer": ([RESET], 502),
     "reset-mid-body": ([HEAD_1000 + b'{"sku": "A1", "pri', RESET], 502),
     "body-shorter-than-content-length": ([HEAD_1000 + GOOD, CLOSE], 502),
-    "chunked-body-cut": ([raw_reply("HTTP/1.1 200 OK", CT, "Transfer-Encoding: chunked", length=False)
-                          + b"10\r\n0123456789", CLOSE], 502),
+    "chunked-body-cut": (
+        [
+            raw_reply("HTTP/1.1 200 OK", CT, "Transfer-Encoding: chunked", length=False)
+            + b"10\r\n0123456789",
+            CLOSE,
+        ],
+        502,
+    ),
     "garbage": ([b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n", CLOSE], 502),
     "empty-answer": ([CLOSE], 502),
     "hang": ([Pause(5.0)], 504),
@@ -143,8 +156,9 @@ FAULTS: dict[str, tuple[list[Step], int]] = {
 
 @pytest.mark.parametrize("with_copy", [False, True], ids=["no-copy", "with-copy"])
 @pytest.mark.parametrize("fault", FAULTS)
-async def test_a_misbehaving_vendor(live: Start, raw_origin: RawOrigin, clock: FakeClock, fault: str,
-                                    with_copy: bool) -> None:
+async def test_a_misbehaving_vendor(
+    live: Start, raw_origin: RawOrigin, clock: FakeClock, fault: str, with_copy: bool
+) -> None:
     steps, status = FAULTS[fault]
     proxy = await live(raw_origin.url)
     if with_copy:
@@ -180,7 +194,8 @@ async def test_faults_in_a_row_never_take_the_proxy_down(live: Start, raw_origin
 
 
 async def test_an_absurd_retry_after_does_not_silence_the_vendor_for_a_year(
-        live: Start, raw_origin: RawOrigin, clock: FakeClock) -> None:
+    live: Start, raw_origin: RawOrigin, clock: FakeClock
+) -> None:
     proxy = await live(raw_origin.url)
     raw_origin.always(raw_reply("HTTP/1.1 429 Too Many Requests", "Retry-After: 31536000"), CLOSE)
     assert (await proxy.get("/api/prices/A1")).status >= 500
@@ -201,8 +216,11 @@ BAD_DATA = [
     ("price NaN", "/api/prices/A1", b'{"sku": "A1", "price": NaN, "currency": "GBP"}'),
     ("price a boolean", "/api/prices/A1", b'{"sku": "A1", "price": true, "currency": "GBP"}'),
     ("price missing", "/api/prices/A1", b'{"sku": "A1", "currency": "GBP"}'),
-    ("the last of two price keys is zero", "/api/prices/A1", b'{"sku": "A1", "price": 9.5, "price": 0, '
-                                                             b'"currency": "GBP"}'),
+    (
+        "the last of two price keys is zero",
+        "/api/prices/A1",
+        b'{"sku": "A1", "price": 9.5, "price": 0, "currency": "GBP"}',
+    ),
     ("top-level array", "/api/prices/A1", b"[]"),
     ("top-level null", "/api/prices/A1", b"null"),
     ("empty body", "/api/prices/A1", b""),
@@ -217,8 +235,10 @@ BAD_DATA_GAPS = [
     ("price Infinity", "/api/prices/A1", b'{"sku": "A1", "price": Infinity, "currency": "GBP"}'),
     ("price 1e999", "/api/prices/A1", b'{"sku": "A1", "price": 1e999, "currency": "GBP"}'),
 ]
-GAP = ("proxy/guards.py check_body: json.loads accepts Infinity and 1e999 (float inf), so `gt: 0` "
-       "passes a price no browser can parse (JSON.parse rejects Infinity) or that means nothing")
+GAP = (
+    "proxy/guards.py check_body: json.loads accepts Infinity and 1e999 (float inf), so `gt: 0` "
+    "passes a price no browser can parse (JSON.parse rejects Infinity) or that means nothing"
+)
 GOOD_DOCS = {"/api/prices/A1": GOOD, "/api/catalogue/all": b'{"items": [{"sku": "S1", "price": 1.5}]}'}
 
 
@@ -239,14 +259,16 @@ async def bad_data_case(live: Start, raw_origin: RawOrigin, clock: FakeClock, pa
 
 
 @pytest.mark.parametrize(("case", "path", "body"), BAD_DATA, ids=[c[0] for c in BAD_DATA])
-async def test_bad_data_is_never_stored_or_shown(live: Start, raw_origin: RawOrigin, clock: FakeClock,
-                                                 case: str, path: str, body: bytes) -> None:
+async def test_bad_data_is_never_stored_or_shown(
+    live: Start, raw_origin: RawOrigin, clock: FakeClock, case: str, path: str, body: bytes
+) -> None:
     await bad_data_case(live, raw_origin, clock, path, body)
 
 
 @pytest.mark.parametrize(("case", "path", "body"), BAD_DATA_GAPS, ids=[c[0] for c in BAD_DATA_GAPS])
-async def test_non_finite_prices_are_rejected(live: Start, raw_origin: RawOrigin, clock: FakeClock,
-                                              case: str, path: str, body: bytes) -> None:
+async def test_non_finite_prices_are_rejected(
+    live: Start, raw_origin: RawOrigin, clock: FakeClock, case: str, path: str, body: bytes
+) -> None:
     await bad_data_case(live, raw_origin, clock, path, body)
 
 
@@ -258,8 +280,13 @@ PIECE = bytes(range(256)) * 4096  # 1 MB
 
 async def big_vendor(request: web.Request) -> web.StreamResponse:
     """64 MB, streamed a megabyte at a time; `/big/cut` resets the connection half way."""
-    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream",
-                                       "Cache-Control": "max-age=60", "Content-Length": str(BIG)})
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Cache-Control": "max-age=60",
+            "Content-Length": str(BIG),
+        }
+    )
     await resp.prepare(request)
     for i in range(BIG // len(PIECE)):
         if request.match_info["name"] == "cut" and i == 10:
@@ -279,8 +306,9 @@ async def big_origin(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> st
     return str(server.make_url("")).rstrip("/")
 
 
-async def test_a_64mb_body_streams_through_in_bounded_memory_and_is_not_stored(live: Start,
-                                                                               big_origin: str) -> None:
+async def test_a_64mb_body_streams_through_in_bounded_memory_and_is_not_stored(
+    live: Start, big_origin: str
+) -> None:
     """The 1 GB case is the soak's (`python -m benchmarks.soak --gigabyte`): the same path, longer."""
     proxy = await live(big_origin, upstream="timeout: {connect: 1s, total: 60s}")
     digest, expected = hashlib.sha256(), hashlib.sha256()
@@ -290,8 +318,10 @@ async def test_a_64mb_body_streams_through_in_bounded_memory_and_is_not_stored(l
     tracemalloc.start()
     try:
         baseline = tracemalloc.get_traced_memory()[0]
-        async with aiohttp.ClientSession() as session, \
-                session.get(f"http://127.0.0.1:{proxy.port}/api/big/file") as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{proxy.port}/api/big/file") as resp,
+        ):
             assert resp.status == 200 and resp.headers["X-Cache"] == "MISS"
             async for chunk in resp.content.iter_chunked(1 << 16):
                 digest.update(chunk)
@@ -304,8 +334,9 @@ async def test_a_64mb_body_streams_through_in_bounded_memory_and_is_not_stored(l
     assert len(proxy.state.store) == 0  # over max_object_size: relayed, never stored
 
 
-async def test_a_large_body_cut_half_way_is_not_stored_and_the_proxy_carries_on(live: Start,
-                                                                                big_origin: str) -> None:
+async def test_a_large_body_cut_half_way_is_not_stored_and_the_proxy_carries_on(
+    live: Start, big_origin: str
+) -> None:
     proxy = await live(big_origin, upstream="timeout: {connect: 1s, total: 60s}")
     received = 0
     async with aiohttp.ClientSession() as session:
@@ -316,14 +347,18 @@ async def test_a_large_body_cut_half_way_is_not_stored_and_the_proxy_carries_on(
                     received += len(chunk)
     assert 0 < received < BIG
     assert len(proxy.state.store) == 0
-    async with aiohttp.ClientSession() as session, \
-            session.get(f"http://127.0.0.1:{proxy.port}/api/big/file") as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{proxy.port}/api/big/file") as resp,
+    ):
         assert resp.status == 200 and len(await resp.read()) == BIG
 
 
 # -- DNS and TLS ---------------------------------------------------------------------------------------
 
-FALLBACK_ROUTES = ROUTES + """
+FALLBACK_ROUTES = (
+    ROUTES
+    + """
   - name: quotes
     match: /api/quotes/{sku}
     methods: [GET]
@@ -332,11 +367,15 @@ FALLBACK_ROUTES = ROUTES + """
     cache: {ttl: 30s}
     fallback: {status: 503, json: {error: quotes unavailable}}
 """
+)
 
 
 async def test_dns_failure_is_a_fast_502_and_the_fallback_where_configured(live: Start) -> None:
-    proxy = await live("http://nonexistent.invalid:8080", upstream="timeout: {connect: 2s, total: 3s}",
-                       routes=FALLBACK_ROUTES)
+    proxy = await live(
+        "http://nonexistent.invalid:8080",
+        upstream="timeout: {connect: 2s, total: 3s}",
+        routes=FALLBACK_ROUTES,
+    )
     start = time.monotonic()
     answer = await proxy.get("/api/prices/A1")
     assert time.monotonic() - start < 4.0
@@ -347,9 +386,13 @@ async def test_dns_failure_is_a_fast_502_and_the_fallback_where_configured(live:
     assert len(proxy.state.store) == 0
 
 
-def make_cert(directory: Path, *, names: tuple[str, ...] = ("localhost",),
-              ips: tuple[str, ...] = ("127.0.0.1",),
-              expired: bool = False) -> tuple[Path, Path]:
+def make_cert(
+    directory: Path,
+    *,
+    names: tuple[str, ...] = ("localhost",),
+    ips: tuple[str, ...] = ("127.0.0.1",),
+    expired: bool = False,
+) -> tuple[Path, Path]:
     """A self-signed certificate and its key, written as PEM files."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -359,18 +402,31 @@ def make_cert(directory: Path, *, names: tuple[str, ...] = ("localhost",),
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     now = dt.datetime.now(dt.UTC)
-    start, end = (now - dt.timedelta(days=30), now - dt.timedelta(days=1)) if expired else \
-        (now - dt.timedelta(days=1), now + dt.timedelta(days=30))
+    start, end = (
+        (now - dt.timedelta(days=30), now - dt.timedelta(days=1))
+        if expired
+        else (now - dt.timedelta(days=1), now + dt.timedelta(days=30))
+    )
     alt = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_file, key_file = directory / f"{names[0]}-{expired}.pem", directory / f"{names[0]}-{expired}.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_file, key_file
 
 
@@ -378,8 +434,9 @@ async def tls_vendor(aiohttp_server: Callable[..., Awaitable[TestServer]], cert:
     import ssl
 
     async def price(request: web.Request) -> web.Response:
-        return web.Response(body=GOOD, content_type="application/json",
-                            headers={"Cache-Control": "max-age=60"})
+        return web.Response(
+            body=GOOD, content_type="application/json", headers={"Cache-Control": "max-age=60"}
+        )
 
     app = web.Application()
     app.router.add_get("/prices/{sku}", price)
@@ -389,14 +446,19 @@ async def tls_vendor(aiohttp_server: Callable[..., Awaitable[TestServer]], cert:
     return f"https://127.0.0.1:{server.port}"
 
 
-@pytest.mark.parametrize(("tls", "status"), [
-    ("", 502),  # self-signed: not trusted by default
-    ("tls: {ca_file: CERT}", 200),  # trusted through the private CA file
-    ("tls: {verify: false}", 200),  # the explicit opt-out
-    ("tls: {ca_file: OTHER}", 502),  # a CA that did not sign it
-], ids=["verify-default", "ca-file", "verify-off", "wrong-ca"])
-async def test_tls_failure_and_trust(live: Start, aiohttp_server: Callable[..., Awaitable[TestServer]],
-                                     tmp_path: Path, tls: str, status: int) -> None:
+@pytest.mark.parametrize(
+    ("tls", "status"),
+    [
+        ("", 502),  # self-signed: not trusted by default
+        ("tls: {ca_file: CERT}", 200),  # trusted through the private CA file
+        ("tls: {verify: false}", 200),  # the explicit opt-out
+        ("tls: {ca_file: OTHER}", 502),  # a CA that did not sign it
+    ],
+    ids=["verify-default", "ca-file", "verify-off", "wrong-ca"],
+)
+async def test_tls_failure_and_trust(
+    live: Start, aiohttp_server: Callable[..., Awaitable[TestServer]], tmp_path: Path, tls: str, status: int
+) -> None:
     cert, key = make_cert(tmp_path)
     other, _ = make_cert(tmp_path, names=("other.example",))
     url = await tls_vendor(aiohttp_server, cert, key)
@@ -413,19 +475,23 @@ async def test_tls_failure_and_trust(live: Start, aiohttp_server: Callable[..., 
 
 @pytest.mark.parametrize("problem", ["expired", "wrong-name"])
 async def test_a_bad_certificate_is_refused_even_from_a_trusted_ca(
-        live: Start, aiohttp_server: Callable[..., Awaitable[TestServer]], tmp_path: Path,
-        problem: str) -> None:
-    cert, key = make_cert(tmp_path, expired=problem == "expired",
-                          names=("other.example",) if problem == "wrong-name" else ("localhost",),
-                          ips=() if problem == "wrong-name" else ("127.0.0.1",))
+    live: Start, aiohttp_server: Callable[..., Awaitable[TestServer]], tmp_path: Path, problem: str
+) -> None:
+    cert, key = make_cert(
+        tmp_path,
+        expired=problem == "expired",
+        names=("other.example",) if problem == "wrong-name" else ("localhost",),
+        ips=() if problem == "wrong-name" else ("127.0.0.1",),
+    )
     url = await tls_vendor(aiohttp_server, cert, key)
     proxy = await live(url, upstream=UPSTREAM + f"\ntls: {{ca_file: {cert}}}")
     answer = await proxy.get("/api/prices/A1")
     assert answer.status == 502 and json.loads(answer.body)["error"] == "upstream_unreachable"
 
 
-async def test_the_connection_guard_also_guards_a_tls_listener(clock: FakeClock, raw_origin: RawOrigin,
-                                                              tmp_path: Path) -> None:
+async def test_the_connection_guard_also_guards_a_tls_listener(
+    clock: FakeClock, raw_origin: RawOrigin, tmp_path: Path
+) -> None:
     """`server.tls`: the guard sits behind the TLS layer (it sees plaintext) and a client that never
     completes its handshake is cut by the handshake timeout, which is the header timeout."""
     import ssl
@@ -442,20 +508,24 @@ async def test_the_connection_guard_also_guards_a_tls_listener(clock: FakeClock,
     await runner.setup()
     from proxy.connguard import GuardedSite
 
-    site = GuardedSite(runner, "127.0.0.1", 0, ssl_context=server_ctx,
-                       limits=ConnLimits(header_timeout=0.5, per_address=2))
+    site = GuardedSite(
+        runner, "127.0.0.1", 0, ssl_context=server_ctx, limits=ConnLimits(header_timeout=0.5, per_address=2)
+    )
     await site.start()
     try:
         port = site.bound_port
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
-                                                       server_hostname="localhost")
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+        )
         writer.write(b"GET /api/prices/A1 HTTP/1.1\r\nHost: p\r\n\r\n")
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 200")
-        silent_r, silent_w = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
-                                                           server_hostname="localhost")
-        shed_r, shed_w = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
-                                                       server_hostname="localhost")
+        silent_r, silent_w = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+        )
+        shed_r, shed_w = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+        )
         answer = await asyncio.wait_for(shed_r.read(), 5)  # a third from one address: 503, over TLS
         assert answer.startswith(b"HTTP/1.1 503"), answer[:80]
         answer = await asyncio.wait_for(silent_r.read(), 5)  # the silent one: 408, then the close
@@ -470,6 +540,7 @@ async def test_the_connection_guard_also_guards_a_tls_listener(clock: FakeClock,
 
 
 # -- SIGTERM under load: a real `python -m proxy run` ------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -521,7 +592,8 @@ def test_sigterm_under_load_answers_every_request_in_flight(tmp_path: Path) -> N
     port = free_port()
     with vendor_thread(vendor) as url, ThreadPoolExecutor(in_flight + 8) as pool:
         config = tmp_path / "proxy.yaml"
-        config.write_text(textwrap.dedent(f"""\
+        config.write_text(
+            textwrap.dedent(f"""\
             server: {{listen: 127.0.0.1:{port}, shutdown_grace: 15s}}
             admin: {{listen: 127.0.0.1:{free_port()}}}
             log: {{access: off}}
@@ -535,10 +607,16 @@ def test_sigterm_under_load_answers_every_request_in_flight(tmp_path: Path) -> N
                 upstream: vendor
                 rewrite: /prices/{{sku}}
                 cache: {{ttl: 30s}}
-            """))
-        proc = subprocess.Popen([sys.executable, "-m", "proxy", "run", "--config", str(config)], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            """)
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "run", "--config", str(config)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         try:
             assert proc.stdout is not None
             deadline = time.monotonic() + 30

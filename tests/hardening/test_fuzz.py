@@ -27,10 +27,15 @@ from tests.origin import Origin, Reply
 from tests.routes import PRICES, WRITES
 
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
-ROUTES = """
+ROUTES = (
+    """
 routes:
-""" + PRICES + """    cache: {ttl: 30s, stale_if_error: 1h}
-""" + WRITES + """    max_body: 4KB
+"""
+    + PRICES
+    + """    cache: {ttl: 30s, stale_if_error: 1h}
+"""
+    + WRITES
+    + """    max_body: 4KB
   - name: catalog
     match: /api/catalog/*
     methods: [GET]
@@ -38,9 +43,13 @@ routes:
     rewrite: /v1/catalog/*
     cache: {ttl: 30s}
 """
+)
 LIMITS = ConnLimits(header_timeout=0.3, body_timeout=0.3)
-SETTINGS = settings(max_examples=500, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @pytest.fixture
@@ -98,37 +107,143 @@ def mostly(common: st.SearchStrategy[T], rare: st.SearchStrategy[T]) -> st.Searc
     return st.integers(0, 11).flatmap(lambda n: rare if n == 5 else common)
 
 
-methods = mostly(st.sampled_from(["GET", "GET", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
-                 st.sampled_from(["CONNECT", "TRACE", "PRI", "get", "G ET", "", "PURGE"])
-                 | st.text(TCHAR, min_size=1, max_size=8))
-skus = mostly(st.text(TCHAR.replace("%", ""), min_size=1, max_size=8),
-              st.sampled_from(["..", ".", "%2e%2e", "%2f", "%252e", "%00", "%c0%ae", "a;b", "", "x" * 300,
-                               "%", "%zz", "\\", "..;", "*", "A1/x.css"])
-              | st.text(TCHAR + WEIRD, max_size=12))
-paths = mostly(st.builds(lambda root, sku, q: root + sku + q,
-                         st.sampled_from(["/api/prices/", "/api/prices/", "/api/catalog/",
-                                          "/api/catalog/a/"]),
-                         skus, st.sampled_from(["", "", "?a=1", "?a=1&b=2", "?", "?a=%zz&b"])),
-               st.sampled_from(["http://evil.example/", "*", "", "//x", "/metrics", "/", "/api/",
-                                "/api/prices/A1?" + "q" * 5000, "/api/prices/A1#frag"])
-               | st.text(TCHAR + WEIRD, max_size=20))
-versions = mostly(st.just("HTTP/1.1"), st.sampled_from(["HTTP/1.0", "HTTP/2.0", "HTTP/0.9", "", "http/1.1",
-                                                         "HTTP/1.1 ", "HTTP/1", "HTTP/1.1\x00"]))
-NAMES = ["Content-Length", "Transfer-Encoding", "Connection", "Expect", "Upgrade", "X-Forwarded-Host",
-         "Cookie", "Authorization", "Range", "If-None-Match", "If-Modified-Since", "Cache-Control", "Pragma",
-         "Accept-Encoding", "Content-Type", "X-Request-Id", "X-HTTP-Method-Override", "Forwarded", "TE",
-         "Trailer", "Keep-Alive", "Content-Encoding", "Accept-Language", "Via", "Max-Forwards", "Accept"]
+methods = mostly(
+    st.sampled_from(["GET", "GET", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
+    st.sampled_from(["CONNECT", "TRACE", "PRI", "get", "G ET", "", "PURGE"])
+    | st.text(TCHAR, min_size=1, max_size=8),
+)
+skus = mostly(
+    st.text(TCHAR.replace("%", ""), min_size=1, max_size=8),
+    st.sampled_from(
+        [
+            "..",
+            ".",
+            "%2e%2e",
+            "%2f",
+            "%252e",
+            "%00",
+            "%c0%ae",
+            "a;b",
+            "",
+            "x" * 300,
+            "%",
+            "%zz",
+            "\\",
+            "..;",
+            "*",
+            "A1/x.css",
+        ]
+    )
+    | st.text(TCHAR + WEIRD, max_size=12),
+)
+paths = mostly(
+    st.builds(
+        lambda root, sku, q: root + sku + q,
+        st.sampled_from(["/api/prices/", "/api/prices/", "/api/catalog/", "/api/catalog/a/"]),
+        skus,
+        st.sampled_from(["", "", "?a=1", "?a=1&b=2", "?", "?a=%zz&b"]),
+    ),
+    st.sampled_from(
+        [
+            "http://evil.example/",
+            "*",
+            "",
+            "//x",
+            "/metrics",
+            "/",
+            "/api/",
+            "/api/prices/A1?" + "q" * 5000,
+            "/api/prices/A1#frag",
+        ]
+    )
+    | st.text(TCHAR + WEIRD, max_size=20),
+)
+versions = mostly(
+    st.just("HTTP/1.1"),
+    st.sampled_from(
+        ["HTTP/1.0", "HTTP/2.0", "HTTP/0.9", "", "http/1.1", "HTTP/1.1 ", "HTTP/1", "HTTP/1.1\x00"]
+    ),
+)
+NAMES = [
+    "Content-Length",
+    "Transfer-Encoding",
+    "Connection",
+    "Expect",
+    "Upgrade",
+    "X-Forwarded-Host",
+    "Cookie",
+    "Authorization",
+    "Range",
+    "If-None-Match",
+    "If-Modified-Since",
+    "Cache-Control",
+    "Pragma",
+    "Accept-Encoding",
+    "Content-Type",
+    "X-Request-Id",
+    "X-HTTP-Method-Override",
+    "Forwarded",
+    "TE",
+    "Trailer",
+    "Keep-Alive",
+    "Content-Encoding",
+    "Accept-Language",
+    "Via",
+    "Max-Forwards",
+    "Accept",
+]
 names = mostly(st.sampled_from(NAMES), st.text(TCHAR + " :\t\x00", min_size=0, max_size=10))
-values = mostly(st.sampled_from(["chunked", "0", "5", "close", "keep-alive", "100-continue", "bytes=0-1",
-                                 "*", "no-cache", "max-age=0", "gzip", "en", "application/json", "x",
-                                 "Bearer t", "a=b", '"etag"', "Thu, 01 Jan 1970 00:00:00 GMT"])
-                | st.text(TCHAR + " ", max_size=20),
-                st.sampled_from(["gzip, chunked", "-1", "99999999999999999999", "keep-alive, Upgrade", "h2c",
-                                 "a\r\nX-Injected: 1", " chunked", ""]) | st.text(TCHAR + WEIRD, max_size=40))
+values = mostly(
+    st.sampled_from(
+        [
+            "chunked",
+            "0",
+            "5",
+            "close",
+            "keep-alive",
+            "100-continue",
+            "bytes=0-1",
+            "*",
+            "no-cache",
+            "max-age=0",
+            "gzip",
+            "en",
+            "application/json",
+            "x",
+            "Bearer t",
+            "a=b",
+            '"etag"',
+            "Thu, 01 Jan 1970 00:00:00 GMT",
+        ]
+    )
+    | st.text(TCHAR + " ", max_size=20),
+    st.sampled_from(
+        [
+            "gzip, chunked",
+            "-1",
+            "99999999999999999999",
+            "keep-alive, Upgrade",
+            "h2c",
+            "a\r\nX-Injected: 1",
+            " chunked",
+            "",
+        ]
+    )
+    | st.text(TCHAR + WEIRD, max_size=40),
+)
 headers = st.lists(st.tuples(names, values), max_size=4)
-bodies: st.SearchStrategy[bytes] = mostly(st.just(b""), st.binary(max_size=600)
-                | st.sampled_from([b"0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n", b"zz\r\n",
-                                   b"GET /api/prices/SMUGGLED HTTP/1.1\r\nHost: x\r\n\r\n"]))
+bodies: st.SearchStrategy[bytes] = mostly(
+    st.just(b""),
+    st.binary(max_size=600)
+    | st.sampled_from(
+        [
+            b"0\r\n\r\n",
+            b"5\r\nhello\r\n0\r\n\r\n",
+            b"zz\r\n",
+            b"GET /api/prices/SMUGGLED HTTP/1.1\r\nHost: x\r\n\r\n",
+        ]
+    ),
+)
 
 
 def encode(text: str) -> bytes:
@@ -160,8 +275,11 @@ async def test_fuzzed_requests_never_get_a_500_and_never_kill_the_proxy(fuzzed: 
     await assert_alive(fuzzed)
 
 
-@settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(raw=st.binary(min_size=1, max_size=400))
 async def test_arbitrary_bytes_never_get_a_500(fuzzed: Live, raw: bytes) -> None:
     statuses = await answers(fuzzed, raw)
@@ -171,11 +289,15 @@ async def test_arbitrary_bytes_never_get_a_500(fuzzed: Live, raw: bytes) -> None
 
 # -- the vendor's side -------------------------------------------------------------------------------
 
+
 @pytest.fixture
 async def raw_vendor(clock: FakeClock) -> AsyncIterator[tuple[Live, RawOrigin, FakeClock]]:
     vendor = await RawOrigin().start()
-    config = make_config(vendor.url, ROUTES, "timeout: {connect: 500ms, total: 500ms}\n"
-                                             "circuit_breaker: {minimum_calls: 100000}")
+    config = make_config(
+        vendor.url,
+        ROUTES,
+        "timeout: {connect: 500ms, total: 500ms}\ncircuit_breaker: {minimum_calls: 100000}",
+    )
     app = build_app(config, clock=clock)
     async with serve_guarded(app, LIMITS) as served:
         yield Live(served, app[PROXY_STATE]), vendor, clock
@@ -185,14 +307,42 @@ async def raw_vendor(clock: FakeClock) -> AsyncIterator[tuple[Live, RawOrigin, F
 # Status codes a vendor might send; below 100 and 101 are excluded (see test_attacks' KNOWN_GAPS).
 codes = st.integers(100, 999).filter(lambda c: c != 101).map(str) | st.sampled_from(["2000", "OK", "", "-1"])
 reasons = st.sampled_from(["OK", "", "Weird Reason", "\x00"]) | st.text(TCHAR + " ", max_size=10)
-upstream_headers = st.lists(st.tuples(st.sampled_from(["Content-Type", "Content-Length", "Transfer-Encoding",
-                                                       "Cache-Control", "Set-Cookie", "Vary", "ETag", "Age",
-                                                       "Expires", "Content-Encoding", "Location", "Date",
-                                                       "Connection", "Last-Modified"]) | names,
-                                      values | st.sampled_from(["max-age=60", "application/json", "*",
-                                                                "public, s-maxage=5", "private", "no-store",
-                                                                "Thu, 01 Jan 1970 00:00:00 GMT"])),
-                            max_size=6)
+upstream_headers = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "Content-Type",
+                "Content-Length",
+                "Transfer-Encoding",
+                "Cache-Control",
+                "Set-Cookie",
+                "Vary",
+                "ETag",
+                "Age",
+                "Expires",
+                "Content-Encoding",
+                "Location",
+                "Date",
+                "Connection",
+                "Last-Modified",
+            ]
+        )
+        | names,
+        values
+        | st.sampled_from(
+            [
+                "max-age=60",
+                "application/json",
+                "*",
+                "public, s-maxage=5",
+                "private",
+                "no-store",
+                "Thu, 01 Jan 1970 00:00:00 GMT",
+            ]
+        ),
+    ),
+    max_size=6,
+)
 
 
 @st.composite
@@ -206,11 +356,15 @@ def vendor_answers(draw: st.DrawFn) -> bytes:
     return encode("\r\n".join(head) + "\r\n\r\n") + body
 
 
-@settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(answer=vendor_answers(), key=st.integers(0, 10**9))
-async def test_fuzzed_vendor_answers_never_get_a_500(raw_vendor: tuple[Live, RawOrigin, FakeClock],
-                                                     answer: bytes, key: int) -> None:
+async def test_fuzzed_vendor_answers_never_get_a_500(
+    raw_vendor: tuple[Live, RawOrigin, FakeClock], answer: bytes, key: int
+) -> None:
     proxy, vendor, clock = raw_vendor
     clock.advance(3600)  # examples are independent: past any 429 hold-off or breaker window
     vendor.always(answer, CLOSE)
@@ -219,8 +373,13 @@ async def test_fuzzed_vendor_answers_never_get_a_500(raw_vendor: tuple[Live, Raw
     event(f"answered {statuses[0] if statuses else 'nothing (closed)'}")
     assert len(statuses) <= 1, statuses
     assert all(100 <= s <= 599 and s != 500 for s in statuses), (statuses, answer[:300])
-    vendor.always(raw_reply("HTTP/1.1 200 OK", "Content-Type: application/json", "Cache-Control: no-store",
-                            body=b'{"sku": "A1"}'), CLOSE)
+    vendor.always(
+        raw_reply(
+            "HTTP/1.1 200 OK",
+            "Content-Type: application/json",
+            "Cache-Control: no-store",
+            body=b'{"sku": "A1"}',
+        ),
+        CLOSE,
+    )
     await assert_alive(proxy)
-
-

@@ -17,7 +17,7 @@ from proxy.clock import FakeClock
 from proxy.model import Entry
 from proxy.quarantine import Quarantine
 from proxy.settings import AdminConfig, Listen
-from tests.conftest import DEFAULT_ROUTES, Proxy, make_config
+from tests.conftest import DEFAULT_ROUTES, MakeProxy, Proxy, make_config
 from tests.origin import Origin, Reply
 from tests.routes import PRICES
 
@@ -36,7 +36,6 @@ routes:
       - {{path: $.price, gt: 0}}
 """
 
-MakeProxy = Callable[..., Awaitable[Proxy]]
 AdminClient = TestClient[Any, Any]
 Client = Callable[..., Awaitable[AdminClient]]
 MakeAdmin = Callable[..., Awaitable[tuple[Proxy, AdminClient]]]
@@ -46,8 +45,9 @@ MakeAdmin = Callable[..., Awaitable[tuple[Proxy, AdminClient]]]
 def make_admin(make_proxy: MakeProxy, aiohttp_client: Client) -> MakeAdmin:
     """The proxy under test plus a client for its admin app (same state)."""
 
-    async def factory(body: str = WITH_TOKEN, upstream_extra: str = "",
-                      **kw: Any) -> tuple[Proxy, AdminClient]:
+    async def factory(
+        body: str = WITH_TOKEN, upstream_extra: str = "", **kw: Any
+    ) -> tuple[Proxy, AdminClient]:
         proxy = await make_proxy(body, upstream_extra, **kw)
         server = proxy.client.server
         assert isinstance(server, TestServer)
@@ -57,13 +57,19 @@ def make_admin(make_proxy: MakeProxy, aiohttp_client: Client) -> MakeAdmin:
     return factory
 
 
-def cached(origin: Origin, path: str = "/prices/A1", doc: Any = PRICE, max_age: int = 60,
-           headers: dict[str, str] | None = None) -> None:
+def cached(
+    origin: Origin,
+    path: str = "/prices/A1",
+    doc: Any = PRICE,
+    max_age: int = 60,
+    headers: dict[str, str] | None = None,
+) -> None:
     extra = {**JSON_TYPE, "Cache-Control": f"max-age={max_age}", **(headers or {})}
     origin.always(path, Reply(200, doc, extra))
 
 
 # -- read-only endpoints -------------------------------------------------------------------------
+
 
 async def test_health_ready_and_metrics(make_admin: MakeAdmin) -> None:
     proxy, admin = await make_admin()
@@ -91,13 +97,19 @@ async def test_collectors_are_installed_once_per_state(make_admin: MakeAdmin) ->
 
 async def test_status_json_and_page(make_admin: MakeAdmin, origin: Origin, clock: FakeClock) -> None:
     cached(origin)
-    proxy, admin = await make_admin(WITH_TOKEN, "owner: Vendor desk <desk@example.com>\ndocs: https://docs.example")
+    proxy, admin = await make_admin(
+        WITH_TOKEN, "owner: Vendor desk <desk@example.com>\ndocs: https://docs.example"
+    )
     await proxy.get("/api/prices/A1")
     clock.advance(5)
     await proxy.get("/api/prices/A1")
     doc = await (await admin.get("/status", headers={"Accept": "application/json"})).json()
     (up,) = doc["upstreams"]
-    assert (up["name"], up["owner"], up["docs"]) == ("vendor", "Vendor desk <desk@example.com>", "https://docs.example")
+    assert (up["name"], up["owner"], up["docs"]) == (
+        "vendor",
+        "Vendor desk <desk@example.com>",
+        "https://docs.example",
+    )
     assert up["breaker"]["state"] == "closed" and up["health"] == "unknown"
     assert up["last_success"] == clock.now() - 5 and up["error_rate"] == 0.0
     prices = next(r for r in doc["routes"] if r["name"] == "prices")
@@ -142,19 +154,24 @@ async def test_errors_are_json(make_admin: MakeAdmin) -> None:
 
 # -- auth ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("authorization", "status"), [
-    (None, 401),
-    ("", 401),
-    (f"Bearer {TOKEN}x", 401),
-    (f"Bearer {TOKEN[:-1]}", 401),
-    (f"Basic {TOKEN}", 401),
-    (TOKEN, 401),
-    ("Bearer ünïcødé", 401),
-    (f"Bearer {TOKEN}", 200),
-    (f"bearer {TOKEN}", 200),
-])
-async def test_mutating_calls_need_the_token(make_admin: MakeAdmin, authorization: str | None,
-                                             status: int) -> None:
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        (None, 401),
+        ("", 401),
+        (f"Bearer {TOKEN}x", 401),
+        (f"Bearer {TOKEN[:-1]}", 401),
+        (f"Basic {TOKEN}", 401),
+        (TOKEN, 401),
+        ("Bearer ünïcødé", 401),
+        (f"Bearer {TOKEN}", 200),
+        (f"bearer {TOKEN}", 200),
+    ],
+)
+async def test_mutating_calls_need_the_token(
+    make_admin: MakeAdmin, authorization: str | None, status: int
+) -> None:
     _, admin = await make_admin()
     headers = {} if authorization is None else {"Authorization": authorization}
     answer = await admin.post("/purge", json={"route": "prices", "prefix": "/"}, headers=headers)
@@ -164,8 +181,9 @@ async def test_mutating_calls_need_the_token(make_admin: MakeAdmin, authorizatio
         assert answer.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-async def test_token_is_compared_in_constant_time(make_admin: MakeAdmin,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_token_is_compared_in_constant_time(
+    make_admin: MakeAdmin, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest
 
@@ -202,14 +220,16 @@ def test_refuses_to_build_off_loopback_without_a_token(origin: Origin, clock: Fa
 
 # -- purge ---------------------------------------------------------------------------------------
 
+
 async def test_purge_one_key_keeps_the_others(make_admin: MakeAdmin, origin: Origin) -> None:
     cached(origin, "/prices/A1")
     cached(origin, "/prices/B2", {**PRICE, "sku": "B2"})
     proxy, admin = await make_admin()
     for path in ("/api/prices/A1", "/api/prices/A1?b=2&a=1", "/api/prices/B2"):
         await proxy.get(path)
-    answer = await admin.post("/purge", json={"route": "prices", "key": "/api/prices/A1?a=1&b=2"},
-                              headers=AUTH)
+    answer = await admin.post(
+        "/purge", json={"route": "prices", "key": "/api/prices/A1?a=1&b=2"}, headers=AUTH
+    )
     assert answer.status == 200 and await answer.json() == {"route": "prices", "purged": 1, "soft": False}
     assert (await proxy.get("/api/prices/A1")).headers["X-Cache"] == "HIT"
     assert (await proxy.get("/api/prices/B2")).headers["X-Cache"] == "HIT"
@@ -230,15 +250,17 @@ async def test_purge_prefix_and_whole_route(make_admin: MakeAdmin, origin: Origi
     assert len(proxy.state.store) == 0
 
 
-async def test_soft_purge_keeps_a_stale_fallback_hard_purge_does_not(make_admin: MakeAdmin, origin: Origin,
-                                                                     clock: FakeClock) -> None:
+async def test_soft_purge_keeps_a_stale_fallback_hard_purge_does_not(
+    make_admin: MakeAdmin, origin: Origin, clock: FakeClock
+) -> None:
     cached(origin, "/prices/A1")
     cached(origin, "/prices/B2", {**PRICE, "sku": "B2"})
     proxy, admin = await make_admin()
     await proxy.get("/api/prices/A1")
     await proxy.get("/api/prices/B2")
-    soft = await admin.post("/purge", json={"route": "prices", "key": "/api/prices/A1", "soft": True},
-                            headers=AUTH)
+    soft = await admin.post(
+        "/purge", json={"route": "prices", "key": "/api/prices/A1", "soft": True}, headers=AUTH
+    )
     hard = await admin.post("/purge", json={"route": "prices", "key": "/api/prices/B2"}, headers=AUTH)
     assert (await soft.json())["purged"] == 1 and (await hard.json())["purged"] == 1
     origin.always("/prices/A1", Reply(503, "down"))
@@ -292,8 +314,9 @@ class RecordingTier:
     def up(self, now: float) -> bool:
         return True
 
-    async def lease_or_wait(self, key: str, ttl_ms: int, timeout: float, *,
-                            newer_than: float | None = None) -> None:
+    async def lease_or_wait(
+        self, key: str, ttl_ms: int, timeout: float, *, newer_than: float | None = None
+    ) -> None:
         return None  # "fetch without coordination"
 
     async def release(self, lease: object) -> bool:
@@ -319,9 +342,14 @@ async def test_purges_reach_the_shared_tier(make_admin: MakeAdmin, origin: Origi
     await admin.post("/purge", json={"route": "prices", "key": "/api/prices/A1?b=1"}, headers=AUTH)
     await proxy.settle()
     base = key + "?b=1"
-    assert tier.calls == [("delete", base, None), ("publish", base, None),
-                          ("delete_prefix", base + "\x1f", None), ("publish_prefix", base + "\x1f", None),
-                          ("delete_prefix", base + "\x1e", None), ("publish_prefix", base + "\x1e", None)]
+    assert tier.calls == [
+        ("delete", base, None),
+        ("publish", base, None),
+        ("delete_prefix", base + "\x1f", None),
+        ("publish_prefix", base + "\x1f", None),
+        ("delete_prefix", base + "\x1e", None),
+        ("publish_prefix", base + "\x1e", None),
+    ]
     tier.calls.clear()
     await admin.post("/purge", json={"route": "prices", "prefix": "/api/"}, headers=AUTH)
     await proxy.settle()
@@ -329,15 +357,18 @@ async def test_purges_reach_the_shared_tier(make_admin: MakeAdmin, origin: Origi
     assert tier.calls == [("delete_prefix", whole, None), ("publish_prefix", whole, None)]
 
 
-@pytest.mark.parametrize(("body", "status", "error"), [
-    ({"route": "nope", "prefix": "/"}, 404, "unknown_route"),
-    ({"route": "writes", "prefix": "/"}, 400, "not_cached"),
-    ({"route": "prices"}, 400, "bad_request"),
-    ({"route": "prices", "key": "/api/prices/A1", "prefix": "/"}, 400, "bad_request"),
-    ({"route": "prices", "key": "/api/other/A1"}, 400, "bad_key"),
-    ({"route": "prices", "key": "/api/prices/../x"}, 400, "bad_key"),
-    ({"route": "prices", "prefix": "/", "soft": "yes"}, 400, "bad_request"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"route": "nope", "prefix": "/"}, 404, "unknown_route"),
+        ({"route": "writes", "prefix": "/"}, 400, "not_cached"),
+        ({"route": "prices"}, 400, "bad_request"),
+        ({"route": "prices", "key": "/api/prices/A1", "prefix": "/"}, 400, "bad_request"),
+        ({"route": "prices", "key": "/api/other/A1"}, 400, "bad_key"),
+        ({"route": "prices", "key": "/api/prices/../x"}, 400, "bad_key"),
+        ({"route": "prices", "prefix": "/", "soft": "yes"}, 400, "bad_request"),
+    ],
+)
 async def test_purge_validation(make_admin: MakeAdmin, body: dict[str, Any], status: int, error: str) -> None:
     _, admin = await make_admin()
     answer = await admin.post("/purge", json=body, headers=AUTH)
@@ -346,6 +377,7 @@ async def test_purge_validation(make_admin: MakeAdmin, body: dict[str, Any], sta
 
 
 # -- breakers ------------------------------------------------------------------------------------
+
 
 async def test_breaker_open_close_reset(make_admin: MakeAdmin, origin: Origin, clock: FakeClock) -> None:
     cached(origin)
@@ -374,10 +406,13 @@ async def test_breaker_open_for_some_seconds(make_admin: MakeAdmin, clock: FakeC
     assert doc["upstreams"][0]["breaker"]["state"] == "half_open"
 
 
-@pytest.mark.parametrize(("path", "status", "error"), [
-    ("/breakers/nope/open", 404, "unknown_upstream"),
-    ("/breakers/vendor/explode", 404, "unknown_action"),
-])
+@pytest.mark.parametrize(
+    ("path", "status", "error"),
+    [
+        ("/breakers/nope/open", 404, "unknown_upstream"),
+        ("/breakers/vendor/explode", 404, "unknown_action"),
+    ],
+)
 async def test_breaker_errors(make_admin: MakeAdmin, path: str, status: int, error: str) -> None:
     _, admin = await make_admin()
     answer = await admin.post(path, headers=AUTH)
@@ -385,6 +420,7 @@ async def test_breaker_errors(make_admin: MakeAdmin, path: str, status: int, err
 
 
 # -- quarantine ----------------------------------------------------------------------------------
+
 
 async def test_quarantine_list_show_promote(make_admin: MakeAdmin, origin: Origin) -> None:
     bad = {"sku": "A1", "price": -1, "currency": "GBP"}
@@ -399,8 +435,9 @@ async def test_quarantine_list_show_promote(make_admin: MakeAdmin, origin: Origi
     assert detail["body_encoding"] == "utf-8" and detail["verdict"]["violations"][0]["rule"] == "gt"
     assert VENDOR_SECRET not in await shown.text()
     assert (await admin.post(f"/quarantine/{item['id']}/promote", headers=AUTH)).status == 400  # no key
-    promoted = await admin.post(f"/quarantine/{item['id']}/promote", json={"key": "/api/prices/A1"},
-                                headers=AUTH)
+    promoted = await admin.post(
+        f"/quarantine/{item['id']}/promote", json={"key": "/api/prices/A1"}, headers=AUTH
+    )
     assert promoted.status == 200
     answer = await proxy.get("/api/prices/A1")
     assert answer.headers["X-Cache"] == "HIT" and await answer.json() == bad
@@ -416,8 +453,9 @@ async def test_truncated_quarantine_items_are_not_promoted(make_admin: MakeAdmin
     await proxy.get("/api/prices/A1")
     (item,) = (await (await admin.get("/quarantine")).json())["items"]
     assert item["truncated"] is True
-    answer = await admin.post(f"/quarantine/{item['id']}/promote", json={"key": "/api/prices/A1"},
-                              headers=AUTH)
+    answer = await admin.post(
+        f"/quarantine/{item['id']}/promote", json={"key": "/api/prices/A1"}, headers=AUTH
+    )
     assert answer.status == 409 and (await answer.json())["error"] == "truncated"
 
 

@@ -28,9 +28,25 @@ def run_suite(tmp_path: Path, *extra: str) -> dict[str, Any]:
     out = tmp_path / "bench.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--repeat", "1", "--duration", "1",
-         "--json", str(out), *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=90, check=False,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--repeat",
+            "1",
+            "--duration",
+            "1",
+            "--json",
+            str(out),
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "scenario" in proc.stdout and "goals" in proc.stdout
@@ -78,9 +94,11 @@ def test_builtin_load_generator_fallback(tmp_path: Path) -> None:
     assert doc["scenarios"]["ceiling"]["generator"] == "builtin"
 
 
-WRK_LINE = ('BENCH_JSON {"requests":1000,"duration_us":2000000,"bytes":1,"connect_errors":0,'
-            '"read_errors":2,"write_errors":0,"status_errors":3,"timeouts":0,"p50_us":1500,'
-            '"p90_us":2500,"p99_us":9000,"mean_us":1700.5,"max_us":12000}')
+WRK_LINE = (
+    'BENCH_JSON {"requests":1000,"duration_us":2000000,"bytes":1,"connect_errors":0,'
+    '"read_errors":2,"write_errors":0,"status_errors":3,"timeouts":0,"p50_us":1500,'
+    '"p90_us":2500,"p99_us":9000,"mean_us":1700.5,"max_us":12000}'
+)
 
 
 def test_wrk_output_is_parsed_exactly() -> None:
@@ -91,29 +109,50 @@ def test_wrk_output_is_parsed_exactly() -> None:
         parse_wrk_output("wrk: connection refused")
 
 
-@pytest.mark.parametrize(("values", "pct", "expected"), [
-    ([], 50, 0.0),
-    ([5.0], 99, 5.0),
-    ([1.0, 2.0, 3.0, 4.0], 50, 2.0),
-    ([float(i) for i in range(1, 101)], 99, 99.0),
-    ([float(i) for i in range(1, 101)], 90, 90.0),
-])
+@pytest.mark.parametrize(
+    ("values", "pct", "expected"),
+    [
+        ([], 50, 0.0),
+        ([5.0], 99, 5.0),
+        ([1.0, 2.0, 3.0, 4.0], 50, 2.0),
+        ([float(i) for i in range(1, 101)], 99, 99.0),
+        ([float(i) for i in range(1, 101)], 90, 90.0),
+    ],
+)
 def test_percentile_nearest_rank(values: list[float], pct: float, expected: float) -> None:
     assert percentile(values, pct) == expected
 
 
 def _row(rps: float, p99: float, **kw: Any) -> dict[str, Any]:
-    return {"rps": rps, "p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": p99, "errors": 0,
-            "origin_requests": 0, "skipped": None, "repeats": [], "notes": [], **kw}
+    return {
+        "rps": rps,
+        "p50_ms": 1.0,
+        "p90_ms": 2.0,
+        "p99_ms": p99,
+        "errors": 0,
+        "origin_requests": 0,
+        "skipped": None,
+        "repeats": [],
+        "notes": [],
+        **kw,
+    }
 
 
-@pytest.mark.parametrize(("hit_rps", "hit_p99", "stampede", "outage_errors", "ratio", "held"), [
-    (950.0, 3.0, [1], [0], 1.2, [True, True, True, True, True]),
-    (800.0, 5.0, [1, 3], [0, 2], 2.0, [False, False, False, False, False]),
-])
-def test_goals_are_ratios_of_the_same_run(hit_rps: float, hit_p99: float, stampede: list[int],
-                                          outage_errors: list[int], ratio: float,
-                                          held: list[bool]) -> None:
+@pytest.mark.parametrize(
+    ("hit_rps", "hit_p99", "stampede", "outage_errors", "ratio", "held"),
+    [
+        (950.0, 3.0, [1], [0], 1.2, [True, True, True, True, True]),
+        (800.0, 5.0, [1, 3], [0, 2], 2.0, [False, False, False, False, False]),
+    ],
+)
+def test_goals_are_ratios_of_the_same_run(
+    hit_rps: float,
+    hit_p99: float,
+    stampede: list[int],
+    outage_errors: list[int],
+    ratio: float,
+    held: list[bool],
+) -> None:
     scenarios = {
         "ceiling": _row(1000.0, 2.0),
         "hit": _row(hit_rps, hit_p99),
@@ -129,29 +168,40 @@ def test_goals_not_measured_when_skipped() -> None:
     scenarios = {"ceiling": _row(1000.0, 2.0), "hit": {"skipped": "no proxy"}}
     goals = evaluate_goals(scenarios, None)
     assert [g["held"] for g in goals] == [None] * 5
-    doc = {"machine": {"cpu": "x", "cores": 2, "python": "3.11"}, "load_generator": "wrk",
-           "settings": {}, "scenarios": scenarios | {"hit": _row(0, 0, skipped="no proxy")},
-           "goals": goals, "micro": {}, "memory": None}
+    doc = {
+        "machine": {"cpu": "x", "cores": 2, "python": "3.11"},
+        "load_generator": "wrk",
+        "settings": {},
+        "scenarios": scenarios | {"hit": _row(0, 0, skipped="no proxy")},
+        "goals": goals,
+        "micro": {},
+        "memory": None,
+    }
     assert "skipped: no proxy" in render(doc)
 
 
-@pytest.mark.parametrize(("doc", "expected"), [
-    ({"upstreams": {"origin_outage": {"breaker": {"state": "OPEN"}}}}, "open"),
-    ({"upstreams": [{"name": "origin_outage", "breaker": "half_open"}]}, "half_open"),
-    ({"upstreams": [{"name": "other", "breaker": "open"}]}, None),
-    ([], None),
-])
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        ({"upstreams": {"origin_outage": {"breaker": {"state": "OPEN"}}}}, "open"),
+        ({"upstreams": [{"name": "origin_outage", "breaker": "half_open"}]}, "half_open"),
+        ({"upstreams": [{"name": "other", "breaker": "open"}]}, None),
+        ([], None),
+    ],
+)
 def test_breaker_state_found_in_status(doc: Any, expected: str | None) -> None:
     assert find_breaker_state(doc, "origin_outage") == expected
 
 
 def test_sample_paths_fill_templates() -> None:
-    data = {"routes": [
-        {"name": "prices", "match": "/api/prices/{sku}", "methods": ["GET"], "cache": {}},
-        {"name": "docs", "match": "/api/docs/*", "sample": "/api/docs/a/b"},
-        {"name": "all", "match": "/api/all/*", "cache": "off"},
-        {"name": "orders", "match": "/api/orders", "methods": ["POST"], "cache": "off"},
-    ]}
+    data = {
+        "routes": [
+            {"name": "prices", "match": "/api/prices/{sku}", "methods": ["GET"], "cache": {}},
+            {"name": "docs", "match": "/api/docs/*", "sample": "/api/docs/a/b"},
+            {"name": "all", "match": "/api/all/*", "cache": "off"},
+            {"name": "orders", "match": "/api/orders", "methods": ["POST"], "cache": "off"},
+        ]
+    }
     assert sample_paths(data) == [
         ("prices", "/api/prices/1", True),
         ("docs", "/api/docs/a/b", False),
@@ -160,6 +210,15 @@ def test_sample_paths_fill_templates() -> None:
 
 
 def test_load_result_rps() -> None:
-    result = LoadResult(requests=300, duration_s=1.5, errors=0, p50_ms=1, p90_ms=1, p99_ms=1,
-                        mean_ms=1, max_ms=1, generator="wrk")
+    result = LoadResult(
+        requests=300,
+        duration_s=1.5,
+        errors=0,
+        p50_ms=1,
+        p90_ms=1,
+        p99_ms=1,
+        mean_ms=1,
+        max_ms=1,
+        generator="wrk",
+    )
     assert result.rps == 200.0

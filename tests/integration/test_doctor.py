@@ -26,9 +26,12 @@ docs: https://pricing.example/docs
 headers: {{Authorization: "Bearer {SECRET}", X-API-Version: "2024-06-01"}}
 health_check: {{path: /health}}
 """
-ROUTES = """
+ROUTES = (
+    """
 routes:
-""" + PRICES + """    sample: /api/prices/A1?currency=GBP
+"""
+    + PRICES
+    + """    sample: /api/prices/A1?currency=GBP
     cache: {ttl: 30s}
     guards:
       - {path: $.price, gt: 0}
@@ -45,9 +48,15 @@ routes:
     sample: /api/bookings
     cache: off
 """
+)
 GOOD = {"sku": "A1", "price": 9.5}
-VENDOR_HEADERS = {"Content-Type": "application/json", "Cache-Control": "max-age=60", "ETag": '"v1"',
-                  "X-RateLimit-Remaining": "99", "RateLimit-Limit": "100"}
+VENDOR_HEADERS = {
+    "Content-Type": "application/json",
+    "Cache-Control": "max-age=60",
+    "ETag": '"v1"',
+    "X-RateLimit-Remaining": "99",
+    "RateLimit-Limit": "100",
+}
 
 
 def healthy(origin: Origin, doc: Any = GOOD, status: int = 200) -> None:
@@ -104,17 +113,20 @@ async def test_table_output(origin: Origin, capsys: pytest.CaptureFixture[str]) 
     assert SECRET not in out
 
 
-@pytest.mark.parametrize(("doc", "status", "problem", "auth"), [
-    ({"sku": "A1", "price": 0}, 200, "fails its guards (gt at $.price)", "accepted"),
-    ({"price": 9.5}, 200, "fails its guards (required at $.sku)", "accepted"),
-    ("<html>maintenance</html>", 200, "fails its guards (json at $)", "accepted"),
-    ({"error": "bad key"}, 401, "answered 401 (credentials refused)", "rejected (401)"),
-    ({"error": "forbidden"}, 403, "answered 403 (credentials refused)", "rejected (403)"),
-    ({"error": "boom"}, 500, "answered 500 (HTTP 500)", "accepted"),
-])
+@pytest.mark.parametrize(
+    ("doc", "status", "problem", "auth"),
+    [
+        ({"sku": "A1", "price": 0}, 200, "fails its guards (gt at $.price)", "accepted"),
+        ({"price": 9.5}, 200, "fails its guards (required at $.sku)", "accepted"),
+        ("<html>maintenance</html>", 200, "fails its guards (json at $)", "accepted"),
+        ({"error": "bad key"}, 401, "answered 401 (credentials refused)", "rejected (401)"),
+        ({"error": "forbidden"}, 403, "answered 403 (credentials refused)", "rejected (403)"),
+        ({"error": "boom"}, 500, "answered 500 (HTTP 500)", "accepted"),
+    ],
+)
 async def test_broken_vendor_fails_and_names_the_owner(
-        origin: Origin, capsys: pytest.CaptureFixture[str], doc: Any, status: int, problem: str,
-        auth: str) -> None:
+    origin: Origin, capsys: pytest.CaptureFixture[str], doc: Any, status: int, problem: str, auth: str
+) -> None:
     healthy(origin, doc, status)
     code, out = await doctor(config(origin), capsys, as_json=False)
     assert code == 1
@@ -160,9 +172,18 @@ async def test_cli_as_a_user_runs_it(origin: Origin, tmp_path: Path) -> None:
     path = tmp_path / "proxy.yaml"
     path.write_text(config_text(origin.url, ROUTES, UPSTREAM))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", "doctor", "--config", str(path), "--json", cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        sys.executable,
+        "-m",
+        "proxy",
+        "doctor",
+        "--config",
+        str(path),
+        "--json",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     async with asyncio.timeout(30):
         out, _ = await proc.communicate()
     assert proc.returncode == 1

@@ -16,16 +16,18 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from proxy.clock import FakeClock
-from tests.conftest import Proxy
+from tests.conftest import MakeProxy, Proxy
 from tests.origin import Origin, Reply
 from tests.routes import PRICES
 
-MakeProxy = Callable[..., Awaitable[Proxy]]
 Hook = tuple[str, list[dict[str, Any]]]  # the webhook's URL and the events it received
 
-ROUTES = """
+ROUTES = (
+    """
 routes:
-""" + PRICES + """    cache: {ttl: 30s, stale_if_error: 1h}
+"""
+    + PRICES
+    + """    cache: {ttl: 30s, stale_if_error: 1h}
     guards:
       - {path: $.price, gt: 0}
       - {path: $.currency, one_of: [GBP, EUR, USD]}
@@ -41,6 +43,7 @@ routes:
       - {path: $.items, max_shrink: 50%}
       - {path: "$.items[*].price", gt: 0}
 """
+)
 JSON_TYPE = {"Content-Type": "application/json"}
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
 CATALOGUE = {"items": [{"sku": f"S{i}", "price": 1.0 + i} for i in range(100)]}
@@ -61,22 +64,55 @@ def encoded(reply: Reply) -> bytes:
 
 # (case, client path, origin path, good document, bad reply, Cache-Status detail)
 BAD_DATA = [
-    ("zero price", "/api/prices/A1", "/prices/A1", PRICE, bad({**PRICE, "price": 0}),
-     "guard: gt at $.price"),
-    ("empty catalogue", "/api/catalogue/all", "/catalogue/all", CATALOGUE, bad({"items": []}),
-     "guard: min_items at $.items"),
-    ("catalogue shrunk by 95%", "/api/catalogue/all", "/catalogue/all", CATALOGUE,
-     bad({"items": CATALOGUE["items"][:5]}), "guard: max_shrink at $.items"),
-    ("HTML page with 200", "/api/prices/A1", "/prices/A1", PRICE,
-     bad("<html><body>Service temporarily unavailable</body></html>", "text/html"),
-     "guard: json at $"),
-    ("invalid JSON with 200", "/api/prices/A1", "/prices/A1", PRICE, bad('{"sku": "A1", "price": '),
-     "guard: json at $"),
-    ("missing required field", "/api/prices/A1", "/prices/A1", PRICE,
-     bad({"price": 9.5, "currency": "GBP"}), "guard: required at $.sku"),
-    ("one zero price in a catalogue", "/api/catalogue/all", "/catalogue/all", CATALOGUE,
-     bad({"items": [*CATALOGUE["items"][:99], {"sku": "S99", "price": 0}]}),
-     "guard: gt at $.items[*].price"),
+    ("zero price", "/api/prices/A1", "/prices/A1", PRICE, bad({**PRICE, "price": 0}), "guard: gt at $.price"),
+    (
+        "empty catalogue",
+        "/api/catalogue/all",
+        "/catalogue/all",
+        CATALOGUE,
+        bad({"items": []}),
+        "guard: min_items at $.items",
+    ),
+    (
+        "catalogue shrunk by 95%",
+        "/api/catalogue/all",
+        "/catalogue/all",
+        CATALOGUE,
+        bad({"items": CATALOGUE["items"][:5]}),
+        "guard: max_shrink at $.items",
+    ),
+    (
+        "HTML page with 200",
+        "/api/prices/A1",
+        "/prices/A1",
+        PRICE,
+        bad("<html><body>Service temporarily unavailable</body></html>", "text/html"),
+        "guard: json at $",
+    ),
+    (
+        "invalid JSON with 200",
+        "/api/prices/A1",
+        "/prices/A1",
+        PRICE,
+        bad('{"sku": "A1", "price": '),
+        "guard: json at $",
+    ),
+    (
+        "missing required field",
+        "/api/prices/A1",
+        "/prices/A1",
+        PRICE,
+        bad({"price": 9.5, "currency": "GBP"}),
+        "guard: required at $.sku",
+    ),
+    (
+        "one zero price in a catalogue",
+        "/api/catalogue/all",
+        "/catalogue/all",
+        CATALOGUE,
+        bad({"items": [*CATALOGUE["items"][:99], {"sku": "S99", "price": 0}]}),
+        "guard: gt at $.items[*].price",
+    ),
 ]
 
 
@@ -84,11 +120,20 @@ def bodies_in_store(proxy: Proxy) -> list[bytes]:
     return [entry.body for _, entry in proxy.state.store.items()]
 
 
-@pytest.mark.parametrize(("case", "path", "upath", "doc", "reply", "detail"), BAD_DATA,
-                         ids=[c[0] for c in BAD_DATA])
+@pytest.mark.parametrize(
+    ("case", "path", "upath", "doc", "reply", "detail"), BAD_DATA, ids=[c[0] for c in BAD_DATA]
+)
 async def test_bad_data_serves_the_last_good_copy(
-        origin: Origin, make_proxy: MakeProxy, clock: FakeClock, case: str,
-        path: str, upath: str, doc: Any, reply: Reply, detail: str) -> None:
+    origin: Origin,
+    make_proxy: MakeProxy,
+    clock: FakeClock,
+    case: str,
+    path: str,
+    upath: str,
+    doc: Any,
+    reply: Reply,
+    detail: str,
+) -> None:
     origin.always(upath, good(doc))
     proxy = await make_proxy(ROUTES)
     first = await proxy.get(path)
@@ -100,8 +145,10 @@ async def test_bad_data_serves_the_last_good_copy(
     answer = await proxy.get(path)
     assert answer.status == 200
     assert answer.headers["X-Cache"] == "STALE"
-    assert answer.headers["Cache-Status"] == \
-        f'resilient-proxy; fwd=stale; fwd-status=200; ttl=-10; detail="{detail}"'
+    assert (
+        answer.headers["Cache-Status"]
+        == f'resilient-proxy; fwd=stale; fwd-status=200; ttl=-10; detail="{detail}"'
+    )
     assert answer.headers["Age"] == "40"
     assert await answer.read() == good_body
     assert origin.count(upath) == 2
@@ -119,11 +166,19 @@ async def test_bad_data_serves_the_last_good_copy(
 ABSOLUTE = [c for c in BAD_DATA if "max_shrink" not in c[5]]  # relative rules need a good copy
 
 
-@pytest.mark.parametrize(("case", "path", "upath", "doc", "reply", "detail"), ABSOLUTE,
-                         ids=[c[0] for c in ABSOLUTE])
+@pytest.mark.parametrize(
+    ("case", "path", "upath", "doc", "reply", "detail"), ABSOLUTE, ids=[c[0] for c in ABSOLUTE]
+)
 async def test_bad_data_without_a_good_copy_is_a_502(
-        origin: Origin, make_proxy: MakeProxy, case: str, path: str,
-        upath: str, doc: Any, reply: Reply, detail: str) -> None:
+    origin: Origin,
+    make_proxy: MakeProxy,
+    case: str,
+    path: str,
+    upath: str,
+    doc: Any,
+    reply: Reply,
+    detail: str,
+) -> None:
     origin.always(upath, reply)
     proxy = await make_proxy(ROUTES)
     answer = await proxy.get(path)
@@ -141,17 +196,22 @@ async def test_bad_data_without_a_good_copy_is_a_502(
 
 
 async def test_no_good_copy_gives_the_route_fallback(origin: Origin, make_proxy: MakeProxy) -> None:
-    routes = ROUTES.replace("      - {required: [$.sku, $.price]}\n",
-                            "      - {required: [$.sku, $.price]}\n"
-                            "    fallback: {status: 503, json: {error: prices unavailable}}\n", 1)
+    routes = ROUTES.replace(
+        "      - {required: [$.sku, $.price]}\n",
+        "      - {required: [$.sku, $.price]}\n"
+        "    fallback: {status: 503, json: {error: prices unavailable}}\n",
+        1,
+    )
     origin.always("/prices/A1", bad({**PRICE, "price": 0}))
     proxy: Proxy = await make_proxy(routes)
     answer = await proxy.get("/api/prices/A1")
     assert answer.status == 503
     assert await answer.json() == {"error": "prices unavailable"}
     assert answer.headers["X-Cache"] == "STALE"
-    assert answer.headers["Cache-Status"] == \
-        'resilient-proxy; fwd=miss; fwd-status=200; detail="fallback: upstream_data_rejected"'
+    assert (
+        answer.headers["Cache-Status"]
+        == 'resilient-proxy; fwd=miss; fwd-status=200; detail="fallback: upstream_data_rejected"'
+    )
     assert bodies_in_store(proxy) == []
 
 
@@ -167,10 +227,16 @@ async def test_several_violations_are_all_listed(origin: Origin, make_proxy: Mak
 
 @pytest.mark.parametrize("confirm_after", [None, 2, 5])
 async def test_consistent_shrink_is_accepted_on_the_nth_response(
-        origin: Origin, make_proxy: MakeProxy, clock: FakeClock, confirm_after: int | None) -> None:
-    routes = ROUTES if confirm_after is None else ROUTES.replace(
-        "    rewrite: /catalogue/{name}\n", f"    rewrite: /catalogue/{{name}}\n"
-        f"    confirm_after: {confirm_after}\n")
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock, confirm_after: int | None
+) -> None:
+    routes = (
+        ROUTES
+        if confirm_after is None
+        else ROUTES.replace(
+            "    rewrite: /catalogue/{name}\n",
+            f"    rewrite: /catalogue/{{name}}\n    confirm_after: {confirm_after}\n",
+        )
+    )
     needed = confirm_after or 3  # the default
     origin.always("/catalogue/all", good(CATALOGUE))
     proxy: Proxy = await make_proxy(routes)
@@ -193,7 +259,8 @@ async def test_consistent_shrink_is_accepted_on_the_nth_response(
 
 
 async def test_a_glitch_between_good_responses_is_never_accepted(
-        origin: Origin, make_proxy: MakeProxy, clock: FakeClock) -> None:
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     origin.always("/catalogue/all", good(CATALOGUE))
     proxy: Proxy = await make_proxy(ROUTES)
     await proxy.get("/api/catalogue/all")
@@ -207,7 +274,8 @@ async def test_a_glitch_between_good_responses_is_never_accepted(
 
 
 async def test_disagreeing_shrinks_do_not_confirm_each_other(
-        origin: Origin, make_proxy: MakeProxy, clock: FakeClock) -> None:
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     origin.always("/catalogue/all", good(CATALOGUE))
     proxy: Proxy = await make_proxy(ROUTES)
     await proxy.get("/api/catalogue/all")
@@ -235,7 +303,8 @@ async def webhook(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> Hook:
 
 
 async def test_rejections_are_counted_alerted_and_quarantined(
-        origin: Origin, make_proxy: MakeProxy, clock: FakeClock, webhook: Hook) -> None:
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock, webhook: Hook
+) -> None:
     url, received = webhook
     origin.always("/prices/A1", good(PRICE))
     proxy: Proxy = await make_proxy(ROUTES + f"alerts: {{webhook: {url}}}\n")
@@ -270,7 +339,8 @@ async def test_rejections_are_counted_alerted_and_quarantined(
 
 
 async def test_offending_value_is_truncated_in_the_alert(
-        origin: Origin, make_proxy: MakeProxy, webhook: Hook) -> None:
+    origin: Origin, make_proxy: MakeProxy, webhook: Hook
+) -> None:
     url, received = webhook
     origin.always("/prices/A1", bad({**PRICE, "currency": "X" * 5000}))
     proxy: Proxy = await make_proxy(ROUTES + f"alerts: {{webhook: {url}}}\n")
@@ -282,11 +352,17 @@ async def test_offending_value_is_truncated_in_the_alert(
 
 
 async def test_contract_drift_is_alerted_once_per_change(
-        origin: Origin, make_proxy: MakeProxy, clock: FakeClock, webhook: Hook) -> None:
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock, webhook: Hook
+) -> None:
     url, received = webhook
     proxy: Proxy = await make_proxy(ROUTES + f"alerts: {{webhook: {url}}}\n")
-    versions = [PRICE, PRICE, {**PRICE, "discount": 0.1}, {**PRICE, "discount": 0.2},
-                {**PRICE, "discount": 0.3}]
+    versions = [
+        PRICE,
+        PRICE,
+        {**PRICE, "discount": 0.1},
+        {**PRICE, "discount": 0.2},
+        {**PRICE, "discount": 0.3},
+    ]
     for doc in versions:
         origin.always("/prices/A1", good(doc))
         clock.advance(40)
@@ -296,16 +372,19 @@ async def test_contract_drift_is_alerted_once_per_change(
     assert proxy.state.telemetry.drift.value(("prices",)) == 1
     await proxy.state.telemetry.alerts.flush(timeout=5.0)
     drift = [e for e in received if e["event"] == "contract_drift"]
-    assert [(e["route"], e["upstream"], e["change"]) for e in drift] == \
-        [("prices", "vendor", "added $.discount (number)")]
+    assert [(e["route"], e["upstream"], e["change"]) for e in drift] == [
+        ("prices", "vendor", "added $.discount (number)")
+    ]
 
 
 BREAKER = "circuit_breaker: {failure_rate: 50%, minimum_calls: 4, window: 5m, open_for: 1m}"
 
 
 def trip_routes(trip: bool) -> str:
-    return ROUTES.replace("    rewrite: /prices/{sku}\n",
-                          f"    rewrite: /prices/{{sku}}\n    guards_trip_breaker: {str(trip).lower()}\n")
+    return ROUTES.replace(
+        "    rewrite: /prices/{sku}\n",
+        f"    rewrite: /prices/{{sku}}\n    guards_trip_breaker: {str(trip).lower()}\n",
+    )
 
 
 async def _one_good_then_rejections(origin: Origin, proxy: Proxy, clock: FakeClock, n: int) -> None:
@@ -320,7 +399,8 @@ async def _one_good_then_rejections(origin: Origin, proxy: Proxy, clock: FakeClo
 
 @pytest.mark.parametrize(("trip", "failures"), [(True, 3), (False, 0)])
 async def test_guards_trip_breaker_counts_rejections(
-        origin: Origin, make_proxy: MakeProxy, clock: FakeClock, trip: bool, failures: int) -> None:
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock, trip: bool, failures: int
+) -> None:
     proxy: Proxy = await make_proxy(trip_routes(trip), upstream_extra=BREAKER)
     await _one_good_then_rejections(origin, proxy, clock, 3)
     upstream = proxy.state.runtime.upstreams["vendor"]
@@ -329,7 +409,8 @@ async def test_guards_trip_breaker_counts_rejections(
 
 
 async def test_guards_trip_breaker_opens_on_a_lying_vendor(
-        origin: Origin, make_proxy: MakeProxy, clock: FakeClock) -> None:
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     proxy: Proxy = await make_proxy(trip_routes(True), upstream_extra=BREAKER)
     await _one_good_then_rejections(origin, proxy, clock, 3)  # 4 calls, 3 of them bad: 75 %
     upstream = proxy.state.runtime.upstreams["vendor"]

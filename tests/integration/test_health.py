@@ -20,19 +20,19 @@ from proxy.clock import FakeClock
 from proxy.config import parse_config
 from proxy.health import HEALTH, CheckResult, HealthChecks, HealthState, next_delay, observe, passed
 from proxy.settings import Config, HealthCheck
-from tests.conftest import Proxy
+from tests.conftest import MakeProxy, Proxy
 from tests.origin import Hook, Origin, Reply
 from tests.routes import PRICES
 
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
 JSON = {"Content-Type": "application/json"}
 POLICY = HealthCheck(path="/health", interval=10.0, timeout=2.0, unhealthy_after=3, healthy_after=2)
-MakeProxy = Callable[..., Awaitable[Proxy]]
 
 
 def cached(origin: Origin, path: str, doc: Any, cache_control: str) -> None:
     """The vendor answers `path` with JSON `doc` and this Cache-Control, until told otherwise."""
     origin.always(path, Reply(200, doc, {**JSON, "Cache-Control": cache_control}))
+
 
 # -- the pure hysteresis ---------------------------------------------------------------------
 
@@ -48,29 +48,36 @@ def run(outcomes: str, policy: HealthCheck = POLICY) -> list[bool | None]:
     return seen
 
 
-@pytest.mark.parametrize(("outcomes", "expected"), [
-    ("+", [H]),  # unknown counts as healthy: one pass confirms it
-    ("-", [U]),
-    ("--", [U, U]),
-    ("---", [U, U, D]),  # unhealthy_after=3 consecutive failures
-    ("--+--", [U, U, H, H, H]),  # a pass breaks the streak
-    ("---+", [U, U, D, D]),  # one pass is not enough to come back...
-    ("---++", [U, U, D, D, H]),  # ...healthy_after=2 is
-    ("---+-++", [U, U, D, D, D, D, H]),  # a failure restarts the climb
-    ("+---", [H, H, H, D]),
-    ("+--+--", [H, H, H, H, H, H]),
-])
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        ("+", [H]),  # unknown counts as healthy: one pass confirms it
+        ("-", [U]),
+        ("--", [U, U]),
+        ("---", [U, U, D]),  # unhealthy_after=3 consecutive failures
+        ("--+--", [U, U, H, H, H]),  # a pass breaks the streak
+        ("---+", [U, U, D, D]),  # one pass is not enough to come back...
+        ("---++", [U, U, D, D, H]),  # ...healthy_after=2 is
+        ("---+-++", [U, U, D, D, D, D, H]),  # a failure restarts the climb
+        ("+---", [H, H, H, D]),
+        ("+--+--", [H, H, H, H, H, H]),
+    ],
+)
 def test_hysteresis_table(outcomes: str, expected: list[bool | None]) -> None:
     assert run(outcomes) == expected
 
 
-@pytest.mark.parametrize(("unhealthy_after", "healthy_after", "outcomes", "expected"), [
-    (1, 1, "-+-", [D, H, D]),  # no hysteresis at all
-    (2, 3, "--+++", [U, D, D, D, H]),
-    (5, 1, "----+", [U, U, U, U, H]),
-])
-def test_hysteresis_thresholds(unhealthy_after: int, healthy_after: int, outcomes: str,
-                               expected: list[bool | None]) -> None:
+@pytest.mark.parametrize(
+    ("unhealthy_after", "healthy_after", "outcomes", "expected"),
+    [
+        (1, 1, "-+-", [D, H, D]),  # no hysteresis at all
+        (2, 3, "--+++", [U, D, D, D, H]),
+        (5, 1, "----+", [U, U, U, U, H]),
+    ],
+)
+def test_hysteresis_thresholds(
+    unhealthy_after: int, healthy_after: int, outcomes: str, expected: list[bool | None]
+) -> None:
     policy = HealthCheck("/h", unhealthy_after=unhealthy_after, healthy_after=healthy_after)
     assert run(outcomes, policy=policy) == expected
 
@@ -97,10 +104,21 @@ def test_health_flips_only_after_a_full_streak(outcomes: list[bool], down: int, 
         state = new
 
 
-@pytest.mark.parametrize(("status", "ok"), [
-    (200, True), (204, True), (301, True), (399, True),
-    (401, False), (404, False), (429, False), (500, False), (503, False), (100, False),
-])
+@pytest.mark.parametrize(
+    ("status", "ok"),
+    [
+        (200, True),
+        (204, True),
+        (301, True),
+        (399, True),
+        (401, False),
+        (404, False),
+        (429, False),
+        (500, False),
+        (503, False),
+        (100, False),
+    ],
+)
 def test_passed(status: int, ok: bool) -> None:
     assert passed(status) is ok
 
@@ -110,9 +128,18 @@ def test_next_delay_jitters_ten_percent(rand: float, delay: float) -> None:
     assert next_delay(10.0, rand) == pytest.approx(delay)
 
 
-@pytest.mark.parametrize(("before", "after", "changed"), [
-    (U, H, False), (U, D, True), (H, D, True), (D, H, True), (H, H, False), (D, D, False), (U, U, False),
-])
+@pytest.mark.parametrize(
+    ("before", "after", "changed"),
+    [
+        (U, H, False),
+        (U, D, True),
+        (H, D, True),
+        (D, H, True),
+        (H, H, False),
+        (D, D, False),
+        (U, U, False),
+    ],
+)
 def test_check_result_changed(before: bool | None, after: bool | None, changed: bool) -> None:
     result = CheckResult("v", True, 200, None, 0.0, HealthState(before), HealthState(after))
     assert result.changed is changed
@@ -120,18 +147,24 @@ def test_check_result_changed(before: bool | None, after: bool | None, changed: 
 
 # -- against a real origin -------------------------------------------------------------------
 
-ROUTES = """
+ROUTES = (
+    """
 routes:
-""" + PRICES + """    cache: {ttl: 10s, stale_while_revalidate: 5s, stale_if_error: 1h}
 """
+    + PRICES
+    + """    cache: {ttl: 10s, stale_while_revalidate: 5s, stale_if_error: 1h}
+"""
+)
 
 
 def config(origin_url: str, health: str, *, extra: str = "", top: str = "") -> Config:
-    text = (f"server: {{listen: 127.0.0.1:0}}\nlog: {{access: off}}\n{top}\n"
-            f"upstreams:\n  vendor:\n    url: {origin_url}/v2\n    retries: {{attempts: 0}}\n"
-            f"    headers: {{Authorization: Bearer s3cret-token, X-API-Version: '2024-06-01'}}\n"
-            f"    health_check: {health}\n"
-            f"{textwrap.indent(textwrap.dedent(extra).strip(), '    ')}\n{ROUTES}")
+    text = (
+        f"server: {{listen: 127.0.0.1:0}}\nlog: {{access: off}}\n{top}\n"
+        f"upstreams:\n  vendor:\n    url: {origin_url}/v2\n    retries: {{attempts: 0}}\n"
+        f"    headers: {{Authorization: Bearer s3cret-token, X-API-Version: '2024-06-01'}}\n"
+        f"    health_check: {health}\n"
+        f"{textwrap.indent(textwrap.dedent(extra).strip(), '    ')}\n{ROUTES}"
+    )
     return parse_config(text, "health.yaml", {})
 
 
@@ -161,11 +194,18 @@ async def test_check_sends_configured_headers_to_url_plus_path(origin: Origin, m
     assert proxy.state.runtime.upstreams["vendor"].track.healthy is True
 
 
-@pytest.mark.parametrize("failure", [
-    Reply(503, "down"), Reply(404, "no such path"), Reply(200, "late", delay=1.0), Reply(reset=True),
-])
-async def test_failures_mark_unhealthy_then_passes_bring_it_back(origin: Origin, make_proxy: MakeProxy,
-                                                                 failure: Reply) -> None:
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Reply(503, "down"),
+        Reply(404, "no such path"),
+        Reply(200, "late", delay=1.0),
+        Reply(reset=True),
+    ],
+)
+async def test_failures_mark_unhealthy_then_passes_bring_it_back(
+    origin: Origin, make_proxy: MakeProxy, failure: Reply
+) -> None:
     proxy = await make_proxy(config=config(origin.url, MANUAL))
     health, upstream = checks(proxy), proxy.state.runtime.upstreams["vendor"]
     origin.always("/v2/health", failure)
@@ -192,8 +232,9 @@ async def test_timeout_is_the_health_checks_own(origin: Origin, make_proxy: Make
     assert not result.ok and result.status is None and time.monotonic() - start < 0.8
 
 
-async def test_checks_bypass_breaker_and_rate_limit(origin: Origin, make_proxy: MakeProxy,
-                                                    clock: FakeClock) -> None:
+async def test_checks_bypass_breaker_and_rate_limit(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     origin.always("/v2/health", Reply(200, "ok"))
     slow = "rate_limit: {per_second: 0.01, burst: 1}"
     proxy = await make_proxy(config=config(origin.url, MANUAL, extra=slow))
@@ -206,8 +247,9 @@ async def test_checks_bypass_breaker_and_rate_limit(origin: Origin, make_proxy: 
     assert upstream.track.calls == 0  # not counted as traffic either
 
 
-async def test_unhealthy_upstream_serves_copy_without_waiting(origin: Origin, make_proxy: MakeProxy,
-                                                              clock: FakeClock) -> None:
+async def test_unhealthy_upstream_serves_copy_without_waiting(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     cached(origin, "/v2/prices/A1", PRICE, "max-age=10")
     timeouts = "timeout: {connect: 200ms, total: 800ms}"
     proxy = await make_proxy(config=config(origin.url, MANUAL, extra=timeouts))
@@ -227,8 +269,9 @@ async def test_unhealthy_upstream_serves_copy_without_waiting(origin: Origin, ma
     assert took < 0.4  # well under the 800 ms the vendor timeout would have cost
 
 
-async def test_healthy_upstream_still_fetches_in_foreground(origin: Origin, make_proxy: MakeProxy,
-                                                            clock: FakeClock) -> None:
+async def test_healthy_upstream_still_fetches_in_foreground(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     """The control for the test above: with health unknown, the same request waits."""
     cached(origin, "/v2/prices/A1", PRICE, "max-age=10")
     timeouts = "timeout: {connect: 200ms, total: 300ms}"
@@ -251,8 +294,6 @@ async def timed(coro: Awaitable[Any]) -> tuple[Any, float]:
 # -- the background loop and the webhook -----------------------------------------------------
 
 
-
-
 async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     """Wait for a real event (the background timer firing), bounded."""
     deadline = time.monotonic() + timeout
@@ -263,8 +304,8 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 async def test_background_loop_flips_health_and_alerts_the_webhook(
-        origin: Origin, make_proxy: MakeProxy,
-        aiohttp_server: Callable[..., Awaitable[TestServer]]) -> None:
+    origin: Origin, make_proxy: MakeProxy, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> None:
     hook = Hook()
     server = await aiohttp_server(hook.app())
     fast = "{path: /health, interval: 20ms, timeout: 200ms, unhealthy_after: 2, healthy_after: 2}"
@@ -283,8 +324,9 @@ async def test_background_loop_flips_health_and_alerts_the_webhook(
     assert "s3cret-token" not in str(hook.events)
 
 
-async def test_loop_survives_a_dead_vendor_and_stops_at_cleanup(origin: Origin,
-                                                                 make_proxy: MakeProxy) -> None:
+async def test_loop_survives_a_dead_vendor_and_stops_at_cleanup(
+    origin: Origin, make_proxy: MakeProxy
+) -> None:
     fast = "{path: /health, interval: 20ms, timeout: 100ms, unhealthy_after: 1, healthy_after: 1}"
     origin.always("/v2/health", Reply(reset=True))
     proxy = await make_proxy(config=config(origin.url, fast))
@@ -298,8 +340,10 @@ async def test_loop_survives_a_dead_vendor_and_stops_at_cleanup(origin: Origin,
 
 
 async def test_no_health_check_configured_starts_nothing(origin: Origin, make_proxy: MakeProxy) -> None:
-    text = (f"server: {{listen: 127.0.0.1:0}}\nlog: {{access: off}}\n"
-            f"upstreams:\n  vendor:\n    url: {origin.url}\n{ROUTES}")
+    text = (
+        f"server: {{listen: 127.0.0.1:0}}\nlog: {{access: off}}\n"
+        f"upstreams:\n  vendor:\n    url: {origin.url}\n{ROUTES}"
+    )
     proxy = await make_proxy(config=parse_config(text, "plain.yaml", {}))
     health = checks(proxy)
     assert health.running == frozenset()

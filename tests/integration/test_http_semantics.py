@@ -15,11 +15,10 @@ from aiohttp.test_utils import TestServer
 from aiohttp.web import Application
 
 from proxy.clock import FakeClock
-from tests.conftest import Proxy, make_config
+from tests.conftest import MakeProxy, make_config
 from tests.origin import Origin, Reply
 from tests.routes import PRICES, WRITES
 
-MakeProxy = Callable[..., Awaitable[Proxy]]
 AiohttpServer = Callable[[Application], Awaitable[TestServer]]
 
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
@@ -27,11 +26,16 @@ JSON = "application/json"
 
 # No stale-while-revalidate: an expired entry is fetched while the client waits, so each test sees
 # the outcome of that fetch in the response it gets.
-ROUTES = """
+ROUTES = (
+    """
 routes:
-""" + PRICES + """    timeout: {connect: 200ms, total: 300ms}
+"""
+    + PRICES
+    + """    timeout: {connect: 200ms, total: 300ms}
     cache: {ttl: 30s, stale_if_error: 1h, key: {query: all}}
-""" + WRITES
+"""
+    + WRITES
+)
 
 
 def reply(body: object = PRICE, status: int = 200, /, **headers: str) -> Reply:
@@ -51,6 +55,7 @@ def closed_port() -> int:
 
 
 # -- stale-if-error and errors without a copy -------------------------------------------------
+
 
 async def test_stale_if_error_on_timeout(origin: Origin, make_proxy: MakeProxy, clock: FakeClock) -> None:
     origin.always("/prices/A1", reply(**{"Cache-Control": "max-age=10"}))
@@ -79,8 +84,9 @@ async def test_timeout_without_a_copy_is_504(origin: Origin, make_proxy: MakePro
     assert "Cache-Status" in answer.headers
 
 
-async def test_stale_if_error_on_connection_refused(aiohttp_server: AiohttpServer, make_proxy: MakeProxy,
-                                                    clock: FakeClock) -> None:
+async def test_stale_if_error_on_connection_refused(
+    aiohttp_server: AiohttpServer, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     vendor = Origin(clock)
     server = await aiohttp_server(vendor.app())
     vendor.always("/prices/A1", reply(**{"Cache-Control": "max-age=10"}))
@@ -107,18 +113,20 @@ async def test_connection_refused_without_a_copy_is_502(make_proxy: MakeProxy) -
     assert answer.headers["X-Cache"] == "MISS"
 
 
-async def test_a_5xx_never_replaces_a_good_entry(origin: Origin, make_proxy: MakeProxy,
-                                                 clock: FakeClock) -> None:
+async def test_a_5xx_never_replaces_a_good_entry(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     origin.always("/prices/A1", reply(**{"Cache-Control": "max-age=10"}))
     proxy = await make_proxy(ROUTES)
     await proxy.get("/api/prices/A1")
     clock.advance(20)
-    origin.always("/prices/A1", Reply(503, {"error": "down"}, {"Content-Type": JSON,
-                                                                "Cache-Control": "max-age=600"}))
+    origin.always(
+        "/prices/A1", Reply(503, {"error": "down"}, {"Content-Type": JSON, "Cache-Control": "max-age=600"})
+    )
     for _ in range(2):  # the failed fetch stored nothing: the second request fails over the same copy
         answer = await proxy.get("/api/prices/A1")
         assert answer.status == 200 and answer.headers["X-Cache"] == "STALE"
-        assert 'fwd-status=503' in answer.headers["Cache-Status"]
+        assert "fwd-status=503" in answer.headers["Cache-Status"]
         assert await answer.json() == PRICE
     assert origin.count("/prices/A1") == 3
     origin.always("/prices/A1", reply({**PRICE, "price": 11.0}, **{"Cache-Control": "max-age=10"}))
@@ -126,8 +134,9 @@ async def test_a_5xx_never_replaces_a_good_entry(origin: Origin, make_proxy: Mak
     assert recovered.headers["X-Cache"] == "MISS" and (await recovered.json())["price"] == 11.0
 
 
-async def test_a_404_is_cached_for_the_route_ttl(origin: Origin, make_proxy: MakeProxy,
-                                                 clock: FakeClock) -> None:
+async def test_a_404_is_cached_for_the_route_ttl(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     origin.always("/prices/NOPE", reply({"error": "no such sku"}, 404))
     proxy = await make_proxy(ROUTES)
     first = await proxy.get("/api/prices/NOPE")
@@ -144,15 +153,17 @@ async def test_a_404_is_cached_for_the_route_ttl(origin: Origin, make_proxy: Mak
 
 # -- revalidation and conditionals ------------------------------------------------------------
 
-async def test_304_revalidation_updates_stored_headers(origin: Origin, make_proxy: MakeProxy,
-                                                       clock: FakeClock) -> None:
-    origin.always("/prices/A1", reply(**{"Cache-Control": "max-age=10", "ETag": '"v1"',
-                                         "X-Version": "1"}))
+
+async def test_304_revalidation_updates_stored_headers(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
+    origin.always("/prices/A1", reply(**{"Cache-Control": "max-age=10", "ETag": '"v1"', "X-Version": "1"}))
     proxy = await make_proxy(ROUTES)
     assert (await proxy.get("/api/prices/A1")).headers["X-Version"] == "1"
     clock.advance(20)
-    origin.always("/prices/A1", Reply(304, b"", {"Cache-Control": "max-age=10", "ETag": '"v1"',
-                                                 "X-Version": "2"}))
+    origin.always(
+        "/prices/A1", Reply(304, b"", {"Cache-Control": "max-age=10", "ETag": '"v1"', "X-Version": "2"})
+    )
     revalidated = await proxy.get("/api/prices/A1")
     assert origin.seen[-1].headers["If-None-Match"] == '"v1"'
     assert revalidated.status == 200
@@ -167,8 +178,9 @@ async def test_304_revalidation_updates_stored_headers(origin: Origin, make_prox
     assert origin.count("/prices/A1") == 2
 
 
-async def test_revalidation_with_last_modified(origin: Origin, make_proxy: MakeProxy,
-                                               clock: FakeClock) -> None:
+async def test_revalidation_with_last_modified(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     modified = http_date(clock.now() - 3600)
     origin.always("/prices/A1", reply(**{"Cache-Control": "max-age=10", "Last-Modified": modified}))
     proxy = await make_proxy(ROUTES)
@@ -181,23 +193,29 @@ async def test_revalidation_with_last_modified(origin: Origin, make_proxy: MakeP
     assert answer.status == 200 and await answer.json() == PRICE
 
 
-@pytest.mark.parametrize(("conditionals", "status"), [
-    ({"If-None-Match": '"v1"'}, 304),
-    ({"If-None-Match": 'W/"v1"'}, 304),
-    ({"If-None-Match": '"v0", "v1"'}, 304),
-    ({"If-None-Match": "*"}, 304),
-    ({"If-None-Match": '"v2"'}, 200),
-    # If-None-Match takes precedence over If-Modified-Since (RFC 9110 13.2.2)
-    ({"If-None-Match": '"v2"', "If-Modified-Since": "FUTURE"}, 200),
-    ({"If-None-Match": '"v1"', "If-Modified-Since": "PAST"}, 304),
-    ({"If-Modified-Since": "FUTURE"}, 304),
-    ({"If-Modified-Since": "PAST"}, 200),
-])
-async def test_client_conditionals_from_a_fresh_entry(origin: Origin, make_proxy: MakeProxy, clock: FakeClock,
-                                                      conditionals: dict[str, str], status: int) -> None:
+@pytest.mark.parametrize(
+    ("conditionals", "status"),
+    [
+        ({"If-None-Match": '"v1"'}, 304),
+        ({"If-None-Match": 'W/"v1"'}, 304),
+        ({"If-None-Match": '"v0", "v1"'}, 304),
+        ({"If-None-Match": "*"}, 304),
+        ({"If-None-Match": '"v2"'}, 200),
+        # If-None-Match takes precedence over If-Modified-Since (RFC 9110 13.2.2)
+        ({"If-None-Match": '"v2"', "If-Modified-Since": "FUTURE"}, 200),
+        ({"If-None-Match": '"v1"', "If-Modified-Since": "PAST"}, 304),
+        ({"If-Modified-Since": "FUTURE"}, 304),
+        ({"If-Modified-Since": "PAST"}, 200),
+    ],
+)
+async def test_client_conditionals_from_a_fresh_entry(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock, conditionals: dict[str, str], status: int
+) -> None:
     modified = clock.now() - 3600
-    origin.always("/prices/A1", reply(**{"Cache-Control": "max-age=60", "ETag": '"v1"',
-                                         "Last-Modified": http_date(modified)}))
+    origin.always(
+        "/prices/A1",
+        reply(**{"Cache-Control": "max-age=60", "ETag": '"v1"', "Last-Modified": http_date(modified)}),
+    )
     proxy = await make_proxy(ROUTES)
     await proxy.get("/api/prices/A1")
     dates = {"FUTURE": http_date(modified + 60), "PAST": http_date(modified - 60)}
@@ -211,6 +229,7 @@ async def test_client_conditionals_from_a_fresh_entry(origin: Origin, make_proxy
 
 
 # -- what is stored and what is not -----------------------------------------------------------
+
 
 async def test_vary_variants_are_stored_separately(origin: Origin, make_proxy: MakeProxy) -> None:
     vary = {"Cache-Control": "max-age=60", "Vary": "Accept-Language"}
@@ -238,14 +257,18 @@ async def test_vary_star_is_not_stored(origin: Origin, make_proxy: MakeProxy) ->
     assert origin.count("/prices/A1") == 2
 
 
-@pytest.mark.parametrize(("cache_control", "shared"), [
-    ("max-age=60", False),
-    ("public, max-age=60", True),
-    ("s-maxage=60", True),
-    ("must-revalidate, max-age=60", True),
-])
+@pytest.mark.parametrize(
+    ("cache_control", "shared"),
+    [
+        ("max-age=60", False),
+        ("public, max-age=60", True),
+        ("s-maxage=60", True),
+        ("must-revalidate, max-age=60", True),
+    ],
+)
 async def test_authorization_is_not_shared_unless_the_response_allows(
-        origin: Origin, make_proxy: MakeProxy, cache_control: str, shared: bool) -> None:
+    origin: Origin, make_proxy: MakeProxy, cache_control: str, shared: bool
+) -> None:
     origin.always("/prices/A1", reply(**{"Cache-Control": cache_control}))
     proxy = await make_proxy(ROUTES)
     first = await proxy.get("/api/prices/A1", headers={"Authorization": "Bearer alice"})
@@ -256,14 +279,18 @@ async def test_authorization_is_not_shared_unless_the_response_allows(
     assert origin.count("/prices/A1") == (1 if shared else 2)
 
 
-@pytest.mark.parametrize(("headers", "why"), [
-    ({"Cache-Control": "max-age=60", "Set-Cookie": "session=abc"}, "set-cookie"),
-    ({"Cache-Control": "no-store, max-age=60"}, "no-store"),
-    ({"Cache-Control": "private, max-age=60"}, "private"),
-    ({}, None),  # control row: the same response without them is stored
-])
-async def test_responses_that_must_not_be_stored(origin: Origin, make_proxy: MakeProxy,
-                                                 headers: dict[str, str], why: str | None) -> None:
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ({"Cache-Control": "max-age=60", "Set-Cookie": "session=abc"}, "set-cookie"),
+        ({"Cache-Control": "no-store, max-age=60"}, "no-store"),
+        ({"Cache-Control": "private, max-age=60"}, "private"),
+        ({}, None),  # control row: the same response without them is stored
+    ],
+)
+async def test_responses_that_must_not_be_stored(
+    origin: Origin, make_proxy: MakeProxy, headers: dict[str, str], why: str | None
+) -> None:
     origin.always("/prices/A1", reply(**headers))
     proxy = await make_proxy(ROUTES)
     first = await proxy.get("/api/prices/A1")
@@ -320,6 +347,7 @@ async def test_upstream_date_is_kept(origin: Origin, make_proxy: MakeProxy, cloc
 
 # -- HEAD -------------------------------------------------------------------------------------
 
+
 async def test_head_is_answered_from_a_stored_get(origin: Origin, make_proxy: MakeProxy) -> None:
     origin.always("/prices/A1", reply(**{"Cache-Control": "max-age=60", "ETag": '"v1"'}))
     proxy = await make_proxy(ROUTES)
@@ -347,11 +375,15 @@ async def test_head_miss_fetches_get_upstream(origin: Origin, make_proxy: MakePr
 
 # -- memory bound -----------------------------------------------------------------------------
 
-LRU_ROUTES = """
+LRU_ROUTES = (
+    """
 cache: {max_bytes: 2KB}
 routes:
-""" + PRICES + """    cache: {ttl: 1h}
 """
+    + PRICES
+    + """    cache: {ttl: 1h}
+"""
+)
 
 
 async def test_lru_eviction_under_max_bytes(origin: Origin, make_proxy: MakeProxy) -> None:
@@ -394,8 +426,9 @@ routes:
 
 
 @pytest.mark.parametrize("location_header", ["Location", "Content-Location"])
-async def test_post_invalidates_its_url_and_location(origin: Origin, make_proxy: MakeProxy,
-                                                     location_header: str) -> None:
+async def test_post_invalidates_its_url_and_location(
+    origin: Origin, make_proxy: MakeProxy, location_header: str
+) -> None:
     for sku in ("A1", "B2", "C3"):
         origin.always(f"/prices/{sku}", reply({**PRICE, "sku": sku}))
     proxy = await make_proxy(SAME_PATH_ROUTES)
@@ -437,16 +470,19 @@ async def test_post_invalidates_a_location_behind_a_rewrite(origin: Origin, make
     assert (await proxy.get("/api/prices/B2")).headers["X-Cache"] == "MISS"
 
 
-async def test_a_vendor_location_is_handed_out_as_the_proxy_path(origin: Origin,
-                                                                 make_proxy: MakeProxy) -> None:
+async def test_a_vendor_location_is_handed_out_as_the_proxy_path(
+    origin: Origin, make_proxy: MakeProxy
+) -> None:
     """As nginx's `proxy_redirect default`: a client following a redirect or a created resource's
     Location stays behind the proxy, and the vendor's address is not handed out."""
     origin.always("/prices/B2", Reply(201, b"{}", {"Location": f"{origin.url}/prices/B2?v=1"}))
     proxy = await make_proxy()
     created = await proxy.request("POST", "/api/prices/B2", data=b"{}")
     assert created.status == 201 and created.headers["Location"] == "/api/prices/B2?v=1"
-    origin.always("/prices/OLD", Reply(301, b"", {"Location": f"{origin.url}/prices/NEW",
-                                                  "Cache-Control": "max-age=60"}))
+    origin.always(
+        "/prices/OLD",
+        Reply(301, b"", {"Location": f"{origin.url}/prices/NEW", "Cache-Control": "max-age=60"}),
+    )
     for _ in range(2):  # fetched, then from cache: the stored copy carries the proxy path too
         moved = await proxy.get("/api/prices/OLD", allow_redirects=False)
         assert moved.status == 301 and moved.headers["Location"] == "/api/prices/NEW"

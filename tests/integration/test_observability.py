@@ -77,24 +77,31 @@ class Rig:
         text = await answer.text()
         for secret in ALL_SECRETS:
             assert secret not in text, secret
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for family in text_string_to_metric_families(text) for s in family.samples}
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
 
 
 @pytest.fixture
-async def rig(origin: Origin, clock: FakeClock, tmp_path: Path,
-              aiohttp_client: Callable[..., Awaitable[AnyClient]]) -> Rig:
+async def rig(
+    origin: Origin, clock: FakeClock, tmp_path: Path, aiohttp_client: Callable[..., Awaitable[AnyClient]]
+) -> Rig:
     log = tmp_path / "access.log"
-    text = CONFIG.format(admin=ADMIN_TOKEN, access=log, url=origin.url, vendor_token=VENDOR_TOKEN,
-                         vendor_key=VENDOR_KEY)
+    text = CONFIG.format(
+        admin=ADMIN_TOKEN, access=log, url=origin.url, vendor_token=VENDOR_TOKEN, vendor_key=VENDOR_KEY
+    )
     app: web.Application = build_app(parse_config(text, "obs.yaml", {}), clock=clock)
     public = await aiohttp_client(app)
     admin = await aiohttp_client(build_admin_app(app))
     return Rig(public, admin, app[PROXY_STATE], log)
 
 
-SECRET_QUERY = (f"token={QUERY_SECRETS['token']}&apikey={QUERY_SECRETS['apikey']}"
-                f"&session_id={QUERY_SECRETS['session_id']}&note={VENDOR_KEY}&page=2")
+SECRET_QUERY = (
+    f"token={QUERY_SECRETS['token']}&apikey={QUERY_SECRETS['apikey']}"
+    f"&session_id={QUERY_SECRETS['session_id']}&note={VENDOR_KEY}&page=2"
+)
 REDACTED_QUERY = "token=REDACTED&apikey=REDACTED&session_id=REDACTED&note=REDACTED&page=2"
 CLIENT_HEADERS = {"Authorization": f"Bearer {CLIENT_SECRET}", "Cookie": f"sid={COOKIE_SECRET}"}
 
@@ -124,9 +131,25 @@ async def test_access_log_lines_field_by_field(rig: Rig, origin: Origin, clock: 
 
     lines = await rig.lines()
     assert len(lines) == 5
-    expected_keys = {"time", "request_id", "client", "method", "path", "route", "upstream", "status",
-                     "x_cache", "upstream_status", "upstream_ms", "total_ms", "bytes", "retries",
-                     "breaker", "guard", "stale_reason"}
+    expected_keys = {
+        "time",
+        "request_id",
+        "client",
+        "method",
+        "path",
+        "route",
+        "upstream",
+        "status",
+        "x_cache",
+        "upstream_status",
+        "upstream_ms",
+        "total_ms",
+        "bytes",
+        "retries",
+        "breaker",
+        "guard",
+        "stale_reason",
+    }
     assert all(set(line) == expected_keys for line in lines)
     first, second, third, fourth, fifth = lines
     assert first["time"] == iso(clock.now() - 65)
@@ -136,8 +159,12 @@ async def test_access_log_lines_field_by_field(rig: Rig, origin: Origin, clock: 
     assert first["upstream_status"] == 200 and first["upstream_ms"] >= 0 and first["retries"] == 0
     assert first["total_ms"] == 0.0  # the FakeClock did not move during the request
     assert first["bytes"] == len(body) and first["guard"] is None and first["stale_reason"] is None
-    assert (second["request_id"], second["x_cache"], second["upstream_status"], second["upstream_ms"]) == \
-        ("req-hit", "HIT", None, None)
+    assert (second["request_id"], second["x_cache"], second["upstream_status"], second["upstream_ms"]) == (
+        "req-hit",
+        "HIT",
+        None,
+        None,
+    )
     assert second["time"] == iso(clock.now() - 60)
     assert pick(third, "x_cache", "upstream_status", "stale_reason") == ("STALE", 500, "stale-if-error")
     assert (fourth["route"], fourth["upstream"], fourth["status"]) == (None, None, 404)
@@ -220,9 +247,13 @@ async def test_breaker_metric_follows_admin_and_outage(rig: Rig, origin: Origin)
 
 
 async def test_collectors_follow_a_reload(rig: Rig, origin: Origin) -> None:
-    text = CONFIG.format(admin=ADMIN_TOKEN, access="off", url=origin.url, vendor_token=VENDOR_TOKEN,
-                         vendor_key=VENDOR_KEY).replace("  vendor:", "  other:").replace("upstream: vendor",
-                                                                                         "upstream: other")
+    text = (
+        CONFIG.format(
+            admin=ADMIN_TOKEN, access="off", url=origin.url, vendor_token=VENDOR_TOKEN, vendor_key=VENDOR_KEY
+        )
+        .replace("  vendor:", "  other:")
+        .replace("upstream: vendor", "upstream: other")
+    )
     assert apply_config(rig.state, parse_config(text, "obs.yaml", {}), retire_after=0.0).errors == []
     m = await rig.metrics()
     assert ("rproxy_breaker_state", (("upstream", "other"),)) in m

@@ -28,9 +28,13 @@ from tests.routes import PRICES
 ROOT = Path(__file__).resolve().parents[2]
 JSON_TYPE = {"Content-Type": "application/json"}
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
-PRICES = """
-""" + PRICES + """    cache: {ttl: 30s, stale_if_error: 1h}
+PRICES = (
+    """
 """
+    + PRICES
+    + """    cache: {ttl: 30s, stale_if_error: 1h}
+"""
+)
 STOCK = """
   - name: stock
     match: /api/stock/{sku}
@@ -51,9 +55,12 @@ def cached(origin: Origin, path: str, doc: Any = PRICE) -> None:
 
 
 @pytest.fixture
-def start(tmp_path: Path, origin: Origin, make_proxy: Callable[..., Awaitable[Proxy]],
-          aiohttp_client: Callable[..., Awaitable[AdminClient]]
-          ) -> Callable[[str], Awaitable[tuple[Proxy, AdminClient, Path]]]:
+def start(
+    tmp_path: Path,
+    origin: Origin,
+    make_proxy: Callable[..., Awaitable[Proxy]],
+    aiohttp_client: Callable[..., Awaitable[AdminClient]],
+) -> Callable[[str], Awaitable[tuple[Proxy, AdminClient, Path]]]:
     """A proxy loaded from a real file, and its admin client; rewrite the file, then reload."""
 
     async def factory(body: str) -> tuple[Proxy, AdminClient, Path]:
@@ -75,20 +82,28 @@ Start = Callable[[str], Awaitable[tuple[Proxy, AdminClient, Path]]]
 _BASE = routes(PRICES, STOCK)
 
 
-@pytest.mark.parametrize(("new_body", "purged"), [
-    (_BASE, ()),
-    (_BASE.replace("ttl: 30s, stale_if_error: 1h", "ttl: 5m"), ()),  # lifetimes: keep
-    (routes(PRICES, STOCK.replace("methods: [GET]", "methods: [GET, HEAD]")), ()),
-    (routes(PRICES, STOCK.replace("rewrite: /stock/{sku}", "rewrite: /v2/stock/{sku}")), ("stock",)),
-    (routes(PRICES, STOCK.replace("match: /api/stock/{sku}", "match: /api/stk/{sku}")), ("stock",)),
-    (routes(PRICES, STOCK.replace("cache: {ttl: 30s}", "cache: {ttl: 30s, key: {query: none}}")), ("stock",)),
-    (routes(PRICES, STOCK.replace("cache: {ttl: 30s}", "cache: {ttl: 30s, key: {headers: [Accept]}}")),
-     ("stock",)),
-    (routes(PRICES, STOCK.replace("cache: {ttl: 30s}", "cache: off")), ("stock",)),
-    (routes(PRICES), ("stock",)),  # removed
-    (routes(PRICES, STOCK.replace("name: stock", "name: stock2")), ("stock",)),  # renamed
-    (routes(PRICES.replace("cache: {", "guards: [{path: $.price, gt: 0}]\n    cache: {"), STOCK), ()),
-])
+@pytest.mark.parametrize(
+    ("new_body", "purged"),
+    [
+        (_BASE, ()),
+        (_BASE.replace("ttl: 30s, stale_if_error: 1h", "ttl: 5m"), ()),  # lifetimes: keep
+        (routes(PRICES, STOCK.replace("methods: [GET]", "methods: [GET, HEAD]")), ()),
+        (routes(PRICES, STOCK.replace("rewrite: /stock/{sku}", "rewrite: /v2/stock/{sku}")), ("stock",)),
+        (routes(PRICES, STOCK.replace("match: /api/stock/{sku}", "match: /api/stk/{sku}")), ("stock",)),
+        (
+            routes(PRICES, STOCK.replace("cache: {ttl: 30s}", "cache: {ttl: 30s, key: {query: none}}")),
+            ("stock",),
+        ),
+        (
+            routes(PRICES, STOCK.replace("cache: {ttl: 30s}", "cache: {ttl: 30s, key: {headers: [Accept]}}")),
+            ("stock",),
+        ),
+        (routes(PRICES, STOCK.replace("cache: {ttl: 30s}", "cache: off")), ("stock",)),
+        (routes(PRICES), ("stock",)),  # removed
+        (routes(PRICES, STOCK.replace("name: stock", "name: stock2")), ("stock",)),  # renamed
+        (routes(PRICES.replace("cache: {", "guards: [{path: $.price, gt: 0}]\n    cache: {"), STOCK), ()),
+    ],
+)
 def test_routes_to_purge(new_body: str, purged: tuple[str, ...]) -> None:
     old = make_config("http://127.0.0.1:9001", _BASE)
     new = make_config("http://127.0.0.1:9001", new_body)
@@ -104,21 +119,25 @@ def test_a_new_upstream_url_purges_every_route_on_it() -> None:
 def test_restart_needed_names_what_a_reload_cannot_change() -> None:
     old = make_config("http://127.0.0.1:9001", _BASE)
     same = make_config("http://127.0.0.1:9001", routes(PRICES))
-    moved = make_config("http://127.0.0.1:9001", "admin: {listen: 127.0.0.1:9999}\ncache: {max_bytes: 1MB}\n"
-                        + _BASE)
+    moved = make_config(
+        "http://127.0.0.1:9001", "admin: {listen: 127.0.0.1:9999}\ncache: {max_bytes: 1MB}\n" + _BASE
+    )
     assert restart_needed(old, same) == ()
     assert restart_needed(old, moved) == ("admin", "cache")
 
 
 # -- POST /reload --------------------------------------------------------------------------------
 
+
 async def test_broken_file_is_refused_and_the_old_config_keeps_serving(start: Start, origin: Origin) -> None:
     cached(origin, "/prices/A1")
     proxy, admin, path = await start(routes(PRICES))
     await proxy.get("/api/prices/A1")
     before = proxy.state.runtime
-    path.write_text(path.read_text() + STOCK.replace("upstream: vendor", "upstream: nobody")
-                    .replace("ttl: 30s", "ttl: soon"))
+    path.write_text(
+        path.read_text()
+        + STOCK.replace("upstream: vendor", "upstream: nobody").replace("ttl: 30s", "ttl: soon")
+    )
     answer = await admin.post("/reload")
     assert answer.status == 400
     doc = await answer.json()
@@ -163,8 +182,15 @@ async def test_only_routes_whose_key_inputs_changed_lose_their_cache(start: Star
     proxy, admin, path = await start(routes(PRICES, STOCK))
     await proxy.get("/api/prices/A1")
     await proxy.get("/api/stock/A1")
-    path.write_text(config_text(origin.url, routes(PRICES.replace("ttl: 30s", "ttl: 2m"),
-                                                   STOCK.replace("rewrite: /stock/", "rewrite: /v2/stock/"))))
+    path.write_text(
+        config_text(
+            origin.url,
+            routes(
+                PRICES.replace("ttl: 30s", "ttl: 2m"),
+                STOCK.replace("rewrite: /stock/", "rewrite: /v2/stock/"),
+            ),
+        )
+    )
     doc = await (await admin.post("/reload")).json()
     assert (doc["purged"], doc["purged_entries"]) == (["stock"], 1)
     assert (await proxy.get("/api/prices/A1")).headers["X-Cache"] == "HIT"
@@ -184,7 +210,8 @@ async def test_removed_route_is_gone_with_its_entries(start: Start, origin: Orig
 
 
 async def test_in_flight_request_finishes_and_the_retired_upstream_is_closed(
-        start: Start, origin: Origin) -> None:
+    start: Start, origin: Origin
+) -> None:
     origin.always("/prices/A1", Reply(200, PRICE, {**JSON_TYPE, "Cache-Control": "max-age=60"}, delay=0.3))
     proxy, _, path = await start(routes(PRICES))
     old = proxy.state.runtime.upstreams["vendor"]
@@ -203,7 +230,8 @@ async def test_in_flight_request_finishes_and_the_retired_upstream_is_closed(
 
 
 async def test_a_fetch_in_flight_during_reload_does_not_refill_a_purged_route(
-        start: Start, origin: Origin) -> None:
+    start: Start, origin: Origin
+) -> None:
     origin.always("/prices/A1", Reply(200, PRICE, {**JSON_TYPE, "Cache-Control": "max-age=60"}, delay=0.3))
     proxy, _, path = await start(routes(PRICES))
     pending = asyncio.ensure_future(proxy.get("/api/prices/A1"))
@@ -230,8 +258,10 @@ async def test_reload_starts_health_checks_for_new_upstreams(start: Start, origi
     assert isinstance(server, TestServer)
     assert server.app[HEALTH].running == frozenset()
     text = config_text(origin.url, routes(PRICES, STOCK.replace("upstream: vendor", "upstream: stock")))
-    text = text.replace("upstreams:\n", f"upstreams:\n  stock:\n    url: {origin.url}\n"
-                                        "    health_check: {path: /health, interval: 1h}\n")
+    text = text.replace(
+        "upstreams:\n",
+        f"upstreams:\n  stock:\n    url: {origin.url}\n    health_check: {{path: /health, interval: 1h}}\n",
+    )
     path.write_text(text)
     assert (await admin.post("/reload")).status == 200
     assert server.app[HEALTH].running == frozenset({"stock"})
@@ -249,6 +279,7 @@ async def test_counters_survive_a_reload(start: Start, origin: Origin, clock: Fa
 
 
 # -- SIGHUP on a real process --------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -281,9 +312,17 @@ async def test_sighup_reloads_a_running_process(tmp_path: Path, origin: Origin) 
     text = config_text(origin.url, head + routes(PRICES))
     path.write_text(text.replace("server: {listen: 127.0.0.1:0}\n", ""))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", "run", "--config", str(path), cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        sys.executable,
+        "-m",
+        "proxy",
+        "run",
+        "--config",
+        str(path),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.stdout is not None and proc.stderr is not None
     try:
         await wait_for_line(proc.stdout, "listening on")

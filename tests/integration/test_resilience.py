@@ -22,15 +22,18 @@ from proxy.breaker import State
 from proxy.clock import FakeClock
 from proxy.config import parse_config
 from proxy.settings import Config
-from tests.conftest import Proxy
+from tests.conftest import MakeProxy, Proxy
 from tests.origin import Hook, Origin, Reply
 from tests.routes import PRICES, WRITES
 
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
 JSON = {"Content-Type": "application/json"}
-ROUTES = """
+ROUTES = (
+    """
 routes:
-""" + PRICES + """    cache: {ttl: 30s, stale_while_revalidate: 60s, stale_if_error: 1h}
+"""
+    + PRICES
+    + """    cache: {ttl: 30s, stale_while_revalidate: 60s, stale_if_error: 1h}
   - name: quotes
     match: /api/quotes/{sku}
     methods: [GET]
@@ -38,12 +41,12 @@ routes:
     rewrite: /quotes/{sku}
     cache: {ttl: 30s, stale_if_error: 1h}
     fallback: {status: 503, json: {error: quotes unavailable}}
-""" + WRITES
+"""
+    + WRITES
+)
 # Opens after 4 calls in the window at >= 50% failures; 15 s open; one probe.
 BREAKER = "circuit_breaker: {failure_rate: 50%, minimum_calls: 4, window: 30s, open_for: 15s}"
 NO_RETRY = "retries: {attempts: 0}"
-
-MakeProxy = Callable[..., Awaitable[Proxy]]
 
 
 def cached(origin: Origin, path: str, doc: Any, cache_control: str) -> None:
@@ -51,13 +54,21 @@ def cached(origin: Origin, path: str, doc: Any, cache_control: str) -> None:
     origin.always(path, Reply(200, doc, {**JSON, "Cache-Control": cache_control}))
 
 
-def config(origin_url: str, upstream: str = NO_RETRY, *, routes: str = ROUTES, top: str = "",
-           more_upstreams: str = "") -> Config:
-    text = (f"server: {{listen: 127.0.0.1:0}}\nlog: {{access: off}}\n{textwrap.dedent(top)}\n"
-            f"upstreams:\n  vendor:\n    url: {origin_url}\n"
-            f"{textwrap.indent(textwrap.dedent(upstream).strip(), '    ')}\n"
-            f"{textwrap.indent(textwrap.dedent(more_upstreams).strip(), '  ')}\n"
-            f"{textwrap.dedent(routes)}")
+def config(
+    origin_url: str,
+    upstream: str = NO_RETRY,
+    *,
+    routes: str = ROUTES,
+    top: str = "",
+    more_upstreams: str = "",
+) -> Config:
+    text = (
+        f"server: {{listen: 127.0.0.1:0}}\nlog: {{access: off}}\n{textwrap.dedent(top)}\n"
+        f"upstreams:\n  vendor:\n    url: {origin_url}\n"
+        f"{textwrap.indent(textwrap.dedent(upstream).strip(), '    ')}\n"
+        f"{textwrap.indent(textwrap.dedent(more_upstreams).strip(), '  ')}\n"
+        f"{textwrap.dedent(routes)}"
+    )
     return parse_config(text, "resilience.yaml", {})
 
 
@@ -83,8 +94,9 @@ async def open_breaker(proxy: Proxy, origin: Origin, clock: FakeClock) -> None:
 # -- circuit breaker -------------------------------------------------------------------------
 
 
-async def test_outage_opens_breaker_then_probe_closes_it(origin: Origin, make_proxy: MakeProxy,
-                                                          clock: FakeClock) -> None:
+async def test_outage_opens_breaker_then_probe_closes_it(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     proxy = await make_proxy(config=config(origin.url, f"{NO_RETRY}\n{BREAKER}"))
     await open_breaker(proxy, origin, clock)
     assert origin.count() == 4
@@ -107,8 +119,8 @@ async def test_outage_opens_breaker_then_probe_closes_it(origin: Origin, make_pr
 
 @pytest.mark.parametrize(("open_for_left", "retry_after"), [(15.0, "15"), (6.5, "7"), (0.2, "1")])
 async def test_breaker_open_without_copy_is_503_with_retry_after(
-        origin: Origin, make_proxy: MakeProxy, clock: FakeClock, open_for_left: float,
-        retry_after: str) -> None:
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock, open_for_left: float, retry_after: str
+) -> None:
     proxy = await make_proxy(config=config(origin.url, f"{NO_RETRY}\n{BREAKER}"))
     await open_breaker(proxy, origin, clock)
     clock.advance(15.0 - open_for_left)
@@ -119,8 +131,9 @@ async def test_breaker_open_without_copy_is_503_with_retry_after(
     assert origin.count("/prices/NEVER-SEEN") == 0
 
 
-async def test_breaker_open_without_copy_uses_route_fallback(origin: Origin, make_proxy: MakeProxy,
-                                                             clock: FakeClock) -> None:
+async def test_breaker_open_without_copy_uses_route_fallback(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     proxy = await make_proxy(config=config(origin.url, f"{NO_RETRY}\n{BREAKER}"))
     await open_breaker(proxy, origin, clock)
     answer = await proxy.get("/api/quotes/Q1")
@@ -132,7 +145,8 @@ async def test_breaker_open_without_copy_uses_route_fallback(origin: Origin, mak
 
 
 async def test_breaker_open_with_copy_serves_stale_then_background_probe_closes(
-        origin: Origin, make_proxy: MakeProxy, clock: FakeClock) -> None:
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     proxy = await make_proxy(config=config(origin.url, f"{NO_RETRY}\n{BREAKER}"))
     cached(origin, "/prices/A1", PRICE, "max-age=10")
     assert (await proxy.get("/api/prices/A1")).headers["X-Cache"] == "MISS"
@@ -163,8 +177,9 @@ async def test_breaker_open_with_copy_serves_stale_then_background_probe_closes(
 HUNG = "retries: {attempts: 0}\ntimeout: {connect: 200ms, total: 300ms}"
 
 
-async def test_hung_origin_without_copy_answers_504_within_timeout(origin: Origin,
-                                                                   make_proxy: MakeProxy) -> None:
+async def test_hung_origin_without_copy_answers_504_within_timeout(
+    origin: Origin, make_proxy: MakeProxy
+) -> None:
     origin.always("/prices/A1", Reply(200, PRICE, JSON, delay=1.0))
     proxy = await make_proxy(config=config(origin.url, HUNG))
     answer, took = await timed(proxy.get("/api/prices/A1"))
@@ -173,8 +188,9 @@ async def test_hung_origin_without_copy_answers_504_within_timeout(origin: Origi
     assert 0.25 <= took < 0.8
 
 
-async def test_hung_origin_with_copy_answers_stale_within_timeout(origin: Origin, make_proxy: MakeProxy,
-                                                                  clock: FakeClock) -> None:
+async def test_hung_origin_with_copy_answers_stale_within_timeout(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     cached(origin, "/prices/A1", PRICE, "max-age=10")
     proxy = await make_proxy(config=config(origin.url, HUNG))
     await proxy.get("/api/prices/A1")
@@ -188,11 +204,12 @@ async def test_hung_origin_with_copy_answers_stale_within_timeout(origin: Origin
 
 
 async def test_route_timeout_overrides_upstream_timeout(origin: Origin, make_proxy: MakeProxy) -> None:
-    routes = ROUTES.replace("    fallback: {status: 503, json: {error: quotes unavailable}}\n",
-                            "    timeout: {connect: 200ms, total: 300ms}\n")
+    routes = ROUTES.replace(
+        "    fallback: {status: 503, json: {error: quotes unavailable}}\n",
+        "    timeout: {connect: 200ms, total: 300ms}\n",
+    )
     origin.always("/quotes/Q1", Reply(200, PRICE, JSON, delay=1.0))
-    proxy = await make_proxy(config=config(origin.url, f"{NO_RETRY}\ntimeout: {{total: 5s}}",
-                                           routes=routes))
+    proxy = await make_proxy(config=config(origin.url, f"{NO_RETRY}\ntimeout: {{total: 5s}}", routes=routes))
     answer, took = await timed(proxy.get("/api/quotes/Q1"))
     assert answer.status == 504 and took < 0.8
 
@@ -202,15 +219,19 @@ async def test_route_timeout_overrides_upstream_timeout(origin: Origin, make_pro
 RETRY = "retries: {attempts: 2, backoff: 1ms, max_backoff: 5ms}"
 
 
-@pytest.mark.parametrize(("method", "key", "reached"), [
-    ("GET", None, 3),  # safe: 1 + 2 retries
-    ("POST", None, 1),  # a write without a key is sent once
-    ("DELETE", None, 1),
-    ("POST", "book-1", 3),  # a keyed write may be retried
-    ("PUT", "book-2", 3),
-])
-async def test_502_retries_only_safe_or_keyed(origin: Origin, make_proxy: MakeProxy, method: str,
-                                              key: str | None, reached: int) -> None:
+@pytest.mark.parametrize(
+    ("method", "key", "reached"),
+    [
+        ("GET", None, 3),  # safe: 1 + 2 retries
+        ("POST", None, 1),  # a write without a key is sent once
+        ("DELETE", None, 1),
+        ("POST", "book-1", 3),  # a keyed write may be retried
+        ("PUT", "book-2", 3),
+    ],
+)
+async def test_502_retries_only_safe_or_keyed(
+    origin: Origin, make_proxy: MakeProxy, method: str, key: str | None, reached: int
+) -> None:
     origin.always("/prices/A1", Reply(502, "bad gateway"))
     proxy = await make_proxy(config=config(origin.url, RETRY))
     headers = {"Idempotency-Key": key} if key else {}
@@ -278,25 +299,30 @@ class Bookings:
 
 
 async def test_bookings_with_idempotency_keys_are_recorded_exactly_once(
-        origin: Origin, make_proxy: MakeProxy, clock: FakeClock,
-        aiohttp_server: Callable[..., Awaitable[TestServer]]) -> None:
+    origin: Origin,
+    make_proxy: MakeProxy,
+    clock: FakeClock,
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+) -> None:
     vendor = Bookings()
     server = await aiohttp_server(vendor.app())
-    routes = ROUTES + ("  - name: bookings\n    match: /api/bookings\n    methods: [POST]\n"
-                       "    upstream: bookings\n    rewrite: /bookings\n    cache: off\n")
+    routes = ROUTES + (
+        "  - name: bookings\n    match: /api/bookings\n    methods: [POST]\n"
+        "    upstream: bookings\n    rewrite: /bookings\n    cache: off\n"
+    )
     bookings_up = f"""
     bookings:
-      url: {str(server.make_url('')).rstrip('/')}
+      url: {str(server.make_url("")).rstrip("/")}
       retries: {{attempts: 2, backoff: 1ms, max_backoff: 5ms}}
     """
-    proxy = await make_proxy(config=config(origin.url, NO_RETRY, routes=routes,
-                                           more_upstreams=bookings_up))
+    proxy = await make_proxy(config=config(origin.url, NO_RETRY, routes=routes, more_upstreams=bookings_up))
     gate = asyncio.Semaphore(20)
 
     async def book(n: int) -> tuple[str, int]:
         async with gate:
-            answer = await proxy.request("POST", "/api/bookings", json={"seat": n},
-                                         headers={"Idempotency-Key": f"key-{n}"})
+            answer = await proxy.request(
+                "POST", "/api/bookings", json={"seat": n}, headers={"Idempotency-Key": f"key-{n}"}
+            )
             await answer.read()
             return f"key-{n}", answer.status
 
@@ -324,8 +350,9 @@ def limited(per_second: float, burst: int) -> str:
     return f"{NO_RETRY}\nrate_limit: {{per_second: {per_second}, burst: {burst}}}"
 
 
-async def test_rate_limit_is_honoured_at_the_origin(origin: Origin, make_proxy: MakeProxy,
-                                                    clock: FakeClock) -> None:
+async def test_rate_limit_is_honoured_at_the_origin(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     for n in range(20):
         cached(origin, f"/prices/S{n}", PRICE, "max-age=60")
     # 0.5/s: a request short of a token would wait 2 s, past the 1 s a user may wait: 503 now.
@@ -343,8 +370,9 @@ async def test_rate_limit_is_honoured_at_the_origin(origin: Origin, make_proxy: 
     assert origin.count() == 7
 
 
-async def test_rate_limited_request_with_copy_gets_the_copy(origin: Origin, make_proxy: MakeProxy,
-                                                            clock: FakeClock) -> None:
+async def test_rate_limited_request_with_copy_gets_the_copy(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     cached(origin, "/prices/A1", PRICE, "max-age=10")
     proxy = await make_proxy(config=config(origin.url, limited(0.1, 1)))
     await proxy.get("/api/prices/A1")
@@ -356,8 +384,9 @@ async def test_rate_limited_request_with_copy_gets_the_copy(origin: Origin, make
     assert origin.count("/prices/A1") == 1
 
 
-async def test_vendor_429_retry_after_slows_us_down(origin: Origin, make_proxy: MakeProxy,
-                                                    clock: FakeClock) -> None:
+async def test_vendor_429_retry_after_slows_us_down(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     origin.json("/prices/A1", PRICE)
     origin.then("/prices/A1", Reply(429, "slow down", {"Retry-After": "30"}))
     proxy = await make_proxy(config=config(origin.url, limited(100, 100)))
@@ -374,7 +403,8 @@ async def test_vendor_429_retry_after_slows_us_down(origin: Origin, make_proxy: 
 
 
 async def test_vendor_429_is_honoured_without_a_configured_rate_limit(
-        origin: Origin, make_proxy: MakeProxy, clock: FakeClock) -> None:
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     origin.json("/prices/A1", PRICE)
     origin.then("/prices/A1", Reply(429, "slow down", {"Retry-After": "30"}))
     proxy = await make_proxy(config=config(origin.url, NO_RETRY))
@@ -384,8 +414,9 @@ async def test_vendor_429_is_honoured_without_a_configured_rate_limit(
     assert origin.count("/prices/A1") == 1
 
 
-async def test_short_of_a_token_a_request_waits_briefly(origin: Origin, make_proxy: MakeProxy,
-                                                        clock: FakeClock) -> None:
+async def test_short_of_a_token_a_request_waits_briefly(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     cached(origin, "/prices/A1", PRICE, "max-age=60")
     cached(origin, "/prices/B1", PRICE, "max-age=60")
     proxy = await make_proxy(config=config(origin.url, limited(2, 1)))
@@ -430,8 +461,9 @@ async def test_bulkhead_answers_503_fast_instead_of_piling_up(origin: Origin, ma
 # -- refresh discipline ----------------------------------------------------------------------
 
 
-async def test_failed_background_refreshes_back_off(origin: Origin, make_proxy: MakeProxy,
-                                                    clock: FakeClock) -> None:
+async def test_failed_background_refreshes_back_off(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     cached(origin, "/prices/A1", PRICE, "max-age=1")
     # A breaker that never opens here: the backoff alone must keep the dead vendor quiet.
     never_opens = f"{NO_RETRY}\ncircuit_breaker: {{minimum_calls: 1000}}"
@@ -451,8 +483,9 @@ async def test_failed_background_refreshes_back_off(origin: Origin, make_proxy: 
     assert hits == [1, 2, 2, 3, 3, 3, 3, 4]
 
 
-async def test_refresh_lease_never_leaves_a_key_stuck(origin: Origin, make_proxy: MakeProxy,
-                                                      clock: FakeClock) -> None:
+async def test_refresh_lease_never_leaves_a_key_stuck(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     """A hung refresh ends at the upstream timeout; the key refreshes again afterwards."""
     cached(origin, "/prices/A1", PRICE, "max-age=1")
     proxy = await make_proxy(config=config(origin.url, HUNG))
@@ -472,10 +505,12 @@ async def test_refresh_lease_never_leaves_a_key_stuck(origin: Origin, make_proxy
 # -- alerts ----------------------------------------------------------------------------------
 
 
-
-
-async def test_webhook_receives_breaker_events(origin: Origin, make_proxy: MakeProxy, clock: FakeClock,
-                                               aiohttp_server: Callable[..., Awaitable[TestServer]]) -> None:
+async def test_webhook_receives_breaker_events(
+    origin: Origin,
+    make_proxy: MakeProxy,
+    clock: FakeClock,
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+) -> None:
     hook = Hook()
     server = await aiohttp_server(hook.app())
     top = f"alerts: {{webhook: {server.make_url('/hook')}}}"
@@ -492,8 +527,9 @@ async def test_webhook_receives_breaker_events(origin: Origin, make_proxy: MakeP
     assert breaker[2]["reason"] == "probe succeeded"
 
 
-async def test_dead_webhook_never_slows_requests(origin: Origin, make_proxy: MakeProxy,
-                                                 clock: FakeClock) -> None:
+async def test_dead_webhook_never_slows_requests(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
     top = "alerts: {webhook: 'http://127.0.0.1:9/hook'}"  # discard port: connection refused
     proxy = await make_proxy(config=config(origin.url, f"{NO_RETRY}\n{BREAKER}", top=top))
     cached(origin, "/prices/A1", PRICE, "max-age=60")

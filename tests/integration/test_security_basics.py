@@ -9,15 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import Proxy
+from tests.conftest import MakeProxy, Proxy
 from tests.origin import Origin, Reply
 
-MakeProxy = Callable[..., Awaitable[Proxy]]
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
 JSON = "application/json"
 
@@ -60,13 +58,24 @@ def get(target: str, *extra: str) -> str:
 
 # -- hop-by-hop headers (RFC 9110 7.6.1) ------------------------------------------------------
 
+
 async def test_hop_by_hop_request_headers_are_not_forwarded(origin: Origin, make_proxy: MakeProxy) -> None:
     origin.always("/prices/A1", cached())
     proxy = await make_proxy()
-    answer = await raw_request(proxy, get(
-        "/api/prices/A1", "Connection: X-Foo", "X-Foo: named-in-connection", "Keep-Alive: timeout=5",
-        "Proxy-Authorization: Basic c2VjcmV0", "Proxy-Connection: keep-alive", "TE: trailers",
-        "Trailer: X-Checksum", "X-End-To-End: kept"))
+    answer = await raw_request(
+        proxy,
+        get(
+            "/api/prices/A1",
+            "Connection: X-Foo",
+            "X-Foo: named-in-connection",
+            "Keep-Alive: timeout=5",
+            "Proxy-Authorization: Basic c2VjcmV0",
+            "Proxy-Connection: keep-alive",
+            "TE: trailers",
+            "Trailer: X-Checksum",
+            "X-End-To-End: kept",
+        ),
+    )
     assert answer.status == 200
     assert len(origin.seen) == 1
     sent = {k.lower() for k in origin.seen[0].headers}
@@ -76,10 +85,24 @@ async def test_hop_by_hop_request_headers_are_not_forwarded(origin: Origin, make
 
 
 async def test_hop_by_hop_response_headers_are_not_relayed(origin: Origin, make_proxy: MakeProxy) -> None:
-    origin.always("/prices/A1", Reply(200, PRICE, {
-        "Content-Type": JSON, "Cache-Control": "max-age=60", "Connection": "X-Bar", "X-Bar": "hop",
-        "Keep-Alive": "timeout=5", "Proxy-Authenticate": "Basic realm=vendor", "Trailer": "X-Sum",
-        "Upgrade": "h2c", "X-End-To-End": "kept"}))
+    origin.always(
+        "/prices/A1",
+        Reply(
+            200,
+            PRICE,
+            {
+                "Content-Type": JSON,
+                "Cache-Control": "max-age=60",
+                "Connection": "X-Bar",
+                "X-Bar": "hop",
+                "Keep-Alive": "timeout=5",
+                "Proxy-Authenticate": "Basic realm=vendor",
+                "Trailer": "X-Sum",
+                "Upgrade": "h2c",
+                "X-End-To-End": "kept",
+            },
+        ),
+    )
     proxy = await make_proxy()
     for expected in ("MISS", "HIT"):  # relayed directly, then from the stored copy
         answer = await proxy.get("/api/prices/A1")
@@ -90,21 +113,30 @@ async def test_hop_by_hop_response_headers_are_not_relayed(origin: Origin, make_
         assert answer.headers.get("Connection", "keep-alive").lower() in ("keep-alive", "close")
 
 
-async def test_client_host_and_forwarding_headers_never_reach_the_vendor(origin: Origin,
-                                                                         make_proxy: MakeProxy) -> None:
+async def test_client_host_and_forwarding_headers_never_reach_the_vendor(
+    origin: Origin, make_proxy: MakeProxy
+) -> None:
     """Unkeyed headers that could change a shared response are dropped (cache poisoning)."""
     origin.always("/prices/A1", cached())
     proxy = await make_proxy()
-    await raw_request(proxy, get("/api/prices/A1", "X-Forwarded-Host: evil.example",
-                                 "X-Original-URL: /admin", "X-HTTP-Method-Override: DELETE"))
+    await raw_request(
+        proxy,
+        get(
+            "/api/prices/A1",
+            "X-Forwarded-Host: evil.example",
+            "X-Original-URL: /admin",
+            "X-HTTP-Method-Override: DELETE",
+        ),
+    )
     sent = {k.lower(): v for k, v in origin.seen[0].headers.items()}
     assert sent["host"] != "proxy.test" and sent["host"].startswith("127.0.0.1:")
     for name in ("x-forwarded-host", "x-original-url", "x-http-method-override"):
         assert name not in sent, name
 
 
-async def test_client_cache_control_cannot_force_vendor_traffic(origin: Origin,
-                                                                make_proxy: MakeProxy) -> None:
+async def test_client_cache_control_cannot_force_vendor_traffic(
+    origin: Origin, make_proxy: MakeProxy
+) -> None:
     origin.always("/prices/A1", cached())
     proxy = await make_proxy()
     await proxy.get("/api/prices/A1")
@@ -115,6 +147,7 @@ async def test_client_cache_control_cannot_force_vendor_traffic(origin: Origin,
 
 
 # -- request ids ------------------------------------------------------------------------------
+
 
 async def test_request_id_is_kept_or_generated(origin: Origin, make_proxy: MakeProxy) -> None:
     origin.always("/prices/A1", cached())
@@ -135,6 +168,7 @@ async def test_request_id_is_kept_or_generated(origin: Origin, make_proxy: MakeP
 
 
 # -- routing refusals -------------------------------------------------------------------------
+
 
 async def test_no_route_is_404_json(origin: Origin, make_proxy: MakeProxy) -> None:
     proxy = await make_proxy()
@@ -170,8 +204,9 @@ TRAVERSALS = [
 
 
 @pytest.mark.parametrize("target", TRAVERSALS)
-async def test_traversal_attempts_never_reach_the_origin(origin: Origin, make_proxy: MakeProxy,
-                                                          target: str) -> None:
+async def test_traversal_attempts_never_reach_the_origin(
+    origin: Origin, make_proxy: MakeProxy, target: str
+) -> None:
     origin.json("/prices/A1", PRICE)
     origin.json("/admin", {"secret": True})
     proxy = await make_proxy()
@@ -184,12 +219,15 @@ async def test_traversal_attempts_never_reach_the_origin(origin: Origin, make_pr
     assert control.status == 200 and [s.path for s in origin.seen] == ["/prices/A1"]
 
 
-@pytest.mark.parametrize("target", [
-    "http://evil.example/",
-    "http://evil.example/api/prices/A1",
-    "https://evil.example:443/api/prices/A1",
-    "ORIGIN/prices/A1",  # the vendor's own address, in absolute form
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://evil.example/",
+        "http://evil.example/api/prices/A1",
+        "https://evil.example:443/api/prices/A1",
+        "ORIGIN/prices/A1",  # the vendor's own address, in absolute form
+    ],
+)
 async def test_absolute_form_targets_are_refused(origin: Origin, make_proxy: MakeProxy, target: str) -> None:
     origin.json("/prices/A1", PRICE)
     proxy = await make_proxy()
@@ -202,15 +240,17 @@ async def test_absolute_form_targets_are_refused(origin: Origin, make_proxy: Mak
 @pytest.mark.parametrize("target", ["evil.example:443", "/api/prices/A1"])
 async def test_connect_is_never_forwarded(origin: Origin, make_proxy: MakeProxy, target: str) -> None:
     proxy = await make_proxy()
-    answer = await raw_request(proxy, f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
-                                      "Connection: close\r\n\r\n")
+    answer = await raw_request(
+        proxy, f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
+    )
     assert 400 <= answer.status < 500
     assert origin.count() == 0
 
 
 async def test_connect_is_405_json(origin: Origin, make_proxy: MakeProxy) -> None:
     proxy = await make_proxy()
-    answer = await raw_request(proxy, "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n"
-                                      "Connection: close\r\n\r\n")
+    answer = await raw_request(
+        proxy, "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\nConnection: close\r\n\r\n"
+    )
     assert answer.status == 405
     assert answer.headers["content-type"] == JSON and "x-request-id" in answer.headers

@@ -87,8 +87,9 @@ async def raw(server: RedisServer) -> AsyncIterator[aredis.Redis]:
     await client.aclose()
 
 
-async def test_round_trip_stores_the_codec_bytes(make_tier: TierFactory, clock: FakeClock,
-                                                 raw: aredis.Redis) -> None:
+async def test_round_trip_stores_the_codec_bytes(
+    make_tier: TierFactory, clock: FakeClock, raw: aredis.Redis
+) -> None:
     tier = make_tier()
     entry = make_entry(clock.now())
     await tier.set("prices:GET:/p/1", entry, clock.now())
@@ -110,8 +111,13 @@ async def test_round_trip_stores_the_codec_bytes(make_tier: TierFactory, clock: 
     ],
 )
 async def test_physical_ttl_is_keep_until_minus_now(
-    make_tier: TierFactory, clock: FakeClock, raw: aredis.Redis,
-    keep: float, stored: bool, low_ms: int, high_ms: int,
+    make_tier: TierFactory,
+    clock: FakeClock,
+    raw: aredis.Redis,
+    keep: float,
+    stored: bool,
+    low_ms: int,
+    high_ms: int,
 ) -> None:
     tier = make_tier()
     await tier.set("k", make_entry(clock.now(), keep=keep), clock.now())
@@ -139,8 +145,7 @@ async def test_namespaces_are_isolated(make_tier: TierFactory, clock: FakeClock)
     [bytes(range(256)), bytes(range(256))[::-1] * 64, b"", b"\x80\xff\xfe\x00", b"\x00" * 4096],
     ids=["all-bytes", "all-bytes-reversed-16k", "empty", "invalid-utf8", "nul-4k"],
 )
-async def test_every_byte_value_survives(make_tier: TierFactory, clock: FakeClock,
-                                         body: bytes) -> None:
+async def test_every_byte_value_survives(make_tier: TierFactory, clock: FakeClock, body: bytes) -> None:
     tier = make_tier()
     await tier.set("bin", make_entry(clock.now(), body), clock.now())
     got = await tier.get("bin")
@@ -167,8 +172,7 @@ async def test_delete_and_delete_prefix_escape_glob_characters(
     assert await tier.delete_prefix("r:a") == 2
     assert await tier.delete_prefix("r:[x]*") == 1  # the literal key, not a glob
     await tier.delete("r:b1")
-    left = [k for k in ("r:a1", "r:a2", "r:b1", "r:[x]*", "r:[x]y", "r:xz")
-            if await tier.get(k) is not None]
+    left = [k for k in ("r:a1", "r:a2", "r:b1", "r:[x]*", "r:[x]y", "r:xz") if await tier.get(k) is not None]
     assert left == ["r:[x]y", "r:xz"]
     assert await other.get("r:a1") is not None
 
@@ -271,8 +275,7 @@ async def test_a_cold_stampede_over_two_instances_makes_one_fetch(
     make_tier: TierFactory, clock: FakeClock
 ) -> None:
     a, b = make_tier(), make_tier()
-    tasks = [asyncio.create_task((a, b)[i % 2].lease_or_wait("cold", 5000, 5.0))
-             for i in range(60)]
+    tasks = [asyncio.create_task((a, b)[i % 2].lease_or_wait("cold", 5000, 5.0)) for i in range(60)]
     done, _ = await asyncio.wait(tasks, timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
     (first,) = done
     lease = first.result()
@@ -364,6 +367,7 @@ async def test_purge_reaches_other_instances_but_not_its_sender(make_tier: TierF
         def record(key: str, prefix: bool) -> None:
             into.append((key, prefix))
             arrived.set()
+
         return record
 
     a.start_invalidation_listener(recorder(got_a, arrived_a))

@@ -20,7 +20,6 @@ import sys
 import textwrap
 import time
 import zlib
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +41,9 @@ from proxy.store.snapshot import (
     sweep_temp_files,
     write_snapshot,
 )
-from tests.conftest import Proxy
+from tests.conftest import MakeProxy, Proxy
 from tests.origin import Origin, Reply
 from tests.routes import PRICES
-
-MakeProxy = Callable[..., Awaitable[Proxy]]
 
 ROOT = Path(__file__).resolve().parents[2]
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
@@ -54,8 +51,19 @@ JSON_TYPE = {"Content-Type": "application/json"}
 
 
 def entry(body: bytes = b'{"price": 1}', status: int = 200, keep_until: float = 2e9, **kw: Any) -> Entry:
-    return Entry(status, (("Content-Type", "application/json"),), body, 1e9, 0.0, 1e9 + 30,
-                 1e9 + 30, 1e9 + 3600, keep_until, keep_until, **kw)
+    return Entry(
+        status,
+        (("Content-Type", "application/json"),),
+        body,
+        1e9,
+        0.0,
+        1e9 + 30,
+        1e9 + 30,
+        1e9 + 3600,
+        keep_until,
+        keep_until,
+        **kw,
+    )
 
 
 RECORDS = [(f"prices\x1f/api/prices/A{i}", entry(f'{{"price": {i}}}'.encode())) for i in range(3)]
@@ -90,11 +98,19 @@ def test_an_empty_store_writes_a_valid_empty_snapshot(tmp_path: Path) -> None:
     assert read_snapshot(str(path)) == LoadResult(())
 
 
-@pytest.mark.parametrize(("status", "keep_until", "kept"), [
-    (200, 2e9, True), (203, 2e9, True), (204, 2e9, True),
-    (200, 1e9, False),  # past keep_until at now=1e9: nothing may use it
-    (301, 2e9, False), (404, 2e9, False), (410, 2e9, False), (500, 2e9, False),
-])
+@pytest.mark.parametrize(
+    ("status", "keep_until", "kept"),
+    [
+        (200, 2e9, True),
+        (203, 2e9, True),
+        (204, 2e9, True),
+        (200, 1e9, False),  # past keep_until at now=1e9: nothing may use it
+        (301, 2e9, False),
+        (404, 2e9, False),
+        (410, 2e9, False),
+        (500, 2e9, False),
+    ],
+)
 def test_only_good_entries_are_kept(status: int, keep_until: float, kept: bool) -> None:
     item = ("k", entry(status=status, keep_until=keep_until))
     assert good_entries([item], now=1e9) == ([item] if kept else [])
@@ -105,7 +121,7 @@ def test_every_cut_is_detected_and_keeps_a_prefix() -> None:
     for cut in range(len(data)):
         got = parsed(data[:cut])
         assert got.problem is not None, cut
-        assert list(got.records) == RECORDS[:len(got.records)], cut
+        assert list(got.records) == RECORDS[: len(got.records)], cut
     assert parsed(data).problem is None
 
 
@@ -117,18 +133,23 @@ def test_every_flipped_byte_is_detected_and_keeps_a_prefix() -> None:
             damaged[offset] ^= flip
             got = parsed(bytes(damaged))
             assert got.problem is not None, (offset, flip)
-            assert list(got.records) == RECORDS[:len(got.records)], (offset, flip)
+            assert list(got.records) == RECORDS[: len(got.records)], (offset, flip)
 
 
-@pytest.mark.parametrize(("data", "problem"), [
-    (b"", "truncated: no complete header"),
-    (b"<html>not a snapshot</html>", "not a snapshot file (bad magic)"),
-    (os.urandom(4096).replace(MAGIC, b""), "not a snapshot file (bad magic)"),
-    (MAGIC + b"\x00\x02\x00\x00", "snapshot format 2 (flags 0) is not readable here"),
-    (dumped(RECORDS) + b"\x00", "corrupt: bytes after the end marker"),
-    (dumped(RECORDS)[:-8] + END.to_bytes(4, "big") + (7).to_bytes(4, "big"),
-     "corrupt: the end marker counts 7 records, found 3"),
-])
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"", "truncated: no complete header"),
+        (b"<html>not a snapshot</html>", "not a snapshot file (bad magic)"),
+        (os.urandom(4096).replace(MAGIC, b""), "not a snapshot file (bad magic)"),
+        (MAGIC + b"\x00\x02\x00\x00", "snapshot format 2 (flags 0) is not readable here"),
+        (dumped(RECORDS) + b"\x00", "corrupt: bytes after the end marker"),
+        (
+            dumped(RECORDS)[:-8] + END.to_bytes(4, "big") + (7).to_bytes(4, "big"),
+            "corrupt: the end marker counts 7 records, found 3",
+        ),
+    ],
+)
 def test_damaged_files_name_their_problem(data: bytes, problem: str) -> None:
     got = parsed(data)
     assert got.problem == problem
@@ -162,11 +183,17 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
 
 
 def test_sweep_removes_only_dead_writers_temp_files(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     dead_pid = int(dead.stdout)
-    names = [f".lkg.msgpack.{dead_pid}.1.tmp", f".lkg.msgpack.{os.getpid()}.1.tmp",
-             f".lkg.msgpack.{os.getppid()}.1.tmp", ".other.msgpack.1.1.tmp", "lkg.msgpack"]
+    names = [
+        f".lkg.msgpack.{dead_pid}.1.tmp",
+        f".lkg.msgpack.{os.getpid()}.1.tmp",
+        f".lkg.msgpack.{os.getppid()}.1.tmp",
+        ".other.msgpack.1.1.tmp",
+        "lkg.msgpack",
+    ]
     for name in names:
         (tmp_path / name).write_bytes(b"x")
     assert sweep_temp_files(str(tmp_path / "lkg.msgpack")) == 1
@@ -206,7 +233,8 @@ def price(sku: str, value: float) -> Reply:
 
 
 async def test_restart_during_an_outage_serves_the_last_good_copies(
-        origin: Origin, make_proxy: MakeProxy, clock: FakeClock, tmp_path: Path) -> None:
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock, tmp_path: Path
+) -> None:
     path = tmp_path / "var" / "lkg.msgpack"
     for i in range(3):
         origin.always(f"/prices/A{i}", price(f"A{i}", 1.0 + i))
@@ -221,7 +249,9 @@ async def test_restart_during_an_outage_serves_the_last_good_copies(
     written = read_snapshot(str(path))
     assert written.problem is None
     assert sorted(k for k, _ in written.records) == [  # the 404 is not a good copy
-        "plain\x1f/api/plain/fr\x1efr", *(f"prices\x1f/api/prices/A{i}" for i in range(3))]
+        "plain\x1f/api/plain/fr\x1efr",
+        *(f"prices\x1f/api/prices/A{i}" for i in range(3)),
+    ]
 
     for name in ("/prices/A0", "/prices/A1", "/prices/A2", "/plain/fr", "/plain/missing"):
         origin.always(name, Reply(503, b"vendor down"))
@@ -232,15 +262,18 @@ async def test_restart_during_an_outage_serves_the_last_good_copies(
         answer = await second.get(f"/api/prices/A{i}")
         assert answer.status == 200 and answer.headers["X-Cache"] == "STALE"
         assert (await answer.json())["price"] == 1.0 + i
-        assert answer.headers["Cache-Status"] == \
-            'resilient-proxy; fwd=stale; fwd-status=503; ttl=-7170; detail="last-known-good"'
+        assert (
+            answer.headers["Cache-Status"]
+            == 'resilient-proxy; fwd=stale; fwd-status=503; ttl=-7170; detail="last-known-good"'
+        )
     # A route without guards keeps no last-known-good: past stale-if-error it is an error.
     assert (await second.get("/api/plain/fr", headers={"Accept-Language": "fr"})).status == 502
     assert (await second.get("/api/plain/missing")).status == 502
 
 
-async def test_a_restored_vary_variant_is_found(origin: Origin, make_proxy: MakeProxy, clock: FakeClock,
-                                                tmp_path: Path) -> None:
+async def test_a_restored_vary_variant_is_found(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock, tmp_path: Path
+) -> None:
     path = tmp_path / "lkg.msgpack"
     origin.always("/plain/x", Reply(200, b"bonjour", {"Vary": "Accept-Language"}))
     first: Proxy = await make_proxy(routes(path))
@@ -256,7 +289,8 @@ async def test_a_restored_vary_variant_is_found(origin: Origin, make_proxy: Make
 
 
 async def test_entries_of_routes_no_longer_configured_are_not_loaded(
-        origin: Origin, make_proxy: MakeProxy, tmp_path: Path) -> None:
+    origin: Origin, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
     path = tmp_path / "lkg.msgpack"
     write_snapshot(str(path), [("gone\x1f/api/gone/1", entry()), ("plain\x1f/api/plain/a", entry())])
     proxy: Proxy = await make_proxy(routes(path))
@@ -264,22 +298,36 @@ async def test_entries_of_routes_no_longer_configured_are_not_loaded(
 
 
 def _three_prices_snapshot(path: Path) -> bytes:
-    records = [(f"prices\x1f/api/prices/A{i}", entry(json.dumps({"sku": f"A{i}", "price": i + 1})
-                                                       .encode(), keep_until=4e9)) for i in range(3)]
+    records = [
+        (
+            f"prices\x1f/api/prices/A{i}",
+            entry(json.dumps({"sku": f"A{i}", "price": i + 1}).encode(), keep_until=4e9),
+        )
+        for i in range(3)
+    ]
     write_snapshot(str(path), records)
     return path.read_bytes()
 
 
-@pytest.mark.parametrize(("damage", "loaded", "problem"), [
-    ("cut in the last record", 2, "truncated inside record 3"),
-    ("cut before the end marker", 3, "truncated: the end marker is missing"),
-    ("flipped byte in the second record", 1, "corrupt: checksum mismatch in record 2"),
-    ("random bytes", 0, "not a snapshot file (bad magic)"),
-    ("empty file", 0, "truncated: no complete header"),
-])
+@pytest.mark.parametrize(
+    ("damage", "loaded", "problem"),
+    [
+        ("cut in the last record", 2, "truncated inside record 3"),
+        ("cut before the end marker", 3, "truncated: the end marker is missing"),
+        ("flipped byte in the second record", 1, "corrupt: checksum mismatch in record 2"),
+        ("random bytes", 0, "not a snapshot file (bad magic)"),
+        ("empty file", 0, "truncated: no complete header"),
+    ],
+)
 async def test_damaged_snapshot_gives_a_partial_or_empty_start(
-        origin: Origin, make_proxy: MakeProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture,
-        damage: str, loaded: int, problem: str) -> None:
+    origin: Origin,
+    make_proxy: MakeProxy,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    damage: str,
+    loaded: int,
+    problem: str,
+) -> None:
     path = tmp_path / "lkg.msgpack"
     data = _three_prices_snapshot(path)
     damaged = {
@@ -306,14 +354,15 @@ async def test_damaged_snapshot_gives_a_partial_or_empty_start(
 def _flip_in_record(data: bytes, n: int) -> bytes:
     offset = 12
     for _ in range(n - 1):
-        offset += 8 + int.from_bytes(data[offset:offset + 4], "big")
+        offset += 8 + int.from_bytes(data[offset : offset + 4], "big")
     damaged = bytearray(data)
     damaged[offset + 30] ^= 0x20
     return bytes(damaged)
 
 
 async def test_missing_snapshot_starts_empty_with_a_warning(
-        origin: Origin, make_proxy: MakeProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    origin: Origin, make_proxy: MakeProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "new" / "lkg.msgpack"
     caplog.set_level(logging.WARNING, logger="proxy.store.snapshot")
     origin.always("/plain/a", Reply(200, b"a", {"Cache-Control": "max-age=60"}))
@@ -327,7 +376,8 @@ async def test_missing_snapshot_starts_empty_with_a_warning(
 
 
 async def test_a_failing_write_is_reported_and_shutdown_still_completes(
-        origin: Origin, make_proxy: MakeProxy, tmp_path: Path) -> None:
+    origin: Origin, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_bytes(b"")
     path = blocker / "lkg.msgpack"  # its "directory" is a file: every write fails
@@ -344,7 +394,8 @@ async def test_a_failing_write_is_reported_and_shutdown_still_completes(
 
 
 async def test_the_periodic_writer_keeps_the_file_current(
-        origin: Origin, make_proxy: MakeProxy, tmp_path: Path) -> None:
+    origin: Origin, make_proxy: MakeProxy, tmp_path: Path
+) -> None:
     path = tmp_path / "lkg.msgpack"
     origin.always("/plain/a", Reply(200, b"a", {"Cache-Control": "max-age=60"}))
     proxy: Proxy = await make_proxy(routes(path, extra="snapshot_interval: 20ms, "))
@@ -360,7 +411,8 @@ async def test_the_periodic_writer_keeps_the_file_current(
 
 
 async def test_requests_are_served_while_a_large_snapshot_is_written(
-        origin: Origin, make_proxy: MakeProxy, clock: FakeClock, tmp_path: Path) -> None:
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock, tmp_path: Path
+) -> None:
     origin.always("/plain/a", Reply(200, b"a", {"Cache-Control": "max-age=60"}))
     proxy: Proxy = await make_proxy(routes(tmp_path / "lkg.msgpack"))
     await proxy.get("/api/plain/a")
@@ -400,8 +452,13 @@ def test_kill_9_during_a_write_leaves_the_previous_snapshot_loadable(tmp_path: P
     path = tmp_path / "lkg.msgpack"
     count = 64
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(count)],
-                            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), str(count)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     try:
         assert proc.stdout is not None
         with selectors.DefaultSelector() as sel:
@@ -414,8 +471,11 @@ def test_kill_9_during_a_write_leaves_the_previous_snapshot_loadable(tmp_path: P
         temp: list[str] = []
         while time.monotonic() < deadline and not temp:
             time.sleep(0.001)
-            temp = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")
-                    and (tmp_path / n).exists() and _size(tmp_path / n) > 0]
+            temp = [
+                n
+                for n in os.listdir(tmp_path)
+                if n.endswith(".tmp") and (tmp_path / n).exists() and _size(tmp_path / n) > 0
+            ]
         assert temp, "never saw a write in progress"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)

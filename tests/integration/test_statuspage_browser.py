@@ -28,27 +28,44 @@ from tests.origin import Origin, Reply
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        chromium_path() is None, reason="no chromium/chrome binary on PATH (set $CHROMIUM)"
-    ),
+    pytest.mark.skipif(chromium_path() is None, reason="no chromium/chrome binary on PATH (set $CHROMIUM)"),
 ]
 
 STATUS_HTML = Path(__file__).resolve().parents[2] / "proxy" / "static" / "status.html"
 
 SAMPLE: dict[str, Any] = {
-    "service": "resilient-proxy", "version": "0.1.0", "now": 1764400000.0,
+    "service": "resilient-proxy",
+    "version": "0.1.0",
+    "now": 1764400000.0,
     "started_at": 1764390000.0,
-    "upstreams": [{
-        "name": "pricing", "url": "http://127.0.0.1:9001/v2",
-        "owner": "Pricing vendor <x@y>", "docs": "https://pricing.example/docs",
-        "breaker": {"state": "closed", "retry_after": 0, "calls": 12, "failure_rate": 0.0},
-        "health": "healthy", "last_success": 1764399990.0, "last_failure": None,
-        "last_error": None, "error_rate": 0.0, "data_fault_rate": 0.0,
-    }],
-    "routes": [{
-        "name": "prices", "match": "/api/prices/{sku}", "upstream": "pricing", "requests": 100,
-        "hits": 80, "stale": 3, "hit_ratio": 0.8, "lkg_age": 12.5, "guard_rejections": 0,
-    }],
+    "upstreams": [
+        {
+            "name": "pricing",
+            "url": "http://127.0.0.1:9001/v2",
+            "owner": "Pricing vendor <x@y>",
+            "docs": "https://pricing.example/docs",
+            "breaker": {"state": "closed", "retry_after": 0, "calls": 12, "failure_rate": 0.0},
+            "health": "healthy",
+            "last_success": 1764399990.0,
+            "last_failure": None,
+            "last_error": None,
+            "error_rate": 0.0,
+            "data_fault_rate": 0.0,
+        }
+    ],
+    "routes": [
+        {
+            "name": "prices",
+            "match": "/api/prices/{sku}",
+            "upstream": "pricing",
+            "requests": 100,
+            "hits": 80,
+            "stale": 3,
+            "hit_ratio": 0.8,
+            "lkg_age": 12.5,
+            "guard_rejections": 0,
+        }
+    ],
     "cache": {"entries": 10, "bytes": 10240, "max_bytes": 268435456, "evictions": 0},
 }
 
@@ -71,8 +88,10 @@ class RealAdmin:
 
 
 @pytest.fixture
-async def real_admin(make_proxy: Callable[..., Awaitable[Proxy]],
-                     aiohttp_server: Callable[[web.Application], Awaitable[TestServer]]) -> RealAdmin:
+async def real_admin(
+    make_proxy: Callable[..., Awaitable[Proxy]],
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+) -> RealAdmin:
     proxy = await make_proxy(f"admin: {{token: {TOKEN}}}\n" + DEFAULT_ROUTES, UPSTREAM)
     public = proxy.client.server
     assert isinstance(public, TestServer)
@@ -80,8 +99,9 @@ async def real_admin(make_proxy: Callable[..., Awaitable[Proxy]],
     return RealAdmin(proxy, str(server.make_url("/status")))
 
 
-async def test_real_admin_shows_the_upstream_and_a_breaker_forced_open(real_admin: RealAdmin,
-                                                                       origin: Origin) -> None:
+async def test_real_admin_shows_the_upstream_and_a_breaker_forced_open(
+    real_admin: RealAdmin, origin: Origin
+) -> None:
     origin.json("/prices/A1", {"sku": "A1", "price": 9.5})
     assert (await real_admin.proxy.get("/api/prices/A1")).status == 200
     dom = await load(real_admin.url)
@@ -91,8 +111,10 @@ async def test_real_admin_shows_the_upstream_and_a_breaker_forced_open(real_admi
     assert dom.find("data-route", "prices")
 
     async with aiohttp.ClientSession() as session:
-        opened = await session.post(real_admin.url.replace("/status", "/breakers/vendor/open"),
-                                    headers={"Authorization": f"Bearer {TOKEN}"})
+        opened = await session.post(
+            real_admin.url.replace("/status", "/breakers/vendor/open"),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
         assert opened.status == 200
     dom = await load(real_admin.url)
     assert [t for _, t in dom.find("data-breaker")] == ["open"]
@@ -112,6 +134,7 @@ async def test_real_admin_shows_a_breaker_opened_by_an_outage(real_admin: RealAd
 
 
 # -- a stand-in server: rendering details ---------------------------------------------------------
+
 
 @dataclass
 class FakeAdmin:
@@ -249,7 +272,5 @@ async def test_third_party_text_is_not_interpreted_as_html(admin: FakeAdmin) -> 
 
 async def test_screenshots_phone_and_desktop(admin: FakeAdmin, tmp_path: Path) -> None:
     for name, window in (("phone", PHONE), ("desktop", (1366, 900))):
-        png = await asyncio.to_thread(
-            screenshot, admin.url, tmp_path / f"{name}.png", window=window
-        )
+        png = await asyncio.to_thread(screenshot, admin.url, tmp_path / f"{name}.png", window=window)
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

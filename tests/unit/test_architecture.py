@@ -14,13 +14,38 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "proxy"
 CORE = {
-    "cachecontrol", "freshness", "keys", "routing", "breaker", "retry", "ratelimit", "guards",
-    "jsonpath", "drift", "quarantine", "model", "errors", "headers", "settings", "config", "redirects",
-    "config_routes", "confread", "yamlsrc", "redact", "limits",
+    "cachecontrol",
+    "freshness",
+    "keys",
+    "routing",
+    "breaker",
+    "retry",
+    "ratelimit",
+    "guards",
+    "jsonpath",
+    "drift",
+    "quarantine",
+    "model",
+    "errors",
+    "headers",
+    "settings",
+    "config",
+    "redirects",
+    "config_routes",
+    "confread",
+    "yamlsrc",
+    "redact",
+    "limits",
 }
 ALLOWED_THIRD_PARTY = {"config": {"yaml"}, "yamlsrc": {"yaml"}}
-CLOCK_READS = {("time", "time"), ("time", "monotonic"), ("time", "perf_counter"),
-               ("datetime", "now"), ("datetime", "utcnow"), ("loop", "time")}
+CLOCK_READS = {
+    ("time", "time"),
+    ("time", "monotonic"),
+    ("time", "perf_counter"),
+    ("datetime", "now"),
+    ("datetime", "utcnow"),
+    ("loop", "time"),
+}
 
 
 def _tree(name: str) -> ast.Module:
@@ -55,10 +80,14 @@ def test_core_imports_only_stdlib_and_core(name: str) -> None:
 @pytest.mark.parametrize("name", _core_present())
 def test_core_never_reads_the_clock(name: str) -> None:
     for node in ast.walk(_tree(name)):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                and isinstance(node.func.value, ast.Name):
-            assert (node.func.value.id, node.func.attr) not in CLOCK_READS, \
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+        ):
+            assert (node.func.value.id, node.func.attr) not in CLOCK_READS, (
                 f"{name}.py:{node.lineno} reads the clock; take `now` as an argument"
+            )
 
 
 def test_only_clock_module_reads_time_in_the_shell() -> None:
@@ -70,9 +99,12 @@ def test_only_clock_module_reads_time_in_the_shell() -> None:
         if path.name in allowed:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                    and isinstance(node.func.value, ast.Name) \
-                    and (node.func.value.id, node.func.attr) in {("time", "time"), ("time", "monotonic")}:
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and (node.func.value.id, node.func.attr) in {("time", "time"), ("time", "monotonic")}
+            ):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert offenders == []
 

@@ -26,7 +26,11 @@ from proxy.breaker import (
 )
 
 POLICY = BreakerPolicy(
-    failure_rate=0.5, minimum_calls=4, window=10.0, slow_call=2.0, open_for=5.0,
+    failure_rate=0.5,
+    minimum_calls=4,
+    window=10.0,
+    slow_call=2.0,
+    open_for=5.0,
     half_open_probes=2,
 )
 
@@ -49,8 +53,18 @@ def tripped(now: float = 0.0, policy: BreakerPolicy = POLICY) -> CircuitBreaker:
 
 @pytest.mark.parametrize(
     ("status", "failure"),
-    [(200, False), (304, False), (400, False), (404, False), (429, True), (499, False),
-     (500, True), (502, True), (503, True), (599, True)],
+    [
+        (200, False),
+        (304, False),
+        (400, False),
+        (404, False),
+        (429, True),
+        (499, False),
+        (500, True),
+        (502, True),
+        (503, True),
+        (599, True),
+    ],
 )
 def test_is_failure_status(status: int, failure: bool) -> None:
     assert is_failure_status(status) is failure
@@ -81,16 +95,19 @@ def test_opening_transition_is_returned_and_drained() -> None:
     assert results[:3] == [None, None, None]
     opened = results[3]
     assert opened is not None
-    assert (opened.upstream, opened.old, opened.new, opened.at) == (
-        "up", State.CLOSED, State.OPEN, 3.0)
+    assert (opened.upstream, opened.old, opened.new, opened.at) == ("up", State.CLOSED, State.OPEN, 3.0)
     assert b.drain_transitions() == [opened]
     assert b.drain_transitions() == []
 
 
 @pytest.mark.parametrize(
     ("ok", "duration", "state"),
-    [(True, 1.99, State.CLOSED), (True, 2.0, State.OPEN), (True, 30.0, State.OPEN),
-     (False, 0.01, State.OPEN)],
+    [
+        (True, 1.99, State.CLOSED),
+        (True, 2.0, State.OPEN),
+        (True, 30.0, State.OPEN),
+        (False, 0.01, State.OPEN),
+    ],
 )
 def test_slow_calls_count_as_failures(ok: bool, duration: float, state: State) -> None:
     b = CircuitBreaker("up", POLICY)
@@ -134,8 +151,13 @@ def test_snapshot_counts_only_the_window() -> None:
 
 @pytest.mark.parametrize(
     ("now", "state", "admitted", "retry_after"),
-    [(0.0, State.OPEN, False, 5.0), (1.5, State.OPEN, False, 3.5), (4.999, State.OPEN, False,
-     pytest.approx(0.001)), (5.0, State.HALF_OPEN, True, 0.0), (50.0, State.HALF_OPEN, True, 0.0)],
+    [
+        (0.0, State.OPEN, False, 5.0),
+        (1.5, State.OPEN, False, 3.5),
+        (4.999, State.OPEN, False, pytest.approx(0.001)),
+        (5.0, State.HALF_OPEN, True, 0.0),
+        (50.0, State.HALF_OPEN, True, 0.0),
+    ],
 )
 def test_open_rejects_until_open_for_passes(
     now: float, state: State, admitted: bool, retry_after: float
@@ -174,8 +196,11 @@ def test_half_open_admits_at_most_probe_count() -> None:
 
 @pytest.mark.parametrize(
     ("ok", "duration", "new", "reason"),
-    [(True, 0.1, State.CLOSED, "probe succeeded"), (False, 0.1, State.OPEN, "probe failed"),
-     (True, 2.5, State.OPEN, "probe slow")],
+    [
+        (True, 0.1, State.CLOSED, "probe succeeded"),
+        (False, 0.1, State.OPEN, "probe failed"),
+        (True, 2.5, State.OPEN, "probe slow"),
+    ],
 )
 def test_probe_outcome(ok: bool, duration: float, new: State, reason: str) -> None:
     b = tripped(0.0)
@@ -295,8 +320,15 @@ def test_unacknowledged_transitions_are_bounded() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"failure_rate": 0.0}, {"failure_rate": 1.5}, {"minimum_calls": 0}, {"window": 0.0},
-     {"open_for": -1.0}, {"half_open_probes": 0}, {"slow_call": 0.0}],
+    [
+        {"failure_rate": 0.0},
+        {"failure_rate": 1.5},
+        {"minimum_calls": 0},
+        {"window": 0.0},
+        {"open_for": -1.0},
+        {"half_open_probes": 0},
+        {"slow_call": 0.0},
+    ],
 )
 def test_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
@@ -340,11 +372,14 @@ class BreakerMachine(RuleBasedStateMachine):
         open_for=st.sampled_from([0.0, 1.0, 4.0]),
         probes=st.integers(1, 3),
     )
-    def setup(self, rate: float, minimum: int, window: float, open_for: float,
-              probes: int) -> None:
+    def setup(self, rate: float, minimum: int, window: float, open_for: float, probes: int) -> None:
         self.policy = BreakerPolicy(
-            failure_rate=rate, minimum_calls=minimum, window=window, slow_call=1.0,
-            open_for=open_for, half_open_probes=probes,
+            failure_rate=rate,
+            minimum_calls=minimum,
+            window=window,
+            slow_call=1.0,
+            open_for=open_for,
+            half_open_probes=probes,
         )
         self.breaker = CircuitBreaker("m", self.policy)
 

@@ -36,10 +36,23 @@ entries = st.builds(
     url=text,
 )
 
-EXAMPLE = Entry(200, (("Content-Type", "application/json"), ("ETag", '"v1"')), b'{"price": 9.5}',
-                1_700_000_000.0, 2.0, 1_700_000_030.0, 1_700_000_060.0, 1_700_003_600.0,
-                1_700_604_800.0, 1_700_604_800.0, '"v1"', None, ("accept-language",), ("en",),
-                "/prices/A1")
+EXAMPLE = Entry(
+    200,
+    (("Content-Type", "application/json"), ("ETag", '"v1"')),
+    b'{"price": 9.5}',
+    1_700_000_000.0,
+    2.0,
+    1_700_000_030.0,
+    1_700_000_060.0,
+    1_700_003_600.0,
+    1_700_604_800.0,
+    1_700_604_800.0,
+    '"v1"',
+    None,
+    ("accept-language",),
+    ("en",),
+    "/prices/A1",
+)
 
 
 @given(entries)
@@ -84,7 +97,11 @@ def test_random_bytes_never_raise_anything_else(data: bytes) -> None:
 
 
 msgpack_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | text
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | text
     | st.binary(max_size=16),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=3),
     max_leaves=8,
@@ -94,7 +111,8 @@ msgpack_values = st.recursive(
 @given(entries, st.sets(st.integers(1, 15), min_size=1, max_size=4), st.data())
 @settings(max_examples=300, deadline=None)
 def test_well_formed_msgpack_with_wrong_fields_never_raises_anything_else(
-        entry: Entry, wrong: set[int], data: st.DataObject) -> None:
+    entry: Entry, wrong: set[int], data: st.DataObject
+) -> None:
     # Version and length right, one to four fields replaced by any msgpack value: only the
     # field checks stand between this and an Entry.
     fields: list[Any] = msgpack.unpackb(encode(entry), raw=False)
@@ -115,25 +133,32 @@ def test_damaged_encodings_never_raise_anything_else(entry: Entry, data: st.Data
     _decodes_or_codec_error(encode(entry) + b"\x00")  # trailing bytes
 
 
-@pytest.mark.parametrize(("data", "why"), [
-    (b"", "empty"),
-    (b"\xc1", "reserved msgpack byte"),
-    (msgpack.packb({"status": 200}), "a map, not a list"),
-    (msgpack.packb([]), "empty list"),
-    (msgpack.packb([VERSION + 1, *([0] * 15)]), "a future version"),
-    (msgpack.packb([VERSION, 200]), "too short"),
-    (msgpack.packb([VERSION, "200", [], b"", *([0.0] * 7), None, None, [], [], ""]), "status as text"),
-    (msgpack.packb([VERSION, 200, [], "body", *([0.0] * 7), None, None, [], [], ""]), "body as text"),
-    (msgpack.packb([VERSION, 200, 5, b"", *([0.0] * 7), None, None, [], [], ""]), "headers not a list"),
-    (msgpack.packb([VERSION, 200, [["a"]], b"", *([0.0] * 7), None, None, [], [], ""]),
-     "header pair of one"),
-    (msgpack.packb([VERSION, 200, [], b"", "soon", *([0.0] * 6), None, None, [], [], ""]),
-     "time as a word"),
-    (msgpack.packb([VERSION, 200, [], b"", *([0.0] * 7), 7, None, [], [], ""]), "etag as a number"),
-    (msgpack.packb([VERSION, 200, [], b"", *([0.0] * 7), None, None, 3, [], ""]), "vary not a list"),
-    (encode(EXAMPLE)[:-1], "cut by one byte"),
-    (encode(EXAMPLE) + b"\x90", "trailing data"),
-])
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"", "empty"),
+        (b"\xc1", "reserved msgpack byte"),
+        (msgpack.packb({"status": 200}), "a map, not a list"),
+        (msgpack.packb([]), "empty list"),
+        (msgpack.packb([VERSION + 1, *([0] * 15)]), "a future version"),
+        (msgpack.packb([VERSION, 200]), "too short"),
+        (msgpack.packb([VERSION, "200", [], b"", *([0.0] * 7), None, None, [], [], ""]), "status as text"),
+        (msgpack.packb([VERSION, 200, [], "body", *([0.0] * 7), None, None, [], [], ""]), "body as text"),
+        (msgpack.packb([VERSION, 200, 5, b"", *([0.0] * 7), None, None, [], [], ""]), "headers not a list"),
+        (
+            msgpack.packb([VERSION, 200, [["a"]], b"", *([0.0] * 7), None, None, [], [], ""]),
+            "header pair of one",
+        ),
+        (
+            msgpack.packb([VERSION, 200, [], b"", "soon", *([0.0] * 6), None, None, [], [], ""]),
+            "time as a word",
+        ),
+        (msgpack.packb([VERSION, 200, [], b"", *([0.0] * 7), 7, None, [], [], ""]), "etag as a number"),
+        (msgpack.packb([VERSION, 200, [], b"", *([0.0] * 7), None, None, 3, [], ""]), "vary not a list"),
+        (encode(EXAMPLE)[:-1], "cut by one byte"),
+        (encode(EXAMPLE) + b"\x90", "trailing data"),
+    ],
+)
 def test_known_garbage_is_a_codec_error(data: bytes, why: str) -> None:
     with pytest.raises(CodecError):
         decode(data)

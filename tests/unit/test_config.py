@@ -52,20 +52,30 @@ def test_example_config_loads() -> None:
 
 # Each row: YAML text, then the one problem expected as (line, key, part of the message).
 ERRORS = [
-    ("unknown top-level key", """\
+    (
+        "unknown top-level key",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes: [{name: r, match: /a, upstream: vendor}]
         chache: {max_bytes: 1MB}
-        """, (3, "chache", "unknown key")),
-    ("unknown route key", """\
+        """,
+        (3, "chache", "unknown key"),
+    ),
+    (
+        "unknown route key",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: r
             match: /a
             upstream: vendor
             ttl: 30s
-        """, (6, "routes[0].ttl", "unknown key")),
-    ("unknown cache key", """\
+        """,
+        (6, "routes[0].ttl", "unknown key"),
+    ),
+    (
+        "unknown cache key",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: r
@@ -74,29 +84,45 @@ ERRORS = [
             cache:
               ttl: 30s
               stale_while_revalidte: 5m
-        """, (8, "routes[0].cache.stale_while_revalidte", "unknown key")),
-    ("unknown upstream key", """\
+        """,
+        (8, "routes[0].cache.stale_while_revalidte", "unknown key"),
+    ),
+    (
+        "unknown upstream key",
+        """\
         upstreams:
           vendor:
             url: http://x
             timeouts: {connect: 1s}
         routes: [{name: r, match: /a, upstream: vendor}]
-        """, (4, "upstreams.vendor.timeouts", "unknown key")),
-    ("wrong type: integer", """\
+        """,
+        (4, "upstreams.vendor.timeouts", "unknown key"),
+    ),
+    (
+        "wrong type: integer",
+        """\
         upstreams:
           vendor:
             url: http://x
             max_connections: lots
         routes: [{name: r, match: /a, upstream: vendor}]
-        """, (4, "upstreams.vendor.max_connections", "expected an integer")),
-    ("wrong type: boolean", """\
+        """,
+        (4, "upstreams.vendor.max_connections", "expected an integer"),
+    ),
+    (
+        "wrong type: boolean",
+        """\
         upstreams:
           vendor:
             url: http://x
             tls: {verify: "yes please"}
         routes: [{name: r, match: /a, upstream: vendor}]
-        """, (4, "upstreams.vendor.tls.verify", "expected true or false")),
-    ("wrong type: mapping", """\
+        """,
+        (4, "upstreams.vendor.tls.verify", "expected true or false"),
+    ),
+    (
+        "wrong type: mapping",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: r
@@ -105,20 +131,32 @@ ERRORS = [
             cache:
               ttl: 30s
               key: all
-        """, (8, "routes[0].cache.key", "expected a mapping")),
-    ("wrong type: list", """\
+        """,
+        (8, "routes[0].cache.key", "expected a mapping"),
+    ),
+    (
+        "wrong type: list",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: r
             match: /a
             upstream: vendor
             methods: GET
-        """, (6, "routes[0].methods", "expected a list")),
-    ("wrong type: routes", """\
+        """,
+        (6, "routes[0].methods", "expected a list"),
+    ),
+    (
+        "wrong type: routes",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes: {name: r}
-        """, (2, "routes", "expected a list")),
-    ("negative duration", """\
+        """,
+        (2, "routes", "expected a list"),
+    ),
+    (
+        "negative duration",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: r
@@ -126,15 +164,23 @@ ERRORS = [
             upstream: vendor
             cache:
               ttl: -5s
-        """, (7, "routes[0].cache.ttl", "cannot be negative")),
-    ("negative duration as a number", """\
+        """,
+        (7, "routes[0].cache.ttl", "cannot be negative"),
+    ),
+    (
+        "negative duration as a number",
+        """\
         upstreams:
           vendor:
             url: http://x
             timeout: {connect: -1, total: 5s}
         routes: [{name: r, match: /a, upstream: vendor}]
-        """, (4, "upstreams.vendor.timeout.connect", "cannot be negative")),
-    ("bad duration unit", """\
+        """,
+        (4, "upstreams.vendor.timeout.connect", "cannot be negative"),
+    ),
+    (
+        "bad duration unit",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: r
@@ -142,15 +188,23 @@ ERRORS = [
             upstream: vendor
             cache:
               stale_if_error: 1 fortnight
-        """, (7, "routes[0].cache.stale_if_error", "expected a duration")),
-    ("unknown upstream", """\
+        """,
+        (7, "routes[0].cache.stale_if_error", "expected a duration"),
+    ),
+    (
+        "unknown upstream",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: r
             match: /a
             upstream: vender
-        """, (5, "routes[0].upstream", "unknown upstream 'vender'")),
-    ("duplicate route names", """\
+        """,
+        (5, "routes[0].upstream", "unknown upstream 'vender'"),
+    ),
+    (
+        "duplicate route names",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: r
@@ -159,8 +213,12 @@ ERRORS = [
           - name: r
             match: /b
             upstream: vendor
-        """, (6, "routes[1].name", "duplicate route name 'r'")),
-    ("caching a POST-only route", """\
+        """,
+        (6, "routes[1].name", "duplicate route name 'r'"),
+    ),
+    (
+        "caching a POST-only route",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: bookings
@@ -168,94 +226,154 @@ ERRORS = [
             methods: [POST]
             upstream: vendor
             cache: {ttl: 30s}
-        """, (7, "routes[0].cache", "caching needs GET or HEAD")),
-    ("missing env var with no default", """\
+        """,
+        (7, "routes[0].cache", "caching needs GET or HEAD"),
+    ),
+    (
+        "missing env var with no default",
+        """\
         upstreams:
           vendor:
             url: http://x
             headers:
               Authorization: "Bearer ${VENDOR_TOKEN}"
         routes: [{name: r, match: /a, upstream: vendor}]
-        """, (5, "upstreams.vendor.headers.Authorization", "VENDOR_TOKEN is not set")),
-    ("bad match pattern", """\
+        """,
+        (5, "upstreams.vendor.headers.Authorization", "VENDOR_TOKEN is not set"),
+    ),
+    (
+        "bad match pattern",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: r
             match: /a/{id}x
             upstream: vendor
-        """, (4, "routes[0].match", "whole segment")),
-    ("rewrite names an unknown parameter", """\
+        """,
+        (4, "routes[0].match", "whole segment"),
+    ),
+    (
+        "rewrite names an unknown parameter",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: r
             match: /a/{id}
             rewrite: /b/{sku}
             upstream: vendor
-        """, (5, "routes[0].rewrite", "{sku}")),
-    ("unsupported method", """\
+        """,
+        (5, "routes[0].rewrite", "{sku}"),
+    ),
+    (
+        "unsupported method",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: r
             match: /a
             methods: [GET, FETCH]
             upstream: vendor
-        """, (5, "routes[0].methods[1]", "unsupported method 'FETCH'")),
-    ("upstream URL without a scheme", """\
+        """,
+        (5, "routes[0].methods[1]", "unsupported method 'FETCH'"),
+    ),
+    (
+        "upstream URL without a scheme",
+        """\
         upstreams:
           vendor:
             url: 127.0.0.1:9001
         routes: [{name: r, match: /a, upstream: vendor}]
-        """, (3, "upstreams.vendor.url", "http:// or https://")),
-    ("bad size", """\
+        """,
+        (3, "upstreams.vendor.url", "http:// or https://"),
+    ),
+    (
+        "bad size",
+        """\
         cache:
           max_bytes: lots
         upstreams: {vendor: {url: http://x}}
         routes: [{name: r, match: /a, upstream: vendor}]
-        """, (2, "cache.max_bytes", "expected a size")),
-    ("bad percent", """\
+        """,
+        (2, "cache.max_bytes", "expected a size"),
+    ),
+    (
+        "bad percent",
+        """\
         upstreams:
           vendor:
             url: http://x
             circuit_breaker:
               failure_rate: 150%
         routes: [{name: r, match: /a, upstream: vendor}]
-        """, (5, "upstreams.vendor.circuit_breaker.failure_rate", "percentage")),
-    ("listen without a port", """\
+        """,
+        (5, "upstreams.vendor.circuit_breaker.failure_rate", "percentage"),
+    ),
+    (
+        "listen without a port",
+        """\
         server:
           listen: localhost
         upstreams: {vendor: {url: http://x}}
         routes: [{name: r, match: /a, upstream: vendor}]
-        """, (2, "server.listen", "host:port")),
-    ("listen with a non-ASCII digit port", """\
+        """,
+        (2, "server.listen", "host:port"),
+    ),
+    (
+        "listen with a non-ASCII digit port",
+        """\
         server:
           listen: "127.0.0.1:\u00b2"
         upstreams: {vendor: {url: http://x}}
         routes: [{name: r, match: /a, upstream: vendor}]
-        """, (2, "server.listen", "host:port")),
-    ("admin off loopback without a token", """\
+        """,
+        (2, "server.listen", "host:port"),
+    ),
+    (
+        "admin off loopback without a token",
+        """\
         admin:
           listen: 0.0.0.0:9901
         upstreams: {vendor: {url: http://x}}
         routes: [{name: r, match: /a, upstream: vendor}]
-        """, (2, "admin.listen", "needs admin.token")),
-    ("no routes", """\
+        """,
+        (2, "admin.listen", "needs admin.token"),
+    ),
+    (
+        "no routes",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes: []
-        """, (2, "routes", "at least one route")),
-    ("no upstreams", """\
+        """,
+        (2, "routes", "at least one route"),
+    ),
+    (
+        "no upstreams",
+        """\
         routes: [{name: r, match: /a, upstream: vendor}]
-        """, (1, "upstreams", "at least one upstream")),
-    ("top level is not a mapping", """\
+        """,
+        (1, "upstreams", "at least one upstream"),
+    ),
+    (
+        "top level is not a mapping",
+        """\
         - just
         - a list
-        """, (1, "(top level)", "expected a mapping")),
-    ("YAML syntax error", """\
+        """,
+        (1, "(top level)", "expected a mapping"),
+    ),
+    (
+        "YAML syntax error",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: r
             match: [unclosed
-        """, (5, "(syntax)", "")),
-    ("duplicate key", """\
+        """,
+        (5, "(syntax)", ""),
+    ),
+    (
+        "duplicate key",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: r
@@ -263,8 +381,12 @@ ERRORS = [
             upstream: vendor
             cache: {ttl: 30s}
             cache: off
-        """, (7, "routes[0].cache", "duplicate key")),
-    ("non-finite duration", """\
+        """,
+        (7, "routes[0].cache", "duplicate key"),
+    ),
+    (
+        "non-finite duration",
+        """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: r
@@ -272,12 +394,15 @@ ERRORS = [
             upstream: vendor
             cache:
               ttl: .nan
-        """, (7, "routes[0].cache.ttl", "expected a duration")),
+        """,
+        (7, "routes[0].cache.ttl", "expected a duration"),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("text", "expected"), [(t, e) for _, t, e in ERRORS],
-                         ids=[name for name, _, _ in ERRORS])
+@pytest.mark.parametrize(
+    ("text", "expected"), [(t, e) for _, t, e in ERRORS], ids=[name for name, _, _ in ERRORS]
+)
 def test_error_names_line_and_key(text: str, expected: tuple[int, str, str]) -> None:
     found = problems(text)
     line, key, fragment = expected
@@ -351,8 +476,13 @@ def test_env_defaults_apply() -> None:
 
 
 def test_env_values_win_over_defaults() -> None:
-    env = {"LISTEN": "127.0.0.1:9999", "ADMIN_TOKEN": "s3cret-token", "VENDOR_URL": "https://v.example",
-           "MAX_CONN": "42", "VENDOR_TOKEN": "abc"}
+    env = {
+        "LISTEN": "127.0.0.1:9999",
+        "ADMIN_TOKEN": "s3cret-token",
+        "VENDOR_URL": "https://v.example",
+        "MAX_CONN": "42",
+        "VENDOR_TOKEN": "abc",
+    }
     config = parse(ENV_CONFIG, env)
     up = config.upstream("vendor")
     assert config.server.listen.port == 9999 and config.admin.token == "s3cret-token"
@@ -388,37 +518,64 @@ def test_missing_env_var_is_reported_once_per_place() -> None:
         routes: [{name: r, match: /a, upstream: vendor}]
         """)
     assert [(line, key) for line, key, m in found if "is not set" in m] == [
-        (2, "admin.token"), (5, "upstreams.vendor.url")]
+        (2, "admin.token"),
+        (5, "upstreams.vendor.url"),
+    ]
 
 
 # -- units -----------------------------------------------------------------------------------
+
 
 def reader() -> Reader:
     return Reader(load("{}", "units.yaml", {}))
 
 
-@pytest.mark.parametrize(("value", "seconds"), [
-    ("250ms", 0.25), ("30s", 30.0), ("5m", 300.0), ("24h", 86400.0), ("7d", 604800.0),
-    ("1.5s", 1.5), (" 10 s ", 10.0), ("0", 0.0), (12, 12.0), (0.5, 0.5), (None, 99.0),
-])
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("250ms", 0.25),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("24h", 86400.0),
+        ("7d", 604800.0),
+        ("1.5s", 1.5),
+        (" 10 s ", 10.0),
+        ("0", 0.0),
+        (12, 12.0),
+        (0.5, 0.5),
+        (None, 99.0),
+    ],
+)
 def test_durations(value: Any, seconds: float) -> None:
     r = reader()
     assert r.duration(("d",), value, 99.0) == seconds
     assert not r.issues
 
 
-@pytest.mark.parametrize("value", ["-1s", -3, "5 minutes", "1h30m", "ms", True, "", float("inf"),
-                                   float("nan"), [1]])
+@pytest.mark.parametrize(
+    "value", ["-1s", -3, "5 minutes", "1h30m", "ms", True, "", float("inf"), float("nan"), [1]]
+)
 def test_bad_durations(value: Any) -> None:
     r = reader()
     assert r.duration(("d",), value, 99.0) == 99.0
     assert [i.key for i in r.issues] == ["d"]
 
 
-@pytest.mark.parametrize(("value", "size"), [
-    ("256MB", 256 * 1024**2), ("8m", 8 * 1024**2), ("64KB", 64 * 1024), ("64kib", 64 * 1024),
-    ("1GB", 1024**3), ("100b", 100), ("100", 100), (4096, 4096), ("1.5KB", 1536), (None, 7),
-])
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [
+        ("256MB", 256 * 1024**2),
+        ("8m", 8 * 1024**2),
+        ("64KB", 64 * 1024),
+        ("64kib", 64 * 1024),
+        ("1GB", 1024**3),
+        ("100b", 100),
+        ("100", 100),
+        (4096, 4096),
+        ("1.5KB", 1536),
+        (None, 7),
+    ],
+)
 def test_sizes(value: Any, size: int) -> None:
     r = reader()
     assert r.size(("s",), value, 7) == size
@@ -432,9 +589,17 @@ def test_bad_sizes(value: Any) -> None:
     assert [i.key for i in r.issues] == ["s"]
 
 
-@pytest.mark.parametrize(("value", "fraction"), [
-    ("50%", 0.5), ("0%", 0.0), ("100%", 1.0), (25, 0.25), ("12.5%", 0.125), (None, 0.3),
-])
+@pytest.mark.parametrize(
+    ("value", "fraction"),
+    [
+        ("50%", 0.5),
+        ("0%", 0.0),
+        ("100%", 1.0),
+        (25, 0.25),
+        ("12.5%", 0.125),
+        (None, 0.3),
+    ],
+)
 def test_percents(value: Any, fraction: float) -> None:
     r = reader()
     assert r.percent(("p",), value, 0.3) == fraction
@@ -470,6 +635,8 @@ def test_route_cache_key_settings() -> None:
 
 @pytest.mark.parametrize("cache", ["off", "false", "null"])
 def test_cache_off(cache: str) -> None:
-    config = parse(f"upstreams: {{vendor: {{url: http://x}}}}\n"
-                   f"routes: [{{name: r, match: /a, upstream: vendor, cache: {cache}}}]\n")
+    config = parse(
+        f"upstreams: {{vendor: {{url: http://x}}}}\n"
+        f"routes: [{{name: r, match: /a, upstream: vendor, cache: {cache}}}]\n"
+    )
     assert config.routes[0].cache is None

@@ -156,8 +156,7 @@ def health_stub(request: pytest.FixtureRequest) -> Iterator[str]:
     server.server_close()
 
 
-@pytest.mark.parametrize(("health_stub", "healthy"), [(200, True), (503, False)],
-                         indirect=["health_stub"])
+@pytest.mark.parametrize(("health_stub", "healthy"), [(200, True), (503, False)], indirect=["health_stub"])
 def test_healthcheck_exit_status_follows_health(health_stub: str, healthy: bool) -> None:
     code = healthcheck_argv()[2].replace(HEALTH_URL, health_stub)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
@@ -165,14 +164,18 @@ def test_healthcheck_exit_status_follows_health(health_stub: str, healthy: bool)
 
 
 def test_every_copied_file_exists_and_is_in_the_build_context() -> None:
-    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")]
+    ignored = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert copied_config_source() == ROOT / "config" / "example.yaml"
     for sources, _ in copies():
         for src in sources:
             assert (ROOT / src).exists(), src
-            assert not any(fnmatch.fnmatch(src, pat) or src.startswith(pat.rstrip("/") + "/")
-                           for pat in ignored), f"{src} is excluded by .dockerignore"
+            assert not any(
+                fnmatch.fnmatch(src, pat) or src.startswith(pat.rstrip("/") + "/") for pat in ignored
+            ), f"{src} is excluded by .dockerignore"
 
 
 def compose() -> dict[str, dict[str, object]]:

@@ -301,9 +301,7 @@ CHANGE = one({"path": "$.price", "max_change": 30})
         (CHANGE, {"price": [1]}, {"price": 100}, "max_change"),
     ],
 )
-def test_relative(
-    rules: tuple[Rule, ...], doc: Any, last_good: Any, violation: str | None
-) -> None:
+def test_relative(rules: tuple[Rule, ...], doc: Any, last_good: Any, violation: str | None) -> None:
     assert failed(rules, doc, last_good) == ([] if violation is None else [violation])
 
 
@@ -338,9 +336,7 @@ RULES = parse_guards([{"path": "$.price", "gt": 0}])
         (b'{"price": 3} ', 12, "max_object_size", False),
     ],
 )
-def test_check_body(
-    body: bytes, max_bytes: int | None, violation: str | None, parsed: bool
-) -> None:
+def test_check_body(body: bytes, max_bytes: int | None, violation: str | None, parsed: bool) -> None:
     verdict, doc = check_body(RULES, body, last_good=None, max_bytes=max_bytes)
     assert [v.rule for v in verdict.violations] == ([] if violation is None else [violation])
     assert (doc is not None) is parsed
@@ -482,9 +478,7 @@ def test_hysteresis_reset_and_confirm_after() -> None:
     h.reset()
     assert not feed(h, shrunk(40))
     assert feed(h, shrunk(40))
-    assert Hysteresis(confirm_after=1).observe(
-        check_doc(H_RULES, shrunk(40), last_good=GOOD), shrunk(40)
-    )
+    assert Hysteresis(confirm_after=1).observe(check_doc(H_RULES, shrunk(40), last_good=GOOD), shrunk(40))
     with pytest.raises(ValueError):
         Hysteresis(confirm_after=0)
 

@@ -57,8 +57,12 @@ routes:
     upstream: bookings
     cache: off
 """
-SECRETS = {"admin": "adm1n-t0ken", "password": "url-passw0rd", "token": "bearer-s3cret",
-           "key": "api-k3y-value"}
+SECRETS = {
+    "admin": "adm1n-t0ken",
+    "password": "url-passw0rd",
+    "token": "bearer-s3cret",
+    "key": "api-k3y-value",
+}
 
 
 def load(**secrets: str) -> Config:
@@ -78,10 +82,13 @@ def test_no_credential_appears(fmt: str) -> None:
     assert "Authorization" in text and "X-Api-Key" in text  # names are shown
 
 
-@pytest.mark.parametrize(("upstream", "method", "headers"), [
-    ("pricing", "Authorization header", ["Authorization", "X-Api-Key"]),
-    ("bookings", "none configured", []),
-])
+@pytest.mark.parametrize(
+    ("upstream", "method", "headers"),
+    [
+        ("pricing", "Authorization header", ["Authorization", "X-Api-Key"]),
+        ("bookings", "none configured", []),
+    ],
+)
 def test_auth_method_is_header_names(upstream: str, method: str, headers: list[str]) -> None:
     up = next(u for u in as_json()["upstreams"] if u["name"] == upstream)
     assert up["auth"] == {"method": method, "headers": headers}
@@ -100,8 +107,11 @@ def test_endpoints_and_guarded_fields() -> None:
     pricing, bookings = as_json()["upstreams"]
     assert [e["route"] for e in pricing["endpoints"]] == ["prices", "catalogue"]
     prices, catalogue = pricing["endpoints"]
-    assert (prices["match"], prices["upstream_path"], prices["sample"]) == \
-        ("/api/prices/{sku}", "/prices/{sku}", "/api/prices/A1")
+    assert (prices["match"], prices["upstream_path"], prices["sample"]) == (
+        "/api/prices/{sku}",
+        "/prices/{sku}",
+        "/api/prices/A1",
+    )
     assert prices["guarded_fields"] == ["$.currency", "$.price", "$.sku"]
     assert prices["guards"][0] == "$.price gt 0"
     assert catalogue["upstream_path"] == "/api/catalogue/*"
@@ -109,14 +119,28 @@ def test_endpoints_and_guarded_fields() -> None:
     assert bookings["guarded_fields"] == []
 
 
-@pytest.mark.parametrize(("upstream", "route", "expected"), [
-    ("pricing", "prices", ["fresh for 30s", "served stale while refreshing for 5m",
-                           "served stale on upstream errors for 24h", "last good copy (up to 7d old)",
-                           'fallback 503 {"error": "prices unavailable"}']),
-    ("pricing", "catalogue", ["fresh for 1m", "with no usable copy: a JSON error"]),
-    ("bookings", "bookings", ["never cached, never served stale", "only when the request carries an "
-                              "Idempotency-Key"]),
-])
+@pytest.mark.parametrize(
+    ("upstream", "route", "expected"),
+    [
+        (
+            "pricing",
+            "prices",
+            [
+                "fresh for 30s",
+                "served stale while refreshing for 5m",
+                "served stale on upstream errors for 24h",
+                "last good copy (up to 7d old)",
+                'fallback 503 {"error": "prices unavailable"}',
+            ],
+        ),
+        ("pricing", "catalogue", ["fresh for 1m", "with no usable copy: a JSON error"]),
+        (
+            "bookings",
+            "bookings",
+            ["never cached, never served stale", "only when the request carries an Idempotency-Key"],
+        ),
+    ],
+)
 def test_when_it_breaks_per_route(upstream: str, route: str, expected: list[str]) -> None:
     up = next(u for u in as_json()["upstreams"] if u["name"] == upstream)
     text = next(e for e in up["endpoints"] if e["route"] == route)["when_it_breaks"]
@@ -150,10 +174,21 @@ def test_unknown_format() -> None:
         render_inventory(load(), "yaml")
 
 
-@pytest.mark.parametrize(("seconds", "text"), [
-    (0.25, "250ms"), (1, "1s"), (30, "30s"), (90, "90s"), (300, "5m"), (3600, "1h"), (86400, "24h"),
-    (172800, "2d"), (604800, "7d"), (1.5, "1.5s"),
-])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.25, "250ms"),
+        (1, "1s"),
+        (30, "30s"),
+        (90, "90s"),
+        (300, "5m"),
+        (3600, "1h"),
+        (86400, "24h"),
+        (172800, "2d"),
+        (604800, "7d"),
+        (1.5, "1.5s"),
+    ],
+)
 def test_duration(seconds: float, text: str) -> None:
     assert duration(seconds) == text
 

@@ -23,69 +23,80 @@ def headers(**values: str) -> Callable[[str], str | None]:
     return lambda name: low.get(name.lower())
 
 
-@pytest.mark.parametrize(("query", "policy", "expected"), [
-    ("", ALL, ""),
-    ("a=1", ALL, "a=1"),
-    # sorted by name, so parameter order cannot split the cache
-    ("b=2&a=1", ALL, "a=1&b=2"),
-    # repeated names keep their relative order (a=1&a=2 and a=2&a=1 can mean different things)
-    ("a=2&b=1&a=1", ALL, "a=2&a=1&b=1"),
-    # blank values are kept; a bare name is the same as name=
-    ("flag&a=", ALL, "a=&flag="),
-    # encodings normalise to one form
-    ("q=a%20b", ALL, "q=a+b"),
-    ("q=a+b", ALL, "q=a+b"),
-    ("q=%2B", ALL, "q=%2B"),
-    ("q=%41", ALL, "q=A"),
-    # none: the query is not keyed at all
-    ("a=1&b=2", NONE, ""),
-    # a list: only the named parameters (tracking parameters cannot fragment the cache)
-    ("utm_source=x&sku=A1&page=2", CacheKey(query=("page", "sku")), "page=2&sku=A1"),
-    ("utm_source=x", CacheKey(query=("sku",)), ""),
-    ("sku=A1&sku=B2", CacheKey(query=("sku",)), "sku=A1&sku=B2"),
-])
+@pytest.mark.parametrize(
+    ("query", "policy", "expected"),
+    [
+        ("", ALL, ""),
+        ("a=1", ALL, "a=1"),
+        # sorted by name, so parameter order cannot split the cache
+        ("b=2&a=1", ALL, "a=1&b=2"),
+        # repeated names keep their relative order (a=1&a=2 and a=2&a=1 can mean different things)
+        ("a=2&b=1&a=1", ALL, "a=2&a=1&b=1"),
+        # blank values are kept; a bare name is the same as name=
+        ("flag&a=", ALL, "a=&flag="),
+        # encodings normalise to one form
+        ("q=a%20b", ALL, "q=a+b"),
+        ("q=a+b", ALL, "q=a+b"),
+        ("q=%2B", ALL, "q=%2B"),
+        ("q=%41", ALL, "q=A"),
+        # none: the query is not keyed at all
+        ("a=1&b=2", NONE, ""),
+        # a list: only the named parameters (tracking parameters cannot fragment the cache)
+        ("utm_source=x&sku=A1&page=2", CacheKey(query=("page", "sku")), "page=2&sku=A1"),
+        ("utm_source=x", CacheKey(query=("sku",)), ""),
+        ("sku=A1&sku=B2", CacheKey(query=("sku",)), "sku=A1&sku=B2"),
+    ],
+)
 def test_normal_query(query: str, policy: CacheKey, expected: str) -> None:
     assert normal_query(query, policy) == expected
 
 
-@pytest.mark.parametrize(("a", "b", "policy", "same"), [
-    # path and route are always keyed
-    (("prices", "/api/prices/A1", ""), ("prices", "/api/prices/A2", ""), ALL, False),
-    (("prices", "/api/prices/A1", ""), ("other", "/api/prices/A1", ""), ALL, False),
-    # the path is compared raw: a different encoding is a different resource to us
-    (("prices", "/api/prices/A%31", ""), ("prices", "/api/prices/A1", ""), ALL, False),
-    (("prices", "/p", "b=2&a=1"), ("prices", "/p", "a=1&b=2"), ALL, True),
-    (("prices", "/p", "a=1"), ("prices", "/p", "a=2"), ALL, False),
-    (("prices", "/p", "a=1"), ("prices", "/p", "a=2"), NONE, True),
-    (("prices", "/p", "a=1"), ("prices", "/p", ""), NONE, True),
-    (("prices", "/p", "sku=1&x=1"), ("prices", "/p", "x=2&sku=1"), CacheKey(query=("sku",)), True),
-    # "?" only appears when there is a query part left
-    (("prices", "/p", "x=1"), ("prices", "/p", ""), CacheKey(query=("sku",)), True),
-])
-def test_primary_key_inputs(a: tuple[str, str, str], b: tuple[str, str, str], policy: CacheKey,
-                            same: bool) -> None:
+@pytest.mark.parametrize(
+    ("a", "b", "policy", "same"),
+    [
+        # path and route are always keyed
+        (("prices", "/api/prices/A1", ""), ("prices", "/api/prices/A2", ""), ALL, False),
+        (("prices", "/api/prices/A1", ""), ("other", "/api/prices/A1", ""), ALL, False),
+        # the path is compared raw: a different encoding is a different resource to us
+        (("prices", "/api/prices/A%31", ""), ("prices", "/api/prices/A1", ""), ALL, False),
+        (("prices", "/p", "b=2&a=1"), ("prices", "/p", "a=1&b=2"), ALL, True),
+        (("prices", "/p", "a=1"), ("prices", "/p", "a=2"), ALL, False),
+        (("prices", "/p", "a=1"), ("prices", "/p", "a=2"), NONE, True),
+        (("prices", "/p", "a=1"), ("prices", "/p", ""), NONE, True),
+        (("prices", "/p", "sku=1&x=1"), ("prices", "/p", "x=2&sku=1"), CacheKey(query=("sku",)), True),
+        # "?" only appears when there is a query part left
+        (("prices", "/p", "x=1"), ("prices", "/p", ""), CacheKey(query=("sku",)), True),
+    ],
+)
+def test_primary_key_inputs(
+    a: tuple[str, str, str], b: tuple[str, str, str], policy: CacheKey, same: bool
+) -> None:
     get = headers()
     assert (primary_key(*a, policy, get) == primary_key(*b, policy, get)) is same
 
 
 def test_primary_key_shape() -> None:
-    key = primary_key("prices", "/api/p", "b=2&a=1", CacheKey(headers=("accept-language",)),
-                      headers(Accept_Language="en"))
+    key = primary_key(
+        "prices", "/api/p", "b=2&a=1", CacheKey(headers=("accept-language",)), headers(Accept_Language="en")
+    )
     assert key == "prices" + SEP + "/api/p?a=1&b=2" + SEP + "accept-language=en"
     assert key.startswith(route_prefix("prices", "/api/p"))
 
 
-@pytest.mark.parametrize(("a", "b", "same"), [
-    ({"Accept_Language": "en"}, {"Accept_Language": "fr"}, False),
-    ({"Accept_Language": "en"}, {"accept_language": "en"}, True),
-    # whitespace inside a value is normalised
-    ({"Accept_Language": "en,  fr"}, {"Accept_Language": " en, fr "}, True),
-    # a missing header and an empty one are the same input
-    ({}, {"Accept_Language": ""}, True),
-    # headers the route does not name are never keyed (or the cache could be split at will)
-    ({"X_Forwarded_Host": "evil"}, {}, True),
-    ({"Accept_Language": "en", "Cookie": "a=1"}, {"Accept_Language": "en"}, True),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ({"Accept_Language": "en"}, {"Accept_Language": "fr"}, False),
+        ({"Accept_Language": "en"}, {"accept_language": "en"}, True),
+        # whitespace inside a value is normalised
+        ({"Accept_Language": "en,  fr"}, {"Accept_Language": " en, fr "}, True),
+        # a missing header and an empty one are the same input
+        ({}, {"Accept_Language": ""}, True),
+        # headers the route does not name are never keyed (or the cache could be split at will)
+        ({"X_Forwarded_Host": "evil"}, {}, True),
+        ({"Accept_Language": "en", "Cookie": "a=1"}, {"Accept_Language": "en"}, True),
+    ],
+)
 def test_keyed_headers(a: dict[str, str], b: dict[str, str], same: bool) -> None:
     policy = CacheKey(headers=("accept-language",))
     key_a = primary_key("r", "/p", "", policy, headers(**a))
@@ -100,15 +111,22 @@ def test_keyed_headers_in_order_are_distinct_parts() -> None:
     assert one != two
 
 
-@pytest.mark.parametrize(("vary", "a", "b", "same"), [
-    ((), {"Accept_Language": "en"}, {"Accept_Language": "fr"}, True),
-    (("accept-language",), {"Accept_Language": "en"}, {"Accept_Language": "fr"}, False),
-    (("accept-language",), {"Accept_Language": "en"}, {"Accept_Language": "en"}, True),
-    (("accept-language",), {"Accept_Language": "en"}, {"Accept_Language": " en "}, True),
-    (("accept-language",), {"Accept_Language": "en", "X": "1"}, {"Accept_Language": "en"}, True),
-    (("accept", "accept-language"), {"Accept": "a", "Accept_Language": "b"},
-     {"Accept": "b", "Accept_Language": "a"}, False),
-])
+@pytest.mark.parametrize(
+    ("vary", "a", "b", "same"),
+    [
+        ((), {"Accept_Language": "en"}, {"Accept_Language": "fr"}, True),
+        (("accept-language",), {"Accept_Language": "en"}, {"Accept_Language": "fr"}, False),
+        (("accept-language",), {"Accept_Language": "en"}, {"Accept_Language": "en"}, True),
+        (("accept-language",), {"Accept_Language": "en"}, {"Accept_Language": " en "}, True),
+        (("accept-language",), {"Accept_Language": "en", "X": "1"}, {"Accept_Language": "en"}, True),
+        (
+            ("accept", "accept-language"),
+            {"Accept": "a", "Accept_Language": "b"},
+            {"Accept": "b", "Accept_Language": "a"},
+            False,
+        ),
+    ],
+)
 def test_variant_key(vary: tuple[str, ...], a: dict[str, str], b: dict[str, str], same: bool) -> None:
     primary = primary_key("r", "/p", "", ALL, headers())
     key_a, key_b = variant_key(primary, vary, headers(**a)), variant_key(primary, vary, headers(**b))
@@ -122,10 +140,11 @@ def test_variant_key_without_vary_is_the_primary_key() -> None:
     assert variant_key(primary, (), headers(Accept="x")) == primary
 
 
-@given(st.lists(st.tuples(st.sampled_from("abcxyz"), st.text(alphabet="01 +%&=", max_size=3)),
-                max_size=6), st.randoms())
-def test_query_order_never_matters_between_names(pairs: list[tuple[str, str]],
-                                                 rnd: random.Random) -> None:
+@given(
+    st.lists(st.tuples(st.sampled_from("abcxyz"), st.text(alphabet="01 +%&=", max_size=3)), max_size=6),
+    st.randoms(),
+)
+def test_query_order_never_matters_between_names(pairs: list[tuple[str, str]], rnd: random.Random) -> None:
     """Shuffling parameters with different names never changes the key."""
     by_name: dict[str, list[tuple[str, str]]] = {}
     for name, value in pairs:

@@ -11,9 +11,17 @@ from proxy.store.memory import MemoryStore
 
 
 def entry(body_len: int = 100, keep_until: float = 1000.0) -> Entry:
-    return Entry(status=200, headers=(("Content-Type", "text/plain"),), body=b"x" * body_len,
-                 stored_at=0.0, initial_age=0.0, fresh_until=10.0, stale_until=20.0, error_until=30.0,
-                 keep_until=keep_until)
+    return Entry(
+        status=200,
+        headers=(("Content-Type", "text/plain"),),
+        body=b"x" * body_len,
+        stored_at=0.0,
+        initial_age=0.0,
+        fresh_until=10.0,
+        stale_until=20.0,
+        error_until=30.0,
+        keep_until=keep_until,
+    )
 
 
 SIZE = entry().size()  # every entry below is this size unless it says otherwise
@@ -36,17 +44,20 @@ def test_replacing_a_key_does_not_double_count() -> None:
     assert store.get("a", now=0.0) == bigger
 
 
-@pytest.mark.parametrize(("ops", "left", "evictions"), [
-    # capacity is three entries; the oldest goes first
-    (["put a", "put b", "put c", "put d"], ["b", "c", "d"], 1),
-    # a read makes an entry the most recently used
-    (["put a", "put b", "put c", "get a", "put d"], ["c", "a", "d"], 1),
-    (["put a", "put b", "put c", "get a", "get b", "put d", "put e"], ["b", "d", "e"], 2),
-    # re-putting a key refreshes its position too
-    (["put a", "put b", "put c", "put a", "put d"], ["c", "a", "d"], 1),
-    # a miss changes nothing
-    (["put a", "put b", "put c", "get z", "put d"], ["b", "c", "d"], 1),
-])
+@pytest.mark.parametrize(
+    ("ops", "left", "evictions"),
+    [
+        # capacity is three entries; the oldest goes first
+        (["put a", "put b", "put c", "put d"], ["b", "c", "d"], 1),
+        # a read makes an entry the most recently used
+        (["put a", "put b", "put c", "get a", "put d"], ["c", "a", "d"], 1),
+        (["put a", "put b", "put c", "get a", "get b", "put d", "put e"], ["b", "d", "e"], 2),
+        # re-putting a key refreshes its position too
+        (["put a", "put b", "put c", "put a", "put d"], ["c", "a", "d"], 1),
+        # a miss changes nothing
+        (["put a", "put b", "put c", "get z", "put d"], ["b", "c", "d"], 1),
+    ],
+)
 def test_lru_order(ops: list[str], left: list[str], evictions: int) -> None:
     store = MemoryStore(max_bytes=3 * SIZE)
     for op in ops:
@@ -77,12 +88,15 @@ def test_entry_larger_than_the_store_is_refused_without_evicting() -> None:
     assert [k for k, _ in store.items()] == ["a"] and store.evictions == 0
 
 
-@pytest.mark.parametrize(("keep_until", "now", "stored"), [
-    (100.0, 0.0, True),
-    (100.0, 99.9, True),
-    (100.0, 100.0, False),  # already past use: not worth the bytes
-    (100.0, 200.0, False),
-])
+@pytest.mark.parametrize(
+    ("keep_until", "now", "stored"),
+    [
+        (100.0, 0.0, True),
+        (100.0, 99.9, True),
+        (100.0, 100.0, False),  # already past use: not worth the bytes
+        (100.0, 200.0, False),
+    ],
+)
 def test_put_refuses_what_is_already_past_keep_until(keep_until: float, now: float, stored: bool) -> None:
     store = MemoryStore(max_bytes=10 * SIZE)
     assert store.put("a", entry(keep_until=keep_until), now=now) is stored
@@ -123,9 +137,17 @@ def test_clear() -> None:
     assert (len(store), store.bytes, store.get("a", now=0.0)) == (0, 0, None)
 
 
-@given(st.lists(st.tuples(st.sampled_from(["put", "get", "delete"]), st.sampled_from("abcdefgh"),
-                          st.integers(min_value=0, max_value=900)), max_size=60),
-       st.integers(min_value=200, max_value=3000))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["put", "get", "delete"]),
+            st.sampled_from("abcdefgh"),
+            st.integers(min_value=0, max_value=900),
+        ),
+        max_size=60,
+    ),
+    st.integers(min_value=200, max_value=3000),
+)
 def test_bound_and_accounting_hold_for_any_sequence(ops: list[tuple[str, str, int]], max_bytes: int) -> None:
     store = MemoryStore(max_bytes=max_bytes)
     model: list[str] = []  # keys, least recently used first
@@ -144,8 +166,8 @@ def test_bound_and_accounting_hold_for_any_sequence(ops: list[tuple[str, str, in
             model = [k for k in model if k != key]
         present = [k for k, _ in store.items()]
         evicted = [k for k in model if k not in present]
-        assert evicted == model[:len(evicted)]  # evictions take the least recently used first
-        model = model[len(evicted):]
+        assert evicted == model[: len(evicted)]  # evictions take the least recently used first
+        model = model[len(evicted) :]
         assert present == model
         assert store.bytes == sum(e.size() for _, e in store.items())
         assert store.bytes <= max_bytes

@@ -61,9 +61,7 @@ def test_unlabelled_metrics_render_zero_before_first_use() -> None:
 def test_labelled_metric_without_samples_renders_only_header() -> None:
     reg = Registry()
     reg.counter("rproxy_errors_total", "Errors.", ("route",))
-    assert reg.render() == (
-        "# HELP rproxy_errors_total Errors.\n# TYPE rproxy_errors_total counter\n"
-    )
+    assert reg.render() == ("# HELP rproxy_errors_total Errors.\n# TYPE rproxy_errors_total counter\n")
 
 
 def test_gauge_set_inc_dec_and_remove() -> None:
@@ -175,8 +173,15 @@ def test_help_text_is_escaped() -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(3.0, "3"), (0.25, "0.25"), (math.inf, "+Inf"), (-math.inf, "-Inf"), (math.nan, "NaN"),
-     (1e20, "1e+20"), (-2.0, "-2")],
+    [
+        (3.0, "3"),
+        (0.25, "0.25"),
+        (math.inf, "+Inf"),
+        (-math.inf, "-Inf"),
+        (math.nan, "NaN"),
+        (1e20, "1e+20"),
+        (-2.0, "-2"),
+    ],
 )
 def test_format_value(value: float, text: str) -> None:
     assert format_value(value) == text

@@ -22,9 +22,7 @@ def test_ids_are_route_and_sequence() -> None:
     assert q.add("stock-eu", b"{}", BAD, 5.0, 200, HEADERS) == "stock-eu-3"
 
 
-@pytest.mark.parametrize(
-    ("maxlen", "added", "kept"), [(1, 3, 1), (3, 2, 2), (3, 5, 3), (20, 25, 20)]
-)
+@pytest.mark.parametrize(("maxlen", "added", "kept"), [(1, 3, 1), (3, 2, 2), (3, 5, 3), (20, 25, 20)])
 def test_ring_is_bounded_per_route(maxlen: int, added: int, kept: int) -> None:
     q = Quarantine(maxlen)
     ids = fill(q, "prices", added)

@@ -79,9 +79,7 @@ def test_clock_stepping_back_refills_nothing() -> None:
     ("until", "probe_at", "available"),
     [(5.0, 4.9, 0), (5.0, 5.0, 0), (5.0, 5.1, 1), (5.0, 6.0, 5), (0.5, 1.0, 5)],
 )
-def test_penalise_blocks_until_then_refills_from_empty(
-    until: float, probe_at: float, available: int
-) -> None:
+def test_penalise_blocks_until_then_refills_from_empty(until: float, probe_at: float, available: int) -> None:
     bucket = TokenBucket(10.0, 5)
     bucket.penalise(0.0, until)  # a full bucket does not help against a vendor 429
     assert drain(bucket, probe_at) == available
@@ -104,11 +102,7 @@ def test_penalise_in_the_past_still_empties() -> None:
     assert bucket.wait_time(3.0) == pytest.approx(0.1)
 
 
-@given(
-    steps=st.lists(
-        st.tuples(st.floats(0.0, 2.0), st.floats(0.1, 3.0)), min_size=1, max_size=40
-    )
-)
+@given(steps=st.lists(st.tuples(st.floats(0.0, 2.0), st.floats(0.1, 3.0)), min_size=1, max_size=40))
 def test_wait_time_is_honest(steps: list[tuple[float, float]]) -> None:
     """After waiting wait_time(), the take succeeds; just before, it does not."""
     bucket = TokenBucket(4.0, 3)
@@ -127,9 +121,7 @@ def test_wait_time_is_honest(steps: list[tuple[float, float]]) -> None:
         assert -1e-9 <= bucket.tokens(now) <= 3
 
 
-@pytest.mark.parametrize(
-    ("per_second", "burst"), [(0.0, 1), (-1.0, 1), (1.0, 0), (float("nan"), 1)]
-)
+@pytest.mark.parametrize(("per_second", "burst"), [(0.0, 1), (-1.0, 1), (1.0, 0), (float("nan"), 1)])
 def test_bucket_rejects_nonsense(per_second: float, burst: int) -> None:
     with pytest.raises(ValueError):
         TokenBucket(per_second, burst)

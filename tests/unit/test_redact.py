@@ -173,8 +173,18 @@ def test_redact_config_walks_the_tree() -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["token", "admin_token", "Password", "client-secret", "Authorization", "cookie", "api-key",
-     "X-Api-Key", "apiKey", "private_key"],
+    [
+        "token",
+        "admin_token",
+        "Password",
+        "client-secret",
+        "Authorization",
+        "cookie",
+        "api-key",
+        "X-Api-Key",
+        "apiKey",
+        "private_key",
+    ],
 )
 def test_redact_config_secret_key_names(key: str) -> None:
     assert redact_config({key: "v", "other": "v"}) == {key: REDACTED, "other": "v"}

@@ -23,9 +23,18 @@ EPOCH = 1445412480.0
 
 @pytest.mark.parametrize(
     ("method", "key", "allowed"),
-    [("GET", False, True), ("HEAD", False, True), ("OPTIONS", False, True), ("get", False, True),
-     ("POST", False, False), ("POST", True, True), ("PUT", False, False), ("DELETE", False, False),
-     ("PATCH", True, True), ("PUT", True, True)],
+    [
+        ("GET", False, True),
+        ("HEAD", False, True),
+        ("OPTIONS", False, True),
+        ("get", False, True),
+        ("POST", False, False),
+        ("POST", True, True),
+        ("PUT", False, False),
+        ("DELETE", False, False),
+        ("PATCH", True, True),
+        ("PUT", True, True),
+    ],
 )
 def test_method_rules(method: str, key: bool, allowed: bool) -> None:
     assert may_retry_method(method, key) is allowed
@@ -33,8 +42,7 @@ def test_method_rules(method: str, key: bool, allowed: bool) -> None:
 
 @pytest.mark.parametrize(
     ("status", "retryable"),
-    [(502, True), (503, True), (504, True), (500, False), (429, False), (404, False),
-     (200, False)],
+    [(502, True), (503, True), (504, True), (500, False), (429, False), (404, False), (200, False)],
 )
 def test_retryable_statuses(status: int, retryable: bool) -> None:
     assert is_retryable_status(status) is retryable
@@ -56,9 +64,7 @@ def test_retryable_statuses(status: int, retryable: bool) -> None:
         (1, 0.5, -4.0, 0.05),  # a negative Retry-After means "now"
     ],
 )
-def test_backoff_table(
-    retry_number: int, rand: float, retry_after: float | None, expected: float
-) -> None:
+def test_backoff_table(retry_number: int, rand: float, retry_after: float | None, expected: float) -> None:
     policy = RetryPolicy(attempts=3, backoff=0.1, max_backoff=2.0)
     assert backoff_delay(policy, retry_number, rand, retry_after) == pytest.approx(expected)
 
@@ -79,18 +85,17 @@ def test_backoff_bounds(
     if retry_after is not None:
         assert delay >= retry_after
     # The jitter-free ceiling grows with the retry number (until the cap).
-    assert backoff_delay(policy, retry_number, rand, None) <= backoff_delay(
-        policy, retry_number + 1, rand, None
-    ) + 1e-12
+    assert (
+        backoff_delay(policy, retry_number, rand, None)
+        <= backoff_delay(policy, retry_number + 1, rand, None) + 1e-12
+    )
 
 
 @pytest.mark.parametrize(
     ("kwargs", "retry_number", "rand"),
     [({}, 0, 0.5), ({}, 1, 1.5), ({}, 1, -0.1), ({}, 1, float("nan"))],
 )
-def test_backoff_rejects_bad_input(
-    kwargs: dict[str, float], retry_number: int, rand: float
-) -> None:
+def test_backoff_rejects_bad_input(kwargs: dict[str, float], retry_number: int, rand: float) -> None:
     with pytest.raises(ValueError):
         backoff_delay(RetryPolicy(**kwargs), retry_number, rand, None)  # type: ignore[arg-type]
 
@@ -132,9 +137,7 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 
 
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
-def test_zoneless_dates_are_utc_whatever_the_local_zone(
-    zone: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_zoneless_dates_are_utc_whatever_the_local_zone(zone: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", zone)
     time.tzset()
     try:

@@ -7,55 +7,64 @@ import pytest
 from proxy.routing import Match, check_rewrite, compile_match, match_path, rewrite_path, unsafe_target
 
 
-@pytest.mark.parametrize(("text", "parts", "prefix"), [
-    ("/", (), False),
-    ("/*", (), True),
-    ("/api/prices/{sku}", ("api", "prices", "{sku}"), False),
-    ("/api/catalogue/*", ("api", "catalogue"), True),
-    ("/api/{shop}/items/*", ("api", "{shop}", "items"), True),
-    ("/a/{x}/{y}", ("a", "{x}", "{y}"), False),
-])
+@pytest.mark.parametrize(
+    ("text", "parts", "prefix"),
+    [
+        ("/", (), False),
+        ("/*", (), True),
+        ("/api/prices/{sku}", ("api", "prices", "{sku}"), False),
+        ("/api/catalogue/*", ("api", "catalogue"), True),
+        ("/api/{shop}/items/*", ("api", "{shop}", "items"), True),
+        ("/a/{x}/{y}", ("a", "{x}", "{y}"), False),
+    ],
+)
 def test_compile_match(text: str, parts: tuple[str, ...], prefix: bool) -> None:
     pattern = compile_match(text)
     assert (pattern.parts, pattern.prefix) == (parts, prefix)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "must start with /"),
-    ("api/prices", "must start with /"),
-    ("/api//prices", "empty path segment"),
-    ("/api/prices/", "empty path segment"),
-    ("/api/{sku}x", "whole segment"),
-    ("/api/x{sku}", "whole segment"),
-    ("/api/{}", "whole segment"),
-    ("/api/{1sku}", "whole segment"),
-    ("/api/{sku", "whole segment"),
-    ("/api/{a}/{a}", "appears twice"),
-    ("/api/*/x", "only allowed as the last segment"),
-    ("/api/x*", "only allowed as the last segment"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "must start with /"),
+        ("api/prices", "must start with /"),
+        ("/api//prices", "empty path segment"),
+        ("/api/prices/", "empty path segment"),
+        ("/api/{sku}x", "whole segment"),
+        ("/api/x{sku}", "whole segment"),
+        ("/api/{}", "whole segment"),
+        ("/api/{1sku}", "whole segment"),
+        ("/api/{sku", "whole segment"),
+        ("/api/{a}/{a}", "appears twice"),
+        ("/api/*/x", "only allowed as the last segment"),
+        ("/api/x*", "only allowed as the last segment"),
+    ],
+)
 def test_compile_match_errors(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         compile_match(text)
 
 
-@pytest.mark.parametrize(("pattern", "path", "params", "rest"), [
-    ("/api/prices/{sku}", "/api/prices/A1", {"sku": "A1"}, ""),
-    ("/api/prices/{sku}", "/api/prices/A%2D1", {"sku": "A%2D1"}, ""),  # raw, never decoded
-    ("/api/prices/{sku}", "/api/prices", None, ""),
-    ("/api/prices/{sku}", "/api/prices/", None, ""),  # an empty parameter never matches
-    ("/api/prices/{sku}", "/api/prices/A1/x", None, ""),
-    ("/api/prices/{sku}", "/api/Prices/A1", None, ""),  # case-sensitive, as paths are
-    ("/api/catalogue/*", "/api/catalogue", {}, ""),
-    ("/api/catalogue/*", "/api/catalogue/", {}, "/"),
-    ("/api/catalogue/*", "/api/catalogue/shoes/42", {}, "/shoes/42"),
-    ("/api/catalogue/*", "/api/catalog/shoes", None, ""),
-    ("/api/catalogue/*", "/api", None, ""),
-    ("/api/{shop}/items/*", "/api/uk/items/1", {"shop": "uk"}, "/1"),
-    ("/*", "/anything/at/all", {}, "/anything/at/all"),
-    ("/", "/", {}, ""),
-    ("/", "/x", None, ""),
-])
+@pytest.mark.parametrize(
+    ("pattern", "path", "params", "rest"),
+    [
+        ("/api/prices/{sku}", "/api/prices/A1", {"sku": "A1"}, ""),
+        ("/api/prices/{sku}", "/api/prices/A%2D1", {"sku": "A%2D1"}, ""),  # raw, never decoded
+        ("/api/prices/{sku}", "/api/prices", None, ""),
+        ("/api/prices/{sku}", "/api/prices/", None, ""),  # an empty parameter never matches
+        ("/api/prices/{sku}", "/api/prices/A1/x", None, ""),
+        ("/api/prices/{sku}", "/api/Prices/A1", None, ""),  # case-sensitive, as paths are
+        ("/api/catalogue/*", "/api/catalogue", {}, ""),
+        ("/api/catalogue/*", "/api/catalogue/", {}, "/"),
+        ("/api/catalogue/*", "/api/catalogue/shoes/42", {}, "/shoes/42"),
+        ("/api/catalogue/*", "/api/catalog/shoes", None, ""),
+        ("/api/catalogue/*", "/api", None, ""),
+        ("/api/{shop}/items/*", "/api/uk/items/1", {"shop": "uk"}, "/1"),
+        ("/*", "/anything/at/all", {}, "/anything/at/all"),
+        ("/", "/", {}, ""),
+        ("/", "/x", None, ""),
+    ],
+)
 def test_match_path(pattern: str, path: str, params: dict[str, str] | None, rest: str) -> None:
     found = match_path(compile_match(pattern), path.split("/")[1:] if path != "/" else [])
     if params is None:
@@ -64,27 +73,33 @@ def test_match_path(pattern: str, path: str, params: dict[str, str] | None, rest
         assert found == Match(params=params, rest=rest)
 
 
-@pytest.mark.parametrize(("rewrite", "path", "match", "expected"), [
-    (None, "/api/prices/A1", Match({"sku": "A1"}, ""), "/api/prices/A1"),
-    ("/prices/{sku}", "/api/prices/A1", Match({"sku": "A1"}, ""), "/prices/A1"),
-    ("/v2/{sku}/price/{sku}", "/x", Match({"sku": "A%2D1"}, ""), "/v2/A%2D1/price/A%2D1"),
-    ("/catalogue/*", "/api/catalogue/shoes/42", Match({}, "/shoes/42"), "/catalogue/shoes/42"),
-    ("/catalogue/*", "/api/catalogue", Match({}, ""), "/catalogue/"),
-    ("/{shop}/items/*", "/api/uk/items/1", Match({"shop": "uk"}, "/1"), "/uk/items/1"),
-    # a parameter value is substituted once: braces inside it are not expanded again
-    ("/p/{a}/{b}", "/x", Match({"a": "{b}", "b": "2"}, ""), "/p/{b}/2"),
-])
+@pytest.mark.parametrize(
+    ("rewrite", "path", "match", "expected"),
+    [
+        (None, "/api/prices/A1", Match({"sku": "A1"}, ""), "/api/prices/A1"),
+        ("/prices/{sku}", "/api/prices/A1", Match({"sku": "A1"}, ""), "/prices/A1"),
+        ("/v2/{sku}/price/{sku}", "/x", Match({"sku": "A%2D1"}, ""), "/v2/A%2D1/price/A%2D1"),
+        ("/catalogue/*", "/api/catalogue/shoes/42", Match({}, "/shoes/42"), "/catalogue/shoes/42"),
+        ("/catalogue/*", "/api/catalogue", Match({}, ""), "/catalogue/"),
+        ("/{shop}/items/*", "/api/uk/items/1", Match({"shop": "uk"}, "/1"), "/uk/items/1"),
+        # a parameter value is substituted once: braces inside it are not expanded again
+        ("/p/{a}/{b}", "/x", Match({"a": "{b}", "b": "2"}, ""), "/p/{b}/2"),
+    ],
+)
 def test_rewrite_path(rewrite: str | None, path: str, match: Match, expected: str) -> None:
     assert rewrite_path(rewrite, path, match) == expected
 
 
-@pytest.mark.parametrize(("rewrite", "pattern", "message"), [
-    ("/prices/{sku}", "/api/prices/{sku}", None),
-    ("/catalogue/*", "/api/catalogue/*", None),
-    ("prices/{sku}", "/api/prices/{sku}", "must start with /"),
-    ("/prices/{id}", "/api/prices/{sku}", "does not define"),
-    ("/catalogue/*", "/api/catalogue", "not a prefix"),
-])
+@pytest.mark.parametrize(
+    ("rewrite", "pattern", "message"),
+    [
+        ("/prices/{sku}", "/api/prices/{sku}", None),
+        ("/catalogue/*", "/api/catalogue/*", None),
+        ("prices/{sku}", "/api/prices/{sku}", "must start with /"),
+        ("/prices/{id}", "/api/prices/{sku}", "does not define"),
+        ("/catalogue/*", "/api/catalogue", "not a prefix"),
+    ],
+)
 def test_check_rewrite(rewrite: str, pattern: str, message: str | None) -> None:
     if message is None:
         check_rewrite(rewrite, compile_match(pattern))
