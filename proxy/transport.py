@@ -87,8 +87,13 @@ class BodyStream:
                 raise UpstreamTimeout("timed out reading the body") from exc
 
     def close(self) -> None:
+        """Stop reading: a connection whose response was read off the wire to the end goes back
+        to the pool; one with unread bytes is discarded."""
         if self._conn is not None:
-            self._pool.discard(self._conn)
+            if self._framing.complete:
+                self._pool.release(self._conn)
+            else:
+                self._pool.discard(self._conn)
             self._conn = None
 
 
@@ -238,7 +243,7 @@ class Transport:
         headers = end_to_end(raw)
         interim = [(s, end_to_end(h)) for s, h in framing.interim]
         now = self.clock.now()
-        if framing.complete:
+        if framing.complete and framing.body_bytes <= limit:
             body = framing.take_body()
             pool.release(conn)
             return Fetched(status, headers, body, request_time, now, interim=interim)
