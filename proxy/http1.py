@@ -233,8 +233,14 @@ def request_bytes(
     method: str, target: str, prefix: bytes, headers: Iterable[Header], body: bytes | None
 ) -> bytes:
     """One request as one buffer: the target byte for byte, our headers, Content-Length."""
-    parts = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), prefix]
-    parts.extend(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers)
+    pairs = list(headers)
+    fields = "".join([f"{k}: {v}\r\n" for k, v in pairs])
+    line = f"{method} {target} HTTP/1.1\r\n"
+    # One line per field, and none hidden in a value (a CR or LF from an env var would split
+    # the head): counted in C, once per request.
+    if fields.count("\n") != len(pairs) or fields.count("\r") != len(pairs) or line.count("\n") != 1:
+        raise ValueError("a request line or header field holds a line break")
+    parts = [line.encode("latin-1"), prefix, fields.encode("latin-1")]
     if body or method in ("POST", "PUT", "PATCH"):  # RFC 9110 8.6: a write says its length
         parts.append(b"Content-Length: %d\r\n" % len(body or b""))
     parts.append(b"\r\n")

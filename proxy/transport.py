@@ -183,7 +183,10 @@ class Transport:
         except (OSError, ValueError) as exc:  # a CA file that cannot be read
             raise UpstreamConnectError(f"cannot set up TLS: {_why(exc)}") from exc
         framing = ResponseFraming(head_only=out.method == "HEAD")
-        data = request_bytes(out.method, self.target(out.path_qs), self._head, out.headers, out.body)
+        try:
+            data = request_bytes(out.method, self.target(out.path_qs), self._head, out.headers, out.body)
+        except (ValueError, UnicodeEncodeError) as exc:  # nothing was sent
+            raise UpstreamError(f"refused to send the request: {_why(exc)}") from exc
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeouts.total
         request_time = self.clock.now()

@@ -18,7 +18,7 @@ from proxy.config import parse_config
 from proxy.settings import Config
 from tests.conftest import MakeProxy, Proxy
 from tests.routes import PRICES, WRITES
-from tests.upstream.vendor import CLOSE, HANG, Seen, Step, Vendor, ok, own_body, response
+from tests.upstream.vendor import CLOSE, HANG, Seen, Step, Vendor, ok, ok_bytes, own_body, response
 
 CT = "Content-Type: application/json"
 
@@ -44,7 +44,9 @@ def errors(proxy: Proxy) -> dict[str, int]:
     return dict(proxy.state.runtime.upstreams["vendor"].transport.protocol_errors)
 
 
-async def body_of(proxy: Proxy, path: str, method: str = "GET", **kw: object) -> tuple[int, dict[str, object]]:
+async def body_of(
+    proxy: Proxy, path: str, method: str = "GET", **kw: object
+) -> tuple[int, dict[str, object]]:
     answer = await proxy.request(method, path, **kw)
     return answer.status, json.loads(await answer.read())
 
@@ -85,7 +87,7 @@ async def test_extra_bytes_right_after_a_response_refuse_it_and_store_nothing(
 ) -> None:
     def reply(seen: Seen, n: int) -> list[Step]:
         if n == 1:  # a complete answer and the start of another, in one write
-            return [ok(seen, n)[0] + response("200 OK", CT, body=b'{"price": 0}')]
+            return [ok_bytes(seen, n) + response("200 OK", CT, body=b'{"price": 0}')]
         return ok(seen, n)
 
     vendor.reply = reply
@@ -123,7 +125,9 @@ async def test_a_write_the_vendor_read_then_dropped_is_sent_once_and_unknown(
     assert vendor.seen[0].body == b'{"qty": 1}'
 
 
-async def test_a_write_on_a_pooled_connection_is_also_sent_once(vendor: Vendor, make_proxy: MakeProxy) -> None:
+async def test_a_write_on_a_pooled_connection_is_also_sent_once(
+    vendor: Vendor, make_proxy: MakeProxy
+) -> None:
     vendor.reply = lambda seen, n: [CLOSE] if seen.method == "PUT" else ok(seen, n)
     proxy = await make_proxy(config=config(vendor.url, retries=3))
     assert (await proxy.get("/api/prices/A1")).status == 200  # leaves an idle connection
@@ -154,15 +158,25 @@ BAD_ANSWERS = {
     "cl-and-te": response("200 OK", CT, "Transfer-Encoding: chunked", body=b"2\r\n{}\r\n0\r\n\r\n"),
     "te-gzip": response("200 OK", CT, "Transfer-Encoding: gzip", body=GOOD, length=False),
     "te-in-1.0": response(
-        "200 OK", CT, "Transfer-Encoding: chunked", body=b"2\r\n{}\r\n0\r\n\r\n", length=False, version="HTTP/1.0"
+        "200 OK",
+        CT,
+        "Transfer-Encoding: chunked",
+        body=b"2\r\n{}\r\n0\r\n\r\n",
+        length=False,
+        version="HTTP/1.0",
     ),
-    "bad-chunk": response("200 OK", CT, "Transfer-Encoding: chunked", body=b"zz\r\n{}\r\n0\r\n\r\n", length=False),
+    "bad-chunk": response(
+        "200 OK", CT, "Transfer-Encoding: chunked", body=b"zz\r\n{}\r\n0\r\n\r\n", length=False
+    ),
     "204-with-body": response("204 No Content", body=b"{}"),
-    "100-with-cl": response("100 Continue", "Content-Length: 2", body=b"{}", length=False) + response(body=GOOD),
+    "100-with-cl": response("100 Continue", "Content-Length: 2", body=b"{}", length=False)
+    + response(body=GOOD),
     "101-switch": response("101 Switching", "Upgrade: x", "Connection: upgrade", length=False),
     "101-headers": response("200 OK", CT, *[f"X-{i}: v" for i in range(101)], body=GOOD),
     "head-over-64kb": response("200 OK", CT, "X-Big: " + "a" * 70_000, body=GOOD),
-    "body-longer-than-cl": response("200 OK", CT, f"Content-Length: {len(GOOD) - 5}", body=GOOD, length=False),
+    "body-longer-than-cl": response(
+        "200 OK", CT, f"Content-Length: {len(GOOD) - 5}", body=GOOD, length=False
+    ),
     "eleven-interims": response("103 Early Hints", "Link: </a>", length=False) * 11 + response(body=GOOD),
 }
 
@@ -192,16 +206,20 @@ async def test_a_body_shorter_than_its_length_is_a_502(vendor: Vendor, make_prox
     assert errors(proxy) == {"truncated": 1}
 
 
-async def test_an_interim_103_is_skipped_and_the_final_answer_stored(vendor: Vendor, make_proxy: MakeProxy) -> None:
+async def test_an_interim_103_is_skipped_and_the_final_answer_stored(
+    vendor: Vendor, make_proxy: MakeProxy
+) -> None:
     early = response("103 Early Hints", "Link: </style.css>; rel=preload", length=False)
-    vendor.reply = lambda seen, n: [early + ok(seen, n)[0]]
+    vendor.reply = lambda seen, n: [early + ok_bytes(seen, n)]
     proxy = await make_proxy(config=config(vendor.url))
     assert await body_of(proxy, "/api/prices/A1") == (200, {"path": "/prices/A1", "n": 1, "price": 1.5})
     assert (await proxy.get("/api/prices/A1")).headers["X-Cache"] == "HIT"
     assert (vendor.count(), errors(proxy)) == (1, {})
 
 
-async def test_a_hanging_exchange_does_not_stall_unrelated_requests(vendor: Vendor, make_proxy: MakeProxy) -> None:
+async def test_a_hanging_exchange_does_not_stall_unrelated_requests(
+    vendor: Vendor, make_proxy: MakeProxy
+) -> None:
     vendor.reply = lambda seen, n: [HANG] if seen.path == "/prices/SLOW" else ok(seen, n)
     proxy = await make_proxy(config=config(vendor.url))
     slow = asyncio.ensure_future(proxy.get("/api/prices/SLOW"))
@@ -244,3 +262,19 @@ async def test_protocol_errors_are_a_metric(vendor: Vendor, make_proxy: MakeProx
     assert (await proxy.get("/api/prices/A1")).status == 502
     text = proxy.state.telemetry.registry.render()
     assert 'rproxy_upstream_protocol_errors{upstream="vendor",reason="malformed"} 1' in text
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+async def test_a_get_on_a_pooled_connection_that_dies_is_retried_by_our_policy_only(
+    vendor: Vendor, make_proxy: MakeProxy, retries: int
+) -> None:
+    # The vendor drops the second request on the kept-alive connection, unanswered.
+    vendor.reply = lambda seen, n: [CLOSE] if n == 2 else ok(seen, n)
+    proxy = await make_proxy(config=config(vendor.url, retries=retries))
+    assert (await proxy.get("/api/prices/A1")).status == 200
+    answer = await proxy.get("/api/prices/A2")
+    if retries:  # our retry, on a new connection
+        assert (answer.status, (await answer.json())["path"]) == (200, "/prices/A2")
+    else:  # the client library would have re-sent it; we do not
+        assert answer.status == 502 and (await answer.json())["error"] == "upstream_error"
+    assert [s.path for s in vendor.seen] == ["/prices/A1", "/prices/A2", "/prices/A2"][: 2 + retries]

@@ -63,7 +63,10 @@ def test_chunked_and_close_delimited_bodies() -> None:
         (b"HTTP/1.1 200 OK\r\nContent-Length: 1152921504606846976\r\n\r\nhi", "content_length"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhi", "transfer_encoding"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nhi", "transfer_encoding"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", "transfer_encoding"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "transfer_encoding",
+        ),
         (b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "transfer_encoding"),
         (b"HTTP/1.1 204 No\r\nContent-Length: 2\r\n\r\nhi", "body_not_allowed"),
         (b"HTTP/1.1 204 No\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "body_not_allowed"),
@@ -143,3 +146,11 @@ def test_request_bytes() -> None:
     assert post.endswith(b"Content-Length: 2\r\n\r\n{}")
     assert b"Content-Length: 0\r\n" in request_bytes("PUT", "/b", prefix, [], None)
     assert b"Content-Length" not in request_bytes("DELETE", "/b", prefix, [], None)
+
+
+@pytest.mark.parametrize(
+    "headers", [[("X-Token", "a\r\nSet-Cookie: x")], [("X-Token", "a\nb")], [("X-A\r\nB", "v")]]
+)
+def test_a_line_break_in_our_own_header_is_never_sent(headers: list[tuple[str, str]]) -> None:
+    with pytest.raises(ValueError):
+        request_bytes("GET", "/b", b"", headers, None)

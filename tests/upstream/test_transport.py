@@ -16,7 +16,7 @@ from proxy.settings import Timeouts, UpstreamConfig
 from proxy.transport import Fetched, Outbound, Transport
 from tests.conftest import MakeProxy
 from tests.routes import PRICES
-from tests.upstream.vendor import HANG, Seen, Step, Vendor, ok, response
+from tests.upstream.vendor import HANG, Seen, Step, Vendor, ok, ok_bytes, response
 
 MB = 1024 * 1024
 
@@ -51,13 +51,15 @@ async def test_the_request_as_the_vendor_reads_it(vendor: Vendor, transport: Tra
 
 async def test_interim_heads_come_back_beside_the_answer(vendor: Vendor, transport: Transport) -> None:
     early = response("103 Early Hints", "Link: </a.css>; rel=preload", length=False)
-    vendor.reply = lambda seen, n: [early + ok(seen, n)[0]]
+    vendor.reply = lambda seen, n: [early + ok_bytes(seen, n)]
     fetched = await get(transport, "/prices/A1")
     assert fetched.status == 200 and json.loads(fetched.body)["path"] == "/v2/prices/A1"
     assert fetched.interim == [(103, (("Link", "</a.css>; rel=preload"),))]
 
 
-async def test_a_head_request_does_not_wait_for_the_announced_body(vendor: Vendor, transport: Transport) -> None:
+async def test_a_head_request_does_not_wait_for_the_announced_body(
+    vendor: Vendor, transport: Transport
+) -> None:
     vendor.reply = lambda seen, n: [response("200 OK", "Content-Length: 5000", length=False)]
     fetched = await get(transport, "/prices/A1", method="HEAD")
     assert (fetched.status, fetched.body, fetched.complete) == (200, b"", True)
@@ -66,11 +68,6 @@ async def test_a_head_request_does_not_wait_for_the_announced_body(vendor: Vendo
 
 
 async def test_the_pool_never_opens_more_than_max_connections(vendor: Vendor, transport: Transport) -> None:
-    release = asyncio.Event()
-
-    async def answer_later(seen: Seen) -> None:
-        await release.wait()
-
     vendor.reply = lambda seen, n: [HANG] if seen.path.endswith("/H") else ok(seen, n)
     hanging = [asyncio.ensure_future(get(transport, "/H")) for _ in range(2)]
     queued = asyncio.ensure_future(get(transport, "/prices/Q"))
@@ -105,7 +102,8 @@ async def test_a_slow_consumer_pauses_the_vendor_socket(vendor: Vendor, transpor
     assert not fetched.complete and len(fetched.body) == 1001 and fetched.stream is not None
     pool = transport._pool
     assert pool is not None
-    conn = next(iter(c for c in [fetched.stream._conn] if c is not None))
+    conn = fetched.stream._conn
+    assert conn is not None
     for _ in range(2000):  # until the socket is paused (bounded)
         if conn.paused:
             break
@@ -150,9 +148,14 @@ def vmrss_kb() -> int:
     raise AssertionError("no VmRSS")
 
 
-async def test_a_64mb_body_streams_through_without_being_buffered(vendor: Vendor, make_proxy: MakeProxy) -> None:
+async def test_a_64mb_body_streams_through_without_being_buffered(
+    vendor: Vendor, make_proxy: MakeProxy
+) -> None:
     size, piece = 64 * MB, b"z" * MB
-    vendor.reply = lambda seen, n: [response("200 OK", f"Content-Length: {size}", length=False), *[piece] * 64]
+    vendor.reply = lambda seen, n: [
+        response("200 OK", f"Content-Length: {size}", length=False),
+        *[piece] * 64,
+    ]
     text = (
         "server: {listen: 127.0.0.1:0}\nlog: {access: off}\n"
         f"upstreams:\n  vendor:\n    url: {vendor.url}\n    timeout: {{connect: 5s, total: 120s}}\n"

@@ -47,8 +47,14 @@ def own_body(seen: Seen, n: int) -> bytes:
     return json.dumps({"path": seen.path, "n": n, "price": 1.5}).encode()
 
 
+def ok_bytes(seen: Seen, n: int) -> bytes:
+    return response(
+        "200 OK", "Content-Type: application/json", "Cache-Control: max-age=60", body=own_body(seen, n)
+    )
+
+
 def ok(seen: Seen, n: int) -> list[Step]:
-    return [response("200 OK", "Content-Type: application/json", "Cache-Control: max-age=60", body=own_body(seen, n))]
+    return [ok_bytes(seen, n)]
 
 
 Reply = Callable[[Seen, int], list[Step]]
@@ -127,7 +133,9 @@ class Vendor:
         body = await reader.readexactly(length) if length else b""
         return Seen(index, method, path, headers, body)
 
-    async def _play(self, steps: list[Step], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    async def _play(
+        self, steps: list[Step], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
         for step in steps:
             if isinstance(step, bytes):
                 writer.write(step)
