@@ -161,6 +161,7 @@ class Pool:
         self.name, self.host, self.port, self.size, self.tls = name, host, port, max(1, size), tls
         self.idle: deque[Conn] = deque()
         self.open = 0
+        self.closed = False
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._on_error = on_error
 
@@ -180,10 +181,18 @@ class Pool:
             return conn
         return None
 
-    async def connect(self) -> Conn:
-        """A new connection, once a slot is free (waits while `size` are open)."""
-        while self.open >= self.size:
-            if self.idle:  # idle but unsuitable for this request: make room
+    async def acquire(self, max_idle: float, connect_timeout: float, timer: asyncio.Timeout) -> Conn:
+        """An idle connection fit for the request, else a new one once a slot is free.
+
+        `timer` (the caller's total deadline) is cut to `connect_timeout` while connecting.
+        """
+        while True:
+            conn = self.take_idle(max_idle)
+            if conn is not None:
+                return conn
+            if self.open < self.size:
+                break
+            if self.idle:  # idle but too old for this request: make room
                 self.discard(self.idle.popleft())
                 continue
             fut = asyncio.get_running_loop().create_future()
@@ -193,6 +202,15 @@ class Pool:
             finally:
                 if fut in self._waiting:
                     self._waiting.remove(fut)
+        loop = asyncio.get_running_loop()
+        deadline = timer.when()
+        assert deadline is not None
+        timer.reschedule(min(loop.time() + connect_timeout, deadline))
+        conn = await self._connect()
+        timer.reschedule(deadline)
+        return conn
+
+    async def _connect(self) -> Conn:
         self.open += 1
         try:
             transport, conn = await asyncio.get_running_loop().create_connection(
@@ -211,7 +229,7 @@ class Pool:
 
     def release(self, conn: Conn) -> None:
         """The exchange is over: back to the pool when reusable, else closed."""
-        if conn.reusable():
+        if conn.reusable() and not self.closed:
             conn.framing = conn.waiter = conn.wake = None
             conn.idle_since = asyncio.get_running_loop().time()
             self.idle.append(conn)
@@ -246,5 +264,7 @@ class Pool:
                 return
 
     def close(self) -> None:
+        """Close the idle connections; busy ones are closed when their exchange ends."""
+        self.closed = True
         while self.idle:
             self.discard(self.idle.pop())

@@ -194,11 +194,7 @@ class Transport:
         written = False
         try:
             async with asyncio.timeout_at(deadline) as timer:
-                conn = pool.take_idle(WRITE_MAX_IDLE if once else IDLE_TIMEOUT)
-                if conn is None:
-                    timer.reschedule(min(loop.time() + timeouts.connect, deadline))
-                    conn = await pool.connect()
-                    timer.reschedule(deadline)
+                conn = await pool.acquire(WRITE_MAX_IDLE if once else IDLE_TIMEOUT, timeouts.connect, timer)
                 waiter = conn.begin(framing, limit)
                 assert conn.transport is not None
                 conn.transport.write(data)
@@ -209,7 +205,8 @@ class Transport:
                 pool.discard(conn)
             if not written:
                 raise UpstreamTimeout(f"cannot connect within {timeouts.connect:g}s") from exc
-            raise UpstreamTimeout(f"no response within {timeouts.total:g}s") from exc
+            unknown = "; the vendor may or may not have acted on it" if once else ""
+            raise UpstreamTimeout(f"no response within {timeouts.total:g}s{unknown}") from exc
         except FramingError as exc:
             raise self._failed(exc, framing, once) from exc
         except OSError as exc:  # refused, unreachable, DNS, TLS verification

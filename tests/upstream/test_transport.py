@@ -82,6 +82,23 @@ async def test_the_pool_never_opens_more_than_max_connections(vendor: Vendor, tr
     await asyncio.gather(*hanging, return_exceptions=True)
 
 
+async def test_a_queued_request_takes_the_connection_an_answer_frees(
+    vendor: Vendor, transport: Transport
+) -> None:
+    go = asyncio.Event()
+    vendor.reply = lambda seen, n: [go, *ok(seen, n)] if seen.path.endswith("/S") else ok(seen, n)
+    slow = [asyncio.ensure_future(get(transport, "/S")) for _ in range(2)]
+    while vendor.count() < 2:
+        await asyncio.sleep(0.001)
+    queued = asyncio.ensure_future(get(transport, "/prices/Q"))
+    await asyncio.sleep(0)
+    assert not queued.done()
+    go.set()
+    assert [f.status for f in await asyncio.gather(*slow)] == [200, 200]
+    assert json.loads((await queued).body)["path"] == "/v2/prices/Q"
+    assert vendor.connections == 2  # reused, not a third
+
+
 async def test_the_total_deadline_covers_the_body(vendor: Vendor, transport: Transport) -> None:
     vendor.reply = lambda seen, n: [response("200 OK", "Content-Length: 10", length=False) + b"12345", HANG]
     out = Outbound("GET", "/slow", [], timeout=Timeouts(connect=1.0, total=0.2))

@@ -2,8 +2,9 @@
 
 Every request it reads (head, and a body by Content-Length) is recorded with the index of the
 connection it came on, then answered by `reply(seen)`: a list of steps (bytes to write, CLOSE,
-RESET, HANG). The test can also `inject` bytes on a connection at any time (a stray response on
-an idle keep-alive connection) and wait until the proxy closed a connection (`closed_by_peer`).
+RESET, HANG, or an asyncio.Event to wait for). The test can also `inject` bytes on a connection
+at any time (a stray response on an idle keep-alive connection) and wait until the proxy closed
+a connection (`closed_by_peer`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ HOST = "127.0.0.1"
 CLOSE = "close"  # FIN after the steps before it
 RESET = "reset"  # RST
 HANG = "hang"  # never answer (until the peer goes)
-Step = bytes | str
+Step = bytes | str | asyncio.Event  # an Event: wait until the test sets it
 
 
 @dataclass
@@ -140,6 +141,8 @@ class Vendor:
             if isinstance(step, bytes):
                 writer.write(step)
                 await writer.drain()
+            elif isinstance(step, asyncio.Event):
+                await step.wait()
             elif step == RESET:
                 writer.transport.abort()
                 return False
