@@ -25,6 +25,9 @@ from collections.abc import Iterable
 
 import httptools
 
+from proxy.headers import HOP_BY_HOP
+from proxy.model import Headers
+
 Header = tuple[str, str]
 
 MAX_HEADERS = 100  # fields per head
@@ -61,6 +64,7 @@ class ResponseFraming:
         "_fields",
         "_head_bytes",
         "_head_only",
+        "_named",
         "_parser",
         "_status_len",
         "_te",
@@ -77,8 +81,9 @@ class ResponseFraming:
     def __init__(self, *, head_only: bool = False) -> None:
         self._parser = httptools.HttpResponseParser(self)
         self._head_only = head_only
-        self.head: tuple[int, list[Header]] | None = None  # the final head
-        self.interim: list[tuple[int, list[Header]]] = []
+        # Heads keep end-to-end fields only (RFC 9110 7.6.1), sorted out while parsing.
+        self.head: tuple[int, Headers] | None = None  # the final head
+        self.interim: list[tuple[int, Headers]] = []
         self.body: list[bytes] = []
         self.body_bytes = 0
         self.complete = False
@@ -90,6 +95,7 @@ class ResponseFraming:
 
     def _reset_head(self) -> None:
         self._fields: list[Header] = []
+        self._named: set[str] = set()  # fields the vendor's Connection lists as hop-by-hop
         self._count = 0
         self._field_bytes = 0
         self._status_len = 0
@@ -163,6 +169,10 @@ class ResponseFraming:
             self._cl = content_length(text)
         elif low == "transfer-encoding":
             self._te.append(text.strip().lower())
+        if low in HOP_BY_HOP:
+            if low == "connection":
+                self._named.update(t.strip().lower() for t in text.split(","))
+            return
         self._fields.append((key, text))
 
     def on_headers_complete(self) -> None:
@@ -181,10 +191,10 @@ class ResponseFraming:
         if status < 200:
             if len(self.interim) >= MAX_INTERIM:
                 raise FramingError("too_many_interim", f"more than {MAX_INTERIM} interim responses")
-            self.interim.append((status, self._fields))
+            self.interim.append((status, self._end_to_end()))
             self._reset_head()
             return
-        self.head = (status, self._fields)
+        self.head = (status, self._end_to_end())
         self.keep_alive = bool(self._parser.should_keep_alive())
         if self._head_only or status in NO_BODY_STATUSES:
             self.framing = "none"
@@ -201,6 +211,11 @@ class ResponseFraming:
             self.complete = True
             self.keep_alive = False
             raise _HeadDone
+
+    def _end_to_end(self) -> Headers:
+        if not self._named:
+            return tuple(self._fields)
+        return tuple(f for f in self._fields if f[0].lower() not in self._named)
 
     def on_body(self, data: bytes) -> None:
         self.body.append(data)

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 from proxy.clock import Clock
 from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamOutcomeUnknown, UpstreamTimeout
-from proxy.headers import end_to_end
 from proxy.http1 import FramingError, ResponseFraming, head_prefix, request_bytes
 from proxy.model import Headers
 from proxy.pool import IDLE_TIMEOUT, Conn, Pool
@@ -239,9 +238,8 @@ class Transport:
         deadline: float,
     ) -> Fetched:
         assert framing.head is not None
-        status, raw = framing.head
-        headers = end_to_end(raw)
-        interim = [(s, end_to_end(h)) for s, h in framing.interim]
+        status, headers = framing.head
+        interim = framing.interim
         now = self.clock.now()
         if framing.complete and framing.body_bytes <= limit:
             body = framing.take_body()

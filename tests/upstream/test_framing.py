@@ -28,7 +28,7 @@ def test_a_clean_response_fed_byte_by_byte() -> None:
     for i in range(len(OK)):
         framing.feed(OK[i : i + 1])
     assert framing.complete and framing.keep_alive and framing.framing == "length"
-    assert framing.head == (200, [("Content-Length", "2")]) and framing.take_body() == b"hi"
+    assert framing.head == (200, (("Content-Length", "2"),)) and framing.take_body() == b"hi"
 
 
 def test_chunked_and_close_delimited_bodies() -> None:
@@ -99,7 +99,7 @@ def test_bounds_on_heads() -> None:
 def test_interim_heads_are_collected_and_bounded() -> None:
     early = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
     framing = parse(early + b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
-    assert framing.interim == [(103, [("Link", "</a>")]), (100, [])]
+    assert framing.interim == [(103, (("Link", "</a>"),)), (100, ())]
     assert framing.head is not None and framing.head[0] == 200 and framing.take_body() == b"hi"
     assert reason(early * 11 + OK) == "too_many_interim"
 
@@ -154,3 +154,11 @@ def test_request_bytes() -> None:
 def test_a_line_break_in_our_own_header_is_never_sent(headers: list[tuple[str, str]]) -> None:
     with pytest.raises(ValueError):
         request_bytes("GET", "/b", b"", headers, None)
+
+
+def test_heads_keep_end_to_end_fields_only() -> None:  # RFC 9110 7.6.1
+    framing = parse(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\n"
+        b"Transfer-Encoding: chunked\r\nX-End: 2\r\n\r\n0\r\n\r\n"
+    )
+    assert framing.head == (200, (("X-End", "2"),)) and framing.keep_alive
