@@ -199,6 +199,10 @@ class Pool:
             self._waiting.append(fut)
             try:
                 await fut
+            except BaseException:  # cancelled after being woken: pass the free slot on
+                if fut.done() and not fut.cancelled():
+                    self._wake_one()
+                raise
             finally:
                 if fut in self._waiting:
                     self._waiting.remove(fut)

@@ -11,6 +11,8 @@ open breakers, decide caching or decompress (bodies are passed on as the vendor 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +25,8 @@ from proxy.model import Headers
 from proxy.pool import IDLE_TIMEOUT, Conn, Pool
 from proxy.retry import may_retry_method
 from proxy.settings import Timeouts, UpstreamConfig
+
+log = logging.getLogger("proxy.transport")
 
 # A write without Idempotency-Key goes out once, ever; a pooled connection the vendor is closing
 # at that very moment would turn it into an unknown outcome. Servers close idle connections after
@@ -84,6 +88,13 @@ class BodyStream:
             except TimeoutError as exc:
                 self.close()
                 raise UpstreamTimeout("timed out reading the body") from exc
+
+    def __del__(self) -> None:
+        if self._conn is not None:  # dropped unread: its connection must not hold a slot forever
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):  # the loop may be gone already
+                log.warning("upstream %s: a body stream was dropped unread", self._pool.name)
+                self._pool.discard(conn)
 
     def close(self) -> None:
         """Stop reading: a connection whose response was read off the wire to the end goes back
