@@ -79,7 +79,9 @@ class ResponseFraming:
     )
 
     def __init__(self, *, head_only: bool = False) -> None:
-        self._parser = httptools.HttpResponseParser(self)
+        # The parser holds our bound callbacks: it is dropped once the response is complete, so
+        # the pair is freed by reference counting instead of by the cycle collector.
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._head_only = head_only
         # Heads keep end-to-end fields only (RFC 9110 7.6.1), sorted out while parsing.
         self.head: tuple[int, Headers] | None = None  # the final head
@@ -106,13 +108,14 @@ class ResponseFraming:
     # -- the owner's side --------------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
-        if self.complete:
+        parser = self._parser
+        if self.complete or parser is None:
             raise FramingError("unsolicited", "bytes after a complete response")
         self.started = True
         if self.head is None:
             self._head_bytes += len(data)
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except FramingError:
             raise
         except _HeadDone:
@@ -135,6 +138,7 @@ class ResponseFraming:
             return
         if self.head is not None and self.framing == "eof":
             self.complete = True
+            self._parser = None
             return
         where = "mid-body" if self.head is not None else "before a complete head"
         raise FramingError("truncated", f"the vendor closed the connection {where}")
@@ -176,8 +180,10 @@ class ResponseFraming:
         self._fields.append((key, text))
 
     def on_headers_complete(self) -> None:
-        status = self._parser.get_status_code()
-        version = self._parser.get_http_version()
+        parser = self._parser
+        assert parser is not None
+        status = parser.get_status_code()
+        version = parser.get_http_version()
         if version not in VERSIONS:
             raise FramingError("version", f"HTTP/{version} is not HTTP/1.0 or HTTP/1.1")
         if not 100 <= status <= 599:
@@ -195,7 +201,7 @@ class ResponseFraming:
             self._reset_head()
             return
         self.head = (status, self._end_to_end())
-        self.keep_alive = bool(self._parser.should_keep_alive())
+        self.keep_alive = bool(parser.should_keep_alive())
         if self._head_only or status in NO_BODY_STATUSES:
             self.framing = "none"
         elif self._te:
@@ -210,6 +216,7 @@ class ResponseFraming:
             # the connection is not reused after a HEAD.
             self.complete = True
             self.keep_alive = False
+            self._parser = None
             raise _HeadDone
 
     def _end_to_end(self) -> Headers:
@@ -224,6 +231,7 @@ class ResponseFraming:
     def on_message_complete(self) -> None:
         if self.head is not None:
             self.complete = True
+            self._parser = None  # still alive in feed_data's frame, which goes on parsing
 
 
 class _HeadDone(Exception):
