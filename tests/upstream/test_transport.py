@@ -12,9 +12,9 @@ import pytest
 from proxy.clock import FakeClock
 from proxy.config import parse_config
 from proxy.errors import UpstreamTimeout
-from proxy.pool import HIGH_WATER
+from proxy.pool import HIGH_WATER, IDLE_TIMEOUT
 from proxy.settings import Timeouts, UpstreamConfig
-from proxy.transport import Fetched, Outbound, Transport
+from proxy.transport import WRITE_MAX_IDLE, Fetched, Outbound, Transport
 from tests.conftest import MakeProxy
 from tests.routes import PRICES
 from tests.upstream.vendor import HANG, Seen, Step, Vendor, ok, ok_bytes, response
@@ -98,6 +98,34 @@ async def test_a_queued_request_takes_the_connection_an_answer_frees(
     assert [f.status for f in await asyncio.gather(*slow)] == [200, 200]
     assert json.loads((await queued).body)["path"] == "/v2/prices/Q"
     assert vendor.connections == 2  # reused, not a third
+
+
+async def test_a_write_without_a_key_never_takes_a_connection_idle_for_long(
+    vendor: Vendor, transport: Transport
+) -> None:
+    await get(transport, "/prices/A1")
+    pool = transport._pool
+    assert pool is not None and len(pool.idle) == 1
+    pool.idle[0].idle_since -= WRITE_MAX_IDLE + 0.5  # as if it had waited that long
+    await transport.send(Outbound("PUT", "/prices/A1", [], body=b"{}"), 100)
+    assert vendor.connections == 2 and [s.conn for s in vendor.seen] == [0, 1]
+    pool.idle[-1].idle_since -= WRITE_MAX_IDLE + 0.5
+    await transport.send(
+        Outbound("PUT", "/prices/A1", [("Idempotency-Key", "k")], body=b"{}", idempotency_key=True), 100
+    )
+    assert vendor.connections == 2  # a keyed write may: a failure would be retried safely
+
+
+async def test_a_connection_idle_past_the_timeout_is_closed_not_reused(
+    vendor: Vendor, transport: Transport
+) -> None:
+    await get(transport, "/prices/A1")
+    pool = transport._pool
+    assert pool is not None
+    pool.idle[0].idle_since -= IDLE_TIMEOUT + 0.5
+    await get(transport, "/prices/A2")
+    await vendor.closed_by_peer(0)
+    assert vendor.connections == 2 and pool.open == 1
 
 
 async def test_the_total_deadline_covers_the_body(vendor: Vendor, transport: Transport) -> None:
