@@ -70,15 +70,15 @@ class BodyStream:
         if conn is None:
             raise StopAsyncIteration
         while True:
-            if conn.error is not None:
-                self.close()
-                raise UpstreamError(f"broken body: {conn.error.message}")
             if self._framing.body:
                 return conn.take()
-            if self._framing.complete:
+            if self._framing.complete:  # bytes after it, if any, only cost the connection
                 self._pool.release(conn)
                 self._conn = None
                 raise StopAsyncIteration
+            if conn.error is not None:
+                self.close()
+                raise UpstreamError(f"broken body: {conn.error.message}")
             conn.wake = asyncio.get_running_loop().create_future()
             try:
                 async with asyncio.timeout_at(self._deadline):

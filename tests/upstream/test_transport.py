@@ -11,13 +11,13 @@ import pytest
 
 from proxy.clock import FakeClock
 from proxy.config import parse_config
-from proxy.errors import UpstreamTimeout
+from proxy.errors import UpstreamError, UpstreamTimeout
 from proxy.pool import HIGH_WATER, IDLE_TIMEOUT
 from proxy.settings import Timeouts, UpstreamConfig
 from proxy.transport import WRITE_MAX_IDLE, Fetched, Outbound, Transport
 from tests.conftest import MakeProxy
 from tests.routes import PRICES
-from tests.upstream.vendor import HANG, Seen, Step, Vendor, ok, ok_bytes, response
+from tests.upstream.vendor import CLOSE, HANG, Seen, Step, Vendor, ok, ok_bytes, response
 
 MB = 1024 * 1024
 
@@ -187,6 +187,20 @@ async def test_a_stream_dropped_unread_frees_its_slot(vendor: Vendor, transport:
     del fetched  # a bug elsewhere forgets release(): the connection must not hold a slot forever
     gc.collect()
     assert pool.open == 0
+
+
+async def test_a_streamed_body_cut_short_raises_not_ends(vendor: Vendor, transport: Transport) -> None:
+    vendor.reply = lambda seen, n: [
+        response("200 OK", "Content-Length: 100000", length=False) + b"y" * 50,
+        CLOSE,
+    ]
+    fetched = await get(transport, "/big", limit=10)
+    assert fetched.stream is not None
+    received = b""
+    with pytest.raises(UpstreamError, match="broken body"):
+        async for chunk in fetched.stream:
+            received += chunk
+    assert fetched.body + received == b"y" * 50  # what came, and then an error: never a short "end"
 
 
 async def test_a_body_over_the_limit_is_never_complete(vendor: Vendor, transport: Transport) -> None:
