@@ -93,6 +93,16 @@ def _upstreams(state: ProxyState) -> Iterable[Family]:
         "upstream",
         ((u.name, float(u.track.failures)) for u in ups),
     )
+    yield Family(
+        "rproxy_upstream_protocol_errors",
+        "counter",
+        "Connections discarded for a protocol fault (stray bytes, bad framing), by reason",
+        tuple(
+            Sample(float(n), (("upstream", u.name), ("reason", reason)))
+            for u in ups
+            for reason, n in sorted(u.transport.protocol_errors.items())
+        ),
+    )
 
 
 def _routes(state: ProxyState) -> Iterable[Family]:

@@ -72,6 +72,13 @@ class UpstreamConnectError(UpstreamError):
     code = "upstream_unreachable"
 
 
+class UpstreamOutcomeUnknown(UpstreamError):
+    """A write without Idempotency-Key reached the vendor and no clean answer came back: it is
+    never retried, so the client must find out what happened before trying again."""
+
+    code = "upstream_outcome_unknown"
+
+
 class UpstreamTimeout(UpstreamError):
     status, code = 504, "upstream_timeout"
 

@@ -70,7 +70,7 @@ async def stream_response(
         await resp.write(fetched.body)
         txn.bytes = len(fetched.body)
         if stream is not None:
-            async for chunk in stream.content.iter_chunked(65536):
+            async for chunk in stream:
                 await resp.write(chunk)
                 txn.bytes += len(chunk)
         await resp.write_eof()

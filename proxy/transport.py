@@ -1,24 +1,37 @@
-"""aiohttp client I/O toward one upstream: pooling, timeouts, TLS, and error mapping.
+"""Our HTTP/1.1 exchange with one upstream: one request per attempt, strict framing, pooled.
 
-Owns: the one-method seam `Transport.send`, and the only place aiohttp client exceptions are
-caught and turned into the project's error tree (as httpx's transports do).
-Must not: retry, open breakers or decide caching (that is `upstream` and `handler`).
+Owns: the one-method seam `Transport.send`, the upstream URL parsed once (host, port, TLS, path
+prefix, the precomputed `Host` line), the connect and total deadlines on one timer, the choice of
+connection for a write, and the only place where socket, TLS and framing failures become the
+project's error tree (as httpx's transports do). See docs/upstream.md for the decisions.
+Must not: retry or re-send anything (retries are `upstream`'s, with `retry`'s policy and budget),
+open breakers, decide caching or decompress (bodies are passed on as the vendor sent them).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import aiohttp
-from yarl import URL
+from urllib.parse import urlsplit
 
 from proxy.clock import Clock
-from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
-from proxy.headers import end_to_end
+from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamOutcomeUnknown, UpstreamTimeout
+from proxy.http1 import FramingError, ResponseFraming, head_prefix, request_bytes
 from proxy.model import Headers
+from proxy.pool import IDLE_TIMEOUT, Conn, Pool
+from proxy.retry import may_retry_method
 from proxy.settings import Timeouts, UpstreamConfig
-from proxy.strictclient import strict_connector
+
+log = logging.getLogger("proxy.transport")
+
+# A write without Idempotency-Key goes out once, ever; a pooled connection the vendor is closing
+# at that very moment would turn it into an unknown outcome. Servers close idle connections after
+# 2 s (gunicorn) to 75 s (nginx): a connection idle for longer than this is not used for one.
+WRITE_MAX_IDLE = 1.0
 
 
 @dataclass(slots=True)
@@ -32,6 +45,68 @@ class Outbound:
     credentials: bool = False  # the client sent Authorization or Cookie (RFC 9111 3.5)
 
 
+class BodyStream:
+    """The rest of a body too large to store, as an async iterator of chunks.
+
+    Reading is paced by the consumer: the vendor's socket is paused while unread bytes pile up
+    (pool.HIGH_WATER). The upstream's total deadline still runs. `close()` before the end
+    discards the connection (its unread bytes would be the next answer).
+    """
+
+    def __init__(self, pool: Pool, conn: Conn, framing: ResponseFraming, first: bytes, deadline: float):
+        self._pool, self._framing = pool, framing
+        self._conn: Conn | None = conn
+        self._first, self._deadline = first, deadline
+        conn.streaming = True
+
+    def __aiter__(self) -> BodyStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._first:
+            chunk, self._first = self._first, b""
+            return chunk
+        conn = self._conn
+        if conn is None:
+            raise StopAsyncIteration
+        while True:
+            if self._framing.body:
+                return conn.take()
+            if self._framing.complete:  # bytes after it, if any, only cost the connection
+                self._pool.release(conn)
+                self._conn = None
+                raise StopAsyncIteration
+            if conn.error is not None:
+                self.close()
+                raise UpstreamError(f"broken body: {conn.error.message}")
+            conn.wake = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout_at(self._deadline):
+                    await conn.wake
+            except FramingError:
+                continue  # conn.error is set
+            except TimeoutError as exc:
+                self.close()
+                raise UpstreamTimeout("timed out reading the body") from exc
+
+    def __del__(self) -> None:
+        if self._conn is not None:  # dropped unread: its connection must not hold a slot forever
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):  # the loop may be gone already
+                log.warning("upstream %s: a body stream was dropped unread", self._pool.name)
+                self._pool.discard(conn)
+
+    def close(self) -> None:
+        """Stop reading: a connection whose response was read off the wire to the end goes back
+        to the pool; one with unread bytes is discarded."""
+        if self._conn is not None:
+            if self._framing.complete:
+                self._pool.release(self._conn)
+            else:
+                self._pool.discard(self._conn)
+            self._conn = None
+
+
 @dataclass(slots=True)
 class Fetched:
     status: int
@@ -39,9 +114,10 @@ class Fetched:
     body: bytes
     request_time: float
     response_time: float
-    complete: bool = True  # False: body is only the first chunk; `stream` holds the rest
-    stream: aiohttp.ClientResponse | None = field(default=None, repr=False)
+    complete: bool = True  # False: body is the first limit+1 bytes; `stream` holds the rest
+    stream: BodyStream | None = field(default=None, repr=False)
     attempts: int = 1
+    interim: list[tuple[int, Headers]] = field(default_factory=list)  # 1xx heads, in order
 
     @property
     def elapsed(self) -> float:
@@ -49,101 +125,146 @@ class Fetched:
 
     def release(self) -> None:
         if self.stream is not None:
-            self.stream.release()
+            self.stream.close()
             self.stream = None
 
 
 class Transport:
-    """One pooled aiohttp session per upstream."""
+    """One pool of HTTP/1.1 connections per upstream."""
 
-    def __init__(self, config: UpstreamConfig, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        clock: Clock,
+        *,
+        on_protocol_error: Callable[[str, str, str], None] | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
-        self._prefix = config.url.rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
+        parts = urlsplit(config.url)
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if self.https else 80)
+        self._prefix = parts.path.rstrip("/")
+        self._head = head_prefix(parts.netloc.rpartition("@")[2], ())
+        self._pool: Pool | None = None
+        self.protocol_errors: dict[str, int] = {}  # by reason, for rproxy_upstream_protocol_errors
+        self._on_protocol_error = on_protocol_error
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = strict_connector(
-                limit=self.config.max_connections, ssl=self._ssl(), enable_cleanup_closed=True
-            )
-            # auto_decompress off: bodies are stored and served exactly as the vendor sent them.
-            self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
-            )
-        return self._session
+    @property
+    def closed(self) -> bool:
+        return self._pool is None
 
-    def _ssl(self) -> ssl.SSLContext | bool:
+    def target(self, path_qs: str) -> str:
+        # The path was checked raw and must reach the vendor byte for byte.
+        return self._prefix + path_qs
+
+    def _open(self) -> Pool:
+        if self._pool is None:
+            self._pool = Pool(
+                self.config.name,
+                self.host,
+                self.port,
+                size=self.config.max_connections,
+                tls=self._tls() if self.https else None,
+                on_error=self._protocol_error,
+            )
+        return self._pool
+
+    def _tls(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.config.ca_file)
         if not self.config.verify_tls:
-            return False
-        return ssl.create_default_context(cafile=self.config.ca_file) if self.config.ca_file else True
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
 
-    def url_for(self, path_qs: str) -> URL:
-        # encoded=True: the path was checked raw and must reach the vendor byte for byte.
-        return URL(self._prefix + path_qs, encoded=True)
+    def _protocol_error(self, reason: str, message: str) -> None:
+        self.protocol_errors[reason] = self.protocol_errors.get(reason, 0) + 1
+        if self._on_protocol_error is not None:
+            self._on_protocol_error(self.config.name, reason, message)
 
     async def send(self, out: Outbound, limit: int) -> Fetched:
-        """One request; the body is read whole up to `limit` bytes, else left streaming."""
+        """Exactly one request on one connection; the body is read whole up to `limit` bytes,
+        else `Fetched.stream` holds the rest. Never re-sends."""
         timeouts = out.timeout or self.config.timeout
-        timeout = aiohttp.ClientTimeout(
-            total=timeouts.total, sock_connect=timeouts.connect, connect=timeouts.connect
-        )
+        once = not may_retry_method(out.method, out.idempotency_key)  # a write sent once, ever
+        try:
+            pool = self._open()
+        except (OSError, ValueError) as exc:  # a CA file that cannot be read
+            raise UpstreamConnectError(f"cannot set up TLS: {_why(exc)}") from exc
+        framing = ResponseFraming(head_only=out.method == "HEAD")
+        try:
+            data = request_bytes(out.method, self.target(out.path_qs), self._head, out.headers, out.body)
+        except (ValueError, UnicodeEncodeError) as exc:  # nothing was sent
+            raise UpstreamError(f"refused to send the request: {_why(exc)}") from exc
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeouts.total
         request_time = self.clock.now()
+        conn: Conn | None = None
+        written = False
         try:
-            resp = await self._open().request(
-                out.method,
-                self.url_for(out.path_qs),
-                headers=out.headers,
-                data=out.body,
-                timeout=timeout,
-                allow_redirects=False,
-            )
+            async with asyncio.timeout_at(deadline) as timer:
+                conn = await pool.acquire(WRITE_MAX_IDLE if once else IDLE_TIMEOUT, timeouts.connect, timer)
+                waiter = conn.begin(framing, limit)
+                assert conn.transport is not None
+                conn.transport.write(data)
+                written = True
+                await waiter
         except TimeoutError as exc:
-            raise UpstreamTimeout(f"no response within {timeouts.total:g}s") from exc
-        except (aiohttp.ClientConnectorError, aiohttp.ClientSSLError) as exc:
+            if conn is not None:
+                pool.discard(conn)
+            if not written:
+                raise UpstreamTimeout(f"cannot connect within {timeouts.connect:g}s") from exc
+            unknown = "; the vendor may or may not have acted on it" if once else ""
+            raise UpstreamTimeout(f"no response within {timeouts.total:g}s{unknown}") from exc
+        except FramingError as exc:
+            raise self._failed(exc, framing, once) from exc
+        except OSError as exc:  # refused, unreachable, DNS, TLS verification
+            if conn is not None:
+                pool.discard(conn)
             raise UpstreamConnectError(f"cannot connect: {_why(exc)}") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"bad response: {_why(exc)}") from exc
-        try:
-            return await self._read(resp, limit, request_time)
-        except BaseException:
-            resp.release()
+        except BaseException:  # cancelled: the exchange is cut, the connection with it
+            if conn is not None:
+                pool.discard(conn)
             raise
+        return self._fetched(pool, conn, framing, limit, request_time, deadline)
 
-    async def _read(self, resp: aiohttp.ClientResponse, limit: int, request_time: float) -> Fetched:
-        headers = end_to_end((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers)
-        if not 200 <= resp.status <= 599:  # 1xx other than 100, or a status that is no status
-            raise UpstreamError(f"unusable status {resp.status} from the upstream")
-        if resp.version is None or resp.version.major != 1:
-            raise UpstreamError(f"{resp.version} is not HTTP/1.x")
-        if resp.status in (204, 304) and resp.headers.get("Content-Length", "0").strip() != "0":
-            # These never have content (RFC 9112 6.3): announced bytes would be read as the next
-            # response on this connection. Refuse the answer and drop the connection.
-            resp.close()
-            raise UpstreamError(f"a {resp.status} answer that announces content")
-        try:
-            buffer = bytearray(await resp.content.read(limit + 1)) if limit >= 0 else bytearray()
-            # read() may return less than asked before EOF: keep reading up to the limit.
-            while len(buffer) <= limit and not resp.content.at_eof():
-                more = await resp.content.read(limit + 1 - len(buffer))
-                if not more:
-                    break
-                buffer += more
-            chunk = bytes(buffer)
-        except TimeoutError as exc:
-            raise UpstreamTimeout("timed out reading the body") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"broken body: {_why(exc)}") from exc
+    def _failed(self, exc: FramingError, framing: ResponseFraming, once: bool) -> UpstreamError:
+        if once:  # the write went out: whether the vendor acted is unknown
+            return UpstreamOutcomeUnknown(
+                f"the connection failed after the request was sent ({exc.message}); "
+                "the vendor may or may not have acted on it"
+            )
+        if not framing.started:
+            return UpstreamError("the upstream closed the connection before answering")
+        return UpstreamError(f"bad response: {exc.message}")
+
+    def _fetched(
+        self,
+        pool: Pool,
+        conn: Conn,
+        framing: ResponseFraming,
+        limit: int,
+        request_time: float,
+        deadline: float,
+    ) -> Fetched:
+        assert framing.head is not None
+        status, headers = framing.head
+        interim = framing.interim
         now = self.clock.now()
-        if len(chunk) > limit:
-            return Fetched(resp.status, headers, chunk, request_time, now, complete=False, stream=resp)
-        resp.release()
-        return Fetched(resp.status, headers, chunk, request_time, now)
+        if framing.complete and framing.body_bytes <= limit:
+            body = framing.take_body()
+            pool.release(conn)
+            return Fetched(status, headers, body, request_time, now, interim=interim)
+        data = conn.take()
+        first, rest = data[: limit + 1], data[limit + 1 :]
+        stream = BodyStream(pool, conn, framing, rest, deadline)
+        return Fetched(status, headers, first, request_time, now, False, stream, interim=interim)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
 
 def _why(exc: BaseException) -> str:

@@ -3,7 +3,7 @@
 Owns: the order of resilience around a call, as resilience4j composes it: retry( breaker(
 rate limit( bulkhead( transport.send ))))) and the per-upstream state that goes with it (breaker,
 retry budget, token bucket, bulkhead, health, last success / failure).
-Must not: cache or decide freshness; catch aiohttp errors (the transport maps them).
+Must not: cache or decide freshness; catch socket or parser errors (the transport maps them).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from proxy.breaker import CircuitBreaker, Permit, State, Transition, is_failure_status
 from proxy.clock import Clock
-from proxy.errors import CircuitOpen, Overloaded, ProxyError, UpstreamError
+from proxy.errors import CircuitOpen, Overloaded, ProxyError, UpstreamError, UpstreamOutcomeUnknown
 from proxy.ratelimit import Bulkhead, TokenBucket
 from proxy.retry import RetryBudget, backoff_delay, is_retryable_status, may_retry_method, parse_retry_after
 from proxy.settings import UpstreamConfig
@@ -96,8 +96,9 @@ class Upstream:
             attempt += 1
             try:
                 fetched = await self._attempt(out, limit, has_copy, judge)
-            except UpstreamError:
-                if not self._may_retry(retryable, attempt):
+            except UpstreamError as exc:
+                # The vendor may have acted on it: never again, whatever the method says.
+                if isinstance(exc, UpstreamOutcomeUnknown) or not self._may_retry(retryable, attempt):
                     raise
                 await asyncio.sleep(self._delay(attempt, None))
                 continue

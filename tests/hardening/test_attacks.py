@@ -951,8 +951,8 @@ BAD_UPSTREAM = {
         body=b"",
         length=False,
     ),
-    # aiohttp alone parses leniently: a bare LF inside a value would start a new header
-    # (response splitting); proxy/strictclient.py refuses it.
+    # A lenient parser would start a new header at a bare LF inside a value (response
+    # splitting); llhttp's strict default, which proxy/http1.py keeps, refuses it.
     "header-bare-lf": raw_reply("HTTP/1.1 200 OK", CT, CC, "X-A: a\nSet-Cookie: evil=1", body=GOOD),
 }
 

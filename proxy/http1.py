@@ -1,0 +1,272 @@
+"""HTTP/1.1 message framing toward vendors: the request head we write and the response we accept.
+
+Owns: turning bytes from a vendor into one final response head (status, version, headers), its
+interim 1xx heads and its body chunks, under llhttp's strict default (httptools) plus the checks
+llhttp leaves to us; and the bytes of a request head. Every doubt about where a response ends is
+a `FramingError` with a short `reason` (a metric label): the connection it came on is never reused
+and nothing from it is stored.
+Must not: do I/O, read the clock, pool connections or decide retries (that is `pool`,
+`transport` and `upstream`).
+
+What llhttp (httptools 0.9, strict) refuses by itself, found by test (tests/upstream/
+test_framing.py): bare LF or CR, obs-fold, HTTP/1.2, duplicate or non-digit Content-Length,
+Content-Length with Transfer-Encoding, bad chunk framing, control characters in values.
+What it lets through and we refuse here: versions other than 1.0/1.1 (it accepts HTTP/0.9 and
+HTTP/2.0), statuses of 600 and more, 101 (a switch we never asked for), Content-Length over 2^53,
+Transfer-Encoding other than exactly `chunked` (it reads `gzip` or `chunked, gzip` until close),
+Transfer-Encoding in HTTP/1.0 (RFC 9112 6.1), Content-Length other than 0 or Transfer-Encoding on
+1xx and 204 (RFC 9110 8.6), Transfer-Encoding on 304, unbounded heads, and any byte after the
+final response (a second, unsolicited response or a body longer than announced).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import httptools
+
+from proxy.headers import HOP_BY_HOP
+from proxy.model import Headers
+
+Header = tuple[str, str]
+
+MAX_HEADERS = 100  # fields per head
+MAX_HEAD_BYTES = 64 * 1024  # status line + fields of one head, and of all heads before the final one
+MAX_STATUS_LINE = 8 * 1024
+MAX_INTERIM = 10  # 1xx heads before the final response
+MAX_CONTENT_LENGTH = 2**53  # beyond this no float, JSON number or vendor is honest
+VERSIONS = frozenset({"1.0", "1.1"})
+NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class FramingError(Exception):
+    """The vendor's bytes do not frame one clean response; `reason` is a short metric label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class ResponseFraming:
+    """Parses the response to ONE request; a new instance per exchange (state never leaks).
+
+    `feed()` returns when the bytes are consumed; the owner reads `head`, `interim`, `body`
+    (chunks it may take away) and `complete`. With `head_only` (a HEAD request) the message ends
+    with its head: whatever length it announces is not sent (RFC 9110 9.3.2).
+    """
+
+    __slots__ = (
+        "_body_seen",
+        "_cl",
+        "_count",
+        "_field_bytes",
+        "_fields",
+        "_head_bytes",
+        "_head_only",
+        "_named",
+        "_parser",
+        "_status_len",
+        "_te",
+        "body",
+        "body_bytes",
+        "complete",
+        "framing",
+        "head",
+        "interim",
+        "keep_alive",
+        "started",
+    )
+
+    def __init__(self, *, head_only: bool = False) -> None:
+        # The parser holds our bound callbacks: it is dropped once the response is complete, so
+        # the pair is freed by reference counting instead of by the cycle collector.
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
+        self._head_only = head_only
+        # Heads keep end-to-end fields only (RFC 9110 7.6.1), sorted out while parsing.
+        self.head: tuple[int, Headers] | None = None  # the final head
+        self.interim: list[tuple[int, Headers]] = []
+        self.body: list[bytes] = []
+        self.body_bytes = 0
+        self.complete = False
+        self.started = False  # a response byte arrived
+        self.keep_alive = False
+        self.framing = ""  # "length" | "chunked" | "none" | "eof" (close-delimited)
+        self._reset_head()
+        self._head_bytes = 0
+
+    def _reset_head(self) -> None:
+        self._fields: list[Header] = []
+        self._named: set[str] = set()  # fields the vendor's Connection lists as hop-by-hop
+        self._count = 0
+        self._field_bytes = 0
+        self._status_len = 0
+        self._cl: int | None = None
+        self._te: list[str] = []
+        self._body_seen = False
+
+    # -- the owner's side --------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        parser = self._parser
+        if self.complete or parser is None:
+            raise FramingError("unsolicited", "bytes after a complete response")
+        self.started = True
+        if self.head is None:
+            self._head_bytes += len(data)
+        try:
+            parser.feed_data(data)
+        except FramingError:
+            raise
+        except _HeadDone:
+            return
+        except httptools.HttpParserUpgrade as exc:
+            raise FramingError("upgrade", "the vendor switched protocols unasked") from exc
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__ or exc.__cause__
+            if isinstance(cause, FramingError):
+                raise cause from None
+            if isinstance(cause, _HeadDone):
+                return
+            raise FramingError("malformed", f"malformed response: {exc}"[:200]) from exc
+        if self.head is None and self._head_bytes > MAX_HEAD_BYTES:
+            raise FramingError("head_too_large", f"response head over {MAX_HEAD_BYTES} bytes")
+
+    def feed_eof(self) -> None:
+        """The vendor closed: the end of a close-delimited body, else a cut response."""
+        if self.complete:
+            return
+        if self.head is not None and self.framing == "eof":
+            self.complete = True
+            self._parser = None
+            return
+        where = "mid-body" if self.head is not None else "before a complete head"
+        raise FramingError("truncated", f"the vendor closed the connection {where}")
+
+    def take_body(self) -> bytes:
+        data = b"".join(self.body) if len(self.body) != 1 else self.body[0]
+        self.body = []
+        return data
+
+    # -- llhttp callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise FramingError("unsolicited", "a second response after the complete one")
+
+    def on_status(self, reason: bytes) -> None:
+        self._status_len += len(reason)
+        if self._status_len > MAX_STATUS_LINE:
+            raise FramingError("head_too_large", "status line too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count += 1
+        if self._count > MAX_HEADERS:
+            raise FramingError("too_many_headers", f"more than {MAX_HEADERS} header fields")
+        self._field_bytes += len(name) + len(value) + 4
+        if self._field_bytes > MAX_HEAD_BYTES:
+            raise FramingError("head_too_large", f"response head over {MAX_HEAD_BYTES} bytes")
+        key = name.decode("latin-1")
+        text = value.decode("latin-1")
+        low = key.lower()
+        if low == "content-length":
+            self._cl = content_length(text)
+        elif low == "transfer-encoding":
+            self._te.append(text.strip().lower())
+        if low in HOP_BY_HOP:
+            if low == "connection":
+                self._named.update(t.strip().lower() for t in text.split(","))
+            return
+        self._fields.append((key, text))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        assert parser is not None
+        status = parser.get_status_code()
+        version = parser.get_http_version()
+        if version not in VERSIONS:
+            raise FramingError("version", f"HTTP/{version} is not HTTP/1.0 or HTTP/1.1")
+        if not 100 <= status <= 599:
+            raise FramingError("status", f"status {status} is no HTTP status")
+        if self._te and (self._te != ["chunked"] or version == "1.0"):
+            raise FramingError("transfer_encoding", f"Transfer-Encoding {', '.join(self._te)!r} refused")
+        if (status < 200 or status == 204) and (self._te or self._cl):
+            raise FramingError("body_not_allowed", f"a {status} answer that announces content")
+        if status == 304 and self._te:
+            raise FramingError("body_not_allowed", "a 304 answer that announces chunked content")
+        if status < 200:
+            if len(self.interim) >= MAX_INTERIM:
+                raise FramingError("too_many_interim", f"more than {MAX_INTERIM} interim responses")
+            self.interim.append((status, self._end_to_end()))
+            self._reset_head()
+            return
+        self.head = (status, self._end_to_end())
+        self.keep_alive = bool(parser.should_keep_alive())
+        if self._head_only or status in NO_BODY_STATUSES:
+            self.framing = "none"
+        elif self._te:
+            self.framing = "chunked"
+        elif self._cl is not None:
+            self.framing = "length"
+        else:  # RFC 9112 6.3 item 8: the body runs until the vendor closes
+            self.framing = "eof"
+            self.keep_alive = False
+        if self._head_only:
+            # llhttp would wait for the announced body: stop it here. The parser is spent, so
+            # the connection is not reused after a HEAD.
+            self.complete = True
+            self.keep_alive = False
+            self._parser = None
+            raise _HeadDone
+
+    def _end_to_end(self) -> Headers:
+        if not self._named:
+            return tuple(self._fields)
+        return tuple(f for f in self._fields if f[0].lower() not in self._named)
+
+    def on_body(self, data: bytes) -> None:
+        self.body.append(data)
+        self.body_bytes += len(data)
+
+    def on_message_complete(self) -> None:
+        if self.head is not None:
+            self.complete = True
+            self._parser = None  # still alive in feed_data's frame, which goes on parsing
+
+
+class _HeadDone(Exception):
+    """Raised from a callback to stop llhttp after the head of a HEAD response."""
+
+
+def content_length(value: str) -> int:
+    """RFC 9110 8.6: 1*DIGIT; bounded, because a vendor's number is never trusted."""
+    text = value.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 16 or int(text) > MAX_CONTENT_LENGTH:
+        raise FramingError("content_length", f"Content-Length {value[:40]!r} refused")
+    return int(text)
+
+
+def head_prefix(host: str, headers: Iterable[Header]) -> bytes:
+    """The constant part of every request head toward one upstream: Host and configured headers."""
+    lines = [f"Host: {host}\r\n"] + [f"{k}: {v}\r\n" for k, v in headers]
+    return "".join(lines).encode("latin-1")
+
+
+def request_bytes(
+    method: str, target: str, prefix: bytes, headers: Iterable[Header], body: bytes | None
+) -> bytes:
+    """One request as one buffer: the target byte for byte, our headers, Content-Length."""
+    pairs = list(headers)
+    fields = "".join([f"{k}: {v}\r\n" for k, v in pairs])
+    line = f"{method} {target} HTTP/1.1\r\n"
+    # One line per field, and none hidden in a value (a CR or LF from an env var would split
+    # the head): counted in C, once per request.
+    if fields.count("\n") != len(pairs) or fields.count("\r") != len(pairs) or line.count("\n") != 1:
+        raise ValueError("a request line or header field holds a line break")
+    parts = [line.encode("latin-1"), prefix, fields.encode("latin-1")]
+    if body or method in ("POST", "PUT", "PATCH"):  # RFC 9110 8.6: a write says its length
+        parts.append(b"Content-Length: %d\r\n" % len(body or b""))
+    parts.append(b"\r\n")
+    if body:
+        parts.append(body)
+    return b"".join(parts)

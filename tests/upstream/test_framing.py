@@ -1,0 +1,164 @@
+"""Response framing on byte strings: what llhttp refuses by itself and what we add (no sockets)."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.http1 import MAX_HEADERS, FramingError, ResponseFraming, content_length, head_prefix, request_bytes
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+
+
+def parse(data: bytes, *, head_only: bool = False, eof: bool = False) -> ResponseFraming:
+    framing = ResponseFraming(head_only=head_only)
+    framing.feed(data)
+    if eof:
+        framing.feed_eof()
+    return framing
+
+
+def reason(data: bytes, **kw: bool) -> str:
+    with pytest.raises(FramingError) as caught:
+        parse(data, **kw)
+    return caught.value.reason
+
+
+def test_a_clean_response_fed_byte_by_byte() -> None:
+    framing = ResponseFraming()
+    for i in range(len(OK)):
+        framing.feed(OK[i : i + 1])
+    assert framing.complete and framing.keep_alive and framing.framing == "length"
+    assert framing.head == (200, (("Content-Length", "2"),)) and framing.take_body() == b"hi"
+
+
+def test_chunked_and_close_delimited_bodies() -> None:
+    chunked = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n1\r\n!\r\n0\r\n\r\n")
+    assert (chunked.complete, chunked.take_body(), chunked.keep_alive) == (True, b"hi!", True)
+    open_ended = parse(b"HTTP/1.1 200 OK\r\n\r\nhi")
+    assert not open_ended.complete and open_ended.framing == "eof" and not open_ended.keep_alive
+    open_ended.feed_eof()
+    assert open_ended.complete and open_ended.take_body() == b"hi"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [  # refused by llhttp itself in its strict default
+        (b"HTTP/1.1 200 OK\r\nX-A: a\nSet-Cookie: x\r\nContent-Length: 2\r\n\r\nhi", "malformed"),
+        (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nhi", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 2\r\n\r\nhi", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nhi", "malformed"),
+        (b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nhi", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nhi", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhi\r\n0\r\n\r\n", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhiXX0\r\n\r\n", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nhi", "malformed"),
+        (b"HTTP/1.1 99 X\r\nContent-Length: 2\r\n\r\nhi", "malformed"),
+        # let through by llhttp, refused by our checks
+        (b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nhi", "version"),
+        (b"HTTP/0.9 200 OK\r\nContent-Length: 2\r\n\r\nhi", "version"),
+        (b"HTTP/1.1 600 X\r\nContent-Length: 2\r\n\r\nhi", "status"),
+        (b"HTTP/1.1 101 Sw\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n", "upgrade"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1152921504606846976\r\n\r\nhi", "content_length"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhi", "transfer_encoding"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nhi", "transfer_encoding"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "transfer_encoding",
+        ),
+        (b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "transfer_encoding"),
+        (b"HTTP/1.1 204 No\r\nContent-Length: 2\r\n\r\nhi", "body_not_allowed"),
+        (b"HTTP/1.1 204 No\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "body_not_allowed"),
+        (b"HTTP/1.1 304 NM\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "body_not_allowed"),
+        (b"HTTP/1.1 100 C\r\nContent-Length: 2\r\n\r\nhi", "body_not_allowed"),
+        (b"HTTP/1.1 304 NM\r\nContent-Length: 2\r\n\r\nhi", "unsolicited"),  # the "body" after it
+        (OK + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", "unsolicited"),
+        (OK + b"garbage", "unsolicited"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nhi", "unsolicited"),  # longer than announced
+    ],
+)
+def test_what_is_refused(data: bytes, expected: str) -> None:
+    assert reason(data) == expected
+
+
+def test_a_304_may_announce_the_length_of_what_it_stands_for() -> None:  # RFC 9110 8.6
+    framing = parse(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 2\r\n\r\n")
+    assert framing.complete and framing.keep_alive and framing.take_body() == b""
+
+
+def test_bounds_on_heads() -> None:
+    fields = b"".join(b"X-%d: v\r\n" % i for i in range(MAX_HEADERS + 1))
+    assert reason(b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: 0\r\n\r\n") == "too_many_headers"
+    assert reason(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n") == "head_too_large"
+    # a head that never ends is cut before llhttp buffers it all
+    assert reason(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000) == "head_too_large"
+    assert reason(b"HTTP/1.1 200 " + b"R" * 9000 + b"\r\n\r\n") == "head_too_large"
+
+
+def test_interim_heads_are_collected_and_bounded() -> None:
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    framing = parse(early + b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
+    assert framing.interim == [(103, (("Link", "</a>"),)), (100, ())]
+    assert framing.head is not None and framing.head[0] == 200 and framing.take_body() == b"hi"
+    assert reason(early * 11 + OK) == "too_many_interim"
+
+
+def test_a_head_response_ends_with_its_head() -> None:
+    framing = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n", head_only=True)
+    assert framing.complete and framing.body_bytes == 0
+    assert not framing.keep_alive  # the parser is spent: the connection is not reused
+
+
+def test_a_cut_response_is_truncated() -> None:
+    assert reason(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhi", eof=True) == "truncated"
+    assert reason(b"HTTP/1.1 200 OK\r\nContent", eof=True) == "truncated"
+    never = ResponseFraming()
+    with pytest.raises(FramingError) as caught:
+        never.feed_eof()
+    assert caught.value.reason == "truncated" and not never.started
+
+
+def test_connection_close_and_http_1_0_are_not_kept_alive() -> None:
+    assert not parse(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi").keep_alive
+    assert not parse(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi").keep_alive
+    assert parse(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi").keep_alive
+
+
+@pytest.mark.parametrize("value", ["0", "42", " 7 ", "9007199254740992"])
+def test_content_length_accepted(value: str) -> None:
+    assert content_length(value) == int(value)
+
+
+@pytest.mark.parametrize("value", ["", "-1", "+1", "1.0", "0x10", "9007199254740993", "١٢", "1 2"])
+def test_content_length_refused(value: str) -> None:
+    with pytest.raises(FramingError):
+        content_length(value)
+
+
+def test_request_bytes() -> None:
+    prefix = head_prefix("vendor.example:8443", ())
+    get = request_bytes("GET", "/v2/prices/a%2Fb?x=1", prefix, [("Accept", "application/json")], None)
+    assert get == (
+        b"GET /v2/prices/a%2Fb?x=1 HTTP/1.1\r\nHost: vendor.example:8443\r\nAccept: application/json\r\n\r\n"
+    )
+    post = request_bytes("POST", "/b", prefix, [], b"{}")
+    assert post.endswith(b"Content-Length: 2\r\n\r\n{}")
+    assert b"Content-Length: 0\r\n" in request_bytes("PUT", "/b", prefix, [], None)
+    assert b"Content-Length" not in request_bytes("DELETE", "/b", prefix, [], None)
+
+
+@pytest.mark.parametrize(
+    "headers", [[("X-Token", "a\r\nSet-Cookie: x")], [("X-Token", "a\nb")], [("X-A\r\nB", "v")]]
+)
+def test_a_line_break_in_our_own_header_is_never_sent(headers: list[tuple[str, str]]) -> None:
+    with pytest.raises(ValueError):
+        request_bytes("GET", "/b", b"", headers, None)
+
+
+def test_heads_keep_end_to_end_fields_only() -> None:  # RFC 9110 7.6.1
+    framing = parse(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\n"
+        b"Transfer-Encoding: chunked\r\nX-End: 2\r\n\r\n0\r\n\r\n"
+    )
+    assert framing.head == (200, (("X-End", "2"),)) and framing.keep_alive
