@@ -30,6 +30,7 @@ from proxy import freshness
 from proxy.app import PROXY_STATE
 from proxy.cachecontrol import parse as parse_cc
 from proxy.collectors import register_collectors
+from proxy.configview import effective_config
 from proxy.headers import end_to_end
 from proxy.health import HEALTH
 from proxy.keys import SEP, VARY_SEP, normal_query, primary_key, route_prefix
@@ -40,11 +41,13 @@ from proxy.reload import reload_from_file
 from proxy.routing import match_path, rewrite_path, unsafe_target
 from proxy.runtime import RouteState
 from proxy.state import ProxyState
-from proxy.status import build_status, config_json, item_json
+from proxy.status import build_status, item_json
 
 log = logging.getLogger("proxy.admin")
 STATUS_PAGE = Path(__file__).resolve().with_name("static") / "status.html"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Reads that need the token too: the effective config names every vendor, URL and limit.
+PRIVATE_READS = frozenset({"/config"})
 _DROP_ON_STORE = frozenset({"content-length", "age", "set-cookie"})  # as fetch stores entries
 # The page is self-contained: inline script and style, fetches only /status on this origin.
 PAGE_HEADERS = {
@@ -118,7 +121,7 @@ def _auth(token: str) -> Middleware:
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if (
             token
-            and request.method not in READ_METHODS
+            and (request.method not in READ_METHODS or request.path in PRIVATE_READS)
             and not token_ok(request.headers.get("Authorization"), token)
         ):
             raise AdminError(401, "unauthorized", "this call needs Authorization: Bearer <admin.token>")
@@ -206,7 +209,7 @@ async def status(request: web.Request) -> web.StreamResponse:
 
 
 async def config(request: web.Request) -> web.Response:
-    return _json(config_json(_state(request).runtime.config))
+    return _json(effective_config(_state(request).runtime.config))
 
 
 # -- purge --------------------------------------------------------------------------------------

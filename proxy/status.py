@@ -3,7 +3,7 @@
 Owns: the shape of `GET /status` (read by proxy/static/status.html): per upstream its owner,
 docs, breaker snapshot, health, last success / failure and error rates; per route its counters,
 hit ratio and last-known-good age; the memory tier's size. Also the effective config as JSON
-(`config_json`, secrets redacted) and a quarantined payload (`item_json`, headers redacted).
+(GET /config is `configview`) and a quarantined payload (`item_json`, headers redacted).
 Must not: change anything it reads (beyond the breaker's lazy OPEN -> HALF_OPEN step, whose
 transition is reported through the upstream as any other), do I/O, or show a secret: URLs lose
 userinfo passwords and secret query parameters, free text is scrubbed of configured secrets.
@@ -15,12 +15,9 @@ import base64
 import dataclasses
 from typing import Any
 
-from proxy.guards import Rule
 from proxy.quarantine import QuarantineItem
-from proxy.redact import redact_config, redact_headers, redact_url, scrub
-from proxy.routing import Pattern
+from proxy.redact import redact_headers, redact_url, scrub
 from proxy.runtime import RouteState
-from proxy.settings import Config
 from proxy.state import ProxyState
 from proxy.upstream import Upstream
 
@@ -113,30 +110,6 @@ def build_status(state: ProxyState, now: float) -> dict[str, Any]:
         },
         "quarantine": len(state.quarantine),
     }
-
-
-def config_json(config: Config) -> Any:
-    """The effective config as JSON, secrets redacted (header values, tokens, URL passwords)."""
-    return redact_config(_plain(config), config.secret_values())
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, Pattern):
-        return obj.text
-    if isinstance(obj, Rule):
-        return obj.describe()  # rules hold compiled predicates: show their human form
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", "replace")
-    if isinstance(obj, frozenset | set):
-        return sorted(_plain(v) for v in obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-        if "headers" in fields and isinstance(fields["headers"], list):
-            fields["headers"] = {k: v for k, v in fields["headers"]}  # so names mark secrets
-        return fields
-    if isinstance(obj, tuple | list):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def item_json(item: QuarantineItem, secrets: tuple[str, ...]) -> dict[str, Any]:

@@ -123,14 +123,58 @@ async def test_status_json_and_page(make_admin: MakeAdmin, origin: Origin, clock
 
 async def test_config_is_redacted(make_admin: MakeAdmin) -> None:
     _, admin = await make_admin(WITH_TOKEN, VENDOR_HEADERS)
-    answer = await admin.get("/config")
+    assert (await admin.get("/config")).status == 401  # the token is set: /config needs it
+    answer = await admin.get("/config", headers=AUTH)
     text = await answer.text()
     assert answer.status == 200
     assert VENDOR_SECRET not in text and TOKEN not in text
     doc = await answer.json()
     assert doc["admin"]["token"] == "REDACTED"
-    assert doc["upstreams"][0]["headers"]["Authorization"] == "REDACTED"
+    assert doc["upstreams"]["vendor"]["headers"]["Authorization"] == "REDACTED"
+    assert doc["upstreams"]["vendor"]["headers"]["X-API-Version"] == "2024-06-01"
     assert [r["match"] for r in doc["routes"]] == ["/api/prices/{sku}", "/api/prices/{sku}"]
+
+
+SECRETIVE = f"""
+admin: {{token: {TOKEN}}}
+alerts: {{webhook: "https://hooks.slack.com/services/T01/B02/hooksecretXYZ?client_secret=cs-123456"}}
+cache: {{redis: {{url: "redis://app:redispass99@127.0.0.1:6379/0"}}}}
+routes:
+{PRICES}    cache:
+      ttl: 30s
+      store_set_cookie: true
+      key: {{query: all, headers: [Accept-Language]}}
+"""
+SECRET_HEADERS = (
+    "headers: {Authorization: 'Bearer vendor-s3cret-987', X-API-Key: 'xk-456789', "
+    "Cookie: 'sid=cookie-val-1', X-API-Version: '2024-06-01'}"
+)
+
+
+async def test_config_uses_the_file_key_names_and_redacts_by_rule(make_admin: MakeAdmin) -> None:
+    _, admin = await make_admin(SECRETIVE, SECRET_HEADERS)
+    answer = await admin.get("/config", headers=AUTH)
+    assert answer.status == 200, await answer.text()
+    text = await answer.text()
+    for secret in ("hooksecretXYZ", "cs-123456", "redispass99", VENDOR_SECRET, "xk-456789", "cookie-val-1"):
+        assert secret not in text, secret
+    doc = await answer.json()
+    assert "per_address" not in text and "verify_tls" not in text
+    assert doc["server"]["limits"]["per_client"] == 1024
+    up = doc["upstreams"]["vendor"]
+    assert up["tls"] == {"verify": True, "ca_file": None}
+    assert up["headers"] == {
+        "Authorization": "REDACTED",
+        "X-API-Key": "REDACTED",
+        "Cookie": "REDACTED",
+        "X-API-Version": "2024-06-01",
+    }
+    assert doc["alerts"]["webhook"] == "https://hooks.slack.com/REDACTED"
+    assert doc["cache"]["redis"]["url"] == "redis://app:REDACTED@127.0.0.1:6379/0"
+    prices = doc["routes"][0]["cache"]
+    assert prices["store_set_cookie"] is True
+    assert prices["key"] == {"query": "all", "headers": ["accept-language"]}
+    assert doc["upstreams"]["vendor"]["circuit_breaker"]["failure_rate"] == "50%"
 
 
 async def test_admin_paths_do_not_exist_on_the_public_listener(make_admin: MakeAdmin) -> None:
@@ -197,10 +241,11 @@ async def test_token_is_compared_in_constant_time(
     assert seen == [(b"guess", TOKEN.encode())]
 
 
-async def test_reads_need_no_token(make_admin: MakeAdmin) -> None:
+async def test_reads_need_no_token_except_config(make_admin: MakeAdmin) -> None:
     _, admin = await make_admin()
-    for path in ("/health", "/ready", "/metrics", "/status", "/config", "/quarantine"):
+    for path in ("/health", "/ready", "/metrics", "/status", "/quarantine"):
         assert (await admin.get(path)).status == 200, path
+    assert (await admin.get("/config")).status == 401
 
 
 async def test_without_a_token_loopback_allows_mutating_calls(make_admin: MakeAdmin) -> None:
