@@ -168,7 +168,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         doc = await request.json()
-    except ValueError as exc:
+    except RecursionError as exc:  # json nests by recursion: a deep body is refused, not a 500
+        raise AdminError(400, "bad_json", "the body is nested too deeply") from exc
+    except ValueError as exc:  # also UnicodeDecodeError
         raise AdminError(400, "bad_json", f"the body is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise AdminError(400, "bad_json", "the body must be a JSON object")
@@ -318,6 +320,7 @@ async def _soften_shared(state: ProxyState, key: str, entry: Entry, now: float) 
 
 
 async def reload(request: web.Request) -> web.Response:
+    await _body(request)  # none expected; a malformed one is still a 400, as on every POST
     result = reload_from_file(_state(request))
     if result.errors:
         return _json(
@@ -337,6 +340,7 @@ async def reload(request: web.Request) -> web.Response:
 async def breaker(request: web.Request) -> web.Response:
     state = _state(request)
     name, action = request.match_info["upstream"], request.match_info["action"]
+    body = await _body(request)
     upstream = state.runtime.upstreams.get(name)
     if upstream is None:
         raise AdminError(
@@ -344,7 +348,7 @@ async def breaker(request: web.Request) -> web.Response:
         )
     now = state.clock.now()
     if action == "open":
-        seconds = (await _body(request)).get("seconds")
+        seconds = body.get("seconds")
         if seconds is not None and (not isinstance(seconds, int | float) or seconds <= 0):
             raise AdminError(400, "bad_request", "seconds must be a positive number")
         upstream.breaker.force_open(now, until=None if seconds is None else now + float(seconds))
@@ -378,7 +382,7 @@ async def quarantine_show(request: web.Request) -> web.Response:
 async def quarantine_promote(request: web.Request) -> web.Response:
     """Accept a rejected payload as good: store it as the route's entry for `key`."""
     state = _state(request)
-    body = await _body(request)
+    body = await _body(request)  # a bad body is a 400 before anything is looked up
     item = state.quarantine.get(request.match_info["id"])
     if item is None:
         raise AdminError(404, "unknown_item", "no such quarantined item (it may have been evicted)")

@@ -118,6 +118,9 @@ class Handler:
         if isinstance(found, frozenset):
             if not found:
                 raise NoRoute(f"no route for {path}")
+            named = self.state.runtime.route_at(path)  # a 405 names the route whose path matched
+            if named is not None:
+                txn.route, txn.upstream = named.config.name, named.config.upstream
             raise MethodNotAllowed(f"{request.method} is not allowed here", tuple(sorted(found)))
         rs, match = found
         route = rs.config

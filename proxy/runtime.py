@@ -105,6 +105,11 @@ class Runtime:
             allowed.add("HEAD")
         return frozenset(allowed)
 
+    def route_at(self, path: str) -> RouteState | None:
+        """The first route whose pattern matches `path`, whatever the method (names a 405)."""
+        segments = path.split("/")[1:]
+        return next((s for s in self.routes if match_path(s.config.match, segments) is not None), None)
+
     def retired(self, newer: Runtime) -> list[Upstream]:
         """Upstreams of this runtime that `newer` no longer uses (to close after a reload)."""
         keep = {id(u) for u in newer.upstreams.values()}

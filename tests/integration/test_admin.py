@@ -511,3 +511,25 @@ async def test_binary_quarantine_bodies_are_base64(make_admin: MakeAdmin, origin
     (item,) = (await (await admin.get("/quarantine")).json())["items"]
     detail = await (await admin.get(f"/quarantine/{item['id']}")).json()
     assert detail["body_encoding"] == "base64" and detail["body"] == "//4AZ2FyYmFnZQ=="
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/purge", b"[" * 30_000 + b"]" * 30_000),  # deeply nested: RecursionError in json
+        ("/purge", b'{"route": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"),
+        ("/purge", b"\xff\xfe not utf-8"),
+        ("/breakers/vendor/open", b"{" * 50_000),
+        ("/breakers/vendor/open", b"[1, 2]"),
+        ("/breakers/vendor/reset", b"[" * 30_000),
+        ("/reload", b"not json"),
+        ("/quarantine/q1/promote", b"[" * 30_000 + b"]" * 30_000),
+    ],
+)
+async def test_any_bad_admin_body_is_a_400_with_a_json_error(
+    make_admin: MakeAdmin, path: str, body: bytes
+) -> None:
+    _, admin = await make_admin()
+    answer = await admin.post(path, data=body, headers={**AUTH, **JSON_TYPE})
+    assert answer.status == 400, await answer.text()
+    assert (await answer.json())["error"] == "bad_json"
