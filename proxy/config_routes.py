@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from proxy.breaker import BreakerPolicy
 from proxy.confread import Reader
 from proxy.guards import GuardConfigError, parse_guards
+from proxy.redact import is_secret_header
 from proxy.retry import RetryPolicy
 from proxy.routing import check_rewrite, compile_match
 from proxy.settings import (
@@ -29,7 +30,7 @@ from proxy.settings import (
     Timeouts,
     UpstreamConfig,
 )
-from proxy.yamlsrc import KeyPath
+from proxy.yamlsrc import KeyPath, format_path
 
 T = TypeVar("T")
 _UPSTREAM_KEYS = (
@@ -97,6 +98,8 @@ def _upstream(r: Reader, w: KeyPath, name: str, value: Any) -> UpstreamConfig:
         (*w, "headers"), m.get("headers"), m["headers"].keys() if isinstance(m.get("headers"), dict) else ()
     )
     headers = tuple((str(k), r.string((*w, "headers", k), v)) for k, v in headers_raw.items())
+    for k, v in headers:
+        _check_credential(r, (*w, "headers", k), k, v)
     to = _timeouts(r, (*w, "timeout"), m.get("timeout"), Timeouts())
     return UpstreamConfig(
         name=name,
@@ -115,6 +118,21 @@ def _upstream(r: Reader, w: KeyPath, name: str, value: Any) -> UpstreamConfig:
         health_check=_health(r, (*w, "health_check"), m.get("health_check")),
         version_header=r.string((*w, "version_header"), m.get("version_header")) or None,
     )
+
+
+_AUTH_HEADERS = frozenset({"authorization", "proxy-authorization"})
+
+
+def _check_credential(r: Reader, w: KeyPath, name: str, value: str) -> None:
+    """A credential header that expands to nothing (`Bearer ${TOKEN:-}` with TOKEN unset) would
+    be sent as is: every call fails 401, or worse, reaches a vendor that allows anonymous use."""
+    if not is_secret_header(name) or any(i.key == format_path(w) for i in r.issues):
+        return  # an unset variable there is already reported
+    parts = value.split()
+    if not parts:
+        r.error(w, "credential header is empty (is its environment variable set?)")
+    elif name.lower() in _AUTH_HEADERS and len(parts) < 2:
+        r.error(w, f"credential header has a scheme and an empty token ({parts[0]!r} and nothing after it)")
 
 
 def _timeouts(r: Reader, w: KeyPath, value: Any, base: Timeouts) -> Timeouts | None:
