@@ -94,6 +94,10 @@ def when_it_breaks(route: RouteConfig) -> str:
     return "; ".join(parts)
 
 
+def _base(up: UpstreamConfig) -> str:
+    return urlsplit(up.url).path.rstrip("/")
+
+
 def endpoint(route: RouteConfig, base: str = "") -> dict[str, Any]:
     """One route as the upstream sees it: `base` is the upstream URL's path (`/v2`)."""
     return {
@@ -121,7 +125,7 @@ def upstream_entry(config: Config, up: UpstreamConfig) -> dict[str, Any]:
         "auth": auth_method(up),
         "version": version(up),
         "headers_sent": [k for k, _ in up.headers],
-        "endpoints": [endpoint(r, urlsplit(up.url).path.rstrip("/")) for r in routes],
+        "endpoints": [endpoint(r, _base(up)) for r in routes],
         "guarded_fields": fields,
         "failure": {
             "timeouts": f"connect {duration(up.timeout.connect)}, total {duration(up.timeout.total)}",
@@ -130,7 +134,7 @@ def upstream_entry(config: Config, up: UpstreamConfig) -> dict[str, Any]:
             "breaker": breaker_policy(up),
             "health_check": None
             if up.health_check is None
-            else f"GET {urlsplit(up.url).path.rstrip('/')}{up.health_check.path} every {duration(up.health_check.interval)}; unhealthy after "
+            else f"GET {_base(up)}{up.health_check.path} every {duration(up.health_check.interval)}; unhealthy after "
             f"{up.health_check.unhealthy_after} failures, healthy after {up.health_check.healthy_after}",
             "rate_limit": None
             if up.rate_limit is None
