@@ -134,7 +134,8 @@ def upstream_entry(config: Config, up: UpstreamConfig) -> dict[str, Any]:
             "breaker": breaker_policy(up),
             "health_check": None
             if up.health_check is None
-            else f"GET {_base(up)}{up.health_check.path} every {duration(up.health_check.interval)}; unhealthy after "
+            else f"GET {_base(up)}{up.health_check.path} every {duration(up.health_check.interval)}; "
+            "unhealthy after "
             f"{up.health_check.unhealthy_after} failures, healthy after {up.health_check.healthy_after}",
             "rate_limit": None
             if up.rate_limit is None

@@ -1,7 +1,8 @@
 """YAML source with positions: plain Python values plus the line of every key.
 
 Owns: reading YAML text into plain values, `${VAR}` / `${VAR:-default}` / `${VAR:?message}`
-substitution, and the map from key paths to line numbers that lets every config error say `file:line: key: message`.
+substitution, and the map from key paths to line numbers that lets every config error say
+`file:line: key: message`.
 Duplicate keys are problems here (PyYAML would silently keep the last one).
 Must not: know what any key means (that is `config`).
 """
