@@ -975,7 +975,7 @@ async def bad_upstream_case(
     raw_origin.always(raw, CLOSE)
     answer = await proxy.get("/api/prices/A1")
     assert answer.header("Set-Cookie") is None and "x-a" not in answer.names()
-    if with_copy:  # the last good copy, marked stale
+    if with_copy:  # the last good copy, stale, served while a refresh runs
         assert (answer.status, answer.header("X-Cache"), answer.body) == (
             200,
             "UPDATING",
