@@ -408,3 +408,19 @@ def test_demo_vendor_down_serves_copies_and_fallbacks_then_the_breaker_opens() -
         assert [u["breaker"]["state"] for u in page.json()["upstreams"]] == ["open"]
 
         assert d.proc.stop(signal.SIGINT) == 0, d.proc.output()
+
+
+def test_version_and_no_internal_command_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from proxy.__main__ import main, version
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip() == f"resilient-proxy {version()}"
+    assert version()[0].isdigit()
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "_worker" not in text
+    for command in ("run", "check", "doctor", "inventory", "demo", "config-reference"):
+        assert command in text
