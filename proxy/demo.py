@@ -61,7 +61,7 @@ async def _demo(port: int, path: Path) -> int:
         except ConfigError as exc:  # only a bad DEMO_* variable in the environment gets here
             print(f"demo: {exc}", file=sys.stderr)
             return 1
-        setup_logging(config.log.level)
+        setup_logging(config.log.level, config.secret_values())
         app = build_app(config)
         try:
             proxy_port = await _start(
