@@ -125,7 +125,9 @@ async def test_serves_and_every_admin_endpoint_answers(
     html = await admin.get("/status", headers={"Accept": "text/html", **auth})
     assert html.status == 200 and "<html" in (await html.text()).lower()
     metrics = await admin.get("/metrics", headers=auth)
-    assert metrics.status == 200 and "rproxy_requests_total" in await metrics.text()
+    metrics_text = await metrics.text()
+    assert metrics.status == 200 and "rproxy_requests_total" in metrics_text
+    assert "process_resident_memory_bytes" in metrics_text and "process_open_fds" in metrics_text
 
     config_doc = await (await admin.get("/config", headers=auth)).json()
     text = json.dumps(config_doc)
