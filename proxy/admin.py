@@ -41,7 +41,7 @@ from proxy.reload import reload_from_file
 from proxy.routing import match_path, rewrite_path, unsafe_target
 from proxy.runtime import RouteState
 from proxy.state import ProxyState
-from proxy.status import build_status, item_json
+from proxy.status import build_status, item_json, summary_json
 
 log = logging.getLogger("proxy.admin")
 STATUS_PAGE = Path(__file__).resolve().with_name("static") / "status.html"
@@ -367,8 +367,9 @@ async def breaker(request: web.Request) -> web.Response:
 
 
 async def quarantine_list(request: web.Request) -> web.Response:
-    items = _state(request).quarantine.list(request.query.get("route"))
-    return _json({"items": [dataclasses.asdict(s) for s in items]})
+    state = _state(request)
+    items = state.quarantine.list(request.query.get("route"))
+    return _json({"items": [summary_json(s, state.telemetry.secret_values) for s in items]})
 
 
 async def quarantine_show(request: web.Request) -> web.Response:

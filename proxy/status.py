@@ -15,7 +15,9 @@ import base64
 import dataclasses
 from typing import Any
 
-from proxy.quarantine import QuarantineItem
+from proxy.keys import request_of
+from proxy.logformat import readable
+from proxy.quarantine import QuarantineItem, QuarantineSummary
 from proxy.redact import redact_headers, redact_url, scrub
 from proxy.runtime import RouteState
 from proxy.state import ProxyState
@@ -112,6 +114,27 @@ def build_status(state: ProxyState, now: float) -> dict[str, Any]:
     }
 
 
+def fetched_for(cache_key: str, secrets: tuple[str, ...]) -> dict[str, Any]:
+    """Where a quarantined payload came from: the request path, the cache key (readable), and
+    the body of POST /quarantine/{id}/promote that stores it under that key. Secret query
+    values are redacted here too: put the real value back before promoting such a path."""
+    if not cache_key:
+        return {"path": None, "cache_key": None, "promote": None}
+    path, headers = request_of(cache_key)
+    shown = readable(path, secrets)
+    return {
+        "path": shown,
+        "cache_key": readable(cache_key, secrets),
+        "promote": {"key": shown, **({"headers": headers} if headers else {})},
+    }
+
+
+def summary_json(summary: QuarantineSummary, secrets: tuple[str, ...]) -> dict[str, Any]:
+    doc = dataclasses.asdict(summary)
+    doc.update(fetched_for(summary.cache_key, secrets))
+    return doc
+
+
 def item_json(item: QuarantineItem, secrets: tuple[str, ...]) -> dict[str, Any]:
     try:
         body, encoding = item.body.decode("utf-8"), "utf-8"
@@ -127,6 +150,7 @@ def item_json(item: QuarantineItem, secrets: tuple[str, ...]) -> dict[str, Any]:
         "body_encoding": encoding,
         "size": item.size,
         "truncated": item.truncated,
+        **fetched_for(item.cache_key, secrets),
         "verdict": {
             "ok": item.verdict.ok,
             "relative_only": item.verdict.relative_only,

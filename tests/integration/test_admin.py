@@ -533,3 +533,33 @@ async def test_any_bad_admin_body_is_a_400_with_a_json_error(
     answer = await admin.post(path, data=body, headers={**AUTH, **JSON_TYPE})
     assert answer.status == 400, await answer.text()
     assert (await answer.json())["error"] == "bad_json"
+
+
+KEYED_GUARDED = f"""
+admin: {{token: {TOKEN}}}
+routes:
+{PRICES}    cache: {{ttl: 30s, stale_if_error: 1h, key: {{query: all, headers: [Accept-Language]}}}}
+    guards:
+      - {{path: $.price, gt: 0}}
+"""
+
+
+async def test_quarantine_records_path_and_key_so_promote_needs_nothing_else(
+    make_admin: MakeAdmin, origin: Origin
+) -> None:
+    bad = {"sku": "A1", "price": -1, "currency": "GBP"}
+    cached(origin, doc=bad)
+    proxy, admin = await make_admin(KEYED_GUARDED)
+    lang = {"Accept-Language": "fr"}
+    assert (await proxy.get("/api/prices/A1?b=2&a=1", headers=lang)).status == 502
+    (item,) = (await (await admin.get("/quarantine")).json())["items"]
+    assert item["path"] == "/api/prices/A1?a=1&b=2"  # as the cache keys it
+    assert item["cache_key"] == "prices | /api/prices/A1?a=1&b=2 | accept-language=fr"
+    assert item["promote"] == {"key": "/api/prices/A1?a=1&b=2", "headers": {"accept-language": "fr"}}
+    detail = await (await admin.get(f"/quarantine/{item['id']}")).json()
+    assert detail["promote"] == item["promote"]
+    # Promote with exactly what the listing showed: the next request with that key is a HIT.
+    promoted = await admin.post(f"/quarantine/{item['id']}/promote", json=item["promote"], headers=AUTH)
+    assert promoted.status == 200, await promoted.text()
+    answer = await proxy.get("/api/prices/A1?a=1&b=2", headers=lang)
+    assert answer.headers["X-Cache"] == "HIT" and await answer.json() == bad
