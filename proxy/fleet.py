@@ -165,7 +165,7 @@ def merge_status(docs: list[dict[str, Any]]) -> dict[str, Any]:
         for r in doc.get("routes", []):
             mine = routes.setdefault(r["name"], r)
             if mine is not r:
-                for key in ("requests", "hits", "stale", "guard_rejections"):
+                for key in ("requests", "hits", "stale", "fallbacks", "guard_rejections"):
                     mine[key] = (mine.get(key) or 0) + (r.get(key) or 0)
                 ages = [a for a in (mine.get("lkg_age"), r.get("lkg_age")) if a is not None]
                 mine["lkg_age"] = min(ages) if ages else None

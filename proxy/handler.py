@@ -335,6 +335,7 @@ class Handler:
         """The route's synthetic answer: nothing was cached, so it is not stale; marked FALLBACK
         and counted in rproxy_fallbacks_total. A 503/429 says when to retry (RFC 9110 10.2.3)."""
         reason = reason_of(err)
+        rs.fallbacks += 1
         txn.stale_reason = f"fallback: {reason}"
         self.state.telemetry.fallbacks.inc((rs.config.name, reason))
         value = cache_status(hit=False, fwd="miss", fwd_status=upstream_status, detail=f"fallback: {reason}")

@@ -33,6 +33,7 @@ class RouteState:
     requests: int = 0
     hits: int = 0
     stale: int = 0
+    fallbacks: int = 0  # route fallbacks served: nothing usable was cached (not stale)
     guard_rejections: int = 0
     last_good_at: float | None = None
 

@@ -85,6 +85,7 @@ def route_status(rs: RouteState, now: float) -> dict[str, Any]:
         "requests": rs.requests,
         "hits": rs.hits,
         "stale": rs.stale,
+        "fallbacks": rs.fallbacks,
         "hit_ratio": ratio(rs.hits, rs.requests),
         "lkg_age": None if age is None else round(age, 3),
         "guard_rejections": rs.guard_rejections,

@@ -216,6 +216,8 @@ async def test_no_good_copy_gives_the_route_fallback(origin: Origin, make_proxy:
     metrics = proxy.state.telemetry.registry.render()
     assert 'rproxy_fallbacks_total{route="prices",reason="upstream-data-rejected"} 1' in metrics
     assert "rproxy_stale_served_total{" not in metrics
+    route = proxy.state.runtime.by_name["prices"]
+    assert (route.fallbacks, route.stale) == (1, 0)
     assert bodies_in_store(proxy) == []
 
 
