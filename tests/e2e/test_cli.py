@@ -292,6 +292,11 @@ def test_run_serves_miss_then_hit_and_finishes_in_flight_requests_on_sigterm(tmp
             answer = slow.result(timeout=STOP_TIMEOUT)
             assert answer.status == 200
             assert answer.json()["sku"] == "SLOW"
+            # One log format (issue 15): the event log is JSON lines, no "2026-... INFO x:" prefix.
+            lines = proxy.output().splitlines()
+            logged = [json.loads(line) for line in lines if line.startswith("{")]
+            assert any(d.get("logger") == "proxy.serve" and d["level"] == "info" for d in logged), lines
+            assert not [line for line in lines if re.match(r"^\d{4}-\d\d-\d\d .*(INFO|WARNING|ERROR)", line)]
 
 
 # -- demo ------------------------------------------------------------------------------------

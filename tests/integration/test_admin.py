@@ -144,6 +144,7 @@ routes:
       ttl: 30s
       store_set_cookie: true
       key: {{query: all, headers: [Accept-Language]}}
+    fallback: {{status: 503, json: {{error: down, client_secret: cs-fallback-77}}}}
 """
 SECRET_HEADERS = (
     "headers: {Authorization: 'Bearer vendor-s3cret-987', X-API-Key: 'xk-456789', "
@@ -156,7 +157,8 @@ async def test_config_uses_the_file_key_names_and_redacts_by_rule(make_admin: Ma
     answer = await admin.get("/config", headers=AUTH)
     assert answer.status == 200, await answer.text()
     text = await answer.text()
-    for secret in ("hooksecretXYZ", "cs-123456", "redispass99", VENDOR_SECRET, "xk-456789", "cookie-val-1"):
+    secrets = ("hooksecretXYZ", "cs-123456", "redispass99", VENDOR_SECRET, "xk-456789", "cookie-val-1")
+    for secret in (*secrets, "cs-fallback-77"):
         assert secret not in text, secret
     doc = await answer.json()
     assert "per_address" not in text and "verify_tls" not in text
@@ -175,6 +177,7 @@ async def test_config_uses_the_file_key_names_and_redacts_by_rule(make_admin: Ma
     assert prices["store_set_cookie"] is True
     assert prices["key"] == {"query": "all", "headers": ["accept-language"]}
     assert doc["upstreams"]["vendor"]["circuit_breaker"]["failure_rate"] == "50%"
+    assert doc["routes"][0]["fallback"]["json"] == {"error": "down", "client_secret": "REDACTED"}
 
 
 async def test_admin_paths_do_not_exist_on_the_public_listener(make_admin: MakeAdmin) -> None:
