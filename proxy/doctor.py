@@ -237,10 +237,8 @@ async def probe_health(session: aiohttp.ClientSession, up: UpstreamConfig, repor
     await _get(session, up, probe, up.health_check.timeout)
     if probe.status is None or probe.status >= 500:
         probe.verdict = "fail"
-        report.problems.append(
-            f"health path {path} answered "
-            f"{probe.status if probe.status is not None else probe.error}: not ready"
-        )
+        answer = f"answered {probe.status}" if probe.status is not None else f"failed ({probe.error})"
+        report.problems.append(f"health path {path} {answer}: not ready")
     elif not 200 <= probe.status < 400:
         probe.verdict = "warn"
         report.warnings.append(

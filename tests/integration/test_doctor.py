@@ -169,6 +169,21 @@ async def test_health_path_answering_5xx_is_not_ready(
     assert any("/health answered 503: not ready" in p for p in up["problems"])
 
 
+async def test_health_path_timing_out_is_not_ready(
+    origin: Origin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    healthy(origin)
+    origin.always("/health", Reply(200, "late", delay=1.0))
+    cfg = make_config(
+        origin.url, ROUTES, UPSTREAM.replace("{path: /health}", "{path: /health, timeout: 200ms}")
+    )
+    code, out = await doctor(cfg, capsys, as_json=True)
+    assert code == 1
+    up = json.loads(out)["upstreams"][0]
+    assert up["probes"][0]["verdict"] == "fail" and up["probes"][0]["error"] == "timed out"
+    assert any("/health failed (timed out): not ready" in p for p in up["problems"])
+
+
 async def test_health_path_answering_4xx_is_a_warning(
     origin: Origin, capsys: pytest.CaptureFixture[str]
 ) -> None:
