@@ -28,7 +28,8 @@ USER 10001:10001
 WORKDIR /var/lib/resilient-proxy
 EXPOSE 8080
 
-# The admin listener stays on loopback inside the container; slim images have no curl.
+# The HEALTHCHECK asks admin /health on loopback (example.yaml keeps admin there; docker.yaml
+# listens on the container's interfaces, with a token, for Prometheus); slim images have no curl.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9901/health', timeout=2).status == 200 else 1)"]
 

@@ -1,6 +1,6 @@
 """CLI: parse arguments, load config, hand over. No logic lives here.
 
-resilient-proxy run|check|doctor|inventory|demo (DESIGN.md section 3).
+resilient-proxy run|check|doctor|inventory|demo|config-reference (DESIGN.md section 3), --version.
 """
 
 from __future__ import annotations
@@ -8,8 +8,20 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from proxy.config import ConfigError, load_config
+
+PUBLIC = ("run", "check", "doctor", "inventory", "demo", "config-reference")
+
+
+def version() -> str:
+    try:
+        return metadata.version("resilient-proxy")
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        from proxy.status import VERSION
+
+        return VERSION
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -17,7 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="resilient-proxy",
         description="A caching reverse proxy that keeps websites working when the APIs behind them fail.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    # The metavar lists the public commands only: `_worker` is internal (the fleet starts it).
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(PUBLIC) + "}")
     run = sub.add_parser("run", help="serve the configured routes")
     run.add_argument("--config", required=True)
     check = sub.add_parser("check", help="validate a config file and print its routes")
@@ -30,12 +44,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     inventory.add_argument("--format", choices=("md", "json"), default="md")
     demo = sub.add_parser("demo", help="a simulated vendor API with the proxy in front of it")
     demo.add_argument("--port", type=int, default=8080, help="proxy port (vendor and admin use free ports)")
-    worker = sub.add_parser("_worker")  # started by the fleet supervisor (server.workers > 1)
+    reference = sub.add_parser(
+        "config-reference", help="print the configuration reference (markdown) or its JSON Schema"
+    )
+    reference.add_argument("--format", choices=("md", "schema"), default="md")
+    # No help=: a subcommand without one is left out of --help (started by the fleet supervisor).
+    worker = sub.add_parser("_worker")
     worker.add_argument("--config", required=True)
     worker.add_argument("--index", type=int, required=True)
     worker.add_argument("--admin-socket", required=True)
     args = parser.parse_args(argv)
 
+    if args.command == "config-reference":
+        from proxy.configref import render_reference, render_schema
+
+        print(render_reference() if args.format == "md" else render_schema(), end="")
+        return 0
     if args.command == "demo":
         from proxy.demo import run_demo
 

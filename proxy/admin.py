@@ -30,6 +30,7 @@ from proxy import freshness
 from proxy.app import PROXY_STATE
 from proxy.cachecontrol import parse as parse_cc
 from proxy.collectors import register_collectors
+from proxy.configview import effective_config
 from proxy.headers import end_to_end
 from proxy.health import HEALTH
 from proxy.keys import SEP, VARY_SEP, normal_query, primary_key, route_prefix
@@ -40,11 +41,13 @@ from proxy.reload import reload_from_file
 from proxy.routing import match_path, rewrite_path, unsafe_target
 from proxy.runtime import RouteState
 from proxy.state import ProxyState
-from proxy.status import build_status, config_json, item_json
+from proxy.status import build_status, item_json, summary_json
 
 log = logging.getLogger("proxy.admin")
 STATUS_PAGE = Path(__file__).resolve().with_name("static") / "status.html"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Reads that need the token too: the effective config names every vendor, URL and limit.
+PRIVATE_READS = frozenset({"/config"})
 _DROP_ON_STORE = frozenset({"content-length", "age", "set-cookie"})  # as fetch stores entries
 # The page is self-contained: inline script and style, fetches only /status on this origin.
 PAGE_HEADERS = {
@@ -118,7 +121,7 @@ def _auth(token: str) -> Middleware:
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if (
             token
-            and request.method not in READ_METHODS
+            and (request.method not in READ_METHODS or request.path in PRIVATE_READS)
             and not token_ok(request.headers.get("Authorization"), token)
         ):
             raise AdminError(401, "unauthorized", "this call needs Authorization: Bearer <admin.token>")
@@ -165,7 +168,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         doc = await request.json()
-    except ValueError as exc:
+    except RecursionError as exc:  # json nests by recursion: a deep body is refused, not a 500
+        raise AdminError(400, "bad_json", "the body is nested too deeply") from exc
+    except ValueError as exc:  # also UnicodeDecodeError
         raise AdminError(400, "bad_json", f"the body is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise AdminError(400, "bad_json", "the body must be a JSON object")
@@ -206,7 +211,7 @@ async def status(request: web.Request) -> web.StreamResponse:
 
 
 async def config(request: web.Request) -> web.Response:
-    return _json(config_json(_state(request).runtime.config))
+    return _json(effective_config(_state(request).runtime.config))
 
 
 # -- purge --------------------------------------------------------------------------------------
@@ -315,6 +320,7 @@ async def _soften_shared(state: ProxyState, key: str, entry: Entry, now: float) 
 
 
 async def reload(request: web.Request) -> web.Response:
+    await _body(request)  # none expected; a malformed one is still a 400, as on every POST
     result = reload_from_file(_state(request))
     if result.errors:
         return _json(
@@ -334,6 +340,7 @@ async def reload(request: web.Request) -> web.Response:
 async def breaker(request: web.Request) -> web.Response:
     state = _state(request)
     name, action = request.match_info["upstream"], request.match_info["action"]
+    body = await _body(request)
     upstream = state.runtime.upstreams.get(name)
     if upstream is None:
         raise AdminError(
@@ -341,7 +348,7 @@ async def breaker(request: web.Request) -> web.Response:
         )
     now = state.clock.now()
     if action == "open":
-        seconds = (await _body(request)).get("seconds")
+        seconds = body.get("seconds")
         if seconds is not None and (not isinstance(seconds, int | float) or seconds <= 0):
             raise AdminError(400, "bad_request", "seconds must be a positive number")
         upstream.breaker.force_open(now, until=None if seconds is None else now + float(seconds))
@@ -360,8 +367,9 @@ async def breaker(request: web.Request) -> web.Response:
 
 
 async def quarantine_list(request: web.Request) -> web.Response:
-    items = _state(request).quarantine.list(request.query.get("route"))
-    return _json({"items": [dataclasses.asdict(s) for s in items]})
+    state = _state(request)
+    items = state.quarantine.list(request.query.get("route"))
+    return _json({"items": [summary_json(s, state.telemetry.secret_values) for s in items]})
 
 
 async def quarantine_show(request: web.Request) -> web.Response:
@@ -375,7 +383,7 @@ async def quarantine_show(request: web.Request) -> web.Response:
 async def quarantine_promote(request: web.Request) -> web.Response:
     """Accept a rejected payload as good: store it as the route's entry for `key`."""
     state = _state(request)
-    body = await _body(request)
+    body = await _body(request)  # a bad body is a 400 before anything is looked up
     item = state.quarantine.get(request.match_info["id"])
     if item is None:
         raise AdminError(404, "unknown_item", "no such quarantined item (it may have been evicted)")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 from proxy.breaker import State
 from proxy.metrics import Family, MetricType, Sample
+from proxy.procstats import process_families
 from proxy.state import ProxyState
 from proxy.status import VERSION, lkg_age
 
@@ -29,6 +30,7 @@ def register_collectors(state: ProxyState) -> bool:
     registry.gauge(INFO_METRIC, "Always 1; the version as a label", ("version",)).set((VERSION,), 1.0)
     for collect in (_cache, _upstreams, _routes, _internals):
         registry.collector(_bind(collect, state))
+    registry.collector(lambda: list(process_families()))  # process_*: CPU, memory, fds, start
     return True
 
 

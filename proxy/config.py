@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from proxy.config_routes import read_routes, read_upstreams
+from proxy.configkeys import children
 from proxy.confread import ConfigIssue, Reader
 from proxy.limits import ConnLimits
 from proxy.settings import (
@@ -51,7 +52,7 @@ def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
     except YamlSyntaxError as exc:
         raise ConfigError([ConfigIssue(path, exc.line, "(syntax)", exc.message)]) from exc
     r = Reader(source)
-    top = r.mapping((), source.data, ("server", "admin", "cache", "log", "alerts", "upstreams", "routes"))
+    top = r.mapping((), source.data, children(""))
     upstreams = read_upstreams(r, top.get("upstreams"))
     config = Config(
         path=path,
@@ -61,7 +62,8 @@ def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
         log=_log(r, top.get("log")),
         alerts=AlertsConfig(
             webhook=r.string(
-                ("alerts", "webhook"), r.mapping(("alerts",), top.get("alerts"), ("webhook",)).get("webhook")
+                ("alerts", "webhook"),
+                r.mapping(("alerts",), top.get("alerts"), children("alerts")).get("webhook"),
             )
             or None
         ),
@@ -89,12 +91,12 @@ def _listen(r: Reader, where: KeyPath, value: Any, default: Listen) -> Listen:
 
 
 def _server(r: Reader, value: Any) -> ServerConfig:
-    m = r.mapping(("server",), value, ("listen", "workers", "tls", "shutdown_grace", "max_body", "limits"))
+    m = r.mapping(("server",), value, children("server"))
     workers_raw = m.get("workers")
     workers = 0 if workers_raw == "auto" else r.integer(("server", "workers"), workers_raw, 1, minimum=1)
     tls = None
     if m.get("tls") is not None:
-        t = r.mapping(("server", "tls"), m["tls"], ("cert_file", "key_file"))
+        t = r.mapping(("server", "tls"), m["tls"], children("server.tls"))
         tls = ServerTls(
             r.string(("server", "tls", "cert_file"), t.get("cert_file")),
             r.string(("server", "tls", "key_file"), t.get("key_file")),
@@ -115,7 +117,7 @@ def _limits(r: Reader, value: Any) -> ConnLimits:
     """Connection limits on the public listener; behind a load balancer every client shares one
     address, so raise `per_client` there."""
     w: KeyPath = ("server", "limits")
-    m = r.mapping(w, value, ("per_client", "total", "header_timeout", "body_timeout"))
+    m = r.mapping(w, value, children("server.limits"))
     base = ConnLimits()
     try:
         return ConnLimits(
@@ -132,7 +134,7 @@ def _limits(r: Reader, value: Any) -> ConnLimits:
 def _admin(r: Reader, value: Any) -> AdminConfig:
     if value is False or value == "off":
         return AdminConfig(enabled=False)
-    m = r.mapping(("admin",), value, ("listen", "token"))
+    m = r.mapping(("admin",), value, children("admin"))
     return AdminConfig(
         listen=_listen(r, ("admin", "listen"), m.get("listen"), AdminConfig().listen),
         token=r.string(("admin", "token"), m.get("token")),
@@ -141,11 +143,11 @@ def _admin(r: Reader, value: Any) -> AdminConfig:
 
 def _cache(r: Reader, value: Any) -> CacheConfig:
     w: KeyPath = ("cache",)
-    m = r.mapping(w, value, ("backend", "max_bytes", "snapshot", "snapshot_interval", "redis"))
+    m = r.mapping(w, value, children("cache"))
     backend = r.string((*w, "backend"), m.get("backend"), "memory")
     if backend not in ("memory", "redis"):
         r.error((*w, "backend"), f"expected memory or redis, got {backend!r}")
-    rm = r.mapping((*w, "redis"), m.get("redis"), ("url", "namespace", "timeout"))
+    rm = r.mapping((*w, "redis"), m.get("redis"), children("cache.redis"))
     redis = RedisConfig(
         url=r.string((*w, "redis", "url"), rm.get("url"), RedisConfig().url),
         namespace=r.string((*w, "redis", "namespace"), rm.get("namespace"), "rproxy"),
@@ -161,7 +163,7 @@ def _cache(r: Reader, value: Any) -> CacheConfig:
 
 
 def _log(r: Reader, value: Any) -> LogConfig:
-    m = r.mapping(("log",), value, ("level", "access", "redact_params"))
+    m = r.mapping(("log",), value, children("log"))
     level = r.string(("log", "level"), m.get("level"), "info").lower()
     if level not in ("debug", "info", "warning", "error"):
         r.error(("log", "level"), "expected debug, info, warning or error")

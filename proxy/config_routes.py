@@ -13,8 +13,10 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from proxy.breaker import BreakerPolicy
+from proxy.configkeys import children
 from proxy.confread import Reader
 from proxy.guards import GuardConfigError, parse_guards
+from proxy.redact import is_secret_header
 from proxy.retry import RetryPolicy
 from proxy.routing import check_rewrite, compile_match
 from proxy.settings import (
@@ -29,51 +31,14 @@ from proxy.settings import (
     Timeouts,
     UpstreamConfig,
 )
-from proxy.yamlsrc import KeyPath
+from proxy.yamlsrc import KeyPath, format_path
 
 T = TypeVar("T")
-_UPSTREAM_KEYS = (
-    "url",
-    "owner",
-    "docs",
-    "tls",
-    "headers",
-    "timeout",
-    "retries",
-    "max_connections",
-    "max_queue",
-    "rate_limit",
-    "circuit_breaker",
-    "health_check",
-    "version_header",
-)
-_ROUTE_KEYS = (
-    "name",
-    "match",
-    "methods",
-    "upstream",
-    "rewrite",
-    "cache",
-    "guards",
-    "confirm_after",
-    "guards_trip_breaker",
-    "fallback",
-    "max_object_size",
-    "max_body",
-    "timeout",
-    "sample",
-)
-_CACHE_KEYS = (
-    "ttl",
-    "force_ttl",
-    "stale_while_revalidate",
-    "stale_if_error",
-    "key",
-    "share_authorized",
-    "store_set_cookie",
-    "lkg_max_age",
-    "lock_timeout",
-)
+# Allowed keys come from the declaration table (proxy/configkeys.py), which also generates
+# docs/configuration.md and docs/config.schema.json: declare a new key there.
+_UPSTREAM_KEYS = children("upstreams.*")
+_ROUTE_KEYS = children("routes[]")
+_CACHE_KEYS = children("routes[].cache")
 
 
 def read_upstreams(r: Reader, value: Any) -> tuple[UpstreamConfig, ...]:
@@ -92,11 +57,13 @@ def _upstream(r: Reader, w: KeyPath, name: str, value: Any) -> UpstreamConfig:
         r.error((*w, "url"), f"expected an http:// or https:// URL, got {url!r}")
     if parts.query or parts.fragment:
         r.error((*w, "url"), "must not carry a query or fragment")
-    tls = r.mapping((*w, "tls"), m.get("tls"), ("verify", "ca_file"))
+    tls = r.mapping((*w, "tls"), m.get("tls"), children("upstreams.*.tls"))
     headers_raw = r.mapping(
         (*w, "headers"), m.get("headers"), m["headers"].keys() if isinstance(m.get("headers"), dict) else ()
     )
     headers = tuple((str(k), r.string((*w, "headers", k), v)) for k, v in headers_raw.items())
+    for k, v in headers:
+        _check_credential(r, (*w, "headers", k), k, v)
     to = _timeouts(r, (*w, "timeout"), m.get("timeout"), Timeouts())
     return UpstreamConfig(
         name=name,
@@ -117,10 +84,25 @@ def _upstream(r: Reader, w: KeyPath, name: str, value: Any) -> UpstreamConfig:
     )
 
 
+_AUTH_HEADERS = frozenset({"authorization", "proxy-authorization"})
+
+
+def _check_credential(r: Reader, w: KeyPath, name: str, value: str) -> None:
+    """A credential header that expands to nothing (`Bearer ${TOKEN:-}` with TOKEN unset) would
+    be sent as is: every call fails 401, or worse, reaches a vendor that allows anonymous use."""
+    if not is_secret_header(name) or any(i.key == format_path(w) for i in r.issues):
+        return  # an unset variable there is already reported
+    parts = value.split()
+    if not parts:
+        r.error(w, "credential header is empty (is its environment variable set?)")
+    elif name.lower() in _AUTH_HEADERS and len(parts) < 2:
+        r.error(w, f"credential header has a scheme and an empty token ({parts[0]!r} and nothing after it)")
+
+
 def _timeouts(r: Reader, w: KeyPath, value: Any, base: Timeouts) -> Timeouts | None:
     if value is None:
         return None
-    m = r.mapping(w, value, ("connect", "total"))
+    m = r.mapping(w, value, children("upstreams.*.timeout"))
     return Timeouts(
         connect=r.duration((*w, "connect"), m.get("connect"), base.connect),
         total=r.duration((*w, "total"), m.get("total"), base.total),
@@ -130,7 +112,7 @@ def _timeouts(r: Reader, w: KeyPath, value: Any, base: Timeouts) -> Timeouts | N
 def _retries(r: Reader, w: KeyPath, value: Any) -> RetryPolicy:
     if value is False or value == "off":
         return RetryPolicy(attempts=0)
-    m = r.mapping(w, value, ("attempts", "backoff", "max_backoff"))
+    m = r.mapping(w, value, children("upstreams.*.retries"))
     base = RetryPolicy()
     return _build(
         r,
@@ -147,7 +129,7 @@ def _retries(r: Reader, w: KeyPath, value: Any) -> RetryPolicy:
 def _rate_limit(r: Reader, w: KeyPath, value: Any) -> RateLimit | None:
     if value is None:
         return None
-    m = r.mapping(w, value, ("per_second", "burst"))
+    m = r.mapping(w, value, children("upstreams.*.rate_limit"))
     per_second = m.get("per_second")
     if isinstance(per_second, bool) or not isinstance(per_second, int | float) or per_second <= 0:
         r.error((*w, "per_second"), "expected a positive number")
@@ -160,9 +142,7 @@ def _breaker(r: Reader, w: KeyPath, value: Any) -> BreakerPolicy:
     base = BreakerPolicy()
     if value is None:
         return base
-    m = r.mapping(
-        w, value, ("failure_rate", "minimum_calls", "window", "slow_call", "open_for", "half_open_probes")
-    )
+    m = r.mapping(w, value, children("upstreams.*.circuit_breaker"))
     slow = m.get("slow_call")
     return _build(
         r,
@@ -193,7 +173,7 @@ def _build(r: Reader, w: KeyPath, default: T, make: Callable[[], T]) -> T:
 def _health(r: Reader, w: KeyPath, value: Any) -> HealthCheck | None:
     if value is None:
         return None
-    m = r.mapping(w, value, ("path", "interval", "timeout", "unhealthy_after", "healthy_after"))
+    m = r.mapping(w, value, children("upstreams.*.health_check"))
     path = r.string((*w, "path"), m.get("path"), "/")
     if not path.startswith("/"):
         r.error((*w, "path"), "must start with /")
@@ -283,7 +263,7 @@ def _route_cache(r: Reader, w: KeyPath, value: Any, methods: frozenset[str]) -> 
         return None
     m = r.mapping(w, value, _CACHE_KEYS)
     base = RouteCache()
-    key = r.mapping((*w, "key"), m.get("key"), ("query", "headers"))
+    key = r.mapping((*w, "key"), m.get("key"), children("routes[].cache.key"))
     headers_at: KeyPath = (*w, "key", "headers")
     keyed = tuple(
         r.string((*headers_at, i), h).lower()
@@ -335,7 +315,7 @@ def _where_parts(where: str) -> tuple[str | int, ...]:
 def _fallback(r: Reader, w: KeyPath, value: Any) -> Fallback | None:
     if value is None:
         return None
-    m = r.mapping(w, value, ("status", "json", "body", "content_type"))
+    m = r.mapping(w, value, children("routes[].fallback"))
     status = r.integer((*w, "status"), m.get("status"), 503, minimum=200)
     if status > 599:
         r.error((*w, "status"), "must be an HTTP status from 200 to 599")

@@ -63,14 +63,14 @@ class DataCheck:
             )
             self._drift(rs, doc, now)
             return None
-        self.reject(rs, fetched, verdict, now)
+        self.reject(rs, fetched, verdict, now, key)
         return DataRejected(verdict.detail(), [v.label() for v in verdict.violations])
 
-    def reject(self, rs: RouteState, fetched: Fetched, verdict: Verdict, now: float) -> None:
+    def reject(self, rs: RouteState, fetched: Fetched, verdict: Verdict, now: float, key: str = "") -> None:
         state, route = self.state, rs.config.name
         rs.guard_rejections += 1
         rs.upstream.track.data_faults += 1
-        state.quarantine.add(route, fetched.body, verdict, now, fetched.status, fetched.headers)
+        state.quarantine.add(route, fetched.body, verdict, now, fetched.status, fetched.headers, key)
         for violation in verdict.violations:
             state.telemetry.guard_rejections.inc((route, violation.rule))
         state.telemetry.data_faults.inc((rs.upstream.name,))

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from proxy.admin import build_admin_app
 from proxy.app import PROXY_STATE, build_app
+from proxy.breaker import BreakerPolicy
 from proxy.config import ConfigError, load_config
 from proxy.demo_vendor import Vendor, build_vendor_app
 from proxy.serve import setup_logging
@@ -60,7 +61,7 @@ async def _demo(port: int, path: Path) -> int:
         except ConfigError as exc:  # only a bad DEMO_* variable in the environment gets here
             print(f"demo: {exc}", file=sys.stderr)
             return 1
-        setup_logging(config.log.level)
+        setup_logging(config.log.level, config.secret_values())
         app = build_app(config)
         try:
             proxy_port = await _start(
@@ -82,7 +83,8 @@ async def _demo(port: int, path: Path) -> int:
             listen = config.admin.listen
             admin_port = await _start(runners, build_admin_app(app), listen.host, listen.port, 1.0)
             admin_url = f"http://{listen.host}:{admin_port}"
-        print(banner(f"http://127.0.0.1:{proxy_port}", vendor_url, admin_url), flush=True)
+        policy = config.upstreams[0].circuit_breaker
+        print(banner(f"http://127.0.0.1:{proxy_port}", vendor_url, admin_url, policy), flush=True)
         await _until_stopped()
         print("demo: stopping (finishing in-flight requests)", flush=True)
         app[PROXY_STATE].ready = False
@@ -124,7 +126,17 @@ def _bound_port(runner: web.AppRunner) -> int:
     return int(address[1])
 
 
-def banner(proxy: str, vendor: str, admin: str | None) -> str:
+def breaker_text(policy: BreakerPolicy) -> str:
+    """The configured breaker policy in words, as step 2 describes it."""
+    return (
+        f"the circuit breaker opens once at least {policy.minimum_calls} calls to the vendor in "
+        f"{policy.window:g}s\n    have been made and {policy.failure_rate:.0%} of them failed "
+        "(every route's calls count, retries\n    and background refreshes too, so it can open "
+        f"sooner than you expect); it stays open {policy.open_for:g}s"
+    )
+
+
+def banner(proxy: str, vendor: str, admin: str | None, policy: BreakerPolicy | None = None) -> str:
     """What to try; the commands use $P for the proxy and $V for the vendor."""
     status = f"{admin}/status" if admin else "(no admin listener in this build)"
     width = max(len(proxy), len(vendor))
@@ -136,7 +148,7 @@ resilient-proxy demo is running
 
 In another terminal, paste this line first, then try the steps below:
   P={proxy} V={vendor}
-{_STEPS}"""
+{_STEPS.replace("{breaker}", breaker_text(policy or BreakerPolicy()))}"""
 
 
 # Constant text: the commands use $P and $V, so the comments stay aligned for any port.
@@ -148,11 +160,12 @@ _STEPS = """
 
  2. The vendor goes down, and customers still get answers.
       curl -X POST $V/__vendor/mode -d '{"mode":"down"}'
-      curl -i $P/api/prices/ABC-1          # the cached price: HIT, then STALE after 10s
+      curl -i $P/api/prices/ABC-1          # the cached price: HIT, then after 10s UPDATING
+                                           # (stale, a refresh tried) or STALE
       curl -i $P/api/catalogue/summer      # STALE: the last good catalogue
-      curl -i $P/api/prices/NEW-1          # never cached: the route's fallback (503)
-    Repeat the last one: after 5 failed calls the circuit breaker opens (Cache-Status says
-    circuit_open) and the vendor is left alone; after 10s one trial call tests it again.
+      curl -i $P/api/prices/NEW-1          # never cached: X-Cache: FALLBACK, the route's 503
+    Repeat the last one: {breaker}
+    (Cache-Status says circuit-open) and the vendor is left alone; then one trial call tests it.
 
  3. The vendor lies (200 OK, wrong data): guards refuse it, the last good copy is served.
       curl -X POST $V/__vendor/mode -d '{"mode":"zero-price"}'
@@ -169,7 +182,9 @@ _STEPS = """
 
  5. Put the vendor back, and see how many calls reached it.
       curl -X POST $V/__vendor/mode -d '{"mode":"ok"}'
-      curl -s $V/__vendor/mode
+      curl -s $V/__vendor/mode             # "requests": calls that reached the vendor
+    Compare "requests" with the number of curl calls you made to $P: every HIT, every answer
+    served while the breaker was open and every coalesced wait is a call the vendor never saw.
 
 Ctrl-C stops the demo.
 """

@@ -5,8 +5,10 @@ path, and each route's `sample` rewritten to the upstream path as the proxy woul
 reporting status, latency, content type, caching and rate-limit headers, whether the credentials
 were accepted, the guards' verdict on the real sample, and whom to call. A table, or `--json`.
 Exit 1 when an upstream is unreachable, its TLS fails, a sample cannot be fetched, is refused
-(4xx/5xx) or fails its guards. Missing caching headers, a failing health path or a route
-without a `sample` are warnings (exit 0).
+(4xx/5xx) or fails its guards, or its health path answers 5xx or times out. A route without a
+`sample` is probed at its own path when its pattern has no parameters (`/api/rates`); else that
+is a warning, as are missing caching headers and a health path answering 4xx (exit 0).
+Paths printed and probed are the upstream's own: they include the URL's base path (`/v2/...`).
 Must not: send anything but GET, print a configured header value, or follow redirects.
 """
 
@@ -124,11 +126,33 @@ def _tls_summary(obj: Any, report: UpstreamReport) -> str:
     return f"{text}, cert expires in {days}d"
 
 
+def base_path(up: UpstreamConfig) -> str:
+    """The upstream URL's path (`/v2` of `https://api.example/v2`), which every call starts with."""
+    return urlsplit(up.url).path.rstrip("/")
+
+
+def _origin(up: UpstreamConfig) -> str:
+    parts = urlsplit(up.url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def probe_path(route: RouteConfig) -> str | None:
+    """What a client would ask to exercise the route: its `sample`, or its pattern when the
+    pattern has no parameters (there is only one thing to ask for)."""
+    if route.sample is not None:
+        return route.sample
+    if not route.match.names and not route.match.prefix:
+        return route.match.text
+    return None
+
+
 def sample_target(route: RouteConfig) -> str | None:
-    """The upstream path+query the proxy would request for the route's `sample`, or None."""
-    if route.sample is None or unsafe_target(route.sample) is not None:
+    """The path+query (below the upstream's base path) the proxy would request for the route's
+    `sample`, or None."""
+    sample = probe_path(route)
+    if sample is None or unsafe_target(sample) is not None:
         return None
-    path, _, query = route.sample.partition("?")
+    path, _, query = sample.partition("?")
     found = match_path(route.match, path.split("/")[1:])
     if found is None:
         return None
@@ -139,7 +163,7 @@ def sample_target(route: RouteConfig) -> str | None:
 async def _get(
     session: aiohttp.ClientSession, up: UpstreamConfig, probe: Probe, timeout: float
 ) -> bytes | None:
-    url = up.url.rstrip("/") + probe.target
+    url = _origin(up) + probe.target  # the target carries the base path already
     limits = aiohttp.ClientTimeout(total=timeout, sock_connect=up.timeout.connect)
     start = time.perf_counter()
     try:
@@ -166,11 +190,13 @@ def _rate_header(name: str) -> bool:
 async def probe_sample(
     session: aiohttp.ClientSession, up: UpstreamConfig, route: RouteConfig, report: UpstreamReport
 ) -> None:
-    target = sample_target(route)
-    probe = Probe(route.name, route.sample or "-", target or "-")
+    relative = sample_target(route)
+    target = None if relative is None else base_path(up) + relative
+    asked = probe_path(route)
+    probe = Probe(route.name, asked or "-", target or "-")
     report.probes.append(probe)
     if target is None:
-        probe.verdict, probe.error = "fail", f"sample {route.sample!r} does not match {route.match.text}"
+        probe.verdict, probe.error = "fail", f"sample {asked!r} does not match {route.match.text}"
         report.problems.append(f"route {route.name}: {probe.error}")
         return
     timeout = (route.timeout or up.timeout).total
@@ -205,15 +231,18 @@ async def probe_sample(
 async def probe_health(session: aiohttp.ClientSession, up: UpstreamConfig, report: UpstreamReport) -> None:
     if up.health_check is None:
         return
-    probe = Probe("health", up.health_check.path, up.health_check.path)
+    path = base_path(up) + up.health_check.path  # as the health checker asks: url + path
+    probe = Probe("health", path, path)
     report.probes.append(probe)
     await _get(session, up, probe, up.health_check.timeout)
-    if probe.status is None or not 200 <= probe.status < 400:
+    if probe.status is None or probe.status >= 500:
+        probe.verdict = "fail"
+        answer = f"answered {probe.status}" if probe.status is not None else f"failed ({probe.error})"
+        report.problems.append(f"health path {path} {answer}: not ready")
+    elif not 200 <= probe.status < 400:
         probe.verdict = "warn"
         report.warnings.append(
-            f"health path {up.health_check.path} answered "
-            f"{probe.status if probe.status is not None else probe.error}: "
-            "the proxy would mark this upstream unhealthy"
+            f"health path {path} answered {probe.status}: the proxy would mark this upstream unhealthy"
         )
 
 
@@ -231,8 +260,10 @@ async def diagnose_upstream(config: Config, up: UpstreamConfig) -> UpstreamRepor
                 continue
             if "GET" not in route.methods:
                 continue  # writes are never probed
-            if route.sample is None:
-                report.warnings.append(f"route {route.name}: no sample path to probe")
+            if probe_path(route) is None:
+                report.warnings.append(
+                    f"route {route.name}: no sample path to probe (its pattern has parameters)"
+                )
                 continue
             await probe_sample(session, up, route, report)
     return report

@@ -19,12 +19,15 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from proxy.admin import PAGE_HEADERS, STATUS_PAGE, wants_html
+from proxy.metrics import Registry
+from proxy.procstats import process_families
 from proxy.settings import Config
 
 log = logging.getLogger("proxy.fleet")
@@ -99,7 +102,14 @@ class Fleet:
         return list(await asyncio.gather(*(one(i) for i in range(self.count))))
 
 
-def merge_metrics(texts: list[tuple[int, str]]) -> str:
+def supervisor_metrics() -> str:
+    """The supervisor's own process_* families, as Prometheus text."""
+    registry = Registry()
+    registry.collector(lambda: list(process_families()))
+    return registry.render()
+
+
+def merge_metrics(texts: Sequence[tuple[int | str, str]]) -> str:
     """Prometheus text from several workers as one exposition: families kept together, each
     sample labelled with its worker."""
     families: dict[str, dict[str, Any]] = {}
@@ -155,7 +165,7 @@ def merge_status(docs: list[dict[str, Any]]) -> dict[str, Any]:
         for r in doc.get("routes", []):
             mine = routes.setdefault(r["name"], r)
             if mine is not r:
-                for key in ("requests", "hits", "stale", "guard_rejections"):
+                for key in ("requests", "hits", "stale", "fallbacks", "guard_rejections"):
                     mine[key] = (mine.get(key) or 0) + (r.get(key) or 0)
                 ages = [a for a in (mine.get("lkg_age"), r.get("lkg_age")) if a is not None]
                 mine["lkg_age"] = min(ages) if ages else None
@@ -187,7 +197,9 @@ def build_fleet_app(fleet: Fleet) -> web.Application:
 
     async def metrics(_: web.Request) -> web.Response:
         answers = await fleet.call("GET", "/metrics")
-        text = merge_metrics([(w, body.decode()) for w, status, body in answers if status == 200])
+        texts: list[tuple[int | str, str]] = [(w, b.decode()) for w, status, b in answers if status == 200]
+        texts.append(("supervisor", supervisor_metrics()))  # the supervisor is a process too
+        text = merge_metrics(texts)
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     async def status(request: web.Request) -> web.StreamResponse:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import re
 import uuid
 
@@ -43,6 +44,7 @@ from proxy.model import Entry
 from proxy.relay import forward_headers, read_body, stream_response
 from proxy.routing import Match, rewrite_path, unsafe_target
 from proxy.runtime import RouteState
+from proxy.settings import Fallback
 from proxy.state import ProxyState
 from proxy.transport import Outbound
 
@@ -118,6 +120,9 @@ class Handler:
         if isinstance(found, frozenset):
             if not found:
                 raise NoRoute(f"no route for {path}")
+            named = self.state.runtime.route_at(path)  # a 405 names the route whose path matched
+            if named is not None:
+                txn.route, txn.upstream = named.config.name, named.config.upstream
             raise MethodNotAllowed(f"{request.method} is not allowed here", tuple(sorted(found)))
         rs, match = found
         route = rs.config
@@ -181,10 +186,13 @@ class Handler:
                 return self._hit(request, entry, now, txn)
             if not rs.upstream.available(now) and freshness.usable_on_error(entry, now):
                 self._refresh(request, rs, vkey, entry, target)  # the probe runs in the background
-                return self._stale(rs, entry, now, txn, "circuit-open", fwd=None)
+                # The breaker, or the health checks while the breaker is closed: say which.
+                why = "upstream-unhealthy" if rs.upstream.track.healthy is False else "circuit-open"
+                return self._stale(rs, entry, now, txn, why, fwd=None)
             if decision is Decision.STALE_REVALIDATE:
-                self._refresh(request, rs, vkey, entry, target)
-                return self._stale(rs, entry, now, txn, "stale-while-revalidate", fwd=None)
+                updating = self._refresh(request, rs, vkey, entry, target)
+                label = "UPDATING" if updating else "STALE"  # nginx: served while it refreshes
+                return self._stale(rs, entry, now, txn, "stale-while-revalidate", fwd=None, x_cache=label)
         if "only-if-cached" in request.headers.get("Cache-Control", ""):
             raise NotCached("not in cache and only-if-cached was asked")
         return await self.fetch(request, rs, vkey, entry, target, txn)
@@ -212,6 +220,7 @@ class Handler:
         reason: str,
         fwd: str | None,
         fwd_status: int | None = None,
+        x_cache: str = "STALE",
     ) -> web.Response:
         rs.stale += 1
         txn.stale_reason = reason
@@ -219,7 +228,7 @@ class Handler:
         value = cache_status(
             hit=fwd is None, fwd=fwd, fwd_status=fwd_status, ttl=entry.fresh_until - now, detail=reason
         )
-        return entry_response(entry, now, txn, x_cache="STALE", status_value=value)
+        return entry_response(entry, now, txn, x_cache=x_cache, status_value=value)
 
     # -- fetch (coalesced) ---------------------------------------------------------------------
 
@@ -270,6 +279,7 @@ class Handler:
         txn.x_cache = "MISS"
         if outcome.entry is not None:
             fwd = "stale" if outcome.revalidated else "miss"
+            label = "REVALIDATED" if outcome.revalidated else "MISS"  # nginx's word for a 304
             value = cache_status(
                 hit=False,
                 fwd=fwd,
@@ -279,7 +289,7 @@ class Handler:
                 collapsed=collapsed,
                 detail=outcome.detail,
             )
-            return entry_response(outcome.entry, now, txn, x_cache="MISS", status_value=value)
+            return entry_response(outcome.entry, now, txn, x_cache=label, status_value=value)
         fetched = outcome.fetched
         assert fetched is not None
         value = cache_status(hit=False, fwd="miss", fwd_status=fetched.status, detail=outcome.detail)
@@ -309,35 +319,49 @@ class Handler:
             return self._stale(rs, entry, now, txn, reason, fwd="stale", fwd_status=upstream_status)
         fallback = rs.config.fallback
         if fallback is not None:
-            rs.stale += 1
-            txn.stale_reason = "fallback"
-            self.state.telemetry.stale.inc((rs.config.name, "fallback"))
-            value = cache_status(
-                hit=False, fwd="miss", fwd_status=upstream_status, detail=f"fallback: {err.code}"
-            )
-            return passed_response(
-                fallback.status,
-                (("Content-Type", fallback.content_type),),
-                fallback.body,
-                txn,
-                x_cache="STALE",
-                status_value=value,
-            )
+            return self._fallback(rs, fallback, err, txn, upstream_status, now)
         txn.x_cache = "MISS"
-        return error_response(err, txn, detail=err.code)
+        return error_response(err, txn, detail=reason_of(err))
+
+    def _fallback(
+        self,
+        rs: RouteState,
+        fallback: Fallback,
+        err: ProxyError,
+        txn: Txn,
+        upstream_status: int | None,
+        now: float,
+    ) -> web.Response:
+        """The route's synthetic answer: nothing was cached, so it is not stale; marked FALLBACK
+        and counted in rproxy_fallbacks_total. A 503/429 says when to retry (RFC 9110 10.2.3)."""
+        reason = reason_of(err)
+        rs.fallbacks += 1
+        txn.stale_reason = f"fallback: {reason}"
+        self.state.telemetry.fallbacks.inc((rs.config.name, reason))
+        value = cache_status(hit=False, fwd="miss", fwd_status=upstream_status, detail=f"fallback: {reason}")
+        headers: list[tuple[str, str]] = [("Content-Type", fallback.content_type)]
+        if fallback.status in (429, 503):
+            headers.append(("Retry-After", str(retry_after_for(err, rs, now))))
+        return passed_response(
+            fallback.status, tuple(headers), fallback.body, txn, x_cache="FALLBACK", status_value=value
+        )
 
     # -- background refresh --------------------------------------------------------------------
 
-    def _refresh(self, request: web.Request, rs: RouteState, vkey: str, entry: Entry, target: Target) -> None:
+    def _refresh(self, request: web.Request, rs: RouteState, vkey: str, entry: Entry, target: Target) -> bool:
+        """Start a background refresh of `vkey`; True when one is running (this or an earlier)."""
         state = self.state
         now = state.clock.now()
-        if vkey in state.flights or not state.refresh_allowed(vkey, now):
-            return
+        if vkey in state.flights:
+            return True
+        if not state.refresh_allowed(vkey, now):
+            return False
         if rs.upstream.track.healthy is False:
-            return  # an unhealthy vendor is left to its health check, not probed per key
+            return False  # an unhealthy vendor is left to its health check, not probed per key
         out = self._outbound(request, rs, target)
         future, _ = state.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out))
         future.add_done_callback(lambda f: self.fetcher.refreshed(rs, vkey, f))
+        return True
 
     def _outbound(self, request: web.Request, rs: RouteState, target: Target) -> Outbound:
         # HEAD is fetched as GET so the answer can be stored and serve both (RFC 9110 9.3.2).
@@ -348,6 +372,24 @@ class Handler:
             timeout=rs.config.timeout,
             credentials=_has_credentials(request),
         )
+
+
+DEFAULT_RETRY_AFTER = 5.0  # seconds, when neither the vendor nor the breaker says
+
+
+def reason_of(err: ProxyError) -> str:
+    """The reason as Cache-Status details, metric labels and logs spell it: `circuit-open`
+    (the JSON error code keeps its snake_case identifier, `circuit_open`)."""
+    return err.code.replace("_", "-")
+
+
+def retry_after_for(err: ProxyError, rs: RouteState, now: float) -> int:
+    """Seconds a client should wait: the vendor's Retry-After, else the open breaker's, else 5."""
+    wait = err.retry_after
+    if wait is None:
+        open_for = rs.upstream.breaker.retry_after(now)
+        wait = open_for if open_for > 0 else DEFAULT_RETRY_AFTER
+    return max(1, math.ceil(wait))
 
 
 def _has_credentials(request: web.Request) -> bool:

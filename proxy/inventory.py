@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from proxy.guards import guarded_paths
 from proxy.redact import is_secret_header, redact_url, scrub
@@ -93,12 +94,17 @@ def when_it_breaks(route: RouteConfig) -> str:
     return "; ".join(parts)
 
 
-def endpoint(route: RouteConfig) -> dict[str, Any]:
+def _base(up: UpstreamConfig) -> str:
+    return urlsplit(up.url).path.rstrip("/")
+
+
+def endpoint(route: RouteConfig, base: str = "") -> dict[str, Any]:
+    """One route as the upstream sees it: `base` is the upstream URL's path (`/v2`)."""
     return {
         "route": route.name,
         "methods": sorted(route.methods),
         "match": route.match.text,
-        "upstream_path": route.rewrite or route.match.text,
+        "upstream_path": base + (route.rewrite or route.match.text),
         "sample": route.sample,
         "cached": route.cache is not None,
         "guards": [rule.describe() for rule in route.guards],
@@ -119,7 +125,7 @@ def upstream_entry(config: Config, up: UpstreamConfig) -> dict[str, Any]:
         "auth": auth_method(up),
         "version": version(up),
         "headers_sent": [k for k, _ in up.headers],
-        "endpoints": [endpoint(r) for r in routes],
+        "endpoints": [endpoint(r, _base(up)) for r in routes],
         "guarded_fields": fields,
         "failure": {
             "timeouts": f"connect {duration(up.timeout.connect)}, total {duration(up.timeout.total)}",
@@ -128,7 +134,8 @@ def upstream_entry(config: Config, up: UpstreamConfig) -> dict[str, Any]:
             "breaker": breaker_policy(up),
             "health_check": None
             if up.health_check is None
-            else f"GET {up.health_check.path} every {duration(up.health_check.interval)}; unhealthy after "
+            else f"GET {_base(up)}{up.health_check.path} every {duration(up.health_check.interval)}; "
+            "unhealthy after "
             f"{up.health_check.unhealthy_after} failures, healthy after {up.health_check.healthy_after}",
             "rate_limit": None
             if up.rate_limit is None

@@ -77,3 +77,13 @@ def group_boundaries(group: str) -> tuple[str, ...]:
     """Prefixes that select exactly the keys of `group` (besides the bare key itself), for
     stores that can only delete by prefix: `/a/1` must not take `/a/10` with it."""
     return (group + "?", group + SEP, group + VARY_SEP)
+
+
+def request_of(key: str) -> tuple[str, dict[str, str]]:
+    """The request path+query and keyed request headers a key was built from: what
+    POST /quarantine/{id}/promote takes to store an entry under the same key."""
+    primary = key.split(VARY_SEP, 1)[0]
+    parts = primary.split(SEP)
+    path = parts[1] if len(parts) > 1 else ""
+    headers = dict(p.partition("=")[::2] for p in parts[2:])
+    return path, headers

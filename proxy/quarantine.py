@@ -31,6 +31,7 @@ class QuarantineSummary:
     violations: tuple[str, ...]  # labels, e.g. "gt at $.price"
     relative_only: bool
     truncated: bool
+    cache_key: str  # the internal key the payload was fetched for ("" if unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +45,13 @@ class QuarantineItem:
     verdict: Verdict
     size: int  # the original body length; len(body) is smaller when truncated
     truncated: bool
+    cache_key: str = ""  # the internal key it was fetched for: promote stores under it
 
     def summary(self) -> QuarantineSummary:
         labels = tuple(v.label() for v in self.verdict.violations)
         return QuarantineSummary(
             self.id, self.route, self.at, self.status, self.size, labels,
-            self.verdict.relative_only, self.truncated,
+            self.verdict.relative_only, self.truncated, self.cache_key,
         )  # fmt: skip
 
 
@@ -78,6 +80,7 @@ class Quarantine:
         at: float,
         status: int,
         headers: tuple[tuple[str, str], ...],
+        cache_key: str = "",
     ) -> str:
         """Keep a rejected payload; the oldest of the route's ring is evicted when full."""
         self._seq += 1
@@ -86,7 +89,7 @@ class Quarantine:
         item = QuarantineItem(
             item_id, route, at, status, tuple(headers),
             bytes(body[: self._max_body]) if truncated else bytes(body),
-            verdict, len(body), truncated,
+            verdict, len(body), truncated, cache_key,
         )  # fmt: skip
         ring = self._rings.setdefault(route, deque())
         if len(ring) >= self._maxlen:

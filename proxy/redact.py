@@ -20,6 +20,22 @@ from urllib.parse import quote, unquote_plus
 
 REDACTED = "REDACTED"
 
+# Query parameters are secret BY NAME PATTERN (OWASP: tokens, keys, passwords, session ids):
+# a name containing one of these parts (`access_token`, `api_key`, `client_secret`,
+# `x-amz-signature`), or equal to one of the exact names below. Names are compared decoded, lower
+# case, without a `[]` suffix (`token[]=`) and with `a[b]` read as `b`.
+SECRET_PARAM_PARTS: tuple[str, ...] = (
+    "token",
+    "secret",
+    "key",
+    "password",
+    "passwd",
+    "signature",
+    "session",
+    "credential",
+)
+SECRET_PARAM_NAMES: tuple[str, ...] = ("jwt", "code", "sig", "auth", "pwd", "pass", "sid")
+# Kept for callers that add names: the patterns above always apply on top of these.
 DEFAULT_SECRET_PARAMS: tuple[str, ...] = (
     "token",
     "key",
@@ -31,6 +47,9 @@ DEFAULT_SECRET_PARAMS: tuple[str, ...] = (
     "secret",
     "access_token",
     "auth",
+    "session",
+    "jwt",
+    "code",
 )
 
 # Secret values shorter than this are ignored: replacing "a" or "on" everywhere would wreck the
@@ -51,6 +70,7 @@ _SECRET_HEADER_PARTS = (
     "signature",
     "session",
     "credential",
+    "key",
     "x-auth",
 )
 
@@ -75,14 +95,32 @@ def _param_names(names: Iterable[str]) -> frozenset[str]:
     return frozenset(n.lower() for n in names)
 
 
+def is_secret_param(name: str, extra: frozenset[str] = frozenset()) -> bool:
+    """A query parameter whose value is a credential, by name pattern (see SECRET_PARAM_PARTS)."""
+    # Match on the decoded name so "api%5Fkey" or "Token" cannot slip through.
+    norm = unquote_plus(name).strip().lower()
+    if norm in extra:
+        return True
+    if norm.endswith("[]"):
+        norm = norm[:-2]
+    inner = norm.rsplit("[", 1)[-1].rstrip("]") if norm.endswith("]") else norm
+    return any(
+        n in extra or n in SECRET_PARAM_NAMES or any(p in n for p in SECRET_PARAM_PARTS)
+        for n in {norm, inner}
+    )
+
+
+_QUERY_SEPARATORS = re.compile(r"([&;])")
+
+
 def _redact_query(query: str, secret: frozenset[str]) -> str:
-    parts = query.split("&")
-    for i, part in enumerate(parts):
-        name, eq, _value = part.partition("=")
-        # Match on the decoded name so "api%5Fkey" or "Token" cannot slip through.
-        if eq and unquote_plus(name).strip().lower() in secret:
+    # `;` separates parameters too (HTML 4 B.2.2, still accepted by many servers).
+    parts = _QUERY_SEPARATORS.split(query)
+    for i in range(0, len(parts), 2):
+        name, eq, _value = parts[i].partition("=")
+        if eq and is_secret_param(name, secret):
             parts[i] = f"{name}={REDACTED}"
-    return "&".join(parts)
+    return "".join(parts)
 
 
 def redact_query(query: str, names: Iterable[str] = DEFAULT_SECRET_PARAMS) -> str:
@@ -151,7 +189,8 @@ def _scrub_with(text: str, secrets: list[str]) -> str:
 
 
 def is_secret_key(key: object) -> bool:
-    """True for config keys named like token/password/secret/authorization/cookie/api-key."""
+    """True for config keys named like token/password/secret/authorization/api-key
+    (`client_secret`, `private_key`); a key's value is redacted only when it is text."""
     norm = str(key).lower().replace("-", "").replace("_", "")
     return any(p in norm for p in _SECRET_CONFIG_PARTS)
 
@@ -160,6 +199,19 @@ def redact_url(url: str, names: Iterable[str] = DEFAULT_SECRET_PARAMS) -> str:
     """Hide a password in the userinfo and secret query parameters of a URL."""
     url = _URL_USERINFO.sub(lambda m: f"{m['head']}{REDACTED}@" if m["pw"] else m[0], url)
     return redact_path_and_query(url, names)
+
+
+_URL_HEAD = re.compile(r"^(?P<origin>[a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^/@?#]*@)?(?P<host>[^/?#]*)")
+
+
+def redact_webhook(url: str) -> str:
+    """A webhook URL keeps only scheme and host: Slack, Discord and Teams put the credential in
+    the path (`/services/T0/B0/XXXX`), and userinfo or query may carry one too."""
+    m = _URL_HEAD.match(url)
+    if m is None:
+        return REDACTED if url else url
+    rest = url[m.end() :]
+    return f"{m['origin']}{m['host']}" + (f"/{REDACTED}" if rest.strip("/") else rest)
 
 
 def redact_config(obj: Any, secret_values: Iterable[str] = ()) -> Any:
@@ -183,7 +235,7 @@ def _walk(obj: Any, secrets: list[str], params: frozenset[str]) -> Any:
     if isinstance(obj, Mapping):
         out: dict[Any, Any] = {}
         for key, value in obj.items():
-            if is_secret_key(key) and value not in (None, ""):
+            if is_secret_key(key) and isinstance(value, str) and value.strip():
                 out[key] = REDACTED
             else:
                 out[key] = _walk(value, secrets, params)

@@ -33,6 +33,7 @@ class RouteState:
     requests: int = 0
     hits: int = 0
     stale: int = 0
+    fallbacks: int = 0  # route fallbacks served: nothing usable was cached (not stale)
     guard_rejections: int = 0
     last_good_at: float | None = None
 
@@ -104,6 +105,11 @@ class Runtime:
         if "GET" in allowed:
             allowed.add("HEAD")
         return frozenset(allowed)
+
+    def route_at(self, path: str) -> RouteState | None:
+        """The first route whose pattern matches `path`, whatever the method (names a 405)."""
+        segments = path.split("/")[1:]
+        return next((s for s in self.routes if match_path(s.config.match, segments) is not None), None)
 
     def retired(self, newer: Runtime) -> list[Upstream]:
         """Upstreams of this runtime that `newer` no longer uses (to close after a reload)."""

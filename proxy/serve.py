@@ -20,15 +20,17 @@ from aiohttp import web
 from proxy.app import PROXY_STATE, build_app
 from proxy.connguard import GuardedSite
 from proxy.health import HEALTH
+from proxy.logformat import JsonFormatter
 from proxy.settings import Config
 
 log = logging.getLogger("proxy.serve")
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def setup_logging(level: str, secret_values: tuple[str, ...] = ()) -> None:
+    """Every line on stderr is JSON (proxy/logformat.py), as the access log is."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(secret_values))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # we write our own access log
     # aiohttp logs each malformed request with a traceback at ERROR: a client could flood the
     # log with them. They are answered 400 and counted; the traceback is for debugging only.
@@ -41,7 +43,7 @@ def _quiet_bad_requests(record: logging.LogRecord) -> bool:
 
 
 def serve(config: Config) -> int:
-    setup_logging(config.log.level)
+    setup_logging(config.log.level, config.secret_values())
     _install_uvloop()
     workers = config.server.workers or os.cpu_count() or 1
     if workers > 1:
@@ -54,7 +56,7 @@ def serve(config: Config) -> int:
 def run_worker(config: Config, *, index: int, admin_socket: str | None) -> int:
     """One serving process. Under a fleet (`admin_socket` set) it shares the port with its
     siblings (SO_REUSEPORT) and serves its admin app on a private Unix socket instead."""
-    setup_logging(config.log.level)
+    setup_logging(config.log.level, config.secret_values())
     _install_uvloop()
     try:
         asyncio.run(_main(config, index=index, admin_socket=admin_socket))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from proxy.breaker import BreakerPolicy
 from proxy.guards import Rule
 from proxy.limits import ConnLimits
+from proxy.redact import is_secret_header
 from proxy.retry import RetryPolicy
 from proxy.routing import Pattern
 
@@ -192,6 +193,8 @@ class Config:
 
     def secret_values(self) -> tuple[str, ...]:
         """Every configured value that must never appear in logs or /config."""
-        values = [v for up in self.upstreams for _, v in up.headers]
+        # Only credential headers: X-API-Version's value is not a secret to scrub everywhere.
+        values = [v for up in self.upstreams for k, v in up.headers if is_secret_header(k)]
+        values += [part for v in list(values) for part in v.split()[1:]]  # "Bearer <token>": the token
         values += [self.admin.token] if self.admin.token else []
         return tuple(v for v in values if len(v) >= 4)

@@ -3,7 +3,7 @@
 Owns: the shape of `GET /status` (read by proxy/static/status.html): per upstream its owner,
 docs, breaker snapshot, health, last success / failure and error rates; per route its counters,
 hit ratio and last-known-good age; the memory tier's size. Also the effective config as JSON
-(`config_json`, secrets redacted) and a quarantined payload (`item_json`, headers redacted).
+(GET /config is `configview`) and a quarantined payload (`item_json`, headers redacted).
 Must not: change anything it reads (beyond the breaker's lazy OPEN -> HALF_OPEN step, whose
 transition is reported through the upstream as any other), do I/O, or show a secret: URLs lose
 userinfo passwords and secret query parameters, free text is scrubbed of configured secrets.
@@ -15,12 +15,11 @@ import base64
 import dataclasses
 from typing import Any
 
-from proxy.guards import Rule
-from proxy.quarantine import QuarantineItem
-from proxy.redact import redact_config, redact_headers, redact_url, scrub
-from proxy.routing import Pattern
+from proxy.keys import request_of
+from proxy.logformat import readable
+from proxy.quarantine import QuarantineItem, QuarantineSummary
+from proxy.redact import redact_headers, redact_url, scrub
 from proxy.runtime import RouteState
-from proxy.settings import Config
 from proxy.state import ProxyState
 from proxy.upstream import Upstream
 
@@ -86,6 +85,7 @@ def route_status(rs: RouteState, now: float) -> dict[str, Any]:
         "requests": rs.requests,
         "hits": rs.hits,
         "stale": rs.stale,
+        "fallbacks": rs.fallbacks,
         "hit_ratio": ratio(rs.hits, rs.requests),
         "lkg_age": None if age is None else round(age, 3),
         "guard_rejections": rs.guard_rejections,
@@ -115,28 +115,25 @@ def build_status(state: ProxyState, now: float) -> dict[str, Any]:
     }
 
 
-def config_json(config: Config) -> Any:
-    """The effective config as JSON, secrets redacted (header values, tokens, URL passwords)."""
-    return redact_config(_plain(config), config.secret_values())
+def fetched_for(cache_key: str, secrets: tuple[str, ...]) -> dict[str, Any]:
+    """Where a quarantined payload came from: the request path, the cache key (readable), and
+    the body of POST /quarantine/{id}/promote that stores it under that key. Secret query
+    values are redacted here too: put the real value back before promoting such a path."""
+    if not cache_key:
+        return {"path": None, "cache_key": None, "promote": None}
+    path, headers = request_of(cache_key)
+    shown = readable(path, secrets)
+    return {
+        "path": shown,
+        "cache_key": readable(cache_key, secrets),
+        "promote": {"key": shown, **({"headers": headers} if headers else {})},
+    }
 
 
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, Pattern):
-        return obj.text
-    if isinstance(obj, Rule):
-        return obj.describe()  # rules hold compiled predicates: show their human form
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", "replace")
-    if isinstance(obj, frozenset | set):
-        return sorted(_plain(v) for v in obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-        if "headers" in fields and isinstance(fields["headers"], list):
-            fields["headers"] = {k: v for k, v in fields["headers"]}  # so names mark secrets
-        return fields
-    if isinstance(obj, tuple | list):
-        return [_plain(v) for v in obj]
-    return obj
+def summary_json(summary: QuarantineSummary, secrets: tuple[str, ...]) -> dict[str, Any]:
+    doc = dataclasses.asdict(summary)
+    doc.update(fetched_for(summary.cache_key, secrets))
+    return doc
 
 
 def item_json(item: QuarantineItem, secrets: tuple[str, ...]) -> dict[str, Any]:
@@ -154,6 +151,7 @@ def item_json(item: QuarantineItem, secrets: tuple[str, ...]) -> dict[str, Any]:
         "body_encoding": encoding,
         "size": item.size,
         "truncated": item.truncated,
+        **fetched_for(item.cache_key, secrets),
         "verdict": {
             "ok": item.verdict.ok,
             "relative_only": item.verdict.relative_only,

@@ -52,6 +52,11 @@ class Telemetry:
         self.stale = r.counter(
             "rproxy_stale_served_total", "Stale answers by route and reason", ("route", "reason")
         )
+        self.fallbacks = r.counter(
+            "rproxy_fallbacks_total",
+            "Route fallbacks served (no usable copy), by route and reason",
+            ("route", "reason"),
+        )
         self.guard_rejections = r.counter(
             "rproxy_guard_rejections_total", "Responses refused by sanity guards", ("route", "rule")
         )

@@ -1,7 +1,8 @@
 """YAML source with positions: plain Python values plus the line of every key.
 
-Owns: reading YAML text into plain values, `${VAR}` / `${VAR:-default}` substitution, and the
-map from key paths to line numbers that lets every config error say `file:line: key: message`.
+Owns: reading YAML text into plain values, `${VAR}` / `${VAR:-default}` / `${VAR:?message}`
+substitution, and the map from key paths to line numbers that lets every config error say
+`file:line: key: message`.
 Duplicate keys are problems here (PyYAML would silently keep the last one).
 Must not: know what any key means (that is `config`).
 """
@@ -16,7 +17,9 @@ from typing import Any
 import yaml
 
 KeyPath = tuple[str | int, ...]
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ${VAR}, ${VAR:-default} (unset or empty: the default), ${VAR:?message} (unset or empty: an
+# error carrying the message), as POSIX sh and Docker Compose read them.
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|:\?)([^}]*))?\}")
 
 
 @dataclass(slots=True)
@@ -121,11 +124,17 @@ def _retype(text: str) -> Any:
 
 def _substitute(text: str, where: KeyPath, source: Source, env: Mapping[str, str]) -> str:
     def repl(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in env:
+        name, op, arg = match.group(1), match.group(2), match.group(3)
+        if op == ":?":
+            if env.get(name):
+                return env[name]
+            state = "empty" if name in env else "not set"
+            source.problems.append((where, f"environment variable {name} is {state}: {arg or 'required'}"))
+            return ""
+        if name in env and (env[name] or op is None):
             return env[name]
-        if default is not None:
-            return default
+        if op == ":-":
+            return arg
         source.problems.append((where, f"environment variable {name} is not set and has no default"))
         return ""
 

@@ -292,6 +292,11 @@ def test_run_serves_miss_then_hit_and_finishes_in_flight_requests_on_sigterm(tmp
             answer = slow.result(timeout=STOP_TIMEOUT)
             assert answer.status == 200
             assert answer.json()["sku"] == "SLOW"
+            # One log format (issue 15): the event log is JSON lines, no "2026-... INFO x:" prefix.
+            lines = proxy.output().splitlines()
+            logged = [json.loads(line) for line in lines if line.startswith("{")]
+            assert any(d.get("logger") == "proxy.serve" and d["level"] == "info" for d in logged), lines
+            assert not [line for line in lines if re.match(r"^\d{4}-\d\d-\d\d .*(INFO|WARNING|ERROR)", line)]
 
 
 # -- demo ------------------------------------------------------------------------------------
@@ -329,6 +334,7 @@ def assert_fallback(answer: Answer) -> None:
     assert answer.status == 503
     assert answer.headers["Content-Type"].startswith("application/json")
     assert answer.json() == {"error": "prices unavailable", "hint": "try again in a minute"}
+    assert answer.headers["X-Cache"] == "FALLBACK" and int(answer.headers["Retry-After"]) >= 1
 
 
 def test_demo_caches_refuses_bad_data_and_stops_on_sigint() -> None:
@@ -345,7 +351,7 @@ def test_demo_caches_refuses_bad_data_and_stops_on_sigint() -> None:
         refused = d.get("/api/prices/ZERO-1")
         assert_fallback(refused)
         assert b'"price": 0' not in refused.body
-        assert "upstream_data_rejected" in refused.headers["Cache-Status"]
+        assert "upstream-data-rejected" in refused.headers["Cache-Status"]
         assert d.get("/api/prices/ABC-1").json() == good  # the cached copy is untouched
 
         d.mode("empty-catalogue")
@@ -377,7 +383,7 @@ def test_demo_vendor_down_serves_copies_and_fallbacks_then_the_breaker_opens() -
 
         d.mode("down")
         cached = d.get("/api/prices/ABC-1")
-        assert cached.status == 200 and cached.headers["X-Cache"] in ("HIT", "STALE")
+        assert cached.status == 200 and cached.headers["X-Cache"] in ("HIT", "STALE", "UPDATING")
         assert cached.json() == good
         catalogue = d.get("/api/catalogue/summer")  # max-age=0: past freshness at once
         assert (catalogue.status, catalogue.headers["X-Cache"]) == (200, "STALE")
@@ -395,9 +401,9 @@ def test_demo_vendor_down_serves_copies_and_fallbacks_then_the_breaker_opens() -
             answer = d.get(f"/api/prices/NEW-{i}")
             assert_fallback(answer)
             statuses.append(answer.headers["Cache-Status"])
-            if "circuit_open" in statuses[-1]:
+            if "circuit-open" in statuses[-1]:
                 break
-        assert "circuit_open" in statuses[-1], statuses
+        assert "circuit-open" in statuses[-1], statuses
         calls = d.vendor_requests()
         assert_fallback(d.get("/api/prices/NEW-99"))
         assert d.vendor_requests() == calls  # an open breaker keeps the vendor out of it
@@ -407,3 +413,19 @@ def test_demo_vendor_down_serves_copies_and_fallbacks_then_the_breaker_opens() -
         assert [u["breaker"]["state"] for u in page.json()["upstreams"]] == ["open"]
 
         assert d.proc.stop(signal.SIGINT) == 0, d.proc.output()
+
+
+def test_version_and_no_internal_command_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from proxy.__main__ import main, version
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip() == f"resilient-proxy {version()}"
+    assert version()[0].isdigit()
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "_worker" not in text
+    for command in ("run", "check", "doctor", "inventory", "demo", "config-reference"):
+        assert command in text

@@ -34,7 +34,7 @@ def test_two_workers_share_the_port_and_the_admin_view(tmp_path: Path) -> None:
               vendor: {{url: "{origin_url}"}}
             routes:
               - {{name: prices, match: "/api/prices/{{sku}}", upstream: vendor, rewrite: "/prices/{{sku}}",
-                  methods: [GET], cache: {{ttl: 60s}}}}
+                  methods: [GET], cache: {{ttl: 60s, key: {{headers: [Accept-Language]}}}}}}
             """)
         )
         with running("run", "--config", str(config)) as proc:
@@ -56,6 +56,15 @@ def test_two_workers_share_the_port_and_the_admin_view(tmp_path: Path) -> None:
                 "GET", f"http://127.0.0.1:{admin}/status", headers={"Accept": "application/json"}
             ).json()
             assert status["workers"] == 2 and status["routes"][0]["requests"] == 20
+
+            # GET /config through the supervisor, with a route keyed on a header (issue 15: a 500)
+            config_doc = http("GET", f"http://127.0.0.1:{admin}/config")
+            assert config_doc.status == 200, config_doc.body
+            assert config_doc.json()["routes"][0]["cache"]["key"]["headers"] == ["accept-language"]
+            # Process metrics per worker, and the supervisor's own
+            for worker in ("0", "1", "supervisor"):
+                assert re.search(rf'^process_resident_memory_bytes\{{worker="{worker}"\}} \d', metrics, re.M)
+            assert metrics.count("# TYPE process_open_fds gauge") == 1
 
             purged = http("POST", f"http://127.0.0.1:{admin}/purge", {"route": "prices", "prefix": "/"})
             assert purged.status == 200

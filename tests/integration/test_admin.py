@@ -123,14 +123,61 @@ async def test_status_json_and_page(make_admin: MakeAdmin, origin: Origin, clock
 
 async def test_config_is_redacted(make_admin: MakeAdmin) -> None:
     _, admin = await make_admin(WITH_TOKEN, VENDOR_HEADERS)
-    answer = await admin.get("/config")
+    assert (await admin.get("/config")).status == 401  # the token is set: /config needs it
+    answer = await admin.get("/config", headers=AUTH)
     text = await answer.text()
     assert answer.status == 200
     assert VENDOR_SECRET not in text and TOKEN not in text
     doc = await answer.json()
     assert doc["admin"]["token"] == "REDACTED"
-    assert doc["upstreams"][0]["headers"]["Authorization"] == "REDACTED"
+    assert doc["upstreams"]["vendor"]["headers"]["Authorization"] == "REDACTED"
+    assert doc["upstreams"]["vendor"]["headers"]["X-API-Version"] == "2024-06-01"
     assert [r["match"] for r in doc["routes"]] == ["/api/prices/{sku}", "/api/prices/{sku}"]
+
+
+SECRETIVE = f"""
+admin: {{token: {TOKEN}}}
+alerts: {{webhook: "https://hooks.slack.com/services/T01/B02/hooksecretXYZ?client_secret=cs-123456"}}
+cache: {{redis: {{url: "redis://app:redispass99@127.0.0.1:6379/0"}}}}
+routes:
+{PRICES}    cache:
+      ttl: 30s
+      store_set_cookie: true
+      key: {{query: all, headers: [Accept-Language]}}
+    fallback: {{status: 503, json: {{error: down, client_secret: cs-fallback-77}}}}
+"""
+SECRET_HEADERS = (
+    "headers: {Authorization: 'Bearer vendor-s3cret-987', X-API-Key: 'xk-456789', "
+    "Cookie: 'sid=cookie-val-1', X-API-Version: '2024-06-01'}"
+)
+
+
+async def test_config_uses_the_file_key_names_and_redacts_by_rule(make_admin: MakeAdmin) -> None:
+    _, admin = await make_admin(SECRETIVE, SECRET_HEADERS)
+    answer = await admin.get("/config", headers=AUTH)
+    assert answer.status == 200, await answer.text()
+    text = await answer.text()
+    secrets = ("hooksecretXYZ", "cs-123456", "redispass99", VENDOR_SECRET, "xk-456789", "cookie-val-1")
+    for secret in (*secrets, "cs-fallback-77"):
+        assert secret not in text, secret
+    doc = await answer.json()
+    assert "per_address" not in text and "verify_tls" not in text
+    assert doc["server"]["limits"]["per_client"] == 1024
+    up = doc["upstreams"]["vendor"]
+    assert up["tls"] == {"verify": True, "ca_file": None}
+    assert up["headers"] == {
+        "Authorization": "REDACTED",
+        "X-API-Key": "REDACTED",
+        "Cookie": "REDACTED",
+        "X-API-Version": "2024-06-01",
+    }
+    assert doc["alerts"]["webhook"] == "https://hooks.slack.com/REDACTED"
+    assert doc["cache"]["redis"]["url"] == "redis://app:REDACTED@127.0.0.1:6379/0"
+    prices = doc["routes"][0]["cache"]
+    assert prices["store_set_cookie"] is True
+    assert prices["key"] == {"query": "all", "headers": ["accept-language"]}
+    assert doc["upstreams"]["vendor"]["circuit_breaker"]["failure_rate"] == "50%"
+    assert doc["routes"][0]["fallback"]["json"] == {"error": "down", "client_secret": "REDACTED"}
 
 
 async def test_admin_paths_do_not_exist_on_the_public_listener(make_admin: MakeAdmin) -> None:
@@ -197,10 +244,11 @@ async def test_token_is_compared_in_constant_time(
     assert seen == [(b"guess", TOKEN.encode())]
 
 
-async def test_reads_need_no_token(make_admin: MakeAdmin) -> None:
+async def test_reads_need_no_token_except_config(make_admin: MakeAdmin) -> None:
     _, admin = await make_admin()
-    for path in ("/health", "/ready", "/metrics", "/status", "/config", "/quarantine"):
+    for path in ("/health", "/ready", "/metrics", "/status", "/quarantine"):
         assert (await admin.get(path)).status == 200, path
+    assert (await admin.get("/config")).status == 401
 
 
 async def test_without_a_token_loopback_allows_mutating_calls(make_admin: MakeAdmin) -> None:
@@ -466,3 +514,55 @@ async def test_binary_quarantine_bodies_are_base64(make_admin: MakeAdmin, origin
     (item,) = (await (await admin.get("/quarantine")).json())["items"]
     detail = await (await admin.get(f"/quarantine/{item['id']}")).json()
     assert detail["body_encoding"] == "base64" and detail["body"] == "//4AZ2FyYmFnZQ=="
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/purge", b"[" * 30_000 + b"]" * 30_000),  # deeply nested: RecursionError in json
+        ("/purge", b'{"route": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"),
+        ("/purge", b"\xff\xfe not utf-8"),
+        ("/breakers/vendor/open", b"{" * 50_000),
+        ("/breakers/vendor/open", b"[1, 2]"),
+        ("/breakers/vendor/reset", b"[" * 30_000),
+        ("/reload", b"not json"),
+        ("/quarantine/q1/promote", b"[" * 30_000 + b"]" * 30_000),
+    ],
+)
+async def test_any_bad_admin_body_is_a_400_with_a_json_error(
+    make_admin: MakeAdmin, path: str, body: bytes
+) -> None:
+    _, admin = await make_admin()
+    answer = await admin.post(path, data=body, headers={**AUTH, **JSON_TYPE})
+    assert answer.status == 400, await answer.text()
+    assert (await answer.json())["error"] == "bad_json"
+
+
+KEYED_GUARDED = f"""
+admin: {{token: {TOKEN}}}
+routes:
+{PRICES}    cache: {{ttl: 30s, stale_if_error: 1h, key: {{query: all, headers: [Accept-Language]}}}}
+    guards:
+      - {{path: $.price, gt: 0}}
+"""
+
+
+async def test_quarantine_records_path_and_key_so_promote_needs_nothing_else(
+    make_admin: MakeAdmin, origin: Origin
+) -> None:
+    bad = {"sku": "A1", "price": -1, "currency": "GBP"}
+    cached(origin, doc=bad)
+    proxy, admin = await make_admin(KEYED_GUARDED)
+    lang = {"Accept-Language": "fr"}
+    assert (await proxy.get("/api/prices/A1?b=2&a=1", headers=lang)).status == 502
+    (item,) = (await (await admin.get("/quarantine")).json())["items"]
+    assert item["path"] == "/api/prices/A1?a=1&b=2"  # as the cache keys it
+    assert item["cache_key"] == "prices | /api/prices/A1?a=1&b=2 | accept-language=fr"
+    assert item["promote"] == {"key": "/api/prices/A1?a=1&b=2", "headers": {"accept-language": "fr"}}
+    detail = await (await admin.get(f"/quarantine/{item['id']}")).json()
+    assert detail["promote"] == item["promote"]
+    # Promote with exactly what the listing showed: the next request with that key is a HIT.
+    promoted = await admin.post(f"/quarantine/{item['id']}/promote", json=item["promote"], headers=AUTH)
+    assert promoted.status == 200, await promoted.text()
+    answer = await proxy.get("/api/prices/A1?a=1&b=2", headers=lang)
+    assert answer.headers["X-Cache"] == "HIT" and await answer.json() == bad

@@ -157,14 +157,86 @@ async def test_tls_failure_is_reported(origin: Origin, capsys: pytest.CaptureFix
     assert up["tls"].startswith("failed") and "TLS handshake" in up["problems"][0]
 
 
-async def test_failing_health_path_is_a_warning(origin: Origin, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_health_path_answering_5xx_is_not_ready(
+    origin: Origin, capsys: pytest.CaptureFixture[str]
+) -> None:
     healthy(origin)
     origin.always("/health", Reply(503, "down"))
+    code, out = await doctor(config(origin), capsys, as_json=True)
+    assert code == 1
+    up = json.loads(out)["upstreams"][0]
+    assert up["probes"][0]["verdict"] == "fail"
+    assert any("/health answered 503: not ready" in p for p in up["problems"])
+
+
+async def test_health_path_timing_out_is_not_ready(
+    origin: Origin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    healthy(origin)
+    origin.always("/health", Reply(200, "late", delay=1.0))
+    cfg = make_config(
+        origin.url, ROUTES, UPSTREAM.replace("{path: /health}", "{path: /health, timeout: 200ms}")
+    )
+    code, out = await doctor(cfg, capsys, as_json=True)
+    assert code == 1
+    up = json.loads(out)["upstreams"][0]
+    assert up["probes"][0]["verdict"] == "fail" and up["probes"][0]["error"] == "timed out"
+    assert any("/health failed (timed out): not ready" in p for p in up["problems"])
+
+
+async def test_health_path_answering_4xx_is_a_warning(
+    origin: Origin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    healthy(origin)
+    origin.always("/health", Reply(404, "no such path"))
     code, out = await doctor(config(origin), capsys, as_json=True)
     assert code == 0
     up = json.loads(out)["upstreams"][0]
     assert up["probes"][0]["verdict"] == "warn"
-    assert any("/health answered 503" in w for w in up["warnings"])
+    assert any("/health answered 404" in w for w in up["warnings"])
+
+
+BASE_PATH_ROUTES = """
+routes:
+  - name: rates
+    match: /api/rates
+    methods: [GET]
+    upstream: vendor
+    rewrite: /rates
+    cache: {ttl: 30s}
+  - name: prices
+    match: /api/prices/{sku}
+    methods: [GET]
+    upstream: vendor
+    rewrite: /prices/{sku}
+    cache: {ttl: 30s}
+"""
+
+
+async def test_vendor_answering_500_to_everything_is_not_ready(
+    origin: Origin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No sample anywhere: the parameterless route is probed at its own path (issue 15)."""
+    origin.fallback = Reply(500, {"error": "boom"})
+    cfg = make_config(origin.url + "/v2", BASE_PATH_ROUTES, "health_check: {path: /health}")
+    code, out = await doctor(cfg, capsys, as_json=False)
+    assert code == 1
+    assert "0/1 upstreams ready" in out
+    assert "/v2/health answered 500: not ready" in out
+    assert "route rates: sample /v2/rates answered 500" in out
+    assert "route prices: no sample path to probe" in out
+    assert {s.path for s in origin.seen} == {"/v2/health", "/v2/rates"}
+
+
+async def test_probed_and_printed_paths_include_the_base_path(
+    origin: Origin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    origin.always("/v2/health", Reply(200, "ok"))
+    origin.always("/v2/prices/A1", Reply(200, GOOD, VENDOR_HEADERS))
+    code, out = await doctor(make_config(origin.url + "/v2", ROUTES, UPSTREAM), capsys, as_json=False)
+    assert code == 0, out
+    assert "/api/prices/A1?currency=GBP -> /v2/prices/A1?currency=GBP" in out
+    assert "1/1 upstreams ready" in out
 
 
 async def test_cli_as_a_user_runs_it(origin: Origin, tmp_path: Path) -> None:

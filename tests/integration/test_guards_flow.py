@@ -207,11 +207,17 @@ async def test_no_good_copy_gives_the_route_fallback(origin: Origin, make_proxy:
     answer = await proxy.get("/api/prices/A1")
     assert answer.status == 503
     assert await answer.json() == {"error": "prices unavailable"}
-    assert answer.headers["X-Cache"] == "STALE"
+    assert answer.headers["X-Cache"] == "FALLBACK"  # synthetic, nothing was cached: not STALE
+    assert answer.headers["Retry-After"] == "5"
     assert (
         answer.headers["Cache-Status"]
-        == 'resilient-proxy; fwd=miss; fwd-status=200; detail="fallback: upstream_data_rejected"'
+        == 'resilient-proxy; fwd=miss; fwd-status=200; detail="fallback: upstream-data-rejected"'
     )
+    metrics = proxy.state.telemetry.registry.render()
+    assert 'rproxy_fallbacks_total{route="prices",reason="upstream-data-rejected"} 1' in metrics
+    assert "rproxy_stale_served_total{" not in metrics
+    route = proxy.state.runtime.by_name["prices"]
+    assert (route.fallbacks, route.stale) == (1, 0)
     assert bodies_in_store(proxy) == []
 
 

@@ -169,6 +169,7 @@ async def test_304_revalidation_updates_stored_headers(
     assert revalidated.status == 200
     assert revalidated.headers["X-Version"] == "2"
     assert "fwd=stale; fwd-status=304" in revalidated.headers["Cache-Status"]
+    assert revalidated.headers["X-Cache"] == "REVALIDATED"  # nginx's word, not MISS (issue 15)
     assert await revalidated.json() == PRICE  # the stored body, unchanged
     clock.advance(5)
     hit = await proxy.get("/api/prices/A1")
@@ -191,6 +192,8 @@ async def test_revalidation_with_last_modified(
     assert origin.seen[-1].headers["If-Modified-Since"] == modified
     assert "If-None-Match" not in origin.seen[-1].headers
     assert answer.status == 200 and await answer.json() == PRICE
+    assert answer.headers["X-Cache"] == "REVALIDATED"
+    assert 'x_cache="REVALIDATED"' in proxy.state.telemetry.registry.render()
 
 
 @pytest.mark.parametrize(

@@ -139,8 +139,10 @@ async def test_breaker_open_without_copy_uses_route_fallback(
     answer = await proxy.get("/api/quotes/Q1")
     assert answer.status == 503
     assert await answer.json() == {"error": "quotes unavailable"}
-    assert answer.headers["X-Cache"] == "STALE"
-    assert 'detail="fallback: circuit_open"' in answer.headers["Cache-Status"]
+    assert answer.headers["X-Cache"] == "FALLBACK"
+    assert 'detail="fallback: circuit-open"' in answer.headers["Cache-Status"]
+    # When to come back: the open breaker's remaining time, whole seconds, at least 1.
+    assert int(answer.headers["Retry-After"]) >= 1
     assert origin.count("/quotes/Q1") == 0
 
 
@@ -471,16 +473,19 @@ async def test_failed_background_refreshes_back_off(
     await proxy.get("/api/prices/A1")
     origin.always("/prices/A1", Reply(500, "dead"))
     clock.advance(2)  # stale, inside stale-while-revalidate
-    hits = []
+    hits, updating = [], 0
     for _second in range(8):
         for _ in range(10):  # ten users a second, each answered from the copy
             answer = await proxy.get("/api/prices/A1")
-            assert answer.status == 200 and answer.headers["X-Cache"] == "STALE"
+            # UPDATING when this request started a refresh; STALE while backing off
+            assert answer.status == 200 and answer.headers["X-Cache"] in ("STALE", "UPDATING")
+            updating += answer.headers["X-Cache"] == "UPDATING"
             await proxy.settle()
         hits.append(origin.count("/prices/A1") - 1)
         clock.advance(1)
     # Refreshes at t=0, 1, 3, 7 (delays 1, 2, 4 s): 4 vendor calls for 80 requests.
     assert hits == [1, 2, 2, 3, 3, 3, 3, 4]
+    assert updating == 4  # one UPDATING answer per refresh that ran
 
 
 async def test_refresh_lease_never_leaves_a_key_stuck(
@@ -492,7 +497,7 @@ async def test_refresh_lease_never_leaves_a_key_stuck(
     await proxy.get("/api/prices/A1")
     origin.then("/prices/A1", Reply(200, PRICE, JSON, delay=1.0))
     clock.advance(2)
-    assert (await proxy.get("/api/prices/A1")).headers["X-Cache"] == "STALE"
+    assert (await proxy.get("/api/prices/A1")).headers["X-Cache"] == "UPDATING"
     await proxy.settle()  # the refresh timed out (300 ms) instead of hanging
     assert len(proxy.state.flights) == 0  # nothing left "updating"
     clock.advance(2)  # past the 1 s backoff

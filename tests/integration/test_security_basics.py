@@ -184,8 +184,12 @@ async def test_method_not_on_the_route_is_405_with_allow(origin: Origin, make_pr
     answer = await proxy.request("OPTIONS", "/api/prices/A1")
     assert answer.status == 405
     assert set(answer.headers["Allow"].split(", ")) == {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
-    assert (await answer.json())["error"] == "method_not_allowed"
+    doc = await answer.json()
+    assert doc["error"] == "method_not_allowed"
+    assert doc["route"] == "prices"  # the path matched a route: name it (issue 15)
     assert origin.count() == 0
+    metrics = proxy.state.telemetry.registry.render()
+    assert 'rproxy_requests_total{route="prices",method="OPTIONS",status="405"' in metrics
 
 
 TRAVERSALS = [

@@ -36,6 +36,9 @@ CORE = {
     "yamlsrc",
     "redact",
     "limits",
+    "configkeys",
+    "configref",
+    "configview",
 }
 ALLOWED_THIRD_PARTY = {"config": {"yaml"}, "yamlsrc": {"yaml"}}
 CLOCK_READS = {

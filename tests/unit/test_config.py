@@ -640,3 +640,57 @@ def test_cache_off(cache: str) -> None:
         f"routes: [{{name: r, match: /a, upstream: vendor, cache: {cache}}}]\n"
     )
     assert config.routes[0].cache is None
+
+
+# -- issue 15: required variables and empty credentials ------------------------------------------
+
+REQUIRED_TOKEN = """\
+    upstreams:
+      vendor:
+        url: http://x
+        headers:
+          Authorization: "Bearer ${VENDOR_TOKEN:?set it from the vault}"
+    routes: [{name: r, match: /a, upstream: vendor}]
+    """
+
+
+@pytest.mark.parametrize("env", [{}, {"VENDOR_TOKEN": ""}])
+def test_required_variable_unset_or_empty_is_an_error_naming_key_and_line(env: dict[str, str]) -> None:
+    found = problems(REQUIRED_TOKEN, env)
+    assert found == [
+        (
+            5,
+            "upstreams.vendor.headers.Authorization",
+            f"environment variable VENDOR_TOKEN is {'empty' if env else 'not set'}: set it from the vault",
+        )
+    ]
+
+
+def test_required_variable_set_is_used() -> None:
+    config = parse(REQUIRED_TOKEN, {"VENDOR_TOKEN": "t-123456"})
+    assert config.upstreams[0].headers == (("Authorization", "Bearer t-123456"),)
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("Authorization", "Bearer ${VENDOR_TOKEN:-}"),
+        ("Authorization", "${VENDOR_TOKEN:-}"),
+        ("Proxy-Authorization", "Basic ${VENDOR_TOKEN:-}"),
+        ("X-API-Key", "${VENDOR_TOKEN:-}"),
+        ("X-Auth-Token", "  "),
+    ],
+)
+def test_credential_header_that_expands_to_nothing_is_an_error(header: str, value: str) -> None:
+    text = f"""\
+    upstreams:
+      vendor:
+        url: http://x
+        headers:
+          {header}: "{value}"
+          X-API-Version: ""
+    routes: [{{name: r, match: /a, upstream: vendor}}]
+    """
+    found = problems(text, {})
+    assert [(line, key) for line, key, _ in found] == [(5, f"upstreams.vendor.headers.{header}")]
+    assert "credential" in found[0][2] and "empty" in found[0][2]

@@ -19,13 +19,14 @@ import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 from proxy.__main__ import main
-from proxy.config import load_config
+from proxy.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_IN_IMAGE = "/etc/resilient-proxy/proxy.yaml"
@@ -178,8 +179,14 @@ def test_every_copied_file_exists_and_is_in_the_build_context() -> None:
             ), f"{src} is excluded by .dockerignore"
 
 
-def compose() -> dict[str, dict[str, object]]:
-    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+def compose_doc() -> dict[str, Any]:
+    doc = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def compose() -> dict[str, dict[str, Any]]:
+    services = compose_doc()["services"]
     assert isinstance(services, dict)
     return services
 
@@ -188,13 +195,40 @@ def test_compose_runs_two_replicas_against_one_redis() -> None:
     services = compose()
     proxies = {name: s for name, s in services.items() if s.get("build") == "."}
     assert len(proxies) == 2 and "redis" in services
+    env = {"PRICING_TOKEN": "t-123456", "PROXY_ADMIN_TOKEN": "a-123456"}
+    snapshots = set()
     for service in proxies.values():
         volumes = service.get("volumes")
         assert isinstance(volumes, list)
         mounts = [str(v).split(":") for v in volumes]
         (source,) = [m[0] for m in mounts if m[1] == CONFIG_IN_IMAGE]
-        config = load_config(str(ROOT / source), env={})
+        config = load_config(str(ROOT / source), env=env)
         assert config.cache.backend == "redis"
         assert urlsplit(config.cache.redis.url).hostname in services
         assert (config.server.listen.host, config.server.listen.port) == ("0.0.0.0", 8080)
-        assert (config.admin.listen.host, config.admin.listen.port) == ("127.0.0.1", 9901)
+        # Admin beyond loopback for Prometheus on the compose network, so the token is required.
+        assert (config.admin.listen.host, config.admin.listen.port) == ("0.0.0.0", 9901)
+        assert config.admin.token == "a-123456"
+        # The last-good snapshot lives on a named volume, one per replica.
+        assert config.cache.snapshot is not None
+        (volume,) = [m[0] for m in mounts if m[1] == str(Path(config.cache.snapshot).parent)]
+        assert volume in compose_doc()["volumes"]
+        snapshots.add(volume)
+    assert len(snapshots) == 2
+
+
+def test_compose_documents_a_prometheus_scrape_of_admin() -> None:
+    services = compose()
+    prometheus = services["prometheus"]
+    (mount,) = prometheus["volumes"]
+    scrape = yaml.safe_load((ROOT / str(mount).split(":")[0]).read_text())
+    targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
+    proxies = [name for name, s in services.items() if s.get("build") == "."]
+    assert sorted(targets) == sorted(f"{name}:9901" for name in proxies)
+
+
+def test_docker_config_refuses_to_run_without_its_secrets() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(ROOT / "config" / "docker.yaml"), env={})
+    messages = str(caught.value)
+    assert "PROXY_ADMIN_TOKEN is not set" in messages and "PRICING_TOKEN is not set" in messages

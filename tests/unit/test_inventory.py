@@ -109,12 +109,12 @@ def test_endpoints_and_guarded_fields() -> None:
     prices, catalogue = pricing["endpoints"]
     assert (prices["match"], prices["upstream_path"], prices["sample"]) == (
         "/api/prices/{sku}",
-        "/prices/{sku}",
+        "/v2/prices/{sku}",  # the upstream URL's base path is part of what the vendor sees
         "/api/prices/A1",
     )
     assert prices["guarded_fields"] == ["$.currency", "$.price", "$.sku"]
     assert prices["guards"][0] == "$.price gt 0"
-    assert catalogue["upstream_path"] == "/api/catalogue/*"
+    assert catalogue["upstream_path"] == "/v2/api/catalogue/*"
     assert pricing["guarded_fields"] == ["$.currency", "$.items", "$.items[*].price", "$.price", "$.sku"]
     assert bookings["guarded_fields"] == []
 
@@ -155,7 +155,7 @@ def test_upstream_failure_policy() -> None:
     assert failure["timeouts"] == "connect 1s, total 5s"
     assert failure["retries"].startswith("up to 2 retries of safe methods")
     assert failure["rate_limit"] == "50/s, burst 100"
-    assert failure["health_check"].startswith("GET /health every 10s")
+    assert failure["health_check"].startswith("GET /v2/health every 10s")
     assert "Idempotency-Key" in failure["writes"]
 
 
@@ -165,7 +165,7 @@ def test_markdown_reads_well() -> None:
     assert "## pricing" in md and "## bookings" in md
     assert "- **Authentication:** Authorization header (`Authorization`, `X-Api-Key`)" in md
     assert "- **API version:** `X-API-Version` = `2024-06-01`" in md
-    assert "| prices | GET, HEAD | `/api/prices/{sku}` | `/prices/{sku}` |" in md
+    assert "| prices | GET, HEAD | `/api/prices/{sku}` | `/v2/prices/{sku}` |" in md
     assert "- **Circuit breaker:** opens at 50%" in md
 
 

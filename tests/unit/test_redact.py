@@ -19,6 +19,7 @@ from proxy.redact import (
     redact_path_and_query,
     redact_query,
     redact_url,
+    redact_webhook,
     scrub,
 )
 
@@ -37,7 +38,12 @@ from proxy.redact import (
         ("sig=", "sig=REDACTED"),
         ("a=1&&token=x&", "a=1&&token=REDACTED&"),  # empty parts kept
         ("=&==&%zz=1", "=&==&%zz=1"),  # garbage tolerated, unchanged
-        ("tokens=1&my_token=2", "tokens=1&my_token=2"),  # names match whole, not by prefix
+        ("tokens=1&my_token=2", "tokens=REDACTED&my_token=REDACTED"),  # by name pattern, issue 15
+        ("a=1;session=s;b=2", "a=1;session=REDACTED;b=2"),  # ';' separates too
+        ("token[]=a&token[]=b", "token[]=REDACTED&token[]=REDACTED"),
+        ("user[password]=p&user[name]=n", "user[password]=REDACTED&user[name]=n"),
+        ("client_secret=s&X-Amz-Signature=g", "client_secret=REDACTED&X-Amz-Signature=REDACTED"),
+        ("jwt=j&code=c&postcode=AB1", "jwt=REDACTED&code=REDACTED&postcode=AB1"),
         ("q=caf%C3%A9&password=p%20w", "q=caf%C3%A9&password=REDACTED"),  # rest kept as bytes
         ("a+b=1&access_token=t", "a+b=1&access_token=REDACTED"),
     ],
@@ -47,7 +53,7 @@ def test_redact_query(query: str, expected: str) -> None:
 
 
 def test_redact_query_custom_names() -> None:
-    assert redact_query("sid=1&token=2", names=("SID",)) == "sid=REDACTED&token=2"
+    assert redact_query("ref=1&page=2", names=("REF",)) == "ref=REDACTED&page=2"
 
 
 @pytest.mark.parametrize(
@@ -188,6 +194,23 @@ def test_redact_config_walks_the_tree() -> None:
 )
 def test_redact_config_secret_key_names(key: str) -> None:
     assert redact_config({key: "v", "other": "v"}) == {key: REDACTED, "other": "v"}
+
+
+def test_redact_config_keeps_switches_named_like_secrets() -> None:
+    # store_set_cookie is a boolean switch, not a cookie (issue 15).
+    assert redact_config({"store_set_cookie": True, "token": ""}) == {"store_set_cookie": True, "token": ""}
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://hooks.slack.com/services/T0/B0/XXXX", "https://hooks.slack.com/REDACTED"),
+        ("https://u:p@alerts.example/hook?client_secret=s", "https://alerts.example/REDACTED"),
+        ("https://alerts.example", "https://alerts.example"),
+    ],
+)
+def test_redact_webhook(url: str, expected: str) -> None:
+    assert redact_webhook(url) == expected
 
 
 # Property tests: redaction never raises, never lets a secret value through, keeps the rest.
