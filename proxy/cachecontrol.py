@@ -71,11 +71,23 @@ def parse(values: str | list[str] | None) -> CacheControl:
     return CacheControl(**found)  # type: ignore[arg-type]
 
 
+DELTA_MAX = 2**31  # delta-seconds overflow becomes 2^31 (RFC 9111 1.2.2)
+
+
+def delta_seconds(text: str) -> int | None:
+    """A vendor's delta-seconds, bounded: None unless all ASCII digits (RFC 5234 B.1).
+
+    More than ten digits is already past 2^31; checking the length first also keeps `int()`
+    clear of Python's limit on digits, so no header can raise in a request.
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return DELTA_MAX if len(text) > 10 else min(int(text), DELTA_MAX)
+
+
 def _seconds(raw: str) -> int:
-    value = raw.strip().strip('"')
-    if not (value.isascii() and value.isdigit()):  # DIGIT is ASCII only (RFC 5234 B.1)
-        return 0  # invalid freshness information means stale (RFC 9111 4.2.1)
-    return min(int(value), 2**31)  # delta-seconds overflow rule, RFC 9111 1.2.2
+    value = delta_seconds(raw.strip().strip('"'))
+    return 0 if value is None else value  # invalid freshness means stale (RFC 9111 4.2.1)
 
 
 def _split(text: str) -> list[str]:

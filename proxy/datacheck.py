@@ -8,13 +8,13 @@ Must not: store or serve anything (that is `fetch` and `handler`); decide rules 
 from __future__ import annotations
 
 import json
-import zlib
 from typing import Any
 
 from proxy import freshness
+from proxy.encoding import DecodeError, decode
 from proxy.errors import DataRejected
-from proxy.guards import Verdict, check_body
-from proxy.model import Entry
+from proxy.guards import Verdict, Violation, check_body
+from proxy.model import Entry, Headers
 from proxy.runtime import RouteState
 from proxy.state import ProxyState
 from proxy.transport import Fetched
@@ -25,16 +25,14 @@ class DataCheck:
         self.state = state
 
     def check(self, rs: RouteState, entry: Entry | None, fetched: Fetched) -> tuple[Verdict, Any]:
-        rules = rs.config.guards
-        body = _decoded(fetched)
+        rules, limit = rs.config.guards, rs.config.max_object_size
+        try:
+            body = decode(fetched.body, _coding(fetched.headers), limit)
+        except DecodeError as exc:  # a bomb, a corrupt stream, a coding we cannot read
+            return Verdict(False, (Violation("encoding", "$", str(exc)[:80]),), False), None
         # Parsing the last good copy costs as much as parsing the new one: only relative rules need it.
-        last_good = _last_good(entry) if any(rule.relative for rule in rules) else None
-        return check_body(
-            rules,
-            body if body is not None else b"\x00",
-            last_good=last_good,
-            max_bytes=rs.config.max_object_size,
-        )
+        last_good = _last_good(entry, limit) if any(rule.relative for rule in rules) else None
+        return check_body(rules, body, last_good=last_good, max_bytes=limit)
 
     def verdict(
         self,
@@ -97,24 +95,15 @@ class DataCheck:
             )
 
 
-def _decoded(fetched: Fetched) -> bytes | None:
-    encoding = (freshness.header(fetched.headers, "content-encoding") or "identity").lower()
-    if encoding in ("identity", ""):
-        return fetched.body
-    try:
-        if encoding in ("gzip", "x-gzip"):
-            return zlib.decompress(fetched.body, 16 + zlib.MAX_WBITS)
-        if encoding == "deflate":
-            return zlib.decompress(fetched.body)
-    except zlib.error:
-        return None
-    return None  # an encoding we cannot check is treated as unreadable
+def _coding(headers: Headers) -> str | None:
+    return freshness.header(headers, "content-encoding")
 
 
-def _last_good(entry: Entry | None) -> Any | None:
+def _last_good(entry: Entry | None, limit: int) -> Any | None:
+    """The stored copy as a document, decoded like a new body: relative guards compare like with like."""
     if entry is None or not 200 <= entry.status < 300:
         return None
     try:
-        return json.loads(entry.body)
-    except ValueError:
+        return json.loads(decode(entry.body, _coding(entry.headers), limit))
+    except (ValueError, RecursionError, DecodeError):
         return None

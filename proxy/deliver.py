@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from multidict import CIMultiDict
 
+from proxy.cachecontrol import DELTA_MAX
 from proxy.errors import MethodNotAllowed, ProxyError, error_body
 from proxy.model import Entry, Headers
 
@@ -102,7 +103,8 @@ def entry_response(
     entry: Entry, now: float, txn: Txn, *, x_cache: str, status_value: str, not_modified: bool = False
 ) -> web.Response:
     headers = _base_headers(entry.headers, txn, x_cache, status_value)
-    headers["Age"] = str(int(entry.age(now)))  # RFC 9111 5.1: delta-seconds, rounded down
+    # RFC 9111 5.1: delta-seconds, rounded down; never past 2^31 (1.2.2), whatever was stored.
+    headers["Age"] = str(int(min(entry.age(now), DELTA_MAX)))
     if not_modified:  # RFC 9110 15.4.5: a 304 carries the validators, no body
         for name in ("Content-Type", "Content-Encoding", "Content-Language"):
             headers.popall(name, None)

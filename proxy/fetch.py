@@ -15,12 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy import freshness
+from proxy import freshness, replacement
 from proxy.cachecontrol import parse as parse_cc
 from proxy.datacheck import DataCheck
 from proxy.deliver import Txn
-from proxy.errors import ProxyError, UpstreamStatus
-from proxy.guards import Verdict
+from proxy.errors import DataRejected, ProxyError, UpstreamStatus
+from proxy.guards import Verdict, Violation
 from proxy.headers import end_to_end
 from proxy.invalidate import Invalidator
 from proxy.keys import VARY_SEP
@@ -165,6 +165,14 @@ class Fetcher:
         conditional: bool,
         checked: tuple[Verdict, Any] | None,
     ) -> Outcome:
+        refused = replacement.refusal(
+            replacement.Answer(fetched.status, fetched.complete, freshness.header(fetched.headers, "etag")),
+            guarded=bool(rs.config.guards),
+            etag_sent=entry.etag if conditional and entry is not None else None,
+            conditional=conditional and entry is not None,
+        )
+        if refused is not None:
+            return self._refused(rs, fetched, refused)
         if fetched.status == 304 and conditional and entry is not None:
             return Outcome(
                 entry=self._revalidated(rs, key, entry, fetched), stored=True, revalidated=True, key=key
@@ -180,6 +188,18 @@ class Fetcher:
         if rejected is not None:
             return Outcome(error=rejected, detail=rejected.message)
         return self._store(rs, key, entry, fetched, out)
+
+    def _refused(self, rs: RouteState, fetched: Fetched, why: str) -> Outcome:
+        """An answer that may not stand in for the copy: a failure, served like a vendor fault."""
+        fetched.release()
+        if why == replacement.TOO_LARGE:  # a guard rejection like any other: counted, quarantined
+            limit = rs.config.max_object_size
+            verdict = Verdict(False, (Violation("max_object_size", "$", f"over {limit} bytes"),), False)
+            self.datacheck.reject(rs, fetched, verdict, self.state.clock.now())
+            return Outcome(error=DataRejected(verdict.detail(), [v.label() for v in verdict.violations]))
+        failure = UpstreamStatus(f"upstream answered {why}", fetched.status)
+        self._transport_fault(rs, failure)
+        return Outcome(error=failure, detail=why)
 
     # -- store ---------------------------------------------------------------------------------
 

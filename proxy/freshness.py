@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
-from proxy.cachecontrol import CacheControl
+from proxy.cachecontrol import CacheControl, delta_seconds
 from proxy.model import Entry, Headers
 from proxy.settings import RouteCache
 
@@ -52,7 +52,7 @@ def http_date(value: str | None) -> float | None:
         return None
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if parsed.tzinfo is None:  # asctime form: HTTP-dates are always GMT (RFC 9110 5.6.7)
         parsed = parsed.replace(tzinfo=UTC)
@@ -139,7 +139,7 @@ def initial_age(headers: Headers, request_time: float, response_time: float) -> 
     date = http_date(header(headers, "date"))
     apparent = max(0.0, response_time - date) if date is not None else 0.0
     age_raw = (header(headers, "age") or "").strip()
-    age_value = float(age_raw) if age_raw.isascii() and age_raw.isdigit() else 0.0
+    age_value = float(delta_seconds(age_raw) or 0)  # junk is ignored, overflow is 2^31
     corrected = age_value + max(0.0, response_time - request_time)
     return max(apparent, corrected)
 

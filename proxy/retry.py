@@ -15,6 +15,7 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 from proxy.breaker import SlidingCounts
+from proxy.cachecontrol import DELTA_MAX
 
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -85,7 +86,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
     text = value.strip()
     if _SECONDS.fullmatch(text):
-        return max(0.0, float(text))
+        return min(float(DELTA_MAX), max(0.0, float(text)))  # a bound on what one header holds
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):

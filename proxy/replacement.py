@@ -1,0 +1,47 @@
+"""Never a worse copy: which vendor answers may stand in for the copy the cache holds.
+
+Owns: the one rule, as a pure function, that refuses an answer before it can be stored or served
+as if it were good. Must not: do I/O, read the clock, or store anything (that is `fetch`).
+
+- A 304 is only an answer to OUR conditional request, and only with the validator we sent
+  (RFC 9111 4.3.3, 4.3.4): a 304 to a request without validators would turn the stored copy, or
+  nothing, into a HIT the vendor never vouched for.
+- On a guarded route the data is the contract: a redirect is not the document (its `max-age`
+  would replace the last good copy), and a body too large to check is not a checked body.
+- Error statuses never replace a good copy that may still be served: `fetch._store` keeps that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TOO_LARGE = "too large to check"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    complete: bool  # False: the body is longer than the route may store
+    etag: str | None = None
+
+
+def refusal(answer: Answer, *, guarded: bool, etag_sent: str | None, conditional: bool) -> str | None:
+    """Why `answer` may not stand in for the stored copy; None when it may go on to the guards."""
+    status = answer.status
+    if status == 304:
+        if not conditional:
+            return "a 304 to a request without validators"
+        if etag_sent and answer.etag and _opaque(answer.etag) != _opaque(etag_sent):
+            return "a 304 for another ETag than ours"
+        return None
+    if guarded and 300 <= status < 400:
+        return f"a {status} redirect on a guarded route"
+    if guarded and 200 <= status < 300 and not answer.complete:
+        return TOO_LARGE
+    return None
+
+
+def _opaque(etag: str) -> str:
+    """Weak comparison (RFC 9110 8.8.3.2): W/ is ignored."""
+    tag = etag.strip()
+    return tag[2:] if tag.startswith("W/") else tag

@@ -1,0 +1,58 @@
+"""Bounded decoding of the codings guards read through (proxy/encoding.py)."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import pytest
+
+from proxy.encoding import RATIO_FREE, DecodeError, decode
+
+DOC = b'{"items": [' + b",".join(b'{"sku": "S%d", "price": 1.5}' % i for i in range(200)) + b"]}"
+
+
+@pytest.mark.parametrize(
+    ("coding", "body"),
+    [
+        (None, DOC),
+        ("identity", DOC),
+        ("gzip", gzip.compress(DOC)),
+        ("x-gzip", gzip.compress(DOC)),
+        (" GZIP ", gzip.compress(DOC)),
+        ("deflate", zlib.compress(DOC)),
+    ],
+)
+def test_codings_decode_to_the_document(coding: str | None, body: bytes) -> None:
+    assert decode(body, coding, limit=1 << 20) == DOC
+
+
+def test_a_bomb_stops_at_the_ratio_bound() -> None:
+    bomb = gzip.compress(b"\0" * (40 << 20))  # 40 MB of zeros in about 40 KB
+    with pytest.raises(DecodeError, match="inflates past"):
+        decode(bomb, "gzip", limit=8 << 20)
+
+
+def test_the_object_limit_bounds_even_honest_ratios() -> None:
+    with pytest.raises(DecodeError, match="inflates past 1000"):
+        decode(gzip.compress(DOC), "gzip", limit=1000)
+
+
+def test_small_bodies_may_compress_as_they_like() -> None:
+    zeros = b"\0" * (RATIO_FREE // 2)  # over 100:1, but under the ratio-free size
+    assert decode(gzip.compress(zeros), "gzip", limit=RATIO_FREE) == zeros
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "why"),
+    [
+        ("gzip", b"not gzip at all", "corrupt"),
+        ("gzip", gzip.compress(DOC)[:-12], "truncated"),
+        ("gzip", gzip.compress(DOC) + b"tail", "trailing"),
+        ("br", b"\x0b", "cannot be checked"),
+        ("gzip, br", b"", "cannot be checked"),
+    ],
+)
+def test_what_cannot_be_read_is_an_error(coding: str, body: bytes, why: str) -> None:
+    with pytest.raises(DecodeError, match=why):
+        decode(body, coding, limit=1 << 20)

@@ -1,0 +1,30 @@
+"""Never a worse copy (proxy/replacement.py): which answers may stand in for the stored copy."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.replacement import TOO_LARGE, Answer, refusal
+
+CASES = [
+    # answer, guarded, etag sent, conditional, refused because (None: may go on)
+    (Answer(200, True), True, None, False, None),
+    (Answer(200, False), False, None, False, None),  # unguarded: streams through, not stored
+    (Answer(200, False), True, None, False, TOO_LARGE),
+    (Answer(304, True), False, None, False, "a 304 to a request without validators"),
+    (Answer(304, True), True, None, False, "a 304 to a request without validators"),
+    (Answer(304, True, '"v1"'), False, '"v1"', True, None),
+    (Answer(304, True, 'W/"v1"'), False, '"v1"', True, None),  # weak comparison
+    (Answer(304, True), False, '"v1"', True, None),  # no ETag in the 304: ours stands
+    (Answer(304, True), False, None, True, None),  # we sent only If-Modified-Since
+    (Answer(304, True, '"v2"'), False, '"v1"', True, "a 304 for another ETag than ours"),
+    (Answer(301, True), True, None, False, "a 301 redirect on a guarded route"),
+    (Answer(302, True), True, '"v1"', True, "a 302 redirect on a guarded route"),
+    (Answer(301, True), False, None, False, None),  # unguarded: storable as RFC 9111 says
+    (Answer(404, True), True, None, False, None),  # `_store` keeps a good copy over it
+]
+
+
+@pytest.mark.parametrize(("answer", "guarded", "sent", "conditional", "why"), CASES)
+def test_refusal(answer: Answer, guarded: bool, sent: str | None, conditional: bool, why: str | None) -> None:
+    assert refusal(answer, guarded=guarded, etag_sent=sent, conditional=conditional) == why
