@@ -19,6 +19,7 @@ from proxy import freshness, replacement
 from proxy.cachecontrol import parse as parse_cc
 from proxy.datacheck import DataCheck
 from proxy.deliver import Txn
+from proxy.encoding import DecodeError, decode
 from proxy.errors import DataRejected, ProxyError, UpstreamStatus
 from proxy.guards import Verdict, Violation
 from proxy.headers import end_to_end
@@ -171,8 +172,15 @@ class Fetcher:
             etag_sent=entry.etag if conditional and entry is not None else None,
             conditional=conditional and entry is not None,
         )
+        if refused == replacement.TOO_LARGE:
+            return self._rejected(rs, fetched, "max_object_size", f"over {rs.config.max_object_size} bytes")
         if refused is not None:
             return self._refused(rs, fetched, refused)
+        unreadable = _identity(rs, fetched)
+        if unreadable is not None and rs.config.guards:
+            return self._rejected(rs, fetched, "encoding", unreadable)
+        if unreadable is not None:
+            return self._refused(rs, fetched, unreadable)
         if fetched.status == 304 and conditional and entry is not None:
             return Outcome(
                 entry=self._revalidated(rs, key, entry, fetched), stored=True, revalidated=True, key=key
@@ -192,14 +200,16 @@ class Fetcher:
     def _refused(self, rs: RouteState, fetched: Fetched, why: str) -> Outcome:
         """An answer that may not stand in for the copy: a failure, served like a vendor fault."""
         fetched.release()
-        if why == replacement.TOO_LARGE:  # a guard rejection like any other: counted, quarantined
-            limit = rs.config.max_object_size
-            verdict = Verdict(False, (Violation("max_object_size", "$", f"over {limit} bytes"),), False)
-            self.datacheck.reject(rs, fetched, verdict, self.state.clock.now())
-            return Outcome(error=DataRejected(verdict.detail(), [v.label() for v in verdict.violations]))
         failure = UpstreamStatus(f"upstream answered {why}", fetched.status)
         self._transport_fault(rs, failure)
         return Outcome(error=failure, detail=why)
+
+    def _rejected(self, rs: RouteState, fetched: Fetched, rule: str, value: str) -> Outcome:
+        """A body the guards cannot check is a guard rejection like any other: counted, quarantined."""
+        fetched.release()
+        verdict = Verdict(False, (Violation(rule, "$", value[:80]),), False)
+        self.datacheck.reject(rs, fetched, verdict, self.state.clock.now())
+        return Outcome(error=DataRejected(verdict.detail(), [v.label() for v in verdict.violations]))
 
     # -- store ---------------------------------------------------------------------------------
 
@@ -306,7 +316,8 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
         response_time=fetched.response_time,
         lkg=lkg,
     )
-    vary = freshness.vary_names(fetched.headers) or ()
+    # Stored bodies are identity, right for every client (RFC 9110 12.5.3): no variant per coding.
+    vary = tuple(n for n in freshness.vary_names(fetched.headers) or () if n != "accept-encoding")
     sent = {k.lower(): v for k, v in out.headers}
     return Entry(
         status=fetched.status,
@@ -325,6 +336,20 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
         vary_values=tuple(_normal(sent.get(n)) for n in vary),
         url=out.path_qs,
     )
+
+
+def _identity(rs: RouteState, fetched: Fetched) -> str | None:
+    """Decode a complete coded body once, within bounds, so guards, the store and every client
+    see one encoding (identity); why it cannot be read, or None."""
+    coding = freshness.header(fetched.headers, "content-encoding")
+    if not fetched.complete or coding is None or coding.strip().lower() in ("", "identity"):
+        return None
+    try:
+        fetched.body = decode(fetched.body, coding, rs.config.max_object_size)
+    except DecodeError as exc:
+        return str(exc)
+    fetched.headers = end_to_end(fetched.headers, frozenset({"content-encoding", "content-length"}))
+    return None
 
 
 def _lease_ms(rs: RouteState) -> int:

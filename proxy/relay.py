@@ -17,6 +17,7 @@ from proxy.settings import UpstreamConfig
 from proxy.transport import Fetched
 
 log = logging.getLogger("proxy.relay")
+DECODABLE = "gzip, deflate"
 
 
 def forward_headers(
@@ -30,6 +31,11 @@ def forward_headers(
         prior = request.headers.get("X-Forwarded-For")
         out = [(k, v) for k, v in out if k.lower() != "x-forwarded-for"]
         out.append(("X-Forwarded-For", f"{prior}, {request.remote}" if prior else request.remote))
+    if (
+        cacheable and "accept-encoding" not in configured
+    ):  # only codings the proxy decodes: it stores and checks identity (see fetch)
+        out = [(k, v) for k, v in out if k.lower() != "accept-encoding"]
+        out.append(("Accept-Encoding", DECODABLE))
     out.extend(upstream.headers)
     return out
 

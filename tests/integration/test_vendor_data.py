@@ -173,3 +173,27 @@ async def test_absurd_numbers_never_break_delivery(origin: Origin, make_proxy: M
     assert (await proxy.get("/api/prices/B2")).headers["X-Cache"] == "MISS"
     assert (await proxy.get("/api/prices/B2")).headers["X-Cache"] == "HIT"
     assert origin.count("/prices/B2") == 1
+
+
+async def test_one_stored_encoding_served_to_every_client(origin: Origin, make_proxy: MakeProxy) -> None:
+    origin.always("/catalogue/all", gzipped(catalogue(10), Vary="Accept-Encoding"))
+    proxy = await make_proxy(ROUTES)
+    first = await proxy.get("/api/catalogue/all", headers={"Accept-Encoding": "br"})
+    assert origin.seen[-1].headers["Accept-Encoding"] == "gzip, deflate"  # only what we decode
+    plain = await proxy.get("/api/catalogue/all", headers={"Accept-Encoding": "identity"})
+    for answer in (first, plain):
+        assert "Content-Encoding" not in answer.headers
+        assert await answer.read() == catalogue(10)
+    assert plain.headers["X-Cache"] == "HIT"  # one variant, whatever the client accepts
+    assert stored(proxy) == [catalogue(10)]
+    assert origin.count("/catalogue/all") == 1
+
+
+async def test_a_bomb_on_an_unguarded_route_is_a_502(origin: Origin, make_proxy: MakeProxy) -> None:
+    origin.always(
+        "/prices/A1", Reply(200, gzip.compress(b"\0" * (32 << 20)), {**JSON, "Content-Encoding": "gzip"})
+    )
+    proxy = await make_proxy()
+    answer = await proxy.get("/api/prices/A1")
+    assert answer.status == 502 and (await answer.json())["error"] == "upstream_status"
+    assert stored(proxy) == []
