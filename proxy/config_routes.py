@@ -76,7 +76,7 @@ def _upstream(r: Reader, w: KeyPath, name: str, value: Any) -> UpstreamConfig:
         timeout=to or Timeouts(),
         retries=_retries(r, (*w, "retries"), m.get("retries")),
         max_connections=r.integer((*w, "max_connections"), m.get("max_connections"), 100, minimum=1),
-        max_queue=r.integer((*w, "max_queue"), m.get("max_queue"), 100),
+        max_queue=r.integer((*w, "max_queue"), m.get("max_queue"), 10_000),
         rate_limit=_rate_limit(r, (*w, "rate_limit"), m.get("rate_limit")),
         circuit_breaker=_breaker(r, (*w, "circuit_breaker"), m.get("circuit_breaker")),
         health_check=_health(r, (*w, "health_check"), m.get("health_check")),

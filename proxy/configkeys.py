@@ -135,7 +135,12 @@ KEYS: tuple[Key, ...] = (
     K("upstreams.*.retries.backoff", _D, "100ms", "Base of the exponential backoff.", "s"),
     K("upstreams.*.retries.max_backoff", _D, "2s", "Cap of the backoff, before jitter.", "s"),
     K("upstreams.*.max_connections", "integer", "100", "Concurrent calls (bulkhead)."),
-    K("upstreams.*.max_queue", "integer", "100", "Calls waiting for a connection; beyond: 503."),
+    K(
+        "upstreams.*.max_queue",
+        "integer",
+        "10000",
+        "Calls waiting for a connection, each at most its total timeout; beyond: 503.",
+    ),
     K("upstreams.*.rate_limit", "mapping", "-", "Token bucket toward the upstream."),
     K(
         "upstreams.*.rate_limit.per_second",

@@ -122,7 +122,7 @@ class UpstreamConfig:
     timeout: Timeouts = Timeouts()
     retries: RetryPolicy = RetryPolicy()  # noqa: RUF009 - frozen, so sharing is safe
     max_connections: int = 100
-    max_queue: int = 100
+    max_queue: int = 10_000
     rate_limit: RateLimit | None = None
     circuit_breaker: BreakerPolicy = BreakerPolicy()  # noqa: RUF009 - frozen
     health_check: HealthCheck | None = None

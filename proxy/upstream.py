@@ -22,7 +22,6 @@ from proxy.settings import UpstreamConfig
 from proxy.transport import Fetched, Outbound, Transport
 
 RATE_WAIT_MAX = 1.0  # seconds a request without a stored copy may wait for a token
-QUEUE_WAIT_MAX = 2.0  # seconds a request may wait in the bulkhead queue
 MAX_HOLD = 300.0  # the longest a vendor's 429 Retry-After holds us off: one bad header is not a year
 Judge = Callable[[Fetched], bool]
 
@@ -136,7 +135,10 @@ class Upstream:
             )
         try:
             await self._take_token(has_copy)
-            async with self._bulkhead():
+            # A queued call waits at most its own deadline: queue what can still be answered in time.
+            async with _Slot(
+                self.bulkhead, self._slots, self.name, (out.timeout or self.config.timeout).total
+            ):
                 fetched = await self.transport.send(out, limit)
         except UpstreamError as exc:
             self._record(permit, ok=False, duration=self.clock.now() - now, error=exc.message)
@@ -170,9 +172,6 @@ class Upstream:
         if not self.bucket.try_take(self.clock.now()):
             raise Overloaded(f"rate limit toward {self.name} reached", retry_after=1.0)
 
-    def _bulkhead(self) -> _Slot:
-        return _Slot(self.bulkhead, self._slots, self.name)
-
     def _record(self, permit: Permit, *, ok: bool, duration: float, error: str | None) -> None:
         now = self.clock.now()
         self.breaker.record(permit, now, ok=ok, duration=duration)
@@ -196,8 +195,8 @@ class Upstream:
 class _Slot:
     """Bulkhead admission as an async context manager (the protocol in `ratelimit.Bulkhead`)."""
 
-    def __init__(self, bulkhead: Bulkhead, cond: asyncio.Condition, name: str) -> None:
-        self.bulkhead, self.cond, self.name = bulkhead, cond, name
+    def __init__(self, bulkhead: Bulkhead, cond: asyncio.Condition, name: str, wait: float) -> None:
+        self.bulkhead, self.cond, self.name, self.wait = bulkhead, cond, name, wait
 
     async def __aenter__(self) -> None:
         verdict = self.bulkhead.try_enter()
@@ -206,7 +205,7 @@ class _Slot:
         if verdict == "queue":
             try:
                 async with self.cond:
-                    await asyncio.wait_for(self.cond.wait_for(self.bulkhead.try_promote), QUEUE_WAIT_MAX)
+                    await asyncio.wait_for(self.cond.wait_for(self.bulkhead.try_promote), self.wait)
             except (TimeoutError, asyncio.CancelledError) as exc:
                 if self.bulkhead.dequeue():
                     await self._wake()
