@@ -8,7 +8,7 @@ fetch   in `fetch.py`: upstream call, guards, store
 error   a usable copy (stale-if-error, last-known-good) marked stale; else fallback or JSON error
 deliver in `deliver.py`
 
-Must not: parse config, talk to aiohttp's client (that is `upstream`), or read the clock other
+Must not: parse config, talk to vendors (that is `upstream` and `transport`), or read the clock other
 than through `state.clock`.
 """
 
