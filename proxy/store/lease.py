@@ -304,7 +304,7 @@ class Subscriber:
         finally:
             self._subscribed.clear()
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8.2
 
     def _dispatch(self, channel: str, data: bytes | str) -> None:
         if channel == self._names.released_channel:
