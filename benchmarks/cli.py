@@ -2,7 +2,8 @@
 
 Owns the command line and the order of a run; everything it starts lives in one ProcessGroup
 that is closed on every exit path (normal end, error, Ctrl-C, SIGTERM). A scenario that cannot
-run is reported as skipped with its reason; the suite exits 0 whatever the speed.
+run is reported as skipped with its reason; the suite exits 0 whatever the speed, and 1 when a
+scenario crashed (a broken benchmark must not pass as "skipped").
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from benchmarks.machine import machine_info, versions
 from benchmarks.memory import measure_memory
 from benchmarks.micro import run_micro
 from benchmarks.procs import process_group
-from benchmarks.report import evaluate_goals, render, render_markdown, write_json, write_plot
+from benchmarks.report import evaluate_goals, failures, render, render_markdown, write_json, write_plot
 from benchmarks.scenarios import STEADY, Runner
 from benchmarks.suite import Settings, Skip, Suite, run_scenario
 from benchmarks.userconf import run_user_config
@@ -31,7 +32,7 @@ SCENARIOS: dict[str, tuple[str, Runner]] = {
     **{k: STEADY[k] for k in ("ceiling", "direct", "hit", "hit-spread", "miss", "stale")},
     "outage": ("origin fails halfway: errors, latency, origin requests while open", outage),
     "stampede": ("1,000 concurrent cold requests for one key", stampede),
-    **{k: STEADY[k] for k in ("writes", "shared", "nginx")},
+    **{k: STEADY[k] for k in ("writes", "shared", "nginx", "nginx-miss", "nginx-writes")},
 }
 EXTRAS = ("memory", "micro")
 
@@ -210,4 +211,4 @@ def main(argv: list[str] | None = None) -> int:
         say(f"wrote {args.markdown}")
     if args.plot and write_plot(doc, args.plot, say):
         say(f"wrote {args.plot}")
-    return 0
+    return 1 if failures(doc) else 0

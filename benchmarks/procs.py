@@ -186,6 +186,19 @@ def _children_of(pid: int) -> list[int]:
     return kids
 
 
+def _tree(pid: int) -> list[int]:
+    """A process and its live descendants (proxy and nginx workers count too)."""
+    out: list[int] = []
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        if current in out:
+            continue
+        out.append(current)
+        stack.extend(_children_of(current))
+    return out
+
+
 def rss_bytes(pid: int) -> int:
     """VmRSS of one process from /proc (0 when unavailable)."""
     try:
@@ -198,15 +211,24 @@ def rss_bytes(pid: int) -> int:
 
 
 def tree_rss_bytes(pid: int) -> int:
-    """VmRSS of a process plus all its descendants (proxy workers count too)."""
-    total = 0
-    stack = [pid]
-    seen: set[int] = set()
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        total += rss_bytes(current)
-        stack.extend(_children_of(current))
-    return total
+    """VmRSS of a process plus all its descendants."""
+    return sum(rss_bytes(p) for p in _tree(pid))
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process from /proc/PID/stat (0.0 when it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # The command name may hold spaces and parentheses: fields start after the last ")".
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (proc(5) 14, 15)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a server and its live workers: what one request costs the machine, not the client."""
+    return sum(cpu_seconds(p) for p in _tree(pid))

@@ -2,7 +2,8 @@
 
 Owns: the goals of issue 7 section 6 as ratios measured in the same run (held / missed /
 not measured), the text table, the JSON document and the matplotlib figure. It reports; it
-never fails the run on speed. No measuring and no processes here.
+never fails the run on speed (a crashed scenario does fail it: see `failures`). No measuring
+and no processes here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ Doc = dict[str, Any]
 
 def _get(scenarios: Doc, name: str, key: str) -> float | None:
     row = scenarios.get(name)
-    if not row or row.get("skipped"):
+    if not row or row.get("skipped") or row.get("failed"):
         return None
     value = row.get(key)
     return float(value) if isinstance(value, int | float) else None
@@ -90,6 +91,7 @@ def evaluate_goals(scenarios: Doc, memory: Doc | None) -> list[Doc]:
             f"per run: {errors}" if errors else "",
         )
     )
+    goals += cpu_goals(scenarios)
     ratio = None if not memory or memory.get("skipped") else memory.get("ratio")
     goals.append(
         _goal(
@@ -106,6 +108,39 @@ def evaluate_goals(scenarios: Doc, memory: Doc | None) -> list[Doc]:
     return goals
 
 
+CPU_GOALS = (
+    # (goal name, our scenario, nginx's, the most ours may cost as a multiple of nginx's)
+    ("hit-cpu", "hit", "nginx", 0.7),  # issue 12
+    ("miss-cpu", "miss", "nginx-miss", 1.0),  # issue 11
+    ("writes-cpu", "writes", "nginx-writes", 1.0),  # issue 11
+)
+
+
+def cpu_goals(scenarios: Doc) -> list[Doc]:
+    """Server CPU per request beside nginx's in the same run: the only speed figure that a
+    shared, noisy machine does not distort (req/s depends on who else runs)."""
+    goals = []
+    for name, ours, theirs, most in CPU_GOALS:
+        mine, nginx = _get(scenarios, ours, "cpu_us"), _get(scenarios, theirs, "cpu_us")
+        ratio = _ratio(mine, nginx)
+        goals.append(
+            _goal(
+                name,
+                f"{ours} CPU per request <= {most:g}x nginx's",
+                ratio,
+                None if ratio is None else ratio <= most,
+                f"{ratio:.2f}x" if ratio is not None else "",
+                f"{mine:.1f} us vs {nginx:.1f} us" if mine is not None and nginx is not None else "",
+            )
+        )
+    return goals
+
+
+def failures(doc: Doc) -> list[str]:
+    """Scenarios that crashed (not skipped): any one makes the run exit non-zero."""
+    return [f"{name}: {row['failed']}" for name, row in doc["scenarios"].items() if row.get("failed")]
+
+
 # ----------------------------------------------------------------------------------- text
 
 
@@ -118,11 +153,11 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def render_table(doc: Doc) -> str:
-    head = ("scenario", "rps", "p50 ms", "p90 ms", "p99 ms", "errors", "origin", "notes")
+    head = ("scenario", "rps", "p50 ms", "p90 ms", "p99 ms", "errors", "origin", "CPU us/req", "notes")
     rows: list[tuple[str, ...]] = []
     for name, row in doc["scenarios"].items():
-        if row.get("skipped"):
-            rows.append((name, "-", "-", "-", "-", "-", "-", f"skipped: {row['skipped']}"))
+        if row.get("skipped") or row.get("failed"):
+            rows.append((name, *"-------", _why_not(row)))
             continue
         rows.append(
             (
@@ -133,6 +168,7 @@ def render_table(doc: Doc) -> str:
                 _fmt(row["p99_ms"], ".2f"),
                 _fmt(row["errors"], "d"),
                 _fmt(row["origin_requests"], "d"),
+                _fmt(row.get("cpu_us"), ".1f"),
                 "; ".join(row.get("notes", [])),
             )
         )
@@ -143,6 +179,10 @@ def render_table(doc: Doc) -> str:
         lines.append("  ".join(cells) + "  " + r[-1])
     lines.insert(1, "-" * min(120, sum(widths) + 2 * len(widths) + 5))
     return "\n".join(lines)
+
+
+def _why_not(row: Doc) -> str:
+    return f"FAILED: {row['failed']}" if row.get("failed") else f"skipped: {row['skipped']}"
 
 
 def render_goals(goals: list[Doc]) -> str:
@@ -196,6 +236,8 @@ def render(doc: Doc) -> str:
         "goals (measured in this run; the suite reports, it does not fail on speed):",
         render_goals(doc["goals"]),
     ]
+    if failures(doc):
+        parts += ["", "FAILED scenarios (the run exits 1):", *(f"  {f}" for f in failures(doc))]
     return "\n".join(parts)
 
 
@@ -209,18 +251,18 @@ def render_markdown(doc: Doc) -> str:
         f"{st['duration_s']:g} s x {st['repeats']} runs (medians), {st['workers']} worker(s); "
         f"load average {m.get('loadavg_at_start')} -> {m.get('loadavg')}.",
         "",
-        "| scenario | rps | p50 ms | p90 ms | p99 ms | errors | origin requests | notes |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| scenario | rps | p50 ms | p90 ms | p99 ms | errors | origin requests | CPU us/req | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, row in doc["scenarios"].items():
-        if row.get("skipped"):
-            out.append(f"| {name} | - | - | - | - | - | - | skipped: {row['skipped']} |")
+        if row.get("skipped") or row.get("failed"):
+            out.append(f"| {name} | - | - | - | - | - | - | - | {_why_not(row)} |")
             continue
         out.append(
             f"| {name} | {_fmt(row['rps'], ',.0f')} | {_fmt(row['p50_ms'], '.2f')} | "
             f"{_fmt(row['p90_ms'], '.2f')} | {_fmt(row['p99_ms'], '.2f')} | "
             f"{_fmt(row['errors'], 'd')} | {_fmt(row['origin_requests'], 'd')} | "
-            f"{'; '.join(row.get('notes', []))} |"
+            f"{_fmt(row.get('cpu_us'), '.1f')} | {'; '.join(row.get('notes', []))} |"
         )
     out += [
         "",

@@ -14,27 +14,23 @@ from dataclasses import replace
 from benchmarks.load import Target
 from benchmarks.loadgen import fetch_paths
 from benchmarks.proxyrun import start_proxy, validate
-from benchmarks.services import (
-    nginx_version,
-    redis_dbsize,
-    redis_server_path,
-    start_nginx,
-    start_redis,
-)
+from benchmarks.services import redis_dbsize, redis_server_path, start_redis
 from benchmarks.suite import ScenarioResult, Skip, Suite, salt
 
 ORDER_BODY = b'{"sku":"A-1","quantity":2,"customer":"bench"}'
 
 
 def ceiling(suite: Suite, res: ScenarioResult) -> None:
-    target = suite.target(suite.ceiling(), "/items/1")
-    res.runs, _ = suite.measure(lambda i: target, warm=target, count_origin=False)
+    port, child = suite.ceiling()
+    target = suite.target(port, "/items/1")
+    suite.measure(res, lambda i: target, server=child, warm=target, count_origin=False)
     res.notes.append(f"plain aiohttp, {suite.settings.workers} process(es)")
 
 
 def direct(suite: Suite, res: ScenarioResult) -> None:
-    target = suite.target(suite.origin().port, "/items/1")
-    res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
+    origin = suite.origin()
+    target = suite.target(origin.port, "/items/1")
+    suite.measure(res, lambda i: target, server=origin.child, warm=target)
     res.notes.append("origin without the proxy")
 
 
@@ -42,7 +38,7 @@ def hit(suite: Suite, res: ScenarioResult) -> None:
     proxy = suite.proxy()
     target = suite.target(proxy.port, "/api/items/1")
     suite.x_cache(proxy.port, target.path)  # store it
-    res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
+    suite.measure(res, lambda i: target, server=proxy.child, warm=target)
     res.notes.append(suite.x_cache(proxy.port, target.path))
 
 
@@ -57,17 +53,23 @@ def hit_spread(suite: Suite, res: ScenarioResult) -> None:
     keys = suite.settings.spread_keys
     res.notes.append(prewarm(suite, proxy.port, "/api/items/", keys))
     target = suite.target(proxy.port, "/api/items/", mode="random", keys=keys)
-    res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
+    suite.measure(res, lambda i: target, server=proxy.child, warm=target)
     res.notes.append(suite.x_cache(proxy.port, f"/api/items/{keys - 1}"))
+
+
+def unique_keys(suite: Suite, port: int) -> Callable[[int], Target]:
+    """Every request a key never seen before: a miss, a vendor fetch and a store each."""
+
+    def make(i: int) -> Target:
+        return suite.target(port, "/api/items/", mode="unique", salt=f"m{i}{salt()}")
+
+    return make
 
 
 def miss(suite: Suite, res: ScenarioResult) -> None:
     proxy = suite.proxy()
-
-    def make(i: int) -> Target:
-        return suite.target(proxy.port, "/api/items/", mode="unique", salt=f"m{i}{salt()}")
-
-    res.runs, res.origin_requests = suite.measure(make, warm=make(99))
+    make = unique_keys(suite, proxy.port)
+    suite.measure(res, make, server=proxy.child, warm=make(99))
     res.notes.append("every request a new key (pass-through + store)")
 
 
@@ -76,7 +78,7 @@ def stale(suite: Suite, res: ScenarioResult) -> None:
     path = "/api/stale/1"
     suite.x_cache(proxy.port, path)  # stored with max-age=0: stale at once, SWR 10m
     target = suite.target(proxy.port, path)
-    res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
+    suite.measure(res, lambda i: target, server=proxy.child, warm=target)
     res.notes.append(suite.x_cache(proxy.port, path))
     res.notes.append("origin max-age=0; route stale_while_revalidate 10m")
 
@@ -84,10 +86,12 @@ def stale(suite: Suite, res: ScenarioResult) -> None:
 def writes(suite: Suite, res: ScenarioResult) -> None:
     proxy = suite.proxy()
     target = suite.target(proxy.port, "/api/orders", method="POST", body=ORDER_BODY)
-    res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
-    direct_target = replace(target, port=suite.origin().port, path="/orders")
-    direct_runs, _ = suite.measure(lambda i: direct_target, count_origin=False)
-    direct_rps = sorted(r.rps for r in direct_runs)[len(direct_runs) // 2]
+    suite.measure(res, lambda i: target, server=proxy.child, warm=target)
+    origin = suite.origin()
+    direct_res = ScenarioResult("writes-direct", "POST to the origin itself")
+    direct_target = replace(target, port=origin.port, path="/orders")
+    suite.measure(direct_res, lambda i: direct_target, server=origin.child, count_origin=False)
+    direct_rps = sorted(r.rps for r in direct_res.runs)[len(direct_res.runs) // 2]
     res.extra["direct_rps"] = round(direct_rps, 1)
     res.notes.append(f"POST pass-through; origin direct {direct_rps:,.0f} rps")
 
@@ -120,18 +124,30 @@ def shared(suite: Suite, res: ScenarioResult) -> None:
         )
     res.extra["redis_keys"] = stored
     target = suite.target(reader.port, "/api/items/", mode="random", keys=keys)
-    res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
+    suite.measure(res, lambda i: target, server=reader.child, warm=target)
     res.notes.append(f"read via proxy B (L1 64KB): {suite.x_cache(reader.port, '/api/items/1')}")
 
 
 def nginx(suite: Suite, res: ScenarioResult) -> None:
-    if nginx_version() is None:
-        raise Skip("nginx not installed (/usr/sbin/nginx)")
-    port, _ = start_nginx(suite.group, origin_port=suite.origin().port, workers=suite.settings.workers)
+    port, child = suite.nginx()
     target = suite.target(port, "/api/items/1")
     suite.x_cache(port, target.path)
-    res.runs, res.origin_requests = suite.measure(lambda i: target, warm=target)
+    suite.measure(res, lambda i: target, server=child, warm=target)
     res.notes.append(f"proxy_cache, {suite.settings.workers} worker(s): {suite.x_cache(port, target.path)}")
+
+
+def nginx_miss(suite: Suite, res: ScenarioResult) -> None:
+    port, child = suite.nginx()
+    make = unique_keys(suite, port)
+    suite.measure(res, make, server=child, warm=make(99))
+    res.notes.append("proxy_cache, every request a new key (fetch + store)")
+
+
+def nginx_writes(suite: Suite, res: ScenarioResult) -> None:
+    port, child = suite.nginx()
+    target = suite.target(port, "/api/orders", method="POST", body=ORDER_BODY)
+    suite.measure(res, lambda i: target, server=child, warm=target)
+    res.notes.append("POST pass-through (proxy_pass, keepalive upstream)")
 
 
 Runner = Callable[[Suite, ScenarioResult], None]
@@ -146,4 +162,6 @@ STEADY: dict[str, tuple[str, Runner]] = {
     "writes": ("POST pass-through", writes),
     "shared": ("hits through the Redis tier", shared),
     "nginx": ("nginx proxy_cache hits in front of the same origin", nginx),
+    "nginx-miss": ("nginx proxy_cache, every request a new key", nginx_miss),
+    "nginx-writes": ("nginx POST pass-through", nginx_writes),
 }

@@ -214,6 +214,11 @@ http {{
             proxy_cache_background_update on;
             add_header X-Cache $upstream_cache_status;
         }}
+        location = /api/orders {{
+            proxy_pass http://origin/orders;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
     }}
 }}
 """

@@ -19,9 +19,9 @@ from typing import Any
 import aiohttp
 
 from benchmarks.load import Loader, LoadResult, Target, median_summary
-from benchmarks.procs import ProcessGroup
+from benchmarks.procs import Child, ProcessGroup, tree_cpu_seconds
 from benchmarks.proxyrun import ProxyProcess, bench_config, cli_available, start_proxy
-from benchmarks.services import Origin, request, start_ceiling, start_origin
+from benchmarks.services import Origin, nginx_version, request, start_ceiling, start_nginx, start_origin
 
 
 class Skip(Exception):
@@ -50,7 +50,9 @@ class ScenarioResult:
     description: str
     runs: list[LoadResult] = field(default_factory=list)
     origin_requests: list[int] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # server CPU per request, per run
     skipped: str | None = None
+    failed: str | None = None  # a scenario that crashed: the run exits non-zero
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -59,35 +61,34 @@ class ScenarioResult:
         out["origin_requests"] = (
             int(statistics.median(self.origin_requests)) if self.origin_requests else None
         )
+        out["cpu_us"] = round(statistics.median(self.cpu_us), 1) if self.cpu_us else None
         return out
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"description": self.description}
-        if self.skipped is None:
+        if self.skipped is None and self.failed is None:
             data.update(self.summary())
         else:
-            data.update(
-                {
-                    "rps": None,
-                    "p50_ms": None,
-                    "p90_ms": None,
-                    "p99_ms": None,
-                    "errors": None,
-                    "origin_requests": None,
-                }
-            )
+            data.update(dict.fromkeys(("rps", "p50_ms", "p90_ms", "p99_ms", "errors", "origin_requests")))
+            data["cpu_us"] = None
         data["repeats"] = [
             {
                 **run.as_dict(),
-                "origin_requests": self.origin_requests[i] if i < len(self.origin_requests) else None,
+                "origin_requests": _nth(self.origin_requests, i),
+                "cpu_us": _nth(self.cpu_us, i),
             }
             for i, run in enumerate(self.runs)
         ]
         data["generator"] = self.runs[0].generator if self.runs else None
         data["skipped"] = self.skipped
+        data["failed"] = self.failed
         data["notes"] = list(self.notes)
         data.update(self.extra)
         return data
+
+
+def _nth(values: Sequence[int] | Sequence[float], i: int) -> int | float | None:
+    return values[i] if i < len(values) else None
 
 
 def salt() -> str:
@@ -106,7 +107,8 @@ class Suite:
         self.loader = loader
         self.log = log
         self._origin: Origin | None = None
-        self._ceiling: int | None = None
+        self._ceiling: tuple[int, Child] | None = None
+        self._nginx: tuple[int, Child] | None = None
         self._proxy: ProxyProcess | None = None
         self._proxy_error: str | None = None
 
@@ -117,12 +119,20 @@ class Suite:
             self._origin = start_origin(self.group, size=self.settings.size)
         return self._origin
 
-    def ceiling(self) -> int:
+    def ceiling(self) -> tuple[int, Child]:
         if self._ceiling is None:
-            self._ceiling, _ = start_ceiling(
-                self.group, size=self.settings.size, workers=self.settings.workers
-            )
+            self._ceiling = start_ceiling(self.group, size=self.settings.size, workers=self.settings.workers)
         return self._ceiling
+
+    def nginx(self) -> tuple[int, Child]:
+        """nginx in front of the same origin (Skip when it is not installed)."""
+        if nginx_version() is None:
+            raise Skip("nginx not installed (/usr/sbin/nginx)")
+        if self._nginx is None:
+            self._nginx = start_nginx(
+                self.group, origin_port=self.origin().port, workers=self.settings.workers
+            )
+        return self._nginx
 
     def proxy_config(self, **overrides: Any) -> dict[str, Any]:
         return bench_config(origin_port=self.origin().port, workers=self.settings.workers, **overrides)
@@ -162,19 +172,28 @@ class Suite:
         burst(target.port, target.method, paths, target.body, target.connections)
 
     def measure(
-        self, make: Callable[[int], Target], *, warm: Target | None = None, count_origin: bool = True
-    ) -> tuple[list[LoadResult], list[int]]:
-        """Warm up once, then run `repeats` times; origin requests counted per run."""
+        self,
+        res: ScenarioResult,
+        make: Callable[[int], Target],
+        *,
+        server: Child | None,
+        warm: Target | None = None,
+        count_origin: bool = True,
+    ) -> None:
+        """Warm up once, then run `repeats` times into `res`: per run the load result, the
+        origin requests, and the CPU `server` (with its workers) spent per request."""
         if warm is not None:
             self.warm(warm)
-        runs: list[LoadResult] = []
-        origin_counts: list[int] = []
         for i in range(self.settings.repeats):
             before = self.origin().requests() if count_origin else 0
-            runs.append(self.loader.run(make(i)))
+            cpu_before = tree_cpu_seconds(server.pid) if server else 0.0
+            run = self.loader.run(make(i))
+            cpu = tree_cpu_seconds(server.pid) - cpu_before if server else 0.0
+            res.runs.append(run)
+            if server is not None and run.requests:
+                res.cpu_us.append(round(cpu / run.requests * 1e6, 1))
             if count_origin:
-                origin_counts.append(self.origin().requests() - before)
-        return runs, origin_counts
+                res.origin_requests.append(self.origin().requests() - before)
 
     def x_cache(self, port: int, path: str) -> str:
         """X-Cache (or nginx's upstream_cache_status) of one request, for the notes."""
@@ -185,7 +204,8 @@ class Suite:
 def run_scenario(
     suite: Suite, name: str, description: str, runner: Callable[[Suite, ScenarioResult], None]
 ) -> ScenarioResult:
-    """Run one scenario; a Skip or any error becomes the result's `skipped` reason."""
+    """Run one scenario; a Skip becomes its `skipped` reason, any other error its `failed` one
+    (reported, the other scenarios still run, and the suite exits non-zero)."""
     res = ScenarioResult(name=name, description=description)
     started = time.monotonic()
     suite.log(f"== {name}: {description}")
@@ -194,10 +214,9 @@ def run_scenario(
     except Skip as skip:
         res.skipped = str(skip)
     except Exception as exc:  # one broken scenario must not take the others down
-        res.skipped = f"failed: {type(exc).__name__}: {str(exc)[:300]}"
-    suite.log(
-        f"   {'skipped: ' + res.skipped if res.skipped else 'done'} ({time.monotonic() - started:.1f}s)"
-    )
+        res.failed = f"{type(exc).__name__}: {str(exc)[:300]}"
+    outcome = f"FAILED: {res.failed}" if res.failed else f"skipped: {res.skipped}" if res.skipped else "done"
+    suite.log(f"   {outcome} ({time.monotonic() - started:.1f}s)")
     return res
 
 

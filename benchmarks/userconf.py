@@ -42,7 +42,7 @@ def _hit(proxy: ProxyProcess, sample: str) -> Callable[[Suite, ScenarioResult], 
     def run(suite: Suite, res: ScenarioResult) -> None:
         first = suite.x_cache(proxy.port, sample)
         target = suite.target(proxy.port, sample)
-        res.runs, _ = suite.measure(lambda i: target, warm=target, count_origin=False)
+        suite.measure(res, lambda i: target, server=proxy.child, warm=target, count_origin=False)
         res.notes.append(f"first {first}; then {suite.x_cache(proxy.port, sample)}")
 
     return run
@@ -57,7 +57,7 @@ def _miss(proxy: ProxyProcess, sample: str, allowed: str | None) -> Callable[[Su
         def make(i: int) -> Any:
             return suite.target(proxy.port, prefix, mode="unique", salt=f"u{i}{salt()}")
 
-        res.runs, _ = suite.measure(make, warm=make(99), count_origin=False)
+        suite.measure(res, make, server=proxy.child, warm=make(99), count_origin=False)
         res.notes.append("new _bench query value per request (a miss if the route keys on the query)")
 
     return run

@@ -15,13 +15,16 @@ from typing import Any
 
 import pytest
 
-from benchmarks.load import LoadResult, percentile
+from benchmarks.load import Loader, LoadResult, percentile
+from benchmarks.procs import process_group
 from benchmarks.proxyrun import find_breaker_state, sample_paths
-from benchmarks.report import evaluate_goals, render
+from benchmarks.report import evaluate_goals, failures, render
+from benchmarks.suite import ScenarioResult, Settings, Suite, run_scenario
 from benchmarks.wrk import parse_wrk_output
 
 ROOT = Path(__file__).resolve().parents[2]
-FIGURES = ("rps", "p50_ms", "p90_ms", "p99_ms", "errors", "origin_requests")
+FIGURES = ("rps", "p50_ms", "p90_ms", "p99_ms", "errors", "origin_requests", "cpu_us")
+GOALS = ("hit-throughput", "hit-p99", "stampede", "outage", "memory")
 
 
 def run_suite(tmp_path: Path, *extra: str) -> dict[str, Any]:
@@ -55,19 +58,20 @@ def run_suite(tmp_path: Path, *extra: str) -> dict[str, Any]:
 
 
 def check_measured(row: dict[str, Any]) -> None:
-    assert row["skipped"] is None
+    assert row["skipped"] is None and row["failed"] is None
     assert row["rps"] > 0
+    assert row["cpu_us"] > 0  # the server's own CPU, charged per request
     assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
     assert row["errors"] == 0
     assert len(row["repeats"]) == 1
 
 
 def test_quick_run_writes_valid_json(tmp_path: Path) -> None:
-    doc = run_suite(tmp_path, "--only", "ceiling,direct,hit")
+    doc = run_suite(tmp_path, "--only", "ceiling,direct,hit,nginx")
     assert {"cpu", "cores", "memory_bytes", "python", "platform"} <= doc["machine"].keys()
     assert {"resilient-proxy", "aiohttp", "uvloop", "wrk", "nginx"} <= doc["versions"].keys()
     assert doc["load_generator"] in ("wrk", "builtin")
-    assert list(doc["scenarios"]) == ["ceiling", "direct", "hit"]
+    assert list(doc["scenarios"]) == ["ceiling", "direct", "hit", "nginx"]
     for row in doc["scenarios"].values():
         assert set(FIGURES) <= row.keys() and "repeats" in row and "skipped" in row
     check_measured(doc["scenarios"]["ceiling"])
@@ -83,8 +87,12 @@ def test_quick_run_writes_valid_json(tmp_path: Path) -> None:
         assert isinstance(hit["skipped"], str) and hit["skipped"]
         assert hit["rps"] is None
     names = [g["name"] for g in doc["goals"]]
-    assert names == ["hit-throughput", "hit-p99", "stampede", "outage", "memory"]
+    assert names == [*GOALS[:4], "hit-cpu", "miss-cpu", "writes-cpu", "memory"]
     assert all(g["held"] in (True, False, None) for g in doc["goals"])
+    cpu = {g["name"]: g for g in doc["goals"]}["hit-cpu"]
+    if doc["scenarios"]["nginx"]["skipped"] is None and hit["skipped"] is None:
+        check_measured(doc["scenarios"]["nginx"])
+        assert cpu["held"] in (True, False) and " us vs " in cpu["detail"]
 
 
 def test_builtin_load_generator_fallback(tmp_path: Path) -> None:
@@ -161,13 +169,58 @@ def test_goals_are_ratios_of_the_same_run(
     }
     memory = {"ratio": ratio, "entries": 10, "incremental_ratio": 1.0}
     goals = evaluate_goals(scenarios, memory)
-    assert [g["held"] for g in goals] == held
+    assert [g["held"] for g in goals if g["name"] in GOALS] == held
+
+
+@pytest.mark.parametrize(
+    ("ours", "nginx", "held"),
+    [
+        (
+            {"hit": 10.0, "miss": 80.0, "writes": 30.0},
+            {"nginx": 15.0, "nginx-miss": 80.0},
+            [True, True, None],
+        ),
+        (
+            {"hit": 11.0, "miss": 81.0, "writes": 30.0},
+            {"nginx": 15.0, "nginx-miss": 80.0},
+            [False, False, None],
+        ),
+    ],
+)
+def test_cpu_goals_compare_with_nginx_in_the_same_run(
+    ours: dict[str, float], nginx: dict[str, float], held: list[bool | None]
+) -> None:
+    scenarios = {name: _row(1.0, 1.0, cpu_us=cpu) for name, cpu in (ours | nginx).items()}
+    goals = {g["name"]: g for g in evaluate_goals(scenarios, None)}
+    assert [goals[n]["held"] for n in ("hit-cpu", "miss-cpu", "writes-cpu")] == held
+    assert goals["hit-cpu"]["detail"] == f"{ours['hit']:.1f} us vs 15.0 us"
+
+
+def test_a_crashing_scenario_fails_the_run() -> None:
+    def broken(suite: Suite, res: ScenarioResult) -> None:
+        raise KeyError("no such figure")
+
+    with process_group() as group:
+        suite = Suite(Settings(), group, Loader("builtin"), log=lambda _: None)
+        row = run_scenario(suite, "broken", "raises", broken).as_dict()
+    assert row["failed"] == "KeyError: 'no such figure'" and row["skipped"] is None and row["rps"] is None
+    doc = {
+        "machine": {"cpu": "x", "cores": 2, "python": "3.11"},
+        "load_generator": "builtin",
+        "settings": {},
+        "scenarios": {"broken": row},
+        "goals": evaluate_goals({"broken": row}, None),
+        "micro": {},
+        "memory": None,
+    }
+    assert failures(doc) == ["broken: KeyError: 'no such figure'"]
+    assert "FAILED: KeyError" in render(doc) and "the run exits 1" in render(doc)
 
 
 def test_goals_not_measured_when_skipped() -> None:
     scenarios = {"ceiling": _row(1000.0, 2.0), "hit": {"skipped": "no proxy"}}
     goals = evaluate_goals(scenarios, None)
-    assert [g["held"] for g in goals] == [None] * 5
+    assert [g["held"] for g in goals] == [None] * 8
     doc = {
         "machine": {"cpu": "x", "cores": 2, "python": "3.11"},
         "load_generator": "wrk",
