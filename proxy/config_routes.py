@@ -233,12 +233,22 @@ def _route(r: Reader, w: KeyPath, value: Any, upstreams: set[str]) -> RouteConfi
         guards=_guards(r, (*w, "guards"), m.get("guards")),
         confirm_after=r.integer((*w, "confirm_after"), m.get("confirm_after"), 3, minimum=1),
         guards_trip_breaker=r.boolean((*w, "guards_trip_breaker"), m.get("guards_trip_breaker"), False),
+        guards_oversize=_oversize(r, (*w, "guards_oversize"), m.get("guards_oversize")),
         fallback=_fallback(r, (*w, "fallback"), m.get("fallback")),
         max_object_size=r.size((*w, "max_object_size"), m.get("max_object_size"), 8 * 1024 * 1024),
         max_body=None if m.get("max_body") is None else r.size((*w, "max_body"), m["max_body"], 0),
         timeout=_timeouts(r, (*w, "timeout"), m.get("timeout"), Timeouts()),
         sample=r.string((*w, "sample"), m.get("sample")) or None,
     )
+
+
+def _oversize(r: Reader, w: KeyPath, value: Any) -> str:
+    """Too large to check is refused unless the route says so, in words (issue 11)."""
+    chosen = r.string(w, value, "reject")
+    if chosen not in ("reject", "pass"):
+        r.error(w, f"expected reject or pass, got {chosen!r}")
+        return "reject"
+    return chosen
 
 
 def _methods(r: Reader, w: KeyPath, value: Any) -> frozenset[str]:

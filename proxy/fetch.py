@@ -19,7 +19,6 @@ from proxy import freshness, replacement
 from proxy.cachecontrol import parse as parse_cc
 from proxy.datacheck import DataCheck
 from proxy.deliver import Txn
-from proxy.encoding import DecodeError, decode
 from proxy.errors import DataRejected, ProxyError, UpstreamStatus
 from proxy.guards import Verdict, Violation
 from proxy.headers import end_to_end
@@ -130,12 +129,14 @@ class Fetcher:
                 """Guard rejections count as breaker failures; confirmable changes do not."""
                 if not 200 <= f.status < 300:
                     return True
+                if f.unreadable is not None:
+                    return False
                 checked.append(self.datacheck.check(rs, entry, f))
                 return checked[-1][0].ok or checked[-1][0].relative_only
 
         try:
             fetched = await rs.upstream.request(
-                out, rs.config.max_object_size, has_copy=has_copy, judge=judge
+                out, rs.config.max_object_size, has_copy=has_copy, judge=judge, identity=True
             )
         except ProxyError as err:
             self._transport_fault(rs, err)
@@ -169,6 +170,7 @@ class Fetcher:
         refused = replacement.refusal(
             replacement.Answer(fetched.status, fetched.complete, freshness.header(fetched.headers, "etag")),
             guarded=bool(rs.config.guards),
+            oversize_passes=rs.config.guards_oversize == "pass",
             etag_sent=entry.etag if conditional and entry is not None else None,
             conditional=conditional and entry is not None,
         )
@@ -176,7 +178,7 @@ class Fetcher:
             return self._rejected(rs, fetched, "max_object_size", f"over {rs.config.max_object_size} bytes")
         if refused is not None:
             return self._refused(rs, fetched, refused)
-        unreadable = _identity(rs, fetched)
+        unreadable = fetched.unreadable
         if unreadable is not None and rs.config.guards:
             return self._rejected(rs, fetched, "encoding", unreadable)
         if unreadable is not None:
@@ -191,11 +193,24 @@ class Fetcher:
             self._transport_fault(rs, failure)
             return Outcome(error=failure)
         if not fetched.complete:
-            return Outcome(fetched=fetched, detail="too large to store")
+            return self._unchecked(rs, fetched)
         rejected = self.datacheck.verdict(rs, key, entry, fetched, checked)
         if rejected is not None:
             return Outcome(error=rejected, detail=rejected.message)
         return self._store(rs, key, entry, fetched, out)
+
+    def _unchecked(self, rs: RouteState, fetched: Fetched) -> Outcome:
+        """Too large to store; on a guarded route (`guards_oversize: pass`) also unchecked:
+        passed on, but marked, logged and counted, never silently."""
+        if not rs.config.guards or not 200 <= fetched.status < 300:
+            return Outcome(fetched=fetched, detail="too large to store")
+        self.state.telemetry.guard_unchecked.inc((rs.config.name,))
+        log.warning(
+            "route %s: answer over max_object_size (%d bytes) passed unchecked (guards_oversize: pass)",
+            rs.config.name,
+            rs.config.max_object_size,
+        )
+        return Outcome(fetched=fetched, detail="too large to check")
 
     def _refused(self, rs: RouteState, fetched: Fetched, why: str) -> Outcome:
         """An answer that may not stand in for the copy: a failure, served like a vendor fault."""
@@ -227,12 +242,11 @@ class Fetcher:
         if why is not None:
             return Outcome(fetched=fetched, detail=f"not stored: {why}")
         now = self.state.clock.now()
-        if (
-            entry is not None
-            and entry.status < 400 <= fetched.status
-            and freshness.usable_on_error(entry, now) is not None
+        if replacement.keeps_copy(
+            stored_status=entry.status if entry is not None else None,
+            new_status=fetched.status,
+            copy_usable=entry is not None and freshness.usable_on_error(entry, now) is not None,
         ):
-            # An error never replaces a good copy while that copy may still be served.
             return Outcome(fetched=fetched, detail="not stored: good copy kept")
         new = _entry(rs, fetched, cc, out, lkg=bool(rs.config.guards))
         vary = new.vary
@@ -336,20 +350,6 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
         vary_values=tuple(_normal(sent.get(n)) for n in vary),
         url=out.path_qs,
     )
-
-
-def _identity(rs: RouteState, fetched: Fetched) -> str | None:
-    """Decode a complete coded body once, within bounds, so guards, the store and every client
-    see one encoding (identity); why it cannot be read, or None."""
-    coding = freshness.header(fetched.headers, "content-encoding")
-    if not fetched.complete or coding is None or coding.strip().lower() in ("", "identity"):
-        return None
-    try:
-        fetched.body = decode(fetched.body, coding, rs.config.max_object_size)
-    except DecodeError as exc:
-        return str(exc)
-    fetched.headers = end_to_end(fetched.headers, frozenset({"content-encoding", "content-length"}))
-    return None
 
 
 def _lease_ms(rs: RouteState) -> int:

@@ -11,6 +11,7 @@ import logging
 from aiohttp import web
 
 from proxy.deliver import Txn, streaming_headers
+from proxy.encoding import DecodeError, Inflater, accepts
 from proxy.errors import BadRequest, ClientGone, PayloadTooLarge
 from proxy.headers import CACHE_OWNED, TRANSPORT_OWNED, UNKEYED_DANGEROUS, end_to_end
 from proxy.settings import UpstreamConfig
@@ -18,6 +19,7 @@ from proxy.transport import Fetched
 
 log = logging.getLogger("proxy.relay")
 DECODABLE = "gzip, deflate"
+_CODING = frozenset({"content-encoding", "content-length"})
 
 
 def forward_headers(
@@ -61,24 +63,41 @@ async def read_body(request: web.Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
+def _inflater(request: web.Request, fetched: Fetched) -> Inflater | None:
+    """We asked the vendor for gzip on the client's behalf (see `forward_headers`): a client that
+    did not ask for it gets identity, inflated as it streams."""
+    coding = next((v for k, v in fetched.headers if k.lower() == "content-encoding"), None)
+    if coding is None or coding.strip().lower() in ("", "identity"):
+        return None
+    if accepts(request.headers.get("Accept-Encoding"), coding.strip()):
+        return None
+    try:
+        return Inflater(coding)
+    except DecodeError:  # a coding we cannot read: relayed as the vendor sent it
+        return None
+
+
 async def stream_response(
     request: web.Request, fetched: Fetched, txn: Txn, *, x_cache: str, status_value: str
 ) -> web.StreamResponse:
     """Relay a body too large to store: first chunk, then the rest as it arrives."""
+    inflater = _inflater(request, fetched)
+    headers = fetched.headers if inflater is None else end_to_end(fetched.headers, _CODING)
     resp = web.StreamResponse(
         status=fetched.status,
-        headers=streaming_headers(fetched.headers, txn, x_cache=x_cache, status_value=status_value),
+        headers=streaming_headers(headers, txn, x_cache=x_cache, status_value=status_value),
     )
     txn.status = fetched.status
     stream = fetched.stream
     try:
         await resp.prepare(request)
-        await resp.write(fetched.body)
-        txn.bytes = len(fetched.body)
+        txn.bytes = 0
+        await _relay(resp, fetched.body, inflater, txn)
         if stream is not None:
             async for chunk in stream:
-                await resp.write(chunk)
-                txn.bytes += len(chunk)
+                await _relay(resp, chunk, inflater, txn)
+        if inflater is not None:
+            inflater.close()
         await resp.write_eof()
     except Exception as exc:  # the client sees a cut connection: the status line is gone already
         log.warning("streaming %s broke after %d bytes: %s", txn.path[:120], txn.bytes, exc)
@@ -87,3 +106,10 @@ async def stream_response(
     finally:
         fetched.release()
     return resp
+
+
+async def _relay(resp: web.StreamResponse, chunk: bytes, inflater: Inflater | None, txn: Txn) -> None:
+    # Each write waits for the client to drain: a slow reader pauses the vendor (and the inflater).
+    for piece in (chunk,) if inflater is None else inflater.feed(chunk):
+        await resp.write(piece)
+        txn.bytes += len(piece)

@@ -8,7 +8,8 @@ as if it were good. Must not: do I/O, read the clock, or store anything (that is
   nothing, into a HIT the vendor never vouched for.
 - On a guarded route the data is the contract: a redirect is not the document (its `max-age`
   would replace the last good copy), and a body too large to check is not a checked body.
-- Error statuses never replace a good copy that may still be served: `fetch._store` keeps that.
+- An error status never replaces a good copy that may still be served (`keeps_copy`): the copy
+  is what `stale_if_error` promises to serve while the vendor fails (RFC 5861 4).
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ class Answer:
     etag: str | None = None
 
 
-def refusal(answer: Answer, *, guarded: bool, etag_sent: str | None, conditional: bool) -> str | None:
+def refusal(
+    answer: Answer,
+    *,
+    guarded: bool,
+    etag_sent: str | None,
+    conditional: bool,
+    oversize_passes: bool = False,
+) -> str | None:
     """Why `answer` may not stand in for the stored copy; None when it may go on to the guards."""
     status = answer.status
     if status == 304:
@@ -36,9 +44,15 @@ def refusal(answer: Answer, *, guarded: bool, etag_sent: str | None, conditional
         return None
     if guarded and 300 <= status < 400:
         return f"a {status} redirect on a guarded route"
-    if guarded and 200 <= status < 300 and not answer.complete:
-        return TOO_LARGE
+    if guarded and 200 <= status < 300 and not answer.complete and not oversize_passes:
+        return TOO_LARGE  # unless the route said `guards_oversize: pass`: then it streams unchecked
     return None
+
+
+def keeps_copy(*, stored_status: int | None, new_status: int, copy_usable: bool) -> bool:
+    """True when a storable answer must not replace the stored copy: an error over a good copy
+    that may still be served on error."""
+    return stored_status is not None and stored_status < 400 <= new_status and copy_usable
 
 
 def _opaque(etag: str) -> str:

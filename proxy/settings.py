@@ -166,6 +166,7 @@ class RouteConfig:
     guards: tuple[Rule, ...] = ()
     confirm_after: int = 3
     guards_trip_breaker: bool = False
+    guards_oversize: str = "reject"  # "pass": a body too large to check streams through unchecked
     fallback: Fallback | None = None
     max_object_size: int = 8 * 1024 * 1024
     max_body: int | None = None

@@ -60,6 +60,11 @@ class Telemetry:
         self.guard_rejections = r.counter(
             "rproxy_guard_rejections_total", "Responses refused by sanity guards", ("route", "rule")
         )
+        self.guard_unchecked = r.counter(
+            "rproxy_guard_unchecked_total",
+            "Guarded answers too large to check, passed on unchecked (guards_oversize: pass)",
+            ("route",),
+        )
         self.data_faults = r.counter(
             "rproxy_data_faults_total", "Upstream up but sending bad data", ("upstream",)
         )

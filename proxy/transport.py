@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from proxy.clock import Clock
+from proxy.encoding import DecodeError, TooLarge, decode
 from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamOutcomeUnknown, UpstreamTimeout
 from proxy.http1 import FramingError, ResponseFraming, head_prefix, request_bytes
 from proxy.model import Headers
@@ -107,6 +108,10 @@ class BodyStream:
             self._conn = None
 
 
+DECODE_OFF_LOOP = 64 * 1024  # compressed bytes; inflating more than this takes milliseconds
+_CODING_HEADERS = frozenset({"content-encoding", "content-length"})
+
+
 @dataclass(slots=True)
 class Fetched:
     status: int
@@ -114,14 +119,35 @@ class Fetched:
     body: bytes
     request_time: float
     response_time: float
-    complete: bool = True  # False: body is the first limit+1 bytes; `stream` holds the rest
+    complete: bool = True  # False: too large to store; `body` comes first, `stream` holds the rest
     stream: BodyStream | None = field(default=None, repr=False)
     attempts: int = 1
     interim: list[tuple[int, Headers]] = field(default_factory=list)  # 1xx heads, in order
+    unreadable: str | None = None  # why a coded body could not be decoded (see `to_identity`)
 
     @property
     def elapsed(self) -> float:
         return self.response_time - self.request_time
+
+    async def to_identity(self, limit: int) -> None:
+        """Decode a complete coded body once, within bounds, so guards, the store and every
+        client see one encoding; a large one inflates on a thread (zlib frees the GIL), so a
+        bomb never stalls unrelated requests. Failure is `unreadable`, never an exception."""
+        coding = next((v for k, v in self.headers if k.lower() == "content-encoding"), None)
+        if not self.complete or coding is None or coding.strip().lower() in ("", "identity"):
+            return
+        try:
+            if len(self.body) >= DECODE_OFF_LOOP:
+                self.body = await asyncio.to_thread(decode, self.body, coding, limit)
+            else:
+                self.body = decode(self.body, coding, limit)
+        except TooLarge:  # stays coded and streams, like any body over the limit
+            self.complete = False
+            return
+        except DecodeError as exc:
+            self.unreadable = str(exc)
+            return
+        self.headers = tuple((k, v) for k, v in self.headers if k.lower() not in _CODING_HEADERS)
 
     def release(self) -> None:
         if self.stream is not None:

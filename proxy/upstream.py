@@ -80,12 +80,19 @@ class Upstream:
     # -- the call ----------------------------------------------------------------------------
 
     async def request(
-        self, out: Outbound, limit: int, *, has_copy: bool = False, judge: Judge | None = None
+        self,
+        out: Outbound,
+        limit: int,
+        *,
+        has_copy: bool = False,
+        judge: Judge | None = None,
+        identity: bool = False,
     ) -> Fetched:
         """Send with retries; a 5xx/429 comes back as a `Fetched`, transport faults raise.
 
         `judge` decides whether a complete non-failing response counts as a success for the
         breaker (a route with `guards_trip_breaker` judges the data, not just the status).
+        `identity`: a complete coded body is decoded before the judge sees it (`to_identity`).
         """
         now = self.clock.now()
         self.budget.record_request(now)
@@ -94,7 +101,7 @@ class Upstream:
         while True:
             attempt += 1
             try:
-                fetched = await self._attempt(out, limit, has_copy, judge)
+                fetched = await self._attempt(out, limit, has_copy, judge, identity)
             except UpstreamError as exc:
                 # The vendor may have acted on it: never again, whatever the method says.
                 if isinstance(exc, UpstreamOutcomeUnknown) or not self._may_retry(retryable, attempt):
@@ -122,7 +129,9 @@ class Upstream:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         return backoff_delay(self.config.retries, attempt, self._rng.random(), retry_after)
 
-    async def _attempt(self, out: Outbound, limit: int, has_copy: bool, judge: Judge | None) -> Fetched:
+    async def _attempt(
+        self, out: Outbound, limit: int, has_copy: bool, judge: Judge | None, identity: bool
+    ) -> Fetched:
         now = self.clock.now()
         if now < self.hold_until:  # the vendor said 429 + Retry-After: do not ask before then
             raise Overloaded(f"{self.name} asked us to slow down", retry_after=self.hold_until - now)
@@ -146,6 +155,8 @@ class Upstream:
         except BaseException:
             self.breaker.release(permit)
             raise
+        if identity:
+            await fetched.to_identity(limit)
         failed = is_failure_status(fetched.status)
         error = f"HTTP {fetched.status}" if failed else None
         if not failed and judge is not None and fetched.complete and not judge(fetched):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from typing import Any
 
 from proxy.clock import FakeClock
@@ -197,3 +198,52 @@ async def test_a_bomb_on_an_unguarded_route_is_a_502(origin: Origin, make_proxy:
     answer = await proxy.get("/api/prices/A1")
     assert answer.status == 502 and (await answer.json())["error"] == "upstream_status"
     assert stored(proxy) == []
+
+
+async def test_a_route_may_pass_oversize_bodies_unchecked_and_says_so(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
+    origin.always("/prices/A1", Reply(200, PRICE, JSON))
+    proxy = await make_proxy(
+        ROUTES.replace("    max_object_size: 2KB\n", "    max_object_size: 2KB\n    guards_oversize: pass\n")
+    )
+    await proxy.get("/api/prices/A1")
+    huge = {**PRICE, "price": 0, "pad": "x" * 4096}
+    answer = await stale_after(proxy, clock, origin, "/api/prices/A1", "/prices/A1", Reply(200, huge, JSON))
+    assert answer.headers["X-Cache"] == "MISS"
+    assert 'detail="too large to check"' in answer.headers["Cache-Status"]
+    assert await answer.json() == huge  # the route chose this: unchecked, but never silently
+    assert stored(proxy) == [json.dumps(PRICE).encode()]  # and never stored
+    assert proxy.state.telemetry.guard_unchecked.value(("prices",)) == 1
+    assert proxy.state.telemetry.guard_rejections.value(("prices", "max_object_size")) == 0
+
+
+async def test_a_streamed_coded_body_is_inflated_for_clients_that_did_not_ask(
+    origin: Origin, make_proxy: MakeProxy
+) -> None:
+    body = json.dumps({"items": [os.urandom(32).hex() for _ in range(40_000)]}).encode()
+    origin.always("/catalogue/big", gzipped(body))  # 2.8 MB, 1.6 MB coded: streamed
+    proxy = await make_proxy(
+        ROUTES.replace("      - {path: $.items, max_shrink: 50%}\n", "    max_object_size: 1MB\n")
+    )
+    plain = await proxy.get("/api/catalogue/big", headers={"Accept-Encoding": "identity"})
+    assert plain.status == 200 and "Content-Encoding" not in plain.headers
+    assert await plain.read() == body
+    coded = await proxy.get("/api/catalogue/big", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    assert coded.headers["Content-Encoding"] == "gzip"  # asked for it: relayed as the vendor sent it
+    assert gzip.decompress(await coded.read()) == body
+    assert stored(proxy) == [] and origin.count("/catalogue/big") == 2
+
+
+async def test_a_coded_body_that_inflates_past_the_limit_streams_unstored(
+    origin: Origin, make_proxy: MakeProxy
+) -> None:
+    body = json.dumps({"items": ["x" * 64] * 20_000}).encode()  # 1.3 MB, 10 KB coded
+    origin.always("/catalogue/big", gzipped(body))
+    proxy = await make_proxy(
+        ROUTES.replace("      - {path: $.items, max_shrink: 50%}\n", "    max_object_size: 1MB\n")
+    )
+    answer = await proxy.get("/api/catalogue/big", headers={"Accept-Encoding": "identity"})
+    assert answer.status == 200 and "Content-Encoding" not in answer.headers
+    assert 'detail="too large to store"' in answer.headers["Cache-Status"]
+    assert await answer.read() == body and stored(proxy) == []
