@@ -401,7 +401,8 @@ async def quarantine_promote(request: web.Request) -> web.Response:
     if entry is None:
         raise AdminError(409, "not_storable", f"the payload may not be stored: {why}")
     lookup = {k.lower(): v for k, v in headers.items()}.get
-    primary = primary_key(rs.config.name, path, query, rs.config.cache.key, lookup)
+    keyed_query = normal_query(query, rs.config.cache.key)
+    primary = primary_key(rs.config.name, path, keyed_query, rs.config.cache.key, lookup)
     full = primary if not entry.vary else primary + VARY_SEP + VARY_SEP.join(entry.vary_values)
     state.remember_vary(primary, entry.vary)
     state.store.put(full, entry, now)

@@ -73,6 +73,7 @@ def _upstream(r: Reader, w: KeyPath, name: str, value: Any) -> UpstreamConfig:
         verify_tls=r.boolean((*w, "tls", "verify"), tls.get("verify"), True),
         ca_file=r.string((*w, "tls", "ca_file"), tls.get("ca_file")) or None,
         headers=headers,
+        forward_headers=_names(r, (*w, "forward_headers"), m.get("forward_headers")),
         timeout=to or Timeouts(),
         retries=_retries(r, (*w, "retries"), m.get("retries")),
         max_connections=r.integer((*w, "max_connections"), m.get("max_connections"), 100, minimum=1),
@@ -242,6 +243,11 @@ def _route(r: Reader, w: KeyPath, value: Any, upstreams: set[str]) -> RouteConfi
     )
 
 
+def _names(r: Reader, w: KeyPath, value: Any) -> tuple[str, ...]:
+    """A list of header names, lower-case."""
+    return tuple(r.string((*w, i), h).lower() for i, h in enumerate(r.sequence(w, value)))
+
+
 def _oversize(r: Reader, w: KeyPath, value: Any) -> str:
     """Too large to check is refused unless the route says so, in words (issue 11)."""
     chosen = r.string(w, value, "reject")
@@ -275,10 +281,7 @@ def _route_cache(r: Reader, w: KeyPath, value: Any, methods: frozenset[str]) -> 
     base = RouteCache()
     key = r.mapping((*w, "key"), m.get("key"), children("routes[].cache.key"))
     headers_at: KeyPath = (*w, "key", "headers")
-    keyed = tuple(
-        r.string((*headers_at, i), h).lower()
-        for i, h in enumerate(r.sequence(headers_at, key.get("headers")))
-    )
+    keyed = _names(r, headers_at, key.get("headers"))
     swr_at: KeyPath = (*w, "stale_while_revalidate")
     return RouteCache(
         ttl=r.duration((*w, "ttl"), m.get("ttl"), 0.0),

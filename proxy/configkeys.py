@@ -122,6 +122,12 @@ KEYS: tuple[Key, ...] = (
     K("upstreams.*.tls.verify", "boolean", "true", "Verify the upstream's certificate."),
     K("upstreams.*.tls.ca_file", "string", "-", "CA bundle to verify it with."),
     K("upstreams.*.headers", "headers", "{}", "Headers sent on every call (credentials: use ${VAR:?})."),
+    K(
+        "upstreams.*.forward_headers",
+        "list",
+        "[]",
+        "Unkeyed client headers forwarded on cached routes (keyed and Vary ones always are).",
+    ),
     K("upstreams.*.timeout", "mapping", "-", "Timeouts of one try."),
     K("upstreams.*.timeout.connect", _D, "1s", "TCP (and TLS) connect.", "s"),
     K("upstreams.*.timeout.total", _D, "5s", "The whole try, connect to last byte.", "s"),

@@ -119,6 +119,7 @@ def _upstream(up: UpstreamConfig) -> dict[str, Any]:
         "docs": up.docs,
         "tls": {"verify": up.verify_tls, "ca_file": up.ca_file},
         "headers": {k: REDACTED if is_secret_header(k) and v.strip() else v for k, v in up.headers},
+        "forward_headers": list(up.forward_headers),
         "timeout": _timeouts(up.timeout),
         "retries": _retries(up.retries),
         "max_connections": up.max_connections,

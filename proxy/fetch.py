@@ -154,6 +154,9 @@ class Fetcher:
         outcome.upstream_status = fetched.status
         outcome.upstream_ms = fetched.elapsed * 1000.0
         outcome.retries = fetched.attempts - 1
+        again = vary_refetch(outcome, out)
+        if again is not None:
+            return await self.fetch_here(rs, key, None, again)
         return outcome
 
     def _outcome(
@@ -350,6 +353,21 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
         vary_values=tuple(_normal(sent.get(n)) for n in vary),
         url=out.path_qs,
     )
+
+
+def vary_refetch(outcome: Outcome, out: Outbound) -> Outbound | None:
+    """The request to send again when the vendor Varies on headers this client sent and we held
+    back (a cached fetch forwards only keyed and known Vary headers: anything else could change a
+    shared answer unkeyed). The answer just stored is right for clients without them (keyed as
+    sent, RFC 9111 4.1); one more request with them gets this client its own variant. Once per
+    URL: afterwards the Vary names are known and forwarded from the first request."""
+    if outcome.entry is None or not outcome.stored or out.offered is None:
+        return None
+    sent = {k.lower() for k, _ in out.headers}
+    extra = [(n, v) for n in outcome.entry.vary if n not in sent and (v := out.offered(n)) is not None]
+    if not extra:
+        return None
+    return replace(out, headers=[*out.headers, *extra], offered=None)
 
 
 def _lease_ms(rs: RouteState) -> int:

@@ -39,9 +39,10 @@ from proxy.errors import (
 )
 from proxy.fetch import Fetcher, Outcome
 from proxy.freshness import Decision
-from proxy.keys import primary_key, variant_key
+from proxy.headers import field_value
+from proxy.keys import VARY_SEP, normal_query, primary_key, variant_key
 from proxy.model import Entry
-from proxy.relay import forward_headers, read_body, stream_response
+from proxy.relay import forward_headers, offered, read_body, stream_response
 from proxy.routing import Match, rewrite_path, unsafe_target
 from proxy.runtime import RouteState
 from proxy.settings import Fallback
@@ -130,10 +131,12 @@ class Handler:
         rs.requests += 1
         if self.state.telemetry.access.enabled:
             txn.breaker = rs.upstream.state(txn.start).value
-        target = Target(route.rewrite, path, query, match)  # built only if the upstream is asked
         if route.cache is not None and request.method in CACHEABLE and "Range" not in request.headers:
-            return await self.lookup(request, rs, path, query, target, txn)
-        return await self.pass_(request, rs, path, target, txn)
+            # The vendor gets exactly the query the key holds: nothing unkeyed rides along.
+            keyed_query = normal_query(query, route.cache.key)
+            target = Target(route.rewrite, path, keyed_query, match)  # built only if asked
+            return await self.lookup(request, rs, path, keyed_query, target, txn)
+        return await self.pass_(request, rs, path, Target(route.rewrite, path, query, match), txn)
 
     # -- pass: writes and uncached routes, sent once unless idempotent -------------------------
 
@@ -172,9 +175,13 @@ class Handler:
         state = self.state
         policy = rs.config.cache
         assert policy is not None
-        key = primary_key(rs.config.name, path, query, policy.key, request.headers.get)
+
+        def sent(name: str) -> str | None:  # the value the vendor would get, and only that
+            return field_value(request.headers, name)
+
+        key = primary_key(rs.config.name, path, query, policy.key, sent)
         vary = state.vary.get(key)
-        vkey = variant_key(key, vary, request.headers.get) if vary else key
+        vkey = variant_key(key, vary, sent) if vary else key
         now = state.clock.now()
         entry = state.store.get(vkey, now)
         if entry is None and state.shared is not None:
@@ -235,7 +242,7 @@ class Handler:
     async def fetch(
         self, request: web.Request, rs: RouteState, vkey: str, entry: Entry | None, target: Target, txn: Txn
     ) -> web.StreamResponse:
-        out = self._outbound(request, rs, target)
+        out = self._outbound(request, rs, target, vkey)
         state = self.state
         future, leader = state.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out))
         outcome: Outcome | None = None
@@ -358,17 +365,21 @@ class Handler:
             return False
         if rs.upstream.track.healthy is False:
             return False  # an unhealthy vendor is left to its health check, not probed per key
-        out = self._outbound(request, rs, target)
+        out = self._outbound(request, rs, target, vkey)
         future, _ = state.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out))
         future.add_done_callback(lambda f: self.fetcher.refreshed(rs, vkey, f))
         return True
 
-    def _outbound(self, request: web.Request, rs: RouteState, target: Target) -> Outbound:
+    def _outbound(self, request: web.Request, rs: RouteState, target: Target, vkey: str) -> Outbound:
         # HEAD is fetched as GET so the answer can be stored and serve both (RFC 9110 9.3.2).
+        assert rs.config.cache is not None
+        vary = self.state.vary.get(vkey.split(VARY_SEP, 1)[0]) or ()
+        keyed = (*rs.config.cache.key.headers, *vary)
         return Outbound(
             "GET",
             target.value(),
-            forward_headers(request, rs.upstream.config, cacheable=True),
+            forward_headers(request, rs.upstream.config, cacheable=True, keyed=keyed),
+            offered=offered(request),
             timeout=rs.config.timeout,
             credentials=_has_credentials(request),
         )

@@ -8,6 +8,7 @@ Must not: do I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 from proxy.model import Headers
 
@@ -71,3 +72,22 @@ def end_to_end(headers: Iterable[tuple[str, str]], drop: frozenset[str] = frozen
         for k, v in pairs
         if (low := k.lower()) not in HOP_BY_HOP and low not in named and low not in drop
     )
+
+
+class FieldLines(Protocol):
+    """The one method of a request's header multimap that `field_value` needs."""
+
+    def getall(self, key: str, default: list[str], /) -> list[str]: ...
+
+
+def field_value(headers: FieldLines, name: str) -> str | None:
+    """The one value of `name` the cache keys on and the vendor gets: repeated field lines
+    joined with ", " (RFC 9110 5.3), None when absent or named in Connection (hop-by-hop: never
+    sent, so never keyed)."""
+    values = headers.getall(name, [])
+    if not values:
+        return None
+    connection = headers.getall("connection", [])
+    if connection and name.lower() in connection_tokens(("connection", v) for v in connection):
+        return None
+    return values[0] if len(values) == 1 else ", ".join(values)

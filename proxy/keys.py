@@ -10,24 +10,41 @@ GET and HEAD share a key: a HEAD is answered from the stored GET (RFC 9110 9.3.2
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import quote, unquote_plus
 
 from proxy.settings import CacheKey
 
 SEP = "\x1f"  # between key parts; cannot appear in a valid request target or header value
 VARY_SEP = "\x1e"
+# Left as they are in a forwarded query (RFC 3986 3.4); `;`, `&`, `=`, `+` and `%` are encoded, so
+# no server can split one keyed value into parameters the key never saw (`q=shoes;q=evil`).
+QUERY_SAFE = "!$'()*,:@/?"
 
 
 def normal_query(query: str, policy: CacheKey) -> str:
-    """The query part of the key: all parameters sorted, none, or only the named ones."""
+    """The query part of the key, and on cached routes exactly the query the vendor gets: all
+    parameters sorted, none, or only the named ones. Bytes that are not UTF-8 stay themselves
+    (`%ff` and `%fe` are two keys, not one replacement character)."""
     if not query or policy.query == "none":
         return ""
-    pairs = parse_qsl(query, keep_blank_values=True)
+    params = []
+    for part in query.split("&"):
+        if part:
+            name, eq, value = part.partition("=")  # a bare `flag` stays bare: not `flag=`
+            params.append((_unquote(name), eq, _unquote(value)))
     if isinstance(policy.query, tuple):
         wanted = policy.query
-        pairs = [p for p in pairs if p[0] in wanted]
-    pairs.sort(key=lambda pair: pair[0])  # stable: repeated names keep their order
-    return urlencode(pairs)
+        params = [p for p in params if p[0] in wanted]
+    params.sort(key=lambda p: p[0])  # stable: repeated names keep their order
+    return "&".join(_quote(name) + eq + _quote(value) for name, eq, value in params)
+
+
+def _unquote(text: str) -> str:
+    return unquote_plus(text, errors="surrogateescape")
+
+
+def _quote(text: str) -> str:
+    return quote(text, safe=QUERY_SAFE, errors="surrogateescape")
 
 
 def normal_header(value: str | None) -> str:
@@ -37,12 +54,12 @@ def normal_header(value: str | None) -> str:
 
 
 def primary_key(
-    route: str, path: str, query: str, policy: CacheKey, get_header: Callable[[str], str | None]
+    route: str, path: str, normal_q: str, policy: CacheKey, get_header: Callable[[str], str | None]
 ) -> str:
+    """`normal_q` is `normal_query`'s: computed once, it is also the query the vendor gets."""
     key = route + SEP + path
-    q = normal_query(query, policy)
-    if q:
-        key += "?" + q
+    if normal_q:
+        key += "?" + normal_q
     for name in policy.headers:
         key += SEP + name + "=" + normal_header(get_header(name))
     return key

@@ -7,38 +7,75 @@ Owns: the client side of the exchange. Must not: decide caching or talk to the b
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
 from proxy.deliver import Txn, streaming_headers
 from proxy.encoding import DecodeError, Inflater, accepts
 from proxy.errors import BadRequest, ClientGone, PayloadTooLarge
-from proxy.headers import CACHE_OWNED, TRANSPORT_OWNED, UNKEYED_DANGEROUS, end_to_end
+from proxy.headers import CACHE_OWNED, HOP_BY_HOP, TRANSPORT_OWNED, UNKEYED_DANGEROUS, end_to_end, field_value
 from proxy.settings import UpstreamConfig
 from proxy.transport import Fetched
 
 log = logging.getLogger("proxy.relay")
 DECODABLE = "gzip, deflate"
 _CODING = frozenset({"content-encoding", "content-length"})
+CREDENTIALS = ("authorization", "cookie")  # forwarded; their answers are private by default
+# Ours to send on a cached fetch whatever a route keys: conditionals and ranges (RFC 9111 4.3),
+# the coding we decode, and who the client is.
+NEVER_FORWARDED = (
+    HOP_BY_HOP | TRANSPORT_OWNED | UNKEYED_DANGEROUS | CACHE_OWNED | {"accept-encoding", "x-forwarded-for"}
+)
 
 
 def forward_headers(
-    request: web.Request, upstream: UpstreamConfig, *, cacheable: bool
+    request: web.Request, upstream: UpstreamConfig, *, cacheable: bool, keyed: Iterable[str] = ()
 ) -> list[tuple[str, str]]:
-    """Client headers that may reach the vendor, then the upstream's configured ones."""
-    drop = TRANSPORT_OWNED | UNKEYED_DANGEROUS | (CACHE_OWNED if cacheable else frozenset())
+    """Client headers that may reach the vendor, then the upstream's configured ones.
+
+    On a cached route the answer is shared, so the vendor gets only what the key holds: the
+    keyed and Vary headers (`keyed`, one canonical value each, as the key took them), the
+    upstream's `forward_headers`, and credentials (whose answers are not shared unless the
+    route says so). Anything else could change a shared answer without being keyed: the
+    cache-poisoning rule (Kettle, "Practical Web Cache Poisoning").
+    """
     configured = {k.lower() for k, _ in upstream.headers}
-    out = [(k, v) for k, v in end_to_end(request.headers.items(), drop) if k.lower() not in configured]
-    if not cacheable and request.remote:
-        prior = request.headers.get("X-Forwarded-For")
+    if cacheable:
+        out = _keyed_only(request, (*CREDENTIALS, *keyed, *upstream.forward_headers), configured)
+    else:
+        drop = TRANSPORT_OWNED | UNKEYED_DANGEROUS
+        out = [(k, v) for k, v in end_to_end(request.headers.items(), drop) if k.lower() not in configured]
         out = [(k, v) for k, v in out if k.lower() != "x-forwarded-for"]
+    prior = None if cacheable else request.headers.get("X-Forwarded-For")
+    if request.remote and "x-forwarded-for" not in configured:  # ours: never the client's verbatim
         out.append(("X-Forwarded-For", f"{prior}, {request.remote}" if prior else request.remote))
-    if (
-        cacheable and "accept-encoding" not in configured
-    ):  # only codings the proxy decodes: it stores and checks identity (see fetch)
-        out = [(k, v) for k, v in out if k.lower() != "accept-encoding"]
-        out.append(("Accept-Encoding", DECODABLE))
+    if cacheable and "accept-encoding" not in configured:
+        out.append(("Accept-Encoding", DECODABLE))  # only codings we decode: we store identity
     out.extend(upstream.headers)
+    return out
+
+
+def offered(request: web.Request) -> Callable[[str], str | None]:
+    """The client's value of a header we held back, for a vendor that turns out to Vary on it;
+    never one of ours to set (conditionals, codings, forwarding, hop-by-hop)."""
+
+    def value(name: str) -> str | None:
+        return None if name in NEVER_FORWARDED else field_value(request.headers, name)
+
+    return value
+
+
+def _keyed_only(request: web.Request, names: Iterable[str], configured: set[str]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for name in names:
+        if name in seen or name in configured or name in NEVER_FORWARDED:
+            continue
+        seen.add(name)
+        value = field_value(request.headers, name)
+        if value is not None:
+            out.append((name, value))
     return out
 
 

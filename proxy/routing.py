@@ -8,6 +8,7 @@ forward the raw segments, so nothing is decoded into a `/` or `..` on its way up
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -15,6 +16,7 @@ _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _REWRITE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PLAIN_PATH = re.compile(r"^(?:/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+/?$|^/$")
 _SEGMENT_OK = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%-]*$")
+_PERCENT_OK = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a % not followed by two hex digits: %u002e
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,14 +110,31 @@ def unsafe_target(raw_target: str) -> str | None:
     if not path.startswith("/") or path.startswith("//"):
         return "request target must be a path (origin-form)"
     for seg in path.split("/")[1:]:
-        if not _SEGMENT_OK.match(seg):
-            return "invalid character in path"
-        decoded = seg
-        for _ in range(3):  # double and triple encoding: %252e%252e
-            if "%" not in decoded:
-                break
-            decoded = unquote(decoded)
+        why = _unsafe_segment(seg)
+        if why is not None:
+            return why
+    return None
+
+
+def _unsafe_segment(seg: str) -> str | None:
+    if not _SEGMENT_OK.match(seg):
+        return "invalid character in path"
+    if _PERCENT_OK.search(seg):  # IIS's %u002e, or a stray %: no two servers agree on it
+        return "invalid percent-encoding in path"
+    decoded = seg
+    for _ in range(3):  # double and triple encoding: %252e%252e
+        if "%" not in decoded:
+            break
+        if "%u" in decoded.lower():  # %25u002e: IIS's form once the outer layer is decoded
+            return "invalid percent-encoding in path"
+        try:  # overlong forms (%c0%ae is "." to lenient decoders) are invalid UTF-8 (RFC 3629 3)
+            decoded = unquote(decoded, errors="strict")
+        except UnicodeDecodeError:
+            return "invalid UTF-8 in path"
+    # Fullwidth and other compatibility forms become "." and "/" after NFKC on some backends.
+    folded = unicodedata.normalize("NFKC", decoded)
+    for form in (decoded, folded):
         # "..;x" is ".." to Tomcat and Spring (path parameters; Tsai, "Breaking Parser Logic").
-        if decoded.split(";", 1)[0] in (".", "..") or "/" in decoded or "\\" in decoded or "\x00" in decoded:
+        if form.split(";", 1)[0] in (".", "..") or "/" in form or "\\" in form or "\x00" in form:
             return "dot segments and encoded slashes are not allowed"
     return None

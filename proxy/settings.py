@@ -119,6 +119,8 @@ class UpstreamConfig:
     verify_tls: bool = True
     ca_file: str | None = None
     headers: Headers = ()
+    # Client headers forwarded on cached routes besides keyed ones (lower-case): see relay.
+    forward_headers: tuple[str, ...] = ()
     timeout: Timeouts = Timeouts()
     retries: RetryPolicy = RetryPolicy()  # noqa: RUF009 - frozen, so sharing is safe
     max_connections: int = 100

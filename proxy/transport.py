@@ -44,6 +44,9 @@ class Outbound:
     timeout: Timeouts | None = None
     idempotency_key: bool = False
     credentials: bool = False  # the client sent Authorization or Cookie (RFC 9111 3.5)
+    # A cached fetch sends only keyed headers; this gives the client's value of one we held
+    # back, asked only when the vendor's Vary names it (see `fetch.vary_refetch`).
+    offered: Callable[[str], str | None] | None = field(default=None, repr=False)
 
 
 class BodyStream:

@@ -249,6 +249,7 @@ async def test_restart_during_an_outage_serves_the_last_good_copies(
     written = read_snapshot(str(path))
     assert written.problem is None
     assert sorted(k for k, _ in written.records) == [  # the 404 is not a good copy
+        "plain\x1f/api/plain/fr\x1e",  # the variant for clients without Accept-Language
         "plain\x1f/api/plain/fr\x1efr",
         *(f"prices\x1f/api/prices/A{i}" for i in range(3)),
     ]

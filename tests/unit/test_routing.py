@@ -119,6 +119,8 @@ SAFE_TARGETS = [
     "/api/catalogue//shoes",  # empty segments are kept raw; they cannot climb
     "/api/prices/%41",
     "/api/prices/~user;v=1",
+    "/api/catalog/sale/50%25",  # a literal percent sign, once decoded
+    "/api/prices/caf%C3%A9",  # UTF-8
 ]
 
 UNSAFE_TARGETS = [
@@ -160,6 +162,14 @@ UNSAFE_TARGETS = [
     ("/api/prices/A 1", "invalid character"),
     ("/api/prices/A1#frag", "invalid character"),
     ("/api/prices/<script>", "invalid character"),
+    # encodings no two servers read alike (issue 12)
+    ("/api/prices/%c0%ae%c0%ae/admin", "invalid UTF-8"),  # overlong ".."
+    ("/api/prices/%ff", "invalid UTF-8"),
+    ("/api/prices/%u002e%u002e/admin", "percent-encoding"),  # IIS
+    ("/api/prices/%25u002e%25u002e/admin", "percent-encoding"),
+    ("/api/prices/%zz", "percent-encoding"),
+    ("/api/prices/%ef%bc%8e%ef%bc%8e/admin", "dot segments"),  # fullwidth "..": ".." after NFKC
+    ("/api/prices/A1%ef%bc%8fadmin", "dot segments"),  # fullwidth "/"
 ]
 
 
