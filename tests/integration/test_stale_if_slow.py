@@ -249,3 +249,26 @@ async def test_doctor_shows_the_budget_beside_the_measured_latency(
     rows = [dict(zip(header, re.split(r"\s{2,}", line), strict=False)) for line in lines]
     row = next(r for r in rows if r.get("check") == "prices")
     assert row["budget ms"] == "50" and float(row["ms"]) >= 200.0
+
+
+async def test_the_late_answer_counts_once_as_a_slow_call(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
+    proxy = await make_proxy(SLOW, upstream_extra="circuit_breaker: {slow_call: 200ms}")
+    await cached_then_stale(origin, proxy, clock)
+    gate = asyncio.Event()
+    origin.always(VENDOR_A1, Reply(200, NEW, JSON, hold=gate))
+    clients = [asyncio.ensure_future(proxy.get(A1)) for _ in range(3)]
+    await origin.reached(VENDOR_A1, 2)
+    await until(lambda: clock.timers() == 3)
+    clock.advance(BUDGET)  # the vendor has now taken 250ms on the proxy's clock
+    assert {(await c).headers["X-Cache"] for c in clients} == {"STALE"}
+    gate.set()
+    await proxy.settle()
+    upstream = proxy.state.runtime.upstreams["vendor"]
+    breaker = upstream.breaker.snapshot(clock.now())
+    # One call for three clients, slower than slow_call: one failure (the first call, 120 s ago,
+    # has left the breaker's 30 s window).
+    assert (breaker["calls"], breaker["failures"]) == (1, 1)
+    assert (upstream.track.calls, upstream.track.failures) == (2, 0)  # it did answer, and well
+    assert (await proxy.get(A1)).headers["X-Cache"] == "HIT"  # slow, yet a good answer: stored
