@@ -3,7 +3,8 @@
 recv    match a route; refuse what no route allows (400/404/405/413); pass what is not cached
 hash    the cache key, from only what the route keys on
 lookup  L1 memory, then the shared tier
-decide  fresh -> hit | stale within SWR -> stale + background refresh | else fetch (coalesced)
+decide  fresh -> hit | stale within SWR -> stale + background refresh | else fetch (coalesced;
+        with `stale_if_slow`, a copy usable on error answers once the budget passes)
 fetch   in `fetch.py`: upstream call, guards, store
 error   a usable copy (stale-if-error, last-known-good) marked stale; else fallback or JSON error
 deliver in `deliver.py`
