@@ -80,9 +80,11 @@ async def test_slow_vendor_answered_with_the_copy_at_the_budget(
     # A client arriving later, the fetch still running: answered with the copy at once.
     late = await proxy.get(A1)
     assert late.headers["Cache-Status"] == STALE_IF_SLOW and await late.json() == PRICE
-    assert origin.count(VENDOR_A1) == 2  # the copy's fetch and one refetch for six clients
+    head = await proxy.request("HEAD", A1)  # HEAD shares the GET's copy and its flight
+    assert head.status == 200 and head.headers["Cache-Status"] == STALE_IF_SLOW
+    assert origin.count(VENDOR_A1) == 2  # the copy's fetch and one refetch for seven clients
     stale = proxy.state.telemetry.stale
-    assert stale.value(("prices", "stale-if-slow")) == 6
+    assert stale.value(("prices", "stale-if-slow")) == 7
     gate.set()  # the vendor answers late: stored for the next client
     await proxy.settle()
     fresh = await proxy.get(A1)
