@@ -25,6 +25,7 @@ from benchmarks.micro import run_micro
 from benchmarks.procs import process_group
 from benchmarks.report import evaluate_goals, failures, render, render_markdown, write_json, write_plot
 from benchmarks.scenarios import STEADY, Runner
+from benchmarks.slow import slow
 from benchmarks.suite import Settings, Skip, Suite, run_scenario
 from benchmarks.userconf import run_user_config
 
@@ -32,6 +33,7 @@ SCENARIOS: dict[str, tuple[str, Runner]] = {
     **{k: STEADY[k] for k in ("ceiling", "direct", "hit", "hit-spread", "miss", "stale")},
     "outage": ("origin fails halfway: errors, latency, origin requests while open", outage),
     "stampede": ("1,000 concurrent cold requests for one key", stampede),
+    "slow": ("vendor 2 s, stale copies: stale_if_slow 200ms against no budget", slow),
     **{k: STEADY[k] for k in ("writes", "shared", "nginx", "nginx-miss", "nginx-writes")},
 }
 EXTRAS = ("memory", "micro")

@@ -288,12 +288,20 @@ def _route_cache(r: Reader, w: KeyPath, value: Any, methods: frozenset[str]) -> 
         force_ttl=r.boolean((*w, "force_ttl"), m.get("force_ttl"), False),
         stale_while_revalidate=r.duration(swr_at, m.get("stale_while_revalidate"), 0.0),
         stale_if_error=r.duration((*w, "stale_if_error"), m.get("stale_if_error"), 0.0),
+        stale_if_slow=_stale_if_slow(r, (*w, "stale_if_slow"), m.get("stale_if_slow")),
         key=CacheKey(query=_key_query(r, (*w, "key", "query"), key.get("query")), headers=keyed),
         share_authorized=r.boolean((*w, "share_authorized"), m.get("share_authorized"), False),
         store_set_cookie=r.boolean((*w, "store_set_cookie"), m.get("store_set_cookie"), False),
         lkg_max_age=r.duration((*w, "lkg_max_age"), m.get("lkg_max_age"), base.lkg_max_age),
         lock_timeout=r.duration((*w, "lock_timeout"), m.get("lock_timeout"), base.lock_timeout),
     )
+
+
+def _stale_if_slow(r: Reader, w: KeyPath, value: Any) -> float:
+    """The latency budget before a usable copy answers for a slow vendor; `off` (or 0s) is 0."""
+    if value is False or value == "off":
+        return 0.0
+    return r.duration(w, value, 0.0)
 
 
 def _key_query(r: Reader, w: KeyPath, value: Any) -> str | tuple[str, ...]:

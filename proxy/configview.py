@@ -141,6 +141,7 @@ def _route_cache(c: RouteCache | None) -> dict[str, Any] | str:
         "force_ttl": c.force_ttl,
         "stale_while_revalidate": c.stale_while_revalidate,
         "stale_if_error": c.stale_if_error,
+        "stale_if_slow": c.stale_if_slow or "off",
         "key": {
             "query": c.key.query if isinstance(c.key.query, str) else list(c.key.query),
             "headers": list(c.key.headers),

@@ -7,7 +7,9 @@ were accepted, the guards' verdict on the real sample, and whom to call. A table
 Exit 1 when an upstream is unreachable, its TLS fails, a sample cannot be fetched, is refused
 (4xx/5xx) or fails its guards, or its health path answers 5xx or times out. A route without a
 `sample` is probed at its own path when its pattern has no parameters (`/api/rates`); else that
-is a warning, as are missing caching headers and a health path answering 4xx (exit 0).
+is a warning, as are missing caching headers and a health path answering 4xx (exit 0). Each
+sample's latency is shown beside the route's latency budget (`cache.stale_if_slow`); a sample
+slower than its budget is a warning: clients holding a copy would be answered with it.
 Paths printed and probed are the upstream's own: they include the URL's base path (`/v2/...`).
 Must not: send anything but GET, print a configured header value, or follow redirects.
 """
@@ -44,6 +46,7 @@ class Probe:
     target: str  # the upstream path+query actually requested
     status: int | None = None
     ms: float | None = None
+    budget_ms: float | None = None  # the route's cache.stale_if_slow, when it has one
     content_type: str | None = None
     caching: dict[str, str] = field(default_factory=dict)
     rate_limit: dict[str, str] = field(default_factory=dict)
@@ -193,7 +196,7 @@ async def probe_sample(
     relative = sample_target(route)
     target = None if relative is None else base_path(up) + relative
     asked = probe_path(route)
-    probe = Probe(route.name, asked or "-", target or "-")
+    probe = Probe(route.name, asked or "-", target or "-", budget_ms=_budget_ms(route))
     report.probes.append(probe)
     if target is None:
         probe.verdict, probe.error = "fail", f"sample {asked!r} does not match {route.match.text}"
@@ -226,6 +229,19 @@ async def probe_sample(
     ):
         probe.verdict = "warn"
         report.warnings.append(f"route {route.name}: no caching headers; the route's ttl decides alone")
+    if probe.budget_ms is not None and probe.ms is not None and probe.ms > probe.budget_ms:
+        probe.verdict = "warn" if probe.verdict == "ok" else probe.verdict
+        report.warnings.append(
+            f"route {route.name}: the sample took {probe.ms:g}ms, over the route's stale_if_slow "
+            f"{probe.budget_ms:g}ms: clients holding a copy would be answered with it"
+        )
+
+
+def _budget_ms(route: RouteConfig) -> float | None:
+    """The route's latency budget in ms (`cache.stale_if_slow`), or None when it has none."""
+    if route.cache is None or not route.cache.stale_if_slow:
+        return None
+    return round(route.cache.stale_if_slow * 1000.0, 1)
 
 
 async def probe_health(session: aiohttp.ClientSession, up: UpstreamConfig, report: UpstreamReport) -> None:
@@ -302,6 +318,7 @@ def render_text(reports: list[UpstreamReport], secrets: tuple[str, ...]) -> str:
             "path -> upstream",
             "status",
             "ms",
+            "budget ms",
             "type",
             "caching",
             "rate limit",
@@ -319,6 +336,7 @@ def render_text(reports: list[UpstreamReport], secrets: tuple[str, ...]) -> str:
                     p.path if p.path == p.target else f"{p.path} -> {p.target}",
                     str(p.status) if p.status is not None else (p.error or "-"),
                     f"{p.ms:g}" if p.ms is not None else "-",
+                    f"{p.budget_ms:g}" if p.budget_ms is not None else "-",
                     p.content_type or "-",
                     _kv(p.caching),
                     _kv(p.rate_limit),

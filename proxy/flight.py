@@ -1,9 +1,11 @@
 """Single-flight per key, and the owned, bounded set of background tasks.
 
 Owns: at most one upstream fetch per cache key in this process (request coalescing, as nginx's
-`proxy_cache_lock` and Varnish's waiting list), and every task the proxy starts in the
-background: each is tracked, bounded, and its exception logged, never lost.
-Must not: decide what a result means (the handler does).
+`proxy_cache_lock` and Varnish's waiting list), when each flight started (so every waiter of a
+key measures `stale_if_slow` from the same moment and is answered at the same moment), marks on a
+flight (so a callback or a log line is attached once however many waiters), and every task
+the proxy starts in the background: each is tracked, bounded, and its exception logged, never lost.
+Must not: decide what a result means (the handler does), or read the clock (callers pass `now`).
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class Flights(Generic[T]):
     def __init__(self, tasks: Tasks) -> None:
         self._tasks = tasks
         self._inflight: dict[str, asyncio.Future[T]] = {}
+        self._started: dict[str, float] = {}  # when each flight began, on the caller's clock
+        self._marks: dict[str, set[str]] = {}  # per flight: what has been attached to it
         self.coalesced = 0
 
     def __contains__(self, key: str) -> bool:
@@ -77,7 +81,24 @@ class Flights(Generic[T]):
     def __len__(self) -> int:
         return len(self._inflight)
 
-    def start(self, key: str, fetch: Callable[[], Awaitable[T]]) -> tuple[asyncio.Future[T], bool]:
+    def started_at(self, key: str) -> float | None:
+        """When the flight for `key` began (the `now` given to `start`), or None."""
+        return self._started.get(key)
+
+    def mark(self, key: str, future: asyncio.Future[T], label: str) -> bool:
+        """Put `label` on `future`, the flight for `key`: True only the first time, so whoever
+        gets True attaches that callback (or writes that log line) exactly once per flight."""
+        if self._inflight.get(key) is not future:
+            return False
+        marks = self._marks.setdefault(key, set())
+        if label in marks:
+            return False
+        marks.add(label)
+        return True
+
+    def start(
+        self, key: str, fetch: Callable[[], Awaitable[T]], now: float = 0.0
+    ) -> tuple[asyncio.Future[T], bool]:
         """The future for `key` and whether this call started it (True) or joined it (False).
 
         The fetch runs as its own task so a client that disconnects does not cancel the
@@ -89,6 +110,7 @@ class Flights(Generic[T]):
             return existing, False
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
+        self._started[key] = now
 
         async def run() -> None:
             try:
@@ -104,10 +126,15 @@ class Flights(Generic[T]):
                     future.set_result(result)
             finally:
                 if self._inflight.get(key) is future:
-                    del self._inflight[key]
+                    self._forget(key)
 
         task = self._tasks.spawn(run(), name=f"fetch:{key[:80]}")
         if task is None:
-            del self._inflight[key]
+            self._forget(key)
             future.cancel()
         return future, True
+
+    def _forget(self, key: str) -> None:
+        del self._inflight[key]
+        self._started.pop(key, None)
+        self._marks.pop(key, None)

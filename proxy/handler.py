@@ -3,7 +3,8 @@
 recv    match a route; refuse what no route allows (400/404/405/413); pass what is not cached
 hash    the cache key, from only what the route keys on
 lookup  L1 memory, then the shared tier
-decide  fresh -> hit | stale within SWR -> stale + background refresh | else fetch (coalesced)
+decide  fresh -> hit | stale within SWR -> stale + background refresh | else fetch (coalesced;
+        with `stale_if_slow`, a copy usable on error answers once the budget passes)
 fetch   in `fetch.py`: upstream call, guards, store
 error   a usable copy (stale-if-error, last-known-good) marked stale; else fallback or JSON error
 deliver in `deliver.py`
@@ -244,14 +245,17 @@ class Handler:
     ) -> web.StreamResponse:
         out = self._outbound(request, rs, target, vkey)
         state = self.state
-        future, leader = state.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out))
+        assert rs.config.cache is not None
+        now = state.clock.now()
+        future, leader = state.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out), now)
+        budget = self._slow_budget(rs, vkey, entry, now)
         outcome: Outcome | None = None
         try:
-            if leader:
-                outcome = await asyncio.shield(future)
-            else:
-                assert rs.config.cache is not None
-                outcome = await asyncio.wait_for(asyncio.shield(future), rs.config.cache.lock_timeout)
+            got = await self._wait(future, None if leader else rs.config.cache.lock_timeout, budget)
+            if isinstance(got, _Slow):
+                assert entry is not None
+                return self._served_while_slow(rs, vkey, entry, future, txn, owned=leader)
+            outcome = got
         except TimeoutError:
             log.warning("coalesced wait for %s timed out; fetching alone", vkey[:120])
         except asyncio.CancelledError:
@@ -265,6 +269,69 @@ class Handler:
             outcome = await self.fetcher.fetch(rs, vkey, entry, out)
             leader = True
         return await self._after_fetch(request, rs, entry, outcome, txn, collapsed=not leader)
+
+    async def _wait(
+        self, future: asyncio.Future[Outcome], lock_timeout: float | None, budget: float | None
+    ) -> Outcome | _Slow:
+        """The flight's outcome, or `_SLOW` once `budget` seconds pass without it; TimeoutError
+        after `lock_timeout`. Never cancels the flight: other waiters and the store need it."""
+        if budget is None:
+            shielded = asyncio.shield(future)
+            return await (shielded if lock_timeout is None else asyncio.wait_for(shielded, lock_timeout))
+        timer = asyncio.ensure_future(self.state.clock.sleep(budget))
+        try:
+            done, _ = await asyncio.wait(
+                (future, timer), timeout=lock_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            timer.cancel()
+        if future in done:  # an answer that arrives with the deadline still wins
+            return future.result()
+        if timer in done:
+            return _SLOW
+        raise TimeoutError
+
+    def _slow_budget(self, rs: RouteState, vkey: str, entry: Entry | None, now: float) -> float | None:
+        """Seconds this request may still wait for the vendor before its copy answers, or None
+        when it waits as long as the fetch takes: no `stale_if_slow`, or no copy usable on error.
+        Measured from the start of the key's flight, so every waiter is answered at once."""
+        policy = rs.config.cache
+        if policy is None or not policy.stale_if_slow or entry is None:
+            return None
+        if freshness.usable_on_error(entry, now) is None:
+            return None
+        started = self.state.flights.started_at(vkey)
+        return (now if started is None else started) + policy.stale_if_slow - now
+
+    def _served_while_slow(
+        self,
+        rs: RouteState,
+        vkey: str,
+        entry: Entry,
+        future: asyncio.Future[Outcome],
+        txn: Txn,
+        *,
+        owned: bool,
+    ) -> web.Response:
+        """The vendor is slower than the route's `stale_if_slow`: answer with the copy and let the
+        flight finish in the background, as a refresh (its result stored if it passes the guards,
+        its failure counted and backed off). The first waiter to give up attaches that once."""
+        state = self.state
+        if state.flights.mark(vkey, future, "slow"):
+            assert rs.config.cache is not None
+            log.info(
+                "route %s: no answer from %s within stale_if_slow %gs for %s; "
+                "answered with the copy, the fetch goes on in the background",
+                rs.config.name,
+                rs.upstream.name,
+                rs.config.cache.stale_if_slow,
+                vkey[:120],
+            )
+        if state.flights.mark(vkey, future, "refresh"):  # unless it is a refresh already
+            future.add_done_callback(lambda f: self.fetcher.refreshed(rs, vkey, f))
+        if owned:  # nobody else may read a body this request was going to stream
+            future.add_done_callback(_release_unused)
+        return self._stale(rs, entry, state.clock.now(), txn, "stale-if-slow", fwd="stale")
 
     async def _after_fetch(
         self,
@@ -366,8 +433,10 @@ class Handler:
         if rs.upstream.track.healthy is False:
             return False  # an unhealthy vendor is left to its health check, not probed per key
         out = self._outbound(request, rs, target, vkey)
-        future, _ = state.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out))
+        future, _ = state.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out), now)
+        state.flights.mark(vkey, future, "refresh")  # its bookkeeping is attached here, once
         future.add_done_callback(lambda f: self.fetcher.refreshed(rs, vkey, f))
+        future.add_done_callback(_release_unused)
         return True
 
     def _outbound(self, request: web.Request, rs: RouteState, target: Target, vkey: str) -> Outbound:
@@ -386,6 +455,22 @@ class Handler:
 
 
 DEFAULT_RETRY_AFTER = 5.0  # seconds, when neither the vendor nor the breaker says
+
+
+class _Slow:
+    """The flight outlived the route's `stale_if_slow`: a sentinel, never an outcome."""
+
+
+_SLOW = _Slow()
+
+
+def _release_unused(future: asyncio.Future[Outcome]) -> None:
+    """A background flight's answer that is not stored has no reader: free its connection."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    fetched = future.result().fetched
+    if fetched is not None:
+        fetched.release()
 
 
 def reason_of(err: ProxyError) -> str:

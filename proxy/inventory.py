@@ -79,6 +79,8 @@ def when_it_breaks(route: RouteConfig) -> str:
             parts.append(f"served stale while refreshing for {duration(c.stale_while_revalidate)}")
         if c.stale_if_error:
             parts.append(f"served stale on upstream errors for {duration(c.stale_if_error)}")
+        if c.stale_if_slow:
+            parts.append(f"served stale when the upstream takes over {duration(c.stale_if_slow)}")
         if route.guards:
             parts.append(
                 f"a response failing the guards is never stored: the last good copy "

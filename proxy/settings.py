@@ -143,6 +143,7 @@ class RouteCache:
     force_ttl: bool = False
     stale_while_revalidate: float = 0.0
     stale_if_error: float = 0.0
+    stale_if_slow: float = 0.0  # 0: off; else the latency budget before a usable copy is served
     key: CacheKey = CacheKey()
     share_authorized: bool = False  # store responses to requests with Authorization
     store_set_cookie: bool = False  # store responses that set cookies

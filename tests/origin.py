@@ -27,6 +27,7 @@ class Reply:
     delay: float = 0.0  # real seconds to wait before answering (for timeout tests only)
     reset: bool = False  # drop the connection without answering
     garbage: bool = False  # write bytes that are not HTTP
+    hold: asyncio.Event | None = None  # answer only once the test sets it (a slow vendor, no sleep)
 
     def encoded(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -56,6 +57,7 @@ class Origin:
         self.seen: list[Seen] = []
         self.hits: dict[str, int] = defaultdict(int)
         self.url = ""
+        self._arrivals: list[asyncio.Event] = []
 
     def always(self, path: str, reply: Reply) -> None:
         """Answer `path` (path only, no query) with `reply` until told otherwise."""
@@ -75,14 +77,26 @@ class Origin:
     def count(self, path: str | None = None) -> int:
         return len(self.seen) if path is None else self.hits[path]
 
+    async def reached(self, path: str, count: int) -> None:
+        """Return once `path` has been asked `count` times: a sync point, not a wait on time."""
+        while self.hits[path] < count:
+            arrival = asyncio.Event()
+            self._arrivals.append(arrival)
+            await arrival.wait()
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.seen.append(Seen(request.method, request.raw_path, dict(request.headers), body))
         self.hits[request.path] += 1
+        for arrival in self._arrivals:
+            arrival.set()
+        self._arrivals.clear()
         queue = self.scripts.get(request.path)
         reply = queue.popleft() if queue else self.defaults.get(request.path, self.fallback)
         if reply.delay:
             await asyncio.sleep(reply.delay)
+        if reply.hold is not None:
+            await reply.hold.wait()
         if reply.reset or reply.garbage:
             transport = request.transport
             if transport is not None:

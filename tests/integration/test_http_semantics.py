@@ -241,7 +241,8 @@ async def test_vary_variants_are_stored_separately(origin: Origin, make_proxy: M
     langs = ("default", "en", "fr")
     origin.then("/prices/A1", *(reply({"lang": lang}, **vary) for lang in langs))
     proxy = await make_proxy(ROUTES)
-    none, en, fr = {}, {"Accept-Language": "en"}, {"Accept-Language": "fr"}
+    none: dict[str, str] = {}
+    en, fr = {"Accept-Language": "en"}, {"Accept-Language": "fr"}
     assert (await (await proxy.get("/api/prices/A1", headers=en)).json()) == {"lang": "en"}
     assert (await (await proxy.get("/api/prices/A1", headers=fr)).json()) == {"lang": "fr"}
     for headers, lang in ((en, "en"), (fr, "fr"), (none, "default"), (en, "en")):

@@ -1,0 +1,58 @@
+"""Flights: one fetch per key, when it started, and a background hand-off attached once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from proxy.flight import Flights, Tasks
+
+
+async def test_start_time_is_the_leaders_and_waiters_join() -> None:
+    flights: Flights[int] = Flights(Tasks())
+    gate = asyncio.Event()
+
+    async def fetch() -> int:
+        await gate.wait()
+        return 7
+
+    future, leader = flights.start("k", fetch, now=100.0)
+    joined, second = flights.start("k", fetch, now=105.0)
+    assert leader and not second and joined is future and flights.coalesced == 1
+    assert flights.started_at("k") == 100.0  # a waiter measures its budget from the leader's start
+    gate.set()
+    assert await future == 7
+    await asyncio.sleep(0)
+    assert "k" not in flights and flights.started_at("k") is None
+
+
+async def test_a_mark_is_true_once_per_flight_and_label() -> None:
+    flights: Flights[int] = Flights(Tasks())
+    gate = asyncio.Event()
+
+    async def fetch() -> int:
+        await gate.wait()
+        return 1
+
+    future, _ = flights.start("k", fetch, now=0.0)
+    other: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    assert not flights.mark("k", other, "refresh")  # not this key's flight
+    assert flights.mark("k", future, "refresh")
+    assert not flights.mark("k", future, "refresh")
+    assert flights.mark("k", future, "slow")  # another label, its own once
+    gate.set()
+    await future
+    await asyncio.sleep(0)
+    again, leader = flights.start("k", fetch, now=1.0)  # a new flight starts unmarked
+    assert leader and flights.mark("k", again, "refresh")
+    await again
+
+
+async def test_a_full_task_set_leaves_no_trace() -> None:
+    flights: Flights[int] = Flights(Tasks(limit=0))
+
+    async def fetch() -> int:
+        return 1
+
+    future, leader = flights.start("k", fetch, now=3.0)
+    assert leader and future.cancelled()
+    assert "k" not in flights and flights.started_at("k") is None
