@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 
 from proxy.cachecontrol import CacheControl, delta_seconds
+from proxy.httpdate import parse as http_date
 from proxy.model import Entry, Headers
 from proxy.settings import RouteCache
 
@@ -45,18 +44,6 @@ class Deadlines:
     error_until: float
     keep_until: float
     lkg_until: float
-
-
-def http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed.tzinfo is None:  # asctime form: HTTP-dates are always GMT (RFC 9110 5.6.7)
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def header(headers: Headers, name: str) -> str | None:
@@ -123,11 +110,13 @@ def lifetime(headers: Headers, cc: CacheControl, policy: RouteCache, received: f
         return float(cc.s_maxage)
     if cc.max_age >= 0:
         return float(cc.max_age)
-    expires_raw = header(headers, "expires")
-    if expires_raw is not None:
-        expires = http_date(expires_raw)
-        date_raw = header(headers, "date")
-        date = http_date(date_raw) if date_raw is not None else received
+    expires_lines = [v for k, v in headers if k.lower() == "expires"]
+    if expires_lines:
+        # Two field lines combine into "date, date", never an HTTP-date (RFC 9110 5.3).
+        expires = http_date(", ".join(expires_lines), received)
+        # An invalid Date is as good as none: the recipient dates it on receipt (RFC 9110 6.6.1).
+        date = http_date(header(headers, "date"), received)
+        date = received if date is None else date
         if expires is None or date is None:
             return 0.0  # invalid Expires means already expired (RFC 9111 5.3)
         return max(0.0, expires - date)
@@ -136,7 +125,7 @@ def lifetime(headers: Headers, cc: CacheControl, policy: RouteCache, received: f
 
 def initial_age(headers: Headers, request_time: float, response_time: float) -> float:
     """corrected_initial_age, RFC 9111 section 4.2.3."""
-    date = http_date(header(headers, "date"))
+    date = http_date(header(headers, "date"), response_time)
     apparent = max(0.0, response_time - date) if date is not None else 0.0
     age_raw = (header(headers, "age") or "").strip()
     age_value = float(delta_seconds(age_raw) or 0)  # junk is ignored, overflow is 2^31

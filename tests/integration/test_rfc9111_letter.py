@@ -1,0 +1,133 @@
+"""RFC 9111 by the letter, end to end (issue 14): a real origin on loopback, the proxy with a FakeClock.
+
+Each test checks what the client saw and what reached the origin: an answer the cache reused
+leaves the origin's request count where it was.
+"""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+
+import pytest
+
+from proxy.clock import FakeClock
+from tests.conftest import MakeProxy, make_config
+from tests.origin import Origin, Reply
+from tests.routes import PRICES, WRITES
+from tests.upstream.vendor import Seen, Step, Vendor, response
+
+PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
+JSON = "application/json"
+# A route ttl, so a response without usable freshness would otherwise be fresh for 30 s: an
+# invalid Expires must not fall back to it (RFC 9111 5.3: it is already expired).
+ROUTES = "\nroutes:\n" + PRICES + "    cache: {ttl: 30s, key: {query: all}}\n" + WRITES
+
+
+def reply(body: object = PRICE, status: int = 200, /, **headers: str) -> Reply:
+    return Reply(status, body, {"Content-Type": JSON, **headers})
+
+
+def http_date(at: float) -> str:
+    return formatdate(at, usegmt=True)
+
+
+async def twice(proxy: object, path: str = "/api/prices/A1") -> list[str]:
+    """X-Cache of two requests in a row."""
+    labels = []
+    for _ in range(2):
+        answer = await proxy.get(path)  # type: ignore[attr-defined]
+        assert answer.status == 200
+        labels.append(answer.headers["X-Cache"])
+    return labels
+
+
+# -- strict HTTP-date: an invalid Expires is already expired (RFC 9111 5.3, RFC 9110 5.6.7) ----
+
+
+def _in_an_hour(clock: FakeClock) -> tuple[str, str, str, str]:
+    """(weekday, day, month, year) of clock + 1 h, to build near-miss Expires values."""
+    weekday, day, month, year = http_date(clock.now() + 3600).replace(",", "").split()[:4]
+    return weekday, day, month, year
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "{w}, {d} {m} {yy} {t} GMT",  # two-digit year
+        "{w} {d} {m} {y} {t} GMT",  # missing comma
+        "{w}, {d}  {m}  {y} {t} GMT",  # several spaces
+        "{w}, {d}-{m}-{y} {t} GMT",  # dashes
+        "{w}, {d} {m} {y} {tp} GMT",  # periods
+        "{w}, {d} {m} {y} {t1} GMT",  # one-digit hour (when the hour has a leading zero)
+        "{w}, {d} {m} {y} {t} UTC",  # a zone other than GMT
+        "0",
+    ],
+)
+async def test_an_invalid_expires_is_never_reused(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock, shape: str
+) -> None:
+    clock.set(float(1_700_000_000 - 1_700_000_000 % 86400 + 3600))  # 01:00 GMT: hour "02" in an hour
+    w, d, m, y = _in_an_hour(clock)
+    expires = shape.format(w=w, d=d, m=m, y=y, yy=y[2:], t="02:00:00", tp="02.00.00", t1="2:00:00")
+    origin.json("/prices/A1", PRICE, headers={"Expires": expires})
+    proxy = await make_proxy(ROUTES)
+    assert await twice(proxy) == ["MISS", "MISS"]
+    assert origin.count("/prices/A1") == 2
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "{w}, {d} {m} {y} {t} GMT",  # IMF-fixdate
+        "{wl}, {d}-{m}-{yy} {t} GMT",  # obsolete RFC 850
+        "{w} {m} {d} {t} {y}",  # asctime
+        "{W}, {d} {M} {y} {t} gmt",  # names in another case (RFC 9111 4.2)
+    ],
+)
+async def test_a_valid_expires_is_reused(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock, shape: str
+) -> None:
+    clock.set(float(1_700_000_000 - 1_700_000_000 % 86400 + 3600 * 12))  # the 12th: a 2-digit day
+    w, d, m, y = _in_an_hour(clock)
+    long_days = {"Mon": "Monday", "Tue": "Tuesday", "Wed": "Wednesday", "Thu": "Thursday"}
+    long_days |= {"Fri": "Friday", "Sat": "Saturday", "Sun": "Sunday"}
+    expires = shape.format(
+        w=w, wl=long_days[w], W=w.upper(), d=d, m=m, M=m.upper(), y=y, yy=y[2:], t=_hms(clock)
+    )
+    origin.json("/prices/A1", PRICE, headers={"Expires": expires})
+    proxy = await make_proxy(ROUTES)
+    assert await twice(proxy) == ["MISS", "HIT"]
+    clock.advance(3601)  # and it expires when it says
+    assert (await proxy.get("/api/prices/A1")).headers["X-Cache"] == "MISS"
+    assert origin.count("/prices/A1") == 2
+
+
+def _hms(clock: FakeClock) -> str:
+    return http_date(clock.now() + 3600).split()[4]
+
+
+async def test_expires_on_two_lines_is_already_expired(make_proxy: MakeProxy, clock: FakeClock) -> None:
+    """Two Expires field lines, even with the same date: invalid (RFC 9111 4.2 lets a cache say so)."""
+    later = http_date(clock.now() + 3600)
+
+    def two_lines(seen: Seen, n: int) -> list[Step]:
+        headers = ("Content-Type: application/json", f"Expires: {later}", f"Expires: {later}")
+        return [response("200 OK", *headers, body=b'{"n": %d}' % n)]
+
+    vendor = await Vendor(two_lines).start()
+    try:
+        proxy = await make_proxy(config=make_config(vendor.url, ROUTES))
+        assert await twice(proxy) == ["MISS", "MISS"]
+        assert vendor.count("GET") == 2
+    finally:
+        await vendor.close()
+
+
+async def test_an_invalid_date_beside_expires_is_the_time_received(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
+    """A Date that is not an HTTP-date is as good as none (RFC 9110 6.6.1): Expires still counts."""
+    origin.json("/prices/A1", PRICE, headers={"Expires": http_date(clock.now() + 60), "Date": "yesterday"})
+    proxy = await make_proxy(ROUTES)
+    assert await twice(proxy) == ["MISS", "HIT"]
+    assert origin.count("/prices/A1") == 1
