@@ -440,7 +440,7 @@ def promoted_entry(
         response_time=now,
         lkg=bool(rs.config.guards),
     )
-    headers = end_to_end(item.headers, _DROP_ON_STORE)
+    headers = end_to_end(freshness.without_withheld(item.headers, cc), _DROP_ON_STORE)
     vary = freshness.vary_names(item.headers) or ()
     found = match_path(rs.config.match, path.split("/")[1:])
     assert found is not None

@@ -24,6 +24,15 @@ class CacheControl:
     stale_if_error: int = _UNSET
     only_if_cached: bool = False
     present: bool = False
+    # Qualified `no-cache="a, b"` / `private="a, b"`: lower-case field names the stored copy
+    # must go without (RFC 9111 5.2.2.4, 5.2.2.7); the unqualified forms set the flags instead.
+    no_cache_fields: tuple[str, ...] = ()
+    private_fields: tuple[str, ...] = ()
+
+    @property
+    def withheld(self) -> frozenset[str]:
+        """Field names never stored, nor sent to anyone but the client that fetched them."""
+        return frozenset(self.no_cache_fields) | frozenset(self.private_fields)
 
     @property
     def forbids_stale(self) -> bool:
@@ -45,6 +54,7 @@ _FLAGS = {
     "proxy-revalidate": "proxy_revalidate",
     "only-if-cached": "only_if_cached",
 }
+_QUALIFIED = {"no-cache": "no_cache_fields", "private": "private_fields"}
 _SECONDS = {
     "max-age": "max_age",
     "s-maxage": "s_maxage",
@@ -59,16 +69,20 @@ def parse(values: str | list[str] | None) -> CacheControl:
         return EMPTY
     text = values if isinstance(values, str) else ",".join(values)
     found: dict[str, object] = {"present": True}
+    qualified: dict[str, tuple[str, ...]] = {}
     for directive in _split(text):
         name, _, raw = directive.partition("=")
         name = name.strip().lower()
-        if name in _FLAGS:
-            # `no-cache="Set-Cookie"` and `private="x"` are treated as the unqualified form:
-            # stricter than required, never less safe (RFC 9111 5.2.2.4, 5.2.2.7).
+        fields = _field_names(raw) if name in _QUALIFIED and raw.strip() else ()
+        if fields:  # the response may be stored without these fields (RFC 9111 5.2.2.4, 5.2.2.7)
+            qualified[_QUALIFIED[name]] = qualified.get(_QUALIFIED[name], ()) + fields
+        elif name in _FLAGS:
+            # The unqualified form, and a qualified one naming nothing (`no-cache=""`): the
+            # stricter reading, never less safe. It wins over any qualified form beside it.
             found[_FLAGS[name]] = True
         elif name in _SECONDS and _SECONDS[name] not in found:  # first occurrence wins
             found[_SECONDS[name]] = _seconds(raw)
-    return CacheControl(**found)  # type: ignore[arg-type]
+    return CacheControl(**found, **qualified)  # type: ignore[arg-type]
 
 
 DELTA_MAX = 2**31  # delta-seconds overflow becomes 2^31 (RFC 9111 1.2.2)
@@ -83,6 +97,14 @@ def delta_seconds(text: str) -> int | None:
     if not (text.isascii() and text.isdigit()):
         return None
     return DELTA_MAX if len(text) > 10 else min(int(text), DELTA_MAX)
+
+
+def _field_names(raw: str) -> tuple[str, ...]:
+    """The field names of a qualified directive: a quoted list, or one bare token."""
+    names = (n.strip().lower() for n in raw.strip().strip('"').split(","))
+    return tuple(
+        n for n in names if n and n.isascii() and all(c.isalnum() or c in "-_!#$%&'*+.^`|~" for c in n)
+    )
 
 
 def _seconds(raw: str) -> int:

@@ -25,7 +25,7 @@ from proxy.guards import Verdict, Violation
 from proxy.headers import end_to_end
 from proxy.invalidate import Invalidator
 from proxy.keys import VARY_SEP
-from proxy.model import Entry
+from proxy.model import Entry, Headers
 from proxy.redirects import rewrite_headers
 from proxy.runtime import RouteState
 from proxy.state import ProxyState
@@ -47,6 +47,8 @@ class Outcome:
     upstream_ms: float | None = None
     retries: int = 0
     key: str | None = None  # where `entry` was stored (the variant key, once Vary is known)
+    # The fetcher's own copy of headers the stored entry withholds (qualified no-cache/private).
+    leader_headers: Headers | None = None
 
     def shareable_for(self, request: web.Request) -> bool:
         if self.error is not None:
@@ -242,13 +244,17 @@ class Fetcher:
         self.state.store.put(full_key, new, now)
         if 200 <= new.status < 300:
             rs.last_good_at = now
-        return Outcome(entry=new, stored=True, key=full_key)
+        own = None
+        if any(k.lower() in cc.withheld for k, _ in fetched.headers):
+            own = end_to_end(fetched.headers, frozenset({"content-length", "age"}))
+        return Outcome(entry=new, stored=True, key=full_key, leader_headers=own)
 
     def _revalidated(self, rs: RouteState, key: str, entry: Entry, fetched: Fetched) -> Entry:
         policy = rs.config.cache
         assert policy is not None
         merged = freshness.merge_304(entry.headers, end_to_end(fetched.headers, _DROP_ON_STORE))
         cc = parse_cc([v for k, v in merged if k.lower() == "cache-control"])
+        merged = freshness.without_withheld(merged, cc)
         d = freshness.deadlines(
             headers=merged,
             cc=cc,
@@ -305,7 +311,7 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
     policy = rs.config.cache
     assert policy is not None
     headers = end_to_end(
-        fetched.headers,
+        freshness.without_withheld(fetched.headers, cc),
         _DROP_ON_STORE if not policy.store_set_cookie else frozenset({"content-length", "age"}),
     )
     d = freshness.deadlines(

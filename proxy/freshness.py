@@ -84,7 +84,11 @@ def storable(
         return "private"
     if authorized and not (policy.share_authorized or cc.public or cc.s_maxage >= 0 or cc.must_revalidate):
         return "authorization"  # RFC 9111 section 3.5
-    if not policy.store_set_cookie and header(headers, "set-cookie") is not None:
+    if (
+        not policy.store_set_cookie
+        and "set-cookie" not in cc.withheld  # `private="Set-Cookie"`: the rest is shareable
+        and header(headers, "set-cookie") is not None
+    ):
         return "set-cookie"
     if vary_names(headers) is None:
         return "vary-star"
@@ -95,6 +99,15 @@ def storable(
     if not explicit and not has_validator and policy.ttl <= 0 and not cc.no_cache:
         return "no-freshness"
     return None
+
+
+def without_withheld(headers: Headers, cc: CacheControl) -> Headers:
+    """`headers` less the fields a qualified `no-cache` or `private` names (RFC 9111 5.2.2.4,
+    5.2.2.7): the stored copy never has them, so no later client is sent them."""
+    withheld = cc.withheld
+    if not withheld:
+        return headers
+    return tuple((k, v) for k, v in headers if k.lower() not in withheld)
 
 
 def lifetime(headers: Headers, cc: CacheControl, policy: RouteCache, received: float | None = None) -> float:

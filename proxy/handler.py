@@ -289,7 +289,10 @@ class Handler:
                 collapsed=collapsed,
                 detail=outcome.detail,
             )
-            return entry_response(outcome.entry, now, txn, x_cache=label, status_value=value)
+            served = outcome.entry
+            if outcome.leader_headers is not None and not collapsed:  # fields the copy withholds
+                served = served.with_headers(outcome.leader_headers)
+            return entry_response(served, now, txn, x_cache=label, status_value=value)
         fetched = outcome.fetched
         assert fetched is not None
         value = cache_status(hit=False, fwd="miss", fwd_status=fetched.status, detail=outcome.detail)

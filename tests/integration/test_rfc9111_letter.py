@@ -131,3 +131,66 @@ async def test_an_invalid_date_beside_expires_is_the_time_received(
     proxy = await make_proxy(ROUTES)
     assert await twice(proxy) == ["MISS", "HIT"]
     assert origin.count("/prices/A1") == 1
+
+
+# -- qualified no-cache="Field" and private="Field" (RFC 9111 5.2.2.4, 5.2.2.7) ---------------
+
+
+@pytest.mark.parametrize("directive", ['private="X-User, Set-Cookie"', 'no-cache="x-user, set-cookie"'])
+async def test_qualified_directives_store_the_rest(
+    origin: Origin, make_proxy: MakeProxy, directive: str
+) -> None:
+    origin.json(
+        "/prices/A1",
+        PRICE,
+        headers={"Cache-Control": f"{directive}, max-age=60", "X-User": "ann", "Set-Cookie": "s=ann"},
+    )
+    proxy = await make_proxy(ROUTES)
+    first = await proxy.get("/api/prices/A1")
+    # The client that fetched it gets what the vendor sent it, cookie included.
+    assert first.headers["X-Cache"] == "MISS"
+    assert first.headers["X-User"] == "ann" and first.headers["Set-Cookie"] == "s=ann"
+    assert "stored" in first.headers["Cache-Status"]
+    second = await proxy.get("/api/prices/A1")
+    # Everyone after it gets the stored copy, without the named fields.
+    assert second.headers["X-Cache"] == "HIT"
+    assert "X-User" not in second.headers and "Set-Cookie" not in second.headers
+    assert second.headers["Cache-Control"] == f"{directive}, max-age=60"
+    assert await second.json() == PRICE
+    assert origin.count("/prices/A1") == 1
+
+
+async def test_unqualified_private_is_still_never_stored(origin: Origin, make_proxy: MakeProxy) -> None:
+    origin.json("/prices/A1", PRICE, headers={"Cache-Control": 'private="X-User", private, max-age=60'})
+    proxy = await make_proxy(ROUTES)
+    assert await twice(proxy) == ["MISS", "MISS"]
+    assert origin.count("/prices/A1") == 2
+
+
+async def test_a_set_cookie_not_named_still_refuses_storage(origin: Origin, make_proxy: MakeProxy) -> None:
+    origin.json(
+        "/prices/A1", PRICE, headers={"Cache-Control": 'private="X-User", max-age=60', "Set-Cookie": "s=1"}
+    )
+    proxy = await make_proxy(ROUTES)
+    answer = await proxy.get("/api/prices/A1")
+    assert answer.headers["Set-Cookie"] == "s=1"
+    assert 'detail="not stored: set-cookie"' in answer.headers["Cache-Status"]
+    assert await twice(proxy) == ["MISS", "MISS"]
+    assert origin.count("/prices/A1") == 3
+
+
+async def test_withheld_fields_stay_out_after_a_304(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
+    cc = {"Cache-Control": 'no-cache="X-User", max-age=10', "ETag": '"v1"'}
+    origin.json("/prices/A1", PRICE, headers={**cc, "X-User": "ann"})
+    proxy = await make_proxy(ROUTES)
+    await proxy.get("/api/prices/A1")
+    clock.advance(20)
+    origin.always("/prices/A1", Reply(304, b"", {**cc, "X-User": "bob"}))
+    revalidated = await proxy.get("/api/prices/A1")
+    assert revalidated.headers["X-Cache"] == "REVALIDATED"
+    assert "X-User" not in revalidated.headers
+    hit = await proxy.get("/api/prices/A1")
+    assert hit.headers["X-Cache"] == "HIT" and "X-User" not in hit.headers
+    assert origin.count("/prices/A1") == 2

@@ -22,6 +22,7 @@ from proxy.freshness import (
     storable,
     usable_on_error,
     vary_names,
+    without_withheld,
 )
 from proxy.model import Entry, Headers
 from proxy.settings import RouteCache
@@ -89,7 +90,33 @@ ETAG = ("ETag", '"v1"')
         # no-store and private (RFC 9111 3, 5.2.2.5, 5.2.2.7)
         (200, h(("Cache-Control", "no-store, max-age=60")), TTL, False, "no-store"),
         (200, h(("Cache-Control", "private, max-age=60")), TTL, False, "private"),
-        (200, h(("Cache-Control", 'private="Set-Cookie", max-age=60')), TTL, False, "private"),
+        # qualified private / no-cache: storable, without the named fields (RFC 9111 5.2.2.4, 5.2.2.7)
+        (200, h(("Cache-Control", 'private="Set-Cookie", max-age=60')), TTL, False, None),
+        (200, h(("Cache-Control", 'private="X-User", max-age=60'), ("X-User", "ann")), TTL, False, None),
+        (200, h(("Cache-Control", 'no-cache="X-User", max-age=60')), TTL, False, None),
+        (200, h(("Cache-Control", 'private, private="X-User", max-age=60')), TTL, False, "private"),
+        # Set-Cookie named by a qualified directive is withheld, so the rest may be shared
+        (
+            200,
+            h(("Cache-Control", 'private="Set-Cookie", max-age=60'), ("Set-Cookie", "s=1")),
+            TTL,
+            False,
+            None,
+        ),
+        (
+            200,
+            h(("Cache-Control", 'no-cache="set-cookie", max-age=60'), ("Set-Cookie", "s=1")),
+            TTL,
+            False,
+            None,
+        ),
+        (
+            200,
+            h(("Cache-Control", 'private="X-User", max-age=60'), ("Set-Cookie", "s=1")),
+            TTL,
+            False,
+            "set-cookie",
+        ),
         (200, h(("Cache-Control", "no-store")), RouteCache(ttl=30, force_ttl=True), False, "no-store"),
         # Authorization (RFC 9111 3.5): only public, s-maxage or must-revalidate allow sharing
         (200, h(CC_60), TTL, True, "authorization"),
@@ -140,6 +167,34 @@ def test_storable(
 )
 def test_vary_names(headers: Headers, names: tuple[str, ...] | None) -> None:
     assert vary_names(headers) == names
+
+
+@pytest.mark.parametrize(
+    ("headers", "kept"),
+    [
+        (h(CC_60, ("X-User", "ann")), ("cache-control", "x-user")),
+        (h(("Cache-Control", 'private="X-User"'), ("X-User", "ann"), ETAG), ("cache-control", "etag")),
+        (h(("Cache-Control", 'no-cache="x-user"'), ("x-USER", "ann"), ETAG), ("cache-control", "etag")),
+        # every field line of a withheld name goes, and every name listed
+        (
+            h(("Cache-Control", 'private="Set-Cookie, X-A", no-cache="X-B"'), ("Set-Cookie", "a=1"))
+            + h(("Set-Cookie", "b=2"), ("X-A", "1"), ("X-B", "2"), ("X-C", "3")),
+            ("cache-control", "x-c"),
+        ),
+        # unqualified: nothing to withhold (the whole response is refused or revalidated instead)
+        (h(("Cache-Control", "no-cache"), ("X-User", "ann")), ("cache-control", "x-user")),
+    ],
+)
+def test_without_withheld(headers: Headers, kept: tuple[str, ...]) -> None:
+    cc = parse(cc_of(headers))
+    assert tuple(k.lower() for k, _ in without_withheld(headers, cc)) == kept
+
+
+def test_qualified_no_cache_is_fresh_and_allows_stale() -> None:
+    """Only the named fields need revalidation; the rest of the response keeps its freshness."""
+    cc = parse('no-cache="X-User", max-age=60')
+    assert lifetime(h(), cc, NO_TTL) == 60.0
+    assert not cc.forbids_stale
 
 
 # -- lifetime ---------------------------------------------------------------------------------
