@@ -28,7 +28,7 @@ from aiohttp.typedefs import Middleware
 
 from proxy import freshness
 from proxy.app import PROXY_STATE
-from proxy.cachecontrol import parse as parse_cc
+from proxy.cachecontrol import effective
 from proxy.collectors import register_collectors
 from proxy.configview import effective_config
 from proxy.headers import end_to_end
@@ -428,7 +428,7 @@ def promoted_entry(
     """The entry fetch would have stored had the guards passed, with `now` as response time."""
     policy = rs.config.cache
     assert policy is not None
-    cc = parse_cc([v for k, v in item.headers if k.lower() == "cache-control"])
+    cc = effective(item.headers, policy.targeted_fields)
     why = freshness.storable(status=item.status, headers=item.headers, cc=cc, policy=policy, authorized=False)
     if why is not None:
         return None, why

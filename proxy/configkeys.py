@@ -100,6 +100,12 @@ KEYS: tuple[Key, ...] = (
     K("cache.max_bytes", "size", "256MB", "Memory tier size; least recently used entries go first.", "bytes"),
     K("cache.snapshot", "string", "-", "File of last-known-good entries, loaded before ready."),
     K("cache.snapshot_interval", _D, "60s", "How often the snapshot file is written.", "s"),
+    K(
+        "cache.targeted_fields",
+        "list",
+        "[Resilient-Proxy-Cache-Control, CDN-Cache-Control]",
+        "Fields obeyed instead of Cache-Control and Expires, first valid wins (RFC 9213); `[]`: none.",
+    ),
     K("cache.redis", "mapping", "-", "The shared tier (cache.backend: redis)."),
     K("cache.redis.url", "url", "redis://127.0.0.1:6379/0", "Redis URL; a password goes in userinfo."),
     K("cache.redis.namespace", "string", "rproxy", "Prefix of every key in Redis."),
@@ -207,6 +213,7 @@ KEYS: tuple[Key, ...] = (
     K("routes[].cache.store_set_cookie", "boolean", "false", "Store answers that set cookies."),
     K("routes[].cache.lkg_max_age", _D, "7d", "How long a last-known-good copy is kept.", "s"),
     K("routes[].cache.lock_timeout", _D, "5s", "Longest wait on a coalesced fetch.", "s"),
+    K("routes[].cache.targeted_fields", "list", "cache.targeted_fields", "RFC 9213 target list."),
     K(
         "routes[].guards",
         "list",

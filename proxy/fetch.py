@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from proxy import freshness, replacement
-from proxy.cachecontrol import parse as parse_cc
+from proxy.cachecontrol import effective
 from proxy.datacheck import DataCheck
 from proxy.deliver import Txn
 from proxy.encoding import DecodeError, decode
@@ -220,7 +220,7 @@ class Fetcher:
     ) -> Outcome:
         policy = rs.config.cache
         assert policy is not None
-        cc = parse_cc([v for k, v in fetched.headers if k.lower() == "cache-control"])
+        cc = effective(fetched.headers, policy.targeted_fields)  # RFC 9213: CDN-Cache-Control first
         why = freshness.storable(
             status=fetched.status, headers=fetched.headers, cc=cc, policy=policy, authorized=out.credentials
         )
@@ -253,7 +253,7 @@ class Fetcher:
         policy = rs.config.cache
         assert policy is not None
         merged = freshness.merge_304(entry.headers, end_to_end(fetched.headers, _DROP_ON_STORE))
-        cc = parse_cc([v for k, v in merged if k.lower() == "cache-control"])
+        cc = effective(merged, policy.targeted_fields)
         merged = freshness.without_withheld(merged, cc)
         d = freshness.deadlines(
             headers=merged,

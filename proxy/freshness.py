@@ -92,7 +92,8 @@ def storable(
         return "set-cookie"
     if vary_names(headers) is None:
         return "vary-star"
-    explicit = cc.max_age >= 0 or cc.s_maxage >= 0 or header(headers, "expires") is not None
+    expires = header(headers, "expires") is not None and not cc.targeted  # RFC 9213 2.1
+    explicit = cc.max_age >= 0 or cc.s_maxage >= 0 or expires
     if status not in HEURISTIC_STATUSES and not explicit and not cc.public:
         return "status"
     has_validator = header(headers, "etag") is not None or header(headers, "last-modified") is not None
@@ -123,7 +124,8 @@ def lifetime(headers: Headers, cc: CacheControl, policy: RouteCache, received: f
         return float(cc.s_maxage)
     if cc.max_age >= 0:
         return float(cc.max_age)
-    expires_lines = [v for k, v in headers if k.lower() == "expires"]
+    # A targeted field (CDN-Cache-Control) overrides Expires as well (RFC 9213 2.1).
+    expires_lines = [] if cc.targeted else [v for k, v in headers if k.lower() == "expires"]
     if expires_lines:
         # Two field lines combine into "date, date", never an HTTP-date (RFC 9110 5.3).
         expires = http_date(", ".join(expires_lines), received)

@@ -194,3 +194,73 @@ async def test_withheld_fields_stay_out_after_a_304(
     hit = await proxy.get("/api/prices/A1")
     assert hit.headers["X-Cache"] == "HIT" and "X-User" not in hit.headers
     assert origin.count("/prices/A1") == 2
+
+
+# -- targeted fields: CDN-Cache-Control (RFC 9213) --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "labels"),
+    [
+        # a long targeted max-age beats a short Cache-Control, and Cache-Control: no-store
+        ({"Cache-Control": "max-age=1", "CDN-Cache-Control": "max-age=3600"}, ["MISS", "HIT"]),
+        ({"Cache-Control": "no-store", "CDN-Cache-Control": "max-age=3600"}, ["MISS", "HIT"]),
+        # a short or forbidding targeted field beats a long Cache-Control and Expires
+        ({"Cache-Control": "max-age=3600", "CDN-Cache-Control": "max-age=1"}, ["MISS", "MISS"]),
+        ({"Cache-Control": "max-age=3600", "CDN-Cache-Control": "no-store"}, ["MISS", "MISS"]),
+        ({"Cache-Control": "max-age=3600", "CDN-Cache-Control": "private"}, ["MISS", "MISS"]),
+        ({"Cache-Control": "max-age=3600", "CDN-Cache-Control": "no-cache"}, ["MISS", "MISS"]),
+        # an invalid Structured Field is ignored: Cache-Control applies
+        ({"Cache-Control": "no-store", "CDN-Cache-Control": "max-age=10000, &&&&&"}, ["MISS", "MISS"]),
+        ({"Cache-Control": "no-store", "CDN-Cache-Control": 'max-age="10000"'}, ["MISS", "MISS"]),
+        ({"Cache-Control": "max-age=3600", "CDN-Cache-Control": "max-age =1"}, ["MISS", "HIT"]),
+        # our own field comes first in the default target list
+        (
+            {"Resilient-Proxy-Cache-Control": "max-age=3600", "CDN-Cache-Control": "no-store"},
+            ["MISS", "HIT"],
+        ),
+    ],
+)
+async def test_cdn_cache_control_replaces_cache_control(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock, headers: dict[str, str], labels: list[str]
+) -> None:
+    origin.json("/prices/A1", PRICE, headers=headers)
+    proxy = await make_proxy("\nroutes:\n" + PRICES + "    cache: {ttl: 0s}\n" + WRITES)
+    first = await proxy.get("/api/prices/A1")
+    clock.advance(2)  # past max-age=1
+    second = await proxy.get("/api/prices/A1")
+    assert [first.headers["X-Cache"], second.headers["X-Cache"]] == labels
+    # targeted fields are passed on to the client (RFC 9213 3), from the vendor and from the copy
+    for answer in (first, second):
+        for name, value in headers.items():
+            assert answer.headers[name] == value
+    assert origin.count("/prices/A1") == labels.count("MISS")
+
+
+async def test_cdn_cache_control_ignores_expires(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
+    later = http_date(clock.now() + 3600)
+    origin.json("/prices/A1", PRICE, headers={"CDN-Cache-Control": "max-age=10", "Expires": later})
+    proxy = await make_proxy(ROUTES)
+    assert await twice(proxy) == ["MISS", "HIT"]
+    clock.advance(11)  # Expires says fresh for an hour; the targeted field said 10 s
+    assert (await proxy.get("/api/prices/A1")).headers["X-Cache"] == "MISS"
+
+
+@pytest.mark.parametrize(
+    ("top", "route", "labels"),
+    [
+        ("", ", targeted_fields: []", ["MISS", "MISS"]),  # off for this route: Cache-Control rules
+        ("cache: {targeted_fields: []}\n", "", ["MISS", "MISS"]),  # off for the proxy
+        ("cache: {targeted_fields: []}\n", ", targeted_fields: [CDN-Cache-Control]", ["MISS", "HIT"]),
+        ("", ", targeted_fields: [Acme-Cache-Control]", ["MISS", "MISS"]),  # CDN-Cache-Control not listed
+    ],
+)
+async def test_the_target_list_is_configurable(
+    origin: Origin, make_proxy: MakeProxy, top: str, route: str, labels: list[str]
+) -> None:
+    origin.json("/prices/A1", PRICE, headers={"Cache-Control": "no-store", "CDN-Cache-Control": "max-age=60"})
+    body = "\nroutes:\n" + PRICES + "    cache: {ttl: 30s" + route + "}\n" + WRITES
+    proxy = await make_proxy(config=make_config(origin.url, top + body))
+    assert await twice(proxy) == labels
