@@ -33,7 +33,7 @@ from proxy.collectors import register_collectors
 from proxy.configview import effective_config
 from proxy.headers import end_to_end
 from proxy.health import HEALTH
-from proxy.keys import SEP, VARY_SEP, normal_query, primary_key, route_prefix
+from proxy.keys import SEP, VARY_SEP, normal_query, normal_vary, primary_key, route_prefix
 from proxy.metrics import CONTENT_TYPE
 from proxy.model import Entry
 from proxy.quarantine import QuarantineItem
@@ -459,6 +459,6 @@ def promoted_entry(
         etag=freshness.header(headers, "etag"),
         last_modified=freshness.header(headers, "last-modified"),
         vary=vary,
-        vary_values=tuple(" ".join(request_headers.get(n, "").split()) for n in vary),
+        vary_values=tuple(normal_vary(n, request_headers.get(n)) for n in vary),
         url=target,
     ), ""

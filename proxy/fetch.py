@@ -24,7 +24,7 @@ from proxy.errors import DataRejected, ProxyError, UpstreamStatus
 from proxy.guards import Verdict, Violation
 from proxy.headers import end_to_end
 from proxy.invalidate import Invalidator
-from proxy.keys import VARY_SEP
+from proxy.keys import VARY_SEP, normal_vary
 from proxy.model import Entry, Headers
 from proxy.redirects import rewrite_headers
 from proxy.runtime import RouteState
@@ -57,7 +57,7 @@ class Outcome:
         if entry is None:
             return False
         return all(
-            _normal(request.headers.get(name)) == value
+            normal_vary(name, request.headers.get(name)) == value
             for name, value in zip(entry.vary, entry.vary_values, strict=True)
         )
 
@@ -339,7 +339,7 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
         etag=freshness.header(headers, "etag"),
         last_modified=freshness.header(headers, "last-modified"),
         vary=vary,
-        vary_values=tuple(_normal(sent.get(n)) for n in vary),
+        vary_values=tuple(normal_vary(n, sent.get(n)) for n in vary),
         url=out.path_qs,
     )
 
@@ -374,7 +374,3 @@ def _with_validators(out: Outbound, entry: Entry) -> Outbound:
     if entry.last_modified:
         headers.append(("If-Modified-Since", entry.last_modified))
     return replace(out, headers=headers)
-
-
-def _normal(value: str | None) -> str:
-    return " ".join(value.split()) if value else ""

@@ -9,6 +9,7 @@ GET and HEAD share a key: a HEAD is answered from the stored GET (RFC 9110 9.3.2
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode
 
@@ -51,7 +52,56 @@ def primary_key(
 def variant_key(primary: str, vary: tuple[str, ...], get_header: Callable[[str], str | None]) -> str:
     if not vary:
         return primary
-    return primary + VARY_SEP + VARY_SEP.join(normal_header(get_header(n)) for n in vary)
+    return primary + VARY_SEP + VARY_SEP.join(normal_vary(n, get_header(n)) for n in vary)
+
+
+# Request headers whose value is a list of (element;param=value) items: compared as lists.
+LIST_HEADERS = frozenset({"accept", "accept-charset", "accept-encoding", "accept-language"})
+# ... of which element order means nothing, so equal-q elements are sorted too. Order among
+# equal q can be a preference in Accept-Language and Accept (RFC 9110 12.5.4 note), so kept.
+ORDER_FREE = frozenset({"accept-charset", "accept-encoding"})
+
+
+def normal_vary(name: str, value: str | None) -> str:
+    """A request header's value as the Vary secondary key compares it (RFC 9111 4.1): two
+    values that normalise alike are the same variant; used on store and on lookup alike.
+
+    Every header: whitespace runs collapse. List headers (`LIST_HEADERS`) also: case, the
+    whitespace around `,` `;` `=`, empty elements, and `q=1` (the default) are normalised away,
+    and elements are ordered by q, highest first (a stable sort), equal q sorted too where
+    order means nothing (`ORDER_FREE`).
+    """
+    if value is None:
+        return ""
+    if name.lower() not in LIST_HEADERS:
+        return normal_header(value)
+    weighed = [_element(part) for part in value.split(",") if part.strip()]
+    if name.lower() in ORDER_FREE:
+        weighed.sort(key=lambda e: (-e[0], e[1]))
+    else:
+        weighed.sort(key=lambda e: -e[0])
+    return ",".join(text for _, text in weighed)
+
+
+def _element(part: str) -> tuple[float, str]:
+    """(q, normal text) of one list element such as ` EN-gb ; Q=0.50 `."""
+    token, *params = (p.strip() for p in part.split(";"))
+    q = 1.0
+    kept = [" ".join(token.lower().split())]
+    for param in params:
+        key, _, raw = (p.strip() for p in param.partition("="))
+        key = key.lower()
+        if key == "q" and _QVALUE.fullmatch(raw):
+            q = float(raw)  # RFC 9110 12.4.2: 0 to 1, at most three decimals
+            continue
+        if key:
+            kept.append(f"{key}={raw}" if raw else key)
+    if q != 1.0:
+        kept.append(f"q={q:g}")
+    return q, ";".join(kept)
+
+
+_QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 
 
 def route_prefix(route: str, path_prefix: str = "") -> str:

@@ -264,3 +264,25 @@ async def test_the_target_list_is_configurable(
     body = "\nroutes:\n" + PRICES + "    cache: {ttl: 30s" + route + "}\n" + WRITES
     proxy = await make_proxy(config=make_config(origin.url, top + body))
     assert await twice(proxy) == labels
+
+
+# -- Vary: list headers match after normalisation (RFC 9111 4.1) ------------------------------
+
+
+async def test_vary_matches_list_headers_after_normalising(origin: Origin, make_proxy: MakeProxy) -> None:
+    vary = {"Cache-Control": "max-age=60", "Vary": "Accept-Language"}
+    origin.then("/prices/A1", reply({"lang": "en"}, **vary), reply({"lang": "fr"}, **vary))
+    proxy = await make_proxy(ROUTES)
+    first = await proxy.get("/api/prices/A1", headers={"Accept-Language": "en-GB, fr;q=0.5"})
+    assert first.headers["X-Cache"] == "MISS" and await first.json() == {"lang": "en"}
+    # the same list in another case, spacing and order (by q), q=1 spelled out: the same variant
+    for same in ("fr;q=0.50,EN-gb", " en-gb ;q=1.0 , fr ; Q=0.5 ", "en-GB,,fr;q=0.5"):
+        hit = await proxy.get("/api/prices/A1", headers={"Accept-Language": same})
+        assert hit.headers["X-Cache"] == "HIT", same
+        assert await hit.json() == {"lang": "en"}
+    # the same languages with French preferred: another variant, fetched and stored apart
+    other = await proxy.get("/api/prices/A1", headers={"Accept-Language": "fr, en-GB"})
+    assert other.headers["X-Cache"] == "MISS" and await other.json() == {"lang": "fr"}
+    again = await proxy.get("/api/prices/A1", headers={"Accept-Language": "FR , en-gb"})
+    assert again.headers["X-Cache"] == "HIT" and await again.json() == {"lang": "fr"}
+    assert origin.count("/prices/A1") == 2
