@@ -439,6 +439,7 @@ def promoted_entry(
         request_time=now,
         response_time=now,
         lkg=bool(rs.config.guards),
+        status=item.status,
     )
     headers = end_to_end(freshness.without_withheld(item.headers, cc), _DROP_ON_STORE)
     vary = freshness.vary_names(item.headers) or ()
@@ -461,4 +462,5 @@ def promoted_entry(
         vary=vary,
         vary_values=tuple(normal_vary(n, request_headers.get(n)) for n in vary),
         url=target,
+        heuristic=d.heuristic,
     ), ""

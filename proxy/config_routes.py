@@ -310,7 +310,21 @@ def _route_cache(
         lkg_max_age=r.duration((*w, "lkg_max_age"), m.get("lkg_max_age"), base.lkg_max_age),
         lock_timeout=r.duration((*w, "lock_timeout"), m.get("lock_timeout"), base.lock_timeout),
         targeted_fields=read_targeted(r, (*w, "targeted_fields"), m.get("targeted_fields"), targeted),
+        **_heuristic(r, (*w, "heuristic"), m.get("heuristic"), base),
     )
+
+
+def _heuristic(r: Reader, w: KeyPath, value: Any, base: RouteCache) -> dict[str, float]:
+    """RFC 9111 4.2.2 heuristic freshness: `on` (the default), `off`, or a fraction and a cap."""
+    if value is False or value == "off":
+        return {"heuristic_fraction": 0.0, "heuristic_max": base.heuristic_max}
+    if value is True or value == "on":
+        value = None  # the defaults
+    m = r.mapping(w, value, children("routes[].cache.heuristic"))
+    return {
+        "heuristic_fraction": r.percent((*w, "fraction"), m.get("fraction"), base.heuristic_fraction),
+        "heuristic_max": r.duration((*w, "max"), m.get("max"), base.heuristic_max),
+    }
 
 
 def _key_query(r: Reader, w: KeyPath, value: Any) -> str | tuple[str, ...]:

@@ -215,6 +215,16 @@ KEYS: tuple[Key, ...] = (
     K("routes[].cache.lock_timeout", _D, "5s", "Longest wait on a coalesced fetch.", "s"),
     K("routes[].cache.targeted_fields", "list", "cache.targeted_fields", "RFC 9213 target list."),
     K(
+        "routes[].cache.heuristic",
+        "mapping",
+        "-",
+        "Freshness guessed from Last-Modified when none is given (RFC 9111 4.2.2); `on`, `off`.",
+        "",
+        ("on", "off"),
+    ),
+    K("routes[].cache.heuristic.fraction", "percent", "10%", "Of the time since Last-Modified.", "%"),
+    K("routes[].cache.heuristic.max", _D, "1d", "Cap of a guessed lifetime.", "s"),
+    K(
         "routes[].guards",
         "list",
         "[]",

@@ -150,6 +150,9 @@ def _route_cache(c: RouteCache | None) -> dict[str, Any] | str:
         "lkg_max_age": c.lkg_max_age,
         "lock_timeout": c.lock_timeout,
         "targeted_fields": list(c.targeted_fields),
+        "heuristic": {"fraction": c.heuristic_fraction, "max": c.heuristic_max}
+        if c.heuristic_fraction > 0
+        else "off",
     }
 
 

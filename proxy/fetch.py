@@ -262,6 +262,7 @@ class Fetcher:
             request_time=fetched.request_time,
             response_time=fetched.response_time,
             lkg=bool(rs.config.guards),
+            status=entry.status,
         )
         new = freshness.refreshed(entry, merged, d, fetched.response_time)
         now = self.state.clock.now()
@@ -321,6 +322,7 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
         request_time=fetched.request_time,
         response_time=fetched.response_time,
         lkg=lkg,
+        status=fetched.status,
     )
     # Stored bodies are identity, right for every client (RFC 9110 12.5.3): no variant per coding.
     vary = tuple(n for n in freshness.vary_names(fetched.headers) or () if n != "accept-encoding")
@@ -341,6 +343,7 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
         vary=vary,
         vary_values=tuple(normal_vary(n, sent.get(n)) for n in vary),
         url=out.path_qs,
+        heuristic=d.heuristic,
     )
 
 

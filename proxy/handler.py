@@ -207,7 +207,10 @@ class Handler:
             now,
             txn,
             x_cache="HIT",
-            status_value=cache_status(hit=True, ttl=entry.fresh_until - now),
+            # RFC 9111 4.2.2 freshness is a guess: said so, since Warning 113 is gone
+            status_value=cache_status(
+                hit=True, ttl=entry.fresh_until - now, detail="heuristic" if entry.heuristic else None
+            ),
             not_modified=not_modified,
         )
 
@@ -287,7 +290,7 @@ class Handler:
                 ttl=outcome.entry.fresh_until - now,
                 stored=outcome.stored,
                 collapsed=collapsed,
-                detail=outcome.detail,
+                detail=outcome.detail or ("heuristic" if outcome.entry.heuristic else None),
             )
             served = outcome.entry
             if outcome.leader_headers is not None and not collapsed:  # fields the copy withholds

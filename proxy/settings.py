@@ -149,6 +149,8 @@ class RouteCache:
     lkg_max_age: float = 7 * 86400.0
     lock_timeout: float = 5.0  # coalescing wait, as nginx's proxy_cache_lock_timeout
     targeted_fields: tuple[str, ...] = DEFAULT_TARGETS  # lower-case, first present and valid wins
+    heuristic_fraction: float = 0.1  # of (Date - Last-Modified), RFC 9111 4.2.2; 0: off
+    heuristic_max: float = 86400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -286,3 +286,65 @@ async def test_vary_matches_list_headers_after_normalising(origin: Origin, make_
     again = await proxy.get("/api/prices/A1", headers={"Accept-Language": "FR , en-gb"})
     assert again.headers["X-Cache"] == "HIT" and await again.json() == {"lang": "fr"}
     assert origin.count("/prices/A1") == 2
+
+
+# -- heuristic freshness (RFC 9111 4.2.2) -----------------------------------------------------
+
+NO_TTL_ROUTES = "\nroutes:\n" + PRICES + "    cache: {ttl: 0s%s}\n" + WRITES
+
+
+async def test_heuristic_freshness_from_last_modified(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
+    modified = http_date(clock.now() - 1000)  # 10% of 1000 s: fresh for 100 s
+    origin.json("/prices/A1", PRICE, headers={"Last-Modified": modified})
+    proxy = await make_proxy(NO_TTL_ROUTES % "")
+    first = await proxy.get("/api/prices/A1")
+    assert first.headers["X-Cache"] == "MISS"
+    assert first.headers["Cache-Status"].endswith('ttl=100; stored; detail="heuristic"')
+    clock.advance(99)
+    hit = await proxy.get("/api/prices/A1")
+    assert hit.headers["X-Cache"] == "HIT" and hit.headers["Age"] == "99"
+    assert hit.headers["Cache-Status"] == 'resilient-proxy; hit; ttl=1; detail="heuristic"'
+    assert origin.count("/prices/A1") == 1
+    clock.advance(2)  # the guess has run out: revalidated with the vendor's own validator
+    origin.always("/prices/A1", Reply(304, b"", {"Last-Modified": modified}))
+    revalidated = await proxy.get("/api/prices/A1")
+    assert revalidated.headers["X-Cache"] == "REVALIDATED"
+    assert origin.seen[-1].headers["If-Modified-Since"] == modified
+    assert await revalidated.json() == PRICE
+
+
+@pytest.mark.parametrize(
+    ("route", "status", "headers"),
+    [
+        (", heuristic: off", 200, {}),  # off for the route
+        ("", 302, {}),  # 302 is not heuristically cacheable (stored only with explicit freshness)
+        ("", 200, {"Cache-Control": "max-age=0"}),  # explicit freshness, even zero, wins
+        ("", 200, {"Cache-Control": "no-cache"}),
+    ],
+)
+async def test_no_heuristic_freshness(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock, route: str, status: int, headers: dict[str, str]
+) -> None:
+    modified = http_date(clock.now() - 1000)
+    origin.json("/prices/A1", PRICE, status, headers={"Last-Modified": modified, **headers})
+    proxy = await make_proxy(NO_TTL_ROUTES % route)
+    for _ in range(2):
+        answer = await proxy.get("/api/prices/A1", allow_redirects=False)
+        assert answer.status == status
+        assert answer.headers["X-Cache"] != "HIT"
+        assert "heuristic" not in answer.headers["Cache-Status"]
+    assert origin.count("/prices/A1") == 2
+
+
+async def test_the_route_ttl_beats_the_heuristic(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
+    origin.json("/prices/A1", PRICE, headers={"Last-Modified": http_date(clock.now() - 1000)})
+    proxy = await make_proxy(ROUTES)  # ttl: 30s
+    first = await proxy.get("/api/prices/A1")
+    assert "ttl=30; stored" in first.headers["Cache-Status"]
+    assert "heuristic" not in first.headers["Cache-Status"]
+    clock.advance(31)  # the heuristic would have given 100 s
+    assert (await proxy.get("/api/prices/A1")).headers["X-Cache"] != "HIT"
