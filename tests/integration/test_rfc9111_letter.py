@@ -11,7 +11,7 @@ from email.utils import formatdate
 import pytest
 
 from proxy.clock import FakeClock
-from tests.conftest import MakeProxy, make_config
+from tests.conftest import MakeProxy, Proxy, make_config
 from tests.origin import Origin, Reply
 from tests.routes import PRICES, WRITES
 from tests.upstream.vendor import Seen, Step, Vendor, response
@@ -31,11 +31,11 @@ def http_date(at: float) -> str:
     return formatdate(at, usegmt=True)
 
 
-async def twice(proxy: object, path: str = "/api/prices/A1") -> list[str]:
+async def twice(proxy: Proxy, path: str = "/api/prices/A1") -> list[str]:
     """X-Cache of two requests in a row."""
     labels = []
     for _ in range(2):
-        answer = await proxy.get(path)  # type: ignore[attr-defined]
+        answer = await proxy.get(path)
         assert answer.status == 200
         labels.append(answer.headers["X-Cache"])
     return labels
