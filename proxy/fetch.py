@@ -24,7 +24,7 @@ from proxy.errors import DataRejected, ProxyError, UpstreamStatus
 from proxy.guards import Verdict, Violation
 from proxy.headers import end_to_end
 from proxy.invalidate import Invalidator
-from proxy.keys import VARY_SEP, normal_vary
+from proxy.keys import VARY_SEP, field_value, normal_vary
 from proxy.model import Entry, Headers
 from proxy.redirects import rewrite_headers
 from proxy.runtime import RouteState
@@ -57,7 +57,7 @@ class Outcome:
         if entry is None:
             return False
         return all(
-            normal_vary(name, request.headers.get(name)) == value
+            normal_vary(name, field_value(request.headers.getall(name, ()))) == value
             for name, value in zip(entry.vary, entry.vary_values, strict=True)
         )
 
@@ -326,7 +326,9 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
     )
     # Stored bodies are identity, right for every client (RFC 9110 12.5.3): no variant per coding.
     vary = tuple(n for n in freshness.vary_names(fetched.headers) or () if n != "accept-encoding")
-    sent = {k.lower(): v for k, v in out.headers}
+    sent: dict[str, list[str]] = {}
+    for k, v in out.headers:  # every field line: the lookup combines them too (RFC 9110 5.3)
+        sent.setdefault(k.lower(), []).append(v)
     return Entry(
         status=fetched.status,
         headers=headers,
@@ -341,7 +343,7 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
         etag=freshness.header(headers, "etag"),
         last_modified=freshness.header(headers, "last-modified"),
         vary=vary,
-        vary_values=tuple(normal_vary(n, sent.get(n)) for n in vary),
+        vary_values=tuple(normal_vary(n, field_value(sent.get(n, ()))) for n in vary),
         url=out.path_qs,
         heuristic=d.heuristic,
     )

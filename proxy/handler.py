@@ -39,7 +39,7 @@ from proxy.errors import (
 )
 from proxy.fetch import Fetcher, Outcome
 from proxy.freshness import Decision
-from proxy.keys import primary_key, variant_key
+from proxy.keys import field_value, primary_key, variant_key
 from proxy.model import Entry
 from proxy.relay import forward_headers, read_body, stream_response
 from proxy.routing import Match, rewrite_path, unsafe_target
@@ -174,7 +174,7 @@ class Handler:
         assert policy is not None
         key = primary_key(rs.config.name, path, query, policy.key, request.headers.get)
         vary = state.vary.get(key)
-        vkey = variant_key(key, vary, request.headers.get) if vary else key
+        vkey = variant_key(key, vary, lambda n: field_value(request.headers.getall(n, ()))) if vary else key
         now = state.clock.now()
         entry = state.store.get(vkey, now)
         if entry is None and state.shared is not None:

@@ -10,7 +10,7 @@ GET and HEAD share a key: a HEAD is answered from the stored GET (RFC 9110 9.3.2
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from urllib.parse import parse_qsl, urlencode
 
 from proxy.settings import CacheKey
@@ -55,31 +55,31 @@ def variant_key(primary: str, vary: tuple[str, ...], get_header: Callable[[str],
     return primary + VARY_SEP + VARY_SEP.join(normal_vary(n, get_header(n)) for n in vary)
 
 
-# Request headers whose value is a list of (element;param=value) items: compared as lists.
+def field_value(lines: Iterable[str]) -> str | None:
+    """Several field lines of one name as one value (RFC 9110 5.3), None when there are none."""
+    values = list(lines)
+    return ", ".join(values) if values else None
+
+
+# Request headers whose value is a list of (element;param=value) items: compared as sets.
 LIST_HEADERS = frozenset({"accept", "accept-charset", "accept-encoding", "accept-language"})
-# ... of which element order means nothing, so equal-q elements are sorted too. Order among
-# equal q can be a preference in Accept-Language and Accept (RFC 9110 12.5.4 note), so kept.
-ORDER_FREE = frozenset({"accept-charset", "accept-encoding"})
 
 
 def normal_vary(name: str, value: str | None) -> str:
     """A request header's value as the Vary secondary key compares it (RFC 9111 4.1): two
     values that normalise alike are the same variant; used on store and on lookup alike.
 
-    Every header: whitespace runs collapse. List headers (`LIST_HEADERS`) also: case, the
-    whitespace around `,` `;` `=`, empty elements, and `q=1` (the default) are normalised away,
-    and elements are ordered by q, highest first (a stable sort), equal q sorted too where
-    order means nothing (`ORDER_FREE`).
+    Every header: whitespace runs collapse, and whitespace around commas goes (RFC 9110 5.6.1:
+    optional in a list). List headers (`LIST_HEADERS`) also lose case, the whitespace around
+    `;` and `=`, empty elements and `q=1` (the default), and their elements are sorted: by q,
+    highest first, then by text. Order among equal q "cannot be relied upon" (RFC 9110 12.5.4).
     """
     if value is None:
         return ""
     if name.lower() not in LIST_HEADERS:
-        return normal_header(value)
+        return ",".join(normal_header(part) for part in value.split(","))
     weighed = [_element(part) for part in value.split(",") if part.strip()]
-    if name.lower() in ORDER_FREE:
-        weighed.sort(key=lambda e: (-e[0], e[1]))
-    else:
-        weighed.sort(key=lambda e: -e[0])
+    weighed.sort(key=lambda e: (-e[0], e[1]))
     return ",".join(text for _, text in weighed)
 
 

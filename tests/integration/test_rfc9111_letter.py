@@ -280,12 +280,29 @@ async def test_vary_matches_list_headers_after_normalising(origin: Origin, make_
         hit = await proxy.get("/api/prices/A1", headers={"Accept-Language": same})
         assert hit.headers["X-Cache"] == "HIT", same
         assert await hit.json() == {"lang": "en"}
-    # the same languages with French preferred: another variant, fetched and stored apart
+    # the same languages with other weights (both q=1): another variant, fetched and stored apart
     other = await proxy.get("/api/prices/A1", headers={"Accept-Language": "fr, en-GB"})
     assert other.headers["X-Cache"] == "MISS" and await other.json() == {"lang": "fr"}
-    again = await proxy.get("/api/prices/A1", headers={"Accept-Language": "FR , en-gb"})
-    assert again.headers["X-Cache"] == "HIT" and await again.json() == {"lang": "fr"}
+    # equal q in another order, or on two field lines: the same list (RFC 9110 12.5.4, 5.3)
+    lang = "Accept-Language"
+    for headers in ([(lang, "en-gb , FR")], [(lang, "en-GB"), (lang, "fr")]):
+        again = await proxy.get("/api/prices/A1", headers=headers)
+        assert again.headers["X-Cache"] == "HIT" and await again.json() == {"lang": "fr"}, headers
     assert origin.count("/prices/A1") == 2
+
+
+async def test_vary_on_any_header_combines_lines_and_drops_list_whitespace(
+    origin: Origin, make_proxy: MakeProxy
+) -> None:
+    origin.json("/prices/A1", PRICE, headers={"Cache-Control": "max-age=60", "Vary": "Foo"})
+    proxy = await make_proxy(ROUTES)
+    assert (await proxy.get("/api/prices/A1", headers={"Foo": "1,2"})).headers["X-Cache"] == "MISS"
+    for same in ([("Foo", " 1, 2 ")], [("Foo", "1"), ("Foo", "2")]):
+        hit = await proxy.get("/api/prices/A1", headers=same)
+        assert hit.headers["X-Cache"] == "HIT", same
+    for other in ([("Foo", "2, 1")], [("Foo", "1")], []):  # order and absence still count
+        assert (await proxy.get("/api/prices/A1", headers=other)).headers["X-Cache"] == "MISS", other
+    assert origin.count("/prices/A1") == 4
 
 
 # -- heuristic freshness (RFC 9111 4.2.2) -----------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.keys import normal_vary, primary_key, variant_key
+from proxy.keys import field_value, normal_vary, primary_key, variant_key
 from proxy.settings import CacheKey
 
 
@@ -24,10 +24,10 @@ from proxy.settings import CacheKey
         ("accept-language", "fr;q=0.50", "fr;Q=0.5", True),
         # order by q: a lower-q element listed first is the same list
         ("accept-language", "de;q=0.3, en, fr;q=0.7", "en, fr;q=0.7, de;q=0.3", True),
-        # equal q: order can be the user's preference (RFC 9110 12.5.4 note), so it stays
-        ("accept-language", "en, fr", "fr, en", False),
-        ("accept", "application/json, text/html", "text/html, application/json", False),
-        # where order means nothing, equal q elements are sorted too
+        # equal q: order "cannot be relied upon" (RFC 9110 12.5.4), so it is sorted away
+        ("accept-language", "en, de", "de, en", True),
+        ("accept", "application/json, text/html", "text/html, application/json", True),
+        ("accept-language", "en, de;q=0.5, fr;q=0.5", "fr;q=0.5, en, de;q=0.5", True),
         ("accept-encoding", "gzip, br", "br, gzip", True),
         ("accept-encoding", "gzip;q=1.0, BR", "br,gzip", True),
         ("accept-charset", "utf-8, iso-8859-1", "ISO-8859-1, UTF-8", True),
@@ -43,10 +43,14 @@ from proxy.settings import CacheKey
         # absent and empty are the same (nothing sent)
         ("accept-language", None, "", True),
         ("accept-language", None, "en", False),
-        # other headers: only whitespace runs collapse, case and order count
+        # other headers: whitespace runs collapse and whitespace around commas goes (RFC 9110
+        # 5.6.1); case and order count
         ("x-tenant", "a   b", "a b", True),
+        ("foo", "1,2", " 1, 2 ", True),
+        ("foo", "1 ,2", "1,2", True),
         ("x-tenant", "A", "a", False),
         ("x-tenant", "a,b", "b,a", False),
+        ("x-tenant", "a b", "ab", False),
     ],
 )
 def test_normal_vary(name: str, a: str | None, b: str | None, same: bool) -> None:
@@ -70,3 +74,22 @@ def test_order_by_q_is_idempotent(elements: list[str]) -> None:
 def test_never_raises(value: str) -> None:
     for name in ("accept", "accept-language", "x-other"):
         assert isinstance(normal_vary(name, value), str)
+
+
+@pytest.mark.parametrize(
+    ("lines", "value"),
+    [
+        ([], None),
+        (["1"], "1"),
+        (["1", "2"], "1, 2"),  # several field lines are one list (RFC 9110 5.3)
+    ],
+)
+def test_field_value(lines: list[str], value: str | None) -> None:
+    assert field_value(lines) == value
+
+
+def test_several_field_lines_match_one_combined_line() -> None:
+    assert normal_vary("foo", field_value(["1", "2"])) == normal_vary("foo", "1, 2")
+    assert normal_vary("accept-language", field_value(["de", "en"])) == normal_vary(
+        "accept-language", "en,de"
+    )
