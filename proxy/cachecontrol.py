@@ -35,7 +35,7 @@ class CacheControl:
     no_cache_fields: tuple[str, ...] = ()
     private_fields: tuple[str, ...] = ()
     # The lower-case name of the targeted field these came from (RFC 9213), "" for
-    # Cache-Control: a targeted field overrides Cache-Control *and* Expires (RFC 9213 2.1).
+    # Cache-Control: a targeted field overrides Cache-Control *and* Expires (RFC 9213 2.2).
     targeted: str = ""
 
     @property
@@ -173,7 +173,7 @@ def parse_targeted(values: list[str], name: str) -> CacheControl | None:
 
 def effective(headers: Iterable[tuple[str, str]], targets: tuple[str, ...] = ()) -> CacheControl:
     """The directives that govern a response for this cache: the first targeted field in
-    `targets` (lower-case names) with a valid, non-empty value, else Cache-Control (RFC 9213 2.1)."""
+    `targets` (lower-case names) with a valid, non-empty value, else Cache-Control (RFC 9213 2.2)."""
     lines: dict[str, list[str]] = {}
     for key, value in headers:
         lines.setdefault(key.lower(), []).append(value)

@@ -192,7 +192,7 @@ _FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # RFC 9110 5.1 token, low
 
 
 def read_targeted(r: Reader, w: KeyPath, value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
-    """A target list (RFC 9213 2.1): field names, lower-cased, in priority order."""
+    """A target list (RFC 9213 2.2): field names, lower-cased, in priority order."""
     if value is None:
         return default
     names: list[str] = []

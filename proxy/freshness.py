@@ -99,7 +99,7 @@ def storable(
         return "set-cookie"
     if vary_names(headers) is None:
         return "vary-star"
-    expires = header(headers, "expires") is not None and not cc.targeted  # RFC 9213 2.1
+    expires = header(headers, "expires") is not None and not cc.targeted  # RFC 9213 2.2
     explicit = cc.max_age >= 0 or cc.s_maxage >= 0 or expires
     if status not in HEURISTIC_STATUSES and not explicit and not cc.public:
         return "status"
@@ -145,7 +145,7 @@ def _lifetime(
         return float(cc.s_maxage), False
     if cc.max_age >= 0:
         return float(cc.max_age), False
-    # A targeted field (CDN-Cache-Control) overrides Expires as well (RFC 9213 2.1).
+    # A targeted field (CDN-Cache-Control) overrides Expires as well (RFC 9213 2.2).
     expires_lines = [] if cc.targeted else [v for k, v in headers if k.lower() == "expires"]
     if expires_lines:
         # Two field lines combine into "date, date", never an HTTP-date (RFC 9110 5.3).

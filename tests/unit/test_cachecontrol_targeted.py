@@ -147,7 +147,7 @@ def test_parse_targeted(lines: list[str], expected: CacheControl | None) -> None
         # none valid: Cache-Control as ever
         ((("Cache-Control", "max-age=5"), ("CDN-Cache-Control", "max-age =100")), DEFAULT_TARGETS, 5, ""),
         ((("Cache-Control", "max-age=5"), ("CDN-Cache-Control", "")), DEFAULT_TARGETS, 5, ""),
-        # a field not on the target list changes nothing (RFC 9213 2.1)
+        # a field not on the target list changes nothing (RFC 9213 2.2)
         ((("Cache-Control", "max-age=5"), ("CDN-Cache-Control", "max-age=100")), (), 5, ""),
         ((("Cache-Control", "max-age=5"), ("Other-Cache-Control", "max-age=100")), DEFAULT_TARGETS, 5, ""),
         ((), DEFAULT_TARGETS, -1, ""),
@@ -168,7 +168,7 @@ EXPIRES_LATER = ("Expires", "Tue, 14 Nov 2023 23:13:20 GMT")  # T0 + 3600
 @pytest.mark.parametrize(
     ("headers", "expected"),
     [
-        # a targeted field overrides Expires as well as Cache-Control (RFC 9213 2.1)
+        # a targeted field overrides Expires as well as Cache-Control (RFC 9213 2.2)
         ((("CDN-Cache-Control", "max-age=60"), EXPIRES_LATER, DATE), 60.0),
         ((("CDN-Cache-Control", "max-age=60"), ("Expires", "0"), DATE), 60.0),
         ((("CDN-Cache-Control", "max-age=0"), EXPIRES_LATER, DATE), 0.0),
