@@ -28,12 +28,12 @@ from aiohttp.typedefs import Middleware
 
 from proxy import freshness
 from proxy.app import PROXY_STATE
-from proxy.cachecontrol import parse as parse_cc
+from proxy.cachecontrol import effective
 from proxy.collectors import register_collectors
 from proxy.configview import effective_config
 from proxy.headers import end_to_end
 from proxy.health import HEALTH
-from proxy.keys import SEP, VARY_SEP, normal_query, primary_key, route_prefix
+from proxy.keys import SEP, VARY_SEP, normal_query, normal_vary, primary_key, route_prefix
 from proxy.metrics import CONTENT_TYPE
 from proxy.model import Entry
 from proxy.quarantine import QuarantineItem
@@ -429,7 +429,7 @@ def promoted_entry(
     """The entry fetch would have stored had the guards passed, with `now` as response time."""
     policy = rs.config.cache
     assert policy is not None
-    cc = parse_cc([v for k, v in item.headers if k.lower() == "cache-control"])
+    cc = effective(item.headers, policy.targeted_fields)
     why = freshness.storable(status=item.status, headers=item.headers, cc=cc, policy=policy, authorized=False)
     if why is not None:
         return None, why
@@ -440,8 +440,9 @@ def promoted_entry(
         request_time=now,
         response_time=now,
         lkg=bool(rs.config.guards),
+        status=item.status,
     )
-    headers = end_to_end(item.headers, _DROP_ON_STORE)
+    headers = end_to_end(freshness.without_withheld(item.headers, cc), _DROP_ON_STORE)
     vary = freshness.vary_names(item.headers) or ()
     found = match_path(rs.config.match, path.split("/")[1:])
     assert found is not None
@@ -460,6 +461,7 @@ def promoted_entry(
         etag=freshness.header(headers, "etag"),
         last_modified=freshness.header(headers, "last-modified"),
         vary=vary,
-        vary_values=tuple(" ".join(request_headers.get(n, "").split()) for n in vary),
+        vary_values=tuple(normal_vary(n, request_headers.get(n)) for n in vary),
         url=target,
+        heuristic=d.heuristic,
     ), ""

@@ -1,11 +1,17 @@
-"""Parse Cache-Control (RFC 9111 section 5.2) and CDN-Cache-Control (RFC 9213) into a value.
+"""Parse Cache-Control (RFC 9111 section 5.2) and targeted fields such as CDN-Cache-Control
+(RFC 9213) into one value, and pick which of them governs a response (`effective`).
 
-Owns: the grammar, tolerant of real-world junk. Must not: decide freshness (that is `freshness`).
+Owns: both grammars: Cache-Control tolerant of real-world junk; targeted fields strict, as
+Structured Field Dictionaries (RFC 9213 2.1), where any error means the field is ignored.
+Must not: decide freshness (that is `freshness`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from proxy.structured import parse_dictionary
 
 _UNSET = -1
 
@@ -24,6 +30,18 @@ class CacheControl:
     stale_if_error: int = _UNSET
     only_if_cached: bool = False
     present: bool = False
+    # Qualified `no-cache="a, b"` / `private="a, b"`: lower-case field names the stored copy
+    # must go without (RFC 9111 5.2.2.4, 5.2.2.7); the unqualified forms set the flags instead.
+    no_cache_fields: tuple[str, ...] = ()
+    private_fields: tuple[str, ...] = ()
+    # The lower-case name of the targeted field these came from (RFC 9213), "" for
+    # Cache-Control: a targeted field overrides Cache-Control *and* Expires (RFC 9213 2.2).
+    targeted: str = ""
+
+    @property
+    def withheld(self) -> frozenset[str]:
+        """Field names never stored, nor sent to anyone but the client that fetched them."""
+        return frozenset(self.no_cache_fields) | frozenset(self.private_fields)
 
     @property
     def forbids_stale(self) -> bool:
@@ -45,6 +63,7 @@ _FLAGS = {
     "proxy-revalidate": "proxy_revalidate",
     "only-if-cached": "only_if_cached",
 }
+_QUALIFIED = {"no-cache": "no_cache_fields", "private": "private_fields"}
 _SECONDS = {
     "max-age": "max_age",
     "s-maxage": "s_maxage",
@@ -59,16 +78,20 @@ def parse(values: str | list[str] | None) -> CacheControl:
         return EMPTY
     text = values if isinstance(values, str) else ",".join(values)
     found: dict[str, object] = {"present": True}
+    qualified: dict[str, tuple[str, ...]] = {}
     for directive in _split(text):
         name, _, raw = directive.partition("=")
         name = name.strip().lower()
-        if name in _FLAGS:
-            # `no-cache="Set-Cookie"` and `private="x"` are treated as the unqualified form:
-            # stricter than required, never less safe (RFC 9111 5.2.2.4, 5.2.2.7).
+        fields = _field_names(raw) if name in _QUALIFIED and raw.strip() else ()
+        if fields:  # the response may be stored without these fields (RFC 9111 5.2.2.4, 5.2.2.7)
+            qualified[_QUALIFIED[name]] = qualified.get(_QUALIFIED[name], ()) + fields
+        elif name in _FLAGS:
+            # The unqualified form, and a qualified one naming nothing (`no-cache=""`): the
+            # stricter reading, never less safe. It wins over any qualified form beside it.
             found[_FLAGS[name]] = True
         elif name in _SECONDS and _SECONDS[name] not in found:  # first occurrence wins
             found[_SECONDS[name]] = _seconds(raw)
-    return CacheControl(**found)  # type: ignore[arg-type]
+    return CacheControl(**found, **qualified)  # type: ignore[arg-type]
 
 
 DELTA_MAX = 2**31  # delta-seconds overflow becomes 2^31 (RFC 9111 1.2.2)
@@ -83,6 +106,14 @@ def delta_seconds(text: str) -> int | None:
     if not (text.isascii() and text.isdigit()):
         return None
     return DELTA_MAX if len(text) > 10 else min(int(text), DELTA_MAX)
+
+
+def _field_names(raw: str) -> tuple[str, ...]:
+    """The field names of a qualified directive: a quoted list, or one bare token."""
+    names = (n.strip().lower() for n in raw.strip().strip('"').split(","))
+    return tuple(
+        n for n in names if n and n.isascii() and all(c.isalnum() or c in "-_!#$%&'*+.^`|~" for c in n)
+    )
 
 
 def _seconds(raw: str) -> int:
@@ -104,3 +135,50 @@ def _split(text: str) -> list[str]:
             current.append(char)
     parts.append("".join(current))
     return [p.strip() for p in parts if p.strip()]
+
+
+# -- targeted fields (RFC 9213) ------------------------------------------------------------------
+
+DEFAULT_TARGETS = ("resilient-proxy-cache-control", "cdn-cache-control")
+_TARGETED_FLAGS = {**_FLAGS, "no-cache": "no_cache", "private": "private"}
+_TARGETED_FLAGS.pop("only-if-cached")  # a request directive, meaningless in a response
+
+
+def parse_targeted(values: list[str], name: str) -> CacheControl | None:
+    """A targeted field's directives, or None when it is empty or invalid (RFC 9213 2.1: ignored).
+
+    The directives mean what they mean in Cache-Control; a value of the wrong type for a known
+    directive (`max-age="60"`, `max-age=1.5`, `no-store=3`) makes the whole field invalid.
+    """
+    members = parse_dictionary(",".join(values)) if values else None
+    if not members:
+        return None
+    found: dict[str, object] = {"present": True, "targeted": name}
+    for key, value in members.items():
+        if key in _SECONDS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                return None
+            found[_SECONDS[key]] = min(value, DELTA_MAX)
+        elif key in _QUALIFIED and isinstance(value, str):  # a String: the qualified form
+            fields = _field_names(value)
+            found[_QUALIFIED[key]] = fields
+            if not fields:
+                found[_TARGETED_FLAGS[key]] = True
+        elif key in _TARGETED_FLAGS:
+            if not isinstance(value, bool):
+                return None
+            found[_TARGETED_FLAGS[key]] = value
+    return CacheControl(**found)  # type: ignore[arg-type]
+
+
+def effective(headers: Iterable[tuple[str, str]], targets: tuple[str, ...] = ()) -> CacheControl:
+    """The directives that govern a response for this cache: the first targeted field in
+    `targets` (lower-case names) with a valid, non-empty value, else Cache-Control (RFC 9213 2.2)."""
+    lines: dict[str, list[str]] = {}
+    for key, value in headers:
+        lines.setdefault(key.lower(), []).append(value)
+    for name in targets:
+        targeted = parse_targeted(lines.get(name, []), name)
+        if targeted is not None:
+            return targeted
+    return parse(lines.get("cache-control"))

@@ -12,7 +12,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.config_routes import read_routes, read_upstreams
+from proxy.cachecontrol import DEFAULT_TARGETS
+from proxy.config_routes import read_routes, read_targeted, read_upstreams
 from proxy.configkeys import children
 from proxy.confread import ConfigIssue, Reader
 from proxy.limits import ConnLimits
@@ -54,11 +55,12 @@ def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
     r = Reader(source)
     top = r.mapping((), source.data, children(""))
     upstreams = read_upstreams(r, top.get("upstreams"))
+    cache = _cache(r, top.get("cache"))
     config = Config(
         path=path,
         server=_server(r, top.get("server")),
         admin=_admin(r, top.get("admin")),
-        cache=_cache(r, top.get("cache")),
+        cache=cache,
         log=_log(r, top.get("log")),
         alerts=AlertsConfig(
             webhook=r.string(
@@ -68,7 +70,7 @@ def parse_config(text: str, path: str, env: Mapping[str, str]) -> Config:
             or None
         ),
         upstreams=upstreams,
-        routes=read_routes(r, top.get("routes"), {u.name for u in upstreams}),
+        routes=read_routes(r, top.get("routes"), {u.name for u in upstreams}, cache.targeted_fields),
     )
     if not config.admin.listen.is_loopback() and not config.admin.token:
         r.error(("admin", "listen"), "an admin listener off loopback needs admin.token")
@@ -159,6 +161,7 @@ def _cache(r: Reader, value: Any) -> CacheConfig:
         snapshot=r.string((*w, "snapshot"), m.get("snapshot")) or None,
         snapshot_interval=r.duration((*w, "snapshot_interval"), m.get("snapshot_interval"), 60.0),
         redis=redis,
+        targeted_fields=read_targeted(r, (*w, "targeted_fields"), m.get("targeted_fields"), DEFAULT_TARGETS),
     )
 
 

@@ -8,11 +8,13 @@ Must not: know about other sections (that is `config`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from proxy.breaker import BreakerPolicy
+from proxy.cachecontrol import DEFAULT_TARGETS
 from proxy.configkeys import children
 from proxy.confread import Reader
 from proxy.guards import GuardConfigError, parse_guards
@@ -187,11 +189,34 @@ def _health(r: Reader, w: KeyPath, value: Any) -> HealthCheck | None:
     )
 
 
-def read_routes(r: Reader, value: Any, upstreams: set[str]) -> tuple[RouteConfig, ...]:
+_FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # RFC 9110 5.1 token, lower-cased
+
+
+def read_targeted(r: Reader, w: KeyPath, value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A target list (RFC 9213 2.2): field names, lower-cased, in priority order."""
+    if value is None:
+        return default
+    names: list[str] = []
+    for i, raw in enumerate(r.sequence(w, value)):
+        name = r.string((*w, i), raw).strip().lower()
+        if not _FIELD_NAME.fullmatch(name):
+            r.error((*w, i), f"expected a header field name, got {raw!r}")
+        elif name == "cache-control":
+            r.error((*w, i), "Cache-Control is what targeted fields override; it always applies without one")
+        elif name in names:
+            r.error((*w, i), f"{raw!r} is listed twice")
+        else:
+            names.append(name)
+    return tuple(names)
+
+
+def read_routes(
+    r: Reader, value: Any, upstreams: set[str], targeted: tuple[str, ...] = DEFAULT_TARGETS
+) -> tuple[RouteConfig, ...]:
     routes: list[RouteConfig] = []
     seen: set[str] = set()
     for index, raw in enumerate(r.sequence(("routes",), value)):
-        route = _route(r, ("routes", index), raw, upstreams)
+        route = _route(r, ("routes", index), raw, upstreams, targeted)
         if route is None:
             continue
         if route.name in seen:
@@ -201,7 +226,9 @@ def read_routes(r: Reader, value: Any, upstreams: set[str]) -> tuple[RouteConfig
     return tuple(routes)
 
 
-def _route(r: Reader, w: KeyPath, value: Any, upstreams: set[str]) -> RouteConfig | None:
+def _route(
+    r: Reader, w: KeyPath, value: Any, upstreams: set[str], targeted: tuple[str, ...]
+) -> RouteConfig | None:
     m = r.mapping(w, value, _ROUTE_KEYS)
     if not m:
         return None
@@ -223,7 +250,7 @@ def _route(r: Reader, w: KeyPath, value: Any, upstreams: set[str]) -> RouteConfi
         except ValueError as exc:
             r.error((*w, "rewrite"), str(exc))
     methods = _methods(r, (*w, "methods"), m.get("methods"))
-    cache = _route_cache(r, (*w, "cache"), m.get("cache"), methods)
+    cache = _route_cache(r, (*w, "cache"), m.get("cache"), methods, targeted)
     return RouteConfig(
         name=name,
         match=pattern,
@@ -271,7 +298,9 @@ def _methods(r: Reader, w: KeyPath, value: Any) -> frozenset[str]:
     return frozenset(methods) or ALL_METHODS
 
 
-def _route_cache(r: Reader, w: KeyPath, value: Any, methods: frozenset[str]) -> RouteCache | None:
+def _route_cache(
+    r: Reader, w: KeyPath, value: Any, methods: frozenset[str], targeted: tuple[str, ...]
+) -> RouteCache | None:
     if value is None or value is False or value == "off":
         return None
     if not methods & CACHEABLE_METHODS:
@@ -294,6 +323,8 @@ def _route_cache(r: Reader, w: KeyPath, value: Any, methods: frozenset[str]) -> 
         store_set_cookie=r.boolean((*w, "store_set_cookie"), m.get("store_set_cookie"), False),
         lkg_max_age=r.duration((*w, "lkg_max_age"), m.get("lkg_max_age"), base.lkg_max_age),
         lock_timeout=r.duration((*w, "lock_timeout"), m.get("lock_timeout"), base.lock_timeout),
+        targeted_fields=read_targeted(r, (*w, "targeted_fields"), m.get("targeted_fields"), targeted),
+        **_heuristic(r, (*w, "heuristic"), m.get("heuristic"), base),
     )
 
 
@@ -302,6 +333,19 @@ def _stale_if_slow(r: Reader, w: KeyPath, value: Any) -> float:
     if value is False or value == "off":
         return 0.0
     return r.duration(w, value, 0.0)
+
+
+def _heuristic(r: Reader, w: KeyPath, value: Any, base: RouteCache) -> dict[str, float]:
+    """RFC 9111 4.2.2 heuristic freshness: `on` (the default), `off`, or a fraction and a cap."""
+    if value is False or value == "off":
+        return {"heuristic_fraction": 0.0, "heuristic_max": base.heuristic_max}
+    if value is True or value == "on":
+        value = None  # the defaults
+    m = r.mapping(w, value, children("routes[].cache.heuristic"))
+    return {
+        "heuristic_fraction": r.percent((*w, "fraction"), m.get("fraction"), base.heuristic_fraction),
+        "heuristic_max": r.duration((*w, "max"), m.get("max"), base.heuristic_max),
+    }
 
 
 def _key_query(r: Reader, w: KeyPath, value: Any) -> str | tuple[str, ...]:

@@ -78,6 +78,7 @@ def _cache(c: CacheConfig) -> dict[str, Any]:
         "snapshot": c.snapshot,
         "snapshot_interval": c.snapshot_interval,
         "redis": {"url": redact_url(c.redis.url), "namespace": c.redis.namespace, "timeout": c.redis.timeout},
+        "targeted_fields": list(c.targeted_fields),
     }
 
 
@@ -150,6 +151,10 @@ def _route_cache(c: RouteCache | None) -> dict[str, Any] | str:
         "store_set_cookie": c.store_set_cookie,
         "lkg_max_age": c.lkg_max_age,
         "lock_timeout": c.lock_timeout,
+        "targeted_fields": list(c.targeted_fields),
+        "heuristic": {"fraction": c.heuristic_fraction, "max": c.heuristic_max}
+        if c.heuristic_fraction > 0
+        else "off",
     }
 
 

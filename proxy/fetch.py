@@ -16,15 +16,15 @@ from typing import Any
 from aiohttp import web
 
 from proxy import freshness, replacement
-from proxy.cachecontrol import parse as parse_cc
+from proxy.cachecontrol import effective
 from proxy.datacheck import DataCheck
 from proxy.deliver import Txn
 from proxy.errors import DataRejected, ProxyError, UpstreamStatus
 from proxy.guards import Verdict, Violation
-from proxy.headers import end_to_end
+from proxy.headers import end_to_end, field_value
 from proxy.invalidate import Invalidator
-from proxy.keys import VARY_SEP
-from proxy.model import Entry
+from proxy.keys import VARY_SEP, normal_vary
+from proxy.model import Entry, Headers
 from proxy.redirects import rewrite_headers
 from proxy.runtime import RouteState
 from proxy.state import ProxyState
@@ -46,6 +46,8 @@ class Outcome:
     upstream_ms: float | None = None
     retries: int = 0
     key: str | None = None  # where `entry` was stored (the variant key, once Vary is known)
+    # The fetcher's own copy of headers the stored entry withholds (qualified no-cache/private).
+    leader_headers: Headers | None = None
 
     def shareable_for(self, request: web.Request) -> bool:
         if self.error is not None:
@@ -54,7 +56,7 @@ class Outcome:
         if entry is None:
             return False
         return all(
-            _normal(request.headers.get(name)) == value
+            normal_vary(name, field_value(request.headers, name)) == value
             for name, value in zip(entry.vary, entry.vary_values, strict=True)
         )
 
@@ -236,7 +238,7 @@ class Fetcher:
     ) -> Outcome:
         policy = rs.config.cache
         assert policy is not None
-        cc = parse_cc([v for k, v in fetched.headers if k.lower() == "cache-control"])
+        cc = effective(fetched.headers, policy.targeted_fields)  # RFC 9213: CDN-Cache-Control first
         why = freshness.storable(
             status=fetched.status, headers=fetched.headers, cc=cc, policy=policy, authorized=out.credentials
         )
@@ -259,13 +261,17 @@ class Fetcher:
         self.state.store.put(full_key, new, now)
         if 200 <= new.status < 300:
             rs.last_good_at = now
-        return Outcome(entry=new, stored=True, key=full_key)
+        own = None
+        if any(k.lower() in cc.withheld for k, _ in fetched.headers):
+            own = end_to_end(fetched.headers, frozenset({"content-length", "age"}))
+        return Outcome(entry=new, stored=True, key=full_key, leader_headers=own)
 
     def _revalidated(self, rs: RouteState, key: str, entry: Entry, fetched: Fetched) -> Entry:
         policy = rs.config.cache
         assert policy is not None
         merged = freshness.merge_304(entry.headers, end_to_end(fetched.headers, _DROP_ON_STORE))
-        cc = parse_cc([v for k, v in merged if k.lower() == "cache-control"])
+        cc = effective(merged, policy.targeted_fields)
+        merged = freshness.without_withheld(merged, cc)
         d = freshness.deadlines(
             headers=merged,
             cc=cc,
@@ -273,6 +279,7 @@ class Fetcher:
             request_time=fetched.request_time,
             response_time=fetched.response_time,
             lkg=bool(rs.config.guards),
+            status=entry.status,
         )
         new = freshness.refreshed(entry, merged, d, fetched.response_time)
         now = self.state.clock.now()
@@ -322,7 +329,7 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
     policy = rs.config.cache
     assert policy is not None
     headers = end_to_end(
-        fetched.headers,
+        freshness.without_withheld(fetched.headers, cc),
         _DROP_ON_STORE if not policy.store_set_cookie else frozenset({"content-length", "age"}),
     )
     d = freshness.deadlines(
@@ -332,10 +339,13 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
         request_time=fetched.request_time,
         response_time=fetched.response_time,
         lkg=lkg,
+        status=fetched.status,
     )
     # Stored bodies are identity, right for every client (RFC 9110 12.5.3): no variant per coding.
     vary = tuple(n for n in freshness.vary_names(fetched.headers) or () if n != "accept-encoding")
-    sent = {k.lower(): v for k, v in out.headers}
+    sent: dict[str, list[str]] = {}
+    for k, v in out.headers:  # every field line: the lookup combines them too (RFC 9110 5.3)
+        sent.setdefault(k.lower(), []).append(v)
     return Entry(
         status=fetched.status,
         headers=headers,
@@ -350,8 +360,9 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
         etag=freshness.header(headers, "etag"),
         last_modified=freshness.header(headers, "last-modified"),
         vary=vary,
-        vary_values=tuple(_normal(sent.get(n)) for n in vary),
+        vary_values=tuple(normal_vary(n, ", ".join(sent[n]) if n in sent else None) for n in vary),
         url=out.path_qs,
+        heuristic=d.heuristic,
     )
 
 
@@ -386,7 +397,3 @@ def _with_validators(out: Outbound, entry: Entry) -> Outbound:
     if entry.last_modified:
         headers.append(("If-Modified-Since", entry.last_modified))
     return replace(out, headers=headers)
-
-
-def _normal(value: str | None) -> str:
-    return " ".join(value.split()) if value else ""

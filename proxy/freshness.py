@@ -12,16 +12,21 @@ Decisions the RFCs leave to us, written down:
   not itself grant a stale window.
 - Only 2xx-4xx responses the RFC calls heuristically cacheable, or that carry explicit
   freshness, are stored; 5xx and 206 never are.
+- An invalid `Expires` (strict RFC 9110 5.6.7, see `httpdate`), or two `Expires` lines, is
+  already expired; an invalid `Date` is replaced by the time received.
+- Freshness without explicit directives: the route's `ttl` first (the operator's guess), then
+  the RFC 9111 4.2.2 heuristic from Last-Modified (`Deadlines.heuristic` says so).
+- Qualified `no-cache`/`private` store the response without the named fields
+  (`without_withheld`); a targeted field (RFC 9213) also overrides `Expires`.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 
 from proxy.cachecontrol import CacheControl, delta_seconds
+from proxy.httpdate import parse as http_date
 from proxy.model import Entry, Headers
 from proxy.settings import RouteCache
 
@@ -45,18 +50,7 @@ class Deadlines:
     error_until: float
     keep_until: float
     lkg_until: float
-
-
-def http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed.tzinfo is None:  # asctime form: HTTP-dates are always GMT (RFC 9110 5.6.7)
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    heuristic: bool = False  # the freshness is a guess from Last-Modified (RFC 9111 4.2.2)
 
 
 def header(headers: Headers, name: str) -> str | None:
@@ -97,11 +91,16 @@ def storable(
         return "private"
     if authorized and not (policy.share_authorized or cc.public or cc.s_maxage >= 0 or cc.must_revalidate):
         return "authorization"  # RFC 9111 section 3.5
-    if not policy.store_set_cookie and header(headers, "set-cookie") is not None:
+    if (
+        not policy.store_set_cookie
+        and "set-cookie" not in cc.withheld  # `private="Set-Cookie"`: the rest is shareable
+        and header(headers, "set-cookie") is not None
+    ):
         return "set-cookie"
     if vary_names(headers) is None:
         return "vary-star"
-    explicit = cc.max_age >= 0 or cc.s_maxage >= 0 or header(headers, "expires") is not None
+    expires = header(headers, "expires") is not None and not cc.targeted  # RFC 9213 2.2
+    explicit = cc.max_age >= 0 or cc.s_maxage >= 0 or expires
     if status not in HEURISTIC_STATUSES and not explicit and not cc.public:
         return "status"
     has_validator = header(headers, "etag") is not None or header(headers, "last-modified") is not None
@@ -110,33 +109,82 @@ def storable(
     return None
 
 
-def lifetime(headers: Headers, cc: CacheControl, policy: RouteCache, received: float | None = None) -> float:
-    """Freshness lifetime, RFC 9111 section 4.2.1, with the route's ttl as the fallback.
+def without_withheld(headers: Headers, cc: CacheControl) -> Headers:
+    """`headers` less the fields a qualified `no-cache` or `private` names (RFC 9111 5.2.2.4,
+    5.2.2.7): the stored copy never has them, so no later client is sent them."""
+    withheld = cc.withheld
+    if not withheld:
+        return headers
+    return tuple((k, v) for k, v in headers if k.lower() not in withheld)
+
+
+def lifetime(
+    headers: Headers,
+    cc: CacheControl,
+    policy: RouteCache,
+    received: float | None = None,
+    status: int | None = None,
+) -> float:
+    """Freshness lifetime, RFC 9111 section 4.2.1, with the route's ttl as the fallback, then
+    (given the `status`) the heuristic of section 4.2.2.
 
     `received` stands in for a missing Date (RFC 9110 6.6.1: the recipient dates it on receipt).
     """
+    return _lifetime(headers, cc, policy, received, status)[0]
+
+
+def _lifetime(
+    headers: Headers, cc: CacheControl, policy: RouteCache, received: float | None, status: int | None
+) -> tuple[float, bool]:
+    """(lifetime, whether it is heuristic)."""
     if policy.force_ttl and policy.ttl > 0:
-        return policy.ttl
+        return policy.ttl, False
     if cc.no_cache:
-        return 0.0  # stored, but every use must be validated (RFC 9111 5.2.2.4)
+        return 0.0, False  # stored, but every use must be validated (RFC 9111 5.2.2.4)
     if cc.s_maxage >= 0:
-        return float(cc.s_maxage)
+        return float(cc.s_maxage), False
     if cc.max_age >= 0:
-        return float(cc.max_age)
-    expires_raw = header(headers, "expires")
-    if expires_raw is not None:
-        expires = http_date(expires_raw)
-        date_raw = header(headers, "date")
-        date = http_date(date_raw) if date_raw is not None else received
+        return float(cc.max_age), False
+    # A targeted field (CDN-Cache-Control) overrides Expires as well (RFC 9213 2.2).
+    expires_lines = [] if cc.targeted else [v for k, v in headers if k.lower() == "expires"]
+    if expires_lines:
+        # Two field lines combine into "date, date", never an HTTP-date (RFC 9110 5.3).
+        expires = http_date(", ".join(expires_lines), received)
+        # An invalid Date is as good as none: the recipient dates it on receipt (RFC 9110 6.6.1).
+        date = http_date(header(headers, "date"), received)
+        date = received if date is None else date
         if expires is None or date is None:
-            return 0.0  # invalid Expires means already expired (RFC 9111 5.3)
-        return max(0.0, expires - date)
-    return policy.ttl
+            return 0.0, False  # invalid Expires means already expired (RFC 9111 5.3)
+        return max(0.0, expires - date), False
+    if policy.ttl > 0:
+        return policy.ttl, False  # the operator's own guess beats ours
+    guess = heuristic_lifetime(headers, cc, policy, received, status)
+    return (0.0, False) if guess is None else (guess, True)
+
+
+def heuristic_lifetime(
+    headers: Headers, cc: CacheControl, policy: RouteCache, received: float | None, status: int | None
+) -> float | None:
+    """RFC 9111 4.2.2: a fraction of the time since Last-Modified, capped; None when no
+    heuristic applies (off, a status that is not heuristically cacheable, no usable dates).
+
+    Only for a response without explicit freshness: the caller checks that first.
+    """
+    if status is None or policy.heuristic_fraction <= 0:
+        return None
+    if status not in HEURISTIC_STATUSES and not cc.public:
+        return None
+    modified = http_date(header(headers, "last-modified"), received)
+    date = http_date(header(headers, "date"), received)
+    date = received if date is None else date
+    if modified is None or date is None or modified >= date:
+        return None  # a Last-Modified at or after Date says nothing about how stable it is
+    return min((date - modified) * policy.heuristic_fraction, policy.heuristic_max)
 
 
 def initial_age(headers: Headers, request_time: float, response_time: float) -> float:
     """corrected_initial_age, RFC 9111 section 4.2.3."""
-    date = http_date(header(headers, "date"))
+    date = http_date(header(headers, "date"), response_time)
     apparent = max(0.0, response_time - date) if date is not None else 0.0
     age_raw = (header(headers, "age") or "").strip()
     age_value = float(delta_seconds(age_raw) or 0)  # junk is ignored, overflow is 2^31
@@ -152,9 +200,13 @@ def deadlines(
     request_time: float,
     response_time: float,
     lkg: bool,
+    status: int | None = None,
 ) -> Deadlines:
+    """Every deadline of a response received at `response_time`; heuristic freshness only
+    when its `status` is given."""
     age = initial_age(headers, request_time, response_time)
-    fresh_until = response_time + max(0.0, lifetime(headers, cc, policy, response_time) - age)
+    life, heuristic = _lifetime(headers, cc, policy, response_time, status)
+    fresh_until = response_time + max(0.0, life - age)
     if policy.force_ttl:
         swr, sie = policy.stale_while_revalidate, policy.stale_if_error
     else:
@@ -172,7 +224,7 @@ def deadlines(
     if header(headers, "etag") or header(headers, "last-modified"):
         # An expired entry with validators still saves a body transfer (RFC 9111 4.3.1).
         keep_until = max(keep_until, fresh_until + max(3600.0, policy.ttl))
-    return Deadlines(age, fresh_until, stale_until, error_until, keep_until, lkg_until)
+    return Deadlines(age, fresh_until, stale_until, error_until, keep_until, lkg_until, heuristic)
 
 
 def decide(entry: Entry, now: float) -> Decision:
@@ -216,6 +268,7 @@ def refreshed(entry: Entry, headers: Headers, d: Deadlines, response_time: float
         error_until=d.error_until,
         keep_until=d.keep_until,
         lkg_until=d.lkg_until,
+        heuristic=d.heuristic,
     )
 
 

@@ -215,7 +215,10 @@ class Handler:
             now,
             txn,
             x_cache="HIT",
-            status_value=cache_status(hit=True, ttl=entry.fresh_until - now),
+            # RFC 9111 4.2.2 freshness is a guess: said so, since Warning 113 is gone
+            status_value=cache_status(
+                hit=True, ttl=entry.fresh_until - now, detail="heuristic" if entry.heuristic else None
+            ),
             not_modified=not_modified,
         )
 
@@ -361,9 +364,12 @@ class Handler:
                 ttl=outcome.entry.fresh_until - now,
                 stored=outcome.stored,
                 collapsed=collapsed,
-                detail=outcome.detail,
+                detail=outcome.detail or ("heuristic" if outcome.entry.heuristic else None),
             )
-            return entry_response(outcome.entry, now, txn, x_cache=label, status_value=value)
+            served = outcome.entry
+            if outcome.leader_headers is not None and not collapsed:  # fields the copy withholds
+                served = served.with_headers(outcome.leader_headers)
+            return entry_response(served, now, txn, x_cache=label, status_value=value)
         fetched = outcome.fetched
         assert fetched is not None
         value = cache_status(hit=False, fwd="miss", fwd_status=fetched.status, detail=outcome.detail)

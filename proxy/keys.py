@@ -9,6 +9,7 @@ GET and HEAD share a key: a HEAD is answered from the stored GET (RFC 9110 9.3.2
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from urllib.parse import quote, unquote_plus
 
@@ -68,7 +69,50 @@ def primary_key(
 def variant_key(primary: str, vary: tuple[str, ...], get_header: Callable[[str], str | None]) -> str:
     if not vary:
         return primary
-    return primary + VARY_SEP + VARY_SEP.join(normal_header(get_header(n)) for n in vary)
+    return primary + VARY_SEP + VARY_SEP.join(normal_vary(n, get_header(n)) for n in vary)
+
+
+# Request headers whose value is a list of (element;param=value) items: compared as sets.
+LIST_HEADERS = frozenset({"accept", "accept-charset", "accept-encoding", "accept-language"})
+
+
+def normal_vary(name: str, value: str | None) -> str:
+    """A request header's value as the Vary secondary key compares it (RFC 9111 4.1): two
+    values that normalise alike are the same variant; used on store and on lookup alike.
+
+    Every header: whitespace runs collapse, and whitespace around commas goes (RFC 9110 5.6.1:
+    optional in a list). List headers (`LIST_HEADERS`) also lose case, the whitespace around
+    `;` and `=`, empty elements and `q=1` (the default), and their elements are sorted: by q,
+    highest first, then by text. Order among equal q "cannot be relied upon" (RFC 9110 12.5.4).
+    """
+    if value is None:
+        return ""
+    if name.lower() not in LIST_HEADERS:
+        return ",".join(normal_header(part) for part in value.split(","))
+    weighed = [_element(part) for part in value.split(",") if part.strip()]
+    weighed.sort(key=lambda e: (-e[0], e[1]))
+    return ",".join(text for _, text in weighed)
+
+
+def _element(part: str) -> tuple[float, str]:
+    """(q, normal text) of one list element such as ` EN-gb ; Q=0.50 `."""
+    token, *params = (p.strip() for p in part.split(";"))
+    q = 1.0
+    kept = [" ".join(token.lower().split())]
+    for param in params:
+        key, _, raw = (p.strip() for p in param.partition("="))
+        key = key.lower()
+        if key == "q" and _QVALUE.fullmatch(raw):
+            q = float(raw)  # RFC 9110 12.4.2: 0 to 1, at most three decimals
+            continue
+        if key:
+            kept.append(f"{key}={raw}" if raw else key)
+    if q != 1.0:
+        kept.append(f"q={q:g}")
+    return q, ";".join(kept)
+
+
+_QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 
 
 def route_prefix(route: str, path_prefix: str = "") -> str:

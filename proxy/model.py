@@ -32,6 +32,7 @@ class Entry:
     vary: tuple[str, ...] = ()  # lower-case header names the response varies on
     vary_values: tuple[str, ...] = ()  # the request's values for `vary`, when stored
     url: str = ""  # upstream URL it came from (for logs and invalidation)
+    heuristic: bool = False  # fresh by a guess from Last-Modified (RFC 9111 4.2.2), not by the vendor
 
     def age(self, now: float) -> float:
         """Current age, RFC 9111 section 4.2.3: corrected initial age plus resident time."""

@@ -80,7 +80,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a Retry-After header (RFC 9110 10.2.3): delay-seconds or HTTP-date.
 
     `now` must be wall-clock epoch seconds, since an HTTP-date is absolute. Garbage -> None;
-    a date in the past or a negative number -> 0.
+    a date in the past or a negative number -> 0. Deliberately more lenient than `httpdate`
+    (which Expires, Date and Last-Modified go through): a misread here only makes us wait longer.
     """
     if value is None:
         return None

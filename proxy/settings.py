@@ -10,6 +10,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from proxy.breaker import BreakerPolicy
+from proxy.cachecontrol import DEFAULT_TARGETS
 from proxy.guards import Rule
 from proxy.limits import ConnLimits
 from proxy.redact import is_secret_header
@@ -75,6 +76,7 @@ class CacheConfig:
     snapshot: str | None = None
     snapshot_interval: float = 60.0
     redis: RedisConfig = RedisConfig()
+    targeted_fields: tuple[str, ...] = DEFAULT_TARGETS  # every route's default (RFC 9213 target list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,9 @@ class RouteCache:
     store_set_cookie: bool = False  # store responses that set cookies
     lkg_max_age: float = 7 * 86400.0
     lock_timeout: float = 5.0  # coalescing wait, as nginx's proxy_cache_lock_timeout
+    targeted_fields: tuple[str, ...] = DEFAULT_TARGETS  # lower-case, first present and valid wins
+    heuristic_fraction: float = 0.1  # of (Date - Last-Modified), RFC 9111 4.2.2; 0: off
+    heuristic_max: float = 86400.0
 
 
 @dataclass(frozen=True, slots=True)

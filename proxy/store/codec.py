@@ -39,6 +39,8 @@ def encode(entry: Entry) -> bytes:
         list(entry.vary_values),
         entry.url,
     ]
+    if entry.heuristic:  # only then a 17th member: entries without it stay readable by older versions
+        payload.append(True)
     return msgpack.packb(payload, use_bin_type=True)  # type: ignore[no-any-return]
 
 
@@ -47,7 +49,7 @@ def decode(data: bytes) -> Entry:
         raw: Any = msgpack.unpackb(data, raw=False, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise CodecError(f"not a msgpack entry: {exc}") from exc
-    if not isinstance(raw, list) or not raw or raw[0] != VERSION or len(raw) != 16:
+    if not isinstance(raw, list) or not raw or raw[0] != VERSION or len(raw) not in (16, 17):
         raise CodecError("unknown entry format or version")
     try:
         return _build(raw)
@@ -73,6 +75,7 @@ def _build(raw: list[Any]) -> Entry:
         vary,
         vary_values,
         url,
+        *more,
     ) = raw
     if not isinstance(body, bytes) or not isinstance(status, int):
         raise TypeError("status or body has the wrong type")
@@ -93,6 +96,7 @@ def _build(raw: list[Any]) -> Entry:
         vary=tuple(str(v) for v in vary),
         vary_values=tuple(str(v) for v in vary_values),
         url=str(url),
+        heuristic=more == [True],
     )
 
 

@@ -15,6 +15,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "proxy"
 CORE = {
     "cachecontrol",
+    "structured",
+    "httpdate",
     "encoding",
     "replacement",
     "freshness",

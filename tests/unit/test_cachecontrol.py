@@ -34,9 +34,30 @@ from proxy.cachecontrol import EMPTY, CacheControl, parse
         ("MAX-AGE=7, No-Store", CacheControl(max_age=7, no_store=True, present=True)),
         # quoted values are accepted for delta-seconds (RFC 9111 5.2: senders should not, recipients may)
         ('max-age="60"', CacheControl(max_age=60, present=True)),
-        # a quoted comma does not split directives; the qualified form is treated as unqualified
-        ('private="Set-Cookie, X-Foo", max-age=9', CacheControl(private=True, max_age=9, present=True)),
-        ('no-cache="Set-Cookie", s-maxage=3', CacheControl(no_cache=True, s_maxage=3, present=True)),
+        # a quoted comma does not split directives; the qualified forms name fields to withhold
+        # and leave the response storable (RFC 9111 5.2.2.4, 5.2.2.7)
+        (
+            'private="Set-Cookie, X-Foo", max-age=9',
+            CacheControl(private_fields=("set-cookie", "x-foo"), max_age=9, present=True),
+        ),
+        (
+            'no-cache="Set-Cookie", s-maxage=3',
+            CacheControl(no_cache_fields=("set-cookie",), s_maxage=3, present=True),
+        ),
+        ("no-cache=X-Token", CacheControl(no_cache_fields=("x-token",), present=True)),  # a bare token
+        ('no-cache="a,,  B "', CacheControl(no_cache_fields=("a", "b"), present=True)),
+        # several qualified directives add up
+        (
+            'no-cache="A", private="B", no-cache="C"',
+            CacheControl(no_cache_fields=("a", "c"), private_fields=("b",), present=True),
+        ),
+        # the unqualified form wins beside a qualified one: the stricter reading
+        ('no-cache="A", no-cache', CacheControl(no_cache=True, no_cache_fields=("a",), present=True)),
+        ('private, private="A"', CacheControl(private=True, private_fields=("a",), present=True)),
+        # a qualified form naming nothing usable is read as unqualified
+        ('no-cache=""', CacheControl(no_cache=True, present=True)),
+        ('private=" , "', CacheControl(private=True, present=True)),
+        ('private="not a field"', CacheControl(private=True, present=True)),
         # duplicates: the first occurrence wins (RFC 9111 4.2.1 lets a cache pick; we pick the first)
         ("max-age=10, max-age=99", CacheControl(max_age=10, present=True)),
         (["max-age=10", "max-age=99"], CacheControl(max_age=10, present=True)),

@@ -14,7 +14,6 @@ from proxy.freshness import (
     Decision,
     deadlines,
     decide,
-    http_date,
     initial_age,
     lifetime,
     merge_304,
@@ -23,6 +22,7 @@ from proxy.freshness import (
     storable,
     usable_on_error,
     vary_names,
+    without_withheld,
 )
 from proxy.model import Entry, Headers
 from proxy.settings import RouteCache
@@ -90,7 +90,33 @@ ETAG = ("ETag", '"v1"')
         # no-store and private (RFC 9111 3, 5.2.2.5, 5.2.2.7)
         (200, h(("Cache-Control", "no-store, max-age=60")), TTL, False, "no-store"),
         (200, h(("Cache-Control", "private, max-age=60")), TTL, False, "private"),
-        (200, h(("Cache-Control", 'private="Set-Cookie", max-age=60')), TTL, False, "private"),
+        # qualified private / no-cache: storable, without the named fields (RFC 9111 5.2.2.4, 5.2.2.7)
+        (200, h(("Cache-Control", 'private="Set-Cookie", max-age=60')), TTL, False, None),
+        (200, h(("Cache-Control", 'private="X-User", max-age=60'), ("X-User", "ann")), TTL, False, None),
+        (200, h(("Cache-Control", 'no-cache="X-User", max-age=60')), TTL, False, None),
+        (200, h(("Cache-Control", 'private, private="X-User", max-age=60')), TTL, False, "private"),
+        # Set-Cookie named by a qualified directive is withheld, so the rest may be shared
+        (
+            200,
+            h(("Cache-Control", 'private="Set-Cookie", max-age=60'), ("Set-Cookie", "s=1")),
+            TTL,
+            False,
+            None,
+        ),
+        (
+            200,
+            h(("Cache-Control", 'no-cache="set-cookie", max-age=60'), ("Set-Cookie", "s=1")),
+            TTL,
+            False,
+            None,
+        ),
+        (
+            200,
+            h(("Cache-Control", 'private="X-User", max-age=60'), ("Set-Cookie", "s=1")),
+            TTL,
+            False,
+            "set-cookie",
+        ),
         (200, h(("Cache-Control", "no-store")), RouteCache(ttl=30, force_ttl=True), False, "no-store"),
         # Authorization (RFC 9111 3.5): only public, s-maxage or must-revalidate allow sharing
         (200, h(CC_60), TTL, True, "authorization"),
@@ -143,6 +169,34 @@ def test_vary_names(headers: Headers, names: tuple[str, ...] | None) -> None:
     assert vary_names(headers) == names
 
 
+@pytest.mark.parametrize(
+    ("headers", "kept"),
+    [
+        (h(CC_60, ("X-User", "ann")), ("cache-control", "x-user")),
+        (h(("Cache-Control", 'private="X-User"'), ("X-User", "ann"), ETAG), ("cache-control", "etag")),
+        (h(("Cache-Control", 'no-cache="x-user"'), ("x-USER", "ann"), ETAG), ("cache-control", "etag")),
+        # every field line of a withheld name goes, and every name listed
+        (
+            h(("Cache-Control", 'private="Set-Cookie, X-A", no-cache="X-B"'), ("Set-Cookie", "a=1"))
+            + h(("Set-Cookie", "b=2"), ("X-A", "1"), ("X-B", "2"), ("X-C", "3")),
+            ("cache-control", "x-c"),
+        ),
+        # unqualified: nothing to withhold (the whole response is refused or revalidated instead)
+        (h(("Cache-Control", "no-cache"), ("X-User", "ann")), ("cache-control", "x-user")),
+    ],
+)
+def test_without_withheld(headers: Headers, kept: tuple[str, ...]) -> None:
+    cc = parse(cc_of(headers))
+    assert tuple(k.lower() for k, _ in without_withheld(headers, cc)) == kept
+
+
+def test_qualified_no_cache_is_fresh_and_allows_stale() -> None:
+    """Only the named fields need revalidation; the rest of the response keeps its freshness."""
+    cc = parse('no-cache="X-User", max-age=60')
+    assert lifetime(h(), cc, NO_TTL) == 60.0
+    assert not cc.forbids_stale
+
+
 # -- lifetime ---------------------------------------------------------------------------------
 
 DATE_T0 = ("Date", date(T0))
@@ -169,7 +223,22 @@ DATE_T0 = ("Date", date(T0))
         (h(("Expires", date(T0 - 10)), DATE_T0), TTL, 0.0),
         (h(("Expires", "0"), DATE_T0), TTL, 0.0),
         (h(("Expires", "yesterday"), DATE_T0), TTL, 0.0),
-        (h(("Expires", date(T0 + 90)), ("Date", "garbage")), TTL, 0.0),
+        (h(("Expires", date(T0 + 90)), ("Date", "garbage")), TTL, 0.0),  # and no time received
+        # strict HTTP-date (RFC 9110 5.6.7): every near miss is invalid, so already expired
+        (h(("Expires", "Tue, 14 Nov 23 22:14:50 GMT"), DATE_T0), TTL, 0.0),  # two-digit year
+        (h(("Expires", "Tue 14 Nov 2023 22:14:50 GMT"), DATE_T0), TTL, 0.0),  # missing comma
+        (h(("Expires", "Tue, 14  Nov 2023 22:14:50 GMT"), DATE_T0), TTL, 0.0),  # several spaces
+        (h(("Expires", "Tue, 14-Nov-2023 22:14:50 GMT"), DATE_T0), TTL, 0.0),  # dashes
+        (h(("Expires", "Tue, 14 Nov 2023 22.14.50 GMT"), DATE_T0), TTL, 0.0),  # periods
+        (h(("Expires", "Tue, 14 Nov 2023 2:14:50 GMT"), DATE_T0), TTL, 0.0),  # one-digit hour
+        (h(("Expires", "Tue, 14 Nov 2023 22:14:50 UTC"), DATE_T0), TTL, 0.0),  # zone not GMT
+        # ... while the valid forms of the same instant (T0 + 90) are 90 s of freshness
+        (h(("Expires", "Tue, 14 Nov 2023 22:14:50 GMT"), DATE_T0), TTL, 90.0),
+        (h(("Expires", "Tuesday, 14-Nov-23 22:14:50 GMT"), DATE_T0), TTL, 90.0),
+        (h(("Expires", "Tue Nov 14 22:14:50 2023"), DATE_T0), TTL, 90.0),
+        (h(("Expires", "tue, 14 nov 2023 22:14:50 gmt"), DATE_T0), TTL, 90.0),  # RFC 9111 4.2
+        # Expires on two field lines, even the same date twice: invalid (RFC 9111 4.2 allows either)
+        (h(("Expires", date(T0 + 90)), ("Expires", date(T0 + 90)), DATE_T0), TTL, 0.0),
         # Expires beside an invalid max-age: the invalid max-age (0) still takes precedence
         (h(("Cache-Control", "max-age=soon"), ("Expires", date(T0 + 90)), DATE_T0), TTL, 0.0),
     ],
@@ -183,6 +252,13 @@ def test_lifetime_expires_without_date_uses_the_time_received() -> None:
     headers = h(("Expires", date(T0 + 90)))
     assert lifetime(headers, parse(None), NO_TTL, received=T0) == 90.0
     assert lifetime(headers, parse(None), NO_TTL) == 0.0  # no time to compare with
+
+
+def test_lifetime_expires_with_an_invalid_date_uses_the_time_received() -> None:
+    """An invalid Date is as good as none (RFC 9110 6.6.1), not a reason to call Expires invalid."""
+    for bad in ("garbage", "Tue, 14 Nov 23 22:13:20 GMT", "Tue, 14 Nov 2023 22:13:20 UTC"):
+        headers = h(("Expires", date(T0 + 90)), ("Date", bad))
+        assert lifetime(headers, parse(None), NO_TTL, received=T0) == 90.0
 
 
 # -- initial age ------------------------------------------------------------------------------
@@ -486,19 +562,3 @@ def test_not_modified(
 ) -> None:
     e = entry(etag=etag, last_modified=last_modified)
     assert not_modified(e, inm, ims) is expected
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (date(T0), T0),
-        ("Sun, 06 Nov 1994 08:49:37 GMT", 784111777.0),
-        ("Sunday, 06-Nov-94 08:49:37 GMT", 784111777.0),  # obsolete RFC 850 form
-        ("Sun Nov  6 08:49:37 1994", 784111777.0),  # asctime: no zone, always GMT (RFC 9110 5.6.7)
-        ("0", None),
-        ("", None),
-        (None, None),
-    ],
-)
-def test_http_date(value: str | None, expected: float | None) -> None:
-    assert http_date(value) == expected
