@@ -159,7 +159,7 @@ def _error_code(body: bytes) -> str:
     return str(doc.get("error", "?")) if isinstance(doc, dict) else "?"
 
 
-# The proxy admits at most 256 connections per client address (proxy/limits.py ConnLimits);
+# The proxy admits at most 256 connections per client address (proxy/core/limits.py ConnLimits);
 # a stampede is many visitors, so the connections come from several loopback source addresses.
 PER_SOURCE = 250
 

@@ -19,7 +19,7 @@ Bench = Callable[[], Callable[[], object]]
 
 
 def _entry(body: bytes) -> Any:
-    model = importlib.import_module("proxy.model")
+    model = importlib.import_module("proxy.core.model")
     return model.Entry(
         status=200,
         headers=(
@@ -47,16 +47,16 @@ def _body() -> bytes:
 
 
 def bench_decide() -> Callable[[], object]:
-    freshness = importlib.import_module("proxy.freshness")
+    freshness = importlib.import_module("proxy.core.freshness")
     entry = _entry(_body())
     return lambda: freshness.decide(entry, 1100.0)
 
 
 def bench_store_decision() -> Callable[[], object]:
     """Parse Cache-Control, decide storable, compute deadlines: what a miss adds."""
-    freshness = importlib.import_module("proxy.freshness")
-    cachecontrol = importlib.import_module("proxy.cachecontrol")
-    settings = importlib.import_module("proxy.settings")
+    freshness = importlib.import_module("proxy.core.freshness")
+    cachecontrol = importlib.import_module("proxy.core.cachecontrol")
+    settings = importlib.import_module("proxy.core.config.model")
     policy = settings.RouteCache(ttl=300.0, stale_while_revalidate=60.0, stale_if_error=3600.0)
     headers = _entry(b"").headers
 
@@ -71,8 +71,8 @@ def bench_store_decision() -> Callable[[], object]:
 
 
 def bench_key() -> Callable[[], object]:
-    keys = importlib.import_module("proxy.keys")
-    settings = importlib.import_module("proxy.settings")
+    keys = importlib.import_module("proxy.core.keys")
+    settings = importlib.import_module("proxy.core.config.model")
     policy = settings.CacheKey(query="all", headers=("accept-language",))
     hdrs = {"accept-language": "en-GB"}
     return lambda: keys.primary_key("items", "/api/items/1", "b=2&a=1", policy, hdrs.get)
@@ -111,8 +111,8 @@ GUARD_RULES = [
 
 
 def bench_guards() -> Callable[[], object]:
-    guards = importlib.import_module("proxy.guards")
-    rules = guards.parse_guards(GUARD_RULES)
+    guards = importlib.import_module("proxy.core.guards")
+    rules = importlib.import_module("proxy.core.guard_rules").parse_guards(GUARD_RULES)
     doc = catalogue()
     last = catalogue()
     return lambda: guards.check_doc(rules, doc, last_good=last)
@@ -120,8 +120,8 @@ def bench_guards() -> Callable[[], object]:
 
 def bench_guards_body() -> Callable[[], object]:
     """Guards including json.loads of the 1,000-item body (what a store really pays)."""
-    guards = importlib.import_module("proxy.guards")
-    rules = guards.parse_guards(GUARD_RULES)
+    guards = importlib.import_module("proxy.core.guards")
+    rules = importlib.import_module("proxy.core.guard_rules").parse_guards(GUARD_RULES)
     body = json.dumps(catalogue()).encode()
     last = catalogue()
     return lambda: guards.check_body(rules, body, last_good=last)

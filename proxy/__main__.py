@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "config-reference":
-        from proxy.configref import render_reference, render_schema
+        from proxy.core.config.reference import render_reference, render_schema
 
         print(render_reference() if args.format == "md" else render_schema(), end="")
         return 0
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(exc.issues)} error(s) in {args.config}", file=sys.stderr)
         return 1
     if args.command == "check":
-        from proxy.report import describe
+        from proxy.core.config.report import describe
 
         print(describe(config))
         return 0

@@ -16,39 +16,33 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from proxy import freshness
+from proxy.admin_api import AdminError, json_response, read_json, request_path, route_named, state_of
+from proxy.admin_quarantine import quarantine_list, quarantine_promote, quarantine_show
 from proxy.app import PROXY_STATE
-from proxy.cachecontrol import effective
 from proxy.collectors import register_collectors
-from proxy.configview import effective_config
-from proxy.headers import end_to_end
+from proxy.core.config.view import effective_config
+from proxy.core.keys import SEP, VARY_SEP, normal_query, route_prefix
+from proxy.core.model import Entry
 from proxy.health import HEALTH
-from proxy.keys import SEP, VARY_SEP, normal_query, normal_vary, primary_key, route_prefix
 from proxy.metrics import CONTENT_TYPE
-from proxy.model import Entry
-from proxy.quarantine import QuarantineItem
 from proxy.reload import reload_from_file
-from proxy.routing import match_path, rewrite_path, unsafe_target
 from proxy.runtime import RouteState
 from proxy.state import ProxyState
-from proxy.status import build_status, item_json, summary_json
+from proxy.status import build_status
 
 log = logging.getLogger("proxy.admin")
 STATUS_PAGE = Path(__file__).resolve().with_name("static") / "status.html"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Reads that need the token too: the effective config names every vendor, URL and limit.
 PRIVATE_READS = frozenset({"/config"})
-_DROP_ON_STORE = frozenset({"content-length", "age", "set-cookie"})  # as fetch stores entries
 # The page is self-contained: inline script and style, fetches only /status on this origin.
 PAGE_HEADERS = {
     "Content-Type": "text/html; charset=utf-8",
@@ -61,14 +55,6 @@ PAGE_HEADERS = {
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_APP = web.AppKey("public_app", web.Application)
-
-
-class AdminError(Exception):
-    """An admin-API error, rendered as JSON by the error middleware."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.extra = status, code, message, extra
 
 
 class AdminConfigError(ValueError):
@@ -136,63 +122,40 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except AdminError as err:
         headers = {"WWW-Authenticate": 'Bearer realm="resilient-proxy admin"'} if err.status == 401 else {}
-        return _json({"error": err.code, "message": err.message, **err.extra}, err.status, headers)
+        return json_response({"error": err.code, "message": err.message, **err.extra}, err.status, headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = re.sub(r"[^a-z0-9]+", "_", (exc.reason or "error").lower()).strip("_")
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
-        return _json(
+        return json_response(
             {"error": code, "message": f"{request.method} {request.path}: {exc.reason}"}, exc.status, headers
         )
     except Exception:
         log.exception("admin %s %s failed", request.method, request.path)
-        return _json({"error": "internal_error", "message": "the admin call failed; see the log"}, 500)
-
-
-def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status,
-        text=json.dumps(doc, default=str),
-        content_type="application/json",
-        headers={"Cache-Control": "no-store", **(headers or {})},
-    )
-
-
-def _state(request: web.Request) -> ProxyState:
-    return request.app[PROXY_STATE]
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        doc = await request.json()
-    except RecursionError as exc:  # json nests by recursion: a deep body is refused, not a 500
-        raise AdminError(400, "bad_json", "the body is nested too deeply") from exc
-    except ValueError as exc:  # also UnicodeDecodeError
-        raise AdminError(400, "bad_json", f"the body is not JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise AdminError(400, "bad_json", "the body must be a JSON object")
-    return doc
+        return json_response(
+            {"error": "internal_error", "message": "the admin call failed; see the log"}, 500
+        )
 
 
 # -- read-only endpoints ------------------------------------------------------------------------
 
 
 async def health(request: web.Request) -> web.Response:
-    state = _state(request)
-    return _json({"status": "ok", "uptime": round(state.clock.now() - state.started_at, 3)})
+    state = state_of(request)
+    return json_response({"status": "ok", "uptime": round(state.clock.now() - state.started_at, 3)})
 
 
 async def ready(request: web.Request) -> web.Response:
-    if _state(request).ready:
-        return _json({"ready": True})
-    return _json({"ready": False, "error": "not_ready", "message": "starting up or shutting down"}, 503)
+    if state_of(request).ready:
+        return json_response({"ready": True})
+    return json_response(
+        {"ready": False, "error": "not_ready", "message": "starting up or shutting down"}, 503
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
-    text = _state(request).telemetry.registry.render()
+    text = state_of(request).telemetry.registry.render()
     return web.Response(
         body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
     )
@@ -206,36 +169,15 @@ def wants_html(accept: str) -> bool:
 async def status(request: web.Request) -> web.StreamResponse:
     if wants_html(request.headers.get("Accept", "")):
         return web.FileResponse(STATUS_PAGE, headers=PAGE_HEADERS)
-    state = _state(request)
-    return _json(build_status(state, state.clock.now()))
+    state = state_of(request)
+    return json_response(build_status(state, state.clock.now()))
 
 
 async def config(request: web.Request) -> web.Response:
-    return _json(effective_config(_state(request).runtime.config))
+    return json_response(effective_config(state_of(request).runtime.config))
 
 
 # -- purge --------------------------------------------------------------------------------------
-
-
-def _route(state: ProxyState, name: object) -> RouteState:
-    rs = state.runtime.by_name.get(name) if isinstance(name, str) else None
-    if rs is None:
-        raise AdminError(
-            404, "unknown_route", f"no route named {name!r}", routes=sorted(state.runtime.by_name)
-        )
-    return rs
-
-
-def _path_of(rs: RouteState, key: object) -> tuple[str, str]:
-    """A request path+query of this route, checked as the public listener would."""
-    if not isinstance(key, str) or unsafe_target(key) is not None:
-        raise AdminError(400, "bad_key", f"key must be a request path like /api/..., got {key!r}")
-    path, _, query = key.partition("?")
-    if match_path(rs.config.match, path.split("/")[1:]) is None:
-        raise AdminError(
-            400, "bad_key", f"{path} does not match route {rs.config.name} ({rs.config.match.text})"
-        )
-    return path, query
 
 
 def purge_scope(rs: RouteState, *, key: str | None, prefix: str | None) -> tuple[str, bool]:
@@ -244,7 +186,7 @@ def purge_scope(rs: RouteState, *, key: str | None, prefix: str | None) -> tuple
     cache = rs.config.cache
     assert cache is not None
     if key is not None:
-        path, query = _path_of(rs, key)
+        path, query = request_path(rs, key)
         q = normal_query(query, cache.key)
         return route_prefix(rs.config.name, path) + ("?" + q if q else ""), True
     return route_prefix(rs.config.name, "" if prefix in (None, "/") else prefix or ""), False
@@ -264,9 +206,9 @@ def soft_purged(entry: Entry, now: float) -> Entry:
 
 
 async def purge(request: web.Request) -> web.Response:
-    state = _state(request)
-    body = await _body(request)
-    rs = _route(state, body.get("route"))
+    state = state_of(request)
+    body = await read_json(request)
+    rs = route_named(state, body.get("route"))
     if rs.config.cache is None:
         raise AdminError(400, "not_cached", f"route {rs.config.name} does not cache")
     key, prefix, soft = body.get("key"), body.get("prefix"), body.get("soft", False)
@@ -290,7 +232,7 @@ async def purge(request: web.Request) -> web.Response:
     if state.shared is not None and not soft:  # also what only other instances stored
         _purge_shared(state, base, exact)
     log.info("purged %d entries of route %s (%s)", len(selected), rs.config.name, "soft" if soft else "hard")
-    return _json({"route": rs.config.name, "purged": len(selected), "soft": soft})
+    return json_response({"route": rs.config.name, "purged": len(selected), "soft": soft})
 
 
 def _purge_shared(state: ProxyState, base: str, exact: bool) -> None:
@@ -320,10 +262,10 @@ async def _soften_shared(state: ProxyState, key: str, entry: Entry, now: float) 
 
 
 async def reload(request: web.Request) -> web.Response:
-    await _body(request)  # none expected; a malformed one is still a 400, as on every POST
-    result = reload_from_file(_state(request))
+    await read_json(request)  # none expected; a malformed one is still a 400, as on every POST
+    result = reload_from_file(state_of(request))
     if result.errors:
-        return _json(
+        return json_response(
             {
                 "error": "invalid_config",
                 "message": "reload refused; the old config keeps serving",
@@ -334,13 +276,13 @@ async def reload(request: web.Request) -> web.Response:
     checks = request.app[PUBLIC_APP].get(HEALTH)
     if checks is not None:
         checks.start()  # idempotent: starts checks for upstreams the new config added
-    return _json(result.as_json())
+    return json_response(result.as_json())
 
 
 async def breaker(request: web.Request) -> web.Response:
-    state = _state(request)
+    state = state_of(request)
     name, action = request.match_info["upstream"], request.match_info["action"]
-    body = await _body(request)
+    body = await read_json(request)
     upstream = state.runtime.upstreams.get(name)
     if upstream is None:
         raise AdminError(
@@ -360,108 +302,4 @@ async def breaker(request: web.Request) -> web.Response:
         raise AdminError(404, "unknown_action", f"expected open, close or reset, got {action!r}")
     upstream.state(now)  # reports the transition: event, alert, metric
     log.warning("breaker of %s: %s by admin", name, action)
-    return _json({"upstream": name, "action": action, "breaker": upstream.breaker.snapshot(now)})
-
-
-# -- quarantine ---------------------------------------------------------------------------------
-
-
-async def quarantine_list(request: web.Request) -> web.Response:
-    state = _state(request)
-    items = state.quarantine.list(request.query.get("route"))
-    return _json({"items": [summary_json(s, state.telemetry.secret_values) for s in items]})
-
-
-async def quarantine_show(request: web.Request) -> web.Response:
-    state = _state(request)
-    item = state.quarantine.get(request.match_info["id"])
-    if item is None:
-        raise AdminError(404, "unknown_item", "no such quarantined item (it may have been evicted)")
-    return _json(item_json(item, state.telemetry.secret_values))
-
-
-async def quarantine_promote(request: web.Request) -> web.Response:
-    """Accept a rejected payload as good: store it as the route's entry for `key`."""
-    state = _state(request)
-    body = await _body(request)  # a bad body is a 400 before anything is looked up
-    item = state.quarantine.get(request.match_info["id"])
-    if item is None:
-        raise AdminError(404, "unknown_item", "no such quarantined item (it may have been evicted)")
-    if item.truncated:
-        raise AdminError(409, "truncated", "the quarantined body was truncated; it cannot be promoted")
-    rs = _route(state, item.route)
-    if rs.config.cache is None:
-        raise AdminError(409, "not_cached", f"route {item.route} does not cache any more")
-    headers = body.get("headers", {})
-    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-        raise AdminError(400, "bad_request", "headers must map names to strings")
-    path, query = _path_of(rs, body.get("key"))
-    now = state.clock.now()
-    entry, why = promoted_entry(rs, item, path, query, {k.lower(): v for k, v in headers.items()}, now)
-    if entry is None:
-        raise AdminError(409, "not_storable", f"the payload may not be stored: {why}")
-    lookup = {k.lower(): v for k, v in headers.items()}.get
-    keyed_query = normal_query(query, rs.config.cache.key)
-    primary = primary_key(rs.config.name, path, keyed_query, rs.config.cache.key, lookup)
-    full = primary if not entry.vary else primary + VARY_SEP + VARY_SEP.join(entry.vary_values)
-    state.remember_vary(primary, entry.vary)
-    state.store.put(full, entry, now)
-    if state.shared is not None:
-        state.tasks.spawn(state.shared.set(full, entry, now), name="l2-set")
-    state.quarantine.take(item.id)
-    rs.hysteresis_for(full).reset()
-    rs.last_good_at = now
-    state.telemetry.event("quarantine_promoted", now, level="info", route=rs.config.name, item=item.id)
-    return _json(
-        {
-            "promoted": item.id,
-            "route": rs.config.name,
-            "key": body["key"],
-            "fresh_until": entry.fresh_until,
-            "lkg_until": entry.lkg_until,
-        }
-    )
-
-
-def promoted_entry(
-    rs: RouteState, item: QuarantineItem, path: str, query: str, request_headers: dict[str, str], now: float
-) -> tuple[Entry | None, str]:
-    """The entry fetch would have stored had the guards passed, with `now` as response time."""
-    policy = rs.config.cache
-    assert policy is not None
-    cc = effective(item.headers, policy.targeted_fields)
-    why = freshness.storable(status=item.status, headers=item.headers, cc=cc, policy=policy, authorized=False)
-    if why is not None:
-        return None, why
-    d = freshness.deadlines(
-        headers=item.headers,
-        cc=cc,
-        policy=policy,
-        request_time=now,
-        response_time=now,
-        lkg=bool(rs.config.guards),
-        status=item.status,
-    )
-    headers = end_to_end(freshness.without_withheld(item.headers, cc), _DROP_ON_STORE)
-    vary = freshness.vary_names(item.headers) or ()
-    found = match_path(rs.config.match, path.split("/")[1:])
-    assert found is not None
-    target = rewrite_path(rs.config.rewrite, path, found) + (f"?{query}" if query else "")
-    return Entry(
-        status=item.status,
-        headers=headers,
-        body=item.body,
-        stored_at=now,
-        initial_age=d.initial_age,
-        fresh_until=d.fresh_until,
-        stale_until=d.stale_until,
-        error_until=d.error_until,
-        keep_until=d.keep_until,
-        lkg_until=d.lkg_until,
-        etag=freshness.header(headers, "etag"),
-        last_modified=freshness.header(headers, "last-modified"),
-        vary=vary,
-        vary_values=tuple(normal_vary(n, request_headers.get(n)) for n in vary),
-        url=target,
-        heuristic=d.heuristic,
-    ), ""
+    return json_response({"upstream": name, "action": action, "breaker": upstream.breaker.snapshot(now)})

@@ -24,15 +24,15 @@ from yarl import URL
 
 from proxy.accesslog import AccessLog
 from proxy.alerts import Alerts
-from proxy.breaker import Transition
 from proxy.clock import Clock, SystemClock
+from proxy.core.breaker import Transition
+from proxy.core.config.model import Config
+from proxy.core.keys import group_of
 from proxy.flight import Flights, Tasks
 from proxy.handler import Handler
 from proxy.health import HEALTH, HealthChecks
-from proxy.keys import group_of
 from proxy.metrics import Family, Sample
 from proxy.runtime import Runtime
-from proxy.settings import Config
 from proxy.state import ProxyState
 from proxy.store.base import SharedTier
 from proxy.store.memory import MemoryStore

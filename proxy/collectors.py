@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from proxy.breaker import State
+from proxy.core.breaker import State
 from proxy.metrics import Family, MetricType, Sample
 from proxy.procstats import process_families
 from proxy.state import ProxyState

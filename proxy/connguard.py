@@ -23,8 +23,8 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from proxy.errors import BadRequest, HeadersTooLarge, ProxyError, error_body
-from proxy.limits import Admission, ConnLimits, ConnTable, Refusal, RequestReader, Throttle
+from proxy.core.errors import BadRequest, HeadersTooLarge, ProxyError, error_body
+from proxy.core.limits import Admission, ConnLimits, ConnTable, Refusal, RequestReader, Throttle
 from proxy.metrics import Registry
 
 log = logging.getLogger("proxy.connguard")

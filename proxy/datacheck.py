@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from proxy import freshness
-from proxy.encoding import DecodeError, decode
-from proxy.errors import DataRejected
-from proxy.guards import Verdict, Violation, check_body
-from proxy.model import Entry, Headers
+from proxy.core import freshness
+from proxy.core.encoding import DecodeError, decode
+from proxy.core.errors import DataRejected
+from proxy.core.guards import Verdict, Violation, check_body
+from proxy.core.model import Entry, Headers
 from proxy.runtime import RouteState
 from proxy.state import ProxyState
 from proxy.transport import Fetched

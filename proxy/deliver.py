@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from aiohttp import web
 from multidict import CIMultiDict
 
-from proxy.cachecontrol import DELTA_MAX
-from proxy.errors import MethodNotAllowed, ProxyError, error_body
-from proxy.model import Entry, Headers
+from proxy.core.cachecontrol import DELTA_MAX
+from proxy.core.errors import MethodNotAllowed, ProxyError, error_body
+from proxy.core.model import Entry, Headers
 
 CACHE_NAME = "resilient-proxy"
 JSON = "application/json"

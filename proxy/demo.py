@@ -21,11 +21,11 @@ from aiohttp import web
 
 from proxy.admin import build_admin_app
 from proxy.app import PROXY_STATE, build_app
-from proxy.breaker import BreakerPolicy
 from proxy.config import ConfigError, load_config
+from proxy.core.breaker import BreakerPolicy
+from proxy.core.config.model import Config
 from proxy.demo_vendor import Vendor, build_vendor_app
 from proxy.serve import setup_logging
-from proxy.settings import Config
 
 CONFIG_RESOURCE = "static/demo.yaml"
 

@@ -27,11 +27,11 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from proxy.guards import check_body
-from proxy.redact import redact_url, scrub
-from proxy.report import table
-from proxy.routing import match_path, rewrite_path, unsafe_target
-from proxy.settings import Config, RouteConfig, UpstreamConfig
+from proxy.core.config.model import Config, RouteConfig, UpstreamConfig
+from proxy.core.config.report import table
+from proxy.core.guards import check_body
+from proxy.core.redact import redact_url, scrub
+from proxy.core.routing import match_path, rewrite_path, unsafe_target
 
 CACHING_HEADERS = ("cache-control", "etag", "last-modified", "expires", "age", "vary")
 BODY_LIMIT = 8 * 1024 * 1024

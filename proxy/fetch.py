@@ -15,17 +15,17 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy import freshness, replacement
-from proxy.cachecontrol import effective
+from proxy.core import freshness, replacement
+from proxy.core.cachecontrol import effective
+from proxy.core.errors import DataRejected, ProxyError, UpstreamStatus
+from proxy.core.guards import Verdict, Violation
+from proxy.core.headers import end_to_end, field_value
+from proxy.core.keys import VARY_SEP, normal_vary
+from proxy.core.model import Entry, Headers
+from proxy.core.redirects import rewrite_headers
 from proxy.datacheck import DataCheck
 from proxy.deliver import Txn
-from proxy.errors import DataRejected, ProxyError, UpstreamStatus
-from proxy.guards import Verdict, Violation
-from proxy.headers import end_to_end, field_value
 from proxy.invalidate import Invalidator
-from proxy.keys import VARY_SEP, normal_vary
-from proxy.model import Entry, Headers
-from proxy.redirects import rewrite_headers
 from proxy.runtime import RouteState
 from proxy.state import ProxyState
 from proxy.transport import Fetched, Outbound

@@ -26,9 +26,9 @@ import aiohttp
 from aiohttp import web
 
 from proxy.admin import PAGE_HEADERS, STATUS_PAGE, wants_html
+from proxy.core.config.model import Config
 from proxy.metrics import Registry
 from proxy.procstats import process_families
-from proxy.settings import Config
 
 log = logging.getLogger("proxy.fleet")
 _BREAKER_RANK = {"closed": 0, "half_open": 1, "open": 2}

@@ -24,9 +24,9 @@ import uuid
 
 from aiohttp import web
 
-from proxy import freshness
-from proxy.deliver import Txn, cache_status, entry_response, error_response, passed_response
-from proxy.errors import (
+from proxy.core import freshness
+from proxy.core.config.model import Fallback
+from proxy.core.errors import (
     BadRequest,
     CircuitOpen,
     DataRejected,
@@ -38,15 +38,15 @@ from proxy.errors import (
     UpstreamStatus,
     UriTooLong,
 )
+from proxy.core.freshness import Decision
+from proxy.core.headers import field_value
+from proxy.core.keys import VARY_SEP, normal_query, primary_key, variant_key
+from proxy.core.model import Entry
+from proxy.core.routing import Match, rewrite_path, unsafe_target
+from proxy.deliver import Txn, cache_status, entry_response, error_response, passed_response
 from proxy.fetch import Fetcher, Outcome
-from proxy.freshness import Decision
-from proxy.headers import field_value
-from proxy.keys import VARY_SEP, normal_query, primary_key, variant_key
-from proxy.model import Entry
 from proxy.relay import forward_headers, offered, read_body, stream_response
-from proxy.routing import Match, rewrite_path, unsafe_target
 from proxy.runtime import RouteState
-from proxy.settings import Fallback
 from proxy.state import ProxyState
 from proxy.transport import Outbound
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 
 from aiohttp import web
 
-from proxy.errors import UpstreamError
-from proxy.settings import HealthCheck, Timeouts
+from proxy.core.config.model import HealthCheck, Timeouts
+from proxy.core.errors import UpstreamError
 from proxy.state import ProxyState
 from proxy.transport import Outbound
 from proxy.upstream import Upstream

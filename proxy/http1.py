@@ -25,8 +25,8 @@ from collections.abc import Iterable
 
 import httptools
 
-from proxy.headers import HOP_BY_HOP
-from proxy.model import Headers
+from proxy.core.headers import HOP_BY_HOP
+from proxy.core.model import Headers
 
 Header = tuple[str, str]
 

@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from proxy import freshness
-from proxy.keys import group_boundaries, route_prefix
-from proxy.model import Headers
-from proxy.routing import match_path
+from proxy.core import freshness
+from proxy.core.keys import group_boundaries, route_prefix
+from proxy.core.model import Headers
+from proxy.core.routing import match_path
 from proxy.state import ProxyState
 
 

@@ -15,9 +15,9 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from proxy.guards import guarded_paths
-from proxy.redact import is_secret_header, redact_url, scrub
-from proxy.settings import Config, RouteConfig, UpstreamConfig
+from proxy.core.config.model import Config, RouteConfig, UpstreamConfig
+from proxy.core.guards import guarded_paths
+from proxy.core.redact import is_secret_header, redact_url, scrub
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WRITE_POLICY = (

@@ -18,8 +18,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from proxy.keys import SEP, VARY_SEP
-from proxy.redact import REDACTED, is_secret_param, scrub
+from proxy.core.keys import SEP, VARY_SEP
+from proxy.core.redact import REDACTED, is_secret_param, scrub
 
 EVENTS_LOGGER = "proxy.events"
 # name=value after ?, & or ; anywhere in free text (a logged key, URL or path).

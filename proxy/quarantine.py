@@ -16,7 +16,7 @@ import builtins
 from collections import deque
 from dataclasses import dataclass
 
-from proxy.guards import Verdict
+from proxy.core.guards import Verdict
 
 
 @dataclass(frozen=True, slots=True)

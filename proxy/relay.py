@@ -11,11 +11,18 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
+from proxy.core.config.model import UpstreamConfig
+from proxy.core.encoding import DecodeError, Inflater, accepts
+from proxy.core.errors import BadRequest, ClientGone, PayloadTooLarge
+from proxy.core.headers import (
+    CACHE_OWNED,
+    HOP_BY_HOP,
+    TRANSPORT_OWNED,
+    UNKEYED_DANGEROUS,
+    end_to_end,
+    field_value,
+)
 from proxy.deliver import Txn, streaming_headers
-from proxy.encoding import DecodeError, Inflater, accepts
-from proxy.errors import BadRequest, ClientGone, PayloadTooLarge
-from proxy.headers import CACHE_OWNED, HOP_BY_HOP, TRANSPORT_OWNED, UNKEYED_DANGEROUS, end_to_end, field_value
-from proxy.settings import UpstreamConfig
 from proxy.transport import Fetched
 
 log = logging.getLogger("proxy.relay")

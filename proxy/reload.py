@@ -21,12 +21,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.breaker import Transition
 from proxy.config import ConfigError, load_config
-from proxy.keys import route_prefix
-from proxy.redact import DEFAULT_SECRET_PARAMS
+from proxy.core.breaker import Transition
+from proxy.core.config.model import Config, RouteConfig
+from proxy.core.keys import route_prefix
+from proxy.core.redact import DEFAULT_SECRET_PARAMS
 from proxy.runtime import Runtime
-from proxy.settings import Config, RouteConfig
 from proxy.state import ProxyState
 from proxy.upstream import Upstream
 

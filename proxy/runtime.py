@@ -12,12 +12,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from proxy.breaker import Transition
 from proxy.clock import Clock
-from proxy.drift import DriftTracker
-from proxy.guards import Hysteresis
-from proxy.routing import Match, match_path
-from proxy.settings import Config, RouteConfig
+from proxy.core.breaker import Transition
+from proxy.core.config.model import Config, RouteConfig
+from proxy.core.drift import DriftTracker
+from proxy.core.guards import Hysteresis
+from proxy.core.routing import Match, match_path
 from proxy.upstream import Upstream
 
 MAX_TRACKED_KEYS = 10_000

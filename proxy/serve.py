@@ -19,9 +19,9 @@ from aiohttp import web
 
 from proxy.app import PROXY_STATE, build_app
 from proxy.connguard import GuardedSite
+from proxy.core.config.model import Config
 from proxy.health import HEALTH
 from proxy.logformat import JsonFormatter
-from proxy.settings import Config
 
 log = logging.getLogger("proxy.serve")
 

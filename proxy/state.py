@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from proxy.breaker import Transition
 from proxy.clock import Clock
+from proxy.core.breaker import Transition
 from proxy.flight import Flights, Tasks
 from proxy.quarantine import Quarantine
 from proxy.runtime import Runtime

@@ -15,10 +15,10 @@ import base64
 import dataclasses
 from typing import Any
 
-from proxy.keys import request_of
+from proxy.core.keys import request_of
+from proxy.core.redact import redact_headers, redact_url, scrub
 from proxy.logformat import readable
 from proxy.quarantine import QuarantineItem, QuarantineSummary
-from proxy.redact import redact_headers, redact_url, scrub
 from proxy.runtime import RouteState
 from proxy.state import ProxyState
 from proxy.upstream import Upstream

@@ -15,9 +15,9 @@ from typing import Any
 
 from proxy.accesslog import AccessLog
 from proxy.alerts import Alerts
+from proxy.core.redact import DEFAULT_SECRET_PARAMS, redact_path_and_query, scrub
 from proxy.deliver import Txn
 from proxy.metrics import Registry
-from proxy.redact import DEFAULT_SECRET_PARAMS, redact_path_and_query, scrub
 
 events_log = logging.getLogger("proxy.events")
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}

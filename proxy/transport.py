@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from proxy.clock import Clock
-from proxy.encoding import DecodeError, TooLarge, decode
-from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamOutcomeUnknown, UpstreamTimeout
+from proxy.core.config.model import Timeouts, UpstreamConfig
+from proxy.core.encoding import DecodeError, TooLarge, decode
+from proxy.core.errors import UpstreamConnectError, UpstreamError, UpstreamOutcomeUnknown, UpstreamTimeout
+from proxy.core.model import Headers
+from proxy.core.retry import may_retry_method
 from proxy.http1 import FramingError, ResponseFraming, head_prefix, request_bytes
-from proxy.model import Headers
 from proxy.pool import IDLE_TIMEOUT, Conn, Pool
-from proxy.retry import may_retry_method
-from proxy.settings import Timeouts, UpstreamConfig
 
 log = logging.getLogger("proxy.transport")
 

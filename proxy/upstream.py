@@ -13,12 +13,18 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from proxy.breaker import CircuitBreaker, Permit, State, Transition, is_failure_status
 from proxy.clock import Clock
-from proxy.errors import CircuitOpen, Overloaded, ProxyError, UpstreamError, UpstreamOutcomeUnknown
-from proxy.ratelimit import Bulkhead, TokenBucket
-from proxy.retry import RetryBudget, backoff_delay, is_retryable_status, may_retry_method, parse_retry_after
-from proxy.settings import UpstreamConfig
+from proxy.core.breaker import CircuitBreaker, Permit, State, Transition, is_failure_status
+from proxy.core.config.model import UpstreamConfig
+from proxy.core.errors import CircuitOpen, Overloaded, ProxyError, UpstreamError, UpstreamOutcomeUnknown
+from proxy.core.ratelimit import Bulkhead, TokenBucket
+from proxy.core.retry import (
+    RetryBudget,
+    backoff_delay,
+    is_retryable_status,
+    may_retry_method,
+    parse_retry_after,
+)
 from proxy.transport import Fetched, Outbound, Transport
 
 RATE_WAIT_MAX = 1.0  # seconds a request without a stored copy may wait for a token

@@ -11,41 +11,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-KeyPath = tuple[str | int, ...]
+from proxy.core.config.source import KeyPath, Source
+
 # ${VAR}, ${VAR:-default} (unset or empty: the default), ${VAR:?message} (unset or empty: an
 # error carrying the message), as POSIX sh and Docker Compose read them.
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|:\?)([^}]*))?\}")
-
-
-@dataclass(slots=True)
-class Source:
-    """Parsed document plus where each key path sits in the file."""
-
-    path: str
-    data: Any
-    lines: dict[KeyPath, int] = field(default_factory=dict)
-    problems: list[tuple[KeyPath, str]] = field(default_factory=list)  # unset env vars, duplicate keys
-
-    def line_of(self, where: KeyPath) -> int:
-        """The line of `where`, or of its nearest ancestor that has one."""
-        probe = where
-        while probe:
-            if probe in self.lines:
-                return self.lines[probe]
-            probe = probe[:-1]
-        return self.lines.get((), 1)
-
-
-def format_path(where: KeyPath) -> str:
-    out = ""
-    for part in where:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out or "(top level)"
 
 
 class YamlSyntaxError(ValueError):

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from proxy.app import PROXY_STATE, build_app
 from proxy.clock import FakeClock
 from proxy.config import parse_config
-from proxy.settings import Config
+from proxy.core.config.model import Config
 from proxy.state import ProxyState
 from tests.origin import Origin, Reply
 from tests.routes import PRICES, WRITES

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from proxy.model import Entry
+from proxy.core.model import Entry
 
 if TYPE_CHECKING:
     from proxy.store.lease import Lease

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgpack
 
-from proxy.model import Entry
+from proxy.core.model import Entry
 
 VERSION = 1
 

@@ -24,7 +24,7 @@ import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from proxy.model import Entry
+from proxy.core.model import Entry
 
 log = logging.getLogger("proxy.store.shared")
 

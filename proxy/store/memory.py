@@ -17,7 +17,7 @@ import builtins
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
-from proxy.model import Entry
+from proxy.core.model import Entry
 from proxy.store.codec import decode, encode
 
 HOT_ENTRIES = 1024  # decoded entries kept beside the blobs: the hot keys skip decoding

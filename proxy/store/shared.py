@@ -27,10 +27,10 @@ import redis.asyncio as aredis
 from aiocache import RedisCache
 from aiocache.serializers import BaseSerializer
 
-from proxy.breaker import BreakerPolicy, CircuitBreaker, State
 from proxy.clock import Clock
-from proxy.model import Entry
-from proxy.settings import RedisConfig
+from proxy.core.breaker import BreakerPolicy, CircuitBreaker, State
+from proxy.core.config.model import RedisConfig
+from proxy.core.model import Entry
 from proxy.store.codec import CodecError, decode, encode
 from proxy.store.lease import (
     RELEASE_LUA,

@@ -39,8 +39,8 @@ from typing import BinaryIO
 
 from aiohttp import web
 
-from proxy.keys import SEP, VARY_SEP
-from proxy.model import Entry
+from proxy.core.keys import SEP, VARY_SEP
+from proxy.core.model import Entry
 from proxy.state import ProxyState
 from proxy.store.codec import CodecError, decode, encode
 

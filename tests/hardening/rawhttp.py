@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from proxy.connguard import ConnGuard, GuardedSite
-from proxy.limits import ConnLimits
+from proxy.core.limits import ConnLimits
 from proxy.state import ProxyState
 
 HOST = "127.0.0.1"

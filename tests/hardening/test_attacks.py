@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestServer
 
 from proxy.app import PROXY_STATE, build_app
 from proxy.clock import FakeClock
-from proxy.limits import ConnLimits
+from proxy.core.limits import ConnLimits
 from tests.conftest import make_config
 from tests.hardening.rawhttp import (
     CLOSE,

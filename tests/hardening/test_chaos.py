@@ -236,7 +236,7 @@ BAD_DATA_GAPS = [
     ("price 1e999", "/api/prices/A1", b'{"sku": "A1", "price": 1e999, "currency": "GBP"}'),
 ]
 GAP = (
-    "proxy/guards.py check_body: json.loads accepts Infinity and 1e999 (float inf), so `gt: 0` "
+    "proxy/core/guards.py check_body: json.loads accepts Infinity and 1e999 (float inf), so `gt: 0` "
     "passes a price no browser can parse (JSON.parse rejects Infinity) or that means nothing"
 )
 GOOD_DOCS = {"/api/prices/A1": GOOD, "/api/catalogue/all": b'{"items": [{"sku": "S1", "price": 1.5}]}'}
@@ -496,7 +496,7 @@ async def test_the_connection_guard_also_guards_a_tls_listener(
     completes its handshake is cut by the handshake timeout, which is the header timeout."""
     import ssl
 
-    from proxy.limits import ConnLimits
+    from proxy.core.limits import ConnLimits
 
     cert, key = make_cert(tmp_path)
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from proxy.app import PROXY_STATE, build_app
 from proxy.clock import FakeClock
-from proxy.limits import ConnLimits
+from proxy.core.limits import ConnLimits
 from tests.conftest import make_config
 from tests.hardening.rawhttp import CLOSE, Live, RawClient, RawOrigin, ServerClosed, raw_reply, serve_guarded
 from tests.origin import Origin, Reply

@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from proxy.admin import AdminConfigError, build_admin_app
 from proxy.app import build_app
 from proxy.clock import FakeClock
-from proxy.model import Entry
+from proxy.core.config.model import AdminConfig, Listen
+from proxy.core.model import Entry
 from proxy.quarantine import Quarantine
-from proxy.settings import AdminConfig, Listen
 from tests.conftest import DEFAULT_ROUTES, MakeProxy, Proxy, make_config
 from tests.origin import Origin, Reply
 from tests.routes import PRICES

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from proxy.core.config.model import Config
 from proxy.doctor import diagnose, run_doctor, sample_target
-from proxy.settings import Config
 from tests.conftest import config_text, make_config
 from tests.origin import Origin, Reply
 from tests.routes import PRICES

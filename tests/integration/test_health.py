@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from proxy.app import PROXY_STATE
 from proxy.clock import FakeClock
 from proxy.config import parse_config
+from proxy.core.config.model import Config, HealthCheck
 from proxy.health import HEALTH, CheckResult, HealthChecks, HealthState, next_delay, observe, passed
-from proxy.settings import Config, HealthCheck
 from tests.conftest import MakeProxy, Proxy
 from tests.origin import Hook, Origin, Reply
 from tests.routes import PRICES

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from proxy.clock import FakeClock
-from proxy.keys import SEP, VARY_SEP
+from proxy.core.keys import SEP, VARY_SEP
 from proxy.logformat import JsonFormatter, readable
 from tests.conftest import MakeProxy
 from tests.origin import Origin, Reply

@@ -18,10 +18,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from proxy.breaker import State
 from proxy.clock import FakeClock
 from proxy.config import parse_config
-from proxy.settings import Config
+from proxy.core.breaker import State
+from proxy.core.config.model import Config
 from tests.conftest import MakeProxy, Proxy
 from tests.origin import Hook, Origin, Reply
 from tests.routes import PRICES, WRITES

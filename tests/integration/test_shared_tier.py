@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aredis
 
 from proxy.clock import FakeClock
-from proxy.model import Entry
+from proxy.core.model import Entry
 from proxy.store.codec import encode
 from proxy.store.lease import Lease, PurgeCallback, purge_message
 from proxy.store.shared import RedisTier, TierChange

@@ -27,7 +27,7 @@ import pytest
 from aiohttp import web
 
 from proxy.clock import FakeClock
-from proxy.model import Entry
+from proxy.core.model import Entry
 from proxy.store.snapshot import (
     END,
     MAGIC,
@@ -434,7 +434,7 @@ async def test_requests_are_served_while_a_large_snapshot_is_written(
 
 WRITER = textwrap.dedent("""
     import sys
-    from proxy.model import Entry
+    from proxy.core.model import Entry
     from proxy.store.snapshot import write_snapshot
 
     path, count = sys.argv[1], int(sys.argv[2])

@@ -15,7 +15,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from proxy.breaker import (
+from proxy.core.breaker import (
     BreakerPolicy,
     CircuitBreaker,
     Permit,

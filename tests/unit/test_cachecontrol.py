@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.cachecontrol import EMPTY, CacheControl, parse
+from proxy.core.cachecontrol import EMPTY, CacheControl, parse
 
 
 @pytest.mark.parametrize(

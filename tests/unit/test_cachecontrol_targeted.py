@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.cachecontrol import DEFAULT_TARGETS, CacheControl, effective, parse_targeted
 from proxy.config import ConfigError, parse_config
-from proxy.freshness import lifetime, storable
-from proxy.settings import RouteCache
-from proxy.structured import parse_dictionary
+from proxy.core.cachecontrol import DEFAULT_TARGETS, CacheControl, effective, parse_targeted
+from proxy.core.config.model import RouteCache
+from proxy.core.freshness import lifetime, storable
+from proxy.core.structured import parse_dictionary
 
 CDN = "cdn-cache-control"
 OURS = "resilient-proxy-cache-control"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.model import Entry
+from proxy.core.model import Entry
 from proxy.store.codec import VERSION, CodecError, decode, encode
 
 # Header names and values as the transport hands them over (latin-1 decoded bytes) plus any

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from proxy.config import ConfigError, load_config, parse_config
-from proxy.confread import Reader
-from proxy.settings import Config
+from proxy.core.config.model import Config
+from proxy.core.config.reader import Reader
 from proxy.yamlsrc import load
 
 GOOD = """\

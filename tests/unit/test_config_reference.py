@@ -13,9 +13,9 @@ import yaml
 
 from proxy.__main__ import main
 from proxy.config import ConfigError, load_config, parse_config
-from proxy.configkeys import BY_PATH, KEYS, children
-from proxy.configref import render_reference, render_schema, schema
-from proxy.configview import effective_config
+from proxy.core.config.keys import BY_PATH, KEYS, children
+from proxy.core.config.reference import render_reference, render_schema, schema
+from proxy.core.config.view import effective_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(ROOT.glob("config/*.yaml"))
@@ -123,7 +123,7 @@ def test_get_config_shows_every_declared_key_of_the_sections_it_shows() -> None:
     missing = sorted(
         k.path for k in KEYS if k.parent in mappings and k.path not in shown and k.path not in alternatives
     )
-    assert missing == [], "add them to proxy/configview.py"
+    assert missing == [], "add them to proxy/core/config/view.py"
 
 
 def _at(doc: Any, path: tuple[Any, ...]) -> Any:

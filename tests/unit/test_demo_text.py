@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proxy.breaker import BreakerPolicy
 from proxy.config import load_config
+from proxy.core.breaker import BreakerPolicy
 from proxy.demo import banner
 
 ROOT = Path(__file__).resolve().parents[2]

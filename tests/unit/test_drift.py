@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from proxy.drift import Drift, DriftTracker, child_path, shape_of
-from proxy.jsonpath import compile_path
+from proxy.core.drift import Drift, DriftTracker, child_path, shape_of
+from proxy.core.jsonpath import compile_path
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Bounded decoding of the codings guards read through (proxy/encoding.py)."""
+"""Bounded decoding of the codings guards read through (proxy/core/encoding.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from proxy.encoding import PIECE, RATIO_FREE, DecodeError, Inflater, TooLarge, accepts, decode
+from proxy.core.encoding import PIECE, RATIO_FREE, DecodeError, Inflater, TooLarge, accepts, decode
 
 DOC = b'{"items": [' + b",".join(b'{"sku": "S%d", "price": 1.5}' % i for i in range(200)) + b"]}"
 

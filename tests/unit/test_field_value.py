@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
-from proxy.headers import field_value
+from proxy.core.headers import field_value
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.cachecontrol import parse
-from proxy.freshness import (
+from proxy.core.cachecontrol import parse
+from proxy.core.config.model import RouteCache
+from proxy.core.freshness import (
     Decision,
     deadlines,
     decide,
@@ -24,8 +25,7 @@ from proxy.freshness import (
     vary_names,
     without_withheld,
 )
-from proxy.model import Entry, Headers
-from proxy.settings import RouteCache
+from proxy.core.model import Entry, Headers
 
 T0 = 1_700_000_000.0  # response_time in most rows: a whole second, so HTTP dates are exact
 TTL = RouteCache(ttl=30.0)

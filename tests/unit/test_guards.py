@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.guards import (
+from proxy.core.guard_rules import GuardConfigError, parse_guards
+from proxy.core.guards import (
     PASSED,
-    GuardConfigError,
     Hysteresis,
     Rule,
     Verdict,
@@ -20,9 +20,8 @@ from proxy.guards import (
     check_body,
     check_doc,
     guarded_paths,
-    parse_guards,
 )
-from proxy.jsonpath import compile_path
+from proxy.core.jsonpath import compile_path
 
 
 def one(rule: dict[str, Any]) -> tuple[Rule, ...]:

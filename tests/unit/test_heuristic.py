@@ -7,11 +7,11 @@ from email.utils import formatdate
 
 import pytest
 
-from proxy.cachecontrol import effective
 from proxy.config import ConfigError, parse_config
-from proxy.freshness import deadlines, heuristic_lifetime, lifetime
-from proxy.model import Entry, Headers
-from proxy.settings import RouteCache
+from proxy.core.cachecontrol import effective
+from proxy.core.config.model import RouteCache
+from proxy.core.freshness import deadlines, heuristic_lifetime, lifetime
+from proxy.core.model import Entry, Headers
 from proxy.store.codec import decode, encode
 
 T0 = 1_700_000_000.0

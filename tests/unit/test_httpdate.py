@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.httpdate import parse
+from proxy.core.httpdate import parse
 
 SUN_1994 = 784111777.0  # Sun, 06 Nov 1994 08:49:37 GMT, the RFC's own example
 AUG_2050 = float(calendar.timegm((2050, 8, 18, 2, 1, 18, 0, 0, 0)))

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.config import parse_config
+from proxy.core.config.model import Config
 from proxy.inventory import duration, inventory, render_inventory, to_markdown
-from proxy.settings import Config
 
 CONFIG = """
 admin: {{token: {admin}}}

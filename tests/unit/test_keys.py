@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.keys import SEP, VARY_SEP, normal_query, primary_key, route_prefix, variant_key
-from proxy.settings import CacheKey
+from proxy.core.config.model import CacheKey
+from proxy.core.keys import SEP, VARY_SEP, normal_query, primary_key, route_prefix, variant_key
 
 ALL = CacheKey()
 NONE = CacheKey(query="none")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.limits import (
+from proxy.core.limits import (
     Admission,
     ConnLimits,
     ConnTable,

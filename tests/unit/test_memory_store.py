@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.model import Entry
+from proxy.core.model import Entry
 from proxy.store.memory import MemoryStore
 
 

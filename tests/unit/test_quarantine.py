@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.guards import Verdict, Violation
+from proxy.core.guards import Verdict, Violation
 from proxy.quarantine import Quarantine
 
 BAD = Verdict(False, (Violation("gt", "$.price", "0"),), False)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.ratelimit import Bulkhead, TokenBucket
+from proxy.core.ratelimit import Bulkhead, TokenBucket
 
 
 def drain(bucket: TokenBucket, now: float) -> int:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.redact import (
+from proxy.core.redact import (
     DEFAULT_SECRET_PARAMS,
     REDACTED,
     is_secret_header,

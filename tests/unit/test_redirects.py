@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.config import parse_config
-from proxy.redirects import rewrite_headers, rewrite_location
+from proxy.core.redirects import rewrite_headers, rewrite_location
 
 CONFIG = parse_config(
     """

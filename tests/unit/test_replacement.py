@@ -1,10 +1,10 @@
-"""Never a worse copy (proxy/replacement.py): which answers may stand in for the stored copy."""
+"""Never a worse copy (proxy/core/replacement.py): which answers may stand in for the stored copy."""
 
 from __future__ import annotations
 
 import pytest
 
-from proxy.replacement import TOO_LARGE, Answer, keeps_copy, refusal
+from proxy.core.replacement import TOO_LARGE, Answer, keeps_copy, refusal
 
 CASES = [
     # answer, guarded, etag sent, conditional, refused because (None: may go on)

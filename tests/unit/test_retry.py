@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.retry import (
+from proxy.core.retry import (
     RetryBudget,
     RetryPolicy,
     backoff_delay,

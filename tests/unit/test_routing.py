@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.routing import Match, check_rewrite, compile_match, match_path, rewrite_path, unsafe_target
+from proxy.core.routing import Match, check_rewrite, compile_match, match_path, rewrite_path, unsafe_target
 
 
 @pytest.mark.parametrize(

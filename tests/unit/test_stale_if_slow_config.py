@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.config import ConfigError, parse_config
-from proxy.configview import effective_config
+from proxy.core.config.view import effective_config
 from tests.conftest import config_text
 from tests.routes import PRICES
 

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from proxy.headers import field_value
-from proxy.keys import normal_vary, primary_key, variant_key
-from proxy.settings import CacheKey
+from proxy.core.config.model import CacheKey
+from proxy.core.headers import field_value
+from proxy.core.keys import normal_vary, primary_key, variant_key
 
 
 @pytest.mark.parametrize(

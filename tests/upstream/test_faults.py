@@ -15,7 +15,7 @@ import pytest
 
 from proxy.collectors import register_collectors
 from proxy.config import parse_config
-from proxy.settings import Config
+from proxy.core.config.model import Config
 from tests.conftest import MakeProxy, Proxy
 from tests.routes import PRICES, WRITES
 from tests.upstream.vendor import CLOSE, HANG, Seen, Step, Vendor, ok, ok_bytes, own_body, response

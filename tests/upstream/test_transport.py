@@ -11,9 +11,9 @@ import pytest
 
 from proxy.clock import FakeClock
 from proxy.config import parse_config
-from proxy.errors import UpstreamError, UpstreamTimeout
+from proxy.core.config.model import Timeouts, UpstreamConfig
+from proxy.core.errors import UpstreamError, UpstreamTimeout
 from proxy.pool import HIGH_WATER, IDLE_TIMEOUT
-from proxy.settings import Timeouts, UpstreamConfig
 from proxy.transport import WRITE_MAX_IDLE, Fetched, Outbound, Transport
 from tests.conftest import MakeProxy
 from tests.routes import PRICES

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from proxy.model import Headers
+from proxy.core.model import Headers
 
 HOP_BY_HOP = frozenset(
     {

@@ -14,10 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from proxy.breaker import BreakerPolicy
-from proxy.redact import REDACTED, is_secret_header, redact_config, redact_url, redact_webhook
-from proxy.retry import RetryPolicy
-from proxy.settings import (
+from proxy.core.breaker import BreakerPolicy
+from proxy.core.config.model import (
     CacheConfig,
     Config,
     Fallback,
@@ -28,6 +26,8 @@ from proxy.settings import (
     Timeouts,
     UpstreamConfig,
 )
+from proxy.core.redact import REDACTED, is_secret_header, redact_config, redact_url, redact_webhook
+from proxy.core.retry import RetryPolicy
 
 
 def effective_config(config: Config) -> dict[str, Any]:

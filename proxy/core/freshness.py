@@ -25,10 +25,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
-from proxy.cachecontrol import CacheControl, delta_seconds
-from proxy.httpdate import parse as http_date
-from proxy.model import Entry, Headers
-from proxy.settings import RouteCache
+from proxy.core.cachecontrol import CacheControl, delta_seconds
+from proxy.core.config.model import RouteCache
+from proxy.core.httpdate import parse as http_date
+from proxy.core.model import Entry, Headers
 
 # RFC 9110 section 15.1: heuristically cacheable status codes (206 left out: no range support).
 HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})

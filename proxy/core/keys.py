@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from urllib.parse import quote, unquote_plus
 
-from proxy.settings import CacheKey
+from proxy.core.config.model import CacheKey
 
 SEP = "\x1f"  # between key parts; cannot appear in a valid request target or header value
 VARY_SEP = "\x1e"

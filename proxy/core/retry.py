@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
-from proxy.breaker import SlidingCounts
-from proxy.cachecontrol import DELTA_MAX
+from proxy.core.breaker import SlidingCounts
+from proxy.core.cachecontrol import DELTA_MAX
 
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

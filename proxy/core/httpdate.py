@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import calendar
 import re
-import time
+from datetime import UTC, datetime
 
 _DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _DAY_LONG = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
@@ -70,7 +70,7 @@ def _full_year(yy: int, now: float | None) -> int:
     """RFC 9110 5.6.7: a two-digit year more than 50 years ahead is the last such year in the past."""
     if now is None:
         return 1900 + yy if yy >= 70 else 2000 + yy
-    this_year = time.gmtime(now).tm_year
+    this_year = datetime.fromtimestamp(now, UTC).year  # a conversion, not a clock read
     year = this_year - this_year % 100 + yy
     if year > this_year + 50:
         year -= 100

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from proxy.structured import parse_dictionary
+from proxy.core.structured import parse_dictionary
 
 _UNSET = -1
 

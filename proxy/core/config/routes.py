@@ -13,15 +13,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from proxy.breaker import BreakerPolicy
-from proxy.cachecontrol import DEFAULT_TARGETS
-from proxy.configkeys import children
-from proxy.confread import Reader
-from proxy.guards import GuardConfigError, parse_guards
-from proxy.redact import is_secret_header
-from proxy.retry import RetryPolicy
-from proxy.routing import check_rewrite, compile_match
-from proxy.settings import (
+from proxy.core.breaker import BreakerPolicy
+from proxy.core.cachecontrol import DEFAULT_TARGETS
+from proxy.core.config.keys import children
+from proxy.core.config.model import (
     ALL_METHODS,
     CACHEABLE_METHODS,
     CacheKey,
@@ -33,10 +28,15 @@ from proxy.settings import (
     Timeouts,
     UpstreamConfig,
 )
-from proxy.yamlsrc import KeyPath, format_path
+from proxy.core.config.reader import Reader
+from proxy.core.config.source import KeyPath, format_path
+from proxy.core.guard_rules import GuardConfigError, parse_guards
+from proxy.core.redact import is_secret_header
+from proxy.core.retry import RetryPolicy
+from proxy.core.routing import check_rewrite, compile_match
 
 T = TypeVar("T")
-# Allowed keys come from the declaration table (proxy/configkeys.py), which also generates
+# Allowed keys come from the declaration table (proxy/core/config/keys.py), which also generates
 # docs/configuration.md and docs/config.schema.json: declare a new key there.
 _UPSTREAM_KEYS = children("upstreams.*")
 _ROUTE_KEYS = children("routes[]")

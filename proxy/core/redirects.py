@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from proxy.routing import compile_match, match_path, rewrite_path
-from proxy.settings import RouteConfig, UpstreamConfig
+from proxy.core.config.model import RouteConfig, UpstreamConfig
+from proxy.core.routing import compile_match, match_path, rewrite_path
 
 HEADERS = frozenset({"location", "content-location"})
 

@@ -5,7 +5,7 @@ Owns: the text tables `check` prints. Must not: print secrets (header values are
 
 from __future__ import annotations
 
-from proxy.settings import Config
+from proxy.core.config.model import Config
 
 
 def _fmt(seconds: float) -> str:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from proxy.breaker import BreakerPolicy
-from proxy.cachecontrol import DEFAULT_TARGETS
-from proxy.guards import Rule
-from proxy.limits import ConnLimits
-from proxy.redact import is_secret_header
-from proxy.retry import RetryPolicy
-from proxy.routing import Pattern
+from proxy.core.breaker import BreakerPolicy
+from proxy.core.cachecontrol import DEFAULT_TARGETS
+from proxy.core.guards import Rule
+from proxy.core.limits import ConnLimits
+from proxy.core.redact import is_secret_header
+from proxy.core.retry import RetryPolicy
+from proxy.core.routing import Pattern
 
 ALL_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
