@@ -47,9 +47,10 @@ def _body() -> bytes:
 
 
 def bench_decide() -> Callable[[], object]:
-    freshness = importlib.import_module("proxy.core.freshness")
+    decide = importlib.import_module("proxy.core.decide")
     entry = _entry(_body())
-    return lambda: freshness.decide(entry, 1100.0)
+    vendor = decide.Vendor()
+    return lambda: decide.on_lookup(entry, 1100.0, vendor)
 
 
 def bench_store_decision() -> Callable[[], object]:
@@ -128,7 +129,7 @@ def bench_guards_body() -> Callable[[], object]:
 
 
 BENCHES: dict[str, tuple[str, Bench]] = {
-    "freshness.decide": ("FRESH/STALE/EXPIRED of a stored entry (hit path)", bench_decide),
+    "decide.on_lookup": ("HIT/STALE/FETCH of a stored entry (hit path)", bench_decide),
     "freshness.store": ("Cache-Control parse + storable + deadlines (miss path)", bench_store_decision),
     "keys.primary_key": ("key with a sorted query and one keyed header", bench_key),
     "codec.encode": ("1 KB entry -> msgpack", bench_encode),

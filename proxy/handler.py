@@ -24,8 +24,9 @@ import uuid
 
 from aiohttp import web
 
-from proxy.core import freshness
+from proxy.core import decide, freshness
 from proxy.core.config.model import Fallback
+from proxy.core.decide import Action, Failure, Vendor
 from proxy.core.errors import (
     BadRequest,
     CircuitOpen,
@@ -38,7 +39,6 @@ from proxy.core.errors import (
     UpstreamStatus,
     UriTooLong,
 )
-from proxy.core.freshness import Decision
 from proxy.core.headers import field_value
 from proxy.core.keys import VARY_SEP, normal_query, primary_key, variant_key
 from proxy.core.model import Entry
@@ -187,25 +187,25 @@ class Handler:
         entry = state.store.get(vkey, now)
         if entry is None and state.shared is not None:
             entry = await self.fetcher.from_shared(vkey, now)
-        if entry is not None:
-            decision = freshness.decide(entry, now)
-            if decision is Decision.FRESH:
-                rs.hits += 1
-                return self._hit(request, entry, now, txn)
-            if not rs.upstream.available(now) and freshness.usable_on_error(entry, now):
-                self._refresh(request, rs, vkey, entry, target)  # the probe runs in the background
-                # The breaker, or the health checks while the breaker is closed: say which.
-                why = "upstream-unhealthy" if rs.upstream.track.healthy is False else "circuit-open"
-                return self._stale(rs, entry, now, txn, why, fwd=None)
-            if decision is Decision.STALE_REVALIDATE:
-                updating = self._refresh(request, rs, vkey, entry, target)
-                label = "UPDATING" if updating else "STALE"  # nginx: served while it refreshes
-                return self._stale(rs, entry, now, txn, "stale-while-revalidate", fwd=None, x_cache=label)
-        if "only-if-cached" in request.headers.get("Cache-Control", ""):
+        vendor = Vendor(rs.upstream.available(now), rs.upstream.track.healthy is False)
+        only_if_cached = "only-if-cached" in request.headers.get("Cache-Control", "")
+        plan = decide.on_lookup(entry, now, vendor, only_if_cached=only_if_cached)
+        if plan.action is Action.HIT:
+            assert entry is not None
+            rs.hits += 1
+            return self._hit(request, entry, now, txn, plan.reason)
+        if plan.action is Action.STALE:
+            assert entry is not None
+            updating = self._refresh(request, rs, vkey, entry, target)
+            label = plan.x_cache if updating else "STALE"  # UPDATING: nginx's word, while it refreshes
+            return self._stale(rs, entry, now, txn, plan.reason or "stale", fwd=None, x_cache=label)
+        if plan.action is Action.NOT_CACHED:
             raise NotCached("not in cache and only-if-cached was asked")
         return await self.fetch(request, rs, vkey, entry, target, txn)
 
-    def _hit(self, request: web.Request, entry: Entry, now: float, txn: Txn) -> web.Response:
+    def _hit(
+        self, request: web.Request, entry: Entry, now: float, txn: Txn, detail: str | None
+    ) -> web.Response:
         txn.x_cache = "HIT"
         not_modified = entry.status == 200 and freshness.not_modified(
             entry, request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since")
@@ -216,9 +216,7 @@ class Handler:
             txn,
             x_cache="HIT",
             # RFC 9111 4.2.2 freshness is a guess: said so, since Warning 113 is gone
-            status_value=cache_status(
-                hit=True, ttl=entry.fresh_until - now, detail="heuristic" if entry.heuristic else None
-            ),
+            status_value=cache_status(hit=True, ttl=entry.fresh_until - now, detail=detail),
             not_modified=not_modified,
         )
 
@@ -295,16 +293,12 @@ class Handler:
         raise TimeoutError
 
     def _slow_budget(self, rs: RouteState, vkey: str, entry: Entry | None, now: float) -> float | None:
-        """Seconds this request may still wait for the vendor before its copy answers, or None
-        when it waits as long as the fetch takes: no `stale_if_slow`, or no copy usable on error.
-        Measured from the start of the key's flight, so every waiter is answered at once."""
+        """`decide.slow_budget` for this key's flight."""
         policy = rs.config.cache
-        if policy is None or not policy.stale_if_slow or entry is None:
-            return None
-        if freshness.usable_on_error(entry, now) is None:
+        if policy is None:
             return None
         started = self.state.flights.started_at(vkey)
-        return (now if started is None else started) + policy.stale_if_slow - now
+        return decide.slow_budget(entry, now, stale_if_slow=policy.stale_if_slow, started=started)
 
     def _served_while_slow(
         self,
@@ -385,20 +379,22 @@ class Handler:
         self, rs: RouteState, entry: Entry | None, err: ProxyError, txn: Txn, upstream_status: int | None
     ) -> web.Response:
         now = self.state.clock.now()
-        usable = freshness.usable_on_error(entry, now) if entry is not None else None
-        if isinstance(err, DataRejected):
-            txn.guard = err.message
-        if entry is not None and usable is not None:
-            reason = (
-                err.message
-                if isinstance(err, DataRejected)
-                else "circuit-open"
-                if isinstance(err, CircuitOpen)
-                else usable
-            )
-            return self._stale(rs, entry, now, txn, reason, fwd="stale", fwd_status=upstream_status)
+        guard = err.message if isinstance(err, DataRejected) else None
+        if guard is not None:
+            txn.guard = guard
         fallback = rs.config.fallback
-        if fallback is not None:
+        answer, reason = decide.on_failure(
+            entry,
+            now,
+            circuit_open=isinstance(err, CircuitOpen),
+            guard=guard,
+            has_fallback=fallback is not None,
+        )
+        if answer is Failure.COPY:
+            assert entry is not None and reason is not None
+            return self._stale(rs, entry, now, txn, reason, fwd="stale", fwd_status=upstream_status)
+        if answer is Failure.FALLBACK:
+            assert fallback is not None
             return self._fallback(rs, fallback, err, txn, upstream_status, now)
         txn.x_cache = "MISS"
         return error_response(err, txn, detail=reason_of(err))

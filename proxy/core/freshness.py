@@ -22,7 +22,6 @@ Decisions the RFCs leave to us, written down:
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, replace
 
 from proxy.core.cachecontrol import CacheControl, delta_seconds
@@ -34,12 +33,6 @@ from proxy.core.model import Entry, Headers
 HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
 # RFC 9111 section 4.3.4: headers a 304 must not overwrite in the stored response.
 _KEEP_ON_304 = frozenset({"content-length", "content-encoding", "transfer-encoding", "content-range"})
-
-
-class Decision(enum.Enum):
-    FRESH = "fresh"  # serve from cache
-    STALE_REVALIDATE = "stale"  # serve stale now and refresh in the background (RFC 5861 3)
-    EXPIRED = "expired"  # must go to the upstream (conditionally, if validators exist)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,14 +218,6 @@ def deadlines(
         # An expired entry with validators still saves a body transfer (RFC 9111 4.3.1).
         keep_until = max(keep_until, fresh_until + max(3600.0, policy.ttl))
     return Deadlines(age, fresh_until, stale_until, error_until, keep_until, lkg_until, heuristic)
-
-
-def decide(entry: Entry, now: float) -> Decision:
-    if now < entry.fresh_until:
-        return Decision.FRESH
-    if now < entry.stale_until:
-        return Decision.STALE_REVALIDATE
-    return Decision.EXPIRED
 
 
 def usable_on_error(entry: Entry, now: float) -> str | None:

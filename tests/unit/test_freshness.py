@@ -11,10 +11,9 @@ from hypothesis import strategies as st
 
 from proxy.core.cachecontrol import parse
 from proxy.core.config.model import RouteCache
+from proxy.core.decide import Action, Vendor, on_lookup
 from proxy.core.freshness import (
-    Decision,
     deadlines,
-    decide,
     initial_age,
     lifetime,
     merge_304,
@@ -373,31 +372,7 @@ def test_deadlines_count_the_response_delay() -> None:
     assert d.fresh_until == T0 + 7
 
 
-# -- decide and usable_on_error ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("now", "decision"),
-    [
-        (0.0, Decision.FRESH),
-        (99.9, Decision.FRESH),
-        (100.0, Decision.STALE_REVALIDATE),  # freshness ends at fresh_until exactly
-        (159.9, Decision.STALE_REVALIDATE),
-        (160.0, Decision.EXPIRED),
-        (10_000.0, Decision.EXPIRED),
-    ],
-)
-def test_decide(now: float, decision: Decision) -> None:
-    assert decide(entry(), now) is decision
-
-
-def test_decide_without_a_stale_window() -> None:
-    e = entry(stale_until=100.0)
-    assert [decide(e, t) for t in (99.0, 100.0, 101.0)] == [
-        Decision.FRESH,
-        Decision.EXPIRED,
-        Decision.EXPIRED,
-    ]
+# -- usable_on_error ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -416,7 +391,7 @@ def test_usable_on_error(now: float, lkg_until: float, usable: str | None) -> No
     assert usable_on_error(entry(lkg_until=lkg_until), now) == usable
 
 
-_RANK = {Decision.FRESH: 0, Decision.STALE_REVALIDATE: 1, Decision.EXPIRED: 2}
+_RANK = {Action.HIT: 0, Action.STALE: 1, Action.FETCH: 2}
 
 
 @given(
@@ -441,7 +416,7 @@ def test_decide_is_monotone_in_time(
     force: bool,
     times: list[float],
 ) -> None:
-    """FRESH -> STALE -> EXPIRED as time passes, never back; and error use outlives freshness."""
+    """HIT -> STALE -> FETCH as time passes, never back; and error use outlives freshness."""
     parts = [
         f"max-age={max_age}" if max_age >= 0 else "",
         f"stale-while-revalidate={swr}" if swr >= 0 else "",
@@ -463,10 +438,10 @@ def test_decide_is_monotone_in_time(
         keep_until=d.keep_until,
         lkg_until=d.lkg_until,
     )
-    ranks = [_RANK[decide(e, t)] for t in sorted(times)]
+    ranks = [_RANK[on_lookup(e, t, Vendor()).action] for t in sorted(times)]
     assert ranks == sorted(ranks)
     for t in times:
-        if decide(e, t) is Decision.FRESH:
+        if on_lookup(e, t, Vendor()).action is Action.HIT:
             assert usable_on_error(e, t) == "fresh"
         if usable_on_error(e, t) is not None:
             assert t < e.keep_until  # the store still holds what the core may use
