@@ -38,6 +38,7 @@ from proxy.store.base import SharedTier
 from proxy.store.memory import MemoryStore
 from proxy.store.snapshot import SNAPSHOT, Snapshotter
 from proxy.telemetry import Telemetry
+from proxy.transport import Transports
 
 if TYPE_CHECKING:
     from proxy.store.shared import TierChange
@@ -92,6 +93,7 @@ def build_state(
     shared: SharedTier | None = None,
     rng: random.Random | None = None,
     access: AccessLog | None = None,
+    transports: Transports | None = None,
 ) -> ProxyState:
     clock = clock or SystemClock()
     telemetry = Telemetry(
@@ -109,7 +111,7 @@ def build_state(
 
     state = ProxyState(
         clock=clock,
-        runtime=Runtime(config, clock, on_transition=on_transition, rng=rng),
+        runtime=Runtime(config, clock, on_transition=on_transition, rng=rng, transports=transports),
         store=MemoryStore(config.cache.max_bytes, group_of=group_of),
         telemetry=telemetry,
         tasks=tasks,
@@ -162,9 +164,11 @@ def build_app(
     shared: SharedTier | None = None,
     rng: random.Random | None = None,
     state: ProxyState | None = None,
+    transports: Transports | None = None,
 ) -> web.Application:
-    """The public listener's application. Pass `state` to share one with an admin app."""
-    state = state or build_state(config, clock=clock, shared=shared, rng=rng)
+    """The public listener's application. Pass `state` to share one with an admin app;
+    `transports` to reach vendors some other way than our HTTP/1.1 client (the seam)."""
+    state = state or build_state(config, clock=clock, shared=shared, rng=rng, transports=transports)
     app = web.Application(handler_args={"max_field_size": MAX_FIELD_SIZE, "max_line_size": MAX_FIELD_SIZE})
     app.router.register_resource(Everything(Handler(state).handle))
     app[PROXY_STATE] = state

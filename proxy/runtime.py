@@ -18,6 +18,7 @@ from proxy.core.config.model import Config, RouteConfig
 from proxy.core.drift import DriftTracker
 from proxy.core.guards import Hysteresis
 from proxy.core.routing import Match, match_path
+from proxy.transport import Transports
 from proxy.upstream import Upstream
 
 MAX_TRACKED_KEYS = 10_000
@@ -56,15 +57,21 @@ class Runtime:
         on_transition: Callable[[Transition], None],
         reuse: Runtime | None = None,
         rng: random.Random | None = None,
+        transports: Transports | None = None,
     ) -> None:
         self.config = config
+        self.transports: Transports | None = (
+            transports if transports is not None or reuse is None else reuse.transports
+        )
         self.upstreams: dict[str, Upstream] = {}
         for up in config.upstreams:
             kept = reuse.upstreams.get(up.name) if reuse else None
-            self.upstreams[up.name] = (
-                kept
-                if kept and kept.config == up
-                else Upstream(up, clock, on_transition=on_transition, rng=rng)
+            if kept and kept.config == up:
+                self.upstreams[up.name] = kept
+                continue
+            exchange = self.transports(up, clock) if self.transports is not None else None
+            self.upstreams[up.name] = Upstream(
+                up, clock, on_transition=on_transition, rng=rng, transport=exchange
             )
         self.routes = [RouteState(r, self.upstreams[r.upstream]) for r in config.routes]
         self.by_name = {state.config.name: state for state in self.routes}

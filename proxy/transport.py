@@ -16,6 +16,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from proxy.clock import Clock
@@ -156,6 +157,22 @@ class Fetched:
         if self.stream is not None:
             self.stream.close()
             self.stream = None
+
+
+class Exchange(Protocol):
+    """The one seam between the request path and the wire, as httpx's transports: `send` one
+    request, get one `Fetched` or an `UpstreamError`. `Transport` is ours over sockets; a test
+    or an embedding may pass another through `build_app(transports=...)`."""
+
+    protocol_errors: dict[str, int]  # by reason, for rproxy_upstream_protocol_errors
+
+    async def send(self, out: Outbound, limit: int) -> Fetched: ...
+
+    async def close(self) -> None: ...
+
+
+# Builds the exchange of one upstream (called again for an upstream a reload changes).
+Transports = Callable[[UpstreamConfig, Clock], Exchange]
 
 
 class Transport:

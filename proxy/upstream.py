@@ -25,7 +25,7 @@ from proxy.core.retry import (
     may_retry_method,
     parse_retry_after,
 )
-from proxy.transport import Fetched, Outbound, Transport
+from proxy.transport import Exchange, Fetched, Outbound, Transport
 
 RATE_WAIT_MAX = 1.0  # seconds a request without a stored copy may wait for a token
 MAX_HOLD = 300.0  # the longest a vendor's 429 Retry-After holds us off: one bad header is not a year
@@ -53,12 +53,12 @@ class Upstream:
         *,
         on_transition: Callable[[Transition], None],
         rng: random.Random | None = None,
-        transport: Transport | None = None,
+        transport: Exchange | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
         self.clock = clock
-        self.transport = transport or Transport(config, clock)
+        self.transport: Exchange = transport or Transport(config, clock)
         self.breaker = CircuitBreaker(config.name, config.circuit_breaker)
         self.budget = RetryBudget()
         self.bucket = (
