@@ -13,8 +13,9 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.core.cachecontrol import DELTA_MAX
-from proxy.core.errors import MethodNotAllowed, ProxyError, error_body
+from proxy.core.errors import MethodNotAllowed, ProxyError, RangeNotSatisfiable, error_body
 from proxy.core.model import Entry, Headers
+from proxy.core.ranges import UNSATISFIABLE, Part, if_range_holds, requested
 
 CACHE_NAME = "resilient-proxy"
 JSON = "application/json"
@@ -53,6 +54,8 @@ class Txn:
     guard: str | None = None
     breaker: str | None = None
     bytes: int = 0
+    range: str | None = None  # the client's Range on a GET, answered from a stored 200
+    if_range: str | None = None
 
 
 def cache_status(
@@ -110,9 +113,36 @@ def entry_response(
             headers.popall(name, None)
         txn.status = 304
         return web.Response(status=304, headers=headers)
+    if entry.status == 200:
+        headers.setdefault("Accept-Ranges", "bytes")
+        part = _part(entry, txn)
+        if part is not None:
+            return _partial(entry, part, headers, txn)
     txn.status = entry.status
     txn.bytes = len(entry.body)
     return web.Response(status=entry.status, headers=headers, body=entry.body)
+
+
+def _part(entry: Entry, txn: Txn) -> Part | None:
+    """The part of a stored 200 this request asked for (RFC 9110 14.2), if any."""
+    if txn.range is None or not if_range_holds(txn.if_range, entry.etag, entry.last_modified):
+        return None
+    return requested(txn.range, len(entry.body))
+
+
+def _partial(entry: Entry, part: Part, headers: CIMultiDict[str], txn: Txn) -> web.Response:
+    length = len(entry.body)
+    if part is UNSATISFIABLE:  # 416 says how long the representation is (RFC 9110 15.5.17)
+        err = RangeNotSatisfiable(f"no range of {txn.range!r} within {length} bytes")
+        body = error_body(err, route=txn.route, upstream=txn.upstream, request_id=txn.request_id)
+        headers["Content-Range"] = f"bytes */{length}"
+        headers["Content-Type"] = JSON
+        txn.status, txn.bytes = 416, len(body)
+        return web.Response(status=416, headers=headers, body=body)
+    headers["Content-Range"] = part.content_range(length)  # RFC 9110 14.4
+    body = entry.body[part.start : part.end + 1]
+    txn.status, txn.bytes = 206, len(body)
+    return web.Response(status=206, headers=headers, body=body)
 
 
 def passed_response(

@@ -42,7 +42,7 @@ from proxy.core.errors import (
 from proxy.core.headers import field_value
 from proxy.core.keys import VARY_SEP, normal_query, primary_key, variant_key
 from proxy.core.model import Entry
-from proxy.core.routing import Match, rewrite_path, unsafe_target
+from proxy.core.routing import Target, unsafe_target
 from proxy.deliver import Txn, cache_status, entry_response, error_response, passed_response
 from proxy.fetch import Fetcher, Outcome
 from proxy.relay import forward_headers, offered, read_body, stream_response
@@ -132,7 +132,9 @@ class Handler:
         rs.requests += 1
         if self.state.telemetry.access.enabled:
             txn.breaker = rs.upstream.state(txn.start).value
-        if route.cache is not None and request.method in CACHEABLE and "Range" not in request.headers:
+        if route.cache is not None and request.method in CACHEABLE:
+            if request.method == "GET":  # answered from the stored 200 (RFC 9110 14.2), never sent
+                txn.range, txn.if_range = request.headers.get("Range"), request.headers.get("If-Range")
             # The vendor gets exactly the query the key holds: nothing unkeyed rides along.
             keyed_query = normal_query(query, route.cache.key)
             target = Target(route.rewrite, path, keyed_query, match)  # built only if asked
@@ -493,20 +495,3 @@ def retry_after_for(err: ProxyError, rs: RouteState, now: float) -> int:
 def _has_credentials(request: web.Request) -> bool:
     """Requests whose answers are private unless the response or route says otherwise."""
     return "Authorization" in request.headers or "Cookie" in request.headers
-
-
-class Target:
-    """The upstream path and query for this request, computed on first use: a fresh hit
-    never needs it."""
-
-    __slots__ = ("_match", "_path", "_query", "_rewrite", "_value")
-
-    def __init__(self, rewrite: str | None, path: str, query: str, match: Match) -> None:
-        self._rewrite, self._path, self._query, self._match = rewrite, path, query, match
-        self._value: str | None = None
-
-    def value(self) -> str:
-        if self._value is None:
-            target = rewrite_path(self._rewrite, self._path, self._match)
-            self._value = f"{target}?{self._query}" if self._query else target
-        return self._value

@@ -62,6 +62,12 @@ class NotCached(ProxyError):
     status, code = 504, "not_cached"
 
 
+class RangeNotSatisfiable(ProxyError):
+    """No requested range overlaps the stored representation (RFC 9110 15.5.17)."""
+
+    status, code = 416, "range_not_satisfiable"
+
+
 class UpstreamError(ProxyError):
     """The upstream answered in a way we cannot use, or the connection broke."""
 

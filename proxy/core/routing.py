@@ -138,3 +138,20 @@ def _unsafe_segment(seg: str) -> str | None:
         if form.split(";", 1)[0] in (".", "..") or "/" in form or "\\" in form or "\x00" in form:
             return "dot segments and encoded slashes are not allowed"
     return None
+
+
+class Target:
+    """The upstream path and query for this request, computed on first use: a fresh hit
+    never needs it."""
+
+    __slots__ = ("_match", "_path", "_query", "_rewrite", "_value")
+
+    def __init__(self, rewrite: str | None, path: str, query: str, match: Match) -> None:
+        self._rewrite, self._path, self._query, self._match = rewrite, path, query, match
+        self._value: str | None = None
+
+    def value(self) -> str:
+        if self._value is None:
+            target = rewrite_path(self._rewrite, self._path, self._match)
+            self._value = f"{target}?{self._query}" if self._query else target
+        return self._value
