@@ -58,7 +58,7 @@ CACHEABLE = frozenset({"GET", "HEAD"})
 MAX_URL = 4096
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 16384
-UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SAFE = frozenset({"GET", "HEAD", "OPTIONS"})  # RFC 9110 9.2.1 (TRACE is never proxied)
 
 
 class Handler:
@@ -160,7 +160,7 @@ class Handler:
         if fetched.status >= 500:
             fetched.release()
             raise UpstreamStatus(f"upstream answered {fetched.status}", fetched.status)
-        if request.method in UNSAFE and fetched.status < 400:
+        if request.method not in SAFE and fetched.status < 400:  # unknown methods too (RFC 9111 4.4)
             self.fetcher.invalidator.invalidate(request, path, fetched.headers)
         fwd = "bypass" if route.cache is None else "method"
         status_value = cache_status(hit=False, fwd=fwd, fwd_status=fetched.status)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from proxy.clock import Clock
 from proxy.core.breaker import Transition
+from proxy.core.config.model import ALL_METHODS as KNOWN_METHODS
 from proxy.core.config.model import Config, RouteConfig
 from proxy.core.drift import DriftTracker
 from proxy.core.guards import Hysteresis
@@ -108,6 +109,8 @@ class Runtime:
             methods = state.config.methods
             if method in methods or (method == "HEAD" and "GET" in methods):
                 return state, found
+            if state.config.any_method and method not in KNOWN_METHODS:
+                return state, found  # an extension method: passed through, never cached
             allowed |= methods
         if "GET" in allowed:
             allowed.add("HEAD")

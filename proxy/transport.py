@@ -166,6 +166,9 @@ class Exchange(Protocol):
 
     protocol_errors: dict[str, int]  # by reason, for rproxy_upstream_protocol_errors
 
+    @property
+    def closed(self) -> bool: ...  # after `close()`: a reload retired it
+
     async def send(self, out: Outbound, limit: int) -> Fetched: ...
 
     async def close(self) -> None: ...

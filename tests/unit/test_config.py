@@ -265,16 +265,28 @@ ERRORS = [
         (5, "routes[0].rewrite", "{sku}"),
     ),
     (
-        "unsupported method",
+        "not a method name",
         """\
         upstreams: {vendor: {url: http://x}}
         routes:
           - name: r
             match: /a
-            methods: [GET, FETCH]
+            methods: [GET, "FE TCH"]
             upstream: vendor
         """,
-        (5, "routes[0].methods[1]", "unsupported method 'FETCH'"),
+        (5, "routes[0].methods[1]", "'FE TCH' is not a method name"),
+    ),
+    (
+        "a method never proxied",
+        """\
+        upstreams: {vendor: {url: http://x}}
+        routes:
+          - name: r
+            match: /a
+            methods: [GET, TRACE]
+            upstream: vendor
+        """,
+        (5, "routes[0].methods[1]", "TRACE is never proxied"),
     ),
     (
         "upstream URL without a scheme",

@@ -24,8 +24,9 @@ from proxy.core.config.model import (
     ServerTls,
 )
 from proxy.core.config.reader import ConfigIssue, Reader
-from proxy.core.config.routes import read_routes, read_targeted, read_upstreams
+from proxy.core.config.routes import read_routes, read_targeted
 from proxy.core.config.source import KeyPath, Source
+from proxy.core.config.upstreams import read_upstreams
 from proxy.core.limits import ConnLimits
 
 

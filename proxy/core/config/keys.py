@@ -203,7 +203,7 @@ KEYS: tuple[Key, ...] = (
         "Path pattern: `/api/prices/{sku}`, `/api/catalogue/*`.",
         required=True,
     ),
-    K("routes[].methods", "list", "all", "Methods allowed; others get 405."),
+    K("routes[].methods", "list", "*", "Methods allowed, others get 405; `*`: all, extension ones too."),
     K("routes[].upstream", "string", "-", "Name of the upstream to call.", required=True),
     K("routes[].rewrite", "string", "-", "Upstream path, with the match's `{params}` and `*`."),
     K("routes[].sample", "string", "-", "A request path `doctor` probes for this route."),

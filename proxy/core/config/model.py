@@ -170,6 +170,7 @@ class RouteConfig:
     methods: frozenset[str]
     upstream: str
     rewrite: str | None = None
+    any_method: bool = False  # `*` or no `methods`: extension methods too (passed, never cached)
     cache: RouteCache | None = None
     guards: tuple[Rule, ...] = ()
     confirm_after: int = 3

@@ -1,7 +1,7 @@
-"""Read the `upstreams` and `routes` sections into frozen settings.
+"""Read the `routes` section into frozen settings.
 
-Owns: per-upstream and per-route schema checks: URLs, unknown upstream names, duplicate routes,
-method lists, caching a route that has no cacheable method, guards, fallbacks.
+Owns: per-route schema checks: unknown upstream names, duplicate routes, method lists,
+caching a route that has no cacheable method, guards, fallbacks. Upstreams: `upstreams`.
 Must not: know about other sections (that is `config`).
 """
 
@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-from proxy.core.breaker import BreakerPolicy
 from proxy.core.cachecontrol import DEFAULT_TARGETS
 from proxy.core.config.keys import children
 from proxy.core.config.model import (
@@ -21,172 +18,22 @@ from proxy.core.config.model import (
     CACHEABLE_METHODS,
     CacheKey,
     Fallback,
-    HealthCheck,
-    RateLimit,
     RouteCache,
     RouteConfig,
     Timeouts,
-    UpstreamConfig,
 )
 from proxy.core.config.reader import Reader
-from proxy.core.config.source import KeyPath, format_path
+from proxy.core.config.source import KeyPath
+from proxy.core.config.upstreams import names as _names
+from proxy.core.config.upstreams import timeouts as _timeouts
 from proxy.core.guard_rules import GuardConfigError, parse_guards
-from proxy.core.redact import is_secret_header
-from proxy.core.retry import RetryPolicy
 from proxy.core.routing import check_rewrite, compile_match
 
 T = TypeVar("T")
 # Allowed keys come from the declaration table (proxy/core/config/keys.py), which also generates
 # docs/configuration.md and docs/config.schema.json: declare a new key there.
-_UPSTREAM_KEYS = children("upstreams.*")
 _ROUTE_KEYS = children("routes[]")
 _CACHE_KEYS = children("routes[].cache")
-
-
-def read_upstreams(r: Reader, value: Any) -> tuple[UpstreamConfig, ...]:
-    if value is None:
-        r.error(("upstreams",), "at least one upstream is required")
-        return ()
-    m = r.mapping(("upstreams",), value, value.keys() if isinstance(value, dict) else ())
-    return tuple(_upstream(r, ("upstreams", name), name, raw) for name, raw in m.items())
-
-
-def _upstream(r: Reader, w: KeyPath, name: str, value: Any) -> UpstreamConfig:
-    m = r.mapping(w, value, _UPSTREAM_KEYS)
-    url = r.string((*w, "url"), m.get("url")).rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        r.error((*w, "url"), f"expected an http:// or https:// URL, got {url!r}")
-    if parts.query or parts.fragment:
-        r.error((*w, "url"), "must not carry a query or fragment")
-    tls = r.mapping((*w, "tls"), m.get("tls"), children("upstreams.*.tls"))
-    headers_raw = r.mapping(
-        (*w, "headers"), m.get("headers"), m["headers"].keys() if isinstance(m.get("headers"), dict) else ()
-    )
-    headers = tuple((str(k), r.string((*w, "headers", k), v)) for k, v in headers_raw.items())
-    for k, v in headers:
-        _check_credential(r, (*w, "headers", k), k, v)
-    to = _timeouts(r, (*w, "timeout"), m.get("timeout"), Timeouts())
-    return UpstreamConfig(
-        name=name,
-        url=url,
-        owner=r.string((*w, "owner"), m.get("owner")),
-        docs=r.string((*w, "docs"), m.get("docs")),
-        verify_tls=r.boolean((*w, "tls", "verify"), tls.get("verify"), True),
-        ca_file=r.string((*w, "tls", "ca_file"), tls.get("ca_file")) or None,
-        headers=headers,
-        forward_headers=_names(r, (*w, "forward_headers"), m.get("forward_headers")),
-        timeout=to or Timeouts(),
-        retries=_retries(r, (*w, "retries"), m.get("retries")),
-        max_connections=r.integer((*w, "max_connections"), m.get("max_connections"), 100, minimum=1),
-        max_queue=r.integer((*w, "max_queue"), m.get("max_queue"), 10_000),
-        rate_limit=_rate_limit(r, (*w, "rate_limit"), m.get("rate_limit")),
-        circuit_breaker=_breaker(r, (*w, "circuit_breaker"), m.get("circuit_breaker")),
-        health_check=_health(r, (*w, "health_check"), m.get("health_check")),
-        version_header=r.string((*w, "version_header"), m.get("version_header")) or None,
-    )
-
-
-_AUTH_HEADERS = frozenset({"authorization", "proxy-authorization"})
-
-
-def _check_credential(r: Reader, w: KeyPath, name: str, value: str) -> None:
-    """A credential header that expands to nothing (`Bearer ${TOKEN:-}` with TOKEN unset) would
-    be sent as is: every call fails 401, or worse, reaches a vendor that allows anonymous use."""
-    if not is_secret_header(name) or any(i.key == format_path(w) for i in r.issues):
-        return  # an unset variable there is already reported
-    parts = value.split()
-    if not parts:
-        r.error(w, "credential header is empty (is its environment variable set?)")
-    elif name.lower() in _AUTH_HEADERS and len(parts) < 2:
-        r.error(w, f"credential header has a scheme and an empty token ({parts[0]!r} and nothing after it)")
-
-
-def _timeouts(r: Reader, w: KeyPath, value: Any, base: Timeouts) -> Timeouts | None:
-    if value is None:
-        return None
-    m = r.mapping(w, value, children("upstreams.*.timeout"))
-    return Timeouts(
-        connect=r.duration((*w, "connect"), m.get("connect"), base.connect),
-        total=r.duration((*w, "total"), m.get("total"), base.total),
-    )
-
-
-def _retries(r: Reader, w: KeyPath, value: Any) -> RetryPolicy:
-    if value is False or value == "off":
-        return RetryPolicy(attempts=0)
-    m = r.mapping(w, value, children("upstreams.*.retries"))
-    base = RetryPolicy()
-    return _build(
-        r,
-        w,
-        base,
-        lambda: RetryPolicy(
-            attempts=r.integer((*w, "attempts"), m.get("attempts"), base.attempts),
-            backoff=r.duration((*w, "backoff"), m.get("backoff"), base.backoff),
-            max_backoff=r.duration((*w, "max_backoff"), m.get("max_backoff"), base.max_backoff),
-        ),
-    )
-
-
-def _rate_limit(r: Reader, w: KeyPath, value: Any) -> RateLimit | None:
-    if value is None:
-        return None
-    m = r.mapping(w, value, children("upstreams.*.rate_limit"))
-    per_second = m.get("per_second")
-    if isinstance(per_second, bool) or not isinstance(per_second, int | float) or per_second <= 0:
-        r.error((*w, "per_second"), "expected a positive number")
-        per_second = 1
-    burst = r.integer((*w, "burst"), m.get("burst"), max(1, int(per_second)), minimum=1)
-    return RateLimit(per_second=float(per_second), burst=burst)
-
-
-def _breaker(r: Reader, w: KeyPath, value: Any) -> BreakerPolicy:
-    base = BreakerPolicy()
-    if value is None:
-        return base
-    m = r.mapping(w, value, children("upstreams.*.circuit_breaker"))
-    slow = m.get("slow_call")
-    return _build(
-        r,
-        w,
-        base,
-        lambda: BreakerPolicy(
-            failure_rate=r.percent((*w, "failure_rate"), m.get("failure_rate"), base.failure_rate),
-            minimum_calls=r.integer((*w, "minimum_calls"), m.get("minimum_calls"), base.minimum_calls, 1),
-            window=r.duration((*w, "window"), m.get("window"), base.window),
-            slow_call=None if slow is None else r.duration((*w, "slow_call"), slow, 0.0),
-            open_for=r.duration((*w, "open_for"), m.get("open_for"), base.open_for),
-            half_open_probes=r.integer(
-                (*w, "half_open_probes"), m.get("half_open_probes"), base.half_open_probes, 1
-            ),
-        ),
-    )
-
-
-def _build(r: Reader, w: KeyPath, default: T, make: Callable[[], T]) -> T:
-    """Build a core policy; its own range checks become config errors at this key."""
-    try:
-        return make()
-    except ValueError as exc:
-        r.error(w, str(exc))
-        return default
-
-
-def _health(r: Reader, w: KeyPath, value: Any) -> HealthCheck | None:
-    if value is None:
-        return None
-    m = r.mapping(w, value, children("upstreams.*.health_check"))
-    path = r.string((*w, "path"), m.get("path"), "/")
-    if not path.startswith("/"):
-        r.error((*w, "path"), "must start with /")
-    return HealthCheck(
-        path=path,
-        interval=r.duration((*w, "interval"), m.get("interval"), 10.0),
-        timeout=r.duration((*w, "timeout"), m.get("timeout"), 2.0),
-        unhealthy_after=r.integer((*w, "unhealthy_after"), m.get("unhealthy_after"), 3, 1),
-        healthy_after=r.integer((*w, "healthy_after"), m.get("healthy_after"), 2, 1),
-    )
 
 
 _FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # RFC 9110 5.1 token, lower-cased
@@ -249,12 +96,13 @@ def _route(
             check_rewrite(rewrite, pattern)
         except ValueError as exc:
             r.error((*w, "rewrite"), str(exc))
-    methods = _methods(r, (*w, "methods"), m.get("methods"))
+    methods, any_method = _methods(r, (*w, "methods"), m.get("methods"))
     cache = _route_cache(r, (*w, "cache"), m.get("cache"), methods, targeted)
     return RouteConfig(
         name=name,
         match=pattern,
         methods=methods,
+        any_method=any_method,
         upstream=upstream,
         rewrite=rewrite,
         cache=cache,
@@ -270,11 +118,6 @@ def _route(
     )
 
 
-def _names(r: Reader, w: KeyPath, value: Any) -> tuple[str, ...]:
-    """A list of header names, lower-case."""
-    return tuple(r.string((*w, i), h).lower() for i, h in enumerate(r.sequence(w, value)))
-
-
 def _oversize(r: Reader, w: KeyPath, value: Any) -> str:
     """Too large to check is refused unless the route says so, in words (issue 11)."""
     chosen = r.string(w, value, "reject")
@@ -284,18 +127,30 @@ def _oversize(r: Reader, w: KeyPath, value: Any) -> str:
     return chosen
 
 
-def _methods(r: Reader, w: KeyPath, value: Any) -> frozenset[str]:
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Z-]{1,32}")  # RFC 9110 5.6.2, upper-cased
+
+
+def _methods(r: Reader, w: KeyPath, value: Any) -> tuple[frozenset[str], bool]:
+    """The methods a route allows, and whether extension methods (`M-SEARCH`, `PROPFIND`) pass
+    too: `*` or no `methods` at all (RFC 9110 9.1: the set of methods is open)."""
     if value is None:
-        return ALL_METHODS
-    methods = set()
+        return ALL_METHODS, True
+    methods: set[str] = set()
+    any_method = False
     for i, raw in enumerate(r.sequence(w, value)):
         method = r.string((*w, i), raw).upper()
-        if method not in ALL_METHODS:
-            r.error((*w, i), f"unsupported method {method!r} (allowed: {', '.join(sorted(ALL_METHODS))})")
-        methods.add(method)
+        if method == "*":
+            any_method = True
+            methods |= ALL_METHODS
+        elif method in ("CONNECT", "TRACE"):
+            r.error((*w, i), f"{method} is never proxied")
+        elif not _TOKEN.fullmatch(method):
+            r.error((*w, i), f"{method!r} is not a method name (RFC 9110 9.1: a token)")
+        else:
+            methods.add(method)
     if not methods:
         r.error(w, "a route needs at least one method")
-    return frozenset(methods) or ALL_METHODS
+    return (frozenset(methods) or ALL_METHODS), any_method
 
 
 def _route_cache(

@@ -174,7 +174,7 @@ def _route(r: RouteConfig) -> dict[str, Any]:
     return {
         "name": r.name,
         "match": r.match.text,
-        "methods": sorted(r.methods),
+        "methods": ["*"] if r.any_method else sorted(r.methods),
         "upstream": r.upstream,
         "rewrite": r.rewrite,
         "sample": r.sample,
