@@ -194,7 +194,8 @@ class Fetcher:
             )
         if fetched.status >= 500 or fetched.status == 429:
             fetched.release()
-            failure = UpstreamStatus(f"upstream answered {fetched.status}", fetched.status)
+            answer = (fetched.headers, fetched.body) if fetched.complete else None
+            failure = UpstreamStatus(f"upstream answered {fetched.status}", fetched.status, answer=answer)
             self._transport_fault(rs, failure)
             return Outcome(error=failure)
         if not fetched.complete:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import re
 import uuid
 
@@ -45,7 +44,7 @@ from proxy.core.model import Entry
 from proxy.core.routing import Target, unsafe_target
 from proxy.deliver import Txn, cache_status, entry_response, error_response, passed_response
 from proxy.fetch import Fetcher, Outcome
-from proxy.relay import forward_headers, offered, read_body, stream_response
+from proxy.relay import forward_headers, has_credentials, offered, read_body, stream_response
 from proxy.runtime import RouteState
 from proxy.state import ProxyState
 from proxy.transport import Outbound
@@ -157,7 +156,7 @@ class Handler:
             idempotency_key="Idempotency-Key" in request.headers,
         )
         fetched = await self.fetcher.call(rs, out, txn)
-        if fetched.status >= 500:
+        if fetched.status >= 500 and route.upstream_errors == "replace":
             fetched.release()
             raise UpstreamStatus(f"upstream answered {fetched.status}", fetched.status)
         if request.method not in SAFE and fetched.status < 400:  # unknown methods too (RFC 9111 4.4)
@@ -398,8 +397,15 @@ class Handler:
         if answer is Failure.FALLBACK:
             assert fallback is not None
             return self._fallback(rs, fallback, err, txn, upstream_status, now)
+        if isinstance(err, UpstreamStatus) and err.answer is not None and rs.config.upstream_errors == "pass":
+            # The vendor's own answer says more than ours would (its body, its Retry-After).
+            value = cache_status(hit=False, fwd="miss", fwd_status=err.upstream_status, detail=err.reason)
+            headers, body = err.answer
+            return passed_response(
+                err.upstream_status, headers, body, txn, x_cache="MISS", status_value=value
+            )
         txn.x_cache = "MISS"
-        return error_response(err, txn, detail=reason_of(err))
+        return error_response(err, txn, detail=err.reason)
 
     def _fallback(
         self,
@@ -412,14 +418,19 @@ class Handler:
     ) -> web.Response:
         """The route's synthetic answer: nothing was cached, so it is not stale; marked FALLBACK
         and counted in rproxy_fallbacks_total. A 503/429 says when to retry (RFC 9110 10.2.3)."""
-        reason = reason_of(err)
+        reason = err.reason
         rs.fallbacks += 1
         txn.stale_reason = f"fallback: {reason}"
         self.state.telemetry.fallbacks.inc((rs.config.name, reason))
         value = cache_status(hit=False, fwd="miss", fwd_status=upstream_status, detail=f"fallback: {reason}")
         headers: list[tuple[str, str]] = [("Content-Type", fallback.content_type)]
         if fallback.status in (429, 503):
-            headers.append(("Retry-After", str(retry_after_for(err, rs, now))))
+            headers.append(
+                (
+                    "Retry-After",
+                    str(decide.retry_after(err.retry_after, rs.upstream.breaker.retry_after(now))),
+                )
+            )
         return passed_response(
             fallback.status, tuple(headers), fallback.body, txn, x_cache="FALLBACK", status_value=value
         )
@@ -454,11 +465,8 @@ class Handler:
             forward_headers(request, rs.upstream.config, cacheable=True, keyed=keyed),
             offered=offered(request),
             timeout=rs.config.timeout,
-            credentials=_has_credentials(request),
+            credentials=has_credentials(request),
         )
-
-
-DEFAULT_RETRY_AFTER = 5.0  # seconds, when neither the vendor nor the breaker says
 
 
 class _Slow:
@@ -475,23 +483,3 @@ def _release_unused(future: asyncio.Future[Outcome]) -> None:
     fetched = future.result().fetched
     if fetched is not None:
         fetched.release()
-
-
-def reason_of(err: ProxyError) -> str:
-    """The reason as Cache-Status details, metric labels and logs spell it: `circuit-open`
-    (the JSON error code keeps its snake_case identifier, `circuit_open`)."""
-    return err.code.replace("_", "-")
-
-
-def retry_after_for(err: ProxyError, rs: RouteState, now: float) -> int:
-    """Seconds a client should wait: the vendor's Retry-After, else the open breaker's, else 5."""
-    wait = err.retry_after
-    if wait is None:
-        open_for = rs.upstream.breaker.retry_after(now)
-        wait = open_for if open_for > 0 else DEFAULT_RETRY_AFTER
-    return max(1, math.ceil(wait))
-
-
-def _has_credentials(request: web.Request) -> bool:
-    """Requests whose answers are private unless the response or route says otherwise."""
-    return "Authorization" in request.headers or "Cookie" in request.headers

@@ -63,6 +63,11 @@ def forward_headers(
     return out
 
 
+def has_credentials(request: web.Request) -> bool:
+    """Requests whose answers are private unless the response or route says otherwise."""
+    return "Authorization" in request.headers or "Cookie" in request.headers
+
+
 def offered(request: web.Request) -> Callable[[str], str | None]:
     """The client's value of a header we held back, for a vendor that turns out to Vary on it;
     never one of ours to set (conditionals, codings, forwarding, hop-by-hop)."""

@@ -15,6 +15,7 @@ last-known-good and circuit rules, in one place; the tables in `tests/unit/test_
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from proxy.core.freshness import usable_on_error
@@ -89,3 +90,13 @@ def slow_budget(
     if not stale_if_slow or entry is None or usable_on_error(entry, now) is None:
         return None
     return (now if started is None else started) + stale_if_slow - now
+
+
+DEFAULT_RETRY_AFTER = 5.0  # seconds, when neither the vendor nor the breaker says
+
+
+def retry_after(asked: float | None, breaker_wait: float) -> int:
+    """Seconds a client should wait (RFC 9110 10.2.3): the vendor's Retry-After, else the open
+    breaker's, else 5."""
+    wait = asked if asked is not None else (breaker_wait if breaker_wait > 0 else DEFAULT_RETRY_AFTER)
+    return max(1, math.ceil(wait))

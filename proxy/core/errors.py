@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+from proxy.core.model import Headers
+
 
 class ProxyError(Exception):
     status = 502
@@ -19,6 +21,12 @@ class ProxyError(Exception):
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+
+    @property
+    def reason(self) -> str:
+        """The reason as Cache-Status details, metric labels and logs spell it: `circuit-open`
+        (the JSON error code keeps its snake_case identifier, `circuit_open`)."""
+        return self.code.replace("_", "-")
 
 
 class NoRoute(ProxyError):
@@ -94,9 +102,17 @@ class UpstreamStatus(UpstreamError):
 
     code = "upstream_status"
 
-    def __init__(self, message: str, upstream_status: int, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        upstream_status: int,
+        *,
+        retry_after: float | None = None,
+        answer: tuple[Headers, bytes] | None = None,
+    ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.upstream_status = upstream_status
+        self.answer = answer  # the vendor's own headers and complete body, to pass on
 
 
 class CircuitOpen(ProxyError):

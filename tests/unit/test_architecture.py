@@ -17,7 +17,7 @@ from tests.architecture import MAX_LINES, violations
 
 ROOT = Path(__file__).resolve().parents[2]
 # Over the limit until the public listener (issue 12) replaces them; they may only shrink.
-SIZE_DEBT = {"proxy/handler.py": 497, "proxy/connguard.py": 430}
+SIZE_DEBT = {"proxy/handler.py": 485, "proxy/connguard.py": 430}
 
 
 def test_the_house_rules_hold() -> None:

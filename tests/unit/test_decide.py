@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.core.decide import Action, Failure, Plan, Vendor, on_failure, on_lookup, slow_budget
+from proxy.core.decide import Action, Failure, Plan, Vendor, on_failure, on_lookup, retry_after, slow_budget
 from proxy.core.model import Entry
 
 UP, OPEN, DOWN = Vendor(), Vendor(available=False), Vendor(available=False, unhealthy=True)
@@ -100,3 +100,16 @@ def test_slow_budget(
     stored: Entry | None, now: float, budget: float, started: float | None, left: object
 ) -> None:
     assert slow_budget(stored, now, stale_if_slow=budget, started=started) == left
+
+
+@pytest.mark.parametrize(
+    ("asked", "breaker_wait", "seconds"),
+    [
+        (None, 0.0, 5),  # nobody says: 5 s
+        (None, 6.5, 7),  # the open breaker's remaining time, rounded up
+        (2.2, 30.0, 3),  # the vendor's own Retry-After wins (RFC 9110 10.2.3)
+        (0.0, 0.0, 1),  # never 0: a client would come straight back
+    ],
+)
+def test_retry_after(asked: float | None, breaker_wait: float, seconds: int) -> None:
+    assert retry_after(asked, breaker_wait) == seconds

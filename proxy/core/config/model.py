@@ -176,6 +176,9 @@ class RouteConfig:
     confirm_after: int = 3
     guards_trip_breaker: bool = False
     guards_oversize: str = "reject"  # "pass": a body too large to check streams through unchecked
+    # A vendor 5xx/429 with no usable copy: "replace" with our JSON 502 (DESIGN.md's contract), or
+    # "pass" the vendor's own status, body and Retry-After on.
+    upstream_errors: str = "replace"
     fallback: Fallback | None = None
     max_object_size: int = 8 * 1024 * 1024
     max_body: int | None = None

@@ -109,7 +109,8 @@ def _route(
         guards=_guards(r, (*w, "guards"), m.get("guards")),
         confirm_after=r.integer((*w, "confirm_after"), m.get("confirm_after"), 3, minimum=1),
         guards_trip_breaker=r.boolean((*w, "guards_trip_breaker"), m.get("guards_trip_breaker"), False),
-        guards_oversize=_oversize(r, (*w, "guards_oversize"), m.get("guards_oversize")),
+        guards_oversize=_choice(r, (*w, "guards_oversize"), m.get("guards_oversize"), ("reject", "pass")),
+        upstream_errors=_choice(r, (*w, "upstream_errors"), m.get("upstream_errors"), ("replace", "pass")),
         fallback=_fallback(r, (*w, "fallback"), m.get("fallback")),
         max_object_size=r.size((*w, "max_object_size"), m.get("max_object_size"), 8 * 1024 * 1024),
         max_body=None if m.get("max_body") is None else r.size((*w, "max_body"), m["max_body"], 0),
@@ -118,12 +119,12 @@ def _route(
     )
 
 
-def _oversize(r: Reader, w: KeyPath, value: Any) -> str:
-    """Too large to check is refused unless the route says so, in words (issue 11)."""
-    chosen = r.string(w, value, "reject")
-    if chosen not in ("reject", "pass"):
-        r.error(w, f"expected reject or pass, got {chosen!r}")
-        return "reject"
+def _choice(r: Reader, w: KeyPath, value: Any, choices: tuple[str, ...]) -> str:
+    """One of `choices`, in words; the first is the default."""
+    chosen = r.string(w, value, choices[0])
+    if chosen not in choices:
+        r.error(w, f"expected {' or '.join(choices)}, got {chosen!r}")
+        return choices[0]
     return chosen
 
 

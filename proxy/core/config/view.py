@@ -183,6 +183,7 @@ def _route(r: RouteConfig) -> dict[str, Any]:
         "confirm_after": r.confirm_after,
         "guards_trip_breaker": r.guards_trip_breaker,
         "guards_oversize": r.guards_oversize,
+        "upstream_errors": r.upstream_errors,
         "fallback": _fallback(r.fallback),
         "max_object_size": r.max_object_size,
         "max_body": r.max_body,
