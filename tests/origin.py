@@ -116,13 +116,22 @@ class Origin:
 
 
 class Hook:
-    """An alert webhook receiver: a real server that records the JSON events POSTed to /hook."""
+    """An alert webhook receiver: a real server that records the JSON events POSTed to /hook.
 
-    def __init__(self) -> None:
+    `hold`: when given, each POST is taken and left unanswered until the test sets it (a hung
+    webhook); `reached` is set when the first POST arrives."""
+
+    def __init__(self, hold: asyncio.Event | None = None) -> None:
         self.events: list[dict[str, Any]] = []
+        self.hold = hold
+        self.reached = asyncio.Event()
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.events.append(await request.json())
+        event = await request.json()
+        self.reached.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        self.events.append(event)
         return web.Response(status=204)
 
     def app(self) -> web.Application:
