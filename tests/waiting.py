@@ -16,20 +16,29 @@ from collections.abc import Callable
 SAFETY = 5.0  # seconds: generous, only there so a broken proxy fails instead of hanging
 
 
-async def until(condition: Callable[[], bool], timeout: float = SAFETY, what: str = "") -> None:
+Why = str | Callable[[], str]  # what was awaited, or a function giving it (e.g. a process's output)
+
+
+def _say(what: Why, condition: object) -> str:
+    return (what() if callable(what) else what) or repr(condition)
+
+
+async def until(condition: Callable[[], bool], timeout: float = SAFETY, what: Why = "") -> None:
     """Yield to the loop until `condition()` holds; TimeoutError after `timeout` real seconds."""
     try:
         async with asyncio.timeout(timeout):
             while not condition():
                 await asyncio.sleep(0.001)
     except TimeoutError:
-        raise TimeoutError(f"not reached within {timeout}s: {what or condition}") from None
+        raise TimeoutError(f"not reached within {timeout}s: {_say(what, condition)}") from None
 
 
-def until_sync(condition: Callable[[], bool], timeout: float = SAFETY, what: str = "", step: float = 0.05) -> None:
+def until_sync(
+    condition: Callable[[], bool], timeout: float = SAFETY, what: Why = "", step: float = 0.05
+) -> None:
     """`until` for code outside an event loop (a subprocess, a thread)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"not reached within {timeout}s: {what or condition}")
+            raise TimeoutError(f"not reached within {timeout}s: {_say(what, condition)}")
         time.sleep(step)

@@ -430,7 +430,9 @@ async def test_short_of_a_token_a_request_waits_briefly(
     assert answer.status == 200 and origin.count("/prices/B1") == 1
 
 
-async def test_bulkhead_answers_503_at_once_instead_of_piling_up(origin: Origin, make_proxy: MakeProxy) -> None:
+async def test_bulkhead_answers_503_at_once_instead_of_piling_up(
+    origin: Origin, make_proxy: MakeProxy
+) -> None:
     release = asyncio.Event()
     for n in range(10):
         origin.always(f"/prices/S{n}", Reply(200, PRICE, JSON, hold=release))
