@@ -1,11 +1,14 @@
-"""The test-hygiene rule: no test asserts on elapsed wall time.
+"""The test-hygiene rules: no test asserts on elapsed wall time; one helper for one job.
 
-Owns: `durations_asserted(paths)`, which reads test modules with `ast` and returns every `assert`
-whose test involves a duration measured on a real clock: the difference of two clock reads
-(`took = time.monotonic() - start`, `deadline - perf_counter()`), or a comparison between two
-of them (`time.monotonic() < deadline` where `deadline = time.monotonic() + 5`). Values are
-followed through assignments, tuple unpacking, loops, comprehensions, walrus and through helper
-functions that return them (`answer, took = await timed(...)`), across all scanned modules.
+Owns: `helpers_redefined(paths, root)`, which finds a second definition of a shared helper
+(`free_port` lives in benchmarks/procs.py only), and `durations_asserted(paths)`, which reads
+test modules with `ast` and returns every `assert` whose test involves a duration measured on a
+real clock: the difference of two clock reads (`took = time.monotonic() - start`,
+`deadline - perf_counter()`), or a comparison between two of them (`time.monotonic() < deadline`
+where `deadline = time.monotonic() + 5`). Values are followed through assignments, tuple
+unpacking, loops, comprehensions, walrus, `list.append` and helper functions that return them
+(`answer, took = await timed(...)`), across all scanned modules; the analysis over-approximates
+(a tuple passed through an unknown call taints all of it), which only ever errs towards failing.
 Comparing one instant with a clock (`start_time <= time.time()`) is not a duration and passes.
 
 A test waits for an event instead (`Origin.reached`, an `asyncio.Event`, `tests.waiting.until`,
@@ -221,3 +224,20 @@ def durations_asserted(paths: Iterable[Path], root: Path | None = None) -> list[
 
 def modules_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+ONE_HOME = {"free_port": "benchmarks/procs.py"}  # helper -> the one module that may define it
+
+
+def helpers_redefined(paths: Iterable[Path], root: Path) -> list[str]:
+    """`path:line: name` for every definition of a shared helper outside its one home."""
+    found = []
+    for path in paths:
+        where = str(path.relative_to(root))
+        for node in ast.walk(ast.parse(path.read_text(), where)):
+            if (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and ONE_HOME.get(node.name, where) != where
+            ):
+                found.append(f"{where}:{node.lineno}: {node.name} (import it from {ONE_HOME[node.name]})")
+    return found

@@ -7,7 +7,8 @@ import signal
 import textwrap
 from pathlib import Path
 
-from tests.e2e.test_cli import free_port, http, origin_thread, running
+from benchmarks.procs import free_port
+from tests.e2e.test_cli import http, origin_thread, running
 from tests.origin import Origin, Reply
 from tests.waiting import until_sync
 

@@ -34,6 +34,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from benchmarks.procs import free_port
 from proxy.app import PROXY_STATE, build_app
 from proxy.clock import FakeClock
 from proxy.config import parse_config
@@ -538,12 +539,6 @@ async def test_the_connection_guard_also_guards_a_tls_listener(
 
 
 # -- SIGTERM under load: a real `python -m proxy run` ------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class SlowVendor:

@@ -1,4 +1,5 @@
-"""No test asserts on elapsed wall time (issue 13): the rule holds on tests/, and it can fail.
+"""No test asserts on elapsed wall time, and one free-port helper (issue 13): the rules hold on
+tests/ and benchmarks/, and they can fail.
 
 The rule is tests/hygiene.py's; these cases plant violations in a temporary copy and see it
 report them, and show what it lets through (instants, the FakeClock, bounded waits).
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.hygiene import durations_asserted, modules_under
+from tests.hygiene import durations_asserted, helpers_redefined, modules_under
 
 TESTS = Path(__file__).resolve().parents[1]
+ROOT = TESTS.parent
 
 
 def scan(tmp_path: Path, *sources: str) -> list[str]:
@@ -167,3 +169,19 @@ def test_what_is_not_a_duration_passes(tmp_path: Path) -> None:
             assert answer.status == 200, f"after {time.monotonic() - deadline:.1f}s"
         """
     assert scan(tmp_path, source) == []
+
+
+def test_one_free_port_helper() -> None:
+    found = helpers_redefined(modules_under(TESTS) + modules_under(ROOT / "benchmarks"), ROOT)
+    assert not found, "\n".join(found)
+
+
+def test_a_second_free_port_helper_is_caught(tmp_path: Path) -> None:
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "procs.py").write_text("def free_port() -> int:\n    return 0\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_x.py").write_text(
+        "import socket\n\n\ndef free_port() -> int:\n    return 1\n"
+    )
+    found = helpers_redefined(modules_under(tmp_path), tmp_path)
+    assert found == ["tests/test_x.py:4: free_port (import it from benchmarks/procs.py)"]
