@@ -8,13 +8,13 @@ with the FakeClock; the few real delays are the origin's (hung / slow vendor) an
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from proxy.clock import FakeClock
@@ -22,7 +22,7 @@ from proxy.config import parse_config
 from proxy.core.breaker import State
 from proxy.core.config.model import Config
 from tests.conftest import MakeProxy, Proxy
-from tests.origin import Hook, Origin, Reply
+from tests.origin import Hook, Origin, Reply, Seen
 from tests.routes import PRICES, WRITES
 from tests.waiting import until
 
@@ -272,29 +272,25 @@ async def test_write_is_never_cached_or_answered_from_cache(origin: Origin, make
 
 class Bookings:
     """A vendor's bookings API that fails every third call with 502 BEFORE recording anything,
-    and, like Stripe's, replays the first answer for an Idempotency-Key it has already seen."""
+    and, like Stripe's, replays the first answer for an Idempotency-Key it has already seen.
+    Served by an `Origin` (`respond`), so it is a real server on loopback."""
 
     def __init__(self) -> None:
         self.calls = 0
         self.recorded: Counter[str] = Counter()  # how many bookings exist per key
         self.replays = 0
 
-    async def handle(self, request: web.Request) -> web.Response:
+    def answer(self, seen: Seen) -> Reply:
         self.calls += 1
-        body = await request.json()
+        body = json.loads(seen.body)
         if self.calls % 3 == 0:
-            return web.json_response({"error": "try again"}, status=502)
-        key = request.headers.get("Idempotency-Key", "")
+            return Reply(502, {"error": "try again"}, JSON)
+        key = seen.headers.get("Idempotency-Key", "")
         if self.recorded[key]:
             self.replays += 1
         else:
             self.recorded[key] += 1
-        return web.json_response({"booking": key, "seat": body["seat"]}, status=201)
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/bookings", self.handle)
-        return app
+        return Reply(201, {"booking": key, "seat": body["seat"]}, JSON)
 
 
 async def test_bookings_with_idempotency_keys_are_recorded_exactly_once(
@@ -303,8 +299,9 @@ async def test_bookings_with_idempotency_keys_are_recorded_exactly_once(
     clock: FakeClock,
     aiohttp_server: Callable[..., Awaitable[TestServer]],
 ) -> None:
-    vendor = Bookings()
-    server = await aiohttp_server(vendor.app())
+    vendor, served = Bookings(), Origin()
+    served.respond("/bookings", vendor.answer)
+    server = await aiohttp_server(served.app())
     routes = ROUTES + (
         "  - name: bookings\n    match: /api/bookings\n    methods: [POST]\n"
         "    upstream: bookings\n    rewrite: /bookings\n    cache: off\n"
