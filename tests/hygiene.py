@@ -72,20 +72,16 @@ class _Scope(ast.NodeVisitor):
             return self.levels(node.value)
         if isinstance(node, ast.Tuple):
             return tuple(self.level(e) for e in node.elts)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in self.returns:
-            returned = self.returns[node.func.id]
+        if isinstance(node, ast.Call) and (name := self._helper(node)):
+            returned = self.returns[name]
             return returned if isinstance(returned, tuple) else max(returned, self._children(node))
         return self.level(node)
 
     def level(self, node: ast.expr) -> int:
-        if isinstance(node, ast.Call):
-            return (
-                INSTANT
-                if _is_clock_read(node)
-                else _flat(self.levels(node))
-                if self._helper(node)
-                else self._children(node)
-            )
+        if isinstance(node, ast.Call) and _is_clock_read(node):
+            return INSTANT
+        if isinstance(node, ast.Call) and self._helper(node):
+            return _flat(self.levels(node))
         if isinstance(node, ast.Name):
             return self.env.get(node.id, NONE)
         if isinstance(node, ast.NamedExpr):
@@ -107,8 +103,9 @@ class _Scope(ast.NodeVisitor):
                 self.bind(gen.target, self.level(gen.iter))
         return self._children(node)
 
-    def _helper(self, call: ast.Call) -> bool:
-        return isinstance(call.func, ast.Name) and call.func.id in self.returns
+    def _helper(self, call: ast.Call) -> str:
+        """The name of a scanned helper this call runs (its return value is known), or ""."""
+        return call.func.id if isinstance(call.func, ast.Name) and call.func.id in self.returns else ""
 
     def _children(self, node: ast.AST) -> int:
         values = [c.value if isinstance(c, ast.keyword) else c for c in ast.iter_child_nodes(node)]
