@@ -3,6 +3,8 @@
 Owns the lifecycle of every child process the suite starts: each one is registered with a
 `ProcessGroup` and stopped (SIGTERM, then SIGKILL after a grace period) when the group closes.
 It must not leave a process behind, and it only ever talks to 127.0.0.1.
+`free_port` is the project's one free-port helper: tests import it from here (tests may import
+benchmarks; benchmarks never import tests).
 """
 
 from __future__ import annotations

@@ -185,7 +185,7 @@ class Upstream:
         wait = self.bucket.wait_time(now)
         if has_copy or wait > RATE_WAIT_MAX:
             raise Overloaded(f"rate limit toward {self.name} reached", retry_after=max(1.0, wait))
-        await asyncio.sleep(wait)
+        await self.clock.sleep(wait)  # the bucket's time, so the wait and the refill agree
         if not self.bucket.try_take(self.clock.now()):
             raise Overloaded(f"rate limit toward {self.name} reached", retry_after=1.0)
 

@@ -1,7 +1,25 @@
 """A scripted origin: a real aiohttp server on loopback that follows a script and counts hits.
 
-Tests say what the vendor does next (status, headers, body, delay, reset, garbage) per path,
-then check what reached it. It is a real server: the proxy talks to it over TCP.
+Tests say what the vendor does next (status, headers, body, delay, hold, reset, garbage) per
+path, or give a path a responder with state (`respond`), then check what reached it. It is a
+real server: the proxy talks to it over TCP. `Hook` is the alert-webhook receiver.
+
+Which fake vendor is for what (one per job; a new test uses the first that fits):
+- `Origin` here: every test that needs an HTTP vendor, in the test's loop (fixture `origin`)
+  or on a thread for a proxy run as a subprocess (`serve_in_thread`). Waiting is by event
+  (`Reply.hold`, `Origin.reached`), never by sleeping.
+- tests/upstream/vendor.py: byte-level faults aiohttp cannot produce (bad framing, trickled
+  heads, resets mid-body, pauses between writes); a raw socket server.
+- benchmarks/origin.py: the benchmark suite's origin, in its own process, fixed-size bodies, a
+  fail switch and counters, as light as possible so it never limits a measurement; benchmarks
+  never import tests. benchmarks/outage_load.py, soak.py and ceiling.py keep their own tiny
+  apps for what only they measure (hit timelines, 1 GB streams, the bare-aiohttp ceiling).
+- proxy/demo_vendor.py: the vendor of `resilient-proxy demo` (prices, catalogue, bookings,
+  failure modes switched at runtime); also what tests/e2e drives through the demo.
+- Left in their tests on purpose: tests/hardening/test_chaos.py's 64 MB streaming vendor (cut
+  mid-body), TLS vendor and SIGTERM-under-load vendor, tests/hardening/test_attacks.py's
+  listener-specific origins, tests/integration/test_statuspage_browser.py's fake admin API
+  (not a vendor).
 """
 
 from __future__ import annotations
@@ -11,7 +29,7 @@ import contextlib
 import json
 import threading
 from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -56,6 +74,7 @@ class Origin:
         self.fallback = Reply(404, {"error": "not scripted"}, {"Content-Type": "application/json"})
         self.seen: list[Seen] = []
         self.hits: dict[str, int] = defaultdict(int)
+        self.responders: dict[str, Callable[[Seen], Reply]] = {}
         self.url = ""
         self._arrivals: list[asyncio.Event] = []
 
@@ -63,6 +82,11 @@ class Origin:
         """Answer `path` (path only, no query) with `reply` until told otherwise."""
         self.defaults[path] = reply
         self.scripts[path].clear()
+
+    def respond(self, path: str, responder: Callable[[Seen], Reply]) -> None:
+        """Answer `path` with whatever `responder` makes of each request: a vendor with state
+        (a bookings API that remembers Idempotency-Keys); scripted replies still come first."""
+        self.responders[path] = responder
 
     def then(self, path: str, *replies: Reply) -> None:
         """Answer the next requests for `path` with these, in order, then the default."""
@@ -86,13 +110,20 @@ class Origin:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.seen.append(Seen(request.method, request.raw_path, dict(request.headers), body))
+        seen = Seen(request.method, request.raw_path, dict(request.headers), body)
+        self.seen.append(seen)
         self.hits[request.path] += 1
         for arrival in self._arrivals:
             arrival.set()
         self._arrivals.clear()
         queue = self.scripts.get(request.path)
-        reply = queue.popleft() if queue else self.defaults.get(request.path, self.fallback)
+        responder = self.responders.get(request.path)
+        if queue:
+            reply = queue.popleft()
+        elif responder is not None:
+            reply = responder(seen)
+        else:
+            reply = self.defaults.get(request.path, self.fallback)
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.hold is not None:
@@ -116,13 +147,22 @@ class Origin:
 
 
 class Hook:
-    """An alert webhook receiver: a real server that records the JSON events POSTed to /hook."""
+    """An alert webhook receiver: a real server that records the JSON events POSTed to /hook.
 
-    def __init__(self) -> None:
+    `hold`: when given, each POST is taken and left unanswered until the test sets it (a hung
+    webhook); `reached` is set when the first POST arrives."""
+
+    def __init__(self, hold: asyncio.Event | None = None) -> None:
         self.events: list[dict[str, Any]] = []
+        self.hold = hold
+        self.reached = asyncio.Event()
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.events.append(await request.json())
+        event = await request.json()
+        self.reached.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        self.events.append(event)
         return web.Response(status=204)
 
     def app(self) -> web.Application:

@@ -14,13 +14,14 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
 from typing import IO
+
+from benchmarks.procs import free_port
 
 READY_MARK = "Ready to accept connections"
 
@@ -40,12 +41,6 @@ def find_server_binary() -> str | None:
             if os.access(candidate, os.X_OK):
                 return str(candidate)
     return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import signal
 import textwrap
-import time
 from pathlib import Path
 
-from tests.e2e.test_cli import free_port, http, origin_thread, running
+from benchmarks.procs import free_port
+from tests.e2e.test_cli import http, origin_thread, running
 from tests.origin import Origin, Reply
+from tests.waiting import until_sync
 
 
 def test_two_workers_share_the_port_and_the_admin_view(tmp_path: Path) -> None:
@@ -39,10 +40,8 @@ def test_two_workers_share_the_port_and_the_admin_view(tmp_path: Path) -> None:
         )
         with running("run", "--config", str(config)) as proc:
             proc.wait_for(r"2 workers on http://")
-            deadline = time.monotonic() + 20
-            while http("GET", f"http://127.0.0.1:{admin}/ready").status != 200:  # both workers up
-                assert time.monotonic() < deadline, proc.output()
-                time.sleep(0.1)
+            ready = f"http://127.0.0.1:{admin}/ready"
+            until_sync(lambda: http("GET", ready).status == 200, 20, what=proc.output, step=0.1)  # both up
             answers = [http("GET", f"http://127.0.0.1:{port}/api/prices/A1") for _ in range(20)]
             assert {a.status for a in answers} == {200}
             assert origin.count("/prices/A1") <= 2  # at most one fetch per worker's own memory tier

@@ -34,6 +34,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from benchmarks.procs import free_port
 from proxy.app import PROXY_STATE, build_app
 from proxy.clock import FakeClock
 from proxy.config import parse_config
@@ -166,9 +167,8 @@ async def test_a_misbehaving_vendor(
         assert (await proxy.get("/api/prices/A1")).body == GOOD
         clock.advance(5)  # stale now, within stale-if-error
     raw_origin.always(*steps)
-    start = time.monotonic()
+    # The stalls outlast the upstream timeout (0.5 s): without a copy their 504 says it fired.
     answer = await proxy.get("/api/prices/A1")
-    assert time.monotonic() - start < 3.0  # the upstream timeout (0.5 s) bounds every fault
     if with_copy:
         assert (answer.status, answer.header("X-Cache"), answer.body) == (200, "STALE", GOOD)
     else:
@@ -376,9 +376,8 @@ async def test_dns_failure_is_a_fast_502_and_the_fallback_where_configured(live:
         upstream="timeout: {connect: 2s, total: 3s}",
         routes=FALLBACK_ROUTES,
     )
-    start = time.monotonic()
     answer = await proxy.get("/api/prices/A1")
-    assert time.monotonic() - start < 4.0
+    # Unreachable at once, not a 504 after waiting out the 2 s connect timeout.
     assert answer.status == 502 and json.loads(answer.body)["error"] == "upstream_unreachable"
     quotes = await proxy.get("/api/quotes/Q1")
     assert (quotes.status, json.loads(quotes.body)) == (503, {"error": "quotes unavailable"})
@@ -540,12 +539,6 @@ async def test_the_connection_guard_also_guards_a_tls_listener(
 
 
 # -- SIGTERM under load: a real `python -m proxy run` ------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class SlowVendor:

@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from proxy.clock import FakeClock
 from tests.conftest import MakeProxy, Proxy
+from tests.origin import Hook as Receiver
 from tests.origin import Origin, Reply
 from tests.routes import PRICES
 
@@ -296,16 +296,9 @@ async def test_disagreeing_shrinks_do_not_confirm_each_other(
 
 @pytest.fixture
 async def webhook(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> Hook:
-    received: list[dict[str, Any]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    server = await aiohttp_server(app)
-    return str(server.make_url("/hook")), received
+    receiver = Receiver()
+    server = await aiohttp_server(receiver.app())
+    return str(server.make_url("/hook")), receiver.events
 
 
 async def test_rejections_are_counted_alerted_and_quarantined(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ from proxy.health import HEALTH, CheckResult, HealthChecks, HealthState, next_de
 from tests.conftest import MakeProxy, Proxy
 from tests.origin import Hook, Origin, Reply
 from tests.routes import PRICES
+from tests.waiting import until
 
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
 JSON = {"Content-Type": "application/json"}
@@ -227,9 +227,11 @@ async def test_failures_mark_unhealthy_then_passes_bring_it_back(
 async def test_timeout_is_the_health_checks_own(origin: Origin, make_proxy: MakeProxy) -> None:
     origin.always("/v2/health", Reply(200, "slow", delay=1.0))
     proxy = await make_proxy(config=config(origin.url, MANUAL, extra="timeout: {total: 10s}"))
-    start = time.monotonic()
     result = await checks(proxy).check_once(proxy.state.runtime.upstreams["vendor"])
-    assert not result.ok and result.status is None and time.monotonic() - start < 0.8
+    # The vendor answers 200 after 1 s: only the check's own (shorter) timeout makes it fail,
+    # under the upstream's 10 s it would have passed.
+    assert not result.ok and result.status is None and result.error
+    assert origin.count("/v2/health") == 1
 
 
 async def test_checks_bypass_breaker_and_rate_limit(
@@ -262,13 +264,13 @@ async def test_unhealthy_upstream_serves_copy_without_waiting(
         await health.check_once(upstream)
     assert upstream.track.healthy is False
     clock.advance(20)  # past freshness and stale-while-revalidate: normally a foreground fetch
-    answer, took = await timed(proxy.get("/api/prices/A1"))
+    answer = await proxy.get("/api/prices/A1")
     assert answer.status == 200 and await answer.json() == PRICE
     assert answer.headers["X-Cache"] == "STALE"
     # The breaker is closed: the health checks decided, and the label says so (issue 15).
     assert 'detail="upstream-unhealthy"' in answer.headers["Cache-Status"]
     assert upstream.breaker.snapshot(clock.now())["state"] == "closed"
-    assert took < 0.4  # well under the 800 ms the vendor timeout would have cost
+    assert origin.count("/v2/prices/A1") == 1  # nobody waited on the hung vendor: not asked
 
 
 async def test_healthy_upstream_still_fetches_in_foreground(
@@ -281,28 +283,13 @@ async def test_healthy_upstream_still_fetches_in_foreground(
     await proxy.get("/api/prices/A1")
     origin.always("/v2/prices/A1", Reply(200, PRICE, JSON, delay=1.0))
     clock.advance(20)
-    answer, took = await timed(proxy.get("/api/prices/A1"))
+    answer = await proxy.get("/api/prices/A1")
     assert answer.headers["X-Cache"] == "STALE"
     assert 'detail="stale-if-error"' in answer.headers["Cache-Status"]
-    assert took >= 0.25
-
-
-async def timed(coro: Awaitable[Any]) -> tuple[Any, float]:
-    start = time.monotonic()
-    result = await coro
-    return result, time.monotonic() - start
+    assert origin.count("/v2/prices/A1") == 2  # the request asked the vendor and waited it out
 
 
 # -- the background loop and the webhook -----------------------------------------------------
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a real event (the background timer firing), bounded."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 async def test_background_loop_flips_health_and_alerts_the_webhook(
@@ -315,9 +302,9 @@ async def test_background_loop_flips_health_and_alerts_the_webhook(
     top = f"alerts: {{webhook: {server.make_url('/hook')}}}"
     proxy = await make_proxy(config=config(origin.url, fast, top=top))
     upstream = proxy.state.runtime.upstreams["vendor"]
-    await wait_for(lambda: upstream.track.healthy is False)
+    await until(lambda: upstream.track.healthy is False)
     origin.always("/v2/health", Reply(200, "ok"))
-    await wait_for(lambda: upstream.track.healthy is True)
+    await until(lambda: upstream.track.healthy is True)
     await proxy.state.telemetry.alerts.flush()
     names = [e["event"] for e in hook.events]
     assert names == ["upstream_unhealthy", "upstream_healthy"]
@@ -333,7 +320,7 @@ async def test_loop_survives_a_dead_vendor_and_stops_at_cleanup(
     origin.always("/v2/health", Reply(reset=True))
     proxy = await make_proxy(config=config(origin.url, fast))
     health = checks(proxy)
-    await wait_for(lambda: health.checks >= 5)  # every check failed; the loop kept going
+    await until(lambda: health.checks >= 5)  # every check failed; the loop kept going
     assert health.running == frozenset({"vendor"}) and health.crashes == 0
     tasks = [t for t in asyncio.all_tasks() if t.get_name() == "health:vendor"]
     assert len(tasks) == 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from benchmarks.procs import free_port
 from proxy.admin import build_admin_app
 from proxy.clock import FakeClock
 from proxy.config import load_config
@@ -279,13 +279,6 @@ async def test_counters_survive_a_reload(start: Start, origin: Origin, clock: Fa
 
 
 # -- SIGHUP on a real process --------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def wait_for_line(stream: asyncio.StreamReader, needle: str, timeout: float = 20.0) -> str:

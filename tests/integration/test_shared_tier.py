@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
@@ -29,7 +28,7 @@ pytestmark = [
     ),
 ]
 
-TIMEOUT = 0.1  # the production default, for the tests that measure how fast an outage is absorbed
+TIMEOUT = 0.1  # the production default, for the outage tests (a frozen Redis is cut by it)
 # Every other test checks behaviour, not latency: a generous budget keeps a loaded CI machine
 # from turning a slow handshake into a (correctly) absorbed failure that the test did not expect.
 RELAXED = 2.0
@@ -191,11 +190,12 @@ async def test_redis_down_is_absorbed_fast_and_opens_the_breaker(
         server.pause()
     try:
         for _ in range(3):
-            started = time.monotonic()
-            assert await tier.get("k") is None
-            assert time.monotonic() - started < 5 * TIMEOUT  # not aiocache's 5 s default
+            assert await tier.get("k") is None  # absorbed: a miss, not an exception
         assert not tier.up(clock.now())
         assert [c.up for c in changes] == [False]
+        # A frozen Redis is cut by the tier's own timeout (a dead one refuses at once).
+        cause = "TimeoutError()" if outage == "frozen" else "ConnectionError"
+        assert cause in changes[0].reason, changes[0].reason
         errors = tier.stats()["errors"]
         # While open, nothing touches Redis and nothing raises.
         await tier.set("k", make_entry(clock.now()), clock.now())
@@ -352,9 +352,8 @@ async def test_wait_for_returns_none_when_the_lease_ends_without_a_value(
 async def test_wait_for_times_out_while_the_lease_is_held(make_tier: TierFactory) -> None:
     holder, waiter = make_tier(), make_tier()
     assert await holder.lease("hot", 30_000) is not None
-    started = time.monotonic()
     assert await waiter.wait_for("hot", 0.2) is None
-    assert time.monotonic() - started < 2.0
+    assert await waiter.lease("hot", 1000) is None  # a timeout: the holder still holds it
 
 
 async def test_purge_reaches_other_instances_but_not_its_sender(make_tier: TierFactory) -> None:

@@ -10,8 +10,7 @@ import asyncio
 import json
 import logging
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from proxy.doctor import run_doctor
 from tests.conftest import MakeProxy, Proxy, make_config
 from tests.origin import Origin, Reply
 from tests.routes import PRICES, WRITES
+from tests.waiting import until
 
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
 NEW = {"sku": "A1", "price": 10.0, "currency": "GBP"}
@@ -35,14 +35,6 @@ SLOW = (
 GUARDED = SLOW.replace("    cache: {", "    guards: [{path: $.price, gt: 0}]\n    cache: {", 1)
 A1, VENDOR_A1 = "/api/prices/A1", "/prices/A1"
 STALE_IF_SLOW = 'resilient-proxy; fwd=stale; ttl=-111; detail="stale-if-slow"'
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Yield to the loop until `condition` holds (bounded: a broken proxy fails, not hangs)."""
-    deadline = time.monotonic() + 5.0
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.001)
 
 
 async def cached_then_stale(origin: Origin, proxy: Proxy, clock: FakeClock) -> None:

@@ -17,6 +17,7 @@ from proxy.state import ProxyState
 from tests.conftest import DEFAULT_ROUTES, config_text
 from tests.origin import Origin, Reply
 from tests.redis_server import RedisServer, find_server_binary
+from tests.waiting import until
 
 pytestmark = [
     pytest.mark.redis,
@@ -140,21 +141,14 @@ async def test_a_write_on_a_drops_bs_memory_copy(origin: Origin, pair: tuple[Ins
             200, {**PRICE, "price": 11}, {"Cache-Control": "max-age=60", "Content-Type": "application/json"}
         ),
     )
-    for _ in range(250):  # the purge reaches B through pub/sub: wait for that event, bounded
-        if len(b.state.store) == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert len(b.state.store) == 0, "B still holds its memory copy"
+    await _wait_empty(b)  # the purge reaches B through pub/sub: wait for that event, bounded
     status, x_cache, _, body = await b.get("/api/prices/A1")
     assert (status, x_cache) == (200, "MISS") and b'"price": 11' in body
 
 
 async def _wait_empty(instance: Instance) -> None:
-    for _ in range(250):  # pub/sub delivery: a real event, waited for with a bound
-        if len(instance.state.store) == 0:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the purge did not reach the other instance")
+    # pub/sub delivery: a real event, waited for with a bound
+    await until(lambda: len(instance.state.store) == 0, what="the purge reaching the other instance")
 
 
 async def test_an_admin_purge_on_a_removes_bs_memory_copy(

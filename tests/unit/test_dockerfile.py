@@ -9,13 +9,11 @@ redis-backed config that points at the compose Redis.
 from __future__ import annotations
 
 import fnmatch
-import http.server
 import json
 import re
 import shlex
 import subprocess
 import sys
-import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +25,7 @@ import yaml
 
 from proxy.__main__ import main
 from proxy.config import ConfigError, load_config
+from tests.origin import Origin, Reply, serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_IN_IMAGE = "/etc/resilient-proxy/proxy.yaml"
@@ -140,21 +139,10 @@ def test_healthcheck_asks_admin_health_without_curl() -> None:
 
 @pytest.fixture
 def health_stub(request: pytest.FixtureRequest) -> Iterator[str]:
-    status: int = request.param
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(status if self.path == "/health" else 404)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/health"
-    server.shutdown()
-    server.server_close()
+    origin = Origin()
+    origin.always("/health", Reply(request.param))
+    with serve_in_thread(origin.app()) as url:
+        yield f"{url}/health"
 
 
 @pytest.mark.parametrize(("health_stub", "healthy"), [(200, True), (503, False)], indirect=["health_stub"])

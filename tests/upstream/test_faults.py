@@ -19,6 +19,7 @@ from proxy.core.config.model import Config
 from tests.conftest import MakeProxy, Proxy
 from tests.routes import PRICES, WRITES
 from tests.upstream.vendor import CLOSE, HANG, Seen, Step, Vendor, ok, ok_bytes, own_body, response
+from tests.waiting import until
 
 CT = "Content-Type: application/json"
 
@@ -223,8 +224,7 @@ async def test_a_hanging_exchange_does_not_stall_unrelated_requests(
     vendor.reply = lambda seen, n: [HANG] if seen.path == "/prices/SLOW" else ok(seen, n)
     proxy = await make_proxy(config=config(vendor.url))
     slow = asyncio.ensure_future(proxy.get("/api/prices/SLOW"))
-    while vendor.count() == 0:  # the slow request reached the vendor
-        await asyncio.sleep(0.001)
+    await until(lambda: vendor.count() > 0, what="the slow request reached the vendor")
     for i in range(3):
         assert (await body_of(proxy, f"/api/prices/F{i}"))[1]["path"] == f"/prices/F{i}"
     assert not slow.done()

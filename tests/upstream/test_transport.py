@@ -18,6 +18,7 @@ from proxy.transport import WRITE_MAX_IDLE, Fetched, Outbound, Transport
 from tests.conftest import MakeProxy
 from tests.routes import PRICES
 from tests.upstream.vendor import CLOSE, HANG, Seen, Step, Vendor, ok, ok_bytes, response
+from tests.waiting import until
 
 MB = 1024 * 1024
 
@@ -72,8 +73,7 @@ async def test_the_pool_never_opens_more_than_max_connections(vendor: Vendor, tr
     vendor.reply = lambda seen, n: [HANG] if seen.path.endswith("/H") else ok(seen, n)
     hanging = [asyncio.ensure_future(get(transport, "/H")) for _ in range(2)]
     queued = asyncio.ensure_future(get(transport, "/prices/Q"))
-    while vendor.count() < 2:
-        await asyncio.sleep(0.001)
+    await until(lambda: vendor.count() >= 2, what="both requests at the vendor")
     assert vendor.connections == 2 and not queued.done()
     hanging[0].cancel()  # frees a slot: the queued request gets a connection of its own
     fetched = await queued
@@ -89,8 +89,7 @@ async def test_a_queued_request_takes_the_connection_an_answer_frees(
     go = asyncio.Event()
     vendor.reply = lambda seen, n: [go, *ok(seen, n)] if seen.path.endswith("/S") else ok(seen, n)
     slow = [asyncio.ensure_future(get(transport, "/S")) for _ in range(2)]
-    while vendor.count() < 2:
-        await asyncio.sleep(0.001)
+    await until(lambda: vendor.count() >= 2, what="both requests at the vendor")
     queued = asyncio.ensure_future(get(transport, "/prices/Q"))
     await asyncio.sleep(0)
     assert not queued.done()
@@ -150,11 +149,8 @@ async def test_a_slow_consumer_pauses_the_vendor_socket(vendor: Vendor, transpor
     assert pool is not None
     conn = fetched.stream._conn
     assert conn is not None
-    for _ in range(2000):  # until the socket is paused (bounded)
-        if conn.paused:
-            break
-        await asyncio.sleep(0.001)
-    assert conn.paused and conn.pending < HIGH_WATER + 2 * MB
+    await until(lambda: conn.paused, what="the socket paused")
+    assert conn.pending < HIGH_WATER + 2 * MB
     total = len(fetched.body)
     async for chunk in fetched.stream:
         total += len(chunk)
