@@ -171,6 +171,11 @@ def test_check_accepts_the_example_config() -> None:
     assert done.returncode == 0, done.stderr
     assert "config/example.yaml: OK" in done.stdout
     assert re.search(r"^prices\s+/api/prices/\{sku\}", done.stdout, re.MULTILINE)
+    # each route's latency budget (stale_if_slow) beside its stale windows
+    assert re.search(
+        r"^route\s+match\s+methods\s+upstream\s+ttl\s+swr\s+sie\s+slow\s+guards$", done.stdout, re.M
+    )
+    assert re.search(r"^prices\s.*\s200ms\s+3$", done.stdout, re.MULTILINE)
 
 
 BROKEN = """\

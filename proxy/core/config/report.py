@@ -38,18 +38,19 @@ def describe(config: Config) -> str:
                 up.health_check.path if up.health_check else "-",
             ]
         )
-    routes = [["route", "match", "methods", "upstream", "ttl", "swr", "sie", "guards"]]
+    routes = [["route", "match", "methods", "upstream", "ttl", "swr", "sie", "slow", "guards"]]
     for r in config.routes:
         c = r.cache
         routes.append(
             [
                 r.name,
                 r.match.text,
-                ",".join(sorted(r.methods)),
+                "*" if r.any_method else ",".join(sorted(r.methods)),
                 r.upstream,
                 _fmt(c.ttl) if c else "off",
                 _fmt(c.stale_while_revalidate) if c else "-",
                 _fmt(c.stale_if_error) if c else "-",
+                _fmt(c.stale_if_slow) if c else "-",  # the latency budget (issue 16)
                 str(len(r.guards)) or "-",
             ]
         )
