@@ -201,7 +201,7 @@ def start_proxy(group: ProcessGroup, config: dict[str, Any], name: str = "proxy"
         raise RuntimeError(f"proxy config rejected: {problem}")
     child = group.start_python(name, "proxy", ["run", "--config", str(path)])
     child.wait_port(port, timeout=30)
-    if isinstance(config.get("admin"), dict) and config["admin"].get("enabled", True) is not False:
+    if isinstance(config.get("admin"), dict):  # `admin: off` has no /ready to ask
         wait_ready(child, admin_port, timeout=30)
     return ProxyProcess(port=port, admin_port=admin_port, child=child, config_path=path)
 

@@ -75,8 +75,9 @@ class MemoryStore:
         # Optional secondary index (e.g. route + path -> keys of every query and variant), so
         # invalidating one URL after a write does not scan the whole store.
         self._group_of = group_of
-        # A group of one key (the common case) maps to that key: a set per key would cost
-        # 200 bytes and a garbage-collector visit each.
+        # Only keys that differ from their group are indexed (a key without query, keyed
+        # headers or variant is its own group: found in `_items`, no slot here). A group of one
+        # such key maps to that key: a set per key would cost 200 bytes and a collector visit.
         self._groups: dict[str, str | set[str]] = {}
 
     def __len__(self) -> int:
@@ -135,9 +136,9 @@ class MemoryStore:
     def delete_group(self, group: str) -> int:
         """Delete every key in `group` (see `group_of`); needs the index."""
         keys = self._groups.get(group)
-        if not keys:
-            return 0
-        doomed = [keys] if isinstance(keys, str) else list(keys)
+        doomed = [] if keys is None else [keys] if isinstance(keys, str) else list(keys)
+        if group in self._items:
+            doomed.append(group)
         for key in doomed:
             self._drop(key)
         return len(doomed)
@@ -177,6 +178,8 @@ class MemoryStore:
             self._unindex(self._group_of(key), key)
 
     def _index(self, group: str, key: str) -> None:
+        if group == key:
+            return
         found = self._groups.get(group)
         if found is None:
             self._groups[group] = key
@@ -187,6 +190,8 @@ class MemoryStore:
             found.add(key)
 
     def _unindex(self, group: str, key: str) -> None:
+        if group == key:
+            return
         found = self._groups.get(group)
         if found == key:
             del self._groups[group]
