@@ -183,10 +183,10 @@ def test_bound_and_accounting_hold_for_any_sequence(ops: list[tuple[str, str, in
 # -- the stored form (issue 12: memory per entry) -----------------------------------------------
 
 
-def full_entry(body: bytes, keep_until: float = 1000.0) -> Entry:
+def full_entry(body: bytes, keep_until: float = 1000.0, content_type: str = "application/json") -> Entry:
     return Entry(
         status=200,
-        headers=(("Content-Type", "application/json"), ("Date", "Fri, 04 Dec 2026 05:00:00 GMT")),
+        headers=(("Content-Type", content_type), ("Date", "Fri, 04 Dec 2026 05:00:00 GMT")),
         body=body,
         stored_at=1.5,
         initial_age=2.0,
@@ -209,15 +209,20 @@ RANDOM_BODY = random.Random(12).randbytes(1024)
 
 
 @pytest.mark.parametrize(
-    ("body", "deflated"),
+    ("body", "content_type", "deflated"),
     [
-        (JSON_BODY, True),  # JSON shrinks several-fold
-        (RANDOM_BODY, False),  # incompressible: held as it is, not grown
-        (b"{}", False),  # too small to bother
+        (JSON_BODY, "application/json", True),  # JSON shrinks several-fold
+        (JSON_BODY, "image/svg+xml", True),  # text, whatever its top-level type
+        (RANDOM_BODY, "application/json", False),  # incompressible: held as it is, not grown
+        (b"{}", "application/json", False),  # too small to bother
+        (JSON_BODY, "image/png", False),  # arrives compressed: not tried (the body here is a stand-in)
+        (JSON_BODY, "Application/GZIP", False),
     ],
 )
-def test_stored_form_round_trips_and_deflates_only_when_it_pays(body: bytes, deflated: bool) -> None:
-    e = full_entry(body)
+def test_stored_form_round_trips_and_deflates_only_when_it_pays(
+    body: bytes, content_type: str, deflated: bool
+) -> None:
+    e = full_entry(body, content_type=content_type)
     stored = pack(e, e.size())
     codec = encode(e)
     assert codec_bytes(stored) == codec  # the snapshot and Redis keep getting the shared format
