@@ -8,19 +8,21 @@ proxy's request path: the proxy is measured from outside, as users run it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import importlib.util
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from benchmarks.procs import REPO_ROOT, Child, ProcessGroup, free_port
+from benchmarks.procs import REPO_ROOT, Child, ProcessGroup, StartError, free_port
 from benchmarks.services import get_json, request
 
 OUTAGE_UPSTREAM = "origin_outage"
@@ -199,7 +201,23 @@ def start_proxy(group: ProcessGroup, config: dict[str, Any], name: str = "proxy"
         raise RuntimeError(f"proxy config rejected: {problem}")
     child = group.start_python(name, "proxy", ["run", "--config", str(path)])
     child.wait_port(port, timeout=30)
+    if isinstance(config.get("admin"), dict):  # `admin: off` has no /ready to ask
+        wait_ready(child, admin_port, timeout=30)
     return ProxyProcess(port=port, admin_port=admin_port, child=child, config_path=path)
+
+
+def wait_ready(child: Child, admin_port: int, timeout: float) -> None:
+    """Until GET /ready is 200: with `server.workers` > 1 the port opens when the first worker
+    listens, and a warm-up before the others would reach that one only (issue 12)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise StartError(f"{child.name} exited: {child.output_tail()}")
+        with contextlib.suppress(OSError):
+            if request(admin_port, "GET", "/ready", timeout=2).status == 200:
+                return
+        time.sleep(0.05)
+    raise StartError(f"{child.name} not ready in {timeout}s: {child.output_tail()}")
 
 
 def user_config(path: Path, workdir: Path) -> tuple[dict[str, Any], list[str]]:

@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--config", required=True)
     worker.add_argument("--index", type=int, required=True)
     worker.add_argument("--admin-socket", required=True)
+    worker.add_argument("--ready-fd", type=int, default=None)
     args = parser.parse_args(argv)
 
     if args.command == "config-reference":
@@ -83,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "_worker":
         from proxy.serve import run_worker
 
-        return run_worker(config, index=args.index, admin_socket=args.admin_socket)
+        return run_worker(config, index=args.index, admin_socket=args.admin_socket, ready_fd=args.ready_fd)
     if args.command == "doctor":
         from proxy.doctor import run_doctor
 

@@ -2,11 +2,19 @@
 
 Owns: starting workers (each `python -m proxy _worker`, binding the public port with
 SO_REUSEPORT so the kernel spreads connections), restarting one that dies, forwarding signals,
-and the admin listener of the fleet: it answers /health itself, merges /metrics (every sample
+and the admin listener of the fleet: it answers /health itself, /ready from what the workers
+reported (below), merges /metrics (every sample
 gains a `worker` label) and /status (counters summed, the worst breaker state shown) from the
 workers' own admin apps on private Unix sockets, and fans mutating calls (purge, reload,
 breakers, quarantine promote) out to every worker.
 Must not: serve proxy traffic itself.
+
+Ready means every worker listens (issue 12: a warm-up reached one worker only). Each worker
+gets the write end of a pipe (`--ready-fd`) and writes one line once its public and admin
+listeners are up; the supervisor reads it without polling. A worker that exits (or closes the
+pipe without the line) is not listening until its replacement reports. /ready answers 503 until
+all have reported, then asks each worker (one shutting down says no); the "N workers on" line
+is printed only then, so a script waiting for it finds every worker serving.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ class Fleet:
         self.dir = tempfile.mkdtemp(prefix="rproxy-")  # 0700: the workers' admin sockets live here
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self.stopping = False
+        self.listening: set[int] = set()  # workers that reported their listeners up
+        self.all_listening = asyncio.Event()
 
     def socket(self, index: int) -> str:
         return os.path.join(self.dir, f"w{index}.sock")
@@ -48,7 +58,41 @@ class Fleet:
     async def start_worker(self, index: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket(index))
-        self.procs[index] = await asyncio.create_subprocess_exec(
+        self._not_listening(index)
+        read_fd, write_fd = os.pipe()
+        try:
+            self.procs[index] = await self._spawn(index, write_fd)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)  # the worker holds its copy: EOF here once it reported or died
+        self._await_report(index, read_fd)
+
+    def _await_report(self, index: int, read_fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        proc = self.procs[index]
+
+        def readable() -> None:
+            try:
+                line = os.read(read_fd, 64)
+            except OSError:
+                line = b""
+            loop.remove_reader(read_fd)
+            os.close(read_fd)
+            if line.startswith(b"listening") and proc.returncode is None and self.procs.get(index) is proc:
+                self.listening.add(index)
+                if len(self.listening) == self.count:
+                    self.all_listening.set()
+
+        loop.add_reader(read_fd, readable)
+
+    def _not_listening(self, index: int) -> None:
+        self.listening.discard(index)
+        self.all_listening.clear()
+
+    async def _spawn(self, index: int, ready_fd: int) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "proxy",
@@ -59,6 +103,9 @@ class Fleet:
             str(index),
             "--admin-socket",
             self.socket(index),
+            "--ready-fd",
+            str(ready_fd),
+            pass_fds=(ready_fd,),
         )
 
     async def watch(self, index: int) -> None:
@@ -66,6 +113,7 @@ class Fleet:
         delay = 0.5
         while not self.stopping:
             code = await self.procs[index].wait()
+            self._not_listening(index)
             if self.stopping:
                 return
             log.error("worker %d exited with %s; restarting in %.1fs", index, code, delay)
@@ -195,6 +243,24 @@ def build_fleet_app(fleet: Fleet) -> web.Application:
         alive = sum(1 for p in fleet.procs.values() if p.returncode is None)
         return web.json_response({"status": "ok", "workers": fleet.count, "alive": alive})
 
+    async def ready(_: web.Request) -> web.Response:
+        if not fleet.all_listening.is_set():
+            listening = sorted(fleet.listening)
+            return web.json_response(
+                {
+                    "ready": False,
+                    "error": "not_ready",
+                    "message": f"{len(listening)} of {fleet.count} workers listening",
+                    "listening": listening,
+                    "workers": fleet.count,
+                },
+                status=503,
+            )
+        answers = await fleet.call("GET", "/ready")
+        worst = max(status for _, status, _ in answers)
+        results = [{"worker": w, "status": s, "body": _json_or_text(b)} for w, s, b in answers]
+        return web.json_response({"ready": worst == 200, "workers": results}, status=worst)
+
     async def metrics(_: web.Request) -> web.Response:
         answers = await fleet.call("GET", "/metrics")
         texts: list[tuple[int | str, str]] = [(w, b.decode()) for w, status, b in answers if status == 200]
@@ -210,7 +276,7 @@ def build_fleet_app(fleet: Fleet) -> web.Application:
         return web.json_response(merge_status(docs), status=200 if docs else 503)
 
     async def fan_out(request: web.Request) -> web.Response:
-        """Readiness, config, quarantine and every mutating call: ask each worker."""
+        """Config, quarantine and every mutating call: ask each worker."""
         headers = {
             k: v
             for k, v in request.headers.items()
@@ -227,6 +293,7 @@ def build_fleet_app(fleet: Fleet) -> web.Application:
 
     app = web.Application()
     app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/status", status)
     app.router.add_route("*", "/{tail:.*}", fan_out)
@@ -255,12 +322,19 @@ async def supervise(config: Config, workers: int) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: fleet.signal_all(signal.SIGHUP))
-    print(
-        f"resilient-proxy: {workers} workers on http://{config.server.listen}"
-        + (f", admin on http://{config.admin.listen}" if runner else ""),
-        flush=True,
-    )
+
+    async def announce() -> None:
+        await fleet.all_listening.wait()  # the line means "serving": every worker listens
+        print(
+            f"resilient-proxy: {workers} workers on http://{config.server.listen}"
+            + (f", admin on http://{config.admin.listen}" if runner else ""),
+            flush=True,
+        )
+
+    announcer = asyncio.create_task(announce(), name="announce-workers")
     await stop.wait()
+    announcer.cancel()
+    await asyncio.gather(announcer, return_exceptions=True)
     fleet.stopping = True
     fleet.signal_all(signal.SIGTERM)
     codes = [await p.wait() for p in fleet.procs.values()]

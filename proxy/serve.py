@@ -53,17 +53,28 @@ def serve(config: Config) -> int:
     return run_worker(config, index=0, admin_socket=None)
 
 
-def run_worker(config: Config, *, index: int, admin_socket: str | None) -> int:
+def run_worker(config: Config, *, index: int, admin_socket: str | None, ready_fd: int | None = None) -> int:
     """One serving process. Under a fleet (`admin_socket` set) it shares the port with its
-    siblings (SO_REUSEPORT) and serves its admin app on a private Unix socket instead."""
+    siblings (SO_REUSEPORT), serves its admin app on a private Unix socket instead, and writes
+    one line to `ready_fd` once it listens (how the supervisor knows, see proxy/fleet.py)."""
     setup_logging(config.log.level, config.secret_values())
     _install_uvloop()
     try:
-        asyncio.run(_main(config, index=index, admin_socket=admin_socket))
+        asyncio.run(_main(config, index=index, admin_socket=admin_socket, ready_fd=ready_fd))
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1
     return 0
+
+
+def _report_listening(ready_fd: int | None) -> None:
+    """Tell the supervisor this worker listens: one line on its pipe, then the pipe closes."""
+    if ready_fd is None:
+        return
+    try:
+        os.write(ready_fd, b"listening\n")
+    finally:
+        os.close(ready_fd)
 
 
 def _install_uvloop() -> None:
@@ -75,7 +86,7 @@ def _install_uvloop() -> None:
         log.warning("uvloop not available; using the default event loop")
 
 
-async def _main(config: Config, *, index: int, admin_socket: str | None) -> None:
+async def _main(config: Config, *, index: int, admin_socket: str | None, ready_fd: int | None = None) -> None:
     app = build_app(config)
     state = app[PROXY_STATE]
     # aiohttp reads a timeout <= 0 as "none": a grace of 0 must still mean "stop now".
@@ -83,6 +94,7 @@ async def _main(config: Config, *, index: int, admin_socket: str | None) -> None
         app, access_log=None, shutdown_timeout=max(0.01, config.server.shutdown_grace), handle_signals=False
     )
     await runner.setup()
+    state.ready = False  # the app has started; ready also means listening (issue 12): below
     ssl_ctx = _ssl(config)
     # The public listener goes through the connection guard (proxy/connguard.py): connection caps
     # per address and in total, header/body deadlines for slow clients, framing refusals.
@@ -98,6 +110,8 @@ async def _main(config: Config, *, index: int, admin_socket: str | None) -> None
     )
     await site.start()
     admin_runner = await _start_admin(app, config, admin_socket) if config.admin.enabled else None
+    state.ready = True
+    _report_listening(ready_fd)
     scheme = "https" if ssl_ctx else "http"
     log.info("worker %d listening on %s://%s", index, scheme, config.server.listen)
     if admin_socket is None:

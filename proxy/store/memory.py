@@ -1,19 +1,29 @@
 """The memory tier (L1): a bounded LRU of entries, by bytes.
 
-Owns: which entries stay in this process and for how long they are kept (`keep_until`).
-Must not: decide whether an entry is fresh or usable; read the clock (callers pass `now`).
+Owns: which entries stay in this process and for how long they are kept (`keep_until`), and the
+compact form they are held in. Must not: decide whether an entry is fresh or usable; read the
+clock (callers pass `now`).
 
-Entries are held encoded (the shared `codec` bytes), with a small LRU of decoded entries in
-front for the keys read most. Two reasons, both measured: a 1 KB entry as Python objects costs
-about 2 KB more than its bytes, and every one of those objects is tracked by the cyclic garbage
-collector, whose full passes over 100,000 cached entries stalled every request for ~100 ms.
-A blob in an all-atomic tuple is neither. Plain `OrderedDict` rather than aiocache's memory
-cache: that one has no size bound and arms one timer per key.
+Entries are held encoded, one `bytes` object per key and nothing else: a 13-byte head
+(`keep_until`, the accounted size, a flag) then the shared `codec` bytes, deflated when that
+saves at least an eighth (memcached clients' `min_compress_len` idea; JSON bodies shrink 3-10x,
+already-compressed ones are kept as they are). A small LRU of decoded entries sits in front for
+the keys read most, so hot hits skip inflating and decoding. Why, measured (issue 12): a 1 KB
+entry as Python objects costs about 2 KB more than its bytes, and every one of those objects is
+tracked by the cyclic garbage collector, whose full passes over 100,000 cached entries stalled
+every request for ~100 ms; a `(blob, keep_until, size)` tuple per key cost another 120 bytes.
+A decoded `Entry` exists only for hot keys, so anything cached on one (a prepared response
+head, say) costs at most `hot_entries` copies, never one per stored key.
+`max_bytes` bounds the entries' accounted size (`Entry.size()`, uncompressed): what a user
+configures is how much content is kept; resident memory is that or less. Plain `OrderedDict`
+rather than aiocache's memory cache: that one has no size bound and arms one timer per key.
 """
 
 from __future__ import annotations
 
 import builtins
+import struct
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
@@ -21,6 +31,41 @@ from proxy.core.model import Entry
 from proxy.store.codec import decode, encode
 
 HOT_ENTRIES = 1024  # decoded entries kept beside the blobs: the hot keys skip decoding
+HEAD = struct.Struct("<dIB")  # keep_until, accounted size, flags: read without decoding
+DEFLATED = 1  # flag: the codec bytes after the head are raw deflate
+MAX_SIZE = 2**32 - 1  # the head's size field; no single entry held in memory comes near it
+MIN_DEFLATE = 256  # codec bytes below this are kept as they are: too little to win
+
+
+# Media types that arrive compressed: deflating them again costs ~20 us per store for nothing.
+COMPRESSED_TYPES = ("image/", "audio/", "video/", "font/woff", "application/zip", "application/gzip")
+
+
+def pack(entry: Entry, size: int) -> bytes:
+    """The stored form of `entry`: head, then its codec bytes (deflated when that pays)."""
+    data = encode(entry)
+    flags = 0
+    if len(data) >= MIN_DEFLATE and not _compressed(entry.header("content-type")):
+        squeezed = zlib.compress(data, 1, wbits=-15)  # level 1: most of the gain, a third the time
+        if len(squeezed) <= len(data) - len(data) // 8:
+            data, flags = squeezed, DEFLATED
+    return HEAD.pack(entry.keep_until, size, flags) + data
+
+
+def _compressed(content_type: str | None) -> bool:
+    low = (content_type or "").lower()
+    return low.startswith(COMPRESSED_TYPES) and "svg" not in low
+
+
+def codec_bytes(stored: bytes) -> bytes:
+    """The shared `codec` bytes inside a stored form (what the snapshot and Redis hold)."""
+    if stored[HEAD.size - 1] & DEFLATED:
+        return zlib.decompress(memoryview(stored)[HEAD.size :], wbits=-15)
+    return stored[HEAD.size :]
+
+
+def unpack(stored: bytes) -> Entry:
+    return decode(codec_bytes(stored))
 
 
 class MemoryStore:
@@ -30,9 +75,8 @@ class MemoryStore:
         self, max_bytes: int, group_of: Callable[[str], str] | None = None, hot_entries: int = HOT_ENTRIES
     ) -> None:
         self.max_bytes = max_bytes
-        # key -> (codec bytes, keep_until, accounted size): only atomic values, so the tuple is
-        # untracked by the garbage collector once it has seen it.
-        self._items: OrderedDict[str, tuple[bytes, float, int]] = OrderedDict()
+        # key -> stored form (`pack`): one atomic object per key, never visited by the collector.
+        self._items: OrderedDict[str, bytes] = OrderedDict()
         self._hot: OrderedDict[str, Entry] = OrderedDict()
         self._hot_max = hot_entries
         self._bytes = 0
@@ -40,8 +84,9 @@ class MemoryStore:
         # Optional secondary index (e.g. route + path -> keys of every query and variant), so
         # invalidating one URL after a write does not scan the whole store.
         self._group_of = group_of
-        # A group of one key (the common case) maps to that key: a set per key would cost
-        # 200 bytes and a garbage-collector visit each.
+        # Only keys that differ from their group are indexed (a key without query, keyed
+        # headers or variant is its own group: found in `_items`, no slot here). A group of one
+        # such key maps to that key: a set per key would cost 200 bytes and a collector visit.
         self._groups: dict[str, str | set[str]] = {}
 
     def __len__(self) -> int:
@@ -55,13 +100,13 @@ class MemoryStore:
         item = self._items.get(key)
         if item is None:
             return None
-        if item[1] <= now:
+        if HEAD.unpack_from(item)[0] <= now:
             self._drop(key)
             return None
         self._items.move_to_end(key)
         entry = self._hot.get(key)
         if entry is None:
-            entry = decode(item[0])
+            entry = unpack(item)
             self._remember(key, entry)
         else:
             self._hot.move_to_end(key)
@@ -70,11 +115,11 @@ class MemoryStore:
     def put(self, key: str, entry: Entry, now: float) -> bool:
         """Store `entry`; False when it can never fit or is already past use."""
         size = entry.size()
-        if size > self.max_bytes or entry.keep_until <= now:
+        if size > min(self.max_bytes, MAX_SIZE) or entry.keep_until <= now:
             return False
         if key in self._items:
             self._drop(key)
-        self._items[key] = (encode(entry), entry.keep_until, size)
+        self._items[key] = pack(entry, size)
         self._remember(key, entry)
         self._bytes += size
         if self._group_of is not None:
@@ -100,9 +145,9 @@ class MemoryStore:
     def delete_group(self, group: str) -> int:
         """Delete every key in `group` (see `group_of`); needs the index."""
         keys = self._groups.get(group)
-        if not keys:
-            return 0
-        doomed = [keys] if isinstance(keys, str) else list(keys)
+        doomed = [] if keys is None else [keys] if isinstance(keys, str) else list(keys)
+        if group in self._items:
+            doomed.append(group)
         for key in doomed:
             self._drop(key)
         return len(doomed)
@@ -114,13 +159,13 @@ class MemoryStore:
     def items(self) -> Iterator[tuple[str, Entry]]:
         """Every entry, oldest first, decoded as it is reached; mutating the store meanwhile
         is safe (the iteration runs over a copy)."""
-        for key, (blob, _, _) in list(self._items.items()):
-            yield key, self._hot.get(key) or decode(blob)
+        for key, stored in list(self._items.items()):
+            yield key, self._hot.get(key) or unpack(stored)
 
     def raw_items(self) -> list[tuple[str, builtins.bytes]]:
-        """(key, codec bytes) of every entry, oldest first: for writers that can decode off the
-        event loop (the snapshot)."""
-        return [(key, item[0]) for key, item in self._items.items()]
+        """(key, stored form) of every entry, oldest first: for writers that decode off the
+        event loop with `unpack` (the snapshot)."""
+        return list(self._items.items())
 
     def clear(self) -> None:
         self._items.clear()
@@ -135,13 +180,15 @@ class MemoryStore:
             self._hot.popitem(last=False)
 
     def _drop(self, key: str) -> None:
-        _, _, size = self._items.pop(key)
+        size = HEAD.unpack_from(self._items.pop(key))[1]
         self._hot.pop(key, None)
         self._bytes -= size
         if self._group_of is not None:
             self._unindex(self._group_of(key), key)
 
     def _index(self, group: str, key: str) -> None:
+        if group == key:
+            return
         found = self._groups.get(group)
         if found is None:
             self._groups[group] = key
@@ -152,6 +199,8 @@ class MemoryStore:
             found.add(key)
 
     def _unindex(self, group: str, key: str) -> None:
+        if group == key:
+            return
         found = self._groups.get(group)
         if found == key:
             del self._groups[group]

@@ -43,6 +43,7 @@ from proxy.core.keys import SEP, VARY_SEP
 from proxy.core.model import Entry
 from proxy.state import ProxyState
 from proxy.store.codec import CodecError, decode, encode
+from proxy.store.memory import unpack
 
 log = logging.getLogger("proxy.store.snapshot")
 
@@ -377,7 +378,7 @@ class Snapshotter:
         with self._lock:
             if seq < self._written_seq:
                 return None  # a newer copy of the store is on disk already
-            items = [(key, decode(blob)) for key, blob in blobs]
+            items = [(key, unpack(blob)) for key, blob in blobs]
             result = write_snapshot(path, good_entries(items, now))
             self._written_seq = seq
             return result

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import gc
+import random
+import sys
+import tracemalloc
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy.core.keys import group_of
 from proxy.core.model import Entry
-from proxy.store.memory import MemoryStore
+from proxy.store.codec import encode
+from proxy.store.memory import HEAD, MemoryStore, codec_bytes, pack, unpack
 
 
 def entry(body_len: int = 100, keep_until: float = 1000.0) -> Entry:
@@ -171,3 +178,102 @@ def test_bound_and_accounting_hold_for_any_sequence(ops: list[tuple[str, str, in
         assert present == model
         assert store.bytes == sum(e.size() for _, e in store.items())
         assert store.bytes <= max_bytes
+
+
+# -- the stored form (issue 12: memory per entry) -----------------------------------------------
+
+
+def full_entry(body: bytes, keep_until: float = 1000.0, content_type: str = "application/json") -> Entry:
+    return Entry(
+        status=200,
+        headers=(("Content-Type", content_type), ("Date", "Fri, 04 Dec 2026 05:00:00 GMT")),
+        body=body,
+        stored_at=1.5,
+        initial_age=2.0,
+        fresh_until=10.0,
+        stale_until=20.0,
+        error_until=30.0,
+        keep_until=keep_until,
+        lkg_until=40.0,
+        etag='"v1"',
+        last_modified="Thu, 03 Dec 2026 05:00:00 GMT",
+        vary=("accept-language",),
+        vary_values=("de",),
+        url="/items/1?x=1",
+        heuristic=True,
+    )
+
+
+JSON_BODY = b'{"items":[' + b",".join(b'{"id":%d,"currency":"EUR"}' % i for i in range(60)) + b"]}"
+RANDOM_BODY = random.Random(12).randbytes(1024)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "deflated"),
+    [
+        (JSON_BODY, "application/json", True),  # JSON shrinks several-fold
+        (JSON_BODY, "image/svg+xml", True),  # text, whatever its top-level type
+        (RANDOM_BODY, "application/json", False),  # incompressible: held as it is, not grown
+        (b"{}", "application/json", False),  # too small to bother
+        (JSON_BODY, "image/png", False),  # arrives compressed: not tried (the body here is a stand-in)
+        (JSON_BODY, "Application/GZIP", False),
+    ],
+)
+def test_stored_form_round_trips_and_deflates_only_when_it_pays(
+    body: bytes, content_type: str, deflated: bool
+) -> None:
+    e = full_entry(body, content_type=content_type)
+    stored = pack(e, e.size())
+    codec = encode(e)
+    assert codec_bytes(stored) == codec  # the snapshot and Redis keep getting the shared format
+    assert unpack(stored) == e
+    if deflated:
+        assert len(stored) < len(codec) // 2
+    else:
+        assert len(stored) == len(codec) + HEAD.size
+
+
+def test_entries_read_back_from_the_stored_form_are_equal() -> None:
+    store = MemoryStore(max_bytes=10**6, hot_entries=0)  # nothing decoded kept: every get unpacks
+    entries = {"json": full_entry(JSON_BODY), "random": full_entry(RANDOM_BODY, keep_until=50.0)}
+    for key, e in entries.items():
+        assert store.put(key, e, now=0.0)
+    assert store.get("json", now=1.0) == entries["json"]
+    assert store.get("random", now=1.0) == entries["random"]
+    assert store.get("random", now=50.0) is None  # keep_until read from the head
+    assert (len(store), store.bytes) == (1, entries["json"].size())
+
+
+def test_an_entry_costs_its_stored_bytes_plus_a_small_constant() -> None:
+    """The whole per-key cost: stored form, key, LRU slot. Grouped keys that are their own group
+    add nothing; a decoded entry is kept for hot keys only."""
+    n = 2000
+    store = MemoryStore(max_bytes=10**9, group_of=group_of, hot_entries=0)
+    entries = [full_entry(RANDOM_BODY[i % 256 :] + RANDOM_BODY[: i % 256]) for i in range(n)]
+    keys = [f"items\x1f/api/items/{i}" for i in range(n)]
+    stored_bytes = sum(sys.getsizeof(pack(e, e.size())) for e in entries)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for key, e in zip(keys, entries, strict=True):
+            store.put(key, e, now=0.0)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # ~70 bytes: the OrderedDict's slot and link (the key strings exist before the puts)
+    assert (held - stored_bytes) / n < 120
+
+
+def test_delete_group_finds_keys_that_are_their_own_group_without_an_index_slot() -> None:
+    store = MemoryStore(max_bytes=10 * SIZE, group_of=group_of)
+    keys = ["r\x1f/a", "r\x1f/a?x=1", "r\x1f/a\x1ede", "r\x1f/ab", "s\x1f/a"]
+    for key in keys:
+        store.put(key, entry(), now=0.0)
+    assert store.delete_group("r\x1f/a") == 3
+    assert [k for k, _ in store.items()] == ["r\x1f/ab", "s\x1f/a"]
+    assert store.delete_group("r\x1f/a") == 0
+    store.put("r\x1f/a?y=2", entry(), now=0.0)  # a group whose bare key is not stored
+    assert store.delete_group("r\x1f/a") == 1
+    assert store.delete_group("r\x1f/ab") == 1 and store.delete_group("nope") == 0
+    assert len(store) == 1
