@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,9 @@ from typing import TypeVar
 
 import pytest
 
-from tests.e2e.test_cli import Answer, Running, free_port, http, running
+from benchmarks.procs import free_port
+from tests.e2e.test_cli import Answer, Running, http, running
+from tests.waiting import until_sync
 
 DEADLINE = 30.0
 T = TypeVar("T")
@@ -30,11 +31,16 @@ pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="need
 
 def until(probe: Callable[[], T | None], what: str, proc: Running) -> T:
     """Poll `probe` until it returns a value; fail with the proxy's output after DEADLINE."""
-    deadline = time.monotonic() + DEADLINE
-    while (found := probe()) is None:
-        assert time.monotonic() < deadline, f"never {what}:\n{proc.output()}"
-        time.sleep(0.01)
-    return found
+    found: list[T] = []
+
+    def ready() -> bool:
+        value = probe()
+        if value is not None:
+            found.append(value)
+        return value is not None
+
+    until_sync(ready, DEADLINE, lambda: f"never {what}:\n{proc.output()}", step=0.01)
+    return found[0]
 
 
 def listeners(port: int) -> int:
