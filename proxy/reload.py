@@ -202,7 +202,7 @@ def _retire(state: ProxyState, upstream: Upstream, retire_after: float | None) -
         + cfg.retries.max_backoff * cfg.retries.attempts
         + 1.0
     )
-    state.tasks.spawn(_close_later(upstream, grace), name=f"retire:{upstream.name}")
+    state.tasks.spawn(_close_later(upstream, grace), name=f"retire:{upstream.name}", drained=False)
 
 
 async def _close_later(upstream: Upstream, grace: float) -> None:
