@@ -25,16 +25,13 @@ class Tasks:
     def __init__(self, limit: int = 1000) -> None:
         self.limit = limit
         self._tasks: set[asyncio.Task[object]] = set()
-        self._timers: set[asyncio.Task[object]] = set()
         self.failures = 0
         self.dropped = 0
 
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def spawn(self, coro: Awaitable[T], name: str, *, drained: bool = True) -> asyncio.Task[T] | None:
-        """Run `coro` in the background. `drained=False`: a timer (a retired upstream waiting
-        out its grace) that shutdown cancels at once instead of waiting for."""
+    def spawn(self, coro: Awaitable[T], name: str) -> asyncio.Task[T] | None:
         if len(self._tasks) >= self.limit:
             self.dropped += 1
             log.warning("background task %s dropped: %d already running", name, len(self._tasks))
@@ -44,14 +41,11 @@ class Tasks:
         task: asyncio.Task[T] = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
-        if not drained:
-            self._timers.add(task)
         task.add_done_callback(self._done)
         return task
 
     def _done(self, task: asyncio.Task[object]) -> None:
         self._tasks.discard(task)
-        self._timers.discard(task)
         if task.cancelled():
             return
         exc = task.exception()
@@ -60,10 +54,8 @@ class Tasks:
             log.error("background task %s failed", task.get_name(), exc_info=exc)
 
     async def drain(self, timeout: float) -> None:
-        """Wait up to `timeout` for the work in flight (not for timers)."""
-        work = [t for t in self._tasks if t not in self._timers]
-        if work:
-            await asyncio.wait(work, timeout=timeout)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
 
     async def cancel_all(self) -> None:
         tasks = list(self._tasks)

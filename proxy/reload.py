@@ -16,7 +16,6 @@ Like nginx's `-s reload`: validate first, swap atomically, let old work finish.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -202,11 +201,4 @@ def _retire(state: ProxyState, upstream: Upstream, retire_after: float | None) -
         + cfg.retries.max_backoff * cfg.retries.attempts
         + 1.0
     )
-    state.tasks.spawn(_close_later(upstream, grace), name=f"retire:{upstream.name}", drained=False)
-
-
-async def _close_later(upstream: Upstream, grace: float) -> None:
-    try:
-        await asyncio.sleep(grace)
-    finally:  # also on shutdown, when the task set is cancelled: never leak the pool
-        await upstream.close()
+    state.tasks.spawn(upstream.retire(grace), name=f"retire:{upstream.name}")

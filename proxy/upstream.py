@@ -9,6 +9,7 @@ Must not: cache or decide freshness; catch socket or parser errors (the transpor
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from proxy.core.retry import (
     parse_retry_after,
 )
 from proxy.transport import Exchange, Fetched, Outbound, Transport
+
+log = logging.getLogger("proxy.upstream")
 
 RATE_WAIT_MAX = 1.0  # seconds a request without a stored copy may wait for a token
 MAX_HOLD = 300.0  # the longest a vendor's 429 Retry-After holds us off: one bad header is not a year
@@ -66,6 +69,8 @@ class Upstream:
         )
         self.bulkhead = Bulkhead(config.max_connections, config.max_queue)
         self._slots = asyncio.Condition()
+        self._idle = asyncio.Event()  # set while no call is in flight or queued
+        self._idle.set()
         self.track = Track()
         self.hold_until = 0.0  # after a 429: no request before this moment
         self._on_transition = on_transition
@@ -152,7 +157,7 @@ class Upstream:
             await self._take_token(has_copy)
             # A queued call waits at most its own deadline: queue what can still be answered in time.
             async with _Slot(
-                self.bulkhead, self._slots, self.name, (out.timeout or self.config.timeout).total
+                self.bulkhead, self._slots, self.name, (out.timeout or self.config.timeout).total, self._idle
             ):
                 fetched = await self.transport.send(out, limit)
         except UpstreamError as exc:
@@ -208,17 +213,30 @@ class Upstream:
     async def close(self) -> None:
         await self.transport.close()
 
+    async def retire(self, grace: float) -> None:
+        """Close once no call is in flight or queued (a reload replaced this upstream), or
+        after `grace` seconds whatever is still running."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            log.warning("upstream %s retired with calls still in flight after %.1fs", self.name, grace)
+        finally:  # also on shutdown, when the task set is cancelled: never leak the pool
+            await self.close()
+
 
 class _Slot:
     """Bulkhead admission as an async context manager (the protocol in `ratelimit.Bulkhead`)."""
 
-    def __init__(self, bulkhead: Bulkhead, cond: asyncio.Condition, name: str, wait: float) -> None:
-        self.bulkhead, self.cond, self.name, self.wait = bulkhead, cond, name, wait
+    def __init__(
+        self, bulkhead: Bulkhead, cond: asyncio.Condition, name: str, wait: float, idle: asyncio.Event
+    ) -> None:
+        self.bulkhead, self.cond, self.name, self.wait, self.idle = bulkhead, cond, name, wait, idle
 
     async def __aenter__(self) -> None:
         verdict = self.bulkhead.try_enter()
         if verdict == "reject":
             raise Overloaded(f"too many requests in flight toward {self.name}", retry_after=1.0)
+        self.idle.clear()
         if verdict == "queue":
             try:
                 async with self.cond:
@@ -226,6 +244,7 @@ class _Slot:
             except (TimeoutError, asyncio.CancelledError) as exc:
                 if self.bulkhead.dequeue():
                     await self._wake()
+                self._maybe_idle()
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 raise Overloaded(f"queue toward {self.name} is full", retry_after=1.0) from exc
@@ -233,6 +252,11 @@ class _Slot:
     async def __aexit__(self, *exc: object) -> None:
         if self.bulkhead.leave():
             await self._wake()
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if self.bulkhead.active == 0 and self.bulkhead.queued == 0:
+            self.idle.set()
 
     async def _wake(self) -> None:
         async with self.cond:

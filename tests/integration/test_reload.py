@@ -229,6 +229,16 @@ async def test_in_flight_request_finishes_and_the_retired_upstream_is_closed(
     assert (await proxy.get("/api/prices/B2")).status == 502  # the new URL serves now
 
 
+async def test_an_idle_retired_upstream_closes_at_once(start: Start, origin: Origin) -> None:
+    """Its grace is for calls in flight; with none, nothing waits for it (nor does shutdown)."""
+    proxy, _, path = await start(routes(PRICES))
+    old = proxy.state.runtime.upstreams["vendor"]
+    path.write_text(config_text("http://127.0.0.1:9", routes(PRICES)))
+    assert reload_from_file(proxy.state, retire_after=3600.0).retired_upstreams == ("vendor",)
+    await proxy.settle()  # would give up after 5 s with the pool still open if it waited the grace
+    assert old.transport.closed and len(proxy.state.tasks) == 0
+
+
 async def test_a_fetch_in_flight_during_reload_does_not_refill_a_purged_route(
     start: Start, origin: Origin
 ) -> None:

@@ -56,26 +56,3 @@ async def test_a_full_task_set_leaves_no_trace() -> None:
     future, leader = flights.start("k", fetch, now=3.0)
     assert leader and future.cancelled()
     assert "k" not in flights and flights.started_at("k") is None
-
-
-async def test_shutdown_waits_for_work_but_not_for_timers() -> None:
-    """A retired upstream waiting out its grace must not hold shutdown (issue 13)."""
-    tasks = Tasks()
-    release = asyncio.Event()
-    forever = asyncio.Event()
-
-    async def work() -> str:
-        await release.wait()
-        return "done"
-
-    job = tasks.spawn(work(), name="refresh")
-    timer = tasks.spawn(forever.wait(), name="retire:vendor", drained=False)
-    assert job is not None and timer is not None
-    draining = asyncio.ensure_future(tasks.drain(timeout=3600))
-    await asyncio.sleep(0)
-    assert not draining.done()  # the work in flight is waited for
-    release.set()
-    await draining  # returns as soon as the work is done, although the timer never ends
-    assert job.result() == "done" and not timer.done()
-    await tasks.cancel_all()
-    assert timer.cancelled() and len(tasks) == 0
