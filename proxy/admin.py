@@ -29,13 +29,12 @@ from proxy.admin_quarantine import quarantine_list, quarantine_promote, quaranti
 from proxy.app import PROXY_STATE
 from proxy.collectors import register_collectors
 from proxy.core.config.view import effective_config
-from proxy.core.keys import SEP, VARY_SEP, normal_query, route_prefix
+from proxy.core.keys import normal_query, route_prefix
 from proxy.core.model import Entry
 from proxy.health import HEALTH
 from proxy.metrics import CONTENT_TYPE
 from proxy.reload import reload_from_file
 from proxy.runtime import RouteState
-from proxy.state import ProxyState
 from proxy.status import build_status
 
 log = logging.getLogger("proxy.admin")
@@ -192,12 +191,6 @@ def purge_scope(rs: RouteState, *, key: str | None, prefix: str | None) -> tuple
     return route_prefix(rs.config.name, "" if prefix in (None, "/") else prefix or ""), False
 
 
-def in_scope(stored: str, base: str, exact: bool) -> bool:
-    if not exact:
-        return stored.startswith(base)
-    return stored == base or stored.startswith((base + SEP, base + VARY_SEP))
-
-
 def soft_purged(entry: Entry, now: float) -> Entry:
     """Expired now, but still a stale-if-error / last-known-good fallback (keeps those windows)."""
     return dataclasses.replace(
@@ -220,42 +213,10 @@ async def purge(request: web.Request) -> web.Response:
         raise AdminError(400, "bad_request", 'expected {"route", "key" | "prefix", "soft": bool}')
     now = state.clock.now()
     base, exact = purge_scope(rs, key=key, prefix=prefix)
-    selected = [k for k in state.store.key_list() if in_scope(k, base, exact)]
-    for k in selected:
-        entry = state.store.get(k, now)
-        if soft and entry is not None:
-            state.store.put(k, soft_purged(entry, now), now)
-            if state.shared is not None:
-                state.tasks.spawn(_soften_shared(state, k, soft_purged(entry, now), now), name="l2-purge")
-        else:
-            state.store.delete(k)
-    if state.shared is not None and not soft:  # also what only other instances stored
-        _purge_shared(state, base, exact)
-    log.info("purged %d entries of route %s (%s)", len(selected), rs.config.name, "soft" if soft else "hard")
-    return json_response({"route": rs.config.name, "purged": len(selected), "soft": soft})
-
-
-def _purge_shared(state: ProxyState, base: str, exact: bool) -> None:
-    state.tasks.spawn(_forget_shared(state, base, exact), name="l2-purge")
-
-
-async def _forget_shared(state: ProxyState, base: str, exact: bool) -> None:
-    """Drop from the shared tier, then tell every instance to drop its memory copy."""
-    shared = state.shared
-    assert shared is not None
-    if exact:
-        await shared.delete(base)
-        await shared.publish_purge(base, False)
-    for prefix in (base + SEP, base + VARY_SEP) if exact else (base,):
-        await shared.delete_prefix(prefix)
-        await shared.publish_purge(prefix, True)
-
-
-async def _soften_shared(state: ProxyState, key: str, entry: Entry, now: float) -> None:
-    shared = state.shared
-    assert shared is not None
-    await shared.set(key, entry, now)
-    await shared.publish_purge(key, False)  # other instances re-read the softened copy
+    soften = (lambda entry: soft_purged(entry, now)) if soft else None
+    purged = state.cache.purge(base, exact=exact, soften=soften, now=now)
+    log.info("purged %d entries of route %s (%s)", purged, rs.config.name, "soft" if soft else "hard")
+    return json_response({"route": rs.config.name, "purged": purged, "soft": soft})
 
 
 # -- reload and breakers ------------------------------------------------------------------------

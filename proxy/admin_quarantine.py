@@ -60,10 +60,8 @@ async def quarantine_promote(request: web.Request) -> web.Response:
     keyed_query = normal_query(query, rs.config.cache.key)
     primary = primary_key(rs.config.name, path, keyed_query, rs.config.cache.key, lookup)
     full = primary if not entry.vary else primary + VARY_SEP + VARY_SEP.join(entry.vary_values)
-    state.remember_vary(primary, entry.vary)
-    state.store.put(full, entry, now)
-    if state.shared is not None:
-        state.tasks.spawn(state.shared.set(full, entry, now), name="l2-set")
+    state.cache.remember_vary(primary, entry.vary)
+    state.cache.put_everywhere(full, entry, now)
     state.quarantine.take(item.id)
     rs.hysteresis_for(full).reset()
     rs.last_good_at = now

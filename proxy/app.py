@@ -24,6 +24,7 @@ from yarl import URL
 
 from proxy.accesslog import AccessLog
 from proxy.alerts import Alerts
+from proxy.cache import Cache
 from proxy.clock import Clock, SystemClock
 from proxy.core.breaker import Transition
 from proxy.core.config.model import Config
@@ -112,11 +113,10 @@ def build_state(
     state = ProxyState(
         clock=clock,
         runtime=Runtime(config, clock, on_transition=on_transition, rng=rng, transports=transports),
-        store=MemoryStore(config.cache.max_bytes, group_of=group_of),
+        cache=Cache(MemoryStore(config.cache.max_bytes, group_of=group_of), tasks, shared),
         telemetry=telemetry,
         tasks=tasks,
         flights=Flights(tasks),
-        shared=shared,
         started_at=clock.now(),
         on_transition=on_transition,
     )
@@ -124,7 +124,7 @@ def build_state(
     if shared is None and config.cache.backend == "redis":
         from proxy.store.shared import RedisTier
 
-        state.shared = RedisTier.from_config(
+        state.cache.shared = RedisTier.from_config(
             config.cache.redis, clock=clock, on_change=lambda change: _tier_event(state, change)
         )
     return state
@@ -134,14 +134,6 @@ def _tier_event(state: ProxyState, change: TierChange) -> None:
     """Redis is an integration too: its outages are logged, counted and alerted."""
     name = "shared_tier_up" if change.up else "shared_tier_down"
     state.telemetry.event(name, change.at, level="info" if change.up else "error", reason=change.reason)
-
-
-def _forget(state: ProxyState, key: str, prefix: bool) -> None:
-    """Another instance purged or invalidated `key` (or every key under a prefix)."""
-    if prefix:
-        state.store.delete_prefix(key)
-    else:
-        state.store.delete(key)
 
 
 def _breaker_event(state: ProxyState, t: Transition) -> None:
@@ -185,7 +177,7 @@ async def _startup(app: web.Application) -> None:
     state.telemetry.alerts.start()
     if state.shared is not None:
         shared = state.shared
-        shared.start_invalidation_listener(lambda key, prefix: _forget(state, key, prefix))
+        shared.start_invalidation_listener(state.cache.forget_here)
         state.telemetry.registry.collector(lambda: _shared_families(shared, state.clock.now()))
     app[HEALTH] = HealthChecks(state)
     app[HEALTH].start()
@@ -218,7 +210,6 @@ async def _cleanup(app: web.Application) -> None:
         await app[SNAPSHOT].close()
     for upstream in state.runtime.upstreams.values():
         await upstream.close()
-    if state.shared is not None:
-        await state.shared.close()
+    await state.cache.close()
     await state.telemetry.alerts.close()
     await state.telemetry.access.close()

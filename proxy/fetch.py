@@ -88,32 +88,19 @@ class Fetcher:
         """One upstream request per key for the whole fleet when a shared tier is up: take the
         lease, or wait for the instance that holds it; then fetch, store in both tiers, release.
         Never raises for upstream or shared-tier trouble."""
-        shared = self.state.shared
-        if shared is None:
-            return await self.fetch_here(rs, key, entry, out)
-        now = self.state.clock.now()
-        if not shared.up(now):
-            outcome = await self.fetch_here(rs, key, entry, out)
-            outcome.detail = f"{outcome.detail}; shared-tier-down" if outcome.detail else "shared-tier-down"
-            return outcome
         assert rs.config.cache is not None
-        got = await shared.lease_or_wait(
-            key,
-            _lease_ms(rs),
-            rs.config.cache.lock_timeout,
-            newer_than=entry.stored_at if entry is not None else None,
-        )
-        if isinstance(got, Entry):  # another instance fetched it
-            self.state.store.put(key, got, self.state.clock.now())
-            return Outcome(entry=got, detail="filled by another instance", key=key)
-        try:
+        newer_than = entry.stored_at if entry is not None else None
+        cache, now = self.state.cache, self.state.clock.now()
+        async with cache.one_fetch(
+            key, _lease_ms(rs), rs.config.cache.lock_timeout, newer_than=newer_than, now=now
+        ) as lease:
+            if lease.filled is not None:
+                return Outcome(entry=lease.filled, detail="filled by another instance", key=key)
             outcome = await self.fetch_here(rs, key, entry, out)
             if outcome.stored and outcome.entry is not None and outcome.key is not None:
-                # Awaited before the release: a waiter woken by the release must find it.
-                await shared.set(outcome.key, outcome.entry, self.state.clock.now())
-        finally:
-            if got is not None:
-                await shared.release(got)
+                await lease.publish(outcome.key, outcome.entry, self.state.clock.now())
+        if lease.degraded:
+            outcome.detail = f"{outcome.detail}; shared-tier-down" if outcome.detail else "shared-tier-down"
         return outcome
 
     async def fetch_here(self, rs: RouteState, key: str, entry: Entry | None, out: Outbound) -> Outcome:
@@ -258,8 +245,8 @@ class Fetcher:
         vary = new.vary
         primary = key.split(VARY_SEP, 1)[0]
         full_key = primary if not vary else VARY_SEP.join((primary, *new.vary_values))
-        self.state.remember_vary(primary, vary)
-        self.state.store.put(full_key, new, now)
+        self.state.cache.remember_vary(primary, vary)
+        self.state.cache.put(full_key, new, now)
         if 200 <= new.status < 300:
             rs.last_good_at = now
         own = None
@@ -284,16 +271,9 @@ class Fetcher:
         )
         new = freshness.refreshed(entry, merged, d, fetched.response_time)
         now = self.state.clock.now()
-        self.state.store.put(key, new, now)
+        self.state.cache.put(key, new, now)
         rs.last_good_at = now
         return new
-
-    async def from_shared(self, key: str, now: float) -> Entry | None:
-        assert self.state.shared is not None
-        entry = await self.state.shared.get(key)
-        if entry is not None:
-            self.state.store.put(key, entry, now)
-        return entry
 
     # -- after the fact ------------------------------------------------------------------------
 

@@ -182,12 +182,10 @@ class Handler:
             return field_value(request.headers, name)
 
         key = primary_key(rs.config.name, path, query, policy.key, sent)
-        vary = state.vary.get(key)
+        vary = state.cache.vary_of(key)
         vkey = variant_key(key, vary, sent) if vary else key
         now = state.clock.now()
-        entry = state.store.get(vkey, now)
-        if entry is None and state.shared is not None:
-            entry = await self.fetcher.from_shared(vkey, now)
+        entry = await state.cache.lookup(vkey, now)
         vendor = Vendor(rs.upstream.available(now), rs.upstream.track.healthy is False)
         only_if_cached = "only-if-cached" in request.headers.get("Cache-Control", "")
         plan = decide.on_lookup(entry, now, vendor, only_if_cached=only_if_cached)
@@ -457,7 +455,7 @@ class Handler:
     def _outbound(self, request: web.Request, rs: RouteState, target: Target, vkey: str) -> Outbound:
         # HEAD is fetched as GET so the answer can be stored and serve both (RFC 9110 9.3.2).
         assert rs.config.cache is not None
-        vary = self.state.vary.get(vkey.split(VARY_SEP, 1)[0]) or ()
+        vary = self.state.cache.vary_of(vkey.split(VARY_SEP, 1)[0]) or ()
         keyed = (*rs.config.cache.key.headers, *vary)
         return Outbound(
             "GET",

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from proxy.core import freshness
-from proxy.core.keys import group_boundaries, route_prefix
+from proxy.core.keys import route_prefix
 from proxy.core.model import Headers
 from proxy.core.routing import match_path
 from proxy.state import ProxyState
@@ -43,17 +43,5 @@ class Invalidator:
             for p in paths:
                 if match_path(rs.config.match, p.split("/")[1:]) is not None:
                     group = route_prefix(rs.config.name, p)
-                    dropped += self.state.store.delete_group(group)
-                    if self.state.shared is not None:
-                        self.state.tasks.spawn(self._forget_shared(group), name="l2-invalidate")
+                    dropped += self.state.cache.invalidate(group)
         return dropped
-
-    async def _forget_shared(self, group: str) -> None:
-        """Drop a URL's entries from the shared tier and every instance's memory tier."""
-        shared = self.state.shared
-        assert shared is not None
-        await shared.delete(group)
-        await shared.publish_purge(group, False)
-        for boundary in group_boundaries(group):
-            await shared.delete_prefix(boundary)
-            await shared.publish_purge(boundary, True)

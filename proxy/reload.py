@@ -172,10 +172,7 @@ def _carry_counters(old: Runtime, new: Runtime) -> None:
 def _purge(state: ProxyState, routes: tuple[str, ...]) -> int:
     dropped = 0
     for name in routes:
-        prefix = route_prefix(name)
-        dropped += state.store.delete_prefix(prefix)
-        if state.shared is not None:
-            state.tasks.spawn(state.shared.delete_prefix(prefix), name=f"l2-purge:{name}")
+        dropped += state.cache.drop_prefix(route_prefix(name), name)
     return dropped
 
 

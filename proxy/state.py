@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from proxy.cache import Cache
 from proxy.clock import Clock
 from proxy.core.breaker import Transition
 from proxy.flight import Flights, Tasks
@@ -23,7 +24,6 @@ from proxy.telemetry import Telemetry
 if TYPE_CHECKING:
     from proxy.fetch import Outcome
 
-MAX_VARY_INDEX = 100_000
 MAX_BACKOFF_KEYS = 10_000
 
 
@@ -31,26 +31,28 @@ MAX_BACKOFF_KEYS = 10_000
 class ProxyState:
     clock: Clock
     runtime: Runtime
-    store: MemoryStore
+    cache: Cache
     telemetry: Telemetry
     tasks: Tasks
     flights: Flights[Outcome]
-    shared: SharedTier | None = None
     quarantine: Quarantine = field(default_factory=Quarantine)
-    vary: OrderedDict[str, tuple[str, ...]] = field(default_factory=OrderedDict)
     refresh_backoff: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
     started_at: float = 0.0
     ready: bool = False
     on_transition: Callable[[Transition], None] | None = None  # for runtimes built on reload
 
-    def remember_vary(self, key: str, names: tuple[str, ...]) -> None:
-        if names:
-            self.vary[key] = names
-            self.vary.move_to_end(key)
-            if len(self.vary) > MAX_VARY_INDEX:
-                self.vary.popitem(last=False)
-        else:
-            self.vary.pop(key, None)
+    @property
+    def store(self) -> MemoryStore:
+        """This instance's memory tier (what tests and the snapshot read directly)."""
+        return self.cache.memory
+
+    @property
+    def shared(self) -> SharedTier | None:
+        return self.cache.shared
+
+    @property
+    def vary(self) -> OrderedDict[str, tuple[str, ...]]:
+        return self.cache.vary
 
     def refresh_allowed(self, key: str, now: float) -> bool:
         found = self.refresh_backoff.get(key)

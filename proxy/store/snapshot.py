@@ -313,7 +313,7 @@ class Snapshotter:
                 continue
             loaded += 1
             if entry.vary:  # the lookup needs the primary key's Vary names to find the variant
-                state.remember_vary(key.split(VARY_SEP, 1)[0], entry.vary)
+                state.cache.remember_vary(key.split(VARY_SEP, 1)[0], entry.vary)
             if rs.last_good_at is None or rs.last_good_at < entry.stored_at:
                 rs.last_good_at = entry.stored_at
         return loaded
