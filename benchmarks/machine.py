@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.procs import REPO_ROOT
-from benchmarks.services import nginx_version, redis_server_path
+from benchmarks.services import nginx_version, redis_server_path, varnish_version
 from benchmarks.wrk import wrk_version
 
 
@@ -90,5 +90,6 @@ def versions() -> dict[str, str | None]:
         "msgpack": _dist_version("msgpack"),
         "wrk": wrk_version(),
         "nginx": nginx_version(),
+        "varnish": varnish_version(),
         "redis": _redis_version(),
     }

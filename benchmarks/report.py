@@ -92,6 +92,18 @@ def evaluate_goals(scenarios: Doc, memory: Doc | None) -> list[Doc]:
         )
     )
     goals += cpu_goals(scenarios)
+    ours, varnish = _get(scenarios, "hit", "p99_ms"), _get(scenarios, "varnish", "p99_ms")
+    tail = _ratio(ours, varnish)
+    goals.append(
+        _goal(
+            "hit-p99-varnish",
+            "hit p99 <= Varnish's p99 (issue 12)",
+            tail,
+            None if tail is None else tail <= 1.0,
+            f"{tail:.2f}x" if tail is not None else "",
+            f"{ours:.2f} ms vs {varnish:.2f} ms" if ours is not None and varnish is not None else "",
+        )
+    )
     ratio = None if not memory or memory.get("skipped") else memory.get("ratio")
     goals.append(
         _goal(

@@ -14,7 +14,13 @@ from dataclasses import replace
 from benchmarks.load import Target
 from benchmarks.loadgen import fetch_paths
 from benchmarks.proxyrun import start_proxy, validate
-from benchmarks.services import redis_dbsize, redis_server_path, start_redis
+from benchmarks.services import (
+    redis_dbsize,
+    redis_server_path,
+    start_redis,
+    start_varnish,
+    varnish_version,
+)
 from benchmarks.suite import ScenarioResult, Skip, Suite, salt
 
 ORDER_BODY = b'{"sku":"A-1","quantity":2,"customer":"bench"}'
@@ -150,6 +156,16 @@ def nginx_writes(suite: Suite, res: ScenarioResult) -> None:
     res.notes.append("POST pass-through (proxy_pass, keepalive upstream)")
 
 
+def varnish(suite: Suite, res: ScenarioResult) -> None:
+    if varnish_version() is None:
+        raise Skip("varnish not installed (/usr/sbin/varnishd; apt install varnish)")
+    port, child = start_varnish(suite.group, origin_port=suite.origin().port)
+    target = suite.target(port, "/api/items/1")
+    suite.x_cache(port, target.path)
+    suite.measure(res, lambda i: target, server=child, warm=target)
+    res.notes.append(f"default VCL, malloc storage: {suite.x_cache(port, target.path)}")
+
+
 Runner = Callable[[Suite, ScenarioResult], None]
 
 STEADY: dict[str, tuple[str, Runner]] = {
@@ -164,4 +180,5 @@ STEADY: dict[str, tuple[str, Runner]] = {
     "nginx": ("nginx proxy_cache hits in front of the same origin", nginx),
     "nginx-miss": ("nginx proxy_cache, every request a new key", nginx_miss),
     "nginx-writes": ("nginx POST pass-through", nginx_writes),
+    "varnish": ("Varnish hits in front of the same origin", varnish),
 }

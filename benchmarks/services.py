@@ -236,3 +236,44 @@ def start_nginx(group: ProcessGroup, *, origin_port: int, workers: int) -> tuple
     )
     child.wait_port(port)
     return port, child
+
+
+# ------------------------------------------------------------------------------------ varnish
+
+VARNISHD = "/usr/sbin/varnishd"
+
+
+def varnish_version() -> str | None:
+    if not Path(VARNISHD).exists():
+        return None
+    proc = subprocess.run([VARNISHD, "-V"], capture_output=True, text=True, timeout=10, check=False)
+    text = (proc.stderr or proc.stdout).strip().splitlines()
+    return text[0].strip() if text else "varnish"
+
+
+def varnish_vcl(origin_port: int) -> str:
+    """Hits on /api/items/ as the proxy and nginx serve them: the origin's max-age decides."""
+    return f"""vcl 4.1;
+backend origin {{ .host = "127.0.0.1"; .port = "{origin_port}"; }}
+sub vcl_recv {{ set req.url = regsub(req.url, "^/api/items/", "/items/"); }}
+sub vcl_deliver {{
+    if (obj.hits > 0) {{ set resp.http.X-Cache = "HIT"; }} else {{ set resp.http.X-Cache = "MISS"; }}
+}}
+"""
+
+
+def start_varnish(group: ProcessGroup, *, origin_port: int) -> tuple[int, Child]:
+    """varnishd in the foreground with its working directory inside the suite's."""
+    if not Path(VARNISHD).exists():
+        raise FileNotFoundError(f"{VARNISHD} not found")
+    root = group.workdir / "varnish"
+    root.mkdir(exist_ok=True)
+    (root / "bench.vcl").write_text(varnish_vcl(origin_port))
+    port = free_port()
+    argv = [VARNISHD, "-F", "-n", str(root / "work"), "-a", f"{HOST}:{port}", "-f", str(root / "bench.vcl")]
+    argv += ["-s", "malloc,256m", "-p", "thread_pool_min=10", "-T", "none"]
+    if os.geteuid() == 0:  # as root it drops privileges to its own users: keep them ours
+        argv += ["-j", "none"]
+    child = group.start("varnish", argv)
+    child.wait_port(port, timeout=30)
+    return port, child
