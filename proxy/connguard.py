@@ -80,7 +80,7 @@ class ConnGuard:
 
     def __init__(
         self,
-        factory: Callable[[], asyncio.Protocol],
+        factory: Callable[[], asyncio.Protocol] | None,
         limits: ConnLimits | None = None,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
@@ -111,6 +111,7 @@ class ConnGuard:
         )
 
     def __call__(self) -> asyncio.Protocol:
+        assert self.factory is not None
         return GuardedConnection(self)
 
     def admitted(self) -> None:
@@ -265,6 +266,7 @@ class GuardedConnection(asyncio.Protocol):
             return
         guard.admitted()
         self._reader = RequestReader(guard.limits, guard.loop.time())
+        assert guard.factory is not None
         self._inner = guard.factory()
         self._tap = _Tap(transport)
         self._inner.connection_made(self._tap)

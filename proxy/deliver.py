@@ -9,16 +9,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from aiohttp import web
-from multidict import CIMultiDict
-
 from proxy.cachecontrol import DELTA_MAX
 from proxy.errors import MethodNotAllowed, ProxyError, error_body
+from proxy.exchange import Response
 from proxy.model import Entry, Headers
 
 CACHE_NAME = "resilient-proxy"
 JSON = "application/json"
-# Never copied from a stored or upstream response onto ours: we set them, or aiohttp does.
+# Never copied from a stored or upstream response onto ours: we set them, or the listener does.
 _OURS = frozenset(
     {
         "content-length",
@@ -31,6 +29,7 @@ _OURS = frozenset(
         "keep-alive",
     }
 )
+_NOT_ON_304 = frozenset({"content-type", "content-encoding", "content-language"})
 
 
 @dataclass(slots=True)
@@ -87,62 +86,64 @@ def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')[:200]
 
 
-def _base_headers(headers: Headers, txn: Txn, x_cache: str, status_value: str) -> CIMultiDict[str]:
-    out: CIMultiDict[str] = CIMultiDict()
-    for key, value in headers:
-        if key.lower() not in _OURS:
-            out.add(key, value)
-    out["X-Cache"] = x_cache
-    out["Cache-Status"] = status_value
-    out["X-Request-Id"] = txn.request_id
+def _base_headers(headers: Headers, txn: Txn, x_cache: str, status_value: str) -> list[tuple[str, str]]:
+    out = [(k, v) for k, v in headers if k.lower() not in _OURS]
+    out.append(("X-Cache", x_cache))
+    out.append(("Cache-Status", status_value))
+    out.append(("X-Request-Id", txn.request_id))
     txn.x_cache = x_cache
     return out
 
 
 def entry_response(
     entry: Entry, now: float, txn: Txn, *, x_cache: str, status_value: str, not_modified: bool = False
-) -> web.Response:
+) -> Response:
     headers = _base_headers(entry.headers, txn, x_cache, status_value)
     # RFC 9111 5.1: delta-seconds, rounded down; never past 2^31 (1.2.2), whatever was stored.
-    headers["Age"] = str(int(min(entry.age(now), DELTA_MAX)))
+    headers.append(("Age", age_value(entry, now)))
     if not_modified:  # RFC 9110 15.4.5: a 304 carries the validators, no body
-        for name in ("Content-Type", "Content-Encoding", "Content-Language"):
-            headers.popall(name, None)
+        headers = [(k, v) for k, v in headers if k.lower() not in _NOT_ON_304]
         txn.status = 304
-        return web.Response(status=304, headers=headers)
+        return Response(304, headers)
     txn.status = entry.status
     txn.bytes = len(entry.body)
-    return web.Response(status=entry.status, headers=headers, body=entry.body)
+    return Response(entry.status, headers, entry.body)
+
+
+def age_value(entry: Entry, now: float) -> str:
+    return str(int(min(entry.age(now), DELTA_MAX)))
 
 
 def passed_response(
     status: int, headers: Headers, body: bytes, txn: Txn, *, x_cache: str, status_value: str
-) -> web.Response:
+) -> Response:
     out = _base_headers(headers, txn, x_cache, status_value)
     txn.status = status
     txn.bytes = len(body)
-    return web.Response(status=status, headers=out, body=body)
+    return Response(status, out, body)
 
 
-def streaming_headers(headers: Headers, txn: Txn, *, x_cache: str, status_value: str) -> CIMultiDict[str]:
+def streaming_headers(
+    headers: Headers, txn: Txn, *, x_cache: str, status_value: str
+) -> list[tuple[str, str]]:
     return _base_headers(headers, txn, x_cache, status_value)
 
 
-def error_response(err: ProxyError, txn: Txn, *, detail: str | None = None) -> web.Response:
+def error_response(err: ProxyError, txn: Txn, *, detail: str | None = None) -> Response:
     body = error_body(err, route=txn.route, upstream=txn.upstream, request_id=txn.request_id)
-    headers = {
-        "Content-Type": JSON,
-        "X-Request-Id": txn.request_id,
-        "X-Cache": txn.x_cache,
-        "Cache-Status": cache_status(hit=False, fwd=_fwd_for(txn), detail=detail or err.code),
-    }
+    headers = [
+        ("Content-Type", JSON),
+        ("X-Request-Id", txn.request_id),
+        ("X-Cache", txn.x_cache),
+        ("Cache-Status", cache_status(hit=False, fwd=_fwd_for(txn), detail=detail or err.code)),
+    ]
     if isinstance(err, MethodNotAllowed):
-        headers["Allow"] = ", ".join(err.allow)
+        headers.append(("Allow", ", ".join(err.allow)))
     if err.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+        headers.append(("Retry-After", str(max(1, math.ceil(err.retry_after)))))
     txn.status = err.status
     txn.bytes = len(body)
-    return web.Response(status=err.status, headers=headers, body=body)
+    return Response(err.status, headers, body)
 
 
 def _fwd_for(txn: Txn) -> str:

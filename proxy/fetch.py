@@ -13,13 +13,12 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from aiohttp import web
-
 from proxy import freshness, replacement
 from proxy.cachecontrol import parse as parse_cc
 from proxy.datacheck import DataCheck
 from proxy.deliver import Txn
 from proxy.errors import DataRejected, ProxyError, UpstreamStatus
+from proxy.exchange import Request
 from proxy.guards import Verdict, Violation
 from proxy.headers import end_to_end
 from proxy.invalidate import Invalidator
@@ -47,7 +46,7 @@ class Outcome:
     retries: int = 0
     key: str | None = None  # where `entry` was stored (the variant key, once Vary is known)
 
-    def shareable_for(self, request: web.Request) -> bool:
+    def shareable_for(self, request: Request) -> bool:
         if self.error is not None:
             return True  # the waiter handles the failure with its own copy
         entry = self.entry

@@ -22,8 +22,6 @@ import math
 import re
 import uuid
 
-from aiohttp import web
-
 from proxy import freshness
 from proxy.deliver import Txn, cache_status, entry_response, error_response, passed_response
 from proxy.errors import (
@@ -38,6 +36,7 @@ from proxy.errors import (
     UpstreamStatus,
     UriTooLong,
 )
+from proxy.exchange import Request, Response
 from proxy.fetch import Fetcher, Outcome
 from proxy.freshness import Decision
 from proxy.headers import field_value
@@ -70,7 +69,11 @@ class Handler:
         self._id_prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    def now(self) -> float:
+        """Wall-clock seconds for the listener's `Date` header."""
+        return self.state.clock.now()
+
+    async def handle(self, request: Request) -> Response:
         state = self.state
         incoming = request.headers.get("X-Request-Id")
         rid = (
@@ -96,16 +99,19 @@ class Handler:
         except Exception:
             log.exception("request %s failed inside the proxy", rid)
             response = error_response(ProxyError("internal error in the proxy"), txn)
-            response.set_status(500)
+            response.status = 500
             txn.status = 500
         if request.method == "CONNECT":
-            response.force_close()  # never leave a would-be tunnel open
-        state.telemetry.transaction(txn, state.clock.now())
+            response.close = True  # never leave a would-be tunnel open
+        if response.stream is None:
+            state.telemetry.transaction(txn, state.clock.now())
+        else:  # logged once the last byte is out (or the relay broke)
+            response.done = lambda: state.telemetry.transaction(txn, state.clock.now())
         return response
 
     # -- recv ----------------------------------------------------------------------------------
 
-    async def recv(self, request: web.Request, txn: Txn) -> web.StreamResponse:
+    async def recv(self, request: Request, txn: Txn) -> Response:
         raw = request.raw_path
         if request.method in ("CONNECT", "TRACE"):
             raise MethodNotAllowed(f"{request.method} is never proxied", ())
@@ -141,9 +147,7 @@ class Handler:
 
     # -- pass: writes and uncached routes, sent once unless idempotent -------------------------
 
-    async def pass_(
-        self, request: web.Request, rs: RouteState, path: str, target: Target, txn: Txn
-    ) -> web.StreamResponse:
+    async def pass_(self, request: Request, rs: RouteState, path: str, target: Target, txn: Txn) -> Response:
         route = rs.config
         body = await read_body(request, route.max_body or self.state.runtime.config.server.max_body)
         out = Outbound(
@@ -163,7 +167,7 @@ class Handler:
         fwd = "bypass" if route.cache is None else "method"
         status_value = cache_status(hit=False, fwd=fwd, fwd_status=fetched.status)
         if not fetched.complete:
-            return await stream_response(request, fetched, txn, x_cache="BYPASS", status_value=status_value)
+            return stream_response(request, fetched, txn, x_cache="BYPASS", status_value=status_value)
         return passed_response(
             fetched.status, fetched.headers, fetched.body, txn, x_cache="BYPASS", status_value=status_value
         )
@@ -171,8 +175,8 @@ class Handler:
     # -- hash + lookup + decide ----------------------------------------------------------------
 
     async def lookup(
-        self, request: web.Request, rs: RouteState, path: str, query: str, target: Target, txn: Txn
-    ) -> web.StreamResponse:
+        self, request: Request, rs: RouteState, path: str, query: str, target: Target, txn: Txn
+    ) -> Response:
         state = self.state
         policy = rs.config.cache
         assert policy is not None
@@ -205,7 +209,7 @@ class Handler:
             raise NotCached("not in cache and only-if-cached was asked")
         return await self.fetch(request, rs, vkey, entry, target, txn)
 
-    def _hit(self, request: web.Request, entry: Entry, now: float, txn: Txn) -> web.Response:
+    def _hit(self, request: Request, entry: Entry, now: float, txn: Txn) -> Response:
         txn.x_cache = "HIT"
         not_modified = entry.status == 200 and freshness.not_modified(
             entry, request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since")
@@ -229,7 +233,7 @@ class Handler:
         fwd: str | None,
         fwd_status: int | None = None,
         x_cache: str = "STALE",
-    ) -> web.Response:
+    ) -> Response:
         rs.stale += 1
         txn.stale_reason = reason
         self.state.telemetry.stale.inc((rs.config.name, reason.split(":")[0]))
@@ -241,8 +245,8 @@ class Handler:
     # -- fetch (coalesced) ---------------------------------------------------------------------
 
     async def fetch(
-        self, request: web.Request, rs: RouteState, vkey: str, entry: Entry | None, target: Target, txn: Txn
-    ) -> web.StreamResponse:
+        self, request: Request, rs: RouteState, vkey: str, entry: Entry | None, target: Target, txn: Txn
+    ) -> Response:
         out = self._outbound(request, rs, target, vkey)
         state = self.state
         assert rs.config.cache is not None
@@ -312,7 +316,7 @@ class Handler:
         txn: Txn,
         *,
         owned: bool,
-    ) -> web.Response:
+    ) -> Response:
         """The vendor is slower than the route's `stale_if_slow`: answer with the copy and let the
         flight finish in the background, as a refresh (its result stored if it passes the guards,
         its failure counted and backed off). The first waiter to give up attaches that once."""
@@ -335,14 +339,14 @@ class Handler:
 
     async def _after_fetch(
         self,
-        request: web.Request,
+        request: Request,
         rs: RouteState,
         entry: Entry | None,
         outcome: Outcome,
         txn: Txn,
         *,
         collapsed: bool,
-    ) -> web.StreamResponse:
+    ) -> Response:
         now = self.state.clock.now()
         txn.upstream_status = outcome.upstream_status
         if not collapsed:  # a waiter did not call the upstream: its latency is the leader's
@@ -368,7 +372,7 @@ class Handler:
         assert fetched is not None
         value = cache_status(hit=False, fwd="miss", fwd_status=fetched.status, detail=outcome.detail)
         if not fetched.complete:
-            return await stream_response(request, fetched, txn, x_cache="MISS", status_value=value)
+            return stream_response(request, fetched, txn, x_cache="MISS", status_value=value)
         return passed_response(
             fetched.status, fetched.headers, fetched.body, txn, x_cache="MISS", status_value=value
         )
@@ -377,7 +381,7 @@ class Handler:
 
     def error(
         self, rs: RouteState, entry: Entry | None, err: ProxyError, txn: Txn, upstream_status: int | None
-    ) -> web.Response:
+    ) -> Response:
         now = self.state.clock.now()
         usable = freshness.usable_on_error(entry, now) if entry is not None else None
         if isinstance(err, DataRejected):
@@ -405,7 +409,7 @@ class Handler:
         txn: Txn,
         upstream_status: int | None,
         now: float,
-    ) -> web.Response:
+    ) -> Response:
         """The route's synthetic answer: nothing was cached, so it is not stale; marked FALLBACK
         and counted in rproxy_fallbacks_total. A 503/429 says when to retry (RFC 9110 10.2.3)."""
         reason = reason_of(err)
@@ -422,7 +426,7 @@ class Handler:
 
     # -- background refresh --------------------------------------------------------------------
 
-    def _refresh(self, request: web.Request, rs: RouteState, vkey: str, entry: Entry, target: Target) -> bool:
+    def _refresh(self, request: Request, rs: RouteState, vkey: str, entry: Entry, target: Target) -> bool:
         """Start a background refresh of `vkey`; True when one is running (this or an earlier)."""
         state = self.state
         now = state.clock.now()
@@ -439,7 +443,7 @@ class Handler:
         future.add_done_callback(_release_unused)
         return True
 
-    def _outbound(self, request: web.Request, rs: RouteState, target: Target, vkey: str) -> Outbound:
+    def _outbound(self, request: Request, rs: RouteState, target: Target, vkey: str) -> Outbound:
         # HEAD is fetched as GET so the answer can be stored and serve both (RFC 9110 9.3.2).
         assert rs.config.cache is not None
         vary = self.state.vary.get(vkey.split(VARY_SEP, 1)[0]) or ()
@@ -488,7 +492,7 @@ def retry_after_for(err: ProxyError, rs: RouteState, now: float) -> int:
     return max(1, math.ceil(wait))
 
 
-def _has_credentials(request: web.Request) -> bool:
+def _has_credentials(request: Request) -> bool:
     """Requests whose answers are private unless the response or route says otherwise."""
     return "Authorization" in request.headers or "Cookie" in request.headers
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
 from proxy import freshness
+from proxy.exchange import Request
 from proxy.keys import group_boundaries, route_prefix
 from proxy.model import Headers
 from proxy.routing import match_path
@@ -22,7 +21,7 @@ class Invalidator:
     def __init__(self, state: ProxyState) -> None:
         self.state = state
 
-    def invalidate(self, request: web.Request, path: str, headers: Headers) -> int:
+    def invalidate(self, request: Request, path: str, headers: Headers) -> int:
         """RFC 9111 4.4: a successful write invalidates its URI and same-origin Location.
 
         `headers` are the ones the client gets: a vendor's own URL in Location has already been

@@ -1,0 +1,752 @@
+"""The public port: our own `asyncio.Protocol` on httptools (llhttp, strict), one per connection.
+
+Owns: one strict parse of each request head (llhttp's refusals plus RFC 9112's framing rules on
+the parsed fields: no second parse in Python), admission per client address and in total (the
+guard's bookkeeping in `connguard`), the head, body and keep-alive deadlines on ONE timer per
+connection, keep-alive, pipelining (answers strictly in order, one request handled at a time),
+`Expect: 100-continue`, HTTP/1.0, chunked request bodies, backpressure both ways (reading pauses
+while a request body or the pipeline queue is past its mark; a streamed answer waits for the
+client to drain), graceful drain, and the bytes of every answer: our JSON for every error, a
+`Date`, never a `Server` header.
+Must not: route, cache or rewrite (that is the endpoint's, `handler.Handler`), or read the wall
+clock itself (deadlines read the injected `Timer`; `Date` the endpoint's clock).
+
+A request with `Upgrade`, or a CONNECT, never switches protocols: it is answered as any other
+request and the connection is closed after it, so no deadline or framing check is ever lifted.
+
+Wiring (decided here): `build_app` still returns the aiohttp `Application` that owns the
+lifecycle (startup/cleanup hooks, the admin app reads its state); the public endpoint hangs off
+it under `PUBLIC` and is served by `PublicSite`, an aiohttp `BaseSite`, so `AppRunner` keeps the
+order it has always had: startup hooks before we listen, stop accepting and drain before the
+cleanup hooks. The aiohttp application itself has no routes and is never exposed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any, Protocol, cast
+
+import httptools
+from aiohttp import web
+
+from proxy.connguard import ConnGuard, RequestTimeout, TooManyConnections, VersionNotSupported, answer
+from proxy.errors import BadRequest, HeadersTooLarge, ProxyError, UriTooLong
+from proxy.exchange import Body, Request, Response
+from proxy.limits import Admission, ConnLimits
+from proxy.metrics import Registry
+
+log = logging.getLogger("proxy.listener")
+KEEPALIVE_TIMEOUT = 75.0  # seconds an idle kept-alive connection stays open, as aiohttp's default
+MAX_PIPELINE = 16  # requests parsed ahead of the one being answered before reading pauses
+MAX_TARGET = 8190  # as nginx's large_client_header_buffers; the handler answers 414 from 4 KB
+MAX_FIELD = 8190  # one header line, as nginx's large_client_header_buffers
+_CONTINUE = {"1.1": b"HTTP/1.1 100 Continue\r\n\r\n"}
+_NO_BODY = frozenset({204, 304})
+
+
+class ExpectationFailed(ProxyError):
+    status, code = 417, "expectation_failed"
+
+
+class Endpoint(Protocol):
+    """What the listener serves: `handler.Handler`."""
+
+    def handle(self, request: Request) -> Awaitable[Response]: ...
+
+    def now(self) -> float: ...
+
+
+PUBLIC = web.AppKey("public_endpoint", Endpoint)
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Timer(Protocol):
+    """The deadlines' time source: the loop in production, a fake one in tests."""
+
+    def now(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Cancellable: ...
+
+
+class LoopTimer:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Cancellable:
+        return self.loop.call_at(when, callback)
+
+
+class _Refused(Exception):
+    def __init__(self, err: ProxyError) -> None:
+        super().__init__(err.message)
+        self.err = err
+
+
+class Listener(ConnGuard):
+    """The protocol factory of one listening socket: the guard's bookkeeping plus what every
+    connection shares (endpoint, timer, the open connections for a graceful drain)."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        limits: ConnLimits | None = None,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        registry: Registry | None = None,
+        timer: Timer | None = None,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+    ) -> None:
+        super().__init__(None, limits, loop=loop, registry=registry)
+        self.endpoint = endpoint
+        self.timer: Timer = timer or LoopTimer(self.loop)
+        self.keepalive_timeout = keepalive_timeout
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self._date_at = -1
+        self._date = b""
+
+    def __call__(self) -> asyncio.Protocol:
+        return Connection(self)
+
+    def date(self) -> bytes:
+        """`Date: ...\\r\\n` (RFC 9110 6.6.1), formatted once a second."""
+        now = int(self.endpoint.now())
+        if now != self._date_at:
+            self._date_at = now
+            self._date = f"Date: {formatdate(now, usegmt=True)}\r\n".encode("ascii")
+        return self._date
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking requests: idle connections close now, busy ones after their answer
+        (marked `Connection: close`); whatever is left after `grace` seconds is cut."""
+        self.draining = True
+        for conn in list(self.connections):
+            conn.drain()
+        deadline = self.loop.time() + grace
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            conn.abort()
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def serialize_head(
+    version: str, status: int, headers: list[tuple[str, str]], framing: str, date: bytes
+) -> bytes:
+    """Status line and headers. `framing` is the Content-Length/Transfer-Encoding/Connection
+    lines the writer chose. Values carrying CR or LF are dropped: never a split response."""
+    lines = [f"HTTP/{version} {status} {_reason(status)}"]
+    has_date = False
+    for name, value in headers:
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            continue
+        if not has_date and name.lower() == "date":
+            has_date = True
+        lines.append(f"{name}: {value}")
+    text = "\r\n".join(lines) + "\r\n" + framing
+    try:
+        head = text.encode("latin-1")
+    except UnicodeEncodeError:
+        head = text.encode("utf-8")
+    return head + (b"\r\n" if has_date else date + b"\r\n")
+
+
+class Connection(asyncio.Protocol):
+    """One accepted connection."""
+
+    def __init__(self, listener: Listener) -> None:
+        self._l = listener
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._address = ""
+        self._admitted = False
+        self._closed = False
+        # the one timer
+        self._deadline: float | None = None
+        self._phase = "header"
+        self._timer: Cancellable | None = None
+        self._timer_at: float | None = None
+        # the head being parsed
+        self._url: list[bytes] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+        self._lengths = 0
+        self._codings: list[bytes] = []
+        self._expect: bytes | None = None
+        self._upgrade = False
+        self._in_message = False
+        self._last_keep_alive = True
+        self._current: Request | None = None  # whose body is arriving
+        # answering
+        self._queue: deque[tuple[Request, Response | None]] = deque()
+        self._refusals: dict[Request, ProxyError] = {}  # bodies whose framing broke off
+        self._busy = False
+        self._asked = 0  # complete heads seen
+        self._reading_done = False  # nothing more is parsed on this connection
+        self._reading = True
+        self._body_paused = False
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._draining = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._address = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
+        listener = self._l
+        verdict = listener.table.admit(self._address)
+        if verdict is not Admission.OK:
+            self._shed(verdict)
+            return
+        self._admitted = True
+        listener.admitted()
+        listener.connections.add(self)
+        self._set_deadline("header", listener.limits.header_timeout)
+        if listener.draining:
+            self.drain()
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_done or self._closed or not self._admitted:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._stop_reading()  # the request was answered as any other; the connection ends
+        except httptools.HttpParserCallbackError as exc:
+            context = exc.__context__
+            if isinstance(context, _Refused):
+                self._refuse(context.err)
+            elif not self._reading_done:
+                log.exception("listener callback failed")
+                self._refuse(BadRequest("malformed request"))
+        except httptools.HttpParserError as exc:
+            if not self._reading_done:  # bytes after `Connection: close` are not read
+                self._refuse(BadRequest(f"malformed request: {_why(exc)}"))
+
+    def eof_received(self) -> bool | None:
+        current = self._current
+        if current is not None and current.body is not None:
+            current.body.fail(ConnectionResetError("the client closed while sending its body"))
+        if self._in_message and current is None and not self._reading_done:
+            self._refuse(BadRequest("the request head was cut short"))
+        self._stop_reading()
+        if not self._busy and not self._queue:
+            return None  # close now: nothing to answer
+        return True  # half-closed: the answers in flight are still written
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._cancel_timer()
+        listener = self._l
+        if self._admitted:
+            self._admitted = False
+            listener.released(self._address)
+            listener.connections.discard(self)
+        else:
+            listener.lingering -= 1
+        gone = ConnectionResetError("the client went away")
+        for body in {r.body for r, _ in self._queue} | {self._current.body if self._current else None}:
+            if body is not None:
+                body.fail(gone)
+        self._queue.clear()
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(gone)
+        self._transport = None
+
+    # -- httptools callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._url.clear()
+        self._headers = []
+        self._head_size = 0
+        self._lengths = 0
+        self._codings = []
+        self._expect = None
+        self._upgrade = False
+        if self._phase != "header":
+            self._set_deadline("header", self._l.limits.header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+        self._head_size += len(url)
+        if self._head_size > MAX_TARGET and sum(map(len, self._url)) > MAX_TARGET:
+            raise _Refused(UriTooLong(f"request target over {MAX_TARGET} bytes"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        size = len(name) + len(value) + 4
+        self._head_size += size
+        if self._head_size > self._l.limits.max_head or size > MAX_FIELD:
+            raise _Refused(HeadersTooLarge("request head too large"))
+        if b"\r" in value or b"\n" in value:
+            raise _Refused(BadRequest("obsolete line folding"))  # RFC 9112 5.2
+        low = name.lower()
+        if low == b"content-length":
+            self._lengths += 1
+        elif low == b"transfer-encoding":
+            self._codings.extend(c.strip(b" \t").lower() for c in value.split(b","))
+        elif low == b"expect":
+            self._expect = value.strip(b" \t").lower()
+        elif low == b"upgrade":
+            self._upgrade = True
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        version = parser.get_http_version()
+        if version == "0.9":  # llhttp's reading of a request line without a version
+            raise _Refused(BadRequest("the request line has no HTTP version"))
+        if version not in ("1.1", "1.0"):
+            raise _Refused(VersionNotSupported("only HTTP/1.0 and HTTP/1.1 are served here"))
+        chunked = bool(self._codings)
+        if chunked:  # RFC 9112 6.1 and 6.3: what llhttp would let through, refused here
+            if self._lengths:
+                raise _Refused(BadRequest("both Content-Length and Transfer-Encoding"))
+            if version != "1.1":
+                raise _Refused(BadRequest("Transfer-Encoding in an HTTP/1.0 request"))
+            if self._codings[-1] != b"chunked" or self._codings.count(b"chunked") != 1:
+                raise _Refused(BadRequest("Transfer-Encoding must end in chunked, once"))
+        elif self._lengths > 1:
+            raise _Refused(BadRequest("more than one Content-Length"))  # RFC 9112 6.3 (5)
+        method = parser.get_method().decode("ascii")
+        length = self._content_length() if self._lengths else None
+        expects_body = chunked or bool(length)
+        ready: Response | None = None
+        body: Body | None = None
+        if expects_body:
+            announce = None
+            if self._expect == b"100-continue" and version == "1.1":
+                announce = self._announce_continue
+            body = Body(self._pause_body, self._resume_body, first_read=announce)
+        if self._expect is not None and self._expect != b"100-continue":
+            ready = self._error(ExpectationFailed("only 100-continue is expected here"))  # RFC 9110 10.1.1
+        request = Request(
+            method,
+            b"".join(self._url).decode("latin-1"),
+            self._headers,
+            remote=self._address,
+            version=version,
+            keep_alive=parser.should_keep_alive() and not self._upgrade and method != "CONNECT",
+            body=body,
+            content_length=length,
+        )
+        self._asked += 1
+        self._current = request if body is not None else None
+        if body is not None:
+            self._set_deadline("body", self._l.limits.body_timeout)
+        else:
+            self._clear_deadline()
+        self._last_keep_alive = request.keep_alive
+        self._queue.append((request, ready))
+        if len(self._queue) >= MAX_PIPELINE:
+            self._sync_reading()
+        self._kick()
+
+    def on_body(self, data: bytes) -> None:
+        current = self._current
+        if current is not None and current.body is not None:
+            current.body.feed(data)
+
+    def on_message_complete(self) -> None:
+        current = self._current
+        if current is not None and current.body is not None:
+            current.body.finish()
+        self._current = None
+        self._in_message = False
+        if self._phase == "body":
+            self._clear_deadline()
+        if not self._last_keep_alive:
+            self._stop_reading()  # nothing after `Connection: close` (or an upgrade) is read
+        elif not self._busy and not self._queue:
+            self._idle()
+
+    def _content_length(self) -> int:
+        value = next(v for n, v in self._headers if n.lower() == b"content-length").strip(b" \t")
+        if not value.isdigit() or len(value) > 18:
+            raise _Refused(BadRequest("invalid Content-Length"))
+        return int(value)
+
+    # -- answering, in order ------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        if self._busy or not self._queue or self._closed:
+            return
+        request, ready = self._queue.popleft()
+        self._busy = True
+        self._sync_reading()
+        asyncio.get_running_loop().create_task(self._serve(request, ready))
+
+    async def _serve(self, request: Request, ready: Response | None) -> None:
+        close = True
+        try:
+            response = ready if ready is not None else await self._l.endpoint.handle(request)
+            refused = self._refusals.pop(request, None)
+            if refused is not None:
+                await _discard(response)
+                response = self._error(refused)
+            close = await self._write(request, response)
+        except Exception:
+            log.exception("answering on the public port failed")
+            self.abort()
+        finally:
+            self._busy = False
+            self._after(request, close)
+
+    def _after(self, request: Request, close: bool) -> None:
+        if self._closed:
+            return
+        body = request.body
+        if body is not None and not body.complete:
+            close = True  # an unread body would have to be read to find the next request
+        if close or self._draining:
+            self._stop_reading()
+            if self._transport is not None:
+                self._transport.close()
+            return
+        if self._queue:
+            self._kick()
+        elif not self._in_message:
+            if self._reading_done:
+                if self._transport is not None:
+                    self._transport.close()
+                return
+            self._sync_reading()
+            self._idle()
+
+    async def _write(self, request: Request, response: Response) -> bool:
+        """Write one answer; True when the connection must close after it."""
+        transport = self._transport
+        version = request.version
+        close = response.close or not request.keep_alive or self._draining or self._l.draining
+        status = response.status
+        bare = status in _NO_BODY or status < 200
+        head_only = bare or request.method == "HEAD"
+        stream = response.stream
+        try:
+            if stream is None:
+                body = response.body
+                framing = "" if bare else f"Content-Length: {len(body)}\r\n"
+                framing += _connection(version, close)
+                head = serialize_head(version, status, response.headers, framing, self._l.date())
+                if transport is not None and not self._closed:
+                    transport.write(head if head_only else head + body)
+                return close
+            chunked = version == "1.1" and not head_only
+            if version != "1.1" and not head_only:
+                close = True  # HTTP/1.0: the body ends where the connection does
+            framing = ("Transfer-Encoding: chunked\r\n" if chunked else "") + _connection(version, close)
+            head = serialize_head(version, status, response.headers, framing, self._l.date())
+            if transport is None or self._closed:
+                return True
+            transport.write(head)
+            if not head_only:
+                async for chunk in stream:
+                    if not chunk:
+                        continue
+                    if self._closed or self._transport is None:
+                        raise ConnectionResetError("the client went away")
+                    self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                    if self._write_paused:
+                        await self._drained()
+                if chunked and self._transport is not None:
+                    self._transport.write(b"0\r\n\r\n")
+            return close
+        except Exception:
+            if stream is not None:
+                self.abort()  # the status line is gone already: a cut connection says it broke
+                return True
+            raise
+        finally:
+            if stream is not None:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            if response.done is not None:
+                response.done()
+
+    async def _drained(self) -> None:
+        if not self._write_paused:
+            return
+        waiter = self._drain_waiter
+        if waiter is None:
+            waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
+        await waiter
+
+    def _announce_continue(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._transport.write(_CONTINUE["1.1"])
+
+    def _error(self, err: ProxyError) -> Response:
+        raw = answer(err)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")[1:]
+        headers = [
+            (k, v.strip())
+            for k, _, v in (line.partition(":") for line in lines)
+            if k.lower() not in ("content-length", "connection")
+        ]
+        return Response(err.status, headers, body, close=True)
+
+    # -- refusing, shedding, cutting ----------------------------------------------------------
+
+    def _refuse(self, err: ProxyError) -> None:
+        """A head or body llhttp or RFC 9112 refuses: nothing more is read; the refusal is
+        answered in order after what was asked before it, then the connection closes. A body
+        that breaks off fails its request (the handler answers 400)."""
+        self._l.refused_total.inc((str(err.status),))
+        self._l.stats.refused += 1
+        self._stop_reading()
+        current = self._current
+        if current is not None and current.body is not None:
+            # The handler sees a client gone (499 in its log); the client gets our 400.
+            self._refusals[current] = err
+            current.body.fail(ConnectionResetError(err.message))
+            self._current = None
+            return
+        self._current = None
+        self._queue.append((Request("GET", "", [], remote=self._address, keep_alive=False), self._error(err)))
+        self._kick()
+
+    def _shed(self, why: Admission) -> None:
+        listener, transport = self._l, self._transport
+        assert transport is not None
+        listener.shed(why, self._address)
+        listener.lingering += 1  # undone in connection_lost
+        if listener.lingering > listener.limits.max_lingering:
+            listener.stats.reset += 1
+            transport.abort()
+            return
+        scope = "in total" if why is Admission.TOTAL else "from your address"
+        transport.write(
+            answer(TooManyConnections(f"too many connections {scope}; retry shortly"), ("Retry-After", "1"))
+        )
+        if transport.can_write_eof():
+            # Half-close: the client reads the 503, then EOF. Closing outright while its request is
+            # unread would send a reset that can destroy the 503 in flight (RFC 9112 9.6).
+            transport.write_eof()
+            self._timer = listener.loop.call_later(listener.limits.linger, self.abort)
+        else:
+            transport.close()
+
+    def drain(self) -> None:
+        """Graceful shutdown: close now if idle, else after the answer in progress."""
+        self._draining = True
+        if not self._busy and not self._queue and not self._in_message and self._transport is not None:
+            self._stop_reading()
+            self._transport.close()
+
+    def abort(self) -> None:
+        self._cancel_timer()
+        if self._transport is not None:
+            self._transport.abort()
+
+    # -- the one timer ------------------------------------------------------------------------
+
+    def _idle(self) -> None:
+        self._set_deadline("idle", self._l.keepalive_timeout)
+
+    def _set_deadline(self, phase: str, seconds: float) -> None:
+        timer = self._l.timer
+        self._phase = phase
+        self._deadline = deadline = timer.now() + seconds
+        if self._timer_at is None or deadline < self._timer_at:
+            self._cancel_timer()
+            self._timer_at = deadline
+            self._timer = timer.call_at(deadline, self._on_timer)
+        # a later deadline: the armed timer fires early and re-arms (cheaper than re-arming)
+
+    def _clear_deadline(self) -> None:
+        self._phase = "none"
+        self._deadline = None
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_at = None, None
+        deadline = self._deadline
+        if deadline is None or self._closed or self._transport is None:
+            return
+        timer = self._l.timer
+        now = timer.now()
+        if now < deadline or (self._phase == "body" and self._body_paused):
+            # early, or the body waits on us (reading paused for backpressure), not on the client
+            at = deadline if now < deadline else now + self._l.limits.body_timeout
+            self._deadline = at
+            self._timer_at = at
+            self._timer = timer.call_at(at, self._on_timer)
+            return
+        phase = self._phase
+        self._deadline = None
+        if phase == "idle":
+            self._stop_reading()
+            self._transport.close()
+            return
+        self._l.cut("header" if phase == "header" else "body", self._address)
+        self._stop_reading()
+        if phase == "header" and not self._busy and not self._queue:
+            # Nothing is being answered on this connection, so a 408 cannot cross an answer.
+            self._transport.write(answer(RequestTimeout("the request head did not arrive in time")))
+            self._transport.close()
+        else:
+            current = self._current
+            if current is not None and current.body is not None:
+                current.body.fail(ConnectionResetError("the request body did not arrive in time"))
+            self.abort()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _pause_body(self) -> None:
+        self._body_paused = True
+        self._sync_reading()
+
+    def _resume_body(self) -> None:
+        self._body_paused = False
+        self._sync_reading()
+
+    def _stop_reading(self) -> None:
+        self._reading_done = True
+        self._sync_reading()
+
+    def _sync_reading(self) -> None:
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        want = not (self._reading_done or self._body_paused or len(self._queue) >= MAX_PIPELINE)
+        if want != self._reading:
+            self._reading = want
+            try:
+                if want:
+                    transport.resume_reading()
+                else:
+                    transport.pause_reading()
+            except (RuntimeError, AttributeError):  # a transport closing underneath us
+                pass
+
+
+async def _discard(response: Response) -> None:
+    """An answer that is never written: its relay is closed (freeing the vendor's connection)."""
+    aclose = getattr(response.stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+    if response.done is not None:
+        response.done()
+
+
+def _connection(version: str, close: bool) -> str:
+    if close:
+        return "Connection: close\r\n"
+    return "Connection: keep-alive\r\n" if version == "1.0" else ""
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return "".join(c if " " <= c < "\x7f" else "?" for c in text)[:120]
+
+
+class PublicSite(web.BaseSite):
+    """Serves `runner.app[PUBLIC]` through a `Listener` (`site.guard` once started) on a host
+    and port or an open socket; TLS with `ssl_context`. `stop` drains gracefully."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        sock: socket.socket | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        backlog: int = 1024,
+        reuse_port: bool | None = None,
+        limits: ConnLimits | None = None,
+        registry: Registry | None = None,
+        timer: Timer | None = None,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
+        self._host, self._port, self._sock = host, port, sock
+        self._reuse_port = reuse_port
+        self._limits = limits or ConnLimits()
+        self._registry = registry
+        self._timer = timer
+        self._grace = shutdown_timeout
+        self.guard: Listener | None = None
+        self._listening: int | None = None
+
+    @property
+    def name(self) -> str:
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{self._host}:{self._listening or self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        app = cast(Any, self._runner).app
+        self.guard = Listener(
+            app[PUBLIC], self._limits, loop=loop, registry=self._registry, timer=self._timer
+        )
+        tls = self._ssl_context
+        timeout = self._limits.header_timeout if tls is not None else None
+        where: dict[str, Any] = (
+            {"sock": self._sock}
+            if self._sock is not None
+            else {
+                "host": self._host,
+                "port": self._port or 0,
+                "reuse_address": True,
+                "reuse_port": self._reuse_port,
+            }
+        )
+        server = await loop.create_server(
+            self.guard, ssl=tls, backlog=self._backlog, ssl_handshake_timeout=timeout, **where
+        )
+        self._server = server
+        self._listening = int(server.sockets[0].getsockname()[1]) if server.sockets else self._port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()  # stop accepting first
+        if self.guard is not None:
+            await self.guard.drain(self._grace)
+        await super().stop()
+
+    @property
+    def bound_port(self) -> int:
+        """The port actually listened on (the configured one may be 0)."""
+        assert self._listening is not None, "not started"
+        return self._listening
