@@ -207,6 +207,21 @@ class Connection(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._draining = False
+        self._discarding = False  # closing: what still arrives is read and dropped
+
+    @property
+    def reading(self) -> bool:
+        """False while reading is paused (backpressure, or nothing more will be read)."""
+        return self._reading
+
+    @property
+    def write_paused(self) -> bool:
+        return self._write_paused
+
+    @property
+    def in_message(self) -> bool:
+        """A request head or body is part-way in."""
+        return self._in_message
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -411,7 +426,12 @@ class Connection(asyncio.Protocol):
     async def _serve(self, request: Request, ready: Response | None) -> None:
         close = True
         try:
-            response = ready if ready is not None else await self._l.endpoint.handle(request)
+            try:
+                response = ready if ready is not None else await self._l.endpoint.handle(request)
+            except Exception:
+                if request not in self._refusals:
+                    raise
+                response = Response(400, [])  # replaced below by the refusal
             refused = self._refusals.pop(request, None)
             if refused is not None:
                 await _discard(response)
@@ -431,16 +451,13 @@ class Connection(asyncio.Protocol):
         if body is not None and not body.complete:
             close = True  # an unread body would have to be read to find the next request
         if close or self._draining:
-            self._stop_reading()
-            if self._transport is not None:
-                self._transport.close()
+            self._finish()
             return
         if self._queue:
             self._kick()
         elif not self._in_message:
             if self._reading_done:
-                if self._transport is not None:
-                    self._transport.close()
+                self._finish()
                 return
             self._sync_reading()
             self._idle()
@@ -560,6 +577,23 @@ class Connection(asyncio.Protocol):
         else:
             transport.close()
 
+    def _finish(self) -> None:
+        """Close after the last answer: half-close, then read and drop whatever the client still
+        sends for up to `linger` seconds, so bytes left unread do not turn our close into a reset
+        that destroys the answer in flight (RFC 9112 9.6)."""
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        self._reading_done = True
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        self._discarding = True
+        self._sync_reading()
+        transport.write_eof()
+        self._cancel_timer()
+        self._timer = self._l.loop.call_later(self._l.limits.linger, self.abort)
+
     def drain(self) -> None:
         """Graceful shutdown: close now if idle, else after the answer in progress."""
         self._draining = True
@@ -621,6 +655,7 @@ class Connection(asyncio.Protocol):
         self._stop_reading()
         if phase == "header" and not self._busy and not self._queue:
             # Nothing is being answered on this connection, so a 408 cannot cross an answer.
+            # All it sent was read: a plain close (no lingering for a client that stalled).
             self._transport.write(answer(RequestTimeout("the request head did not arrive in time")))
             self._transport.close()
         else:
@@ -647,7 +682,9 @@ class Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._closed:
             return
-        want = not (self._reading_done or self._body_paused or len(self._queue) >= MAX_PIPELINE)
+        want = self._discarding or not (
+            self._reading_done or self._body_paused or len(self._queue) >= MAX_PIPELINE
+        )
         if want != self._reading:
             self._reading = want
             try:
