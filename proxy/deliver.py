@@ -17,7 +17,7 @@ from proxy.model import Entry, Headers
 CACHE_NAME = "resilient-proxy"
 JSON = "application/json"
 # Never copied from a stored or upstream response onto ours: we set them, or the listener does.
-_OURS = frozenset(
+OURS = frozenset(
     {
         "content-length",
         "age",
@@ -29,7 +29,7 @@ _OURS = frozenset(
         "keep-alive",
     }
 )
-_NOT_ON_304 = frozenset({"content-type", "content-encoding", "content-language"})
+NOT_ON_304 = frozenset({"content-type", "content-encoding", "content-language"})
 
 
 @dataclass(slots=True)
@@ -87,7 +87,7 @@ def _quote(text: str) -> str:
 
 
 def _base_headers(headers: Headers, txn: Txn, x_cache: str, status_value: str) -> list[tuple[str, str]]:
-    out = [(k, v) for k, v in headers if k.lower() not in _OURS]
+    out = [(k, v) for k, v in headers if k.lower() not in OURS]
     out.append(("X-Cache", x_cache))
     out.append(("Cache-Status", status_value))
     out.append(("X-Request-Id", txn.request_id))
@@ -102,7 +102,7 @@ def entry_response(
     # RFC 9111 5.1: delta-seconds, rounded down; never past 2^31 (1.2.2), whatever was stored.
     headers.append(("Age", age_value(entry, now)))
     if not_modified:  # RFC 9110 15.4.5: a 304 carries the validators, no body
-        headers = [(k, v) for k, v in headers if k.lower() not in _NOT_ON_304]
+        headers = [(k, v) for k, v in headers if k.lower() not in NOT_ON_304]
         txn.status = 304
         return Response(304, headers)
     txn.status = entry.status

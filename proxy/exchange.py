@@ -130,6 +130,7 @@ class Request:
     __slots__ = (
         "body",
         "content_length",
+        "head_size",
         "headers",
         "keep_alive",
         "method",
@@ -150,6 +151,7 @@ class Request:
         keep_alive: bool = True,
         body: Body | None = None,
         content_length: int | None = None,
+        head_size: int = 0,
     ) -> None:
         self.method = method
         self.raw_path = raw_path  # the request target exactly as sent
@@ -163,6 +165,7 @@ class Request:
         self.keep_alive = keep_alive
         self.body = body
         self.content_length = content_length
+        self.head_size = head_size  # bytes of target and header lines, an upper bound of either
 
     @property
     def body_exists(self) -> bool:

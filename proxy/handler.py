@@ -21,6 +21,7 @@ import logging
 import math
 import re
 import uuid
+from collections.abc import Callable
 
 from proxy import freshness
 from proxy.deliver import Txn, cache_status, entry_response, error_response, passed_response
@@ -37,6 +38,7 @@ from proxy.errors import (
     UriTooLong,
 )
 from proxy.exchange import Request, Response
+from proxy.fasthit import FastHits, Limits
 from proxy.fetch import Fetcher, Outcome
 from proxy.freshness import Decision
 from proxy.headers import field_value
@@ -68,6 +70,18 @@ class Handler:
         # on the hot path.
         self._id_prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
+        self.hits = FastHits(state, self.request_id, Limits(MAX_URL, MAX_HEADERS, MAX_HEADER_BYTES))
+
+    def request_id(self, request: Request) -> str:
+        """The client's X-Request-Id when it is sane, else ours."""
+        incoming = request.headers.get("X-Request-Id")
+        if incoming and _REQUEST_ID.match(incoming):
+            return incoming
+        return f"{self._id_prefix}{next(self._ids):08x}"
+
+    def fast(self, request: Request, date: Callable[[], bytes]) -> bytes | None:
+        """A fresh hit's whole answer, written by the listener at once; None: call `handle`."""
+        return self.hits.answer(request, date)
 
     def now(self) -> float:
         """Wall-clock seconds for the listener's `Date` header."""
@@ -75,12 +89,7 @@ class Handler:
 
     async def handle(self, request: Request) -> Response:
         state = self.state
-        incoming = request.headers.get("X-Request-Id")
-        rid = (
-            incoming
-            if incoming and _REQUEST_ID.match(incoming)
-            else f"{self._id_prefix}{next(self._ids):08x}"
-        )
+        rid = self.request_id(request)
         txn = Txn(
             rid,
             state.clock.now(),

@@ -60,6 +60,10 @@ class Endpoint(Protocol):
 
     def handle(self, request: Request) -> Awaitable[Response]: ...
 
+    def fast(self, request: Request, date: Callable[[], bytes]) -> bytes | None:
+        """The whole answer when it is ready at once (a fresh hit), else None."""
+        ...
+
     def now(self) -> float: ...
 
 
@@ -376,6 +380,7 @@ class Connection(asyncio.Protocol):
             keep_alive=parser.should_keep_alive() and not self._upgrade and method != "CONNECT",
             body=body,
             content_length=length,
+            head_size=self._head_size,
         )
         self._asked += 1
         self._current = request if body is not None else None
@@ -416,12 +421,31 @@ class Connection(asyncio.Protocol):
     # -- answering, in order ------------------------------------------------------------------
 
     def _kick(self) -> None:
-        if self._busy or not self._queue or self._closed:
+        """Answer the next requests in order: those ready at once (fresh hits) in one write
+        each, right here; the first that is not ready in a task, which calls `_after`."""
+        endpoint = self._l.endpoint
+        while not self._busy and self._queue and not self._closed:
+            request, ready = self._queue.popleft()
+            if ready is None and request.body is None and request.keep_alive and not self._draining:
+                wire = self._fast(endpoint, request)
+                if wire is not None:
+                    assert self._transport is not None
+                    self._transport.write(wire)
+                    continue
+            self._busy = True
+            self._sync_reading()
+            asyncio.get_running_loop().create_task(self._serve(request, ready))
             return
-        request, ready = self._queue.popleft()
-        self._busy = True
         self._sync_reading()
-        asyncio.get_running_loop().create_task(self._serve(request, ready))
+
+    def _fast(self, endpoint: Endpoint, request: Request) -> bytes | None:
+        if self._l.draining:
+            return None
+        try:
+            return endpoint.fast(request, self._l.date)
+        except Exception:  # the full path answers it, and reports what broke
+            log.exception("the fast path failed; answering on the full path")
+            return None
 
     async def _serve(self, request: Request, ready: Response | None) -> None:
         close = True
@@ -453,13 +477,11 @@ class Connection(asyncio.Protocol):
         if close or self._draining:
             self._finish()
             return
-        if self._queue:
-            self._kick()
-        elif not self._in_message:
+        self._kick()
+        if not self._busy and not self._queue and not self._in_message:
             if self._reading_done:
                 self._finish()
                 return
-            self._sync_reading()
             self._idle()
 
     async def _write(self, request: Request, response: Response) -> bool:
