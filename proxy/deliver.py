@@ -16,7 +16,8 @@ from proxy.model import Entry, Headers
 
 CACHE_NAME = "resilient-proxy"
 JSON = "application/json"
-# Never copied from a stored or upstream response onto ours: we set them, or the listener does.
+# Never copied from a stored or upstream response onto ours: we set them, or the listener does;
+# and the vendor's `Server` (its software and versions are nobody's business on our port).
 OURS = frozenset(
     {
         "content-length",
@@ -27,6 +28,7 @@ OURS = frozenset(
         "transfer-encoding",
         "connection",
         "keep-alive",
+        "server",
     }
 )
 NOT_ON_304 = frozenset({"content-type", "content-encoding", "content-language"})

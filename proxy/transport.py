@@ -11,6 +11,7 @@ open breakers, decide caching or decompress (bodies are passed on as the vendor 
 from __future__ import annotations
 
 import asyncio
+import os
 import contextlib
 import logging
 import ssl
@@ -297,5 +298,9 @@ class Transport:
 
 
 def _why(exc: BaseException) -> str:
+    """Why, without the vendor's address: the message reaches the client's JSON error, and an
+    OSError's text names the host and port (`Connect call failed ('10.0.0.5', 8080)`)."""
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno > 0:
+        return os.strerror(exc.errno)
     text = str(exc) or type(exc).__name__
     return text[:200]
