@@ -11,9 +11,9 @@ open breakers, decide caching or decompress (bodies are passed on as the vendor 
 from __future__ import annotations
 
 import asyncio
-import os
 import contextlib
 import logging
+import os
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
