@@ -128,10 +128,11 @@ class Request:
     """A request head as parsed once by the listener, and its body."""
 
     __slots__ = (
+        "_headers",
         "body",
         "content_length",
         "head_size",
-        "headers",
+        "hints",
         "keep_alive",
         "method",
         "raw_headers",
@@ -145,27 +146,51 @@ class Request:
         method: str,
         raw_path: str,
         raw_headers: list[tuple[bytes, bytes]],
-        *,
         remote: str = "",
         version: str = "1.1",
         keep_alive: bool = True,
         body: Body | None = None,
         content_length: int | None = None,
         head_size: int = 0,
+        hints: dict[str, str | None] | None = None,
     ) -> None:
         self.method = method
         self.raw_path = raw_path  # the request target exactly as sent
         self.raw_headers = raw_headers
-        headers: CIMultiDict[str] = CIMultiDict()
-        for name, value in raw_headers:
-            headers.add(name.decode("latin-1"), value.decode("latin-1"))
-        self.headers = CIMultiDictProxy(headers)
+        self._headers: CIMultiDictProxy[str] | None = None
+        # A few header values by lower-case name, noted while parsing (None: sent more than
+        # once); without them, `hint` reads the multimap.
+        self.hints = hints
         self.remote = remote
         self.version = version
         self.keep_alive = keep_alive
         self.body = body
         self.content_length = content_length
         self.head_size = head_size  # bytes of target and header lines, an upper bound of either
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """The headers as a case-insensitive multimap, built on first use (a fresh hit may
+        never need it)."""
+        headers = self._headers
+        if headers is None:
+            built: CIMultiDict[str] = CIMultiDict()
+            for name, value in self.raw_headers:
+                built.add(name.decode("latin-1"), value.decode("latin-1"))
+            headers = self._headers = CIMultiDictProxy(built)
+        return headers
+
+    def hint(self, name: str) -> tuple[bool, str | None]:
+        """(known, value) of a lower-case header name: value None when absent; known False
+        when it was sent more than once (the caller reads `headers` for the joined value)."""
+        hints = self.hints
+        if hints is None:
+            values = self.headers.getall(name, [])
+            return len(values) <= 1, values[0] if values else None
+        if name not in hints:
+            return True, None
+        value = hints[name]
+        return value is not None, value
 
     @property
     def body_exists(self) -> bool:

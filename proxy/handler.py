@@ -70,11 +70,18 @@ class Handler:
         # on the hot path.
         self._id_prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
-        self.hits = FastHits(state, self.request_id, Limits(MAX_URL, MAX_HEADERS, MAX_HEADER_BYTES))
+        self.hits = FastHits(
+            state,
+            self.request_id,
+            (self._id_prefix, self._ids),
+            Limits(MAX_URL, MAX_HEADERS, MAX_HEADER_BYTES),
+        )
 
     def request_id(self, request: Request) -> str:
         """The client's X-Request-Id when it is sane, else ours."""
-        incoming = request.headers.get("X-Request-Id")
+        known, incoming = request.hint("x-request-id")
+        if not known:  # sent more than once: the first, as before
+            incoming = request.headers.get("X-Request-Id")
         if incoming and _REQUEST_ID.match(incoming):
             return incoming
         return f"{self._id_prefix}{next(self._ids):08x}"

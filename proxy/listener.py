@@ -47,6 +47,9 @@ KEEPALIVE_TIMEOUT = 75.0  # seconds an idle kept-alive connection stays open, as
 MAX_PIPELINE = 16  # requests parsed ahead of the one being answered before reading pauses
 MAX_TARGET = 8190  # as nginx's large_client_header_buffers; the handler answers 414 from 4 KB
 MAX_FIELD = 8190  # one header line, as nginx's large_client_header_buffers
+# Request headers the fast path reads, noted as the head is parsed (`Request.hints`).
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+HINTED = frozenset({b"range", b"if-none-match", b"if-modified-since", b"x-request-id"})
 _CONTINUE = {"1.1": b"HTTP/1.1 100 Continue\r\n\r\n"}
 _NO_BODY = frozenset({204, 304})
 
@@ -179,6 +182,7 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, listener: Listener) -> None:
         self._l = listener
+        self._max_head = listener.limits.max_head
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._address = ""
@@ -198,6 +202,8 @@ class Connection(asyncio.Protocol):
         self._expect: bytes | None = None
         self._upgrade = False
         self._in_message = False
+        self._head_done = False
+        self._hints: dict[str, str | None] = {}
         self._last_keep_alive = True
         self._current: Request | None = None  # whose body is arriving
         # answering
@@ -251,6 +257,8 @@ class Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
+            if self._in_message and not self._head_done and self._phase != "header":
+                self._set_deadline("header", self._l.limits.header_timeout)  # a head cut across chunks
         except httptools.HttpParserUpgrade:
             self._stop_reading()  # the request was answered as any other; the connection ends
         except httptools.HttpParserCallbackError as exc:
@@ -307,16 +315,20 @@ class Connection(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        # The head deadline is armed after the chunk is parsed, and only if the head is still
+        # incomplete then (`data_received`): a request that arrives whole never touches it.
         self._in_message = True
+        self._head_done = False
         self._url.clear()
         self._headers = []
         self._head_size = 0
         self._lengths = 0
-        self._codings = []
+        if self._codings:
+            self._codings = []
+        if self._hints:
+            self._hints = {}
         self._expect = None
         self._upgrade = False
-        if self._phase != "header":
-            self._set_deadline("header", self._l.limits.header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
@@ -327,10 +339,10 @@ class Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name) + len(value) + 4
         self._head_size += size
-        if self._head_size > self._l.limits.max_head or size > MAX_FIELD:
+        if self._head_size > self._max_head or size > MAX_FIELD:
             raise _Refused(HeadersTooLarge("request head too large"))
-        if b"\r" in value or b"\n" in value:
-            raise _Refused(BadRequest("obsolete line folding"))  # RFC 9112 5.2
+        # Obsolete line folding and bare CR or LF (RFC 9112 5.2, 2.2) never get here: llhttp's
+        # strict mode refuses them (tests/listener pins that).
         low = name.lower()
         if low == b"content-length":
             self._lengths += 1
@@ -340,17 +352,53 @@ class Connection(asyncio.Protocol):
             self._expect = value.strip(b" \t").lower()
         elif low == b"upgrade":
             self._upgrade = True
+        elif low in HINTED:
+            key = low.decode("latin-1")
+            self._hints[key] = None if key in self._hints else value.decode("latin-1")
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._head_done = True
         parser = self._parser
         version = parser.get_http_version()
-        if version == "0.9":  # llhttp's reading of a request line without a version
-            raise _Refused(BadRequest("the request line has no HTTP version"))
-        if version not in ("1.1", "1.0"):
+        if version != "1.1" and version != "1.0":
+            if version == "0.9":  # llhttp's reading of a request line without a version
+                raise _Refused(BadRequest("the request line has no HTTP version"))
             raise _Refused(VersionNotSupported("only HTTP/1.0 and HTTP/1.1 are served here"))
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
+        keep_alive = parser.should_keep_alive() and not self._upgrade and method != "CONNECT"
+        self._last_keep_alive = keep_alive
+        self._asked += 1
+        target = b"".join(self._url).decode("latin-1")
+        if self._codings or self._lengths or self._expect is not None:
+            self._framed(method, target, version, keep_alive)
+            return
+        request = Request(
+            method,
+            target,
+            self._headers,
+            self._address,
+            version,
+            keep_alive,
+            None,
+            None,
+            self._head_size,
+            self._hints,
+        )
+        if not self._busy and not self._queue and keep_alive:
+            wire = self._fast(request)  # a fresh hit: answered right here, deadlines untouched
+            if wire is not None and self._transport is not None:
+                self._transport.write(wire)
+                return
+        self._clear_deadline()
+        self._enqueue(request, None)
+
+    def _framed(self, method: str, target: str, version: str, keep_alive: bool) -> None:
+        """A head with a body, or an expectation: RFC 9112 6.1 and 6.3's framing rules on what
+        llhttp let through, then the body's reader and deadline."""
         chunked = bool(self._codings)
-        if chunked:  # RFC 9112 6.1 and 6.3: what llhttp would let through, refused here
+        if chunked:
             if self._lengths:
                 raise _Refused(BadRequest("both Content-Length and Transfer-Encoding"))
             if version != "1.1":
@@ -359,12 +407,10 @@ class Connection(asyncio.Protocol):
                 raise _Refused(BadRequest("Transfer-Encoding must end in chunked, once"))
         elif self._lengths > 1:
             raise _Refused(BadRequest("more than one Content-Length"))  # RFC 9112 6.3 (5)
-        method = parser.get_method().decode("ascii")
         length = self._content_length() if self._lengths else None
-        expects_body = chunked or bool(length)
         ready: Response | None = None
         body: Body | None = None
-        if expects_body:
+        if chunked or length:
             announce = None
             if self._expect == b"100-continue" and version == "1.1":
                 announce = self._announce_continue
@@ -373,22 +419,24 @@ class Connection(asyncio.Protocol):
             ready = self._error(ExpectationFailed("only 100-continue is expected here"))  # RFC 9110 10.1.1
         request = Request(
             method,
-            b"".join(self._url).decode("latin-1"),
+            target,
             self._headers,
-            remote=self._address,
-            version=version,
-            keep_alive=parser.should_keep_alive() and not self._upgrade and method != "CONNECT",
-            body=body,
-            content_length=length,
-            head_size=self._head_size,
+            self._address,
+            version,
+            keep_alive,
+            body,
+            length,
+            self._head_size,
+            self._hints,
         )
-        self._asked += 1
         self._current = request if body is not None else None
         if body is not None:
             self._set_deadline("body", self._l.limits.body_timeout)
         else:
             self._clear_deadline()
-        self._last_keep_alive = request.keep_alive
+        self._enqueue(request, ready)
+
+    def _enqueue(self, request: Request, ready: Response | None) -> None:
         self._queue.append((request, ready))
         if len(self._queue) >= MAX_PIPELINE:
             self._sync_reading()
@@ -423,11 +471,10 @@ class Connection(asyncio.Protocol):
     def _kick(self) -> None:
         """Answer the next requests in order: those ready at once (fresh hits) in one write
         each, right here; the first that is not ready in a task, which calls `_after`."""
-        endpoint = self._l.endpoint
         while not self._busy and self._queue and not self._closed:
             request, ready = self._queue.popleft()
             if ready is None and request.body is None and request.keep_alive and not self._draining:
-                wire = self._fast(endpoint, request)
+                wire = self._fast(request)
                 if wire is not None:
                     assert self._transport is not None
                     self._transport.write(wire)
@@ -438,11 +485,12 @@ class Connection(asyncio.Protocol):
             return
         self._sync_reading()
 
-    def _fast(self, endpoint: Endpoint, request: Request) -> bytes | None:
-        if self._l.draining:
+    def _fast(self, request: Request) -> bytes | None:
+        listener = self._l
+        if listener.draining or self._draining:
             return None
         try:
-            return endpoint.fast(request, self._l.date)
+            return listener.endpoint.fast(request, listener.date)
         except Exception:  # the full path answers it, and reports what broke
             log.exception("the fast path failed; answering on the full path")
             return None
