@@ -18,10 +18,6 @@ from multidict import CIMultiDict, CIMultiDictProxy
 BODY_HIGH_WATER = 1 << 18  # bytes of request body buffered before the listener stops reading
 
 
-class BodyError(Exception):
-    """The request body broke off (bad chunk framing, a body shorter than promised)."""
-
-
 class Body:
     """The request body as it arrives. `feed`/`finish`/`fail` are the listener's; `read` the
     handler's. Past `high` buffered bytes `pause` is called, and `resume` once reads bring the

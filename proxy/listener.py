@@ -116,7 +116,7 @@ class Listener(ConnGuard):
         timer: Timer | None = None,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
     ) -> None:
-        super().__init__(None, limits, loop=loop, registry=registry)
+        super().__init__(limits, loop=loop, registry=registry)
         self.endpoint = endpoint
         self.timer: Timer = timer or LoopTimer(self.loop)
         self.keepalive_timeout = keepalive_timeout
@@ -612,8 +612,7 @@ class Connection(asyncio.Protocol):
         """A head or body llhttp or RFC 9112 refuses: nothing more is read; the refusal is
         answered in order after what was asked before it, then the connection closes. A body
         that breaks off fails its request (the handler answers 400)."""
-        self._l.refused_total.inc((str(err.status),))
-        self._l.stats.refused += 1
+        self._l.refused(err.status)
         self._stop_reading()
         current = self._current
         if current is not None and current.body is not None:

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from proxy.deliver import Txn, streaming_headers
 from proxy.encoding import DecodeError, Inflater, accepts
-from proxy.errors import BadRequest, ClientGone, PayloadTooLarge
-from proxy.exchange import BodyError, Request, Response
+from proxy.errors import ClientGone, PayloadTooLarge
+from proxy.exchange import Request, Response
 from proxy.headers import CACHE_OWNED, HOP_BY_HOP, TRANSPORT_OWNED, UNKEYED_DANGEROUS, end_to_end, field_value
 from proxy.settings import UpstreamConfig
 from proxy.transport import Fetched
@@ -91,9 +91,7 @@ async def read_body(request: Request, limit: int) -> bytes | None:
             if not more:
                 break
             body += more
-    except BodyError as exc:  # a broken chunked body, a body shorter than promised
-        raise BadRequest(f"unreadable request body: {exc}") from exc
-    except ConnectionResetError as exc:
+    except ConnectionResetError as exc:  # gone, or its framing broke (the listener answers 400)
         raise ClientGone("the client went away while sending its body") from exc
     if len(body) > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")

@@ -1,6 +1,6 @@
 """Issue 8, chaos: a vendor that misbehaves, and a proxy that must keep its head.
 
-The proxy is `build_app` on a FakeClock behind `GuardedSite` on loopback; the vendor is a raw
+The proxy is `build_app` on a FakeClock behind `PublicSite` on loopback; the vendor is a raw
 TCP server (`RawOrigin`) or a small aiohttp app. Each fault is checked for: the status the client
 gets (the last good copy where the route allows one), that nothing bad was stored (once the vendor
 is fixed, the next answer is its good one), and that the proxy is healthy afterwards. The few real
