@@ -21,8 +21,8 @@ from proxy.flight import Flights, Tasks
 from proxy.handler import Handler
 from proxy.health import HEALTH, HealthChecks
 from proxy.keys import group_of
-from proxy.listener import PUBLIC
 from proxy.metrics import Family, Sample
+from proxy.publicport import PUBLIC
 from proxy.runtime import Runtime
 from proxy.settings import Config
 from proxy.state import ProxyState

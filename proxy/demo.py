@@ -24,7 +24,7 @@ from proxy.app import PROXY_STATE, build_app
 from proxy.breaker import BreakerPolicy
 from proxy.config import ConfigError, load_config
 from proxy.demo_vendor import Vendor, build_vendor_app
-from proxy.listener import PublicSite
+from proxy.publicport import PublicSite
 from proxy.serve import setup_logging
 from proxy.settings import Config
 

@@ -1,4 +1,4 @@
-"""The public port: our own `asyncio.Protocol` on httptools (llhttp, strict), one per connection.
+"""The public port's connections: our own `asyncio.Protocol` on httptools (llhttp, strict).
 
 Owns: one strict parse of each request head (llhttp's refusals plus RFC 9112's framing rules on
 the parsed fields: no second parse in Python), admission per client address and in total (the
@@ -9,41 +9,32 @@ while a request body or the pipeline queue is past its mark; a streamed answer w
 client to drain), graceful drain, and the bytes of every answer: our JSON for every error, a
 `Date`, never a `Server` header.
 Must not: route, cache or rewrite (that is the endpoint's, `handler.Handler`), or read the wall
-clock itself (deadlines read the injected `Timer`; `Date` the endpoint's clock).
+clock itself (deadlines read the injected `Timer`; `Date` the endpoint's clock). The listening
+socket, its shared state and the wiring into `build_app` are `publicport`'s.
 
 A request with `Upgrade`, or a CONNECT, never switches protocols: it is answered as any other
 request and the connection is closed after it, so no deadline or framing check is ever lifted.
-
-Wiring (decided here): `build_app` still returns the aiohttp `Application` that owns the
-lifecycle (startup/cleanup hooks, the admin app reads its state); the public endpoint hangs off
-it under `PUBLIC` and is served by `PublicSite`, an aiohttp `BaseSite`, so `AppRunner` keeps the
-order it has always had: startup hooks before we listen, stop accepting and drain before the
-cleanup hooks. The aiohttp application itself has no routes and is never exposed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable
-from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
-from aiohttp import web
 
-from proxy.connguard import ConnGuard, RequestTimeout, TooManyConnections, VersionNotSupported, answer
+from proxy.connguard import RequestTimeout, TooManyConnections, VersionNotSupported, answer
 from proxy.errors import BadRequest, HeadersTooLarge, ProxyError, UriTooLong
 from proxy.exchange import Body, Request, Response
-from proxy.limits import Admission, ConnLimits
-from proxy.metrics import Registry
+from proxy.limits import Admission
+
+if TYPE_CHECKING:
+    from proxy.publicport import Cancellable, Listener
 
 log = logging.getLogger("proxy.listener")
-KEEPALIVE_TIMEOUT = 75.0  # seconds an idle kept-alive connection stays open, as aiohttp's default
 MAX_PIPELINE = 16  # requests parsed ahead of the one being answered before reading pauses
 MAX_TARGET = 8190  # as nginx's large_client_header_buffers; the handler answers 414 from 4 KB
 MAX_FIELD = 8190  # one header line, as nginx's large_client_header_buffers
@@ -58,95 +49,10 @@ class ExpectationFailed(ProxyError):
     status, code = 417, "expectation_failed"
 
 
-class Endpoint(Protocol):
-    """What the listener serves: `handler.Handler`."""
-
-    def handle(self, request: Request) -> Awaitable[Response]: ...
-
-    def fast(self, request: Request, date: Callable[[], bytes]) -> bytes | None:
-        """The whole answer when it is ready at once (a fresh hit), else None."""
-        ...
-
-    def now(self) -> float: ...
-
-
-PUBLIC = web.AppKey("public_endpoint", Endpoint)
-
-
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
-
-
-class Timer(Protocol):
-    """The deadlines' time source: the loop in production, a fake one in tests."""
-
-    def now(self) -> float: ...
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> Cancellable: ...
-
-
-class LoopTimer:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-
-    def now(self) -> float:
-        return self.loop.time()
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> Cancellable:
-        return self.loop.call_at(when, callback)
-
-
 class _Refused(Exception):
     def __init__(self, err: ProxyError) -> None:
         super().__init__(err.message)
         self.err = err
-
-
-class Listener(ConnGuard):
-    """The protocol factory of one listening socket: the guard's bookkeeping plus what every
-    connection shares (endpoint, timer, the open connections for a graceful drain)."""
-
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        limits: ConnLimits | None = None,
-        *,
-        loop: asyncio.AbstractEventLoop | None = None,
-        registry: Registry | None = None,
-        timer: Timer | None = None,
-        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
-    ) -> None:
-        super().__init__(limits, loop=loop, registry=registry)
-        self.endpoint = endpoint
-        self.timer: Timer = timer or LoopTimer(self.loop)
-        self.keepalive_timeout = keepalive_timeout
-        self.connections: set[Connection] = set()
-        self.draining = False
-        self._date_at = -1
-        self._date = b""
-
-    def __call__(self) -> asyncio.Protocol:
-        return Connection(self)
-
-    def date(self) -> bytes:
-        """`Date: ...\\r\\n` (RFC 9110 6.6.1), formatted once a second."""
-        now = int(self.endpoint.now())
-        if now != self._date_at:
-            self._date_at = now
-            self._date = f"Date: {formatdate(now, usegmt=True)}\r\n".encode("ascii")
-        return self._date
-
-    async def drain(self, grace: float) -> None:
-        """Stop taking requests: idle connections close now, busy ones after their answer
-        (marked `Connection: close`); whatever is left after `grace` seconds is cut."""
-        self.draining = True
-        for conn in list(self.connections):
-            conn.drain()
-        deadline = self.loop.time() + grace
-        while self.connections and self.loop.time() < deadline:
-            await asyncio.sleep(0.02)
-        for conn in list(self.connections):
-            conn.abort()
 
 
 def _reason(status: int) -> str:
@@ -783,76 +689,3 @@ def _connection(version: str, close: bool) -> str:
 def _why(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return "".join(c if " " <= c < "\x7f" else "?" for c in text)[:120]
-
-
-class PublicSite(web.BaseSite):
-    """Serves `runner.app[PUBLIC]` through a `Listener` (`site.guard` once started) on a host
-    and port or an open socket; TLS with `ssl_context`. `stop` drains gracefully."""
-
-    def __init__(
-        self,
-        runner: web.BaseRunner,
-        host: str | None = None,
-        port: int | None = None,
-        *,
-        sock: socket.socket | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        backlog: int = 1024,
-        reuse_port: bool | None = None,
-        limits: ConnLimits | None = None,
-        registry: Registry | None = None,
-        timer: Timer | None = None,
-        shutdown_timeout: float = 5.0,
-    ) -> None:
-        super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
-        self._host, self._port, self._sock = host, port, sock
-        self._reuse_port = reuse_port
-        self._limits = limits or ConnLimits()
-        self._registry = registry
-        self._timer = timer
-        self._grace = shutdown_timeout
-        self.guard: Listener | None = None
-        self._listening: int | None = None
-
-    @property
-    def name(self) -> str:
-        scheme = "https" if self._ssl_context else "http"
-        return f"{scheme}://{self._host}:{self._listening or self._port}"
-
-    async def start(self) -> None:
-        await super().start()
-        loop = asyncio.get_running_loop()
-        app = cast(Any, self._runner).app
-        self.guard = Listener(
-            app[PUBLIC], self._limits, loop=loop, registry=self._registry, timer=self._timer
-        )
-        tls = self._ssl_context
-        timeout = self._limits.header_timeout if tls is not None else None
-        where: dict[str, Any] = (
-            {"sock": self._sock}
-            if self._sock is not None
-            else {
-                "host": self._host,
-                "port": self._port or 0,
-                "reuse_address": True,
-                "reuse_port": self._reuse_port,
-            }
-        )
-        server = await loop.create_server(
-            self.guard, ssl=tls, backlog=self._backlog, ssl_handshake_timeout=timeout, **where
-        )
-        self._server = server
-        self._listening = int(server.sockets[0].getsockname()[1]) if server.sockets else self._port
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()  # stop accepting first
-        if self.guard is not None:
-            await self.guard.drain(self._grace)
-        await super().stop()
-
-    @property
-    def bound_port(self) -> int:
-        """The port actually listened on (the configured one may be 0)."""
-        assert self._listening is not None, "not started"
-        return self._listening

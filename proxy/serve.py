@@ -19,8 +19,8 @@ from aiohttp import web
 
 from proxy.app import PROXY_STATE, build_app
 from proxy.health import HEALTH
-from proxy.listener import PublicSite
 from proxy.logformat import JsonFormatter
+from proxy.publicport import PublicSite
 from proxy.settings import Config
 
 log = logging.getLogger("proxy.serve")

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from proxy.limits import ConnLimits
-from proxy.listener import Listener, PublicSite
+from proxy.publicport import Listener, PublicSite
 
 
 class PublicTestServer(TestServer):

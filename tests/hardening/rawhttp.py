@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from proxy.limits import ConnLimits
-from proxy.listener import Listener, PublicSite
+from proxy.publicport import Listener, PublicSite
 from proxy.state import ProxyState
 
 HOST = "127.0.0.1"

@@ -506,7 +506,7 @@ async def test_the_connection_guard_also_guards_a_tls_listener(
     app = build_app(parse_config(config_text(raw_origin.url), "tls.yaml", {}), clock=clock)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    from proxy.listener import PublicSite
+    from proxy.publicport import PublicSite
 
     site = PublicSite(
         runner, "127.0.0.1", 0, ssl_context=server_ctx, limits=ConnLimits(header_timeout=0.5, per_address=2)

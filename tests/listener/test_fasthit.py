@@ -11,7 +11,7 @@ import json
 
 from proxy.clock import FakeClock
 from proxy.handler import Handler
-from proxy.listener import PUBLIC
+from proxy.publicport import PUBLIC
 from tests.conftest import MakeProxy, Origin, Proxy, Reply
 from tests.hardening.rawhttp import RawClient, RawResponse, request
 from tests.public import PublicTestServer

@@ -22,7 +22,8 @@ from aiohttp import web
 
 from proxy.exchange import Request, Response
 from proxy.limits import ConnLimits
-from proxy.listener import PUBLIC, Connection, Listener, PublicSite
+from proxy.listener import Connection
+from proxy.publicport import PUBLIC, Listener, PublicSite
 from tests.hardening.rawhttp import RawClient, ServerClosed, request
 
 HIGH = 1 << 18  # exchange.BODY_HIGH_WATER
