@@ -112,8 +112,14 @@ class FastHits:
         hinted = request.hints is None or bool(request.hints)  # any conditional, id or Range
         if hinted and request.hint("range") != _ABSENT:
             return None
-        plan = self._plan(request.method, request.raw_path)
+        plan = (
+            self._plans.get((request.method, request.raw_path))
+            if self.state.runtime is self._runtime
+            else None
+        )
         if plan is None:
+            plan = self._plan(request.method, request.raw_path)
+        if not isinstance(plan, Plan):
             return None
         state = self.state
         rs = plan.rs
@@ -170,18 +176,19 @@ class FastHits:
         body = entry.body
         if not_modified:
             status = 304
-            out = wire.not_modified + extra.encode("latin-1")
+            parts = [wire.not_modified, extra.encode("latin-1")]
         else:
             status = entry.status
             if status in (204, 304) or status < 200:
-                out = wire.ok + extra.encode("latin-1")
+                parts = [wire.ok, extra.encode("latin-1")]
             else:
-                out = wire.ok + f"{extra}Content-Length: {len(body)}\r\n".encode("latin-1")
+                parts = [wire.ok, f"{extra}Content-Length: {len(body)}\r\n".encode("latin-1")]
         if not wire.has_date:
-            out += date()
-        out += b"\r\n"
+            parts.append(date())
+        parts.append(b"\r\n")
         if status != 304 and request.method == "GET" and body:
-            out += body
+            parts.append(body)
+        out = b"".join(parts)  # one copy of the body, one write
         self._count(request, plan, rid, status, 0 if status == 304 else len(body), now)
         return out
 
@@ -203,7 +210,7 @@ class FastHits:
         telemetry.requests.inc(labels)
         telemetry.duration.observe(plan.route_labels, 0.0)
 
-    def _plan(self, method: str, raw: str) -> Plan | None:
+    def _plan(self, method: str, raw: str) -> Plan | object:
         runtime = self.state.runtime
         if runtime is not self._runtime:
             self._plans.clear()
@@ -215,7 +222,7 @@ class FastHits:
             if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()
             self._plans[memo] = plan
-        return plan if isinstance(plan, Plan) else None
+        return plan
 
 
 def _make_plan(runtime: Runtime, method: str, raw: str, max_url: int) -> Plan | None:

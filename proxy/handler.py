@@ -77,6 +77,10 @@ class Handler:
             Limits(MAX_URL, MAX_HEADERS, MAX_HEADER_BYTES),
         )
 
+    def fast(self, request: Request, date: Callable[[], bytes]) -> bytes | None:
+        """A fresh hit's whole answer, written by the listener at once; None: call `handle`."""
+        return self.hits.answer(request, date)
+
     def request_id(self, request: Request) -> str:
         """The client's X-Request-Id when it is sane, else ours."""
         known, incoming = request.hint("x-request-id")
@@ -85,10 +89,6 @@ class Handler:
         if incoming and _REQUEST_ID.match(incoming):
             return incoming
         return f"{self._id_prefix}{next(self._ids):08x}"
-
-    def fast(self, request: Request, date: Callable[[], bytes]) -> bytes | None:
-        """A fresh hit's whole answer, written by the listener at once; None: call `handle`."""
-        return self.hits.answer(request, date)
 
     def now(self) -> float:
         """Wall-clock seconds for the listener's `Date` header."""
