@@ -8,13 +8,16 @@ entry's prepared bytes. Both are read as raw bytes from the real listener, and c
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from proxy.clock import FakeClock
 from proxy.handler import Handler
 from proxy.publicport import PUBLIC
-from tests.conftest import MakeProxy, Origin, Proxy, Reply
+from proxy.reload import reload_from_file
+from tests.conftest import MakeProxy, Origin, Proxy, Reply, config_text
 from tests.hardening.rawhttp import RawClient, RawResponse, request
 from tests.public import PublicTestServer
+from tests.routes import PRICES
 
 PRICE = {"sku": "A1", "price": 9.5}
 HEADERS = {
@@ -131,3 +134,18 @@ async def test_a_stale_entry_takes_the_full_path(
     answer = await ask(proxy, request("GET", "/api/prices/A1", close=False))
     assert answer.header("x-cache") in ("STALE", "UPDATING")
     await proxy.settle()
+
+
+async def test_a_reload_plans_every_target_again(
+    make_proxy: MakeProxy, origin: Origin, tmp_path: Path
+) -> None:
+    proxy = await stored(make_proxy, origin)
+    assert (await ask(proxy, request("GET", "/api/prices/A1", close=False))).header("x-cache") == "HIT"
+    # A route listed first now takes the same paths uncached; `prices` and its entries stay.
+    first = PRICES.replace("name: prices", "name: live") + "    cache: off\n"
+    path = tmp_path / "proxy.yaml"
+    path.write_text(config_text(origin.url, "routes:\n" + first + PRICES + "    cache: {ttl: 30s}\n"))
+    result = reload_from_file(proxy.state, str(path))
+    assert result.errors == [] and "prices" not in result.purged
+    answer = await ask(proxy, request("GET", "/api/prices/A1", close=False))
+    assert answer.header("x-cache") == "BYPASS" and origin.count("/prices/A1") == 2
