@@ -231,8 +231,7 @@ class Connection(asyncio.Protocol):
         self._lengths = 0
         if self._codings:
             self._codings = []
-        if self._hints:
-            self._hints = {}
+        self._hints = {}  # a new one each time: the last request holds the old one
         self._expect = None
         self._upgrade = False
 

@@ -149,3 +149,17 @@ async def test_a_reload_plans_every_target_again(
     assert result.errors == [] and "prices" not in result.purged
     answer = await ask(proxy, request("GET", "/api/prices/A1", close=False))
     assert answer.header("x-cache") == "BYPASS" and origin.count("/prices/A1") == 2
+
+
+async def test_pipelined_requests_keep_their_own_request_ids(make_proxy: MakeProxy, origin: Origin) -> None:
+    proxy = await stored(make_proxy, origin)
+    origin.always("/prices/B2", Reply(200, {"sku": "B2"}, {"Cache-Control": "max-age=30"}))
+    client = await RawClient.connect(port_of(proxy))
+    await client.send(
+        request("GET", "/api/prices/B2", close=False)  # no id: ours
+        + request("GET", "/api/prices/A1", "X-Request-Id: trace-2", close=False)
+        + request("GET", "/api/prices/B2", "X-Request-Id: trace-3")
+    )
+    ids = [(await client.response()).header("x-request-id") for _ in range(3)]
+    assert ids[0] not in ("trace-2", "trace-3") and ids[1:] == ["trace-2", "trace-3"]
+    await client.close()
