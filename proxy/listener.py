@@ -116,6 +116,7 @@ class Connection(asyncio.Protocol):
         self._queue: deque[tuple[Request, Response | None]] = deque()
         self._refusals: dict[Request, ProxyError] = {}  # bodies whose framing broke off
         self._busy = False
+        self._task: asyncio.Task[None] | None = None
         self._asked = 0  # complete heads seen
         self._reading_done = False  # nothing more is parsed on this connection
         self._reading = True
@@ -386,7 +387,8 @@ class Connection(asyncio.Protocol):
                     continue
             self._busy = True
             self._sync_reading()
-            asyncio.get_running_loop().create_task(self._serve(request, ready))
+            # Held here: the loop keeps only a weak reference to a running task.
+            self._task = asyncio.get_running_loop().create_task(self._serve(request, ready))
             return
         self._sync_reading()
 
