@@ -3,8 +3,9 @@
 Owns: the plan of a raw request target (route, path, keyed query, and the key itself when the
 route keys no header), memoised per (method, target) in a bounded map that belongs to one
 runtime (a reload starts afresh); the wire head of a stored entry (status line and stored
-headers, for 200 and for a 304) prepared the first time the entry is served, held beside the
-entry (never in msgpack or Redis) and dropped with it; and the bytes of a fresh hit: that head,
+headers, for 200 and for a 304) prepared the first time the entry is served, kept per key in a
+bounded map in memory only (never in msgpack or Redis) and checked against the entry's status
+and headers on every hit, so a refreshed entry gets new bytes; and the bytes of a fresh hit: that head,
 then the few per-request headers (`X-Cache`, `Cache-Status`, `X-Request-Id`, `Age`,
 `Content-Length`, `Date` when the entry has none), then the body, in one `write`.
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from proxy.state import ProxyState
 
 MAX_PLANS = 10_000  # memoised targets per runtime; past it the memo starts again
-MAX_WIRES = 4_096  # prepared entry heads; past it they are prepared again as served
+MAX_WIRES = 16_384  # prepared entry heads (a few hundred bytes each); past it the oldest goes
 _CACHEABLE = frozenset({"GET", "HEAD"})
 
 
@@ -52,12 +53,14 @@ class Plan:
 
 
 class Wire:
-    """An entry's head on the wire: `ok` for its own status, `not_modified` for a 304."""
+    """An entry's head on the wire: `ok` for its own status, `not_modified` for a 304. It holds
+    the status and headers it was made from, not the entry (no body is kept alive by it): the
+    memory tier decodes a cold entry anew on each read, and the same headers keep their bytes."""
 
-    __slots__ = ("entry", "has_date", "not_modified", "ok")
+    __slots__ = ("has_date", "headers", "not_modified", "ok", "status")
 
     def __init__(self, entry: Entry) -> None:
-        self.entry = entry
+        self.status, self.headers = entry.status, entry.headers
         kept = [(k, v) for k, v in entry.headers if k.lower() not in OURS and "\n" not in v and "\r" not in v]
         self.has_date = any(k.lower() == "date" for k, _ in kept)
         self.ok = _head(entry.status, kept)
@@ -140,11 +143,12 @@ class FastHits:
             ims_known, ims = request.hint("if-modified-since")
             if not (inm_known and ims_known):
                 return None  # a conditional sent twice: the full path joins the values
-        wire = self._wires.get(vkey)
-        if wire is None or wire.entry is not entry:
-            if len(self._wires) >= MAX_WIRES:
-                self._wires.clear()
-            wire = self._wires[vkey] = Wire(entry)
+        wires = self._wires
+        wire = wires.get(vkey)
+        if wire is None or wire.status != entry.status or wire.headers != entry.headers:
+            if len(wires) >= MAX_WIRES:
+                del wires[next(iter(wires))]  # the oldest prepared: dicts keep insertion order
+            wire = wires[vkey] = Wire(entry)
         not_modified = (
             (inm is not None or ims is not None)
             and entry.status == 200
