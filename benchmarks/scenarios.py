@@ -17,6 +17,7 @@ from benchmarks.proxyrun import start_proxy, validate
 from benchmarks.services import (
     redis_dbsize,
     redis_server_path,
+    start_floor,
     start_redis,
     start_varnish,
     varnish_version,
@@ -31,6 +32,13 @@ def ceiling(suite: Suite, res: ScenarioResult) -> None:
     target = suite.target(port, "/items/1")
     suite.measure(res, lambda i: target, server=child, warm=target, count_origin=False)
     res.notes.append(f"plain aiohttp, {suite.settings.workers} process(es)")
+
+
+def floor(suite: Suite, res: ScenarioResult) -> None:
+    port, child = start_floor(suite.group, size=suite.settings.size)
+    target = suite.target(port, "/items/1")
+    suite.measure(res, lambda i: target, server=child, warm=target, count_origin=False)
+    res.notes.append("bare asyncio Protocol on uvloop + httptools, pre-serialised bytes, 1 process")
 
 
 def direct(suite: Suite, res: ScenarioResult) -> None:
@@ -170,6 +178,7 @@ Runner = Callable[[Suite, ScenarioResult], None]
 
 STEADY: dict[str, tuple[str, Runner]] = {
     "ceiling": ("plain aiohttp returning the same bytes", ceiling),
+    "floor": ("the bare protocol (uvloop + httptools) answering fixed bytes", floor),
     "direct": ("the origin without the proxy", direct),
     "hit": ("fresh hits, one key", hit),
     "hit-spread": ("fresh hits over 10,000 keys", hit_spread),

@@ -121,6 +121,14 @@ def start_ceiling(group: ProcessGroup, *, size: int = 1024, workers: int = 1) ->
     return port, child
 
 
+def start_floor(group: ProcessGroup, *, size: int = 1024) -> tuple[int, Child]:
+    """The bare protocol answering fixed bytes (benchmarks/floor.py): one process."""
+    port = free_port()
+    child = group.start_python("floor", "benchmarks.floor", ["--port", str(port), "--size", str(size)])
+    child.wait_port(port)
+    return port, child
+
+
 # ------------------------------------------------------------------------------------- redis
 
 

@@ -9,18 +9,9 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler as Handler_
-from aiohttp.web_urldispatcher import (
-    AbstractResource,
-    MatchedSubAppResource,
-    ResourceRoute,
-    UrlMappingMatchInfo,
-)
-from yarl import URL
+from aiohttp import web
 
 from proxy.accesslog import AccessLog
 from proxy.alerts import Alerts
@@ -33,6 +24,7 @@ from proxy.flight import Flights, Tasks
 from proxy.handler import Handler
 from proxy.health import HEALTH, HealthChecks
 from proxy.metrics import Family, Sample
+from proxy.publicport import PUBLIC
 from proxy.runtime import Runtime
 from proxy.state import ProxyState
 from proxy.store.base import SharedTier
@@ -46,45 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("proxy.app")
 PROXY_STATE = web.AppKey("proxy_state", ProxyState)
-MAX_FIELD_SIZE = 8190  # request line and each header, as nginx's large_client_header_buffers
-
-
-class Everything(MatchedSubAppResource):
-    """One resource that matches every request target, so aiohttp's router hands all of them
-    to the handler, which owns 400/404/405, also for CONNECT and other targets that are not
-    paths. It is a `MatchedSubAppResource` only because aiohttp asks those first, before its
-    path index (which CONNECT's authority-form target never reaches); no sub-app is involved.
-    A middleware would do the same at a higher price per request than the whole cache lookup."""
-
-    def __init__(self, handler: Handler_) -> None:
-        AbstractResource.__init__(self)
-        self._prefix = ""
-        self._route = ResourceRoute(hdrs.METH_ANY, handler, self)
-
-    @property
-    def canonical(self) -> str:
-        return "/"
-
-    def url_for(self, *args: str, **kwargs: str) -> URL:
-        return URL("/")
-
-    async def resolve(self, request: web.Request) -> tuple[UrlMappingMatchInfo, set[str]]:
-        return UrlMappingMatchInfo({}, self._route), {self._route.method}
-
-    def add_prefix(self, prefix: str) -> None:
-        raise NotImplementedError("the proxy's resource is not mounted under a prefix")
-
-    def get_info(self) -> Any:
-        return {}
-
-    def raw_match(self, path: str) -> bool:
-        return True
-
-    def __len__(self) -> int:
-        return 1
-
-    def __iter__(self) -> Iterator[ResourceRoute]:
-        return iter((self._route,))
 
 
 def build_state(
@@ -158,11 +111,13 @@ def build_app(
     state: ProxyState | None = None,
     transports: Transports | None = None,
 ) -> web.Application:
-    """The public listener's application. Pass `state` to share one with an admin app;
-    `transports` to reach vendors some other way than our HTTP/1.1 client (the seam)."""
+    """The proxy's application: its lifecycle and state. The public port is not served by aiohttp:
+    `publicport.PublicSite` serves `app[PUBLIC]` (see proxy/publicport.py for why it hangs here).
+    Pass `state` to share one with an admin app; `transports` to reach vendors some other way
+    than our HTTP/1.1 client (the seam)."""
     state = state or build_state(config, clock=clock, shared=shared, rng=rng, transports=transports)
-    app = web.Application(handler_args={"max_field_size": MAX_FIELD_SIZE, "max_line_size": MAX_FIELD_SIZE})
-    app.router.register_resource(Everything(Handler(state).handle))
+    app = web.Application()
+    app[PUBLIC] = Handler(state)
     app[PROXY_STATE] = state
     app.on_startup.append(_startup)
     app.on_cleanup.append(_cleanup)

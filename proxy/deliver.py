@@ -9,18 +9,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from aiohttp import web
-from multidict import CIMultiDict
-
 from proxy.core.cachecontrol import DELTA_MAX
 from proxy.core.errors import MethodNotAllowed, ProxyError, RangeNotSatisfiable, error_body
 from proxy.core.model import Entry, Headers
 from proxy.core.ranges import UNSATISFIABLE, Part, if_range_holds, requested
+from proxy.exchange import Response
 
 CACHE_NAME = "resilient-proxy"
 JSON = "application/json"
-# Never copied from a stored or upstream response onto ours: we set them, or aiohttp does.
-_OURS = frozenset(
+# Never copied from a stored or upstream response onto ours: we set them, or the listener does;
+# and the vendor's `Server` (its software and versions are nobody's business on our port).
+OURS = frozenset(
     {
         "content-length",
         "age",
@@ -30,8 +29,10 @@ _OURS = frozenset(
         "transfer-encoding",
         "connection",
         "keep-alive",
+        "server",
     }
 )
+NOT_ON_304 = frozenset({"content-type", "content-encoding", "content-language"})
 
 
 @dataclass(slots=True)
@@ -90,37 +91,38 @@ def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')[:200]
 
 
-def _base_headers(headers: Headers, txn: Txn, x_cache: str, status_value: str) -> CIMultiDict[str]:
-    out: CIMultiDict[str] = CIMultiDict()
-    for key, value in headers:
-        if key.lower() not in _OURS:
-            out.add(key, value)
-    out["X-Cache"] = x_cache
-    out["Cache-Status"] = status_value
-    out["X-Request-Id"] = txn.request_id
+def _base_headers(headers: Headers, txn: Txn, x_cache: str, status_value: str) -> list[tuple[str, str]]:
+    out = [(k, v) for k, v in headers if k.lower() not in OURS]
+    out.append(("X-Cache", x_cache))
+    out.append(("Cache-Status", status_value))
+    out.append(("X-Request-Id", txn.request_id))
     txn.x_cache = x_cache
     return out
 
 
 def entry_response(
     entry: Entry, now: float, txn: Txn, *, x_cache: str, status_value: str, not_modified: bool = False
-) -> web.Response:
+) -> Response:
     headers = _base_headers(entry.headers, txn, x_cache, status_value)
     # RFC 9111 5.1: delta-seconds, rounded down; never past 2^31 (1.2.2), whatever was stored.
-    headers["Age"] = str(int(min(entry.age(now), DELTA_MAX)))
+    headers.append(("Age", age_value(entry, now)))
     if not_modified:  # RFC 9110 15.4.5: a 304 carries the validators, no body
-        for name in ("Content-Type", "Content-Encoding", "Content-Language"):
-            headers.popall(name, None)
+        headers = [(k, v) for k, v in headers if k.lower() not in NOT_ON_304]
         txn.status = 304
-        return web.Response(status=304, headers=headers)
+        return Response(304, headers)
     if entry.status == 200:
-        headers.setdefault("Accept-Ranges", "bytes")
+        if not any(k.lower() == "accept-ranges" for k, _ in headers):
+            headers.append(("Accept-Ranges", "bytes"))
         part = _part(entry, txn)
         if part is not None:
             return _partial(entry, part, headers, txn)
     txn.status = entry.status
     txn.bytes = len(entry.body)
-    return web.Response(status=entry.status, headers=headers, body=entry.body)
+    return Response(entry.status, headers, entry.body)
+
+
+def age_value(entry: Entry, now: float) -> str:
+    return str(int(min(entry.age(now), DELTA_MAX)))
 
 
 def _part(entry: Entry, txn: Txn) -> Part | None:
@@ -130,49 +132,51 @@ def _part(entry: Entry, txn: Txn) -> Part | None:
     return requested(txn.range, len(entry.body))
 
 
-def _partial(entry: Entry, part: Part, headers: CIMultiDict[str], txn: Txn) -> web.Response:
+def _partial(entry: Entry, part: Part, headers: list[tuple[str, str]], txn: Txn) -> Response:
     length = len(entry.body)
     if part is UNSATISFIABLE:  # 416 says how long the representation is (RFC 9110 15.5.17)
         err = RangeNotSatisfiable(f"no range of {txn.range!r} within {length} bytes")
         body = error_body(err, route=txn.route, upstream=txn.upstream, request_id=txn.request_id)
-        headers["Content-Range"] = f"bytes */{length}"
-        headers["Content-Type"] = JSON
+        kept = [(k, v) for k, v in headers if k.lower() not in ("content-type", "content-range")]
+        kept += [("Content-Range", f"bytes */{length}"), ("Content-Type", JSON)]
         txn.status, txn.bytes = 416, len(body)
-        return web.Response(status=416, headers=headers, body=body)
-    headers["Content-Range"] = part.content_range(length)  # RFC 9110 14.4
+        return Response(416, kept, body)
+    headers.append(("Content-Range", part.content_range(length)))  # RFC 9110 14.4
     body = entry.body[part.start : part.end + 1]
     txn.status, txn.bytes = 206, len(body)
-    return web.Response(status=206, headers=headers, body=body)
+    return Response(206, headers, body)
 
 
 def passed_response(
     status: int, headers: Headers, body: bytes, txn: Txn, *, x_cache: str, status_value: str
-) -> web.Response:
+) -> Response:
     out = _base_headers(headers, txn, x_cache, status_value)
     txn.status = status
     txn.bytes = len(body)
-    return web.Response(status=status, headers=out, body=body)
+    return Response(status, out, body)
 
 
-def streaming_headers(headers: Headers, txn: Txn, *, x_cache: str, status_value: str) -> CIMultiDict[str]:
+def streaming_headers(
+    headers: Headers, txn: Txn, *, x_cache: str, status_value: str
+) -> list[tuple[str, str]]:
     return _base_headers(headers, txn, x_cache, status_value)
 
 
-def error_response(err: ProxyError, txn: Txn, *, detail: str | None = None) -> web.Response:
+def error_response(err: ProxyError, txn: Txn, *, detail: str | None = None) -> Response:
     body = error_body(err, route=txn.route, upstream=txn.upstream, request_id=txn.request_id)
-    headers = {
-        "Content-Type": JSON,
-        "X-Request-Id": txn.request_id,
-        "X-Cache": txn.x_cache,
-        "Cache-Status": cache_status(hit=False, fwd=_fwd_for(txn), detail=detail or err.code),
-    }
+    headers = [
+        ("Content-Type", JSON),
+        ("X-Request-Id", txn.request_id),
+        ("X-Cache", txn.x_cache),
+        ("Cache-Status", cache_status(hit=False, fwd=_fwd_for(txn), detail=detail or err.code)),
+    ]
     if isinstance(err, MethodNotAllowed):
-        headers["Allow"] = ", ".join(err.allow)
+        headers.append(("Allow", ", ".join(err.allow)))
     if err.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+        headers.append(("Retry-After", str(max(1, math.ceil(err.retry_after)))))
     txn.status = err.status
     txn.bytes = len(body)
-    return web.Response(status=err.status, headers=headers, body=body)
+    return Response(err.status, headers, body)
 
 
 def _fwd_for(txn: Txn) -> str:

@@ -25,6 +25,7 @@ from proxy.config import ConfigError, load_config
 from proxy.core.breaker import BreakerPolicy
 from proxy.core.config.model import Config
 from proxy.demo_vendor import Vendor, build_vendor_app
+from proxy.publicport import PublicSite
 from proxy.serve import setup_logging
 
 CONFIG_RESOURCE = "static/demo.yaml"
@@ -70,6 +71,7 @@ async def _demo(port: int, path: Path) -> int:
                 config.server.listen.host,
                 config.server.listen.port,
                 config.server.shutdown_grace,
+                public=True,
             )
         except OSError as exc:
             print(
@@ -101,13 +103,23 @@ async def _start_vendor(runners: list[web.AppRunner]) -> int:
 
 
 async def _start(
-    runners: list[web.AppRunner], app: web.Application, host: str, port: int, shutdown_timeout: float
+    runners: list[web.AppRunner],
+    app: web.Application,
+    host: str,
+    port: int,
+    shutdown_timeout: float,
+    *,
+    public: bool = False,
 ) -> int:
-    """Serve `app` on host:port; return the port it got. Each new runner is stopped first."""
+    """Serve `app` on host:port (the proxy's public port through our listener); return the port
+    it got. Each new runner is stopped first."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     runners.insert(0, runner)
-    await web.TCPSite(runner, host, port).start()
+    if public:
+        await PublicSite(runner, host, port, shutdown_timeout=shutdown_timeout).start()
+    else:
+        await web.TCPSite(runner, host, port).start()
     return _bound_port(runner)
 
 

@@ -13,8 +13,6 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from aiohttp import web
-
 from proxy.core import freshness, replacement
 from proxy.core.cachecontrol import effective
 from proxy.core.errors import DataRejected, ProxyError, UpstreamStatus
@@ -25,6 +23,7 @@ from proxy.core.model import Entry, Headers
 from proxy.core.redirects import rewrite_headers
 from proxy.datacheck import DataCheck
 from proxy.deliver import Txn
+from proxy.exchange import Request
 from proxy.invalidate import Invalidator
 from proxy.runtime import RouteState
 from proxy.state import ProxyState
@@ -49,7 +48,7 @@ class Outcome:
     # The fetcher's own copy of headers the stored entry withholds (qualified no-cache/private).
     leader_headers: Headers | None = None
 
-    def shareable_for(self, request: web.Request) -> bool:
+    def shareable_for(self, request: Request) -> bool:
         if self.error is not None:
             return True  # the waiter handles the failure with its own copy
         entry = self.entry

@@ -20,8 +20,7 @@ import itertools
 import logging
 import re
 import uuid
-
-from aiohttp import web
+from collections.abc import Callable
 
 from proxy.core import decide, freshness
 from proxy.core.config.model import Fallback
@@ -43,6 +42,8 @@ from proxy.core.keys import VARY_SEP, normal_query, primary_key, variant_key
 from proxy.core.model import Entry
 from proxy.core.routing import Target, unsafe_target
 from proxy.deliver import Txn, cache_status, entry_response, error_response, passed_response
+from proxy.exchange import Request, Response
+from proxy.fasthit import FastHits, Limits
 from proxy.fetch import Fetcher, Outcome
 from proxy.relay import forward_headers, has_credentials, offered, read_body, stream_response
 from proxy.runtime import RouteState
@@ -68,15 +69,33 @@ class Handler:
         # on the hot path.
         self._id_prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        state = self.state
-        incoming = request.headers.get("X-Request-Id")
-        rid = (
-            incoming
-            if incoming and _REQUEST_ID.match(incoming)
-            else f"{self._id_prefix}{next(self._ids):08x}"
+        self.hits = FastHits(
+            state,
+            self.request_id,
+            (self._id_prefix, self._ids),
+            Limits(MAX_URL, MAX_HEADERS, MAX_HEADER_BYTES),
         )
+
+    def fast(self, request: Request, date: Callable[[], bytes]) -> bytes | None:
+        """A fresh hit's whole answer, written by the listener at once; None: call `handle`."""
+        return self.hits.answer(request, date)
+
+    def request_id(self, request: Request) -> str:
+        """The client's X-Request-Id when it is sane, else ours."""
+        known, incoming = request.hint("x-request-id")
+        if not known:  # sent more than once: the first, as before
+            incoming = request.headers.get("X-Request-Id")
+        if incoming and _REQUEST_ID.match(incoming):
+            return incoming
+        return f"{self._id_prefix}{next(self._ids):08x}"
+
+    def now(self) -> float:
+        """Wall-clock seconds for the listener's `Date` header."""
+        return self.state.clock.now()
+
+    async def handle(self, request: Request) -> Response:
+        state = self.state
+        rid = self.request_id(request)
         txn = Txn(
             rid,
             state.clock.now(),
@@ -95,16 +114,19 @@ class Handler:
         except Exception:
             log.exception("request %s failed inside the proxy", rid)
             response = error_response(ProxyError("internal error in the proxy"), txn)
-            response.set_status(500)
+            response.status = 500
             txn.status = 500
         if request.method == "CONNECT":
-            response.force_close()  # never leave a would-be tunnel open
-        state.telemetry.transaction(txn, state.clock.now())
+            response.close = True  # never leave a would-be tunnel open
+        if response.stream is None:
+            state.telemetry.transaction(txn, state.clock.now())
+        else:  # logged once the last byte is out (or the relay broke)
+            response.done = lambda: state.telemetry.transaction(txn, state.clock.now())
         return response
 
     # -- recv ----------------------------------------------------------------------------------
 
-    async def recv(self, request: web.Request, txn: Txn) -> web.StreamResponse:
+    async def recv(self, request: Request, txn: Txn) -> Response:
         raw = request.raw_path
         if request.method in ("CONNECT", "TRACE"):
             raise MethodNotAllowed(f"{request.method} is never proxied", ())
@@ -142,9 +164,7 @@ class Handler:
 
     # -- pass: writes and uncached routes, sent once unless idempotent -------------------------
 
-    async def pass_(
-        self, request: web.Request, rs: RouteState, path: str, target: Target, txn: Txn
-    ) -> web.StreamResponse:
+    async def pass_(self, request: Request, rs: RouteState, path: str, target: Target, txn: Txn) -> Response:
         route = rs.config
         body = await read_body(request, route.max_body or self.state.runtime.config.server.max_body)
         out = Outbound(
@@ -164,7 +184,7 @@ class Handler:
         fwd = "bypass" if route.cache is None else "method"
         status_value = cache_status(hit=False, fwd=fwd, fwd_status=fetched.status)
         if not fetched.complete:
-            return await stream_response(request, fetched, txn, x_cache="BYPASS", status_value=status_value)
+            return stream_response(request, fetched, txn, x_cache="BYPASS", status_value=status_value)
         return passed_response(
             fetched.status, fetched.headers, fetched.body, txn, x_cache="BYPASS", status_value=status_value
         )
@@ -172,8 +192,8 @@ class Handler:
     # -- hash + lookup + decide ----------------------------------------------------------------
 
     async def lookup(
-        self, request: web.Request, rs: RouteState, path: str, query: str, target: Target, txn: Txn
-    ) -> web.StreamResponse:
+        self, request: Request, rs: RouteState, path: str, query: str, target: Target, txn: Txn
+    ) -> Response:
         state = self.state
         policy = rs.config.cache
         assert policy is not None
@@ -202,9 +222,7 @@ class Handler:
             raise NotCached("not in cache and only-if-cached was asked")
         return await self.fetch(request, rs, vkey, entry, target, txn)
 
-    def _hit(
-        self, request: web.Request, entry: Entry, now: float, txn: Txn, detail: str | None
-    ) -> web.Response:
+    def _hit(self, request: Request, entry: Entry, now: float, txn: Txn, detail: str | None) -> Response:
         txn.x_cache = "HIT"
         not_modified = entry.status == 200 and freshness.not_modified(
             entry, request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since")
@@ -229,7 +247,7 @@ class Handler:
         fwd: str | None,
         fwd_status: int | None = None,
         x_cache: str = "STALE",
-    ) -> web.Response:
+    ) -> Response:
         rs.stale += 1
         txn.stale_reason = reason
         self.state.telemetry.stale.inc((rs.config.name, reason.split(":")[0]))
@@ -241,8 +259,8 @@ class Handler:
     # -- fetch (coalesced) ---------------------------------------------------------------------
 
     async def fetch(
-        self, request: web.Request, rs: RouteState, vkey: str, entry: Entry | None, target: Target, txn: Txn
-    ) -> web.StreamResponse:
+        self, request: Request, rs: RouteState, vkey: str, entry: Entry | None, target: Target, txn: Txn
+    ) -> Response:
         out = self._outbound(request, rs, target, vkey)
         state = self.state
         assert rs.config.cache is not None
@@ -308,7 +326,7 @@ class Handler:
         txn: Txn,
         *,
         owned: bool,
-    ) -> web.Response:
+    ) -> Response:
         """The vendor is slower than the route's `stale_if_slow`: answer with the copy and let the
         flight finish in the background, as a refresh (its result stored if it passes the guards,
         its failure counted and backed off). The first waiter to give up attaches that once."""
@@ -331,14 +349,14 @@ class Handler:
 
     async def _after_fetch(
         self,
-        request: web.Request,
+        request: Request,
         rs: RouteState,
         entry: Entry | None,
         outcome: Outcome,
         txn: Txn,
         *,
         collapsed: bool,
-    ) -> web.StreamResponse:
+    ) -> Response:
         now = self.state.clock.now()
         txn.upstream_status = outcome.upstream_status
         if not collapsed:  # a waiter did not call the upstream: its latency is the leader's
@@ -367,7 +385,7 @@ class Handler:
         assert fetched is not None
         value = cache_status(hit=False, fwd="miss", fwd_status=fetched.status, detail=outcome.detail)
         if not fetched.complete:
-            return await stream_response(request, fetched, txn, x_cache="MISS", status_value=value)
+            return stream_response(request, fetched, txn, x_cache="MISS", status_value=value)
         return passed_response(
             fetched.status, fetched.headers, fetched.body, txn, x_cache="MISS", status_value=value
         )
@@ -376,7 +394,7 @@ class Handler:
 
     def error(
         self, rs: RouteState, entry: Entry | None, err: ProxyError, txn: Txn, upstream_status: int | None
-    ) -> web.Response:
+    ) -> Response:
         now = self.state.clock.now()
         guard = err.message if isinstance(err, DataRejected) else None
         if guard is not None:
@@ -413,7 +431,7 @@ class Handler:
         txn: Txn,
         upstream_status: int | None,
         now: float,
-    ) -> web.Response:
+    ) -> Response:
         """The route's synthetic answer: nothing was cached, so it is not stale; marked FALLBACK
         and counted in rproxy_fallbacks_total. A 503/429 says when to retry (RFC 9110 10.2.3)."""
         reason = err.reason
@@ -435,7 +453,7 @@ class Handler:
 
     # -- background refresh --------------------------------------------------------------------
 
-    def _refresh(self, request: web.Request, rs: RouteState, vkey: str, entry: Entry, target: Target) -> bool:
+    def _refresh(self, request: Request, rs: RouteState, vkey: str, entry: Entry, target: Target) -> bool:
         """Start a background refresh of `vkey`; True when one is running (this or an earlier)."""
         state = self.state
         now = state.clock.now()
@@ -452,7 +470,7 @@ class Handler:
         future.add_done_callback(_release_unused)
         return True
 
-    def _outbound(self, request: web.Request, rs: RouteState, target: Target, vkey: str) -> Outbound:
+    def _outbound(self, request: Request, rs: RouteState, target: Target, vkey: str) -> Outbound:
         # HEAD is fetched as GET so the answer can be stored and serve both (RFC 9110 9.3.2).
         assert rs.config.cache is not None
         vary = self.state.cache.vary_of(vkey.split(VARY_SEP, 1)[0]) or ()

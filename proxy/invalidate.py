@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
 from proxy.core import freshness
 from proxy.core.keys import route_prefix
 from proxy.core.model import Headers
 from proxy.core.routing import match_path
+from proxy.exchange import Request
 from proxy.state import ProxyState
 
 
@@ -22,7 +21,7 @@ class Invalidator:
     def __init__(self, state: ProxyState) -> None:
         self.state = state
 
-    def invalidate(self, request: web.Request, path: str, headers: Headers) -> int:
+    def invalidate(self, request: Request, path: str, headers: Headers) -> int:
         """RFC 9111 4.4: a successful write invalidates its URI and same-origin Location.
 
         `headers` are the ones the client gets: a vendor's own URL in Location has already been

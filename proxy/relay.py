@@ -7,13 +7,11 @@ Owns: the client side of the exchange. Must not: decide caching or talk to the b
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-
-from aiohttp import web
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from proxy.core.config.model import UpstreamConfig
 from proxy.core.encoding import DecodeError, Inflater, accepts
-from proxy.core.errors import BadRequest, ClientGone, PayloadTooLarge
+from proxy.core.errors import ClientGone, PayloadTooLarge
 from proxy.core.headers import (
     CACHE_OWNED,
     HOP_BY_HOP,
@@ -23,6 +21,7 @@ from proxy.core.headers import (
     field_value,
 )
 from proxy.deliver import Txn, streaming_headers
+from proxy.exchange import Request, Response
 from proxy.transport import Fetched
 
 log = logging.getLogger("proxy.relay")
@@ -37,7 +36,7 @@ NEVER_FORWARDED = (
 
 
 def forward_headers(
-    request: web.Request, upstream: UpstreamConfig, *, cacheable: bool, keyed: Iterable[str] = ()
+    request: Request, upstream: UpstreamConfig, *, cacheable: bool, keyed: Iterable[str] = ()
 ) -> list[tuple[str, str]]:
     """Client headers that may reach the vendor, then the upstream's configured ones.
 
@@ -63,12 +62,12 @@ def forward_headers(
     return out
 
 
-def has_credentials(request: web.Request) -> bool:
+def has_credentials(request: Request) -> bool:
     """Requests whose answers are private unless the response or route says otherwise."""
     return "Authorization" in request.headers or "Cookie" in request.headers
 
 
-def offered(request: web.Request) -> Callable[[str], str | None]:
+def offered(request: Request) -> Callable[[str], str | None]:
     """The client's value of a header we held back, for a vendor that turns out to Vary on it;
     never one of ours to set (conditionals, codings, forwarding, hop-by-hop)."""
 
@@ -78,7 +77,7 @@ def offered(request: web.Request) -> Callable[[str], str | None]:
     return value
 
 
-def _keyed_only(request: web.Request, names: Iterable[str], configured: set[str]) -> list[tuple[str, str]]:
+def _keyed_only(request: Request, names: Iterable[str], configured: set[str]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
     for name in names:
@@ -91,28 +90,27 @@ def _keyed_only(request: web.Request, names: Iterable[str], configured: set[str]
     return out
 
 
-async def read_body(request: web.Request, limit: int) -> bytes | None:
-    if not request.body_exists:
+async def read_body(request: Request, limit: int) -> bytes | None:
+    content = request.body
+    if content is None:
         return None
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
     body = bytearray()
     try:
-        while len(body) <= limit and not request.content.at_eof():
-            more = await request.content.read(limit + 1 - len(body))
+        while len(body) <= limit and not content.at_eof():
+            more = await content.read(limit + 1 - len(body))
             if not more:
                 break
             body += more
-    except web.RequestPayloadError as exc:  # a broken chunked body, a body shorter than promised
-        raise BadRequest(f"unreadable request body: {exc}") from exc
-    except (RuntimeError, ConnectionResetError) as exc:  # aiohttp: "Connection closed."
+    except ConnectionResetError as exc:  # gone, or its framing broke (the listener answers 400)
         raise ClientGone("the client went away while sending its body") from exc
     if len(body) > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
     return bytes(body)
 
 
-def _inflater(request: web.Request, fetched: Fetched) -> Inflater | None:
+def _inflater(request: Request, fetched: Fetched) -> Inflater | None:
     """We asked the vendor for gzip on the client's behalf (see `forward_headers`): a client that
     did not ask for it gets identity, inflated as it streams."""
     coding = next((v for k, v in fetched.headers if k.lower() == "content-encoding"), None)
@@ -126,39 +124,43 @@ def _inflater(request: web.Request, fetched: Fetched) -> Inflater | None:
         return None
 
 
-async def stream_response(
-    request: web.Request, fetched: Fetched, txn: Txn, *, x_cache: str, status_value: str
-) -> web.StreamResponse:
-    """Relay a body too large to store: first chunk, then the rest as it arrives."""
+def stream_response(
+    request: Request, fetched: Fetched, txn: Txn, *, x_cache: str, status_value: str
+) -> Response:
+    """Relay a body too large to store: first chunk, then the rest as it arrives. The listener
+    writes the chunks as it pulls them, waiting for the client to drain each: a slow reader
+    pauses the vendor (and the inflater)."""
     inflater = _inflater(request, fetched)
     headers = fetched.headers if inflater is None else end_to_end(fetched.headers, _CODING)
-    resp = web.StreamResponse(
-        status=fetched.status,
-        headers=streaming_headers(headers, txn, x_cache=x_cache, status_value=status_value),
-    )
     txn.status = fetched.status
-    stream = fetched.stream
+    txn.bytes = 0
+    return Response(
+        fetched.status,
+        streaming_headers(headers, txn, x_cache=x_cache, status_value=status_value),
+        stream=_relay(fetched, inflater, txn),
+    )
+
+
+async def _relay(fetched: Fetched, inflater: Inflater | None, txn: Txn) -> AsyncIterator[bytes]:
+    """The body's pieces; a failure is logged here and re-raised, so the listener cuts the
+    connection (the status line is gone already)."""
     try:
-        await resp.prepare(request)
-        txn.bytes = 0
-        await _relay(resp, fetched.body, inflater, txn)
-        if stream is not None:
-            async for chunk in stream:
-                await _relay(resp, chunk, inflater, txn)
+        for piece in _pieces(fetched.body, inflater):
+            txn.bytes += len(piece)
+            yield piece
+        if fetched.stream is not None:
+            async for chunk in fetched.stream:
+                for piece in _pieces(chunk, inflater):
+                    txn.bytes += len(piece)
+                    yield piece
         if inflater is not None:
             inflater.close()
-        await resp.write_eof()
-    except Exception as exc:  # the client sees a cut connection: the status line is gone already
+    except Exception as exc:
         log.warning("streaming %s broke after %d bytes: %s", txn.path[:120], txn.bytes, exc)
-        if request.transport is not None:
-            request.transport.close()
+        raise
     finally:
         fetched.release()
-    return resp
 
 
-async def _relay(resp: web.StreamResponse, chunk: bytes, inflater: Inflater | None, txn: Txn) -> None:
-    # Each write waits for the client to drain: a slow reader pauses the vendor (and the inflater).
-    for piece in (chunk,) if inflater is None else inflater.feed(chunk):
-        await resp.write(piece)
-        txn.bytes += len(piece)
+def _pieces(chunk: bytes, inflater: Inflater | None) -> Iterable[bytes]:
+    return (chunk,) if inflater is None else inflater.feed(chunk)

@@ -18,10 +18,10 @@ import sys
 from aiohttp import web
 
 from proxy.app import PROXY_STATE, build_app
-from proxy.connguard import GuardedSite
 from proxy.core.config.model import Config
 from proxy.health import HEALTH
 from proxy.logformat import JsonFormatter
+from proxy.publicport import PublicSite
 
 log = logging.getLogger("proxy.serve")
 
@@ -90,15 +90,14 @@ async def _main(config: Config, *, index: int, admin_socket: str | None, ready_f
     app = build_app(config)
     state = app[PROXY_STATE]
     # aiohttp reads a timeout <= 0 as "none": a grace of 0 must still mean "stop now".
-    runner = web.AppRunner(
-        app, access_log=None, shutdown_timeout=max(0.01, config.server.shutdown_grace), handle_signals=False
-    )
+    grace = max(0.01, config.server.shutdown_grace)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace, handle_signals=False)
     await runner.setup()
     state.ready = False  # the app has started; ready also means listening (issue 12): below
     ssl_ctx = _ssl(config)
-    # The public listener goes through the connection guard (proxy/connguard.py): connection caps
-    # per address and in total, header/body deadlines for slow clients, framing refusals.
-    site = GuardedSite(
+    # The public port is our own protocol (proxy/listener.py): connection caps per address and in
+    # total, header/body deadlines for slow clients, framing refusals, graceful drain.
+    site = PublicSite(
         runner,
         config.server.listen.host,
         config.server.listen.port,
@@ -107,6 +106,7 @@ async def _main(config: Config, *, index: int, admin_socket: str | None, ready_f
         backlog=1024,
         registry=state.telemetry.registry,
         limits=config.server.limits,
+        shutdown_timeout=grace,
     )
     await site.start()
     admin_runner = await _start_admin(app, config, admin_socket) if config.admin.enabled else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -317,5 +318,9 @@ class Transport:
 
 
 def _why(exc: BaseException) -> str:
+    """Why, without the vendor's address: the message reaches the client's JSON error, and an
+    OSError's text names the host and port (`Connect call failed ('10.0.0.5', 8080)`)."""
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno > 0:
+        return os.strerror(exc.errno)
     text = str(exc) or type(exc).__name__
     return text[:200]

@@ -16,6 +16,7 @@ from proxy.config import parse_config
 from proxy.core.config.model import Config
 from proxy.state import ProxyState
 from tests.origin import Origin, Reply
+from tests.public import PublicTestServer
 from tests.routes import PRICES, WRITES
 
 __all__ = ["Origin", "Reply"]
@@ -92,7 +93,7 @@ def make_proxy(
     ) -> Proxy:
         cfg = config or make_config(origin.url, body, upstream_extra)
         app: web.Application = build_app(cfg, clock=clock, **kw)
-        client = await aiohttp_client(app)
+        client = await aiohttp_client(PublicTestServer(app))
         return Proxy(client, app[PROXY_STATE])
 
     return factory

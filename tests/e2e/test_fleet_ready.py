@@ -103,7 +103,12 @@ def test_ready_only_once_every_worker_listens(tmp_path: Path) -> None:
             with paused(second):
                 assert listeners(port) < 2, "worker 1 listened before it could be paused"
                 until(lambda: listeners(port) == 1 or None, "saw worker 0 listen", proc)
-                waiting = until(lambda: ready(admin), "saw the admin listener", proc)
+                # worker 0 reports once its admin listener is up too, just after the port opens
+                waiting = until(
+                    lambda: a if (a := ready(admin)) and a.json().get("listening") == [0] else None,
+                    "saw worker 0 reported as listening",
+                    proc,
+                )
                 assert waiting.status == 503, waiting.body
                 assert waiting.json() == {
                     "ready": False,

@@ -2,7 +2,7 @@
 
 - `RawClient`: send bytes byte for byte, read responses (Content-Length, chunked or until close),
   and wait for the server to close, each wait bounded.
-- `serve_guarded`: an app served the way `proxy.serve` serves it, through `GuardedSite`, on a
+- `serve_guarded`: an app served the way `proxy.serve` serves it, through `PublicSite`, on a
   free loopback port.
 - `RawOrigin`: a tiny asyncio TCP server that answers each request with scripted raw bytes
   (broken status lines, injected headers, resets, trickles) and records what reached it.
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from proxy.connguard import ConnGuard, GuardedSite
 from proxy.core.limits import ConnLimits
+from proxy.publicport import Listener, PublicSite
 from proxy.state import ProxyState
 
 HOST = "127.0.0.1"
@@ -163,18 +163,18 @@ def request(
 @dataclass
 class Served:
     runner: web.AppRunner
-    site: GuardedSite
+    site: PublicSite
     port: int
 
     @property
-    def guard(self) -> ConnGuard:
+    def guard(self) -> Listener:
         assert self.site.guard is not None
         return self.site.guard
 
 
 @dataclass
 class Live:
-    """A proxy served through `GuardedSite`, with its state, and raw-request helpers."""
+    """A proxy served through `PublicSite`, with its state, and raw-request helpers."""
 
     served: Served
     state: ProxyState
@@ -202,7 +202,7 @@ class Live:
 async def serve_guarded(app: web.Application, limits: ConnLimits | None = None) -> AsyncIterator[Served]:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, handle_signals=False)
     await runner.setup()
-    site = GuardedSite(runner, HOST, 0, limits=limits)
+    site = PublicSite(runner, HOST, 0, limits=limits)
     await site.start()
     try:
         yield Served(runner, site, site.bound_port)

@@ -1,6 +1,6 @@
 """Issue 8, attacks: raw bytes against the proxy as `proxy.serve` serves it.
 
-The proxy is `build_app` on a FakeClock behind `GuardedSite` on a real loopback port; origins are
+The proxy is `build_app` on a FakeClock behind `PublicSite` on a real loopback port; origins are
 real servers that record what reached them (`tests.origin.Origin`, a reflecting origin below, and
 `RawOrigin` for byte-exact upstream answers). Each case checks what the attacker gets, what the
 origin saw (usually nothing), what was stored, and that an honest request still works after.

@@ -1,6 +1,6 @@
 """Issue 8, chaos: a vendor that misbehaves, and a proxy that must keep its head.
 
-The proxy is `build_app` on a FakeClock behind `GuardedSite` on loopback; the vendor is a raw
+The proxy is `build_app` on a FakeClock behind `PublicSite` on loopback; the vendor is a raw
 TCP server (`RawOrigin`) or a small aiohttp app. Each fault is checked for: the status the client
 gets (the last good copy where the route allows one), that nothing bad was stored (once the vendor
 is fixed, the next answer is its good one), and that the proxy is healthy afterwards. The few real
@@ -505,9 +505,9 @@ async def test_the_connection_guard_also_guards_a_tls_listener(
     app = build_app(parse_config(config_text(raw_origin.url), "tls.yaml", {}), clock=clock)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    from proxy.connguard import GuardedSite
+    from proxy.publicport import PublicSite
 
-    site = GuardedSite(
+    site = PublicSite(
         runner, "127.0.0.1", 0, ssl_context=server_ctx, limits=ConnLimits(header_timeout=0.5, per_address=2)
     )
     await site.start()

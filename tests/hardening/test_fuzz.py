@@ -1,7 +1,7 @@
 """Issue 8, fuzzing: hypothesis writes request lines, headers and bodies, sends them raw to the
 public listener, and checks that the proxy never answers 500 for its own fault and never dies.
 
-One proxy (build_app behind GuardedSite, short header/body deadlines so half-sent requests end
+One proxy (build_app behind PublicSite, short header/body deadlines so half-sent requests end
 quickly) serves every example; an honest request after each example shows it is still alive.
 A second test fuzzes the vendor's side: arbitrary status lines, headers and bodies from a raw
 upstream. Examples are bounded (300-500 per test, deadline off); the file runs in ~10 s.

@@ -22,6 +22,7 @@ from proxy.config import parse_config
 from proxy.reload import apply_config
 from proxy.state import ProxyState
 from tests.origin import Origin, Reply
+from tests.public import PublicTestServer
 
 ADMIN_TOKEN = "adm1n-obs-token"
 VENDOR_TOKEN = "vendor-bearer-1357"
@@ -93,7 +94,7 @@ async def rig(
         admin=ADMIN_TOKEN, access=log, url=origin.url, vendor_token=VENDOR_TOKEN, vendor_key=VENDOR_KEY
     )
     app: web.Application = build_app(parse_config(text, "obs.yaml", {}), clock=clock)
-    public = await aiohttp_client(app)
+    public = await aiohttp_client(PublicTestServer(app))
     admin = await aiohttp_client(build_admin_app(app))
     return Rig(public, admin, app[PROXY_STATE], log)
 

@@ -22,6 +22,7 @@ from proxy.admin import build_admin_app
 from proxy.app import build_app
 from proxy.config import load_config
 from tests.origin import Origin
+from tests.public import PublicTestServer
 from tests.redis_server import RedisServer, find_server_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,7 +98,7 @@ async def served(
     if config.cache.backend == "redis" and redis_url is None:
         pytest.skip("no redis-server binary")
     public_app: web.Application = build_app(config)
-    public = await aiohttp_client(public_app)
+    public = await aiohttp_client(PublicTestServer(public_app))
     public_server = public.server
     assert isinstance(public_server, TestServer)
     admin = await aiohttp_client(build_admin_app(public_server.app))

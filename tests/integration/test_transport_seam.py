@@ -3,17 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-from aiohttp.test_utils import TestClient
-
-from proxy.app import PROXY_STATE, build_app
 from proxy.clock import Clock, FakeClock
 from proxy.core.config.model import UpstreamConfig
 from proxy.core.errors import UpstreamConnectError
 from proxy.transport import Fetched, Outbound
-from tests.conftest import make_config
+from tests.conftest import MakeProxy, make_config
 
 ROUTES = """
 routes:
@@ -49,17 +43,15 @@ class Scripted:
         self.closed = True
 
 
-async def test_requests_reach_the_injected_exchange(
-    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], clock: FakeClock
-) -> None:
+async def test_requests_reach_the_injected_exchange(make_proxy: MakeProxy, clock: FakeClock) -> None:
     made: list[Scripted] = []
 
     def transports(config: UpstreamConfig, clock: Clock) -> Scripted:
         made.append(Scripted(config, clock, [b'{"price": 5}', b'{"price": 0}', None]))
         return made[-1]
 
-    app = build_app(make_config("http://vendor.invalid", ROUTES), clock=clock, transports=transports)
-    client = await aiohttp_client(app)
+    proxy = await make_proxy(config=make_config("http://vendor.invalid", ROUTES), transports=transports)
+    client = proxy.client
     assert [m.config.name for m in made] == ["vendor"]
     first = await client.get("/api/prices/A1")
     assert first.headers["X-Cache"] == "MISS" and await first.json() == {"price": 5}
@@ -73,4 +65,4 @@ async def test_requests_reach_the_injected_exchange(
     assert down.headers["X-Cache"] == "STALE" and "stale-if-error" in down.headers["Cache-Status"]
     assert len(made[0].sent) == 3
     await client.close()
-    assert made[0].closed and app[PROXY_STATE].runtime.transports is transports
+    assert made[0].closed and proxy.state.runtime.transports is transports

@@ -16,6 +16,7 @@ from proxy.config import parse_config
 from proxy.state import ProxyState
 from tests.conftest import DEFAULT_ROUTES, config_text
 from tests.origin import Origin, Reply
+from tests.public import PublicTestServer
 from tests.redis_server import RedisServer, find_server_binary
 from tests.waiting import until
 
@@ -54,7 +55,7 @@ async def pair(
     for _ in range(2):
         config = parse_config(extra + config_text(origin.url, DEFAULT_ROUTES), "test.yaml", {})
         app = build_app(config, clock=clock)
-        client = TestClient(TestServer(app))
+        client = TestClient(PublicTestServer(app))
         await client.start_server()
         made.append(Instance(client, app[PROXY_STATE], app))
     for instance in made:

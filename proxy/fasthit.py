@@ -1,0 +1,262 @@
+"""Fresh hits answered in one write, from bytes prepared once per stored entry.
+
+Owns: the plan of a raw request target (route, path, keyed query, and the key itself when the
+route keys no header), memoised per (method, target) in a bounded map that belongs to one
+runtime (a reload starts afresh); the wire head of a stored entry (status line and stored
+headers, for 200 and for a 304) prepared the first time the entry is served, kept per key in a
+bounded map in memory only (never in msgpack or Redis) and checked against the entry's status
+and headers on every hit, so a refreshed entry gets new bytes; and the bytes of a fresh hit: that head,
+then the few per-request headers (`X-Cache`, `Cache-Status`, `X-Request-Id`, `Age`,
+`Content-Length`, `Date` when the entry has none), then the body, in one `write`.
+
+Must not: answer anything but a fresh hit from the memory tier on HTTP/1.1 keep-alive GET or
+HEAD without a body or `Range`: every other request (misses, stale, the shared tier, errors,
+refusals) returns None and takes the full path (`handler.Handler.handle`) with the same parsed
+request. Its bytes are the ones `deliver.entry_response` and the listener would write, counted
+and logged the same (`Telemetry.transaction`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+from proxy.core import freshness
+from proxy.core.cachecontrol import DELTA_MAX
+from proxy.core.headers import field_value
+from proxy.core.keys import normal_query, primary_key, variant_key
+from proxy.core.model import Entry
+from proxy.core.routing import unsafe_target
+from proxy.deliver import CACHE_NAME, NOT_ON_304, OURS, Txn
+from proxy.exchange import Request
+from proxy.runtime import RouteState, Runtime
+
+if TYPE_CHECKING:
+    from proxy.state import ProxyState
+
+MAX_PLANS = 10_000  # memoised targets per runtime; past it the memo starts again
+MAX_WIRES = 16_384  # prepared entry heads (a few hundred bytes each); past it the oldest goes
+_CACHEABLE = frozenset({"GET", "HEAD"})
+
+
+class Plan:
+    """What a raw target means on this runtime, computed once; and its metric labels."""
+
+    __slots__ = ("key", "labels", "path", "query", "route_labels", "rs")
+
+    def __init__(self, rs: RouteState, path: str, query: str, key: str | None) -> None:
+        self.rs, self.path, self.query, self.key = rs, path, query, key
+        self.route_labels = (rs.config.name,)
+        self.labels: dict[int, tuple[str, str, str, str]] = {}
+
+
+class Wire:
+    """An entry's head on the wire: `ok` for its own status, `not_modified` for a 304. It holds
+    the status and headers it was made from, not the entry (no body is kept alive by it): the
+    memory tier decodes a cold entry anew on each read, and the same headers keep their bytes."""
+
+    __slots__ = ("has_date", "headers", "not_modified", "ok", "status")
+
+    def __init__(self, entry: Entry) -> None:
+        self.status, self.headers = entry.status, entry.headers
+        kept = [(k, v) for k, v in entry.headers if k.lower() not in OURS and "\n" not in v and "\r" not in v]
+        self.has_date = any(k.lower() == "date" for k, _ in kept)
+        self.not_modified = _head(304, [(k, v) for k, v in kept if k.lower() not in NOT_ON_304])
+        if entry.status == 200 and not any(k.lower() == "accept-ranges" for k, _ in kept):
+            kept.append(("Accept-Ranges", "bytes"))  # as deliver.entry_response says (RFC 9110 14.3)
+        self.ok = _head(entry.status, kept)
+
+
+def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"]
+    lines.extend(f"{k}: {v}\r\n" for k, v in headers)
+    text = "".join(lines)
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
+_NO_PLAN = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The handler's request limits: past any of them the full path answers 414 or 431."""
+
+    max_url: int
+    max_headers: int
+    max_header_bytes: int
+
+
+class FastHits:
+    def __init__(
+        self,
+        state: ProxyState,
+        request_id: Callable[[Request], str],
+        ids: tuple[str, Iterator[int]],
+        limits: Limits,
+    ) -> None:
+        self.state = state
+        self.request_id = request_id  # the handler's, for a request that sends one
+        self.id_prefix, self.ids = ids  # the handler's prefix and counter: one sequence
+        self.limits = limits
+        self._plans: dict[tuple[str, str], Plan | object] = {}
+        self._runtime: Runtime | None = None
+        self._wires: dict[str, Wire] = {}
+
+    def answer(self, request: Request, date: Callable[[], bytes]) -> bytes | None:
+        """The whole answer to a fresh hit, or None: take the full path."""
+        if request.body is not None or request.version != "1.1" or request.method not in _CACHEABLE:
+            return None
+        limits = self.limits
+        if len(request.raw_headers) > limits.max_headers or request.head_size > limits.max_header_bytes:
+            return None
+        hinted = request.hints is None or bool(request.hints)  # any conditional, id or Range
+        if hinted and request.hint("range") != _ABSENT:
+            return None
+        plan = (
+            self._plans.get((request.method, request.raw_path))
+            if self.state.runtime is self._runtime
+            else None
+        )
+        if plan is None:
+            plan = self._plan(request.method, request.raw_path)
+        if not isinstance(plan, Plan):
+            return None
+        state = self.state
+        rs = plan.rs
+        key = plan.key
+        if key is None:
+            policy = rs.config.cache
+            assert policy is not None
+            key = primary_key(rs.config.name, plan.path, plan.query, policy.key, _sender(request))
+        vary = state.vary.get(key)
+        vkey = variant_key(key, vary, _sender(request)) if vary else key
+        now = state.clock.now()
+        entry = state.store.get(vkey, now)
+        if entry is None or now >= entry.fresh_until:  # freshness.decide: only FRESH is ours
+            return None
+        inm = ims = None
+        if hinted:
+            inm_known, inm = request.hint("if-none-match")
+            ims_known, ims = request.hint("if-modified-since")
+            if not (inm_known and ims_known):
+                return None  # a conditional sent twice: the full path joins the values
+        wires = self._wires
+        wire = wires.get(vkey)
+        if wire is None or wire.status != entry.status or wire.headers != entry.headers:
+            if len(wires) >= MAX_WIRES:
+                del wires[next(iter(wires))]  # the oldest prepared: dicts keep insertion order
+            wire = wires[vkey] = Wire(entry)
+        not_modified = (
+            (inm is not None or ims is not None)
+            and entry.status == 200
+            and freshness.not_modified(entry, inm, ims)
+        )
+        rid = self.request_id(request) if hinted else f"{self.id_prefix}{next(self.ids):08x}"
+        return self._hit(request, plan, entry, wire, now, not_modified, rid, date)
+
+    def _hit(
+        self,
+        request: Request,
+        plan: Plan,
+        entry: Entry,
+        wire: Wire,
+        now: float,
+        not_modified: bool,
+        rid: str,
+        date: Callable[[], bytes],
+    ) -> bytes:
+        rs = plan.rs
+        rs.requests += 1
+        rs.hits += 1
+        age = entry.initial_age + now - entry.stored_at if now > entry.stored_at else entry.initial_age
+        # RFC 9111 5.1 and 1.2.2: delta-seconds rounded down, never past 2^31; ttl > 0 (fresh)
+        guess = '; detail="heuristic"' if entry.heuristic else ""  # RFC 9111 4.2.2, as decide says
+        extra = (
+            f"X-Cache: HIT\r\nCache-Status: {CACHE_NAME}; hit; ttl={int(entry.fresh_until - now)}{guess}\r\n"
+            f"X-Request-Id: {rid}\r\nAge: {int(min(age, DELTA_MAX))}\r\n"
+        )
+        body = entry.body
+        if not_modified:
+            status = 304
+            parts = [wire.not_modified, extra.encode("latin-1")]
+        else:
+            status = entry.status
+            if status in (204, 304) or status < 200:
+                parts = [wire.ok, extra.encode("latin-1")]
+            else:
+                parts = [wire.ok, f"{extra}Content-Length: {len(body)}\r\n".encode("latin-1")]
+        if not wire.has_date:
+            parts.append(date())
+        parts.append(b"\r\n")
+        if status != 304 and request.method == "GET" and body:
+            parts.append(body)
+        out = b"".join(parts)  # one copy of the body, one write
+        self._count(request, plan, rid, status, 0 if status == 304 else len(body), now)
+        return out
+
+    def _count(self, request: Request, plan: Plan, rid: str, status: int, sent: int, now: float) -> None:
+        """Metrics as `Telemetry.transaction` counts them; the access log line when it is on.
+        The answer was built within one clock reading: its duration is observed as 0."""
+        telemetry = self.state.telemetry
+        rs = plan.rs
+        if telemetry.access.enabled:
+            txn = Txn(rid, now, request.method, request.raw_path, request.remote)
+            txn.route, txn.upstream, txn.x_cache = rs.config.name, rs.config.upstream, "HIT"
+            txn.status, txn.bytes = status, sent
+            txn.breaker = rs.upstream.state(now).value
+            telemetry.transaction(txn, now)
+            return
+        labels = plan.labels.get(status)
+        if labels is None:
+            labels = plan.labels[status] = (rs.config.name, request.method, str(status), "HIT")
+        telemetry.requests.inc(labels)
+        telemetry.duration.observe(plan.route_labels, 0.0)
+
+    def _plan(self, method: str, raw: str) -> Plan | object:
+        runtime = self.state.runtime
+        if runtime is not self._runtime:
+            self._plans.clear()
+            self._runtime = runtime
+        memo = (method, raw)
+        plan = self._plans.get(memo)
+        if plan is None:
+            plan = _make_plan(runtime, method, raw, self.limits.max_url) or _NO_PLAN
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            self._plans[memo] = plan
+        return plan
+
+
+def _make_plan(runtime: Runtime, method: str, raw: str, max_url: int) -> Plan | None:
+    """The same steps as `Handler.recv` and `lookup`, for a target that may be a fresh hit."""
+    if len(raw) > max_url or unsafe_target(raw) is not None:
+        return None
+    path, _, query = raw.partition("?")
+    found = runtime.match(path, method)
+    if isinstance(found, frozenset):
+        return None
+    rs, _ = found
+    policy = rs.config.cache
+    if policy is None:
+        return None
+    keyed_query = normal_query(query, policy.key)
+    key = None if policy.key.headers else primary_key(rs.config.name, path, keyed_query, policy.key, _none)
+    return Plan(rs, path, keyed_query, key)
+
+
+def _none(name: str) -> str | None:
+    return None
+
+
+def _sender(request: Request) -> Callable[[str], str | None]:
+    """The value the vendor would get for a keyed or Vary header, as `Handler.lookup` reads it."""
+    headers = request.headers
+    return lambda name: field_value(headers, name)
+
+
+_ABSENT = (True, None)

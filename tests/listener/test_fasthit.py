@@ -1,0 +1,165 @@
+"""Fresh hits written in one go (proxy/fasthit.py) say exactly what the full path says.
+
+A request that must take the full path (`Connection: close`, HTTP/1.0) is answered from the same
+stored entry by `Handler.handle` and `deliver`; a keep-alive HTTP/1.1 GET or HEAD from the
+entry's prepared bytes. Both are read as raw bytes from the real listener, and compared.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from proxy.clock import FakeClock
+from proxy.handler import Handler
+from proxy.publicport import PUBLIC
+from proxy.reload import reload_from_file
+from tests.conftest import MakeProxy, Origin, Proxy, Reply, config_text
+from tests.hardening.rawhttp import RawClient, RawResponse, request
+from tests.public import PublicTestServer
+from tests.routes import PRICES
+
+PRICE = {"sku": "A1", "price": 9.5}
+HEADERS = {
+    "Content-Type": "application/json",
+    "Cache-Control": "max-age=30",
+    "ETag": '"v1"',
+    "Last-Modified": "Tue, 14 Nov 2023 22:00:00 GMT",
+    "X-Vendor": "kept",
+}
+PER_REQUEST = {"x-request-id", "connection", "date"}
+
+
+def port_of(proxy: Proxy) -> int:
+    server = proxy.client.server
+    assert isinstance(server, PublicTestServer) and server.port is not None
+    return server.port
+
+
+async def ask(proxy: Proxy, raw: bytes, method: str = "GET") -> RawResponse:
+    client = await RawClient.connect(port_of(proxy))
+    try:
+        await client.send(raw)
+        return await client.response(method=method)
+    finally:
+        await client.close()
+
+
+def comparable(answer: RawResponse) -> tuple[int, list[tuple[str, str]], bytes]:
+    kept = [(k.lower(), v) for k, v in answer.headers if k.lower() not in PER_REQUEST]
+    return answer.status, sorted(kept), answer.body
+
+
+async def stored(make_proxy: MakeProxy, origin: Origin) -> Proxy:
+    origin.always("/prices/A1", Reply(200, PRICE, HEADERS))
+    proxy = await make_proxy()
+    first = await ask(proxy, request("GET", "/api/prices/A1"))
+    assert first.header("x-cache") == "MISS"
+    return proxy
+
+
+def fast_hits(proxy: Proxy) -> int:
+    server = proxy.client.server
+    assert isinstance(server, PublicTestServer)
+    handler = server.app[PUBLIC]
+    assert isinstance(handler, Handler)
+    return sum(1 for _ in handler.hits._wires)
+
+
+async def test_a_fresh_hit_says_what_the_full_path_says(make_proxy: MakeProxy, origin: Origin) -> None:
+    proxy = await stored(make_proxy, origin)
+    full = await ask(proxy, request("GET", "/api/prices/A1"))  # Connection: close: full path
+    fast = await ask(proxy, request("GET", "/api/prices/A1", close=False))
+    assert fast_hits(proxy) == 1  # the keep-alive one was the prepared answer
+    assert comparable(fast) == comparable(full)
+    assert fast.header("x-cache") == "HIT" and fast.header("cache-status") == "resilient-proxy; hit; ttl=30"
+    assert fast.header("x-vendor") == "kept" and fast.header("age") == "0"
+    assert json.loads(fast.body) == PRICE
+    assert fast.header("server") is None and fast.header("connection") is None
+    assert fast.header("x-request-id") and fast.header("x-request-id") != full.header("x-request-id")
+    assert origin.count("/prices/A1") == 1
+
+
+async def test_age_and_ttl_follow_the_clock(make_proxy: MakeProxy, origin: Origin, clock: FakeClock) -> None:
+    proxy = await stored(make_proxy, origin)
+    clock.advance(12)
+    fast = await ask(proxy, request("GET", "/api/prices/A1", close=False))
+    assert (fast.header("age"), fast.header("cache-status")) == ("12", "resilient-proxy; hit; ttl=18")
+
+
+async def test_head_and_conditionals_on_a_fresh_entry(make_proxy: MakeProxy, origin: Origin) -> None:
+    proxy = await stored(make_proxy, origin)
+    for extra in ((), ('If-None-Match: "v1"',), ("If-Modified-Since: Tue, 14 Nov 2023 23:00:00 GMT",)):
+        for method in ("GET", "HEAD"):
+            full = await ask(proxy, request(method, "/api/prices/A1", *extra), method)
+            fast = await ask(proxy, request(method, "/api/prices/A1", *extra, close=False), method)
+            assert comparable(fast) == comparable(full), (method, extra)
+    not_modified = await ask(proxy, request("GET", "/api/prices/A1", 'If-None-Match: "v1"', close=False))
+    assert not_modified.status == 304 and not_modified.header("content-type") is None
+    assert not_modified.header("etag") == '"v1"' and not_modified.body == b""
+    head = await ask(proxy, request("HEAD", "/api/prices/A1", close=False), "HEAD")
+    assert head.header("content-length") == str(len(json.dumps(PRICE)))
+
+
+async def test_a_client_request_id_is_kept_and_the_hit_is_counted(
+    make_proxy: MakeProxy, origin: Origin
+) -> None:
+    proxy = await stored(make_proxy, origin)
+    before = proxy.state.telemetry.requests.value(("prices", "GET", "200", "HIT"))
+    fast = await ask(proxy, request("GET", "/api/prices/A1", "X-Request-Id: trace-1", close=False))
+    assert fast.header("x-request-id") == "trace-1"
+    assert proxy.state.telemetry.requests.value(("prices", "GET", "200", "HIT")) == before + 1
+
+
+async def test_pipelined_hits_and_misses_stay_in_order(make_proxy: MakeProxy, origin: Origin) -> None:
+    proxy = await stored(make_proxy, origin)
+    origin.always("/prices/B2", Reply(200, {"sku": "B2"}, {"Cache-Control": "max-age=30"}))
+    client = await RawClient.connect(port_of(proxy))
+    await client.send(
+        request("GET", "/api/prices/B2", close=False)  # a miss: the full path, in a task
+        + request("GET", "/api/prices/A1", close=False)  # a hit behind it waits its turn
+        + request("GET", "/api/prices/B2")
+    )
+    answers = [await client.response() for _ in range(3)]
+    assert [a.header("x-cache") for a in answers] == ["MISS", "HIT", "HIT"]
+    assert [json.loads(a.body)["sku"] for a in answers] == ["B2", "A1", "B2"]
+    await client.close()
+
+
+async def test_a_stale_entry_takes_the_full_path(
+    make_proxy: MakeProxy, origin: Origin, clock: FakeClock
+) -> None:
+    proxy = await stored(make_proxy, origin)
+    clock.advance(31)
+    answer = await ask(proxy, request("GET", "/api/prices/A1", close=False))
+    assert answer.header("x-cache") in ("STALE", "UPDATING")
+    await proxy.settle()
+
+
+async def test_a_reload_plans_every_target_again(
+    make_proxy: MakeProxy, origin: Origin, tmp_path: Path
+) -> None:
+    proxy = await stored(make_proxy, origin)
+    assert (await ask(proxy, request("GET", "/api/prices/A1", close=False))).header("x-cache") == "HIT"
+    # A route listed first now takes the same paths uncached; `prices` and its entries stay.
+    first = PRICES.replace("name: prices", "name: live") + "    cache: off\n"
+    path = tmp_path / "proxy.yaml"
+    path.write_text(config_text(origin.url, "routes:\n" + first + PRICES + "    cache: {ttl: 30s}\n"))
+    result = reload_from_file(proxy.state, str(path))
+    assert result.errors == [] and "prices" not in result.purged
+    answer = await ask(proxy, request("GET", "/api/prices/A1", close=False))
+    assert answer.header("x-cache") == "BYPASS" and origin.count("/prices/A1") == 2
+
+
+async def test_pipelined_requests_keep_their_own_request_ids(make_proxy: MakeProxy, origin: Origin) -> None:
+    proxy = await stored(make_proxy, origin)
+    origin.always("/prices/B2", Reply(200, {"sku": "B2"}, {"Cache-Control": "max-age=30"}))
+    client = await RawClient.connect(port_of(proxy))
+    await client.send(
+        request("GET", "/api/prices/B2", close=False)  # no id: ours
+        + request("GET", "/api/prices/A1", "X-Request-Id: trace-2", close=False)
+        + request("GET", "/api/prices/B2", "X-Request-Id: trace-3")
+    )
+    ids = [(await client.response()).header("x-request-id") for _ in range(3)]
+    assert ids[0] not in ("trace-2", "trace-3") and ids[1:] == ["trace-2", "trace-3"]
+    await client.close()

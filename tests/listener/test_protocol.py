@@ -1,0 +1,441 @@
+"""The public port's protocol (proxy/listener.py) byte for byte: keep-alive, pipelining,
+HTTP/1.0, chunked bodies, `Expect: 100-continue`, backpressure both ways, deadlines on an
+injected timer (no wall-clock waits make time pass), graceful drain, `Upgrade`, and every error
+as our JSON without a `Server` header.
+
+The endpoint is a small echo of what the listener parsed (the real handler is exercised by the
+rest of the suite through the same listener); sockets are real, on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+
+from proxy.core.limits import ConnLimits
+from proxy.exchange import Request, Response
+from proxy.listener import Connection
+from proxy.publicport import PUBLIC, Listener, PublicSite
+from tests.hardening.rawhttp import RawClient, ServerClosed, request
+
+HIGH = 1 << 18  # exchange.BODY_HIGH_WATER
+
+
+class FakeTimer:
+    """The listener's deadlines on a hand-turned clock: `advance` fires what fell due."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self._heap: list[tuple[float, int, _Handle]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        return self.t
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> _Handle:
+        handle = _Handle(callback)
+        heapq.heappush(self._heap, (when, next(self._seq), handle))
+        return handle
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+        while self._heap and self._heap[0][0] <= self.t:
+            _, _, handle = heapq.heappop(self._heap)
+            if not handle.cancelled:
+                handle.callback()
+
+
+@dataclass
+class _Handle:
+    callback: Callable[[], None]
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class Echo:
+    """Answers with what it was asked; `/wait/<name>` waits for `gates[name]`, `/stream` relays
+    `chunks` pieces of 64 KB, `/hold` keeps its body unread until `gates["hold"]`."""
+
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
+    seen: list[Request] = field(default_factory=list)
+    produced: int = 0
+    chunks: int = 64
+
+    def now(self) -> float:
+        return 1_700_000_000.0
+
+    def fast(self, req: Request, date: Callable[[], bytes]) -> bytes | None:
+        return None  # every request takes the full path here
+
+    async def handle(self, req: Request) -> Response:
+        self.seen.append(req)
+        path = req.raw_path
+        if path.startswith("/wait/") or path == "/hold":
+            await self.gate(path.rsplit("/", 1)[1]).wait()
+        if path == "/stream":
+            return Response(200, [("Content-Type", "application/octet-stream")], stream=self._pieces())
+        body = bytearray()
+        if req.body is not None:
+            while chunk := await req.body.read():
+                body += chunk
+        answer = {"method": req.method, "target": path, "body": len(body), "version": req.version}
+        return Response(200, [("Content-Type", "application/json")], json.dumps(answer).encode())
+
+    def gate(self, name: str) -> asyncio.Event:
+        return self.gates.setdefault(name, asyncio.Event())
+
+    async def _pieces(self) -> AsyncIterator[bytes]:
+        for _ in range(self.chunks):
+            self.produced += 1
+            yield b"x" * 65536
+
+
+@dataclass
+class Port:
+    site: PublicSite
+    echo: Echo
+    timer: FakeTimer
+
+    @property
+    def listener(self) -> Listener:
+        assert self.site.guard is not None
+        return self.site.guard
+
+    def connection(self) -> Connection:
+        (conn,) = self.listener.connections
+        return conn
+
+    async def connect(self) -> RawClient:
+        return await RawClient.connect(self.site.bound_port)
+
+
+LIMITS = ConnLimits(header_timeout=10.0, body_timeout=30.0)
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[Port]:
+    echo, timer = Echo(), FakeTimer()
+    app = web.Application()
+    app[PUBLIC] = echo
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = PublicSite(runner, "127.0.0.1", 0, limits=LIMITS, timer=timer, shutdown_timeout=2.0)
+    await site.start()
+    try:
+        yield Port(site, echo, timer)
+    finally:
+        for event in echo.gates.values():
+            event.set()
+        await runner.cleanup()
+
+
+async def until(check: Callable[[], bool]) -> None:
+    """Bounded wait for the server side to get somewhere (loop turns, not time passing)."""
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition never held")
+
+
+def body_of(raw: bytes) -> dict[str, object]:
+    value = json.loads(raw)
+    assert isinstance(value, dict)
+    return value
+
+
+# -- keep-alive, pipelining, HTTP/1.0 -----------------------------------------------------------
+
+
+async def test_keep_alive_serves_many_requests_on_one_connection(port: Port) -> None:
+    client = await port.connect()
+    for i in range(3):
+        await client.send(request("GET", f"/a/{i}", close=False))
+        answer = await client.response()
+        assert answer.status == 200 and body_of(answer.body)["target"] == f"/a/{i}"
+        assert answer.header("connection") is None
+        assert answer.header("server") is None  # never announces Python or aiohttp
+        assert answer.header("date") == "Tue, 14 Nov 2023 22:13:20 GMT"
+    assert len(port.listener.connections) == 1
+    await client.close()
+
+
+async def test_pipelined_answers_come_strictly_in_order(port: Port) -> None:
+    client = await port.connect()
+    await client.send(
+        request("GET", "/wait/first", close=False)
+        + request("GET", "/second", close=False)
+        + request("GET", "/third")
+    )
+    await until(lambda: len(port.echo.seen) == 1)  # one request handled at a time
+    port.echo.gate("first").set()
+    targets = [body_of((await client.response()).body)["target"] for _ in range(3)]
+    assert targets == ["/wait/first", "/second", "/third"]
+    assert await client.closed()
+
+
+async def test_http_1_0_closes_unless_kept_alive(port: Port) -> None:
+    client = await port.connect()
+    await client.send(request("GET", "/old", "Connection: keep-alive", version="HTTP/1.0", close=False))
+    answer = await client.response()
+    assert answer.version == "HTTP/1.0" and answer.header("connection") == "keep-alive"
+    await client.send(request("GET", "/old", version="HTTP/1.0", close=False))
+    answer = await client.response()
+    assert answer.header("connection") == "close" and body_of(answer.body)["version"] == "1.0"
+    assert await client.closed()
+
+
+async def test_nothing_after_connection_close_is_read(port: Port) -> None:
+    client = await port.connect()
+    await client.send(request("GET", "/last") + request("GET", "/never"))
+    assert body_of((await client.response()).body)["target"] == "/last"
+    assert await client.closed()
+    assert [r.raw_path for r in port.echo.seen] == ["/last"]
+
+
+# -- request bodies ---------------------------------------------------------------------------
+
+
+async def test_a_chunked_body_arrives_whole(port: Port) -> None:
+    client = await port.connect()
+    await client.send(
+        request("POST", "/up", "Transfer-Encoding: chunked", body="3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\n\r\n")
+    )
+    assert body_of((await client.response()).body)["body"] == 7
+
+
+async def test_expect_100_continue_is_answered_before_the_body(port: Port) -> None:
+    client = await port.connect()
+    await client.send(request("POST", "/up", "Content-Length: 5", "Expect: 100-continue"))
+    interim = await client.response()
+    assert interim.status == 100
+    await client.send(b"hello")
+    final = await client.response()
+    assert final.status == 200 and body_of(final.body)["body"] == 5
+
+
+async def test_another_expectation_is_417_as_json(port: Port) -> None:
+    client = await port.connect()
+    await client.send(request("POST", "/up", "Content-Length: 1", "Expect: teapot", body="x"))
+    answer = await client.response()
+    assert answer.status == 417 and answer.header("content-type") == "application/json"
+    assert port.echo.seen == []
+
+
+async def test_a_body_nobody_reads_pauses_reading_then_flows(port: Port) -> None:
+    client = await port.connect()
+    size = 4 * HIGH
+    await client.send(request("POST", "/hold", f"Content-Length: {size}"))
+    client.writer.write(b"y" * size)  # not drained: the server stops reading
+    await until(lambda: bool(port.echo.seen) and not port.connection().reading)
+    held = port.echo.seen[0].body
+    assert held is not None and held.buffered < size  # bounded, not the whole body in memory
+    port.echo.gate("hold").set()
+    assert body_of((await client.response()).body)["body"] == size
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+
+async def test_a_streamed_answer_waits_for_a_slow_reader(port: Port) -> None:
+    client = await port.connect()
+    client.writer.transport.pause_reading()  # type: ignore[attr-defined]
+    await client.send(request("GET", "/stream"))
+    await until(lambda: bool(port.listener.connections) and port.connection().write_paused)
+    produced = port.echo.produced
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert port.echo.produced == produced < port.echo.chunks  # not buffered whole
+    client.writer.transport.resume_reading()  # type: ignore[attr-defined]
+    answer = await client.response()
+    assert answer.header("transfer-encoding") == "chunked" and len(answer.body) == 64 * 65536
+
+
+async def test_a_streamed_answer_to_http_1_0_ends_with_the_connection(port: Port) -> None:
+    client = await port.connect()
+    port.echo.chunks = 2
+    await client.send(request("GET", "/stream", version="HTTP/1.0", close=False))
+    answer = await client.response()
+    assert answer.header("transfer-encoding") is None and answer.header("connection") == "close"
+    assert len(answer.body) == 2 * 65536
+
+
+async def test_head_gets_the_length_without_the_body(port: Port) -> None:
+    client = await port.connect()
+    await client.send(request("HEAD", "/h", close=False))
+    answer = await client.response(method="HEAD")
+    assert int(answer.header("content-length") or 0) > 0
+    await client.send(request("GET", "/after"))  # the next answer starts right after the head
+    assert body_of((await client.response()).body)["target"] == "/after"
+
+
+# -- errors: always our JSON ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GARBAGE\x01<script>\r\n\r\n", 400),
+        (b"GET /a HTTP/1.1\nHost: x\n\n", 400),
+        (b"GET /a HTTP/1.1\r\nHost: x\r\nBad Name: <script>\r\n\r\n", 400),
+        (b"GET /a HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 400),
+        (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+        (b"POST /a HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+        (b"GET /a HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"GET /a\r\n\r\n", 400),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /a HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 9000 + b"\r\n\r\n", 431),
+    ],
+)
+async def test_every_refusal_is_json_and_echoes_nothing(port: Port, raw: bytes, status: int) -> None:
+    client = await port.connect()
+    await client.send(raw)
+    answer = await client.response()
+    assert answer.status == status
+    assert answer.header("content-type") == "application/json"
+    assert answer.header("server") is None
+    assert b"<script>" not in answer.body and b"vvvv" not in answer.body
+    assert body_of(answer.body)["request_id"] == answer.header("x-request-id")
+    assert await client.closed()
+    assert port.echo.seen == []
+
+
+async def test_a_refusal_after_pipelined_requests_is_answered_after_them(port: Port) -> None:
+    client = await port.connect()
+    await client.send(request("GET", "/wait/a", close=False) + b"BROKEN\r\n\r\n")
+    await until(lambda: len(port.echo.seen) == 1)
+    port.echo.gate("a").set()
+    first, second = await client.response(), await client.response()
+    assert (first.status, second.status) == (200, 400)
+    assert await client.closed()
+
+
+async def test_a_chunked_body_that_breaks_off_is_400(port: Port) -> None:
+    client = await port.connect()
+    await client.send(request("POST", "/up", "Transfer-Encoding: chunked", body="3\r\nabc\r\nzz\r\n"))
+    answer = await client.response()
+    assert answer.status == 400 and answer.header("content-type") == "application/json"
+    assert await client.closed()
+
+
+# -- Upgrade and CONNECT never switch protocols ------------------------------------------------
+
+
+async def test_an_upgrade_is_answered_as_a_plain_request_then_closed(port: Port) -> None:
+    client = await port.connect()
+    await client.send(
+        request("GET", "/ws", "Connection: Upgrade", "Upgrade: websocket", close=False)
+        + request("GET", "/smuggled", close=False)
+    )
+    answer = await client.response()
+    assert answer.status == 200 and answer.header("connection") == "close"
+    assert await client.closed()
+    assert [r.raw_path for r in port.echo.seen] == ["/ws"]
+
+
+async def test_deadlines_still_apply_after_an_upgrade_header(port: Port) -> None:
+    client = await port.connect()
+    await client.send(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Tr")
+    await until(lambda: port.connection().in_message)
+    port.timer.advance(LIMITS.header_timeout + 1)
+    answer = await client.response()
+    assert answer.status == 408
+    assert await client.closed()
+
+
+# -- deadlines on the injected timer ----------------------------------------------------------
+
+
+async def test_a_head_that_never_completes_gets_408_at_the_deadline(port: Port) -> None:
+    client = await port.connect()
+    await client.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n")
+    await until(lambda: bool(port.listener.connections) and port.connection().in_message)
+    port.timer.advance(LIMITS.header_timeout - 1)
+    assert port.listener.stats.header_timeouts == 0
+    port.timer.advance(2)
+    answer = await client.response()
+    assert answer.status == 408 and answer.header("content-type") == "application/json"
+    assert await client.closed()
+    assert port.listener.stats.header_timeouts == 1
+
+
+async def test_a_body_that_stalls_is_cut_at_the_body_deadline(port: Port) -> None:
+    client = await port.connect()
+    await client.send(request("POST", "/up", "Content-Length: 10", body="abc"))
+    await until(lambda: bool(port.echo.seen))
+    port.timer.advance(LIMITS.body_timeout + 1)
+    assert await client.closed()
+    assert port.listener.stats.body_timeouts == 1
+
+
+async def test_an_idle_kept_alive_connection_outlives_the_head_deadline(port: Port) -> None:
+    client = await port.connect()
+    await client.send(request("GET", "/a", close=False))
+    assert (await client.response()).status == 200
+    port.timer.advance(LIMITS.header_timeout * 3)
+    await client.send(request("GET", "/b", close=False))
+    assert (await client.response()).status == 200
+    port.timer.advance(port.listener.keepalive_timeout + 1)
+    assert await client.closed()
+    assert port.listener.stats.header_timeouts == port.listener.stats.body_timeouts == 0
+
+
+async def test_a_slow_second_head_is_cut(port: Port) -> None:
+    client = await port.connect()
+    await client.send(request("GET", "/a", close=False))
+    assert (await client.response()).status == 200
+    await client.send(b"GET /b HTTP/1.1\r\n")
+    await until(lambda: port.connection().in_message)
+    port.timer.advance(LIMITS.header_timeout + 1)
+    assert (await client.response()).status == 408
+    assert port.listener.stats.header_timeouts == 1
+
+
+# -- graceful drain ---------------------------------------------------------------------------
+
+
+async def test_drain_closes_idle_connections_and_finishes_busy_ones(port: Port) -> None:
+    idle, busy = await port.connect(), await port.connect()
+    await idle.send(request("GET", "/a", close=False))
+    assert (await idle.response()).status == 200
+    await busy.send(request("GET", "/wait/slow", close=False))
+    await until(lambda: len(port.echo.seen) == 2)
+    draining = asyncio.ensure_future(port.listener.drain(5.0))
+    assert await idle.closed()
+    port.echo.gate("slow").set()
+    answer = await busy.response()
+    assert answer.status == 200 and answer.header("connection") == "close"
+    assert await busy.closed()
+    await asyncio.wait_for(draining, 5)
+    with contextlib.suppress(ServerClosed, ConnectionError):
+        fresh = await port.connect()
+        await fresh.send(request("GET", "/late"))
+        assert await fresh.closed()
+
+
+# `event_loop_policy` runs every case on asyncio and on uvloop (production serves on uvloop,
+# whose transports differ), as tests/hardening does.
+pytestmark = pytest.mark.filterwarnings('ignore:Overriding the "event_loop_policy" fixture')
+
+
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    if request.param == "uvloop":
+        import uvloop
+
+        policy: asyncio.AbstractEventLoopPolicy = uvloop.EventLoopPolicy()
+        return policy
+    return asyncio.DefaultEventLoopPolicy()
