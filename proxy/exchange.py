@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from http import HTTPStatus
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -202,7 +203,7 @@ class Response:
     `close` ends the connection after it; `done` runs once the last byte is written or the
     write failed (the access log of a streamed answer waits for it)."""
 
-    __slots__ = ("body", "close", "done", "headers", "status", "stream")
+    __slots__ = ("body", "close", "done", "headers", "interim", "status", "stream")
 
     def __init__(
         self,
@@ -219,7 +220,25 @@ class Response:
         self.stream = stream
         self.close = close
         self.done: Callable[[], None] | None = None
+        # The vendor's interim answers (102, 103 Early Hints), relayed before this one to an
+        # HTTP/1.1 client (RFC 9110 15.2), never stored.
+        self.interim: Sequence[tuple[int, Sequence[tuple[str, str]]]] = ()
 
     def header(self, name: str) -> str | None:
         low = name.lower()
         return next((v for k, v in self.headers if k.lower() == low), None)
+
+
+RELAYED_INTERIM = frozenset({102, 103})  # 100 answers our own Expect; 101 is never accepted
+
+
+def interim_heads(heads: Sequence[tuple[int, Sequence[tuple[str, str]]]]) -> bytes:
+    """The vendor's 102/103 heads as the client gets them, hop-by-hop fields already gone."""
+    out = []
+    for status, headers in heads:
+        if status in RELAYED_INTERIM:
+            lines = "".join(f"{k}: {v}\r\n" for k, v in headers if "\r" not in v and "\n" not in v)
+            out.append(
+                f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n{lines}\r\n".encode("latin-1", "replace")
+            )
+    return b"".join(out)

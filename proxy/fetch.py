@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from proxy.core import freshness, replacement
@@ -47,6 +47,7 @@ class Outcome:
     key: str | None = None  # where `entry` was stored (the variant key, once Vary is known)
     # The fetcher's own copy of headers the stored entry withholds (qualified no-cache/private).
     leader_headers: Headers | None = None
+    interim: list[tuple[int, Headers]] = field(default_factory=list)  # the vendor's 1xx, in order
 
     def shareable_for(self, request: Request) -> bool:
         if self.error is not None:
@@ -139,7 +140,7 @@ class Fetcher:
             conditional=bool(conditional),
             checked=checked[-1] if checked else None,
         )
-        outcome.upstream_status = fetched.status
+        outcome.upstream_status, outcome.interim = fetched.status, fetched.interim
         outcome.upstream_ms = fetched.elapsed * 1000.0
         outcome.retries = fetched.attempts - 1
         again = vary_refetch(outcome, out)

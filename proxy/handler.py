@@ -185,9 +185,11 @@ class Handler:
         status_value = cache_status(hit=False, fwd=fwd, fwd_status=fetched.status)
         if not fetched.complete:
             return stream_response(request, fetched, txn, x_cache="BYPASS", status_value=status_value)
-        return passed_response(
+        response = passed_response(
             fetched.status, fetched.headers, fetched.body, txn, x_cache="BYPASS", status_value=status_value
         )
+        response.interim = fetched.interim
+        return response
 
     # -- hash + lookup + decide ----------------------------------------------------------------
 
@@ -266,7 +268,8 @@ class Handler:
         assert rs.config.cache is not None
         now = state.clock.now()
         future, leader = state.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out), now)
-        budget = self._slow_budget(rs, vkey, entry, now)
+        slow = rs.config.cache.stale_if_slow  # the copy answers once this passes (issue 16)
+        budget = decide.slow_budget(entry, now, stale_if_slow=slow, started=state.flights.started_at(vkey))
         outcome: Outcome | None = None
         try:
             got = await self._wait(future, None if leader else rs.config.cache.lock_timeout, budget)
@@ -286,7 +289,9 @@ class Handler:
         if outcome is None:
             outcome = await self.fetcher.fetch(rs, vkey, entry, out)
             leader = True
-        return await self._after_fetch(request, rs, entry, outcome, txn, collapsed=not leader)
+        response = await self._after_fetch(request, rs, entry, outcome, txn, collapsed=not leader)
+        response.interim = outcome.interim if leader else ()  # the leader's exchange only
+        return response
 
     async def _wait(
         self, future: asyncio.Future[Outcome], lock_timeout: float | None, budget: float | None
@@ -308,14 +313,6 @@ class Handler:
         if timer in done:
             return _SLOW
         raise TimeoutError
-
-    def _slow_budget(self, rs: RouteState, vkey: str, entry: Entry | None, now: float) -> float | None:
-        """`decide.slow_budget` for this key's flight."""
-        policy = rs.config.cache
-        if policy is None:
-            return None
-        started = self.state.flights.started_at(vkey)
-        return decide.slow_budget(entry, now, stale_if_slow=policy.stale_if_slow, started=started)
 
     def _served_while_slow(
         self,

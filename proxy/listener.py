@@ -29,7 +29,7 @@ import httptools
 from proxy.connguard import RequestTimeout, TooManyConnections, VersionNotSupported, answer
 from proxy.core.errors import BadRequest, HeadersTooLarge, ProxyError, UriTooLong
 from proxy.core.limits import Admission
-from proxy.exchange import Body, Request, Response
+from proxy.exchange import Body, Request, Response, interim_heads
 
 if TYPE_CHECKING:
     from proxy.publicport import Cancellable, Listener
@@ -448,6 +448,8 @@ class Connection(asyncio.Protocol):
         bare = status in _NO_BODY or status < 200
         head_only = bare or request.method == "HEAD"
         stream = response.stream
+        if response.interim and version == "1.1" and transport is not None and not self._closed:
+            transport.write(interim_heads(response.interim))
         try:
             if stream is None:
                 body = response.body
@@ -682,9 +684,7 @@ async def _discard(response: Response) -> None:
 
 
 def _connection(version: str, close: bool) -> str:
-    if close:
-        return "Connection: close\r\n"
-    return "Connection: keep-alive\r\n" if version == "1.0" else ""
+    return "Connection: close\r\n" if close else "Connection: keep-alive\r\n" if version == "1.0" else ""
 
 
 def _why(exc: Exception) -> str:

@@ -134,11 +134,13 @@ def stream_response(
     headers = fetched.headers if inflater is None else end_to_end(fetched.headers, _CODING)
     txn.status = fetched.status
     txn.bytes = 0
-    return Response(
+    response = Response(
         fetched.status,
         streaming_headers(headers, txn, x_cache=x_cache, status_value=status_value),
         stream=_relay(fetched, inflater, txn),
     )
+    response.interim = fetched.interim  # 102/103 go first (RFC 9110 15.2)
+    return response
 
 
 async def _relay(fetched: Fetched, inflater: Inflater | None, txn: Txn) -> AsyncIterator[bytes]:

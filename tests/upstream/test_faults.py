@@ -278,3 +278,40 @@ async def test_a_get_on_a_pooled_connection_that_dies_is_retried_by_our_policy_o
     else:  # the client library would have re-sent it; we do not
         assert answer.status == 502 and (await answer.json())["error"] == "upstream_error"
     assert [s.path for s in vendor.seen] == ["/prices/A1", "/prices/A2", "/prices/A2"][: 2 + retries]
+
+
+# -- interim answers relayed (RFC 9110 15.2, issue 14) -----------------------------------
+
+EARLY = response("103 Early Hints", "Link: </style.css>; rel=preload", length=False)
+
+
+async def raw_get(proxy: Proxy, target: str, version: str = "HTTP/1.1") -> bytes:
+    """Every byte the proxy writes for one request on a connection it then closes."""
+    server = proxy.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(f"GET {target} {version}\r\nHost: proxy.test\r\nConnection: close\r\n\r\n".encode())
+        return await asyncio.wait_for(reader.read(-1), 10)
+    finally:
+        writer.close()
+
+
+async def test_early_hints_go_first_and_are_never_stored(vendor: Vendor, make_proxy: MakeProxy) -> None:
+    vendor.reply = lambda seen, n: [EARLY + ok_bytes(seen, n)]
+    proxy = await make_proxy(config=config(vendor.url))
+    miss = await raw_get(proxy, "/api/prices/A1")
+    assert miss.startswith(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"
+    )
+    assert b"X-Cache: MISS" in miss
+    hit = await raw_get(proxy, "/api/prices/A1")
+    assert hit.startswith(b"HTTP/1.1 200 OK\r\n") and b"X-Cache: HIT" in hit  # not replayed
+    assert b"103" not in hit.split(b"\r\n\r\n", 1)[0]
+    assert vendor.count() == 1
+
+
+async def test_no_interim_answer_for_an_http10_client(vendor: Vendor, make_proxy: MakeProxy) -> None:
+    vendor.reply = lambda seen, n: [EARLY + ok_bytes(seen, n)]
+    proxy = await make_proxy(config=config(vendor.url))
+    answer = await raw_get(proxy, "/api/prices/A1", "HTTP/1.0")
+    assert answer.startswith(b"HTTP/1.0 200 OK\r\n")  # HTTP/1.0 has no 1xx (RFC 9110 15.2)
