@@ -53,14 +53,35 @@ class Plan:
 
 
 class Wire:
-    """An entry's head on the wire: `ok` for its own status, `not_modified` for a 304. It holds
-    the status and headers it was made from, not the entry (no body is kept alive by it): the
-    memory tier decodes a cold entry anew on each read, and the same headers keep their bytes."""
+    """A fresh hit's bytes and facts, derived once from an entry and valid while the memory
+    tier holds the same stored form (`blob`): the status line and stored headers (`ok`, and
+    `not_modified` for a 304), the body, and what the per-request headers need. Flat on purpose:
+    no decoded entry is kept alive (its headers are many small objects the garbage collector
+    would visit), so hits over many keys skip decoding without the cost of a decoded cache."""
 
-    __slots__ = ("has_date", "headers", "not_modified", "ok", "status")
+    __slots__ = (
+        "blob",
+        "body",
+        "etag",
+        "fresh_until",
+        "has_date",
+        "heuristic",
+        "initial_age",
+        "last_modified",
+        "not_modified",
+        "ok",
+        "status",
+        "stored_at",
+    )
 
-    def __init__(self, entry: Entry) -> None:
-        self.status, self.headers = entry.status, entry.headers
+    def __init__(self, entry: Entry, blob: bytes) -> None:
+        self.blob, self.body, self.status = blob, entry.body, entry.status
+        self.fresh_until, self.stored_at, self.initial_age = (
+            entry.fresh_until,
+            entry.stored_at,
+            entry.initial_age,
+        )
+        self.heuristic, self.etag, self.last_modified = entry.heuristic, entry.etag, entry.last_modified
         kept = [(k, v) for k, v in entry.headers if k.lower() not in OURS and "\n" not in v and "\r" not in v]
         self.has_date = any(k.lower() == "date" for k, _ in kept)
         self.not_modified = _head(304, [(k, v) for k, v in kept if k.lower() not in NOT_ON_304])
@@ -136,8 +157,8 @@ class FastHits:
         vary = state.vary.get(key)
         vkey = variant_key(key, vary, _sender(request)) if vary else key
         now = state.clock.now()
-        entry = state.store.get(vkey, now)
-        if entry is None or now >= entry.fresh_until:  # freshness.decide: only FRESH is ours
+        wire = self._wire(vkey, now)
+        if wire is None or now >= wire.fresh_until:  # decide.on_lookup: only HIT is ours
             return None
         inm = ims = None
         if hinted:
@@ -145,25 +166,35 @@ class FastHits:
             ims_known, ims = request.hint("if-modified-since")
             if not (inm_known and ims_known):
                 return None  # a conditional sent twice: the full path joins the values
-        wires = self._wires
-        wire = wires.get(vkey)
-        if wire is None or wire.status != entry.status or wire.headers != entry.headers:
-            if len(wires) >= MAX_WIRES:
-                del wires[next(iter(wires))]  # the oldest prepared: dicts keep insertion order
-            wire = wires[vkey] = Wire(entry)
         not_modified = (
             (inm is not None or ims is not None)
-            and entry.status == 200
-            and freshness.not_modified(entry, inm, ims)
+            and wire.status == 200
+            and freshness.validators_match(wire.etag, wire.last_modified, inm, ims)
         )
         rid = self.request_id(request) if hinted else f"{self.id_prefix}{next(self.ids):08x}"
-        return self._hit(request, plan, entry, wire, now, not_modified, rid, date)
+        return self._hit(request, plan, wire, now, not_modified, rid, date)
+
+    def _wire(self, vkey: str, now: float) -> Wire | None:
+        """The prepared answer for `vkey`, made again when the stored form changed."""
+        store = self.state.store
+        blob = store.blob(vkey, now)
+        if blob is None:
+            return None
+        wires = self._wires
+        wire = wires.get(vkey)
+        if wire is None or wire.blob is not blob:
+            entry = store.get(vkey, now)
+            if entry is None:
+                return None
+            if len(wires) >= MAX_WIRES:
+                del wires[next(iter(wires))]  # the oldest prepared: dicts keep insertion order
+            wire = wires[vkey] = Wire(entry, blob)
+        return wire
 
     def _hit(
         self,
         request: Request,
         plan: Plan,
-        entry: Entry,
         wire: Wire,
         now: float,
         not_modified: bool,
@@ -173,19 +204,19 @@ class FastHits:
         rs = plan.rs
         rs.requests += 1
         rs.hits += 1
-        age = entry.initial_age + now - entry.stored_at if now > entry.stored_at else entry.initial_age
+        age = wire.initial_age + now - wire.stored_at if now > wire.stored_at else wire.initial_age
         # RFC 9111 5.1 and 1.2.2: delta-seconds rounded down, never past 2^31; ttl > 0 (fresh)
-        guess = '; detail="heuristic"' if entry.heuristic else ""  # RFC 9111 4.2.2, as decide says
+        guess = '; detail="heuristic"' if wire.heuristic else ""  # RFC 9111 4.2.2, as decide says
         extra = (
-            f"X-Cache: HIT\r\nCache-Status: {CACHE_NAME}; hit; ttl={int(entry.fresh_until - now)}{guess}\r\n"
+            f"X-Cache: HIT\r\nCache-Status: {CACHE_NAME}; hit; ttl={int(wire.fresh_until - now)}{guess}\r\n"
             f"X-Request-Id: {rid}\r\nAge: {int(min(age, DELTA_MAX))}\r\n"
         )
-        body = entry.body
+        body = wire.body
         if not_modified:
             status = 304
             parts = [wire.not_modified, extra.encode("latin-1")]
         else:
-            status = entry.status
+            status = wire.status
             if status in (204, 304) or status < 200:
                 parts = [wire.ok, extra.encode("latin-1")]
             else:

@@ -112,6 +112,19 @@ class MemoryStore:
             self._hot.move_to_end(key)
         return entry
 
+    def blob(self, key: str, now: float) -> builtins.bytes | None:
+        """The stored form of a live entry, without decoding it, as recently used as `get`:
+        what a caller derived from an entry stays valid while this is the same object (a
+        `put` always stores a new one)."""
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if HEAD.unpack_from(item)[0] <= now:
+            self._drop(key)
+            return None
+        self._items.move_to_end(key)
+        return item
+
     def put(self, key: str, entry: Entry, now: float) -> bool:
         """Store `entry`; False when it can never fit or is already past use."""
         size = entry.size()

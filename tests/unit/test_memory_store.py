@@ -277,3 +277,17 @@ def test_delete_group_finds_keys_that_are_their_own_group_without_an_index_slot(
     assert store.delete_group("r\x1f/a") == 1
     assert store.delete_group("r\x1f/ab") == 1 and store.delete_group("nope") == 0
     assert len(store) == 1
+
+
+def test_a_blob_stays_the_same_object_until_the_entry_changes() -> None:
+    """What the fast-hit path derives from an entry is valid while `blob` is the same object."""
+    store = MemoryStore(max_bytes=10**6)
+    store.put("a", entry(keep_until=1000.0), now=0.0)
+    first = store.blob("a", now=1.0)
+    assert first is not None and store.blob("a", now=2.0) is first
+    assert store.get("a", now=3.0) == entry(keep_until=1000.0) and store.blob("a", now=3.0) is first
+    store.put("a", entry(body_len=50, keep_until=1000.0), now=4.0)  # a refresh: a new stored form
+    second = store.blob("a", now=5.0)
+    assert second is not None and second is not first
+    assert store.blob("a", now=1000.0) is None and len(store) == 0  # past keep_until: dropped
+    assert store.blob("missing", now=0.0) is None
