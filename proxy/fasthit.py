@@ -36,7 +36,7 @@ from proxy.runtime import RouteState, Runtime
 if TYPE_CHECKING:
     from proxy.state import ProxyState
 
-MAX_PLANS = 10_000  # memoised targets per runtime; past it the memo starts again
+MAX_PLANS = 16_384  # memoised targets per runtime, oldest out first (a few hundred bytes each)
 MAX_WIRES = 16_384  # prepared entry heads (a few hundred bytes each); past it the oldest goes
 _CACHEABLE = frozenset({"GET", "HEAD"})
 
@@ -257,8 +257,8 @@ class FastHits:
         plan = self._plans.get(memo)
         if plan is None:
             plan = _make_plan(runtime, method, raw, self.limits.max_url) or _NO_PLAN
-            if len(self._plans) >= MAX_PLANS:
-                self._plans.clear()
+            if len(self._plans) >= MAX_PLANS:  # the oldest goes: a working set of keys stays
+                del self._plans[next(iter(self._plans))]
             self._plans[memo] = plan
         return plan
 
