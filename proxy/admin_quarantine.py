@@ -101,21 +101,7 @@ def promoted_entry(
     found = match_path(rs.config.match, path.split("/")[1:])
     assert found is not None
     target = rewrite_path(rs.config.rewrite, path, found) + (f"?{query}" if query else "")
-    return Entry(
-        status=item.status,
-        headers=headers,
-        body=item.body,
-        stored_at=now,
-        initial_age=d.initial_age,
-        fresh_until=d.fresh_until,
-        stale_until=d.stale_until,
-        error_until=d.error_until,
-        keep_until=d.keep_until,
-        lkg_until=d.lkg_until,
-        etag=freshness.header(headers, "etag"),
-        last_modified=freshness.header(headers, "last-modified"),
-        vary=vary,
-        vary_values=tuple(normal_vary(n, request_headers.get(n)) for n in vary),
-        url=target,
-        heuristic=d.heuristic,
+    values = tuple(normal_vary(n, request_headers.get(n)) for n in vary)
+    return freshness.stored(
+        item.status, headers, item.body, d, now, vary=vary, vary_values=values, url=target
     ), ""

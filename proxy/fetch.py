@@ -327,23 +327,16 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
     sent: dict[str, list[str]] = {}
     for k, v in out.headers:  # every field line: the lookup combines them too (RFC 9110 5.3)
         sent.setdefault(k.lower(), []).append(v)
-    return Entry(
-        status=fetched.status,
-        headers=headers,
-        body=fetched.body,
-        stored_at=fetched.response_time,
-        initial_age=d.initial_age,
-        fresh_until=d.fresh_until,
-        stale_until=d.stale_until,
-        error_until=d.error_until,
-        keep_until=d.keep_until,
-        lkg_until=d.lkg_until,
-        etag=freshness.header(headers, "etag"),
-        last_modified=freshness.header(headers, "last-modified"),
+    values = tuple(normal_vary(n, ", ".join(sent[n]) if n in sent else None) for n in vary)
+    return freshness.stored(
+        fetched.status,
+        headers,
+        fetched.body,
+        d,
+        fetched.response_time,
         vary=vary,
-        vary_values=tuple(normal_vary(n, ", ".join(sent[n]) if n in sent else None) for n in vary),
+        vary_values=values,
         url=out.path_qs,
-        heuristic=d.heuristic,
     )
 
 

@@ -239,6 +239,25 @@ def merge_304(stored: Headers, fresh: Headers) -> Headers:
     return (*kept, *updates)
 
 
+def stored(
+    status: int,
+    headers: Headers,
+    body: bytes,
+    d: Deadlines,
+    response_time: float,
+    *,
+    vary: tuple[str, ...] = (),
+    vary_values: tuple[str, ...] = (),
+    url: str = "",
+) -> Entry:
+    """The one way an entry is made from a response and its deadlines (fetch, promote)."""
+    etag, modified = header(headers, "etag"), header(headers, "last-modified")
+    deadlines = (d.initial_age, d.fresh_until, d.stale_until, d.error_until, d.keep_until, d.lkg_until)
+    return Entry(
+        status, headers, body, response_time, *deadlines, etag, modified, vary, vary_values, url, d.heuristic
+    )
+
+
 def refreshed(entry: Entry, headers: Headers, d: Deadlines, response_time: float) -> Entry:
     # The validators follow the merged headers: a 304 may carry a new ETag (RFC 9110 15.4.5).
     return replace(

@@ -13,6 +13,7 @@ from proxy.core.cachecontrol import parse
 from proxy.core.config.model import RouteCache
 from proxy.core.decide import Action, Vendor, on_lookup
 from proxy.core.freshness import (
+    Deadlines,
     deadlines,
     initial_age,
     lifetime,
@@ -20,6 +21,7 @@ from proxy.core.freshness import (
     not_modified,
     refreshed,
     storable,
+    stored,
     usable_on_error,
     vary_names,
     without_withheld,
@@ -537,3 +539,14 @@ def test_not_modified(
 ) -> None:
     e = entry(etag=etag, last_modified=last_modified)
     assert not_modified(e, inm, ims) is expected
+
+
+def test_an_entry_is_made_once_from_its_response_and_deadlines() -> None:
+    d = Deadlines(3.0, 110.0, 170.0, 3710.0, 7310.0, 9000.0, heuristic=True)
+    headers = h(("ETag", '"v1"'), ("Last-Modified", "Tue, 01 Dec 2026 10:00:00 GMT"))
+    made = stored(200, headers, b"{}", d, 10.0, vary=("accept",), vary_values=("json",), url="/p")
+    assert made == Entry(
+        200, headers, b"{}", 10.0, 3.0, 110.0, 170.0, 3710.0, 7310.0, 9000.0,
+        '"v1"', "Tue, 01 Dec 2026 10:00:00 GMT", ("accept",), ("json",), "/p", True,
+    )  # fmt: skip
+    assert refreshed(made, headers, d, 10.0) == made  # the same deadlines: the same entry
