@@ -6,25 +6,9 @@ import pytest
 
 from proxy.core.decide import Action, Failure, Plan, Vendor, on_failure, on_lookup, retry_after, slow_budget
 from proxy.core.model import Entry
+from tests.unit.test_freshness import entry  # fresh until 100, swr until 160, sie until 3700
 
 UP, OPEN, DOWN = Vendor(), Vendor(available=False), Vendor(available=False, unhealthy=True)
-
-
-def entry(**kw: object) -> Entry:
-    """Fresh until 100, stale-while-revalidate until 160, stale-if-error until 3700."""
-    base: dict[str, object] = {
-        "status": 200,
-        "headers": (),
-        "body": b"{}",
-        "stored_at": 0.0,
-        "initial_age": 0.0,
-        "fresh_until": 100.0,
-        "stale_until": 160.0,
-        "error_until": 3700.0,
-        "keep_until": 3700.0,
-    }
-    base.update(kw)
-    return Entry(**base)  # type: ignore[arg-type]
 
 
 STALE_SWR = Plan(Action.STALE, "stale-while-revalidate", "UPDATING", refresh=True)
