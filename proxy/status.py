@@ -3,7 +3,7 @@
 Owns: the shape of `GET /status` (read by proxy/static/status.html): per upstream its owner,
 docs, breaker snapshot, health, last success / failure and error rates; per route its counters,
 hit ratio and last-known-good age; the memory tier's size. Also the effective config as JSON
-(GET /config is `configview`) and a quarantined payload (`item_json`, headers redacted).
+(GET /config is `core.config.view`) and a quarantined payload (`item_json`, headers redacted).
 Must not: change anything it reads (beyond the breaker's lazy OPEN -> HALF_OPEN step, whose
 transition is reported through the upstream as any other), do I/O, or show a secret: URLs lose
 userinfo passwords and secret query parameters, free text is scrubbed of configured secrets.

@@ -1,10 +1,11 @@
 """The declaration of every configuration key: path, type, default, unit and one line of meaning.
 
-Owns: the one table the reader (`config`, `config_routes`) takes its allowed keys from (so an
-undeclared key is "unknown key" in `check`), and that docs/configuration.md and
-docs/config.schema.json are generated from (`configref`). Adding a key is one `Key(...)` line here
+Owns: the one table the reader (`document`, `upstreams`, `routes`) takes its allowed keys from
+(so an undeclared key is "unknown key" in `check`), and that docs/configuration.md and
+docs/config.schema.json are generated from (`reference`). Adding a key is one `Key(...)` line here
 plus reading it; the reference, the schema and the unknown-key check follow.
-Must not: read YAML or know how a value is parsed (`confread` does units, `config*` the meaning).
+Must not: read YAML or know how a value is parsed (`reader` does units; `document`, `upstreams`
+and `routes` the meaning).
 
 Paths: `section.key`; `upstreams.*` is any upstream name; `routes[]` any route; a key of type
 `mapping` or `list` with children declares its members under it.

@@ -1,11 +1,11 @@
 """The configuration reference and its JSON Schema, generated from the declarations.
 
-Owns: rendering `proxy.configkeys.KEYS` as docs/configuration.md (one table per section: key,
+Owns: rendering `keys.KEYS` as docs/configuration.md (one table per section: key,
 type, default, unit, meaning) and as docs/config.schema.json (JSON Schema draft 2020-12, for
 editors' completion and for validating a file as written, `${VAR}` references included).
 `resilient-proxy config-reference [--format md|schema]` prints either; a test fails when the
 committed files differ from what this prints.
-Must not: declare keys (that is `configkeys`) or read files.
+Must not: declare keys (that is `keys`) or read files.
 """
 
 from __future__ import annotations
