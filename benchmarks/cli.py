@@ -30,7 +30,10 @@ from benchmarks.suite import Settings, Skip, Suite, run_scenario
 from benchmarks.userconf import run_user_config
 
 SCENARIOS: dict[str, tuple[str, Runner]] = {
-    **{k: STEADY[k] for k in ("ceiling", "floor", "direct", "hit", "hit-spread", "miss", "stale")},
+    **{
+        k: STEADY[k]
+        for k in ("ceiling", "floor", "direct", "hit", "hit-logged", "hit-spread", "miss", "stale")
+    },
     "outage": ("origin fails halfway: errors, latency, origin requests while open", outage),
     "stampede": ("1,000 concurrent cold requests for one key", stampede),
     "slow": ("vendor 2 s, stale copies: stale_if_slow 200ms against no budget", slow),

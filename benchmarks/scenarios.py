@@ -56,6 +56,18 @@ def hit(suite: Suite, res: ScenarioResult) -> None:
     res.notes.append(suite.x_cache(proxy.port, target.path))
 
 
+def hit_logged(suite: Suite, res: ScenarioResult) -> None:
+    """Fresh hits with the JSON access log on (a line per request to a file), own proxy."""
+    config = suite.proxy_config()
+    config["log"] = {"level": "warning", "access": str(suite.group.workdir / "access.log")}
+    proxy = start_proxy(suite.group, config, name="proxy-logged")
+    target = suite.target(proxy.port, "/api/items/1")
+    suite.x_cache(proxy.port, target.path)
+    suite.measure(res, lambda i: target, server=proxy.child, warm=target)
+    res.notes.append(f"access log on: {suite.x_cache(proxy.port, target.path)}")
+    suite.group.stop(proxy.child)
+
+
 def prewarm(suite: Suite, port: int, prefix: str, keys: int) -> str:
     """Fetch every key once so the measured run sees only hits; returns a note."""
     filled = fetch_paths(port, [f"{prefix}{i}" for i in range(keys)], connections=suite.settings.connections)
@@ -181,6 +193,7 @@ STEADY: dict[str, tuple[str, Runner]] = {
     "floor": ("the bare protocol (uvloop + httptools) answering fixed bytes", floor),
     "direct": ("the origin without the proxy", direct),
     "hit": ("fresh hits, one key", hit),
+    "hit-logged": ("fresh hits, one key, JSON access log on", hit_logged),
     "hit-spread": ("fresh hits over 10,000 keys", hit_spread),
     "miss": ("every request a new key", miss),
     "stale": ("every request stale within stale-while-revalidate", stale),

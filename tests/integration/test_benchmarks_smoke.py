@@ -87,7 +87,15 @@ def test_quick_run_writes_valid_json(tmp_path: Path) -> None:
         assert isinstance(hit["skipped"], str) and hit["skipped"]
         assert hit["rps"] is None
     names = [g["name"] for g in doc["goals"]]
-    assert names == [*GOALS[:4], "hit-cpu", "miss-cpu", "writes-cpu", "hit-p99-varnish", "memory"]
+    assert names == [
+        *GOALS[:4],
+        "hit-cpu",
+        "hit-logged-cpu",
+        "miss-cpu",
+        "writes-cpu",
+        "hit-p99-varnish",
+        "memory",
+    ]
     assert all(g["held"] in (True, False, None) for g in doc["goals"])
     cpu = {g["name"]: g for g in doc["goals"]}["hit-cpu"]
     if doc["scenarios"]["nginx"]["skipped"] is None and hit["skipped"] is None:
@@ -220,7 +228,7 @@ def test_a_crashing_scenario_fails_the_run() -> None:
 def test_goals_not_measured_when_skipped() -> None:
     scenarios = {"ceiling": _row(1000.0, 2.0), "hit": {"skipped": "no proxy"}}
     goals = evaluate_goals(scenarios, None)
-    assert [g["held"] for g in goals] == [None] * 9
+    assert [g["held"] for g in goals] == [None] * 10
     doc = {
         "machine": {"cpu": "x", "cores": 2, "python": "3.11"},
         "load_generator": "wrk",
