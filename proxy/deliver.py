@@ -92,7 +92,10 @@ def _quote(text: str) -> str:
 
 
 def _base_headers(headers: Headers, txn: Txn, x_cache: str, status_value: str) -> list[tuple[str, str]]:
-    out = [(k, v) for k, v in headers if k.lower() not in OURS]
+    return _stamp([(k, v) for k, v in headers if k.lower() not in OURS], txn, x_cache, status_value)
+
+
+def _stamp(out: list[tuple[str, str]], txn: Txn, x_cache: str, status_value: str) -> list[tuple[str, str]]:
     out.append(("X-Cache", x_cache))
     out.append(("Cache-Status", status_value))
     out.append(("X-Request-Id", txn.request_id))
@@ -103,22 +106,31 @@ def _base_headers(headers: Headers, txn: Txn, x_cache: str, status_value: str) -
 def entry_response(
     entry: Entry, now: float, txn: Txn, *, x_cache: str, status_value: str, not_modified: bool = False
 ) -> Response:
-    headers = _base_headers(entry.headers, txn, x_cache, status_value)
+    headers = _stamp(served_headers(entry, not_modified=not_modified), txn, x_cache, status_value)
     # RFC 9111 5.1: delta-seconds, rounded down; never past 2^31 (1.2.2), whatever was stored.
     headers.append(("Age", age_value(entry, now)))
-    if not_modified:  # RFC 9110 15.4.5: a 304 carries the validators, no body
-        headers = [(k, v) for k, v in headers if k.lower() not in NOT_ON_304]
+    if not_modified:
         txn.status = 304
         return Response(304, headers)
     if entry.status == 200:
-        if not any(k.lower() == "accept-ranges" for k, _ in headers):
-            headers.append(("Accept-Ranges", "bytes"))
         part = _part(entry, txn)
         if part is not None:
             return _partial(entry, part, headers, txn)
     txn.status = entry.status
     txn.bytes = len(entry.body)
     return Response(entry.status, headers, entry.body)
+
+
+def served_headers(entry: Entry, *, not_modified: bool) -> list[tuple[str, str]]:
+    """The stored headers a copy is served with, before the per-request ones: ours dropped, a
+    304's content fields dropped (RFC 9110 15.4.5), `Accept-Ranges` on a 200 (14.3). The full
+    path and the fast hit's prepared heads are both made from it."""
+    kept = [(k, v) for k, v in entry.headers if k.lower() not in OURS]
+    if not_modified:
+        return [(k, v) for k, v in kept if k.lower() not in NOT_ON_304]
+    if entry.status == 200 and not any(k.lower() == "accept-ranges" for k, _ in kept):
+        kept.append(("Accept-Ranges", "bytes"))
+    return kept
 
 
 def age_value(entry: Entry, now: float) -> str:

@@ -29,7 +29,7 @@ from proxy.core.headers import field_value
 from proxy.core.keys import normal_query, primary_key, variant_key
 from proxy.core.model import Entry
 from proxy.core.routing import unsafe_target
-from proxy.deliver import CACHE_NAME, NOT_ON_304, OURS, Txn
+from proxy.deliver import CACHE_NAME, Txn, served_headers
 from proxy.exchange import Request
 from proxy.runtime import RouteState, Runtime
 
@@ -82,17 +82,16 @@ class Wire:
             entry.initial_age,
         )
         self.heuristic, self.etag, self.last_modified = entry.heuristic, entry.etag, entry.last_modified
-        kept = [(k, v) for k, v in entry.headers if k.lower() not in OURS and "\n" not in v and "\r" not in v]
-        self.has_date = any(k.lower() == "date" for k, _ in kept)
-        self.not_modified = _head(304, [(k, v) for k, v in kept if k.lower() not in NOT_ON_304])
-        if entry.status == 200 and not any(k.lower() == "accept-ranges" for k, _ in kept):
-            kept.append(("Accept-Ranges", "bytes"))  # as deliver.entry_response says (RFC 9110 14.3)
-        self.ok = _head(entry.status, kept)
+        served = served_headers(entry, not_modified=False)
+        self.has_date = any(k.lower() == "date" and "\n" not in v and "\r" not in v for k, v in served)
+        self.ok = _head(entry.status, served)
+        self.not_modified = _head(304, served_headers(entry, not_modified=True))
 
 
 def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
     lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"]
-    lines.extend(f"{k}: {v}\r\n" for k, v in headers)
+    # A value carrying CR or LF is dropped, as the listener's writer does: never a split response.
+    lines.extend(f"{k}: {v}\r\n" for k, v in headers if "\n" not in v and "\r" not in v)
     text = "".join(lines)
     try:
         return text.encode("latin-1")

@@ -324,10 +324,7 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
     )
     # Stored bodies are identity, right for every client (RFC 9110 12.5.3): no variant per coding.
     vary = tuple(n for n in freshness.vary_names(fetched.headers) or () if n != "accept-encoding")
-    sent: dict[str, list[str]] = {}
-    for k, v in out.headers:  # every field line: the lookup combines them too (RFC 9110 5.3)
-        sent.setdefault(k.lower(), []).append(v)
-    values = tuple(normal_vary(n, ", ".join(sent[n]) if n in sent else None) for n in vary)
+    values = _sent_values(out, vary) if vary else ()
     return freshness.stored(
         fetched.status,
         headers,
@@ -338,6 +335,15 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
         vary_values=values,
         url=out.path_qs,
     )
+
+
+def _sent_values(out: Outbound, vary: tuple[str, ...]) -> tuple[str, ...]:
+    """What the variant is keyed on: the values we sent, every field line combined as the
+    lookup combines them (RFC 9110 5.3)."""
+    sent: dict[str, list[str]] = {}
+    for k, v in out.headers:
+        sent.setdefault(k.lower(), []).append(v)
+    return tuple(normal_vary(n, ", ".join(sent[n]) if n in sent else None) for n in vary)
 
 
 def vary_refetch(outcome: Outcome, out: Outbound) -> Outbound | None:

@@ -22,11 +22,10 @@ from proxy.core.headers import (
 )
 from proxy.deliver import Txn, streaming_headers
 from proxy.exchange import Request, Response
-from proxy.transport import Fetched
+from proxy.transport import CODING_HEADERS, Fetched
 
 log = logging.getLogger("proxy.relay")
 DECODABLE = "gzip, deflate"
-_CODING = frozenset({"content-encoding", "content-length"})
 CREDENTIALS = ("authorization", "cookie")  # forwarded; their answers are private by default
 # Ours to send on a cached fetch whatever a route keys: conditionals and ranges (RFC 9111 4.3),
 # the coding we decode, and who the client is.
@@ -131,7 +130,7 @@ def stream_response(
     writes the chunks as it pulls them, waiting for the client to drain each: a slow reader
     pauses the vendor (and the inflater)."""
     inflater = _inflater(request, fetched)
-    headers = fetched.headers if inflater is None else end_to_end(fetched.headers, _CODING)
+    headers = fetched.headers if inflater is None else end_to_end(fetched.headers, CODING_HEADERS)
     txn.status = fetched.status
     txn.bytes = 0
     response = Response(

@@ -114,7 +114,7 @@ class BodyStream:
 
 
 DECODE_OFF_LOOP = 64 * 1024  # compressed bytes; inflating more than this takes milliseconds
-_CODING_HEADERS = frozenset({"content-encoding", "content-length"})
+CODING_HEADERS = frozenset({"content-encoding", "content-length"})
 
 
 @dataclass(slots=True)
@@ -152,7 +152,7 @@ class Fetched:
         except DecodeError as exc:
             self.unreadable = str(exc)
             return
-        self.headers = tuple((k, v) for k, v in self.headers if k.lower() not in _CODING_HEADERS)
+        self.headers = tuple((k, v) for k, v in self.headers if k.lower() not in CODING_HEADERS)
 
     def release(self) -> None:
         if self.stream is not None:

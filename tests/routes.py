@@ -20,3 +20,12 @@ WRITES = """\
     rewrite: /prices/{sku}
     cache: off
 """
+
+# A catalogue lookup (a list of items); a test appends its own `cache:` and `guards:` lines.
+CATALOGUE = """\
+  - name: catalogue
+    match: /api/catalogue/{name}
+    methods: [GET, HEAD]
+    upstream: vendor
+    rewrite: /catalogue/{name}
+"""

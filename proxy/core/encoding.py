@@ -48,18 +48,17 @@ def accepts(accept_encoding: str | None, coding: str) -> bool:
     if not accept_encoding:
         return False
     wanted = coding.strip().lower()
-    verdict = False
+    star: bool | None = None
     for item in accept_encoding.split(","):
         name, _, params = item.partition(";")
         name = name.strip().lower()
-        if name not in (wanted, "*") or (name == "*" and verdict):
-            continue
         q = params.strip().lower()
-        refused = q.startswith("q=") and q[2:].strip().rstrip("0").rstrip(".") in ("0", "")
+        ok = not (q.startswith("q=") and q[2:].strip().rstrip("0").rstrip(".") in ("0", ""))
         if name == wanted:
-            return not refused
-        verdict = not refused
-    return verdict
+            return ok  # named: its own q, whatever `*` says
+        if name == "*":
+            star = ok
+    return bool(star)
 
 
 def decode(body: bytes, coding: str | None, limit: int) -> bytes:

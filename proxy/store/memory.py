@@ -97,13 +97,9 @@ class MemoryStore:
         return self._bytes
 
     def get(self, key: str, now: float) -> Entry | None:
-        item = self._items.get(key)
+        item = self.blob(key, now)
         if item is None:
             return None
-        if HEAD.unpack_from(item)[0] <= now:
-            self._drop(key)
-            return None
-        self._items.move_to_end(key)
         entry = self._hot.get(key)
         if entry is None:
             entry = unpack(item)

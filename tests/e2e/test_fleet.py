@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import re
 import signal
-import textwrap
 from pathlib import Path
 
 from benchmarks.procs import free_port
 from tests.e2e.test_cli import http, origin_thread, running
 from tests.origin import Origin, Reply
 from tests.waiting import until_sync
+
+
+def fleet_config(tmp_path: Path, vendor_url: str, route: str) -> tuple[Path, int, int]:
+    """A two-worker config on free ports with one route (YAML flow mapping): path, port, admin."""
+    port, admin = free_port(), free_port()
+    config = tmp_path / "fleet.yaml"
+    config.write_text(
+        f"server: {{listen: 127.0.0.1:{port}, workers: 2}}\n"
+        f"admin: {{listen: 127.0.0.1:{admin}}}\n"
+        "log: {access: off}\n"
+        f'upstreams:\n  vendor: {{url: "{vendor_url}"}}\n'
+        f"routes:\n  - {route}\n"
+    )
+    return config, port, admin
 
 
 def test_two_workers_share_the_port_and_the_admin_view(tmp_path: Path) -> None:
@@ -24,20 +37,11 @@ def test_two_workers_share_the_port_and_the_admin_view(tmp_path: Path) -> None:
         ),
     )
     with origin_thread(origin) as origin_url:
-        port, admin = free_port(), free_port()
-        config = tmp_path / "fleet.yaml"
-        config.write_text(
-            textwrap.dedent(f"""\
-            server: {{listen: 127.0.0.1:{port}, workers: 2}}
-            admin: {{listen: 127.0.0.1:{admin}}}
-            log: {{access: off}}
-            upstreams:
-              vendor: {{url: "{origin_url}"}}
-            routes:
-              - {{name: prices, match: "/api/prices/{{sku}}", upstream: vendor, rewrite: "/prices/{{sku}}",
-                  methods: [GET], cache: {{ttl: 60s, key: {{headers: [Accept-Language]}}}}}}
-            """)
+        route = (
+            '{name: prices, match: "/api/prices/{sku}", upstream: vendor, rewrite: "/prices/{sku}",'
+            " methods: [GET], cache: {ttl: 60s, key: {headers: [Accept-Language]}}}"
         )
+        config, port, admin = fleet_config(tmp_path, origin_url, route)
         with running("run", "--config", str(config)) as proc:
             proc.wait_for(r"2 workers on http://")
             ready = f"http://127.0.0.1:{admin}/ready"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,8 +18,8 @@ from typing import TypeVar
 
 import pytest
 
-from benchmarks.procs import free_port
 from tests.e2e.test_cli import Answer, Running, http, running
+from tests.e2e.test_fleet import fleet_config
 from tests.waiting import until_sync
 
 DEADLINE = 30.0
@@ -83,19 +82,8 @@ def paused(pid: int) -> Iterator[None]:
 
 
 def test_ready_only_once_every_worker_listens(tmp_path: Path) -> None:
-    port, admin = free_port(), free_port()
-    config = tmp_path / "fleet.yaml"
-    config.write_text(
-        textwrap.dedent(f"""\
-        server: {{listen: 127.0.0.1:{port}, workers: 2}}
-        admin: {{listen: 127.0.0.1:{admin}}}
-        log: {{access: off}}
-        upstreams:
-          vendor: {{url: "http://127.0.0.1:9"}}
-        routes:
-          - {{name: prices, match: "/api/prices/{{sku}}", upstream: vendor, cache: {{ttl: 60s}}}}
-        """)
-    )
+    route = '{name: prices, match: "/api/prices/{sku}", upstream: vendor, cache: {ttl: 60s}}'
+    config, port, admin = fleet_config(tmp_path, "http://127.0.0.1:9", route)
     with running("run", "--config", str(config)) as proc:
         supervisor = proc.proc.pid
         try:

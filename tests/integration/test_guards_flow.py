@@ -18,6 +18,7 @@ from proxy.clock import FakeClock
 from tests.conftest import MakeProxy, Proxy
 from tests.origin import Hook as Receiver
 from tests.origin import Origin, Reply
+from tests.routes import CATALOGUE as CATALOGUE_ROUTE
 from tests.routes import PRICES
 
 Hook = tuple[str, list[dict[str, Any]]]  # the webhook's URL and the events it received
@@ -32,12 +33,9 @@ routes:
       - {path: $.price, gt: 0}
       - {path: $.currency, one_of: [GBP, EUR, USD]}
       - {required: [$.sku, $.price]}
-  - name: catalogue
-    match: /api/catalogue/{name}
-    methods: [GET, HEAD]
-    upstream: vendor
-    rewrite: /catalogue/{name}
-    cache: {ttl: 30s, stale_if_error: 1h}
+"""
+    + CATALOGUE_ROUTE
+    + """    cache: {ttl: 30s, stale_if_error: 1h}
     guards:
       - {path: $.items, min_items: 1}
       - {path: $.items, max_shrink: 50%}

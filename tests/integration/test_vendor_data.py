@@ -14,7 +14,7 @@ from typing import Any
 from proxy.clock import FakeClock
 from tests.conftest import MakeProxy, Proxy
 from tests.origin import Origin, Reply
-from tests.routes import PRICES
+from tests.routes import CATALOGUE, PRICES
 
 ROUTES = (
     """
@@ -25,12 +25,9 @@ routes:
     max_object_size: 2KB
     guards:
       - {path: $.price, gt: 0}
-  - name: catalogue
-    match: /api/catalogue/{name}
-    methods: [GET, HEAD]
-    upstream: vendor
-    rewrite: /catalogue/{name}
-    cache: {ttl: 30s, stale_if_error: 1h}
+"""
+    + CATALOGUE
+    + """    cache: {ttl: 30s, stale_if_error: 1h}
     guards:
       - {path: $.items, max_shrink: 50%}
 """
