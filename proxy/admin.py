@@ -24,16 +24,15 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from proxy.admin_api import AdminError, json_response, read_json, request_path, route_named, state_of
+from proxy.admin_api import PUBLIC_APP, AdminError, json_response, part, read_json, request_path, route_named
 from proxy.admin_quarantine import quarantine_list, quarantine_promote, quarantine_show
-from proxy.app import PROXY_STATE
 from proxy.collectors import register_collectors
 from proxy.core.config.view import effective_config
 from proxy.core.keys import normal_query, route_prefix
 from proxy.core.model import Entry
 from proxy.health import HEALTH
 from proxy.metrics import CONTENT_TYPE
-from proxy.reload import reload_from_file
+from proxy.parts import CACHE, CLOCK, LIFECYCLE, LIVE, QUARANTINE, RELOADER, TELEMETRY
 from proxy.runtime import RouteState
 from proxy.status import build_status
 
@@ -53,7 +52,6 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PUBLIC_APP = web.AppKey("public_app", web.Application)
 
 
 class AdminConfigError(ValueError):
@@ -61,17 +59,15 @@ class AdminConfigError(ValueError):
 
 
 def build_admin_app(public: web.Application) -> web.Application:
-    """The admin application for the proxy whose public app is `public` (shares its state)."""
-    state = public[PROXY_STATE]
-    admin_cfg = state.runtime.config.admin
+    """The admin application for the proxy whose public app is `public` (reads its parts)."""
+    admin_cfg = public[LIVE].runtime.config.admin
     if not admin_cfg.listen.is_loopback() and not admin_cfg.token:
         raise AdminConfigError(
             f"admin listener {admin_cfg.listen} is off loopback and admin.token is "
             "empty: refusing to expose purge, reload and breaker control"
         )
-    register_collectors(state)
+    register_collectors(public)
     app = web.Application(middlewares=[_errors, _auth(admin_cfg.token)], client_max_size=64 * 1024)
-    app[PROXY_STATE] = state
     app[PUBLIC_APP] = public
     r = app.router
     r.add_get("/health", health)
@@ -141,12 +137,12 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def health(request: web.Request) -> web.Response:
-    state = state_of(request)
-    return json_response({"status": "ok", "uptime": round(state.clock.now() - state.started_at, 3)})
+    uptime = part(request, CLOCK).now() - part(request, LIFECYCLE).started_at
+    return json_response({"status": "ok", "uptime": round(uptime, 3)})
 
 
 async def ready(request: web.Request) -> web.Response:
-    if state_of(request).ready:
+    if part(request, LIFECYCLE).ready:
         return json_response({"ready": True})
     return json_response(
         {"ready": False, "error": "not_ready", "message": "starting up or shutting down"}, 503
@@ -154,7 +150,7 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    text = state_of(request).telemetry.registry.render()
+    text = part(request, TELEMETRY).registry.render()
     return web.Response(
         body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
     )
@@ -168,12 +164,21 @@ def wants_html(accept: str) -> bool:
 async def status(request: web.Request) -> web.StreamResponse:
     if wants_html(request.headers.get("Accept", "")):
         return web.FileResponse(STATUS_PAGE, headers=PAGE_HEADERS)
-    state = state_of(request)
-    return json_response(build_status(state, state.clock.now()))
+    public = request.app[PUBLIC_APP]
+    return json_response(
+        build_status(
+            public[LIVE].runtime,
+            public[CACHE],
+            public[QUARANTINE],
+            public[LIFECYCLE],
+            public[TELEMETRY].secret_values,
+            public[CLOCK].now(),
+        )
+    )
 
 
 async def config(request: web.Request) -> web.Response:
-    return json_response(effective_config(state_of(request).runtime.config))
+    return json_response(effective_config(part(request, LIVE).runtime.config))
 
 
 # -- purge --------------------------------------------------------------------------------------
@@ -199,9 +204,8 @@ def soft_purged(entry: Entry, now: float) -> Entry:
 
 
 async def purge(request: web.Request) -> web.Response:
-    state = state_of(request)
     body = await read_json(request)
-    rs = route_named(state, body.get("route"))
+    rs = route_named(part(request, LIVE).runtime, body.get("route"))
     if rs.config.cache is None:
         raise AdminError(400, "not_cached", f"route {rs.config.name} does not cache")
     key, prefix, soft = body.get("key"), body.get("prefix"), body.get("soft", False)
@@ -211,10 +215,10 @@ async def purge(request: web.Request) -> web.Response:
         or (prefix is not None and not isinstance(prefix, str))
     ):
         raise AdminError(400, "bad_request", 'expected {"route", "key" | "prefix", "soft": bool}')
-    now = state.clock.now()
+    now = part(request, CLOCK).now()
     base, exact = purge_scope(rs, key=key, prefix=prefix)
     soften = (lambda entry: soft_purged(entry, now)) if soft else None
-    purged = state.cache.purge(base, exact=exact, soften=soften, now=now)
+    purged = part(request, CACHE).purge(base, exact=exact, soften=soften, now=now)
     log.info("purged %d entries of route %s (%s)", purged, rs.config.name, "soft" if soft else "hard")
     return json_response({"route": rs.config.name, "purged": purged, "soft": soft})
 
@@ -224,7 +228,7 @@ async def purge(request: web.Request) -> web.Response:
 
 async def reload(request: web.Request) -> web.Response:
     await read_json(request)  # none expected; a malformed one is still a 400, as on every POST
-    result = reload_from_file(state_of(request))
+    result = part(request, RELOADER).from_file()
     if result.errors:
         return json_response(
             {
@@ -241,15 +245,13 @@ async def reload(request: web.Request) -> web.Response:
 
 
 async def breaker(request: web.Request) -> web.Response:
-    state = state_of(request)
     name, action = request.match_info["upstream"], request.match_info["action"]
     body = await read_json(request)
-    upstream = state.runtime.upstreams.get(name)
+    upstreams = part(request, LIVE).runtime.upstreams
+    upstream = upstreams.get(name)
     if upstream is None:
-        raise AdminError(
-            404, "unknown_upstream", f"no upstream named {name!r}", upstreams=sorted(state.runtime.upstreams)
-        )
-    now = state.clock.now()
+        raise AdminError(404, "unknown_upstream", f"no upstream named {name!r}", upstreams=sorted(upstreams))
+    now = part(request, CLOCK).now()
     if action == "open":
         seconds = body.get("seconds")
         if seconds is not None and (not isinstance(seconds, int | float) or seconds <= 0):

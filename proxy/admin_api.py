@@ -1,5 +1,5 @@
-"""What every admin endpoint shares: its JSON error, its JSON answer, the proxy state, the JSON
-body of a mutating call, and a route or request path named in one.
+"""What every admin endpoint shares: its JSON error, its JSON answer, the proxy's parts (by key,
+from the public app), the JSON body of a mutating call, and a route or request path named in one.
 
 Owns: the admin API's error shape (`{"error": code, "message": ...}`) and input checks.
 Must not: register endpoints (that is `admin`).
@@ -8,14 +8,15 @@ Must not: register endpoints (that is `admin`).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
-from proxy.app import PROXY_STATE
 from proxy.core.routing import match_path, unsafe_target
-from proxy.runtime import RouteState
-from proxy.state import ProxyState
+from proxy.runtime import RouteState, Runtime
+
+T = TypeVar("T")
+PUBLIC_APP = web.AppKey("public_app", web.Application)  # the proxy this admin app reports on
 
 
 class AdminError(Exception):
@@ -35,8 +36,9 @@ def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = 
     )
 
 
-def state_of(request: web.Request) -> ProxyState:
-    return request.app[PROXY_STATE]
+def part(request: web.Request, key: web.AppKey[T]) -> T:
+    """One part of the proxy this admin call is about (`proxy.parts`)."""
+    return request.app[PUBLIC_APP][key]
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -53,12 +55,10 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return doc
 
 
-def route_named(state: ProxyState, name: object) -> RouteState:
-    rs = state.runtime.by_name.get(name) if isinstance(name, str) else None
+def route_named(runtime: Runtime, name: object) -> RouteState:
+    rs = runtime.by_name.get(name) if isinstance(name, str) else None
     if rs is None:
-        raise AdminError(
-            404, "unknown_route", f"no route named {name!r}", routes=sorted(state.runtime.by_name)
-        )
+        raise AdminError(404, "unknown_route", f"no route named {name!r}", routes=sorted(runtime.by_name))
     return rs
 
 

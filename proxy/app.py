@@ -1,8 +1,9 @@
 """build_app(config, ...) -> web.Application, and the lifecycle around it.
 
-Owns: wiring: every long-lived object is created here and hung off the app (`web.AppKey`), so
-there are no globals and a test builds a whole proxy with a `FakeClock` in one call.
-Must not: contain request logic (that is `handler`) or parse arguments (that is `__main__`).
+Owns: wiring: every long-lived part is created here, given the parts it needs, and hung off the
+app under its own key (`proxy.parts`), so there are no globals, no container of parts, and a
+test builds a whole proxy with a `FakeClock` in one call.
+Must not: contain request logic (that is `driver`) or parse arguments (that is `__main__`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,32 @@ from proxy.clock import Clock, SystemClock
 from proxy.core.breaker import Transition
 from proxy.core.config.model import Config
 from proxy.core.keys import group_of
+from proxy.datacheck import DataCheck
+from proxy.driver import MAX_HEADER_BYTES, MAX_HEADERS, MAX_URL, Driver
+from proxy.fasthit import FastHits, Limits
+from proxy.fetch import Fetcher, Outcome
 from proxy.flight import Flights, Tasks
-from proxy.handler import Handler
 from proxy.health import HEALTH, HealthChecks
+from proxy.invalidate import Invalidator
 from proxy.metrics import Family, Sample
+from proxy.parts import (
+    CACHE,
+    CLOCK,
+    FLIGHTS,
+    LIFECYCLE,
+    LIVE,
+    QUARANTINE,
+    RELOADER,
+    TASKS,
+    TELEMETRY,
+    Lifecycle,
+)
 from proxy.publicport import PUBLIC
-from proxy.runtime import Runtime
-from proxy.state import ProxyState
+from proxy.quarantine import Quarantine
+from proxy.refresh import Refresher
+from proxy.reload import Reloader
+from proxy.requestid import RequestIds
+from proxy.runtime import Live, Runtime
 from proxy.store.base import SharedTier
 from proxy.store.memory import MemoryStore
 from proxy.store.snapshot import SNAPSHOT, Snapshotter
@@ -37,62 +57,77 @@ if TYPE_CHECKING:
     from proxy.store.shared import TierChange
 
 log = logging.getLogger("proxy.app")
-PROXY_STATE = web.AppKey("proxy_state", ProxyState)
 
 
-def build_state(
+def build_app(
     config: Config,
     *,
     clock: Clock | None = None,
     shared: SharedTier | None = None,
     rng: random.Random | None = None,
-    access: AccessLog | None = None,
     transports: Transports | None = None,
-) -> ProxyState:
+    quarantine: Quarantine | None = None,
+) -> web.Application:
+    """The proxy's application: its parts and lifecycle. The public port is not served by
+    aiohttp: `publicport.PublicSite` serves `app[PUBLIC]` (see proxy/publicport.py for why it
+    hangs here). `transports` reaches vendors some other way than our HTTP/1.1 client (the seam);
+    `quarantine` keeps rejected payloads with other bounds than the default."""
     clock = clock or SystemClock()
     telemetry = Telemetry(
-        access=access or AccessLog(),
+        access=AccessLog(),
         alerts=Alerts(config.alerts.webhook),
         secret_params=config.log.redact_params,
         secret_values=config.secret_values(),
     )
-    tasks = Tasks()
-    holder: list[ProxyState] = []
 
     def on_transition(t: Transition) -> None:
-        if holder:
-            _breaker_event(holder[0], t)
+        _breaker_event(telemetry, t)
 
-    state = ProxyState(
-        clock=clock,
-        runtime=Runtime(config, clock, on_transition=on_transition, rng=rng, transports=transports),
-        cache=Cache(MemoryStore(config.cache.max_bytes, group_of=group_of), tasks, shared),
-        telemetry=telemetry,
-        tasks=tasks,
-        flights=Flights(tasks),
-        started_at=clock.now(),
-        on_transition=on_transition,
-    )
-    holder.append(state)
+    live = Live(Runtime(config, clock, on_transition=on_transition, rng=rng, transports=transports))
+    tasks = Tasks()
+    cache = Cache(MemoryStore(config.cache.max_bytes, group_of=group_of), tasks, shared)
     if shared is None and config.cache.backend == "redis":
         from proxy.store.shared import RedisTier
 
-        state.cache.shared = RedisTier.from_config(
-            config.cache.redis, clock=clock, on_change=lambda change: _tier_event(state, change)
+        cache.shared = RedisTier.from_config(
+            config.cache.redis, clock=clock, on_change=lambda change: _tier_event(telemetry, change)
         )
-    return state
+    quarantine = Quarantine() if quarantine is None else quarantine  # empty is falsy: not `or`
+    flights = Flights[Outcome](tasks)
+    fetcher = Fetcher(clock, live, cache, telemetry, DataCheck(clock, telemetry, quarantine))
+    ids = RequestIds()
+    app = web.Application()
+    app[PUBLIC] = Driver(
+        clock,
+        live,
+        cache,
+        telemetry,
+        flights,
+        fetcher,
+        Refresher(clock, telemetry, flights, fetcher),
+        Invalidator(live, cache),
+        ids,
+        FastHits(clock, live, cache, telemetry, ids, Limits(MAX_URL, MAX_HEADERS, MAX_HEADER_BYTES)),
+    )
+    app[CLOCK], app[LIVE], app[CACHE], app[TELEMETRY] = clock, live, cache, telemetry
+    app[TASKS], app[FLIGHTS], app[QUARANTINE] = tasks, flights, quarantine
+    app[LIFECYCLE] = Lifecycle(started_at=clock.now())
+    app[RELOADER] = Reloader(live, clock, cache, telemetry, tasks)
+    app.on_startup.append(_startup)
+    app.on_cleanup.append(_cleanup)
+    return app
 
 
-def _tier_event(state: ProxyState, change: TierChange) -> None:
+def _tier_event(telemetry: Telemetry, change: TierChange) -> None:
     """Redis is an integration too: its outages are logged, counted and alerted."""
     name = "shared_tier_up" if change.up else "shared_tier_down"
-    state.telemetry.event(name, change.at, level="info" if change.up else "error", reason=change.reason)
+    telemetry.event(name, change.at, level="info" if change.up else "error", reason=change.reason)
 
 
-def _breaker_event(state: ProxyState, t: Transition) -> None:
-    state.telemetry.transitions.inc((t.upstream, t.new.value))
+def _breaker_event(telemetry: Telemetry, t: Transition) -> None:
+    telemetry.transitions.inc((t.upstream, t.new.value))
     level = "error" if t.new.value == "open" else "warning" if t.new.value == "half_open" else "info"
-    state.telemetry.event(
+    telemetry.event(
         f"breaker_{t.new.value}",
         t.at,
         level=level,
@@ -102,45 +137,23 @@ def _breaker_event(state: ProxyState, t: Transition) -> None:
     )
 
 
-def build_app(
-    config: Config,
-    *,
-    clock: Clock | None = None,
-    shared: SharedTier | None = None,
-    rng: random.Random | None = None,
-    state: ProxyState | None = None,
-    transports: Transports | None = None,
-) -> web.Application:
-    """The proxy's application: its lifecycle and state. The public port is not served by aiohttp:
-    `publicport.PublicSite` serves `app[PUBLIC]` (see proxy/publicport.py for why it hangs here).
-    Pass `state` to share one with an admin app; `transports` to reach vendors some other way
-    than our HTTP/1.1 client (the seam)."""
-    state = state or build_state(config, clock=clock, shared=shared, rng=rng, transports=transports)
-    app = web.Application()
-    app[PUBLIC] = Handler(state)
-    app[PROXY_STATE] = state
-    app.on_startup.append(_startup)
-    app.on_cleanup.append(_cleanup)
-    return app
-
-
 async def _startup(app: web.Application) -> None:
-    state = app[PROXY_STATE]
-    config = state.runtime.config
-    if not state.telemetry.access.enabled and config.log.access != "off":
-        state.telemetry.access.open(config.log.access)
-    state.telemetry.alerts.start()
-    if state.shared is not None:
-        shared = state.shared
-        shared.start_invalidation_listener(state.cache.forget_here)
-        state.telemetry.registry.collector(lambda: _shared_families(shared, state.clock.now()))
-    app[HEALTH] = HealthChecks(state)
+    clock, live, cache, telemetry = app[CLOCK], app[LIVE], app[CACHE], app[TELEMETRY]
+    config = live.runtime.config
+    if not telemetry.access.enabled and config.log.access != "off":
+        telemetry.access.open(config.log.access)
+    telemetry.alerts.start()
+    shared = cache.shared
+    if shared is not None:
+        shared.start_invalidation_listener(cache.forget_here)
+        telemetry.registry.collector(lambda: _shared_families(shared, clock.now()))
+    app[HEALTH] = HealthChecks(clock, live, telemetry)
     app[HEALTH].start()
     if config.cache.snapshot:  # last-known-good from before the restart, before we say ready
-        app[SNAPSHOT] = snapshot = Snapshotter(state)
+        app[SNAPSHOT] = snapshot = Snapshotter(clock, live, cache, telemetry)
         await snapshot.load()
         snapshot.start()
-    state.ready = True
+    app[LIFECYCLE].ready = True
 
 
 def _shared_families(shared: SharedTier, now: float) -> list[Family]:
@@ -155,16 +168,17 @@ def _shared_families(shared: SharedTier, now: float) -> list[Family]:
 
 
 async def _cleanup(app: web.Application) -> None:
-    state = app[PROXY_STATE]
-    state.ready = False
+    app[LIFECYCLE].ready = False
     if HEALTH in app:
         await app[HEALTH].stop()
-    await state.tasks.drain(timeout=2.0)
-    await state.tasks.cancel_all()
+    tasks = app[TASKS]
+    await tasks.drain(timeout=2.0)
+    await tasks.cancel_all()
     if SNAPSHOT in app:  # after the drain, so refreshes that just landed are kept
         await app[SNAPSHOT].close()
-    for upstream in state.runtime.upstreams.values():
+    for upstream in app[LIVE].runtime.upstreams.values():
         await upstream.close()
-    await state.cache.close()
-    await state.telemetry.alerts.close()
-    await state.telemetry.access.close()
+    await app[CACHE].close()
+    telemetry = app[TELEMETRY]
+    await telemetry.alerts.close()
+    await telemetry.access.close()

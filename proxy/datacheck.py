@@ -10,19 +10,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from proxy.clock import Clock
 from proxy.core import freshness
 from proxy.core.encoding import DecodeError, decode
 from proxy.core.errors import DataRejected
 from proxy.core.guards import Verdict, Violation, check_body
 from proxy.core.model import Entry, Headers
+from proxy.quarantine import Quarantine
 from proxy.runtime import RouteState
-from proxy.state import ProxyState
+from proxy.telemetry import Telemetry
 from proxy.transport import Fetched
 
 
 class DataCheck:
-    def __init__(self, state: ProxyState) -> None:
-        self.state = state
+    def __init__(self, clock: Clock, telemetry: Telemetry, quarantine: Quarantine) -> None:
+        self.clock, self.telemetry, self.quarantine = clock, telemetry, quarantine
 
     def check(self, rs: RouteState, entry: Entry | None, fetched: Fetched) -> tuple[Verdict, Any]:
         rules, limit = rs.config.guards, rs.config.max_object_size
@@ -46,13 +48,13 @@ class DataCheck:
             return None
         verdict, doc = checked or self.check(rs, entry, fetched)
         hysteresis = rs.hysteresis_for(key)
-        now = self.state.clock.now()
+        now = self.clock.now()
         if verdict.ok:
             hysteresis.reset()
             self._drift(rs, doc, now)
             return None
         if verdict.relative_only and hysteresis.observe(verdict, doc):
-            self.state.telemetry.event(
+            self.telemetry.event(
                 "guard_change_confirmed",
                 now,
                 level="info",
@@ -65,14 +67,14 @@ class DataCheck:
         return DataRejected(verdict.detail(), [v.label() for v in verdict.violations])
 
     def reject(self, rs: RouteState, fetched: Fetched, verdict: Verdict, now: float, key: str = "") -> None:
-        state, route = self.state, rs.config.name
+        telemetry, route = self.telemetry, rs.config.name
         rs.guard_rejections += 1
         rs.upstream.track.data_faults += 1
-        state.quarantine.add(route, fetched.body, verdict, now, fetched.status, fetched.headers, key)
+        self.quarantine.add(route, fetched.body, verdict, now, fetched.status, fetched.headers, key)
         for violation in verdict.violations:
-            state.telemetry.guard_rejections.inc((route, violation.rule))
-        state.telemetry.data_faults.inc((rs.upstream.name,))
-        state.telemetry.event(
+            telemetry.guard_rejections.inc((route, violation.rule))
+        telemetry.data_faults.inc((rs.upstream.name,))
+        telemetry.event(
             "guard_rejected",
             now,
             route=route,
@@ -85,8 +87,8 @@ class DataCheck:
             return
         change = rs.drift.observe(doc)
         if change is not None:
-            self.state.telemetry.drift.inc((rs.config.name,))
-            self.state.telemetry.event(
+            self.telemetry.drift.inc((rs.config.name,))
+            self.telemetry.event(
                 "contract_drift",
                 now,
                 route=rs.config.name,

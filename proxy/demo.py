@@ -20,11 +20,12 @@ from pathlib import Path
 from aiohttp import web
 
 from proxy.admin import build_admin_app
-from proxy.app import PROXY_STATE, build_app
+from proxy.app import build_app
 from proxy.config import ConfigError, load_config
 from proxy.core.breaker import BreakerPolicy
 from proxy.core.config.model import Config
 from proxy.demo_vendor import Vendor, build_vendor_app
+from proxy.parts import LIFECYCLE
 from proxy.publicport import PublicSite
 from proxy.serve import setup_logging
 
@@ -89,7 +90,7 @@ async def _demo(port: int, path: Path) -> int:
         print(banner(f"http://127.0.0.1:{proxy_port}", vendor_url, admin_url, policy), flush=True)
         await _until_stopped()
         print("demo: stopping (finishing in-flight requests)", flush=True)
-        app[PROXY_STATE].ready = False
+        app[LIFECYCLE].ready = False
         return 0
     finally:
         for runner in runners:

@@ -11,18 +11,19 @@ then the few per-request headers (`X-Cache`, `Cache-Status`, `X-Request-Id`, `Ag
 
 Must not: answer anything but a fresh hit from the memory tier on HTTP/1.1 keep-alive GET or
 HEAD without a body or `Range`: every other request (misses, stale, the shared tier, errors,
-refusals) returns None and takes the full path (`handler.Handler.handle`) with the same parsed
+refusals) returns None and takes the full path (`driver.Driver.handle`) with the same parsed
 request. Its bytes are the ones `deliver.entry_response` and the listener would write, counted
 and logged the same (`Telemetry.transaction`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING
 
+from proxy.cache import Cache
+from proxy.clock import Clock
 from proxy.core import freshness
 from proxy.core.cachecontrol import DELTA_MAX
 from proxy.core.headers import field_value
@@ -31,10 +32,9 @@ from proxy.core.model import Entry
 from proxy.core.routing import unsafe_target
 from proxy.deliver import CACHE_NAME, Txn, served_headers
 from proxy.exchange import Request
-from proxy.runtime import RouteState, Runtime
-
-if TYPE_CHECKING:
-    from proxy.state import ProxyState
+from proxy.requestid import RequestIds
+from proxy.runtime import Live, RouteState, Runtime
+from proxy.telemetry import Telemetry
 
 MAX_PLANS = 16_384  # memoised targets per runtime, oldest out first (a few hundred bytes each)
 MAX_WIRES = 16_384  # prepared entry heads (a few hundred bytes each); past it the oldest goes
@@ -104,7 +104,7 @@ _NO_PLAN = object()
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The handler's request limits: past any of them the full path answers 414 or 431."""
+    """The full path's request limits: past any of them the full path answers 414 or 431."""
 
     max_url: int
     max_headers: int
@@ -113,15 +113,12 @@ class Limits:
 
 class FastHits:
     def __init__(
-        self,
-        state: ProxyState,
-        request_id: Callable[[Request], str],
-        ids: tuple[str, Iterator[int]],
-        limits: Limits,
+        self, clock: Clock, live: Live, cache: Cache, telemetry: Telemetry, ids: RequestIds, limits: Limits
     ) -> None:
-        self.state = state
-        self.request_id = request_id  # the handler's, for a request that sends one
-        self.id_prefix, self.ids = ids  # the handler's prefix and counter: one sequence
+        self.clock, self.live, self.telemetry = clock, live, telemetry
+        self.vary, self.store = cache.vary, cache.memory  # fresh hits are answered from memory only
+        self.request_id = ids.of  # the full path's, for a request that sends one
+        self.id_prefix, self.ids = ids.prefix, ids.counter  # the full path's sequence
         self.limits = limits
         self._plans: dict[tuple[str, str], Plan | object] = {}
         self._runtime: Runtime | None = None
@@ -139,23 +136,22 @@ class FastHits:
             return None
         plan = (
             self._plans.get((request.method, request.raw_path))
-            if self.state.runtime is self._runtime
+            if self.live.runtime is self._runtime
             else None
         )
         if plan is None:
             plan = self._plan(request.method, request.raw_path)
         if not isinstance(plan, Plan):
             return None
-        state = self.state
         rs = plan.rs
         key = plan.key
         if key is None:
             policy = rs.config.cache
             assert policy is not None
             key = primary_key(rs.config.name, plan.path, plan.query, policy.key, _sender(request))
-        vary = state.vary.get(key)
+        vary = self.vary.get(key)
         vkey = variant_key(key, vary, _sender(request)) if vary else key
-        now = state.clock.now()
+        now = self.clock.now()
         wire = self._wire(vkey, now)
         if wire is None or now >= wire.fresh_until:  # decide.on_lookup: only HIT is ours
             return None
@@ -175,7 +171,7 @@ class FastHits:
 
     def _wire(self, vkey: str, now: float) -> Wire | None:
         """The prepared answer for `vkey`, made again when the stored form changed."""
-        store = self.state.store
+        store = self.store
         blob = store.blob(vkey, now)
         if blob is None:
             return None
@@ -232,7 +228,7 @@ class FastHits:
     def _count(self, request: Request, plan: Plan, rid: str, status: int, sent: int, now: float) -> None:
         """Metrics as `Telemetry.transaction` counts them; the access log line when it is on.
         The answer was built within one clock reading: its duration is observed as 0."""
-        telemetry = self.state.telemetry
+        telemetry = self.telemetry
         rs = plan.rs
         if telemetry.access.enabled:
             txn = Txn(rid, now, request.method, request.raw_path, request.remote)
@@ -248,7 +244,7 @@ class FastHits:
         telemetry.duration.observe(plan.route_labels, 0.0)
 
     def _plan(self, method: str, raw: str) -> Plan | object:
-        runtime = self.state.runtime
+        runtime = self.live.runtime
         if runtime is not self._runtime:
             self._plans.clear()
             self._runtime = runtime
@@ -263,7 +259,7 @@ class FastHits:
 
 
 def _make_plan(runtime: Runtime, method: str, raw: str, max_url: int) -> Plan | None:
-    """The same steps as `Handler.recv` and `lookup`, for a target that may be a fresh hit."""
+    """The same steps as `Driver.recv` and `lookup`, for a target that may be a fresh hit."""
     if len(raw) > max_url or unsafe_target(raw) is not None:
         return None
     path, _, query = raw.partition("?")
@@ -284,7 +280,7 @@ def _none(name: str) -> str | None:
 
 
 def _sender(request: Request) -> Callable[[str], str | None]:
-    """The value the vendor would get for a keyed or Vary header, as `Handler.lookup` reads it."""
+    """The value the vendor would get for a keyed or Vary header, as `Driver.lookup` reads it."""
     headers = request.headers
     return lambda name: field_value(headers, name)
 

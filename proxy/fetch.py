@@ -1,18 +1,20 @@
 """fetch: one upstream call for a cache key, its checks, and what gets stored.
 
-Owns: building the outbound request (which client headers may reach a vendor), conditional
-revalidation (RFC 9111 4.3), sanity guards on the body, the store discipline (never over a good
-entry with a worse one), invalidation after writes (RFC 9111 4.4), and background refresh
-bookkeeping. Must not: build client responses (that is `deliver`).
+Owns: the exchange with the vendor for the request path, reads and writes alike, as one
+`Outcome`: for a cached read, conditional revalidation (RFC 9111 4.3), sanity guards on the body
+and the store discipline (never over a good entry with a worse one, `core.replacement`); for a
+pass (writes, uncached routes), the vendor's answer as it is, sent once unless idempotent.
+Must not: build client responses (that is `answers`), or decide what a failure answers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from proxy.cache import Cache
+from proxy.clock import Clock
 from proxy.core import freshness, replacement
 from proxy.core.cachecontrol import effective
 from proxy.core.errors import DataRejected, ProxyError, UpstreamStatus
@@ -22,11 +24,9 @@ from proxy.core.keys import VARY_SEP, normal_vary
 from proxy.core.model import Entry, Headers
 from proxy.core.redirects import rewrite_headers
 from proxy.datacheck import DataCheck
-from proxy.deliver import Txn
 from proxy.exchange import Request
-from proxy.invalidate import Invalidator
-from proxy.runtime import RouteState
-from proxy.state import ProxyState
+from proxy.runtime import Live, RouteState
+from proxy.telemetry import Telemetry
 from proxy.transport import Fetched, Outbound
 
 log = logging.getLogger("proxy.fetch")
@@ -62,26 +62,33 @@ class Outcome:
 
 
 class Fetcher:
-    def __init__(self, state: ProxyState) -> None:
-        self.state = state
-        self.datacheck = DataCheck(state)
-        self.invalidator = Invalidator(state)
+    def __init__(
+        self, clock: Clock, live: Live, cache: Cache, telemetry: Telemetry, datacheck: DataCheck
+    ) -> None:
+        self.clock, self.live, self.cache, self.telemetry = clock, live, cache, telemetry
+        self.datacheck = datacheck
 
-    async def call(self, rs: RouteState, out: Outbound, txn: Txn, *, has_copy: bool = False) -> Fetched:
+    async def pass_(self, rs: RouteState, out: Outbound) -> Outcome:
+        """A write or an uncached read: one exchange, the vendor's answer as it is (a 5xx
+        becomes our `upstream_status` error unless the route passes vendor errors on)."""
         try:
-            fetched = await rs.upstream.request(out, rs.config.max_object_size, has_copy=has_copy)
+            fetched = await rs.upstream.request(out, rs.config.max_object_size, has_copy=False)
         except ProxyError as err:
             self._transport_fault(rs, err)
-            raise
-        txn.upstream_status = fetched.status
-        txn.upstream_ms = fetched.elapsed * 1000.0
-        txn.retries = fetched.attempts - 1
+            return Outcome(error=err)
         self._own_locations(rs, fetched)
-        return fetched
+        outcome = _measured(Outcome(fetched=fetched), fetched)
+        if fetched.status >= 500 and rs.config.upstream_errors == "replace":
+            fetched.release()
+            outcome.fetched, outcome.error = (
+                None,
+                UpstreamStatus(f"upstream answered {fetched.status}", fetched.status),
+            )
+        return outcome
 
     def _own_locations(self, rs: RouteState, fetched: Fetched) -> None:
         """Vendor URLs in Location headers become proxy paths before anyone sees or stores them."""
-        routes = [rs.config, *(r.config for r in self.state.runtime.routes if r is not rs)]
+        routes = [rs.config, *(r.config for r in self.live.runtime.routes if r is not rs)]
         fetched.headers = rewrite_headers(fetched.headers, rs.upstream.config, routes)
 
     async def fetch(self, rs: RouteState, key: str, entry: Entry | None, out: Outbound) -> Outcome:
@@ -90,7 +97,7 @@ class Fetcher:
         Never raises for upstream or shared-tier trouble."""
         assert rs.config.cache is not None
         newer_than = entry.stored_at if entry is not None else None
-        cache, now = self.state.cache, self.state.clock.now()
+        cache, now = self.cache, self.clock.now()
         async with cache.one_fetch(
             key, _lease_ms(rs), rs.config.cache.lock_timeout, newer_than=newer_than, now=now
         ) as lease:
@@ -98,14 +105,14 @@ class Fetcher:
                 return Outcome(entry=lease.filled, detail="filled by another instance", key=key)
             outcome = await self.fetch_here(rs, key, entry, out)
             if outcome.stored and outcome.entry is not None and outcome.key is not None:
-                await lease.publish(outcome.key, outcome.entry, self.state.clock.now())
+                await lease.publish(outcome.key, outcome.entry, self.clock.now())
         if lease.degraded:
             outcome.detail = f"{outcome.detail}; shared-tier-down" if outcome.detail else "shared-tier-down"
         return outcome
 
     async def fetch_here(self, rs: RouteState, key: str, entry: Entry | None, out: Outbound) -> Outcome:
         """Fetch for `key`, validate, store in this instance; never raises for upstream trouble."""
-        now = self.state.clock.now()
+        now = self.clock.now()
         has_copy = entry is not None and freshness.usable_on_error(entry, now) is not None
         conditional = entry is not None and (entry.etag or entry.last_modified) and entry.status == 200
         if conditional and entry is not None:
@@ -140,9 +147,7 @@ class Fetcher:
             conditional=bool(conditional),
             checked=checked[-1] if checked else None,
         )
-        outcome.upstream_status, outcome.interim = fetched.status, fetched.interim
-        outcome.upstream_ms = fetched.elapsed * 1000.0
-        outcome.retries = fetched.attempts - 1
+        _measured(outcome, fetched)
         again = vary_refetch(outcome, out)
         if again is not None:
             return await self.fetch_here(rs, key, None, again)
@@ -197,7 +202,7 @@ class Fetcher:
         passed on, but marked, logged and counted, never silently."""
         if not rs.config.guards or not 200 <= fetched.status < 300:
             return Outcome(fetched=fetched, detail="too large to store")
-        self.state.telemetry.guard_unchecked.inc((rs.config.name,))
+        self.telemetry.guard_unchecked.inc((rs.config.name,))
         log.warning(
             "route %s: answer over max_object_size (%d bytes) passed unchecked (guards_oversize: pass)",
             rs.config.name,
@@ -216,7 +221,7 @@ class Fetcher:
         """A body the guards cannot check is a guard rejection like any other: counted, quarantined."""
         fetched.release()
         verdict = Verdict(False, (Violation(rule, "$", value[:80]),), False)
-        self.datacheck.reject(rs, fetched, verdict, self.state.clock.now())
+        self.datacheck.reject(rs, fetched, verdict, self.clock.now())
         return Outcome(error=DataRejected(verdict.detail(), [v.label() for v in verdict.violations]))
 
     # -- store ---------------------------------------------------------------------------------
@@ -230,11 +235,11 @@ class Fetcher:
         why = freshness.storable(
             status=fetched.status, headers=fetched.headers, cc=cc, policy=policy, authorized=out.credentials
         )
-        if why is None and self.state.runtime.by_name.get(rs.config.name) is not rs:
+        if why is None and self.live.runtime.by_name.get(rs.config.name) is not rs:
             why = "config reloaded"  # fetched under the old config: its route may have been purged
         if why is not None:
             return Outcome(fetched=fetched, detail=f"not stored: {why}")
-        now = self.state.clock.now()
+        now = self.clock.now()
         if replacement.keeps_copy(
             stored_status=entry.status if entry is not None else None,
             new_status=fetched.status,
@@ -245,8 +250,8 @@ class Fetcher:
         vary = new.vary
         primary = key.split(VARY_SEP, 1)[0]
         full_key = primary if not vary else VARY_SEP.join((primary, *new.vary_values))
-        self.state.cache.remember_vary(primary, vary)
-        self.state.cache.put(full_key, new, now)
+        self.cache.remember_vary(primary, vary)
+        self.cache.put(full_key, new, now)
         if 200 <= new.status < 300:
             rs.last_good_at = now
         own = None
@@ -270,40 +275,21 @@ class Fetcher:
             status=entry.status,
         )
         new = freshness.refreshed(entry, merged, d, fetched.response_time)
-        now = self.state.clock.now()
-        self.state.cache.put(key, new, now)
+        now = self.clock.now()
+        self.cache.put(key, new, now)
         rs.last_good_at = now
         return new
 
-    # -- after the fact ------------------------------------------------------------------------
-
-    def refreshed(self, rs: RouteState, key: str, future: asyncio.Future[Outcome]) -> None:
-        """Bookkeeping for a background refresh; its failure is counted and backed off."""
-        now = self.state.clock.now()
-        if future.cancelled():
-            return
-        exc = future.exception()
-        outcome = future.result() if exc is None else None
-        if exc is not None or not isinstance(outcome, Outcome):
-            log.error("background refresh of %s crashed", key[:120], exc_info=exc)
-            self.state.telemetry.refreshes.inc((rs.config.name, "crashed"))
-            self.state.refresh_failed(key, now)
-            return
-        if outcome.error is not None:
-            delay = self.state.refresh_failed(key, now)
-            self.state.telemetry.refreshes.inc((rs.config.name, "failed"))
-            log.info(
-                "background refresh of %s failed (%s); next try in %.0fs",
-                key[:120],
-                outcome.error.code,
-                delay,
-            )
-        else:
-            self.state.refresh_succeeded(key)
-            self.state.telemetry.refreshes.inc((rs.config.name, "ok"))
-
     def _transport_fault(self, rs: RouteState, err: ProxyError) -> None:
-        self.state.telemetry.transport_faults.inc((rs.upstream.name, err.code))
+        self.telemetry.transport_faults.inc((rs.upstream.name, err.code))
+
+
+def _measured(outcome: Outcome, fetched: Fetched) -> Outcome:
+    """What the access log and Cache-Status say about the exchange, carried to every waiter."""
+    outcome.upstream_status, outcome.interim = fetched.status, fetched.interim
+    outcome.upstream_ms = fetched.elapsed * 1000.0
+    outcome.retries = fetched.attempts - 1
+    return outcome
 
 
 def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: bool) -> Entry:

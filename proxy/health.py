@@ -20,9 +20,11 @@ from dataclasses import dataclass, replace
 
 from aiohttp import web
 
+from proxy.clock import Clock
 from proxy.core.config.model import HealthCheck, Timeouts
 from proxy.core.errors import UpstreamError
-from proxy.state import ProxyState
+from proxy.runtime import Live
+from proxy.telemetry import Telemetry
 from proxy.transport import Outbound
 from proxy.upstream import Upstream
 
@@ -96,8 +98,10 @@ class CheckResult:
 class HealthChecks:
     """The background checks of one running proxy. Tests call `check_once` directly."""
 
-    def __init__(self, state: ProxyState, *, rng: random.Random | None = None) -> None:
-        self.state = state
+    def __init__(
+        self, clock: Clock, live: Live, telemetry: Telemetry, *, rng: random.Random | None = None
+    ) -> None:
+        self.clock, self.live, self.telemetry = clock, live, telemetry
         self._rng = rng or random.Random()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._health: dict[str, tuple[Upstream, HealthState]] = {}
@@ -108,7 +112,7 @@ class HealthChecks:
         """Start a task for every upstream with a `health_check` that has none yet. Idempotent:
         call it again after a reload so new upstreams are checked too."""
         loop = asyncio.get_running_loop()
-        for name, upstream in self.state.runtime.upstreams.items():
+        for name, upstream in self.live.runtime.upstreams.items():
             if upstream.config.health_check is None or name in self._tasks:
                 continue
             task = loop.create_task(self._loop(name), name=f"health:{name}")
@@ -162,19 +166,19 @@ class HealthChecks:
         # rate limit or retries: a check must see the vendor, not our own admission control.
         timeout = Timeouts(connect=min(policy.timeout, upstream.config.timeout.connect), total=policy.timeout)
         out = Outbound("GET", policy.path, list(upstream.config.headers), timeout=timeout)
-        start = self.state.clock.now()
+        start = self.clock.now()
         try:
             fetched = await upstream.transport.send(out, BODY_LIMIT)
         except UpstreamError as exc:
-            return None, exc.message, self.state.clock.now() - start
+            return None, exc.message, self.clock.now() - start
         fetched.release()
         error = None if passed(fetched.status) else f"HTTP {fetched.status}"
         return fetched.status, error, fetched.elapsed
 
     def _announce(self, result: CheckResult, policy: HealthCheck) -> None:
-        now = self.state.clock.now()
+        now = self.clock.now()
         if result.after.healthy is False:
-            self.state.telemetry.event(
+            self.telemetry.event(
                 "upstream_unhealthy",
                 now,
                 level="error",
@@ -184,7 +188,7 @@ class HealthChecks:
                 reason=result.error,
             )
         else:
-            self.state.telemetry.event(
+            self.telemetry.event(
                 "upstream_healthy",
                 now,
                 level="info",
@@ -197,14 +201,14 @@ class HealthChecks:
         """Check `name` every interval until cancelled, or until a reload removes it or its
         health_check. One failed or crashed check never ends the loop."""
         while True:
-            upstream = self.state.runtime.upstreams.get(name)
+            upstream = self.live.runtime.upstreams.get(name)
             policy = upstream.config.health_check if upstream is not None else None
             if upstream is None or policy is None:
                 return
             # The first check waits one interval too: a restart must not probe every vendor
             # at the same instant, and traffic meanwhile treats the upstream as healthy.
             await asyncio.sleep(next_delay(policy.interval, self._rng.random()))
-            upstream = self.state.runtime.upstreams.get(name)
+            upstream = self.live.runtime.upstreams.get(name)
             if upstream is None or upstream.config.health_check is None:
                 return
             try:

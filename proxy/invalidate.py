@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from proxy.cache import Cache
 from proxy.core import freshness
 from proxy.core.keys import route_prefix
 from proxy.core.model import Headers
 from proxy.core.routing import match_path
 from proxy.exchange import Request
-from proxy.state import ProxyState
+from proxy.runtime import Live
 
 
 class Invalidator:
-    def __init__(self, state: ProxyState) -> None:
-        self.state = state
+    def __init__(self, live: Live, cache: Cache) -> None:
+        self.live, self.cache = live, cache
 
     def invalidate(self, request: Request, path: str, headers: Headers) -> int:
         """RFC 9111 4.4: a successful write invalidates its URI and same-origin Location.
@@ -36,11 +37,11 @@ class Invalidator:
             if parts.path.startswith("/") and (not parts.netloc or parts.netloc == request.host):
                 paths.add(parts.path)
         dropped = 0
-        for rs in self.state.runtime.routes:
+        for rs in self.live.runtime.routes:
             if rs.config.cache is None:
                 continue
             for p in paths:
                 if match_path(rs.config.match, p.split("/")[1:]) is not None:
                     group = route_prefix(rs.config.name, p)
-                    dropped += self.state.cache.invalidate(group)
+                    dropped += self.cache.invalidate(group)
         return dropped

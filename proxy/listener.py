@@ -8,7 +8,7 @@ connection, keep-alive, pipelining (answers strictly in order, one request handl
 while a request body or the pipeline queue is past its mark; a streamed answer waits for the
 client to drain), graceful drain, and the bytes of every answer: our JSON for every error, a
 `Date`, never a `Server` header.
-Must not: route, cache or rewrite (that is the endpoint's, `handler.Handler`), or read the wall
+Must not: route, cache or rewrite (that is the endpoint's, `driver.Driver`), or read the wall
 clock itself (deadlines read the injected `Timer`; `Date` the endpoint's clock). The listening
 socket, its shared state and the wiring into `build_app` are `publicport`'s.
 

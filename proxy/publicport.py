@@ -4,7 +4,7 @@ Owns: `Listener` (the protocol factory: the guard's bookkeeping, the endpoint, t
 `Timer`, the open connections for a graceful drain, the `Date` line), `PublicSite` (an aiohttp
 `BaseSite` that listens on a host and port or a socket, with TLS, and drains on stop), and the
 `Endpoint` the port serves, hung off the app under `PUBLIC`.
-Must not: parse requests (that is `listener.Connection`) or answer them (`handler.Handler`).
+Must not: parse requests (that is `listener.Connection`) or answer them (`driver.Driver`).
 
 Wiring (decided here): `build_app` still returns the aiohttp `Application` that owns the
 lifecycle (startup/cleanup hooks, the admin app reads its state); the public endpoint hangs off
@@ -34,7 +34,7 @@ KEEPALIVE_TIMEOUT = 75.0  # seconds an idle kept-alive connection stays open, as
 
 
 class Endpoint(Protocol):
-    """What the listener serves: `handler.Handler`."""
+    """What the listener serves: `driver.Driver`."""
 
     def handle(self, request: Request) -> Awaitable[Response]: ...
 

@@ -3,7 +3,7 @@
 Owns: what a reload keeps and what it drops. The new file is validated first; a broken one is
 refused and the old config keeps serving. A good one becomes a new `Runtime` built with
 `reuse=` the old one (upstreams whose config did not change keep their pools and breakers, routes
-whose guards did not change keep their learned state), assigned to `state.runtime` at once;
+whose guards did not change keep their learned state), assigned to `Live.runtime` at once;
 requests already in flight keep the runtime they started with. Cached entries survive unless the
 route's cache-key inputs changed (name, match, rewrite, upstream URL, cache key policy, caching
 on/off) or the route is gone. Retired upstream clients are closed after a grace period.
@@ -20,13 +20,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.cache import Cache
+from proxy.clock import Clock
 from proxy.config import ConfigError, load_config
-from proxy.core.breaker import Transition
 from proxy.core.config.model import Config, RouteConfig
 from proxy.core.keys import route_prefix
 from proxy.core.redact import DEFAULT_SECRET_PARAMS
-from proxy.runtime import Runtime
-from proxy.state import ProxyState
+from proxy.flight import Tasks
+from proxy.runtime import Live, Runtime
+from proxy.telemetry import Telemetry
 from proxy.upstream import Upstream
 
 log = logging.getLogger("proxy.reload")
@@ -96,67 +98,65 @@ def restart_needed(old: Config, new: Config) -> tuple[str, ...]:
     return tuple(name for name, changed in checks.items() if changed)
 
 
-def reload_from_file(
-    state: ProxyState, path: str | None = None, *, retire_after: float | None = None
-) -> ReloadResult:
-    """Reload from `path` (default: the file the running config came from).
+class Reloader:
+    """Reloads of one running proxy: what a reload touches, given when built (`app.build_app`)."""
 
-    Synchronous (SIGHUP handler and POST /reload call it on the loop): reading one small
-    YAML file is the only blocking work, and a reload is rare.
-    """
-    source = path or state.runtime.config.path
-    try:
-        config = load_config(source)
-    except ConfigError as exc:
-        errors = [str(issue) for issue in exc.issues]
-        log.error("reload of %s refused (%d errors); the old config keeps serving", source, len(errors))
-        return ReloadResult(errors=errors, path=source)
-    return apply_config(state, config, retire_after=retire_after)
+    def __init__(self, live: Live, clock: Clock, cache: Cache, telemetry: Telemetry, tasks: Tasks) -> None:
+        self.live, self.clock, self.cache, self.telemetry, self.tasks = live, clock, cache, telemetry, tasks
 
+    def from_file(self, path: str | None = None, *, retire_after: float | None = None) -> ReloadResult:
+        """Reload from `path` (default: the file the running config came from).
 
-def apply_config(state: ProxyState, config: Config, *, retire_after: float | None = None) -> ReloadResult:
-    """Swap `config` in. `retire_after`: seconds before retired upstream clients are closed
-    (default: long enough for a request on them to finish, retries included)."""
-    old = state.runtime
-    on_transition = state.on_transition or _ignore
-    runtime = Runtime(config, state.clock, on_transition=on_transition, reuse=old)
-    _carry_counters(old, runtime)
-    purge = routes_to_purge(old.config, config)
-    state.runtime = runtime  # the swap: one assignment, nothing awaited around it
-    dropped = _purge(state, purge)
-    _update_redaction(state, config)
-    _set_level(old.config, config)
-    retired = old.retired(runtime)
-    for upstream in retired:
-        _retire(state, upstream, retire_after)
-    old_names = {r.name for r in old.config.routes}
-    new_names = {r.name for r in config.routes}
-    result = ReloadResult(
-        errors=[],
-        path=config.path,
-        added=tuple(sorted(new_names - old_names)),
-        removed=tuple(sorted(old_names - new_names)),
-        purged=purge,
-        purged_entries=dropped,
-        kept_upstreams=tuple(n for n, u in runtime.upstreams.items() if old.upstreams.get(n) is u),
-        new_upstreams=tuple(n for n, u in runtime.upstreams.items() if old.upstreams.get(n) is not u),
-        retired_upstreams=tuple(u.name for u in retired),
-        restart_needed=restart_needed(old.config, config),
-    )
-    log.info(
-        "reloaded %s: +%d -%d routes, %d entries purged (%s)%s",
-        config.path,
-        len(result.added),
-        len(result.removed),
-        dropped,
-        ", ".join(purge) or "none",
-        f"; restart needed for {', '.join(result.restart_needed)}" if result.restart_needed else "",
-    )
-    return result
+        Synchronous (SIGHUP handler and POST /reload call it on the loop): reading one small
+        YAML file is the only blocking work, and a reload is rare.
+        """
+        source = path or self.live.runtime.config.path
+        try:
+            config = load_config(source)
+        except ConfigError as exc:
+            errors = [str(issue) for issue in exc.issues]
+            log.error("reload of %s refused (%d errors); the old config keeps serving", source, len(errors))
+            return ReloadResult(errors=errors, path=source)
+        return self.apply(config, retire_after=retire_after)
 
-
-def _ignore(_t: Transition) -> None:
-    return None
+    def apply(self, config: Config, *, retire_after: float | None = None) -> ReloadResult:
+        """Swap `config` in. `retire_after`: seconds before retired upstream clients are closed
+        (default: long enough for a request on them to finish, retries included)."""
+        old = self.live.runtime
+        runtime = Runtime(config, self.clock, on_transition=old.on_transition, reuse=old)
+        _carry_counters(old, runtime)
+        purge = routes_to_purge(old.config, config)
+        self.live.runtime = runtime  # the swap: one assignment, nothing awaited around it
+        dropped = sum(self.cache.drop_prefix(route_prefix(name), name) for name in purge)
+        _update_redaction(self.telemetry, config)
+        _set_level(old.config, config)
+        retired = old.retired(runtime)
+        for upstream in retired:
+            self.tasks.spawn(upstream.retire(_grace(upstream, retire_after)), name=f"retire:{upstream.name}")
+        old_names = {r.name for r in old.config.routes}
+        new_names = {r.name for r in config.routes}
+        result = ReloadResult(
+            errors=[],
+            path=config.path,
+            added=tuple(sorted(new_names - old_names)),
+            removed=tuple(sorted(old_names - new_names)),
+            purged=purge,
+            purged_entries=dropped,
+            kept_upstreams=tuple(n for n, u in runtime.upstreams.items() if old.upstreams.get(n) is u),
+            new_upstreams=tuple(n for n, u in runtime.upstreams.items() if old.upstreams.get(n) is not u),
+            retired_upstreams=tuple(u.name for u in retired),
+            restart_needed=restart_needed(old.config, config),
+        )
+        log.info(
+            "reloaded %s: +%d -%d routes, %d entries purged (%s)%s",
+            config.path,
+            len(result.added),
+            len(result.removed),
+            dropped,
+            ", ".join(purge) or "none",
+            f"; restart needed for {', '.join(result.restart_needed)}" if result.restart_needed else "",
+        )
+        return result
 
 
 def _carry_counters(old: Runtime, new: Runtime) -> None:
@@ -169,17 +169,9 @@ def _carry_counters(old: Runtime, new: Runtime) -> None:
             rs.stale, rs.guard_rejections = before.stale, before.guard_rejections
 
 
-def _purge(state: ProxyState, routes: tuple[str, ...]) -> int:
-    dropped = 0
-    for name in routes:
-        dropped += state.cache.drop_prefix(route_prefix(name), name)
-    return dropped
-
-
-def _update_redaction(state: ProxyState, config: Config) -> None:
+def _update_redaction(telemetry: Telemetry, config: Config) -> None:
     # New upstream headers are new secrets: the log must scrub them from the first request on.
     # Old ones stay listed, since requests in flight may still carry them.
-    telemetry = state.telemetry
     telemetry.secret_values = tuple(dict.fromkeys((*telemetry.secret_values, *config.secret_values())))
     telemetry.secret_params = tuple(DEFAULT_SECRET_PARAMS) + config.log.redact_params
 
@@ -189,13 +181,10 @@ def _set_level(old: Config, new: Config) -> None:
         logging.getLogger().setLevel(new.log.level.upper())
 
 
-def _retire(state: ProxyState, upstream: Upstream, retire_after: float | None) -> None:
+def _grace(upstream: Upstream, retire_after: float | None) -> float:
     cfg = upstream.config
-    grace = (
-        retire_after
-        if retire_after is not None
-        else cfg.timeout.total * (cfg.retries.attempts + 1)
-        + cfg.retries.max_backoff * cfg.retries.attempts
-        + 1.0
+    if retire_after is not None:
+        return retire_after
+    return (
+        cfg.timeout.total * (cfg.retries.attempts + 1) + cfg.retries.max_backoff * cfg.retries.attempts + 1.0
     )
-    state.tasks.spawn(upstream.retire(grace), name=f"retire:{upstream.name}")

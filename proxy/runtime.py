@@ -61,6 +61,7 @@ class Runtime:
         transports: Transports | None = None,
     ) -> None:
         self.config = config
+        self.on_transition = on_transition  # a reload builds the next runtime with it
         self.transports: Transports | None = (
             transports if transports is not None or reuse is None else reuse.transports
         )
@@ -125,3 +126,13 @@ class Runtime:
         """Upstreams of this runtime that `newer` no longer uses (to close after a reload)."""
         keep = {id(u) for u in newer.upstreams.values()}
         return [u for u in self.upstreams.values() if id(u) not in keep]
+
+
+class Live:
+    """The runtime in force. A reload replaces `runtime` with one assignment; a request reads it
+    once and keeps that runtime to its end."""
+
+    __slots__ = ("runtime",)
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime

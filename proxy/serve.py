@@ -17,10 +17,11 @@ import sys
 
 from aiohttp import web
 
-from proxy.app import PROXY_STATE, build_app
+from proxy.app import build_app
 from proxy.core.config.model import Config
 from proxy.health import HEALTH
 from proxy.logformat import JsonFormatter
+from proxy.parts import LIFECYCLE, LIVE, RELOADER, TELEMETRY
 from proxy.publicport import PublicSite
 
 log = logging.getLogger("proxy.serve")
@@ -88,12 +89,12 @@ def _install_uvloop() -> None:
 
 async def _main(config: Config, *, index: int, admin_socket: str | None, ready_fd: int | None = None) -> None:
     app = build_app(config)
-    state = app[PROXY_STATE]
+    lifecycle = app[LIFECYCLE]
     # aiohttp reads a timeout <= 0 as "none": a grace of 0 must still mean "stop now".
     grace = max(0.01, config.server.shutdown_grace)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace, handle_signals=False)
     await runner.setup()
-    state.ready = False  # the app has started; ready also means listening (issue 12): below
+    lifecycle.ready = False  # the app has started; ready also means listening (issue 12): below
     ssl_ctx = _ssl(config)
     # The public port is our own protocol (proxy/listener.py): connection caps per address and in
     # total, header/body deadlines for slow clients, framing refusals, graceful drain.
@@ -104,13 +105,13 @@ async def _main(config: Config, *, index: int, admin_socket: str | None, ready_f
         ssl_context=ssl_ctx,
         reuse_port=admin_socket is not None,
         backlog=1024,
-        registry=state.telemetry.registry,
+        registry=app[TELEMETRY].registry,
         limits=config.server.limits,
         shutdown_timeout=grace,
     )
     await site.start()
     admin_runner = await _start_admin(app, config, admin_socket) if config.admin.enabled else None
-    state.ready = True
+    lifecycle.ready = True
     _report_listening(ready_fd)
     scheme = "https" if ssl_ctx else "http"
     log.info("worker %d listening on %s://%s", index, scheme, config.server.listen)
@@ -127,7 +128,7 @@ async def _main(config: Config, *, index: int, admin_socket: str | None, ready_f
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app))
     await stop.wait()
     log.info("worker %d stopping: finishing in-flight requests", index)
-    state.ready = False
+    lifecycle.ready = False
     if admin_runner is not None:
         await admin_runner.cleanup()
     await runner.cleanup()  # stops accepting, waits up to shutdown_timeout for handlers
@@ -148,13 +149,11 @@ async def _start_admin(
 
 
 def _reload(app: web.Application) -> None:
-    from proxy.reload import reload_from_file
-
-    result = reload_from_file(app[PROXY_STATE])
+    result = app[RELOADER].from_file()
     if result.errors:
         log.error("reload refused, old config keeps serving:\n%s", "\n".join(result.errors))
     else:
-        log.info("reloaded %s", app[PROXY_STATE].runtime.config.path)
+        log.info("reloaded %s", app[LIVE].runtime.config.path)
         if HEALTH in app:
             app[HEALTH].start()  # health checks for upstreams the new config adds
 

@@ -15,12 +15,13 @@ import base64
 import dataclasses
 from typing import Any
 
+from proxy.cache import Cache
 from proxy.core.keys import request_of
 from proxy.core.redact import redact_headers, redact_url, scrub
 from proxy.logformat import readable
-from proxy.quarantine import QuarantineItem, QuarantineSummary
-from proxy.runtime import RouteState
-from proxy.state import ProxyState
+from proxy.parts import Lifecycle
+from proxy.quarantine import Quarantine, QuarantineItem, QuarantineSummary
+from proxy.runtime import RouteState, Runtime
 from proxy.upstream import Upstream
 
 SERVICE = "resilient-proxy"
@@ -92,26 +93,33 @@ def route_status(rs: RouteState, now: float) -> dict[str, Any]:
     }
 
 
-def build_status(state: ProxyState, now: float) -> dict[str, Any]:
-    runtime = state.runtime  # one read: a reload swapping it mid-build cannot mix two configs
-    secrets = state.telemetry.secret_values
+def build_status(
+    runtime: Runtime,
+    cache: Cache,
+    quarantine: Quarantine,
+    lifecycle: Lifecycle,
+    secrets: tuple[str, ...],
+    now: float,
+) -> dict[str, Any]:
+    """GET /status. `runtime` is read once by the caller: a reload mid-build cannot mix configs."""
+    store = cache.memory
     return {
         "service": SERVICE,
         "version": VERSION,
         "now": now,
-        "started_at": state.started_at,
-        "ready": state.ready,
+        "started_at": lifecycle.started_at,
+        "ready": lifecycle.ready,
         "config": runtime.config.path,
         "upstreams": [upstream_status(up, now, secrets) for up in runtime.upstreams.values()],
         "routes": [route_status(rs, now) for rs in runtime.routes],
         "cache": {
-            "entries": len(state.store),
-            "bytes": state.store.bytes,
-            "max_bytes": state.store.max_bytes,
-            "evictions": state.store.evictions,
-            "shared": state.shared is not None,
+            "entries": len(store),
+            "bytes": store.bytes,
+            "max_bytes": store.max_bytes,
+            "evictions": store.evictions,
+            "shared": cache.shared is not None,
         },
-        "quarantine": len(state.quarantine),
+        "quarantine": len(quarantine),
     }
 
 

@@ -10,12 +10,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.app import PROXY_STATE, build_app
+from proxy.app import build_app
 from proxy.clock import FakeClock
 from proxy.config import parse_config
 from proxy.core.config.model import Config
-from proxy.state import ProxyState
 from tests.origin import Origin, Reply
+from tests.parts import Parts
 from tests.public import PublicTestServer
 from tests.routes import PRICES, WRITES
 
@@ -66,7 +66,7 @@ Client = TestClient[web.Request, web.Application]
 class Proxy:
     """A proxy under test: an aiohttp TestClient plus its state."""
 
-    def __init__(self, client: TestClient[web.Request, web.Application], state: ProxyState) -> None:
+    def __init__(self, client: TestClient[web.Request, web.Application], state: Parts) -> None:
         self.client = client
         self.state = state
 
@@ -94,6 +94,6 @@ def make_proxy(
         cfg = config or make_config(origin.url, body, upstream_extra)
         app: web.Application = build_app(cfg, clock=clock, **kw)
         client = await aiohttp_client(PublicTestServer(app))
-        return Proxy(client, app[PROXY_STATE])
+        return Proxy(client, Parts(app))
 
     return factory

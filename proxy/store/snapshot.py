@@ -39,11 +39,14 @@ from typing import BinaryIO
 
 from aiohttp import web
 
+from proxy.cache import Cache
+from proxy.clock import Clock
 from proxy.core.keys import SEP, VARY_SEP
 from proxy.core.model import Entry
-from proxy.state import ProxyState
+from proxy.runtime import Live
 from proxy.store.codec import CodecError, decode, encode
 from proxy.store.memory import unpack
+from proxy.telemetry import Telemetry
 
 log = logging.getLogger("proxy.store.snapshot")
 
@@ -263,8 +266,8 @@ class Snapshotter:
     whose data is older than one already on disk is dropped.
     """
 
-    def __init__(self, state: ProxyState) -> None:
-        self._state = state
+    def __init__(self, clock: Clock, live: Live, cache: Cache, telemetry: Telemetry) -> None:
+        self.clock, self.live, self.cache, self.telemetry = clock, live, cache, telemetry
         self._lock = threading.Lock()
         self._seq = 0
         self._written_seq = 0
@@ -279,7 +282,7 @@ class Snapshotter:
 
     @property
     def path(self) -> str | None:
-        return self._state.runtime.config.cache.snapshot
+        return self.live.runtime.config.cache.snapshot
 
     async def load(self) -> int:
         """Put the snapshot's usable entries in the memory tier; returns how many."""
@@ -301,19 +304,18 @@ class Snapshotter:
         return self.loaded
 
     def _install(self, records: Sequence[Record]) -> int:
-        state = self._state
-        now = state.clock.now()
-        routes = state.runtime.by_name
+        now = self.clock.now()
+        routes = self.live.runtime.by_name
         loaded = 0
         for key, entry in good_entries(records, now):
             rs = routes.get(key.split(SEP, 1)[0])
             if rs is None or rs.config.cache is None:
                 continue  # the route is gone or no longer cached: its entries are too
-            if not state.store.put(key, entry, now):
+            if not self.cache.memory.put(key, entry, now):
                 continue
             loaded += 1
             if entry.vary:  # the lookup needs the primary key's Vary names to find the variant
-                state.cache.remember_vary(key.split(VARY_SEP, 1)[0], entry.vary)
+                self.cache.remember_vary(key.split(VARY_SEP, 1)[0], entry.vary)
             if rs.last_good_at is None or rs.last_good_at < entry.stored_at:
                 rs.last_good_at = entry.stored_at
         return loaded
@@ -326,8 +328,8 @@ class Snapshotter:
         log.warning(
             "snapshot %s: %s; starting with the %d entries read before it", path, result.problem, kept
         )
-        self._state.telemetry.event(
-            "snapshot_damaged", self._state.clock.now(), path=path, problem=result.problem, entries_read=kept
+        self.telemetry.event(
+            "snapshot_damaged", self.clock.now(), path=path, problem=result.problem, entries_read=kept
         )
 
     def start(self) -> None:
@@ -337,7 +339,7 @@ class Snapshotter:
 
     async def _run(self) -> None:
         while not self._stop.is_set():
-            interval = self._state.runtime.config.cache.snapshot_interval
+            interval = self.live.runtime.config.cache.snapshot_interval
             with contextlib.suppress(TimeoutError):
                 # interval <= 0 disables periodic writes: only the one at shutdown remains.
                 await asyncio.wait_for(self._stop.wait(), interval if interval > 0 else None)
@@ -350,9 +352,8 @@ class Snapshotter:
         path = self.path
         if path is None:
             return None
-        state = self._state
-        now = state.clock.now()
-        items = state.store.raw_items()  # a copy of the blobs; decoded in the writer thread
+        now = self.clock.now()
+        items = self.cache.memory.raw_items()  # a copy of the blobs; decoded in the writer thread
         self._seq += 1
         try:
             result = await asyncio.to_thread(self._write_in_thread, path, items, now, self._seq)
@@ -360,8 +361,8 @@ class Snapshotter:
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.error("snapshot %s: write failed: %s", path, self.last_error)
-            state.telemetry.event(
-                "snapshot_write_failed", state.clock.now(), level="error", path=path, error=self.last_error
+            self.telemetry.event(
+                "snapshot_write_failed", self.clock.now(), level="error", path=path, error=self.last_error
             )
             return None
         if result is not None:

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from proxy.core.limits import ConnLimits
 from proxy.publicport import Listener, PublicSite
-from proxy.state import ProxyState
+from tests.parts import Parts
 
 HOST = "127.0.0.1"
 
@@ -177,7 +177,7 @@ class Live:
     """A proxy served through `PublicSite`, with its state, and raw-request helpers."""
 
     served: Served
-    state: ProxyState
+    state: Parts
 
     @property
     def port(self) -> int:

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from proxy.app import PROXY_STATE, build_app
+from proxy.app import build_app
 from proxy.clock import FakeClock
 from proxy.core.limits import ConnLimits
 from tests.conftest import make_config
@@ -34,6 +34,7 @@ from tests.hardening.rawhttp import (
     serve_guarded,
 )
 from tests.origin import Origin, Reply
+from tests.parts import Parts
 from tests.routes import PRICES, WRITES
 
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
@@ -89,7 +90,7 @@ def live(exits: contextlib.AsyncExitStack, origin: Origin, clock: FakeClock) -> 
     ) -> Live:
         app = build_app(make_config(url or origin.url, body, upstream_extra), clock=clock)
         served = await exits.enter_async_context(serve_guarded(app, limits))
-        return Live(served, app[PROXY_STATE])
+        return Live(served, Parts(app))
 
     return start
 

@@ -35,7 +35,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from benchmarks.procs import free_port
-from proxy.app import PROXY_STATE, build_app
+from proxy.app import build_app
 from proxy.clock import FakeClock
 from proxy.config import parse_config
 from tests.hardening.rawhttp import (
@@ -50,6 +50,7 @@ from tests.hardening.rawhttp import (
     serve_guarded,
 )
 from tests.origin import serve_in_thread
+from tests.parts import Parts
 from tests.routes import PRICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,7 +110,7 @@ def live(exits: contextlib.AsyncExitStack, clock: FakeClock) -> Start:
         config = parse_config(config_text(url, routes, upstream), "chaos.yaml", {})
         app = build_app(config, clock=clock)
         served = await exits.enter_async_context(serve_guarded(app))
-        return Live(served, app[PROXY_STATE])
+        return Live(served, Parts(app))
 
     return start
 

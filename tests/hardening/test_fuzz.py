@@ -18,12 +18,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from proxy.app import PROXY_STATE, build_app
+from proxy.app import build_app
 from proxy.clock import FakeClock
 from proxy.core.limits import ConnLimits
 from tests.conftest import make_config
 from tests.hardening.rawhttp import CLOSE, Live, RawClient, RawOrigin, ServerClosed, raw_reply, serve_guarded
 from tests.origin import Origin, Reply
+from tests.parts import Parts
 from tests.routes import PRICES, WRITES
 
 PRICE = {"sku": "A1", "price": 9.5, "currency": "GBP"}
@@ -57,7 +58,7 @@ async def fuzzed(origin: Origin, clock: FakeClock) -> AsyncIterator[Live]:
     origin.fallback = Reply(200, PRICE, {"Content-Type": "application/json", "Cache-Control": "max-age=60"})
     app = build_app(make_config(origin.url, ROUTES), clock=clock)
     async with serve_guarded(app, LIMITS) as served:
-        yield Live(served, app[PROXY_STATE])
+        yield Live(served, Parts(app))
 
 
 async def answers(proxy: Live, raw: bytes) -> list[int]:
@@ -300,7 +301,7 @@ async def raw_vendor(clock: FakeClock) -> AsyncIterator[tuple[Live, RawOrigin, F
     )
     app = build_app(config, clock=clock)
     async with serve_guarded(app, LIMITS) as served:
-        yield Live(served, app[PROXY_STATE]), vendor, clock
+        yield Live(served, Parts(app)), vendor, clock
     await vendor.close()
 
 

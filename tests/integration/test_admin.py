@@ -496,8 +496,7 @@ async def test_quarantine_list_show_promote(make_admin: MakeAdmin, origin: Origi
 
 async def test_truncated_quarantine_items_are_not_promoted(make_admin: MakeAdmin, origin: Origin) -> None:
     cached(origin, doc={"sku": "A1", "price": 0, "pad": "x" * 100})
-    proxy, admin = await make_admin(GUARDED)
-    proxy.state.quarantine = Quarantine(max_body_bytes=16)
+    proxy, admin = await make_admin(GUARDED, quarantine=Quarantine(max_body_bytes=16))
     await proxy.get("/api/prices/A1")
     (item,) = (await (await admin.get("/quarantine")).json())["items"]
     assert item["truncated"] is True

@@ -14,7 +14,6 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.app import PROXY_STATE
 from proxy.clock import FakeClock
 from proxy.config import parse_config
 from proxy.core.config.model import Config, HealthCheck
@@ -176,7 +175,7 @@ def checks(proxy: Proxy) -> HealthChecks:
     server = proxy.client.server
     assert isinstance(server, TestServer)
     app = server.app
-    assert app[PROXY_STATE] is proxy.state
+    assert app is proxy.state.app
     return app[HEALTH]
 
 

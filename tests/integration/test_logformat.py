@@ -78,7 +78,7 @@ async def test_refresh_failure_line_prints_a_readable_redacted_key(
     assert (await proxy.get(target)).status == 200
     origin.always("/prices/A1", Reply(500, "down"))
     clock.advance(5)  # stale, inside stale-while-revalidate: a background refresh, which fails
-    with caplog.at_level(logging.INFO, logger="proxy.fetch"):
+    with caplog.at_level(logging.INFO, logger="proxy.refresh"):
         assert (await proxy.get(target)).status == 200
         await proxy.settle()
     (failed,) = [r for r in caplog.records if "background refresh" in r.getMessage()]

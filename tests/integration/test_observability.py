@@ -16,12 +16,11 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.admin import build_admin_app
-from proxy.app import PROXY_STATE, build_app
+from proxy.app import build_app
 from proxy.clock import FakeClock
 from proxy.config import parse_config
-from proxy.reload import apply_config
-from proxy.state import ProxyState
 from tests.origin import Origin, Reply
+from tests.parts import Parts
 from tests.public import PublicTestServer
 
 ADMIN_TOKEN = "adm1n-obs-token"
@@ -62,7 +61,7 @@ AnyClient = TestClient[Any, Any]
 
 
 class Rig:
-    def __init__(self, public: AnyClient, admin: AnyClient, state: ProxyState, log: Path) -> None:
+    def __init__(self, public: AnyClient, admin: AnyClient, state: Parts, log: Path) -> None:
         self.public, self.admin, self.state, self.log = public, admin, state, log
 
     async def lines(self) -> list[dict[str, Any]]:
@@ -96,7 +95,7 @@ async def rig(
     app: web.Application = build_app(parse_config(text, "obs.yaml", {}), clock=clock)
     public = await aiohttp_client(PublicTestServer(app))
     admin = await aiohttp_client(build_admin_app(app))
-    return Rig(public, admin, app[PROXY_STATE], log)
+    return Rig(public, admin, Parts(app), log)
 
 
 SECRET_QUERY = (
@@ -255,7 +254,7 @@ async def test_collectors_follow_a_reload(rig: Rig, origin: Origin) -> None:
         .replace("  vendor:", "  other:")
         .replace("upstream: vendor", "upstream: other")
     )
-    assert apply_config(rig.state, parse_config(text, "obs.yaml", {}), retire_after=0.0).errors == []
+    assert rig.state.reloader.apply(parse_config(text, "obs.yaml", {}), retire_after=0.0).errors == []
     m = await rig.metrics()
     assert ("rproxy_breaker_state", (("upstream", "other"),)) in m
     assert ("rproxy_breaker_state", (("upstream", "vendor"),)) not in m

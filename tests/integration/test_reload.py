@@ -20,7 +20,7 @@ from proxy.admin import build_admin_app
 from proxy.clock import FakeClock
 from proxy.config import load_config
 from proxy.health import HEALTH
-from proxy.reload import reload_from_file, restart_needed, routes_to_purge
+from proxy.reload import restart_needed, routes_to_purge
 from tests.conftest import Proxy, config_text, make_config
 from tests.origin import Origin, Reply
 from tests.routes import PRICES
@@ -153,7 +153,7 @@ async def test_broken_file_is_refused_and_the_old_config_keeps_serving(start: St
 async def test_yaml_syntax_error_is_refused(start: Start) -> None:
     proxy, _, path = await start(routes(PRICES))
     path.write_text("routes: [\n  {name: x\n")
-    result = reload_from_file(proxy.state)
+    result = proxy.state.reloader.from_file()
     assert result.errors and "(syntax)" in result.errors[0]
     assert [r.config.name for r in proxy.state.runtime.routes] == ["prices"]
 
@@ -220,7 +220,7 @@ async def test_in_flight_request_finishes_and_the_retired_upstream_is_closed(
         while origin.count("/prices/A1") == 0:  # a real event: the request reached the vendor
             await asyncio.sleep(0.005)
     path.write_text(config_text("http://127.0.0.1:9", routes(PRICES)))
-    result = reload_from_file(proxy.state, retire_after=1.0)  # longer than the request
+    result = proxy.state.reloader.from_file(retire_after=1.0)  # longer than the request
     assert result.retired_upstreams == ("vendor",) and result.new_upstreams == ("vendor",)
     answer = await pending
     assert answer.status == 200 and await answer.json() == PRICE
@@ -234,7 +234,7 @@ async def test_an_idle_retired_upstream_closes_at_once(start: Start, origin: Ori
     proxy, _, path = await start(routes(PRICES))
     old = proxy.state.runtime.upstreams["vendor"]
     path.write_text(config_text("http://127.0.0.1:9", routes(PRICES)))
-    assert reload_from_file(proxy.state, retire_after=3600.0).retired_upstreams == ("vendor",)
+    assert proxy.state.reloader.from_file(retire_after=3600.0).retired_upstreams == ("vendor",)
     await proxy.settle()  # would give up after 5 s with the pool still open if it waited the grace
     assert old.transport.closed and len(proxy.state.tasks) == 0
 
@@ -249,7 +249,7 @@ async def test_a_fetch_in_flight_during_reload_does_not_refill_a_purged_route(
         while origin.count("/prices/A1") == 0:
             await asyncio.sleep(0.005)
     path.write_text(config_text("http://127.0.0.1:9", routes(PRICES)))
-    assert reload_from_file(proxy.state, retire_after=1.0).purged == ("prices",)
+    assert proxy.state.reloader.from_file(retire_after=1.0).purged == ("prices",)
     assert (await pending).status == 200
     assert len(proxy.state.store) == 0  # the old vendor's answer must not be served under the new URL
 
@@ -258,7 +258,7 @@ async def test_new_header_values_are_scrubbed_from_logs_at_once(start: Start, or
     proxy, _, path = await start(routes(PRICES))
     extra = "headers: {X-Api-Key: fresh-secret-4711}"
     path.write_text(config_text(origin.url, routes(PRICES), extra))
-    assert reload_from_file(proxy.state).errors == []
+    assert proxy.state.reloader.from_file().errors == []
     assert "fresh-secret-4711" in proxy.state.telemetry.secret_values
 
 
@@ -283,7 +283,7 @@ async def test_counters_survive_a_reload(start: Start, origin: Origin, clock: Fa
     await proxy.get("/api/prices/A1")
     await proxy.get("/api/prices/A1")
     path.write_text(config_text(origin.url, routes(PRICES, STOCK)))
-    reload_from_file(proxy.state)
+    proxy.state.reloader.from_file()
     rs = proxy.state.runtime.by_name["prices"]
     assert (rs.requests, rs.hits, rs.last_good_at) == (2, 1, clock.now())
 

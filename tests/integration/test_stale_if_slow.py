@@ -54,7 +54,7 @@ async def still_waiting(proxy: Proxy, clients: Sequence[asyncio.Future[Any]]) ->
 async def test_slow_vendor_answered_with_the_copy_at_the_budget(
     origin: Origin, make_proxy: MakeProxy, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, "proxy.handler")
+    caplog.set_level(logging.INFO, "proxy.refresh")
     proxy = await make_proxy(SLOW)
     await cached_then_stale(origin, proxy, clock)
     gate = asyncio.Event()

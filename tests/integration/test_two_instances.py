@@ -10,12 +10,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.admin import build_admin_app
-from proxy.app import PROXY_STATE, build_app
+from proxy.app import build_app
 from proxy.clock import FakeClock
 from proxy.config import parse_config
-from proxy.state import ProxyState
 from tests.conftest import DEFAULT_ROUTES, config_text
 from tests.origin import Origin, Reply
+from tests.parts import Parts
 from tests.public import PublicTestServer
 from tests.redis_server import RedisServer, find_server_binary
 from tests.waiting import until
@@ -36,7 +36,7 @@ def redis() -> Iterator[RedisServer]:
 
 
 class Instance:
-    def __init__(self, client: TestClient, state: ProxyState, app: web.Application) -> None:  # type: ignore[type-arg]
+    def __init__(self, client: TestClient, state: Parts, app: web.Application) -> None:  # type: ignore[type-arg]
         self.client, self.state, self.app = client, state, app
 
     async def get(self, path: str) -> tuple[int, str, str, bytes]:
@@ -57,7 +57,7 @@ async def pair(
         app = build_app(config, clock=clock)
         client = TestClient(PublicTestServer(app))
         await client.start_server()
-        made.append(Instance(client, app[PROXY_STATE], app))
+        made.append(Instance(client, Parts(app), app))
     for instance in made:
         assert instance.state.shared is not None
         assert await instance.state.shared.wait_listening(5.0)  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
 """Fresh hits written in one go (proxy/fasthit.py) say exactly what the full path says.
 
 A request that must take the full path (`Connection: close`, HTTP/1.0) is answered from the same
-stored entry by `Handler.handle` and `deliver`; a keep-alive HTTP/1.1 GET or HEAD from the
+stored entry by `Driver.handle` and `deliver`; a keep-alive HTTP/1.1 GET or HEAD from the
 entry's prepared bytes. Both are read as raw bytes from the real listener, and compared.
 """
 
@@ -11,9 +11,8 @@ import json
 from pathlib import Path
 
 from proxy.clock import FakeClock
-from proxy.handler import Handler
+from proxy.driver import Driver
 from proxy.publicport import PUBLIC
-from proxy.reload import reload_from_file
 from tests.conftest import MakeProxy, Origin, Proxy, Reply, config_text
 from tests.hardening.rawhttp import RawClient, RawResponse, request
 from tests.public import PublicTestServer
@@ -62,7 +61,7 @@ def fast_hits(proxy: Proxy) -> int:
     server = proxy.client.server
     assert isinstance(server, PublicTestServer)
     handler = server.app[PUBLIC]
-    assert isinstance(handler, Handler)
+    assert isinstance(handler, Driver)
     return sum(1 for _ in handler.hits._wires)
 
 
@@ -145,7 +144,7 @@ async def test_a_reload_plans_every_target_again(
     first = PRICES.replace("name: prices", "name: live") + "    cache: off\n"
     path = tmp_path / "proxy.yaml"
     path.write_text(config_text(origin.url, "routes:\n" + first + PRICES + "    cache: {ttl: 30s}\n"))
-    result = reload_from_file(proxy.state, str(path))
+    result = proxy.state.reloader.from_file(str(path))
     assert result.errors == [] and "prices" not in result.purged
     answer = await ask(proxy, request("GET", "/api/prices/A1", close=False))
     assert answer.header("x-cache") == "BYPASS" and origin.count("/prices/A1") == 2

@@ -258,7 +258,7 @@ async def test_connections_are_reused_only_after_a_clean_keep_alive_answer(
 async def test_protocol_errors_are_a_metric(vendor: Vendor, make_proxy: MakeProxy) -> None:
     vendor.reply = lambda seen, n: [BAD_ANSWERS["bare-lf"], CLOSE]
     proxy = await make_proxy(config=config(vendor.url))
-    register_collectors(proxy.state)
+    register_collectors(proxy.state.app)
     assert (await proxy.get("/api/prices/A1")).status == 502
     text = proxy.state.telemetry.registry.render()
     assert 'rproxy_upstream_protocol_errors{upstream="vendor",reason="malformed"} 1' in text

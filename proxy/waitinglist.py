@@ -1,0 +1,45 @@
+"""Waiting for a key's fetch (Varnish's waiting list, nginx's `proxy_cache_lock`).
+
+Owns: how long one request waits for the flight of its key: until the outcome, until the
+route's `lock_timeout` (then it fetches alone), or until its `stale_if_slow` budget runs out
+(then its copy answers). A wait never cancels the flight: other waiters and the store need it.
+Must not: decide the budget (that is `core.decide.slow_budget`) or build answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TypeVar
+
+from proxy.clock import Clock
+
+T = TypeVar("T")
+
+
+class Slow:
+    """The flight outlived the route's `stale_if_slow`: a sentinel, never an outcome."""
+
+
+SLOW = Slow()
+
+
+async def wait(
+    future: asyncio.Future[T], clock: Clock, lock_timeout: float | None, budget: float | None
+) -> T | Slow:
+    """The flight's outcome, or `SLOW` once `budget` seconds pass without it; TimeoutError after
+    `lock_timeout`. The budget sleeps on the injected clock, so tests advance it by hand."""
+    if budget is None:
+        shielded = asyncio.shield(future)
+        return await (shielded if lock_timeout is None else asyncio.wait_for(shielded, lock_timeout))
+    timer = asyncio.ensure_future(clock.sleep(budget))
+    try:
+        done, _ = await asyncio.wait(
+            (future, timer), timeout=lock_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        timer.cancel()
+    if future in done:  # an answer that arrives with the deadline still wins
+        return future.result()
+    if timer in done:
+        return SLOW
+    raise TimeoutError
