@@ -11,6 +11,9 @@ is a warning, as are missing caching headers and a health path answering 4xx (ex
 sample's latency is shown beside the route's latency budget (`cache.stale_if_slow`); a sample
 slower than its budget is a warning: clients holding a copy would be answered with it.
 Paths printed and probed are the upstream's own: they include the URL's base path (`/v2/...`).
+Vendors are asked through the proxy's own HTTP/1.1 client (`transport.Transport`: strict framing,
+bounded numbers, the same base path and TLS settings), so an answer the proxy would refuse is a
+failed probe here too, and a coded body is decoded within the same bounds before the guards see it.
 Must not: send anything but GET, print a configured header value, or follow redirects.
 """
 
@@ -25,15 +28,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-
-from proxy.core.config.model import Config, RouteConfig, UpstreamConfig
+from proxy.clock import SystemClock
+from proxy.core.cachecontrol import DEFAULT_TARGETS
+from proxy.core.config.model import Config, RouteConfig, Timeouts, UpstreamConfig
 from proxy.core.config.report import table
+from proxy.core.errors import UpstreamError
 from proxy.core.guards import check_body
 from proxy.core.redact import redact_url, scrub
 from proxy.core.routing import match_path, rewrite_path, unsafe_target
+from proxy.transport import Outbound, Transport
 
-CACHING_HEADERS = ("cache-control", "etag", "last-modified", "expires", "age", "vary")
+CACHING_HEADERS = ("cache-control", "etag", "last-modified", "expires", "age", "vary", *DEFAULT_TARGETS)
+FRESHNESS_HEADERS = ("cache-control", "expires", "etag", "last-modified")
 BODY_LIMIT = 8 * 1024 * 1024
 
 
@@ -134,11 +140,6 @@ def base_path(up: UpstreamConfig) -> str:
     return urlsplit(up.url).path.rstrip("/")
 
 
-def _origin(up: UpstreamConfig) -> str:
-    parts = urlsplit(up.url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def probe_path(route: RouteConfig) -> str | None:
     """What a client would ask to exercise the route: its `sample`, or its pattern when the
     pattern has no parameters (there is only one thing to ask for)."""
@@ -163,26 +164,34 @@ def sample_target(route: RouteConfig) -> str | None:
     return f"{target}?{query}" if query else target
 
 
-async def _get(
-    session: aiohttp.ClientSession, up: UpstreamConfig, probe: Probe, timeout: float
-) -> bytes | None:
-    url = _origin(up) + probe.target  # the target carries the base path already
-    limits = aiohttp.ClientTimeout(total=timeout, sock_connect=up.timeout.connect)
+async def _get(transport: Transport, up: UpstreamConfig, probe: Probe, timeout: float) -> bytes | None:
+    """One GET of `probe.target` (which starts with the base path the transport adds)."""
+    out = Outbound(
+        "GET",
+        probe.target[len(base_path(up)) :],
+        list(up.headers),
+        timeout=Timeouts(connect=min(up.timeout.connect, timeout), total=timeout),
+    )
     start = time.perf_counter()
     try:
-        async with session.get(url, headers=list(up.headers), allow_redirects=False, timeout=limits) as resp:
-            body = await resp.content.read(BODY_LIMIT)
-            probe.ms = round((time.perf_counter() - start) * 1000.0, 1)
-            probe.status = resp.status
-            probe.content_type = resp.headers.get("Content-Type")
-            probe.caching = {k: v for k, v in resp.headers.items() if k.lower() in CACHING_HEADERS}
-            probe.rate_limit = {k: v for k, v in resp.headers.items() if _rate_header(k)}
-            probe.auth = f"rejected ({resp.status})" if resp.status in (401, 403) else "accepted"
-            return body
-    except (TimeoutError, aiohttp.ClientError) as exc:
+        fetched = await transport.send(out, BODY_LIMIT)
+        await fetched.to_identity(BODY_LIMIT)
+    except UpstreamError as exc:
         probe.ms = round((time.perf_counter() - start) * 1000.0, 1)
-        probe.error = "timed out" if isinstance(exc, TimeoutError) else (str(exc) or type(exc).__name__)[:160]
+        probe.error = exc.message[:160]
         return None
+    fetched.release()
+    probe.ms = round((time.perf_counter() - start) * 1000.0, 1)
+    probe.status = fetched.status
+    headers = fetched.headers
+    probe.content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+    probe.caching = {k: v for k, v in headers if k.lower() in CACHING_HEADERS}
+    probe.rate_limit = {k: v for k, v in headers if _rate_header(k)}
+    probe.auth = f"rejected ({fetched.status})" if fetched.status in (401, 403) else "accepted"
+    if fetched.unreadable is not None or not fetched.complete:
+        probe.error = fetched.unreadable or f"body over {BODY_LIMIT} bytes"
+        return None
+    return fetched.body
 
 
 def _rate_header(name: str) -> bool:
@@ -191,7 +200,7 @@ def _rate_header(name: str) -> bool:
 
 
 async def probe_sample(
-    session: aiohttp.ClientSession, up: UpstreamConfig, route: RouteConfig, report: UpstreamReport
+    transport: Transport, up: UpstreamConfig, route: RouteConfig, report: UpstreamReport
 ) -> None:
     relative = sample_target(route)
     target = None if relative is None else base_path(up) + relative
@@ -203,7 +212,7 @@ async def probe_sample(
         report.problems.append(f"route {route.name}: {probe.error}")
         return
     timeout = (route.timeout or up.timeout).total
-    body = await _get(session, up, probe, timeout)
+    body = await _get(transport, up, probe, timeout)
     if body is None or probe.status is None:
         probe.verdict = "fail"
         report.problems.append(f"route {route.name}: sample {target} failed: {probe.error}")
@@ -225,7 +234,7 @@ async def probe_sample(
     if (
         probe.verdict == "ok"
         and route.cache is not None
-        and not any(k.lower() in ("cache-control", "expires", "etag", "last-modified") for k in probe.caching)
+        and not any(k.lower() in (*FRESHNESS_HEADERS, *route.cache.targeted_fields) for k in probe.caching)
     ):
         probe.verdict = "warn"
         report.warnings.append(f"route {route.name}: no caching headers; the route's ttl decides alone")
@@ -244,13 +253,13 @@ def _budget_ms(route: RouteConfig) -> float | None:
     return round(route.cache.stale_if_slow * 1000.0, 1)
 
 
-async def probe_health(session: aiohttp.ClientSession, up: UpstreamConfig, report: UpstreamReport) -> None:
+async def probe_health(transport: Transport, up: UpstreamConfig, report: UpstreamReport) -> None:
     if up.health_check is None:
         return
     path = base_path(up) + up.health_check.path  # as the health checker asks: url + path
     probe = Probe("health", path, path)
     report.probes.append(probe)
-    await _get(session, up, probe, up.health_check.timeout)
+    await _get(transport, up, probe, up.health_check.timeout)
     if probe.status is None or probe.status >= 500:
         probe.verdict = "fail"
         answer = f"answered {probe.status}" if probe.status is not None else f"failed ({probe.error})"
@@ -268,9 +277,9 @@ async def diagnose_upstream(config: Config, up: UpstreamConfig) -> UpstreamRepor
         report.warnings.append("no owner configured: who do we call when it breaks?")
     if not await check_connect(up, report):
         return report
-    connector = aiohttp.TCPConnector(ssl=_ssl_context(up) if up.url.startswith("https") else False)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await probe_health(session, up, report)
+    transport = Transport(up, SystemClock())
+    try:
+        await probe_health(transport, up, report)
         for route in config.routes:
             if route.upstream != up.name:
                 continue
@@ -281,7 +290,9 @@ async def diagnose_upstream(config: Config, up: UpstreamConfig) -> UpstreamRepor
                     f"route {route.name}: no sample path to probe (its pattern has parameters)"
                 )
                 continue
-            await probe_sample(session, up, route, report)
+            await probe_sample(transport, up, route, report)
+    finally:
+        await transport.close()
     return report
 
 

@@ -17,6 +17,7 @@ from proxy.doctor import diagnose, run_doctor, sample_target
 from tests.conftest import config_text, make_config
 from tests.origin import Origin, Reply
 from tests.routes import PRICES
+from tests.upstream.vendor import Seen, Step, Vendor, ok, response
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "vendor-secret-2468"
@@ -93,7 +94,7 @@ async def test_healthy_vendor(origin: Origin, capsys: pytest.CaptureFixture[str]
     assert (health["what"], health["status"], health["verdict"]) == ("health", 200, "ok")
     assert (sample["what"], sample["target"], sample["status"]) == ("prices", "/prices/A1?currency=GBP", 200)
     assert sample["content_type"] == "application/json" and sample["guards"] == "ok"
-    assert sample["caching"] == {"Cache-Control": "max-age=60", "Etag": '"v1"'}
+    assert sample["caching"] == {"Cache-Control": "max-age=60", "ETag": '"v1"'}
     assert sample["rate_limit"] == {"X-RateLimit-Remaining": "99", "RateLimit-Limit": "100"}
     assert sample["auth"] == "accepted" and sample["ms"] >= 0
     assert up["owner"] == "Pricing desk <desk@pricing.example>"
@@ -180,8 +181,8 @@ async def test_health_path_timing_out_is_not_ready(
     code, out = await doctor(cfg, capsys, as_json=True)
     assert code == 1
     up = json.loads(out)["upstreams"][0]
-    assert up["probes"][0]["verdict"] == "fail" and up["probes"][0]["error"] == "timed out"
-    assert any("/health failed (timed out): not ready" in p for p in up["problems"])
+    assert up["probes"][0]["verdict"] == "fail" and up["probes"][0]["error"].startswith("no response within")
+    assert any("/health failed (no response within" in p and p.endswith("not ready") for p in up["problems"])
 
 
 async def test_health_path_answering_4xx_is_a_warning(
@@ -261,3 +262,36 @@ async def test_cli_as_a_user_runs_it(origin: Origin, tmp_path: Path) -> None:
     assert proc.returncode == 1
     doc = json.loads(out)
     assert doc["ok"] is False and "gt at $.price" in doc["upstreams"][0]["probes"][1]["guards"]
+
+
+async def test_a_targeted_cache_control_counts_as_caching_headers(
+    origin: Origin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    origin.always("/health", Reply(200, "ok"))
+    only_cdn = {"Content-Type": "application/json", "CDN-Cache-Control": "max-age=60"}
+    origin.always("/prices/A1", Reply(200, GOOD, only_cdn))
+    code, out = await doctor(config(origin), capsys, as_json=True)
+    sample = json.loads(out)["upstreams"][0]["probes"][1]
+    assert code == 0 and sample["verdict"] == "ok"
+    assert sample["caching"] == {"CDN-Cache-Control": "max-age=60"}
+
+
+async def test_an_answer_the_proxy_would_refuse_fails_the_probe(capsys: pytest.CaptureFixture[str]) -> None:
+    """The doctor asks with the proxy's own strict client: two Content-Lengths are a broken
+    answer there (RFC 9112 6.3), not a sample that looks fine."""
+
+    def reply(seen: Seen, n: int) -> list[Step]:
+        if seen.path.endswith("/health"):
+            return ok(seen, n)
+        body = json.dumps(GOOD).encode()
+        twice = f"Content-Length: {len(body)}"
+        return [response("200 OK", twice, twice, body=body, length=False)]
+
+    vendor = await Vendor(reply).start()
+    try:
+        code, out = await doctor(make_config(vendor.url, ROUTES, UPSTREAM), capsys, as_json=True)
+    finally:
+        await vendor.close()
+    sample = json.loads(out)["upstreams"][0]["probes"][1]
+    assert code == 1 and sample["verdict"] == "fail" and sample["status"] is None
+    assert sample["error"]
