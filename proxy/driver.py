@@ -35,7 +35,7 @@ from proxy.core.errors import (
     ProxyError,
     UriTooLong,
 )
-from proxy.core.headers import field_value
+from proxy.core.headers import sent_value
 from proxy.core.keys import VARY_SEP, normal_query, primary_key, variant_key
 from proxy.core.model import Entry
 from proxy.core.routing import Target, unsafe_target
@@ -160,8 +160,10 @@ class Driver:
         policy = rs.config.cache
         assert policy is not None
 
+        configured = rs.upstream.config.headers
+
         def sent(name: str) -> str | None:  # the value the vendor would get, and only that
-            return field_value(request.headers, name)
+            return sent_value(request.headers, name, configured)
 
         key = primary_key(rs.config.name, path, query, policy.key, sent)
         vary = self.cache.vary_of(key)
@@ -212,7 +214,11 @@ class Driver:
         except asyncio.CancelledError:
             if not future.cancelled():  # cancelled flight: the task set was full, fetch inline
                 raise
-        if outcome is not None and not leader and not outcome.shareable_for(request):
+        if (
+            outcome is not None
+            and not leader
+            and not outcome.shareable_for(request, rs.upstream.config.headers)
+        ):
             outcome = None  # Vary mismatch or uncacheable: waiters are released, not served
         if outcome is None:
             outcome = await self.fetcher.fetch(rs, vkey, entry, out)

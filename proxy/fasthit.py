@@ -26,7 +26,7 @@ from proxy.cache import Cache
 from proxy.clock import Clock
 from proxy.core import freshness
 from proxy.core.cachecontrol import DELTA_MAX
-from proxy.core.headers import field_value
+from proxy.core.headers import sent_value
 from proxy.core.keys import normal_query, primary_key, variant_key
 from proxy.core.model import Entry
 from proxy.core.routing import unsafe_target
@@ -148,9 +148,15 @@ class FastHits:
         if key is None:
             policy = rs.config.cache
             assert policy is not None
-            key = primary_key(rs.config.name, plan.path, plan.query, policy.key, _sender(request))
+            key = primary_key(
+                rs.config.name,
+                plan.path,
+                plan.query,
+                policy.key,
+                _sender(request, rs),
+            )
         vary = self.vary.get(key)
-        vkey = variant_key(key, vary, _sender(request)) if vary else key
+        vkey = variant_key(key, vary, _sender(request, rs)) if vary else key
         now = self.clock.now()
         wire = self._wire(vkey, now)
         if wire is None or now >= wire.fresh_until:  # decide.on_lookup: only HIT is ours
@@ -279,10 +285,10 @@ def _none(name: str) -> str | None:
     return None
 
 
-def _sender(request: Request) -> Callable[[str], str | None]:
+def _sender(request: Request, rs: RouteState) -> Callable[[str], str | None]:
     """The value the vendor would get for a keyed or Vary header, as `Driver.lookup` reads it."""
-    headers = request.headers
-    return lambda name: field_value(headers, name)
+    headers, configured = request.headers, rs.upstream.config.headers
+    return lambda name: sent_value(headers, name, configured)
 
 
 _ABSENT = (True, None)

@@ -19,7 +19,7 @@ from proxy.core import freshness, replacement
 from proxy.core.cachecontrol import effective
 from proxy.core.errors import DataRejected, ProxyError, UpstreamStatus
 from proxy.core.guards import Verdict, Violation
-from proxy.core.headers import end_to_end, field_value
+from proxy.core.headers import end_to_end, sent_value
 from proxy.core.keys import VARY_SEP, normal_vary
 from proxy.core.model import Entry, Headers
 from proxy.core.redirects import rewrite_headers
@@ -49,14 +49,16 @@ class Outcome:
     leader_headers: Headers | None = None
     interim: list[tuple[int, Headers]] = field(default_factory=list)  # the vendor's 1xx, in order
 
-    def shareable_for(self, request: Request) -> bool:
+    def shareable_for(self, request: Request, configured: Headers) -> bool:
+        """Whether a coalesced waiter may be served this outcome: its Vary values, as the vendor
+        would get them (`configured`: the upstream's own headers), match the stored variant's."""
         if self.error is not None:
             return True  # the waiter handles the failure with its own copy
         entry = self.entry
         if entry is None:
             return False
         return all(
-            normal_vary(name, field_value(request.headers, name)) == value
+            normal_vary(name, sent_value(request.headers, name, configured)) == value
             for name, value in zip(entry.vary, entry.vary_values, strict=True)
         )
 

@@ -91,3 +91,15 @@ def field_value(headers: FieldLines, name: str) -> str | None:
     if connection and name.lower() in connection_tokens(("connection", v) for v in connection):
         return None
     return values[0] if len(values) == 1 else ", ".join(values)
+
+
+def sent_value(headers: FieldLines, name: str, configured: Headers) -> str | None:
+    """The value of `name` the vendor gets: the upstream's configured header, which replaces the
+    client's (`relay.forward_headers`), else the client's (`field_value`). Keys and Vary lookups
+    read this, since a stored variant records what was sent (RFC 9111 4.1)."""
+    if configured:
+        low = name.lower()
+        mine = [v for k, v in configured if k.lower() == low]
+        if mine:
+            return ", ".join(mine)
+    return field_value(headers, name)

@@ -494,3 +494,21 @@ async def test_a_vendor_location_is_handed_out_as_the_proxy_path(
         moved = await proxy.get("/api/prices/OLD", allow_redirects=False)
         assert moved.status == 301 and moved.headers["Location"] == "/api/prices/NEW"
     assert origin.count("/prices/OLD") == 1
+
+
+async def test_a_varied_header_the_upstream_sets_itself_is_shared(
+    origin: Origin, make_proxy: MakeProxy
+) -> None:
+    """The upstream's configured Accept-Language replaces every client's, so the vendor's
+    `Vary: Accept-Language` answer is the same for all of them: one fetch, then HITs, whatever
+    the clients send (the variant is keyed on what the vendor got, RFC 9111 4.1)."""
+    vary = {"Cache-Control": "max-age=60", "Vary": "Accept-Language"}
+    origin.always("/prices/A1", reply({"lang": "en"}, **vary))
+    proxy = await make_proxy(ROUTES, upstream_extra="headers: {Accept-Language: en}")
+    first = await proxy.get("/api/prices/A1", headers={"Accept-Language": "fr"})
+    assert first.headers["X-Cache"] == "MISS"
+    for headers in ({"Accept-Language": "de"}, {}, {"Accept-Language": "fr"}):
+        for _ in range(2):  # the second ask of a target is the listener's fast hit
+            answer = await proxy.get("/api/prices/A1", headers=headers)
+            assert answer.headers["X-Cache"] == "HIT" and await answer.json() == {"lang": "en"}
+    assert [seen.headers.get("Accept-Language") for seen in origin.seen] == ["en"]
