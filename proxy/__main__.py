@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--index", type=int, required=True)
     worker.add_argument("--admin-socket", required=True)
     worker.add_argument("--ready-fd", type=int, default=None)
+    worker.add_argument("--lifeline-fd", type=int, default=None)
     args = parser.parse_args(argv)
 
     if args.command == "config-reference":
@@ -84,7 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "_worker":
         from proxy.serve import run_worker
 
-        return run_worker(config, index=args.index, admin_socket=args.admin_socket, ready_fd=args.ready_fd)
+        return run_worker(
+            config,
+            index=args.index,
+            admin_socket=args.admin_socket,
+            ready_fd=args.ready_fd,
+            lifeline_fd=args.lifeline_fd,
+        )
     if args.command == "doctor":
         from proxy.doctor import run_doctor
 

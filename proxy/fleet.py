@@ -51,6 +51,9 @@ class Fleet:
         self.stopping = False
         self.listening: set[int] = set()  # workers that reported their listeners up
         self.all_listening = asyncio.Event()
+        # Per worker, the write end of its lifeline: held open for the supervisor's whole life
+        # and closed by the kernel when it dies, even by SIGKILL; the worker reads EOF and stops.
+        self.lifelines: dict[int, int] = {}
 
     def socket(self, index: int) -> str:
         return os.path.join(self.dir, f"w{index}.sock")
@@ -60,13 +63,21 @@ class Fleet:
             os.unlink(self.socket(index))
         self._not_listening(index)
         read_fd, write_fd = os.pipe()
+        life_read, life_write = os.pipe()
+        os.set_inheritable(life_write, False)
+        old = self.lifelines.pop(index, None)
+        if old is not None:  # the dead worker's: its replacement gets a new one
+            os.close(old)
         try:
-            self.procs[index] = await self._spawn(index, write_fd)
+            self.procs[index] = await self._spawn(index, write_fd, life_read)
         except BaseException:
             os.close(read_fd)
+            os.close(life_write)
             raise
         finally:
             os.close(write_fd)  # the worker holds its copy: EOF here once it reported or died
+            os.close(life_read)
+        self.lifelines[index] = life_write
         self._await_report(index, read_fd)
 
     def _await_report(self, index: int, read_fd: int) -> None:
@@ -91,7 +102,7 @@ class Fleet:
         self.listening.discard(index)
         self.all_listening.clear()
 
-    async def _spawn(self, index: int, ready_fd: int) -> asyncio.subprocess.Process:
+    async def _spawn(self, index: int, ready_fd: int, lifeline_fd: int) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -105,7 +116,9 @@ class Fleet:
             self.socket(index),
             "--ready-fd",
             str(ready_fd),
-            pass_fds=(ready_fd,),
+            "--lifeline-fd",
+            str(lifeline_fd),
+            pass_fds=(ready_fd, lifeline_fd),
         )
 
     async def watch(self, index: int) -> None:

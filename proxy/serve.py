@@ -54,14 +54,24 @@ def serve(config: Config) -> int:
     return run_worker(config, index=0, admin_socket=None)
 
 
-def run_worker(config: Config, *, index: int, admin_socket: str | None, ready_fd: int | None = None) -> int:
+def run_worker(
+    config: Config,
+    *,
+    index: int,
+    admin_socket: str | None,
+    ready_fd: int | None = None,
+    lifeline_fd: int | None = None,
+) -> int:
     """One serving process. Under a fleet (`admin_socket` set) it shares the port with its
-    siblings (SO_REUSEPORT), serves its admin app on a private Unix socket instead, and writes
-    one line to `ready_fd` once it listens (how the supervisor knows, see proxy/fleet.py)."""
+    siblings (SO_REUSEPORT), serves its admin app on a private Unix socket instead, writes
+    one line to `ready_fd` once it listens (how the supervisor knows, see proxy/fleet.py), and
+    stops as on SIGTERM when `lifeline_fd` reads EOF: the supervisor is gone, even if killed."""
     setup_logging(config.log.level, config.secret_values())
     _install_uvloop()
     try:
-        asyncio.run(_main(config, index=index, admin_socket=admin_socket, ready_fd=ready_fd))
+        asyncio.run(
+            _main(config, index=index, admin_socket=admin_socket, ready_fd=ready_fd, lifeline_fd=lifeline_fd)
+        )
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1
@@ -78,6 +88,20 @@ def _report_listening(ready_fd: int | None) -> None:
         os.close(ready_fd)
 
 
+def _hold_lifeline(loop: asyncio.AbstractEventLoop, fd: int, stop: asyncio.Event, index: int) -> None:
+    """The supervisor never writes on the lifeline: it becomes readable (EOF) only when the
+    supervisor's end closes, which the kernel does when it dies however it dies. Then this
+    worker drains and stops as on SIGTERM, instead of serving on with nobody to restart it."""
+
+    def orphaned() -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+        log.error("worker %d: the supervisor is gone; stopping", index)
+        stop.set()
+
+    loop.add_reader(fd, orphaned)
+
+
 def _install_uvloop() -> None:
     try:
         import uvloop
@@ -87,7 +111,14 @@ def _install_uvloop() -> None:
         log.warning("uvloop not available; using the default event loop")
 
 
-async def _main(config: Config, *, index: int, admin_socket: str | None, ready_fd: int | None = None) -> None:
+async def _main(
+    config: Config,
+    *,
+    index: int,
+    admin_socket: str | None,
+    ready_fd: int | None = None,
+    lifeline_fd: int | None = None,
+) -> None:
     app = build_app(config)
     lifecycle = app[LIFECYCLE]
     # aiohttp reads a timeout <= 0 as "none": a grace of 0 must still mean "stop now".
@@ -126,6 +157,8 @@ async def _main(config: Config, *, index: int, admin_socket: str | None, ready_f
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app))
+    if lifeline_fd is not None:
+        _hold_lifeline(loop, lifeline_fd, stop, index)
     await stop.wait()
     log.info("worker %d stopping: finishing in-flight requests", index)
     lifecycle.ready = False

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 from pathlib import Path
+
+import pytest
 
 from benchmarks.procs import free_port
 from tests.e2e.test_cli import http, origin_thread, running
@@ -73,3 +76,45 @@ def test_two_workers_share_the_port_and_the_admin_view(tmp_path: Path) -> None:
             assert purged.status == 200
             assert [w["status"] for w in purged.json()["workers"]] == [200, 200]
             assert proc.stop(signal.SIGTERM) == 0
+
+
+def _workers_of(supervisor: int) -> list[int]:
+    """The `_worker` processes whose parent is `supervisor` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone while we looked
+        if int(fields[1]) == supervisor and b"_worker" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Alive: not gone and not a zombie (an orphan's exit may wait for init to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves no handler to forward: each worker holds a lifeline pipe whose other end
+    only the supervisor has; the kernel closes it, the worker reads EOF and stops. Nobody is
+    left serving the port with nobody to restart or watch it."""
+    origin = Origin()
+    with origin_thread(origin) as origin_url:
+        route = '{name: prices, match: "/api/prices/{sku}", upstream: vendor, methods: [GET], cache: off}'
+        config, port, _ = fleet_config(tmp_path, origin_url, route)
+        with running("run", "--config", str(config)) as proc:
+            proc.wait_for(r"2 workers on http://")
+            workers = _workers_of(proc.proc.pid)
+            assert len(workers) == 2 and all(_running(pid) for pid in workers)
+            proc.proc.kill()
+            proc.proc.wait()
+            until_sync(lambda: not any(_running(pid) for pid in workers), 20, what=proc.output, step=0.1)
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
