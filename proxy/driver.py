@@ -77,13 +77,8 @@ class Driver:
         hits: FastHits,
     ) -> None:
         self.clock, self.live, self.cache, self.telemetry = clock, live, cache, telemetry
-        self.flights, self.fetcher, self.refresher, self.invalidator = (
-            flights,
-            fetcher,
-            refresher,
-            invalidator,
-        )
-        self.ids, self.hits = ids, hits
+        self.flights, self.fetcher, self.refresher = flights, fetcher, refresher
+        self.invalidator, self.ids, self.hits = invalidator, ids, hits
         self.answers = Answers(telemetry)
 
     def fast(self, request: Request, date: Callable[[], bytes]) -> bytes | None:
