@@ -107,7 +107,7 @@ def outage(suite: Suite, res: ScenarioResult) -> None:
         if not proxy.reset_breaker(OUTAGE_UPSTREAM) and i > 0:
             res.notes.append(f"run {i + 1}: could not reset the breaker (admin API)")
         befores.append(suite.loader.run(target))
-        origin.fail("503")
+        origin.fail("down")
         poller = BreakerPoller(proxy, origin).start()
         start = origin.requests()
         try:
@@ -115,7 +115,7 @@ def outage(suite: Suite, res: ScenarioResult) -> None:
         finally:
             samples = poller.stop()
             res.origin_requests.append(origin.requests() - start)
-            origin.fail("off")
+            origin.fail("ok")
         found = while_open(samples)
         if found is not None:
             stats.append(found)

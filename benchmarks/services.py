@@ -64,18 +64,20 @@ class Origin:
     size: int
 
     def stats(self) -> dict[str, int]:
-        data: dict[str, int] = get_json(self.port, "/__stats")
-        return data
+        doc = get_json(self.port, "/__vendor/mode")
+        return {name: int(doc[name]) for name in ("requests", "distinct", "failed")}
 
     def requests(self) -> int:
         return int(self.stats()["requests"])
 
     def reset(self) -> None:
-        request(self.port, "POST", "/__reset", b"")
+        request(self.port, "POST", "/__vendor/reset", b"")
 
     def fail(self, mode: str) -> None:
-        """mode: `503`, `refuse` or `off`."""
-        probe = request(self.port, "POST", "/__fail", mode.encode())
+        """mode: one of the fake vendor's (proxy/vendor/state.py): `down` (503), `refuse`
+        (connections closed unanswered), `ok`..."""
+        body = json.dumps({"mode": mode}).encode()
+        probe = request(self.port, "POST", "/__vendor/mode", body, {"Content-Type": "application/json"})
         if probe.status != 200:
             raise RuntimeError(f"origin refused failure mode {mode!r}: {probe.body!r}")
 

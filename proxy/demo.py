@@ -1,9 +1,9 @@
 """`resilient-proxy demo`: a simulated vendor API and the proxy in front of it, on loopback.
 
-Owns: starting the vendor (`proxy.demo_vendor`) on a free port in this process, loading the demo
-config shipped as package data (proxy/static/demo.yaml, a copy of config/demo.yaml) with the
-vendor's address filled in, serving the proxy and its admin listener as `run` does, printing what
-to try, and stopping everything cleanly on Ctrl-C (exit 0).
+Owns: starting the fake vendor with its shop API (`proxy.vendor`) on a free port in this
+process, loading the demo config shipped as package data (proxy/static/demo.yaml, a copy of
+config/demo.yaml) with the vendor's address filled in, serving the proxy and its admin listener
+as `run` does, printing what to try, and stopping everything cleanly on Ctrl-C (exit 0).
 Must not: need Redis, files outside the package, or anything not on loopback; contain proxy logic.
 """
 
@@ -24,10 +24,10 @@ from proxy.app import build_app
 from proxy.config import ConfigError, load_config
 from proxy.core.breaker import BreakerPolicy
 from proxy.core.config.model import Config
-from proxy.demo_vendor import Vendor, build_vendor_app
 from proxy.parts import LIFECYCLE
 from proxy.publicport import PublicSite
 from proxy.serve import setup_logging
+from proxy.vendor import Vendor, build_vendor_app
 
 CONFIG_RESOURCE = "static/demo.yaml"
 
@@ -100,7 +100,7 @@ async def _demo(port: int, path: Path) -> int:
 async def _start_vendor(runners: list[web.AppRunner]) -> int:
     vendor = Vendor(on_mode=lambda old, new: print(f"[vendor] mode {old} -> {new}", flush=True))
     # A short shutdown timeout: handlers sleeping in "slow" mode are cancelled, not waited for.
-    return await _start(runners, build_vendor_app(vendor), "127.0.0.1", 0, 0.5)
+    return await _start(runners, build_vendor_app(vendor, shop=True), "127.0.0.1", 0, 0.5)
 
 
 async def _start(

@@ -5,7 +5,9 @@ Rules:
 - the pure core (`proxy/core/`) imports only `STDLIB` and `proxy.core` (relative imports are
   resolved; imports inside functions count) and never reads the clock;
 - no import cycles among `proxy` modules (run-time imports; `if TYPE_CHECKING:` ones are types);
-- no module of `proxy` over `MAX_LINES` lines.
+- no module of `proxy` over `MAX_LINES` lines;
+- the fake vendor (`proxy.vendor`, somebody else's server for the demo, tests and benchmarks) is
+  imported only by `VENDOR_USERS` (the demo), never by the request path or anything it serves.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ STDLIB = frozenset(
 CLOCK_CALLS = frozenset({"now", "utcnow", "today", "time", "monotonic", "perf_counter", "time_ns"})
 CLOCK_HOLDERS = frozenset({"datetime", "date", "time", "loop"})
 MAX_LINES = 400
+VENDOR = "proxy.vendor"
+VENDOR_USERS = frozenset({"proxy.demo"})
 
 
 def modules(root: Path) -> dict[str, Path]:
@@ -111,6 +115,7 @@ def violations(root: Path) -> list[str]:
             found.append(f"{where}: {text.count(chr(10))} lines (at most {MAX_LINES})")
         tree = ast.parse(text, filename=str(where))
         core = name == "proxy.core" or name.startswith("proxy.core.")
+        found += _vendor_imports(name, where, tree, path)
         for imported, line, runtime in _imports(name, path, tree):
             top = imported.split(".")[0]
             if imported in mods and runtime and imported != name:
@@ -125,6 +130,18 @@ def violations(root: Path) -> list[str]:
             ]
     found += [f"import cycle: {' -> '.join(cycle)}" for cycle in _cycles(graph)]
     return found
+
+
+def _vendor_imports(name: str, where: Path, tree: ast.Module, path: Path) -> list[str]:
+    """One line per import of the fake vendor from outside it and its users (types too)."""
+    if _within(name, VENDOR) or name in VENDOR_USERS:
+        return []
+    lines = sorted({line for imported, line, _ in _imports(name, path, tree) if _within(imported, VENDOR)})
+    return [f"{where}:{line}: {name} imports the fake vendor ({VENDOR})" for line in lines]
+
+
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:

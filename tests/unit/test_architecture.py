@@ -2,7 +2,8 @@
 
 The pure core (`proxy/core/`) decides from (data, now): it imports only an explicit standard-
 library allowlist and `proxy.core`, and never reads the clock. No import cycles anywhere; no
-module over 400 lines. The planted tests copy the package, break one rule, and see it reported.
+module over 400 lines. Only the demo imports the fake vendor. The planted tests copy the
+package, break one rule, and see it reported.
 """
 
 from __future__ import annotations
@@ -89,6 +90,16 @@ def test_a_type_only_import_is_no_cycle(planted: Path) -> None:
     assert not any(v.startswith("import cycle:") for v in violations(planted))
 
 
+@pytest.mark.parametrize(
+    "code", ["from proxy.vendor import Vendor", "from .vendor import state", "import proxy.vendor.items"]
+)
+def test_a_planted_import_of_the_fake_vendor_is_reported(planted: Path, code: str) -> None:
+    append(planted, "proxy/fetch.py", code)
+    lines = (planted / "proxy/fetch.py").read_text().count("\n")
+    found = [v for v in violations(planted) if "fake vendor" in v]
+    assert found == [f"proxy/fetch.py:{lines}: proxy.fetch imports the fake vendor (proxy.vendor)"]
+
+
 def test_a_planted_long_module_is_reported(planted: Path) -> None:
     (planted / "proxy/core/long.py").write_text("X = 1\n" * (MAX_LINES + 1))
     assert f"proxy/core/long.py: {MAX_LINES + 1} lines (at most {MAX_LINES})" in violations(planted)
@@ -97,7 +108,7 @@ def test_a_planted_long_module_is_reported(planted: Path) -> None:
 def test_only_the_clock_module_reads_time_in_the_shell() -> None:
     """The shell reads time through `Clock`; direct reads are allowed only where timing is the
     point (the clock itself, the CLI's serve loop, doctor's latency probe)."""
-    allowed = {"clock.py", "doctor.py", "serve.py", "demo.py", "demo_vendor.py", "connguard.py", "health.py"}
+    allowed = {"clock.py", "doctor.py", "serve.py", "demo.py", "connguard.py", "health.py"}
     offenders = []
     for path in (ROOT / "proxy").rglob("*.py"):
         if path.name in allowed:
