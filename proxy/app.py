@@ -103,6 +103,7 @@ def build_app(
         cache,
         telemetry,
         flights,
+        tasks,
         fetcher,
         Refresher(clock, telemetry, flights, fetcher),
         Invalidator(live, cache),

@@ -43,9 +43,9 @@ from proxy.deliver import Txn, error_response
 from proxy.exchange import Request, Response
 from proxy.fasthit import FastHits
 from proxy.fetch import Fetcher, Outcome
-from proxy.flight import Flights
+from proxy.flight import Flights, Tasks
 from proxy.invalidate import Invalidator
-from proxy.refresh import Refresher
+from proxy.refresh import Refresher, release_unused
 from proxy.relay import forward_headers, has_credentials, offered, read_body
 from proxy.requestid import RequestIds
 from proxy.runtime import Live, RouteState
@@ -70,6 +70,7 @@ class Driver:
         cache: Cache,
         telemetry: Telemetry,
         flights: Flights[Outcome],
+        tasks: Tasks,
         fetcher: Fetcher,
         refresher: Refresher,
         invalidator: Invalidator,
@@ -77,7 +78,7 @@ class Driver:
         hits: FastHits,
     ) -> None:
         self.clock, self.live, self.cache, self.telemetry = clock, live, cache, telemetry
-        self.flights, self.fetcher, self.refresher = flights, fetcher, refresher
+        self.flights, self.tasks, self.fetcher, self.refresher = flights, tasks, fetcher, refresher
         self.invalidator, self.ids, self.hits = invalidator, ids, hits
         self.answers = Answers(telemetry)
 
@@ -215,10 +216,35 @@ class Driver:
             and not outcome.shareable_for(request, rs.upstream.config.headers)
         ):
             outcome = None  # Vary mismatch or uncacheable: waiters are released, not served
-        if outcome is None:
-            outcome = await self.fetcher.fetch(rs, vkey, entry, out)
-            leader = True
+        if outcome is None:  # what the flight learnt (a Vary) shapes this request's own
+            alone = await self._fetch_alone(rs, vkey, entry, self._outbound(request, rs, target, vkey), txn)
+            if isinstance(alone, Slow):
+                assert entry is not None
+                return self.answers.stale(rs, entry, self.clock.now(), txn, "stale-if-slow", fwd="stale")
+            outcome, leader = alone, True
         return self.deliver(request, rs, entry, outcome, txn, collapsed=not leader)
+
+    async def _fetch_alone(
+        self, rs: RouteState, vkey: str, entry: Entry | None, out: Outbound, txn: Txn
+    ) -> Outcome | Slow:
+        """A fetch outside the key's flight (after `lock_timeout`, a Vary mismatch, or a full
+        task set), with the same `stale_if_slow` budget, measured from this request's arrival:
+        past it the copy answers and the fetch goes on in the background, as a refresh."""
+        policy = rs.config.cache
+        assert policy is not None
+        now = self.clock.now()
+        budget = decide.slow_budget(entry, now, stale_if_slow=policy.stale_if_slow, started=txn.start)
+        task = None if budget is None else self.tasks.spawn(self.fetcher.fetch(rs, vkey, entry, out), "fetch")
+        if task is None:
+            return await self.fetcher.fetch(rs, vkey, entry, out)
+        try:
+            got = await wait(task, self.clock, None, budget)
+        except BaseException:  # the client went away: the fetch ends on its own, unread
+            task.add_done_callback(release_unused)
+            raise
+        if isinstance(got, Slow):
+            self.refresher.adopt_alone(rs, vkey, task)
+        return got
 
     async def pass_(self, request: Request, rs: RouteState, path: str, target: Target, txn: Txn) -> Response:
         route = rs.config

@@ -96,6 +96,20 @@ class Refresher:
         if owned:  # nobody else may read a body this request was going to stream
             future.add_done_callback(release_unused)
 
+    def adopt_alone(self, rs: RouteState, vkey: str, task: asyncio.Future[Outcome]) -> None:
+        """The same for a fetch outside the key's flight: nobody else waits for it."""
+        assert rs.config.cache is not None
+        log.info(
+            "route %s: no answer from %s within stale_if_slow %gs for %s (fetching alone); "
+            "answered with the copy, the fetch goes on in the background",
+            rs.config.name,
+            rs.upstream.name,
+            rs.config.cache.stale_if_slow,
+            vkey[:120],
+        )
+        task.add_done_callback(lambda f: self._done(rs, vkey, f))
+        task.add_done_callback(release_unused)
+
     def _done(self, rs: RouteState, key: str, future: asyncio.Future[Outcome]) -> None:
         if future.cancelled():
             return

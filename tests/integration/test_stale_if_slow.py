@@ -266,3 +266,40 @@ async def test_the_late_answer_counts_once_as_a_slow_call(
     assert (breaker["calls"], breaker["failures"]) == (1, 1)
     assert (upstream.track.calls, upstream.track.failures) == (2, 0)  # it did answer, and well
     assert (await proxy.get(A1)).headers["X-Cache"] == "HIT"  # slow, yet a good answer: stored
+
+
+async def test_a_client_fetching_alone_after_a_vary_mismatch_keeps_its_budget(
+    origin: Origin, make_proxy: MakeProxy, clock: FakeClock
+) -> None:
+    """The flight's answer turns out to Vary on a header the waiter sent otherwise, so the waiter
+    fetches alone (it may not be served another variant): its copy still answers at the budget,
+    measured from its arrival, and its own fetch goes on in the background and is stored."""
+    proxy = await make_proxy(SLOW)
+    await cached_then_stale(origin, proxy, clock)
+    first, late = asyncio.Event(), asyncio.Event()
+    varied = {**JSON, "Vary": "Accept-Language"}
+    origin.then(
+        VENDOR_A1,
+        Reply(200, {**NEW, "lang": None}, varied, hold=first),  # the flight, held until both wait
+        Reply(200, {**NEW, "lang": "en"}, varied),  # the leader's own variant, asked at once
+        Reply(200, {**NEW, "lang": "fr"}, varied, hold=late),  # the waiter's, alone and slow
+    )
+    leader = asyncio.ensure_future(proxy.get(A1, headers={"Accept-Language": "en"}))
+    await origin.reached(VENDOR_A1, 2)
+    waiter = asyncio.ensure_future(proxy.get(A1, headers={"Accept-Language": "fr"}))
+    await until(lambda: proxy.state.flights.coalesced == 1)  # it joined the leader's flight
+    first.set()
+    assert await (await leader).json() == {**NEW, "lang": "en"}
+    await origin.reached(VENDOR_A1, 4)  # the waiter's own fetch, with its language
+    assert origin.seen[-1].headers.get("Accept-Language") == "fr"
+    await until(lambda: clock.timers() == 1)
+    assert await still_waiting(proxy, [waiter])
+    clock.advance(BUDGET)
+    answer = await waiter
+    assert answer.headers["Cache-Status"] == STALE_IF_SLOW and await answer.json() == PRICE
+    late.set()
+    await proxy.settle()
+    again = await proxy.get(A1, headers={"Accept-Language": "fr"})
+    assert again.headers["X-Cache"] == "HIT" and await again.json() == {**NEW, "lang": "fr"}
+    assert origin.count(VENDOR_A1) == 4
+    assert proxy.state.telemetry.refreshes.value(("prices", "ok")) == 1
