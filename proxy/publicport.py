@@ -1,7 +1,8 @@
 """The public port as a listening socket: what its connections share, and how it is served.
 
 Owns: `Listener` (the protocol factory: the guard's bookkeeping, the endpoint, the deadline
-`Timer`, the open connections for a graceful drain, the `Date` line), `PublicSite` (an aiohttp
+`Timer`, the open connections for a graceful drain, the `Date` line, the 503 that turns away a
+connection past the caps), `PublicSite` (an aiohttp
 `BaseSite` that listens on a host and port or a socket, with TLS, and drains on stop), and the
 `Endpoint` the port serves, hung off the app under `PUBLIC`.
 Must not: parse requests (that is `listener.Connection`) or answer them (`driver.Driver`).
@@ -24,8 +25,9 @@ from typing import Any, Protocol, cast
 
 from aiohttp import web
 
-from proxy.connguard import ConnGuard
-from proxy.core.limits import ConnLimits
+from proxy.connguard import ConnGuard, TooManyConnections, answer
+from proxy.core.limits import Admission, ConnLimits
+from proxy.deadlines import Cancellable, LoopTimer, Timer
 from proxy.exchange import Request, Response
 from proxy.listener import Connection
 from proxy.metrics import Registry
@@ -46,29 +48,6 @@ class Endpoint(Protocol):
 
 
 PUBLIC = web.AppKey("public_endpoint", Endpoint)
-
-
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
-
-
-class Timer(Protocol):
-    """The deadlines' time source: the loop in production, a fake one in tests."""
-
-    def now(self) -> float: ...
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> Cancellable: ...
-
-
-class LoopTimer:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-
-    def now(self) -> float:
-        return self.loop.time()
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> Cancellable:
-        return self.loop.call_at(when, callback)
 
 
 class Listener(ConnGuard):
@@ -104,6 +83,29 @@ class Listener(ConnGuard):
             self._date_at = now
             self._date = f"Date: {formatdate(now, usegmt=True)}\r\n".encode("ascii")
         return self._date
+
+    def turn_away(
+        self, transport: asyncio.Transport, why: Admission, address: str, abort: Callable[[], None]
+    ) -> Cancellable | None:
+        """A connection past the caps: our 503 and a half-close, or a reset when too many turned
+        away linger already. Returns the linger timer that ends it (`abort`), if any."""
+        self.shed(why, address)
+        self.lingering += 1  # undone in connection_lost
+        if self.lingering > self.limits.max_lingering:
+            self.stats.reset += 1
+            transport.abort()
+            return None
+        scope = "in total" if why is Admission.TOTAL else "from your address"
+        transport.write(
+            answer(TooManyConnections(f"too many connections {scope}; retry shortly"), ("Retry-After", "1"))
+        )
+        if not transport.can_write_eof():
+            transport.close()
+            return None
+        # Half-close: the client reads the 503, then EOF. Closing outright while its request is
+        # unread would send a reset that can destroy the 503 in flight (RFC 9112 9.6).
+        transport.write_eof()
+        return self.loop.call_later(self.limits.linger, abort)
 
     async def drain(self, grace: float) -> None:
         """Stop taking requests: idle connections close now, busy ones after their answer

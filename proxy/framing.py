@@ -1,0 +1,49 @@
+"""A request's message framing: RFC 9112 6.1 and 6.3's rules on what llhttp let through.
+
+Owns: the verdict on a head that announces a body (`Transfer-Encoding` and `Content-Length`,
+their combinations, the HTTP version), the `Content-Length` value, `Expect` values we do not
+meet (417), and `Refused`, which carries a refusal out of the parser's callbacks to the
+connection (llhttp wraps whatever a callback raises).
+Must not: read bytes, hold state, or answer: `listener.Connection` applies the verdict.
+"""
+
+from __future__ import annotations
+
+from proxy.core.errors import BadRequest, ProxyError
+
+
+class ExpectationFailed(ProxyError):
+    status, code = 417, "expectation_failed"
+
+
+class Refused(Exception):
+    """A head or body refused while parsing; `err` is what the client is answered."""
+
+    def __init__(self, err: ProxyError) -> None:
+        super().__init__(err.message)
+        self.err = err
+
+
+def body_length(
+    codings: list[bytes], lengths: int, headers: list[tuple[bytes, bytes]], version: str
+) -> tuple[bool, int | None]:
+    """(chunked, Content-Length) of a head whose `Transfer-Encoding` codings (lower-case) and
+    count of `Content-Length` lines are given; raises `Refused` for a framing we refuse."""
+    chunked = bool(codings)
+    if chunked:
+        if lengths:
+            raise Refused(BadRequest("both Content-Length and Transfer-Encoding"))
+        if version != "1.1":
+            raise Refused(BadRequest("Transfer-Encoding in an HTTP/1.0 request"))
+        if codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
+            raise Refused(BadRequest("Transfer-Encoding must end in chunked, once"))
+    elif lengths > 1:
+        raise Refused(BadRequest("more than one Content-Length"))  # RFC 9112 6.3 (5)
+    return chunked, _content_length(headers) if lengths else None
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    value = next(v for n, v in headers if n.lower() == b"content-length").strip(b" \t")
+    if not value.isdigit() or len(value) > 18:
+        raise Refused(BadRequest("invalid Content-Length"))
+    return int(value)

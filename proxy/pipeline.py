@@ -1,0 +1,140 @@
+"""The requests of one public-port connection, answered strictly in order (RFC 9112 9.3.2).
+
+Owns: the queue of parsed requests not yet answered (at most `MAX_PIPELINE` before the
+connection stops reading), one request handled at a time: a fresh hit written at once in one
+write (`Endpoint.fast`), anything else in a task that awaits `Endpoint.handle` and writes the
+answer through the connection's `ResponseWriter`; a refusal answered in its place after what was
+asked before it; a body that broke off answered with its refusal instead of the handler's answer;
+and what follows each answer: the next request, the keep-alive deadline, or the close.
+Must not: parse, read the socket, or arm deadlines itself (the connection's, `listener`), or
+build bytes (`responsewriter`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+from proxy.core.errors import ProxyError
+from proxy.exchange import Request, Response
+from proxy.responsewriter import ResponseWriter, discard, error_response
+
+if TYPE_CHECKING:
+    from proxy.listener import Connection
+    from proxy.publicport import Listener
+
+log = logging.getLogger("proxy.listener")
+MAX_PIPELINE = 16  # requests parsed ahead of the one being answered before reading pauses
+
+
+class Pipeline:
+    """`queue` and `busy` are read by the connection (a head that finds both empty may be
+    answered on the spot; reading pauses while the queue is full)."""
+
+    __slots__ = ("_conn", "_listener", "_out", "_refusals", "_task", "busy", "queue")
+
+    def __init__(self, conn: Connection, listener: Listener, out: ResponseWriter) -> None:
+        self._conn = conn
+        self._listener = listener
+        self._out = out
+        self.queue: deque[tuple[Request, Response | None]] = deque()
+        self.busy = False
+        self._task: asyncio.Task[None] | None = None
+        self._refusals: dict[Request, ProxyError] = {}  # bodies whose framing broke off
+
+    def fast(self, request: Request) -> bytes | None:
+        """The whole answer when it is a fresh hit, else None; never while draining."""
+        listener = self._listener
+        if listener.draining or self._conn.draining:
+            return None
+        try:
+            return listener.endpoint.fast(request, listener.date)
+        except Exception:  # the full path answers it, and reports what broke
+            log.exception("the fast path failed; answering on the full path")
+            return None
+
+    def add(self, request: Request, ready: Response | None) -> None:
+        """A parsed request; `ready` is its answer when the connection already knows it."""
+        self.queue.append((request, ready))
+        if len(self.queue) >= MAX_PIPELINE:
+            self._conn.sync_reading()
+        self.kick()
+
+    def refuse(self, err: ProxyError, remote: str) -> None:
+        """A head refused: answered after what was asked before it, then the connection closes."""
+        self.queue.append((Request("GET", "", [], remote=remote, keep_alive=False), error_response(err)))
+        self.kick()
+
+    def refuse_body(self, request: Request, err: ProxyError) -> None:
+        """`request`'s body broke off: the handler sees a client gone (499 in its log), the
+        client gets `err`."""
+        self._refusals[request] = err
+
+    def lost(self, exc: Exception) -> None:
+        """The connection is gone: the bodies still awaited fail with `exc`."""
+        for request, _ in self.queue:
+            if request.body is not None:
+                request.body.fail(exc)
+        self.queue.clear()
+
+    def kick(self) -> None:
+        """Answer the next requests in order: those ready at once (fresh hits) in one write
+        each, right here; the first that is not ready in a task, which calls `_after`."""
+        conn = self._conn
+        queue = self.queue
+        while not self.busy and queue and not conn.closed:
+            request, ready = queue.popleft()
+            if ready is None and request.body is None and request.keep_alive and not conn.draining:
+                wire = self.fast(request)
+                if wire is not None:
+                    assert self._out.transport is not None
+                    self._out.transport.write(wire)
+                    continue
+            self.busy = True
+            conn.sync_reading()
+            # Held here: the loop keeps only a weak reference to a running task.
+            self._task = asyncio.get_running_loop().create_task(self._serve(request, ready))
+            return
+        conn.sync_reading()
+
+    async def _serve(self, request: Request, ready: Response | None) -> None:
+        close = True
+        conn = self._conn
+        try:
+            try:
+                response = ready if ready is not None else await self._listener.endpoint.handle(request)
+            except Exception:
+                if request not in self._refusals:
+                    raise
+                response = Response(400, [])  # replaced below by the refusal
+            refused = self._refusals.pop(request, None)
+            if refused is not None:
+                await discard(response)
+                response = error_response(refused)
+            close = response.close or not request.keep_alive or conn.draining or self._listener.draining
+            close = await self._out.respond(request, response, close)
+        except Exception:
+            log.exception("answering on the public port failed")
+            conn.abort()
+        finally:
+            self.busy = False
+            self._after(request, close)
+
+    def _after(self, request: Request, close: bool) -> None:
+        conn = self._conn
+        if conn.closed:
+            return
+        body = request.body
+        if body is not None and not body.complete:
+            close = True  # an unread body would have to be read to find the next request
+        if close or conn.draining:
+            conn.finish()
+            return
+        self.kick()
+        if not self.busy and not self.queue and not conn.in_message:
+            if conn.reading_done:
+                conn.finish()
+                return
+            conn.idle()

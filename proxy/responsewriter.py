@@ -1,0 +1,173 @@
+"""The bytes of every answer on a public-port connection, and its outbound flow control.
+
+Owns: serialising a `Response` (status line, our headers, the framing lines this writer chooses:
+`Content-Length`, chunked transfer coding on HTTP/1.1 streams, `Connection`; a `Date` unless the
+answer carries one; never a `Server`), writing it (bytes in one write; a stream chunk by chunk,
+waiting for the client to drain past the transport's high-water mark), the vendor's interim
+heads, `100 Continue`, and our JSON errors as `Response`s.
+Must not: decide whether the connection stays open (the caller says `close`; only an HTTP/1.0
+stream, whose end is the connection's, forces it), parse requests, or know about the pipeline
+(`listener.Connection` orders the answers and calls `respond` one at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from http import HTTPStatus
+
+from proxy.connguard import answer
+from proxy.core.errors import ProxyError
+from proxy.exchange import Request, Response, interim_heads
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NO_BODY = frozenset({204, 304})
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def serialize_head(
+    version: str, status: int, headers: list[tuple[str, str]], framing: str, date: bytes
+) -> bytes:
+    """Status line and headers. `framing` is the Content-Length/Transfer-Encoding/Connection
+    lines the writer chose. Values carrying CR or LF are dropped: never a split response."""
+    lines = [f"HTTP/{version} {status} {_reason(status)}"]
+    has_date = False
+    for name, value in headers:
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            continue
+        if not has_date and name.lower() == "date":
+            has_date = True
+        lines.append(f"{name}: {value}")
+    text = "\r\n".join(lines) + "\r\n" + framing
+    try:
+        head = text.encode("latin-1")
+    except UnicodeEncodeError:
+        head = text.encode("utf-8")
+    return head + (b"\r\n" if has_date else date + b"\r\n")
+
+
+def _connection(version: str, close: bool) -> str:
+    return "Connection: close\r\n" if close else "Connection: keep-alive\r\n" if version == "1.0" else ""
+
+
+def error_response(err: ProxyError) -> Response:
+    """Our JSON error (`connguard.answer`) as a `Response` this writer frames, closing after."""
+    raw = answer(err)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    headers = [
+        (k, v.strip())
+        for k, _, v in (line.partition(":") for line in lines)
+        if k.lower() not in ("content-length", "connection")
+    ]
+    return Response(err.status, headers, body, close=True)
+
+
+async def discard(response: Response) -> None:
+    """An answer that is never written: its relay is closed (freeing the vendor's connection)."""
+    aclose = getattr(response.stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+    if response.done is not None:
+        response.done()
+
+
+class ResponseWriter:
+    """The outbound side of one connection: `transport` is None once it is gone; `pause` and
+    `resume` are the transport's flow control, relayed by the protocol."""
+
+    __slots__ = ("_abort", "_date", "_waiter", "paused", "transport")
+
+    def __init__(self, date: Callable[[], bytes], abort: Callable[[], None]) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._date = date
+        self._abort = abort
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def lost(self, exc: Exception) -> None:
+        """The connection is gone: a stream waiting to drain fails with `exc`."""
+        self.transport = None
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def announce_continue(self) -> None:
+        """`Expect: 100-continue`: the handler is about to read the body (RFC 9110 10.1.1)."""
+        if self.transport is not None:
+            self.transport.write(CONTINUE)
+
+    async def respond(self, request: Request, response: Response, close: bool) -> bool:
+        """Write one answer; True when the connection must close after it."""
+        version = request.version
+        status = response.status
+        bare = status in _NO_BODY or status < 200
+        head_only = bare or request.method == "HEAD"
+        stream = response.stream
+        if response.interim and version == "1.1" and self.transport is not None:
+            self.transport.write(interim_heads(response.interim))
+        try:
+            if stream is None:
+                body = response.body
+                framing = "" if bare else f"Content-Length: {len(body)}\r\n"
+                framing += _connection(version, close)
+                head = serialize_head(version, status, response.headers, framing, self._date())
+                if self.transport is not None:
+                    self.transport.write(head if head_only else head + body)
+                return close
+            chunked = version == "1.1" and not head_only
+            if version != "1.1" and not head_only:
+                close = True  # HTTP/1.0: the body ends where the connection does
+            framing = ("Transfer-Encoding: chunked\r\n" if chunked else "") + _connection(version, close)
+            head = serialize_head(version, status, response.headers, framing, self._date())
+            if self.transport is None:
+                return True
+            self.transport.write(head)
+            if not head_only:
+                async for chunk in stream:
+                    if not chunk:
+                        continue
+                    transport = self.transport
+                    if transport is None:
+                        raise ConnectionResetError("the client went away")
+                    transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                    if self.paused:
+                        await self._drained()
+                if chunked and self.transport is not None:
+                    self.transport.write(b"0\r\n\r\n")
+            return close
+        except Exception:
+            if stream is not None:
+                self._abort()  # the status line is gone already: a cut connection says it broke
+                return True
+            raise
+        finally:
+            if stream is not None:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            if response.done is not None:
+                response.done()
+
+    async def _drained(self) -> None:
+        if not self.paused:
+            return
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+        await waiter
