@@ -74,9 +74,9 @@ class Answers:
             txn.upstream_ms = outcome.upstream_ms
             txn.retries = outcome.retries
         if outcome.error is not None:
-            response = self.failure(
-                rs, entry, outcome.error, now, txn, outcome.upstream_status, passed=passed
-            )
+            write = passed and request.method not in ("GET", "HEAD")
+            status = outcome.upstream_status
+            response = self.failure(rs, entry, outcome.error, now, txn, status, passed=passed, write=write)
         elif outcome.entry is not None:
             response = self._stored(outcome, outcome.entry, now, txn, collapsed=collapsed)
         else:
@@ -128,15 +128,17 @@ class Answers:
         upstream_status: int | None,
         *,
         passed: bool = False,
+        write: bool = False,
     ) -> Response:
         """A failed fetch: a usable copy, else the route's fallback, else our JSON error. A pass
-        (a write) has no copy and never a fallback: a synthetic answer could fake a success."""
-        if passed:
+        (a write, a read of an uncached route) has no copy; a write never gets the fallback (a
+        synthetic answer could fake a booking), a read of an uncached route does."""
+        fallback = rs.config.fallback
+        if passed and (write or fallback is None):
             return error_response(err, txn)
         guard = err.message if isinstance(err, DataRejected) else None
         if guard is not None:
             txn.guard = guard
-        fallback = rs.config.fallback
         circuit_open = isinstance(err, CircuitOpen)
         answer, reason = decide.on_failure(
             entry, now, circuit_open=circuit_open, guard=guard, has_fallback=fallback is not None

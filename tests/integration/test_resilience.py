@@ -542,3 +542,34 @@ async def test_a_hung_webhook_never_slows_requests(
     hook.hold.set()  # type: ignore[union-attr]
     await alerts.flush()
     assert [e["event"] for e in hook.events][:1] == ["breaker_open"]
+
+
+async def test_a_read_of_an_uncached_route_gets_its_fallback_a_write_never(
+    origin: Origin, make_proxy: MakeProxy
+) -> None:
+    """A route's fallback answers a failed read even when the route does not cache; a failed
+    write gets our JSON error, never the fallback (a synthetic 200 could fake a booking), and is
+    sent once."""
+    routes = """
+routes:
+  - name: live
+    match: /api/live/{sku}
+    methods: [GET, POST]
+    upstream: vendor
+    rewrite: /live/{sku}
+    cache: off
+    fallback: {status: 200, json: {items: []}}
+"""
+    origin.always("/live/L1", Reply(503, {"error": "down"}, JSON))
+    proxy = await make_proxy(config=config(origin.url, routes=routes))
+    read = await proxy.get("/api/live/L1")
+    assert read.status == 200 and await read.json() == {"items": []}
+    assert read.headers["X-Cache"] == "FALLBACK"
+    assert (
+        read.headers["Cache-Status"]
+        == 'resilient-proxy; fwd=miss; fwd-status=503; detail="fallback: upstream-status"'
+    )
+    write = await proxy.request("POST", "/api/live/L1", json={"sku": "L1"})
+    assert write.status == 502 and (await write.json())["error"] == "upstream_status"
+    assert write.headers["X-Cache"] == "BYPASS"
+    assert [seen.method for seen in origin.seen] == ["GET", "POST"]

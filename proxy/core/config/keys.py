@@ -263,7 +263,12 @@ KEYS: tuple[Key, ...] = (
         "",
         ("replace", "pass"),
     ),
-    K("routes[].fallback", "mapping", "-", "Answer when nothing usable is cached (X-Cache: FALLBACK)."),
+    K(
+        "routes[].fallback",
+        "mapping",
+        "-",
+        "Answer to a failed read with nothing usable cached (X-Cache: FALLBACK); never to a write.",
+    ),
     K("routes[].fallback.status", "integer", "503", "Its HTTP status (503 and 429 carry Retry-After)."),
     K("routes[].fallback.json", "any", "-", "A JSON body (or `body` + `content_type`)."),
     K("routes[].fallback.body", "string", "-", "A text body."),
