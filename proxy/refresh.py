@@ -82,15 +82,7 @@ class Refresher:
         goes on as a refresh (stored if it passes the guards; a failure counted and backed off).
         Marks on the flight make the log line and the bookkeeping happen once, whoever gave up."""
         if self.flights.mark(vkey, future, "slow"):
-            assert rs.config.cache is not None
-            log.info(
-                "route %s: no answer from %s within stale_if_slow %gs for %s; "
-                "answered with the copy, the fetch goes on in the background",
-                rs.config.name,
-                rs.upstream.name,
-                rs.config.cache.stale_if_slow,
-                vkey[:120],
-            )
+            _log_slow(rs, vkey, "")
         if self.flights.mark(vkey, future, "refresh"):  # unless it is a refresh already
             future.add_done_callback(lambda f: self._done(rs, vkey, f))
         if owned:  # nobody else may read a body this request was going to stream
@@ -98,15 +90,7 @@ class Refresher:
 
     def adopt_alone(self, rs: RouteState, vkey: str, task: asyncio.Future[Outcome]) -> None:
         """The same for a fetch outside the key's flight: nobody else waits for it."""
-        assert rs.config.cache is not None
-        log.info(
-            "route %s: no answer from %s within stale_if_slow %gs for %s (fetching alone); "
-            "answered with the copy, the fetch goes on in the background",
-            rs.config.name,
-            rs.upstream.name,
-            rs.config.cache.stale_if_slow,
-            vkey[:120],
-        )
+        _log_slow(rs, vkey, " (fetching alone)")
         task.add_done_callback(lambda f: self._done(rs, vkey, f))
         task.add_done_callback(release_unused)
 
@@ -133,6 +117,19 @@ class Refresher:
             return
         self.backoff.succeeded(key)
         self.telemetry.refreshes.inc((route, "ok"))
+
+
+def _log_slow(rs: RouteState, vkey: str, how: str) -> None:
+    assert rs.config.cache is not None
+    log.info(
+        "route %s: no answer from %s within stale_if_slow %gs for %s%s; "
+        "answered with the copy, the fetch goes on in the background",
+        rs.config.name,
+        rs.upstream.name,
+        rs.config.cache.stale_if_slow,
+        vkey[:120],
+        how,
+    )
 
 
 def release_unused(future: asyncio.Future[Outcome]) -> None:
