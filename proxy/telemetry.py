@@ -22,6 +22,8 @@ from proxy.deliver import Txn
 from proxy.metrics import Registry
 
 events_log = logging.getLogger("proxy.events")
+# An access line's head and tail as JSON text, then its metric labels: see Telemetry._parts_of.
+_Parts = tuple[str, str, tuple[str, ...], tuple[str, ...]]
 _MEMO = 4096  # strings remembered as JSON text (paths, names, labels); forgotten all at once
 # JSON text as the access log's encoder writes it: compact, ASCII only, no NaN.
 # The end of a timestamp, by millisecond (1000: what `_timestamp`'s format makes of a rounding up).
@@ -44,7 +46,7 @@ class Telemetry:
         self.access = access
         self.alerts = alerts
         self._paths: dict[str, str] = {}  # raw path -> redacted, as JSON text
-        self._parts: dict[tuple[object, ...], tuple[str, str]] = {}  # see _line
+        self._parts: dict[tuple[object, ...], _Parts] = {}  # see _parts_of
         self.secret_params = tuple(DEFAULT_SECRET_PARAMS) + secret_params
         self.secret_values = secret_values
         self._second = -1
@@ -93,19 +95,28 @@ class Telemetry:
     # -- per transaction (hot path: keep it to dict updates) ---------------------------------
 
     def transaction(self, txn: Txn, now: float) -> None:
-        route = txn.route or "-"
         elapsed = now - txn.start
-        self.requests.inc((route, txn.method, str(txn.status), txn.x_cache))
-        self.duration.observe((route,), elapsed)
+        if self.access.enabled:
+            labels, route_labels = self._log(txn, now, elapsed)
+        else:
+            route = txn.route or "-"
+            labels, route_labels = (route, txn.method, str(txn.status), txn.x_cache), (route,)
+        self.requests.inc(labels)
+        self.duration.observe(route_labels, elapsed)
         if txn.upstream_ms is not None and txn.upstream is not None:
             self.upstream_latency.observe((txn.upstream,), txn.upstream_ms / 1000.0)
-        if self.access.enabled:
-            try:
-                line = self._line(txn, now, elapsed)
-            except (TypeError, ValueError):  # a value the template does not know: the encoder
-                self.access.write(self._record(txn, now, elapsed))
-            else:
-                self.access.write_line(line)
+
+    def _log(self, txn: Txn, now: float, elapsed: float) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Write the access line; return the metric labels (remembered with the line's parts)."""
+        try:
+            parts = self._parts_of(txn)
+            line = self._line(parts, txn, now, elapsed)
+        except (TypeError, ValueError):  # a value the template does not know: the encoder
+            self.access.write(self._record(txn, now, elapsed))
+            route = txn.route or "-"
+            return (route, txn.method, str(txn.status), txn.x_cache), (route,)
+        self.access.write_line(line)
+        return parts[2], parts[3]
 
     @property
     def secret_params(self) -> tuple[str, ...]:
@@ -127,10 +138,10 @@ class Telemetry:
         self._paths.clear()
         self._parts.clear()
 
-    def _line(self, txn: Txn, now: float, elapsed: float) -> str:
-        """`_record` as one JSON line, without building or walking a dict: the fields that
-        repeat from one request to the next (client to upstream_status, bytes to stale_reason)
-        are remembered as JSON text, keyed by their values (typed by Txn: str, int or None)."""
+    def _parts_of(self, txn: Txn) -> _Parts:
+        """The JSON text of the fields that repeat from one request to the next (client to
+        upstream_status, bytes to stale_reason) and the metric labels, remembered by their
+        values (typed by Txn: str, int or None)."""
         key = (
             txn.client,
             txn.method,
@@ -150,7 +161,13 @@ class Telemetry:
         if parts is None:
             if len(self._parts) >= _MEMO:
                 self._parts.clear()
-            parts = self._parts[key] = (self._head(txn), self._tail(txn))
+            route = txn.route or "-"
+            labels = (route, txn.method, str(txn.status), txn.x_cache)
+            parts = self._parts[key] = (self._head(txn), self._tail(txn), labels, (route,))
+        return parts
+
+    def _line(self, parts: _Parts, txn: Txn, now: float, elapsed: float) -> str:
+        """`_record` as one JSON line, without building or walking a dict."""
         second = int(now)
         if second != self._second:
             self._timestamp(now)
