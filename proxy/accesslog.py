@@ -31,11 +31,11 @@ import threading
 import time
 from typing import Any, Final, cast
 
-# Lines the writer joins into one write() call: fewer syscalls under load, and with O_APPEND
-# one write per batch keeps lines whole when several worker processes share a file.
+# Lines the writer thread joins into one write() call: fewer syscalls under load, and with
+# O_APPEND one write per batch keeps lines whole when several worker processes share a file.
 _MAX_BATCH_LINES: Final = 256
-# Lines gather on the event loop first and cross to the writer thread as one item: a hand-off
-# per line woke the thread, and fought the loop for the GIL, on every request.
+# Lines gather on the event loop first, then go out as one write (a file) or cross to the writer
+# thread as one item: a hand-off per line woke the thread, and fought the loop for the GIL.
 _FLUSH_LINES: Final = 128
 _FLUSH_AFTER: Final = 0.05  # seconds a quiet proxy keeps a line before handing it over
 _SLOW_WRITE: Final = 0.02  # seconds one write to a file may take on the loop, see above
@@ -58,7 +58,7 @@ class AccessLog:
         self.dropped = 0  # queue full: the writer is behind
         self.rejected = 0  # the record could not be serialised as strict JSON
         self.write_errors = 0  # OSError from the file or stdout (disk full, closed pipe)
-        self.written = 0  # lines handed to the OS (updated by the writer thread)
+        self.written = 0  # lines handed to the OS (by the loop, or the writer thread)
         self._pending: list[str] = []
         # One encoder for every line: json.dumps with options builds a new one per call.
         self._encode = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode
