@@ -37,7 +37,10 @@ SCENARIOS: dict[str, tuple[str, Runner]] = {
     "outage": ("origin fails halfway: errors, latency, origin requests while open", outage),
     "stampede": ("1,000 concurrent cold requests for one key", stampede),
     "slow": ("vendor 2 s, stale copies: stale_if_slow 200ms against no budget", slow),
-    **{k: STEADY[k] for k in ("writes", "shared", "nginx", "nginx-miss", "nginx-writes", "varnish")},
+    **{
+        k: STEADY[k]
+        for k in ("writes", "shared", "nginx", "nginx-logged", "nginx-miss", "nginx-writes", "varnish")
+    },
 }
 EXTRAS = ("memory", "micro")
 

@@ -1,8 +1,9 @@
 """The steady-state scenarios: each one a function of the `Suite`, returning a ScenarioResult.
 
 Owns what each throughput scenario sends and where: ceiling, direct, hit, hit-spread, miss,
-stale, writes, shared (Redis tier) and nginx. The failure scenarios (outage, stampede) live in
-`failure`, memory in `memory`. A scenario that cannot run raises `Skip` with the reason.
+stale, writes, shared (Redis tier) and nginx (also with its access log on). The failure
+scenarios (outage, stampede) live in `failure`, memory in `memory`. A scenario that cannot run
+raises `Skip` with the reason.
 """
 
 from __future__ import annotations
@@ -10,14 +11,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from benchmarks.load import Target
 from benchmarks.loadgen import fetch_paths
 from benchmarks.proxyrun import start_proxy, validate
 from benchmarks.services import (
+    NGINX_LOG_BUFFER,
+    nginx_version,
     redis_dbsize,
     redis_server_path,
     start_floor,
+    start_nginx,
     start_redis,
     start_varnish,
     varnish_version,
@@ -58,14 +63,27 @@ def hit(suite: Suite, res: ScenarioResult) -> None:
 
 def hit_logged(suite: Suite, res: ScenarioResult) -> None:
     """Fresh hits with the JSON access log on (a line per request to a file), own proxy."""
+    log = suite.group.workdir / "access.log"
     config = suite.proxy_config()
-    config["log"] = {"level": "warning", "access": str(suite.group.workdir / "access.log")}
+    config["log"] = {"level": "warning", "access": str(log)}
     proxy = start_proxy(suite.group, config, name="proxy-logged")
     target = suite.target(proxy.port, "/api/items/1")
     suite.x_cache(proxy.port, target.path)
     suite.measure(res, lambda i: target, server=proxy.child, warm=target)
     res.notes.append(f"access log on: {suite.x_cache(proxy.port, target.path)}")
-    suite.group.stop(proxy.child)
+    suite.group.stop(proxy.child)  # the writer flushes on the way out
+    res.notes.append(logged_lines(log, res))
+
+
+def logged_lines(log: Path, res: ScenarioResult) -> str:
+    """A note with the lines the log holds; a warning when some measured request left none
+    (a log that drops lines under load would look cheaper than it is)."""
+    lines = log.read_bytes().count(b"\n") if log.exists() else 0
+    sent = sum(run.requests for run in res.runs)
+    res.extra["logged_lines"] = lines
+    if lines < sent:
+        return f"WARNING: {lines:,} lines logged for {sent:,} measured requests"
+    return f"{lines:,} lines logged"
 
 
 def prewarm(suite: Suite, port: int, prefix: str, keys: int) -> str:
@@ -162,6 +180,26 @@ def nginx(suite: Suite, res: ScenarioResult) -> None:
     res.notes.append(f"proxy_cache, {suite.settings.workers} worker(s): {suite.x_cache(port, target.path)}")
 
 
+def nginx_logged(suite: Suite, res: ScenarioResult) -> None:
+    """nginx proxy_cache hits with a JSON access_log to a file, buffered as ours is."""
+    if nginx_version() is None:
+        raise Skip("nginx not installed (/usr/sbin/nginx)")
+    log = suite.group.workdir / "nginx-access.log"
+    workers = suite.settings.workers
+    port, child = start_nginx(
+        suite.group, origin_port=suite.origin().port, workers=workers, access_log=log, name="nginx-logged"
+    )
+    target = suite.target(port, "/api/items/1")
+    suite.x_cache(port, target.path)
+    suite.measure(res, lambda i: target, server=child, warm=target)
+    res.notes.append(
+        f"proxy_cache, {workers} worker(s), JSON access_log to a file ({NGINX_LOG_BUFFER}): "
+        + suite.x_cache(port, target.path)
+    )
+    suite.group.stop(child)  # nginx flushes its buffer on the way out
+    res.notes.append(logged_lines(log, res))
+
+
 def nginx_miss(suite: Suite, res: ScenarioResult) -> None:
     port, child = suite.nginx()
     make = unique_keys(suite, port)
@@ -200,6 +238,7 @@ STEADY: dict[str, tuple[str, Runner]] = {
     "writes": ("POST pass-through", writes),
     "shared": ("hits through the Redis tier", shared),
     "nginx": ("nginx proxy_cache hits in front of the same origin", nginx),
+    "nginx-logged": ("nginx proxy_cache hits, JSON access_log to a file", nginx_logged),
     "nginx-miss": ("nginx proxy_cache, every request a new key", nginx_miss),
     "nginx-writes": ("nginx POST pass-through", nginx_writes),
     "varnish": ("Varnish hits in front of the same origin", varnish),

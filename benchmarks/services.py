@@ -195,16 +195,39 @@ def nginx_version() -> str | None:
     return text.split(":", 1)[-1].strip() if text else "nginx"
 
 
-def nginx_conf(root: Path, *, port: int, origin_port: int, workers: int) -> str:
-    """A minimal proxy_cache config; every path it writes lives under `root`."""
+# What our access log writes per request (README "Access log"), in nginx's words: a JSON line
+# with the same fields where nginx has them (escape=json quotes strings as JSON does).
+NGINX_LOG_FORMAT = (
+    '{"time":"$time_iso8601","request_id":"$request_id","client":"$remote_addr",'
+    '"method":"$request_method","path":"$request_uri","route":"items","upstream":"origin",'
+    '"status":$status,"x_cache":"$upstream_cache_status","upstream_status":"$upstream_status",'
+    '"upstream_ms":"$upstream_response_time","total_ms":$request_time,"bytes":$body_bytes_sent}'
+)
+# Buffered as ours is (proxy/accesslog.py): lines gather in memory and reach the file in one
+# write() per 128 lines (~40 KB) or 50 ms, whichever comes first.
+NGINX_LOG_BUFFER = "buffer=40k flush=50ms"
+
+
+def nginx_conf(
+    root: Path, *, port: int, origin_port: int, workers: int, access_log: Path | None = None
+) -> str:
+    """A minimal proxy_cache config; every path it writes lives under `root`. `access_log`: a
+    file for a JSON line per request (`NGINX_LOG_FORMAT`, `NGINX_LOG_BUFFER`); off otherwise."""
     # As root, nginx workers drop to `nobody` and could not write the cache dir we own.
     user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
+    if access_log is None:
+        logging = "access_log off;"
+    else:
+        logging = (
+            f"log_format bench_json escape=json '{NGINX_LOG_FORMAT}';\n"
+            f"    access_log {access_log} bench_json {NGINX_LOG_BUFFER};"
+        )
     return f"""{user}worker_processes {workers};
 pid {root}/nginx.pid;
 error_log {root}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
+    {logging}
     client_body_temp_path {root}/client_temp;
     proxy_temp_path {root}/proxy_temp;
     fastcgi_temp_path {root}/fastcgi_temp;
@@ -234,16 +257,22 @@ http {{
 """
 
 
-def start_nginx(group: ProcessGroup, *, origin_port: int, workers: int) -> tuple[int, Child]:
+def start_nginx(
+    group: ProcessGroup,
+    *,
+    origin_port: int,
+    workers: int,
+    access_log: Path | None = None,
+    name: str = "nginx",
+) -> tuple[int, Child]:
     if not Path(NGINX).exists():
         raise FileNotFoundError(f"{NGINX} not found")
-    root = group.workdir / "nginx"
+    root = group.workdir / name
     root.mkdir(exist_ok=True)
     port = free_port()
-    (root / "nginx.conf").write_text(nginx_conf(root, port=port, origin_port=origin_port, workers=workers))
-    child = group.start(
-        "nginx", [NGINX, "-p", str(root), "-c", str(root / "nginx.conf"), "-g", "daemon off;"]
-    )
+    conf = nginx_conf(root, port=port, origin_port=origin_port, workers=workers, access_log=access_log)
+    (root / "nginx.conf").write_text(conf)
+    child = group.start(name, [NGINX, "-p", str(root), "-c", str(root / "nginx.conf"), "-g", "daemon off;"])
     child.wait_port(port)
     return port, child
 

@@ -1,31 +1,46 @@
-"""Transaction log: one compact JSON line per request, written off the event loop.
+"""Transaction log: one compact JSON line per request, written in batches.
 
-Owns: serialising a record the caller built, a bounded queue, and the one writer thread that
-drains it to stdout or a file (appending). When the writer falls behind (slow disk, a stalled
-stdout pipe) lines are dropped and counted, so a logging problem never becomes a latency one.
+Owns: serialising a record the caller built (or taking a line it encoded), gathering lines on
+the event loop, and writing them to stdout or a file (appending), one write() per batch of up to
+`_FLUSH_LINES` lines or `_FLUSH_AFTER` seconds.
 
-Must not: block the event loop on disk I/O, read the clock (the caller puts `time` in the record),
-decide what a record contains, or redact (callers pass already-redacted fields; see redact.py).
+Where the write happens (issue 12): a regular file is written by the loop itself, as nginx's
+buffered `access_log` is: the write lands in the page cache, a copy and no wait for the disk,
+while handing each batch to a thread cost more CPU than building the lines (the thread and the
+loop trading the GIL). Should one such write ever take longer than `_SLOW_WRITE` (a saturated
+disk the kernel throttles, a network filesystem), the writer thread takes over for good and a
+warning says so. Pipes, terminals and stdout always go through the writer thread and its bounded
+queue: when it falls behind (a stalled consumer) lines are dropped and counted, so a logging
+problem never becomes a latency one.
+
+Must not: wait on a slow disk or pipe from the loop, read the clock but as a stopwatch around a
+write (the caller puts `time` in the record), decide what a record contains, or redact (callers
+pass already-redacted fields; see redact.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import queue
+import stat
 import sys
 import threading
+import time
 from typing import Any, Final, cast
 
-# Lines the writer joins into one write() call: fewer syscalls under load, and with O_APPEND
-# one write per batch keeps lines whole when several worker processes share a file.
+# Lines the writer thread joins into one write() call: fewer syscalls under load, and with
+# O_APPEND one write per batch keeps lines whole when several worker processes share a file.
 _MAX_BATCH_LINES: Final = 256
-# Lines gather on the event loop first and cross to the writer thread as one item: a hand-off
-# per line woke the thread, and fought the loop for the GIL, on every request.
+# Lines gather on the event loop first, then go out as one write (a file) or cross to the writer
+# thread as one item: a hand-off per line woke the thread, and fought the loop for the GIL.
 _FLUSH_LINES: Final = 128
 _FLUSH_AFTER: Final = 0.05  # seconds a quiet proxy keeps a line before handing it over
+_SLOW_WRITE: Final = 0.02  # seconds one write to a file may take on the loop, see above
 _STOP: Final = object()
+log = logging.getLogger("proxy.accesslog")
 
 
 class AccessLog:
@@ -38,11 +53,12 @@ class AccessLog:
         self._queue: queue.Queue[object] | None = None
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
+        self._direct = False  # the loop writes the file itself (see the module docstring)
         self.dest = "off"
         self.dropped = 0  # queue full: the writer is behind
         self.rejected = 0  # the record could not be serialised as strict JSON
         self.write_errors = 0  # OSError from the file or stdout (disk full, closed pipe)
-        self.written = 0  # lines handed to the OS (updated by the writer thread)
+        self.written = 0  # lines handed to the OS (by the loop, or the writer thread)
         self._pending: list[str] = []
         # One encoder for every line: json.dumps with options builds a new one per call.
         self._encode = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode
@@ -53,7 +69,7 @@ class AccessLog:
         return self._queue is not None
 
     def open(self, dest: str) -> None:
-        """Start logging to "stdout", a file path (created, appended), or nowhere ("off").
+        """Start logging to "stdout", "stderr", a file path (created, appended), or nowhere ("off").
 
         A file that cannot be opened raises OSError here, at startup, not later in the thread.
         """
@@ -62,24 +78,40 @@ class AccessLog:
         self.dest = dest
         if dest == "off":
             return
-        if dest != "stdout":
+        if dest == "stderr":  # a copy of the descriptor: close() must not close stderr itself
+            self._fd = os.dup(2)
+        elif dest != "stdout":
             self._fd = os.open(dest, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        if self._fd is not None:
+            self._direct = stat.S_ISREG(os.fstat(self._fd).st_mode)
         self._queue = queue.Queue(max(1, self._max_queue // _FLUSH_LINES))
-        self._thread = threading.Thread(
-            target=self._run, args=(self._queue, self._fd), name="access-log", daemon=True
-        )
+        if not self._direct:
+            self._start_writer(self._queue)
+
+    @property
+    def threaded(self) -> bool:
+        """Whether lines go through the writer thread (stdout, a pipe, or a file found slow)."""
+        return self._thread is not None
+
+    def _start_writer(self, q: queue.Queue[object]) -> None:
+        self._thread = threading.Thread(target=self._run, args=(q, self._fd), name="access-log", daemon=True)
         self._thread.start()
 
     def write(self, record: dict[str, Any]) -> None:
         """Queue one record as a JSON line; never blocks. A no-op when the log is off."""
-        q = self._queue
-        if q is None:
+        if self._queue is None:
             return
         try:
             # default=str: datetimes, enums and the like become text rather than an exception.
             line = self._encode(record)
         except (TypeError, ValueError):
             self.rejected += 1
+            return
+        self.write_line(line)
+
+    def write_line(self, line: str) -> None:
+        """Queue one line the caller encoded (one JSON object, no newline); never blocks."""
+        if self._queue is None:
             return
         self._pending.append(line)
         if len(self._pending) >= _FLUSH_LINES:
@@ -99,17 +131,37 @@ class AccessLog:
         if q is None or not lines:
             return
         self._pending = []
+        if self._direct and self._fd is not None:
+            self._write_here(self._fd, q, lines)
+            return
         try:
             q.put_nowait(("\n".join(lines) + "\n", len(lines)))
         except queue.Full:
             self.dropped += len(lines)
+
+    def _write_here(self, fd: int, q: queue.Queue[object], lines: list[str]) -> None:
+        """One write to the file from the loop; the writer thread from now on if it was slow."""
+        started = time.perf_counter()
+        self._emit(fd, "\n".join(lines) + "\n", len(lines))
+        took = time.perf_counter() - started
+        if took > _SLOW_WRITE:
+            self._direct = False
+            self._start_writer(q)
+            log.warning(
+                "access log: a write to %s took %.0f ms; the writer thread takes over", self.dest, took * 1e3
+            )
 
     async def close(self) -> None:
         """Flush what is queued, stop the writer and close the file. Safe to call twice."""
         self.flush()
         q, thread, fd = self._queue, self._thread, self._fd
         self._queue = self._thread = self._fd = None
-        if q is None or thread is None:
+        self._direct = False
+        if q is None:
+            return
+        if thread is None:  # the loop wrote everything itself
+            if fd is not None:
+                os.close(fd)
             return
         # put() may wait for room while the writer drains: do that wait off the event loop.
         await asyncio.to_thread(q.put, _STOP)

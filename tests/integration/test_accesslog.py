@@ -130,3 +130,36 @@ async def test_double_open_raises_and_reopen_after_close_works(tmp_path: Path) -
     await log.close()
     assert read_lines(tmp_path / "b.log") == [{"to": "b"}]
     assert (tmp_path / "a.log").read_text() == ""
+
+
+async def test_a_file_is_written_by_the_loop_and_a_pipe_by_the_writer_thread(tmp_path: Path) -> None:
+    # A regular file: the page cache takes the write at once, so the loop writes it (issue 12);
+    # a pipe can stall, so only the writer thread ever waits on it.
+    path = tmp_path / "access.log"
+    log = AccessLog()
+    log.open(str(path))
+    assert not log.threaded
+    log.write({"i": 1})
+    log.flush()
+    assert path.read_text(encoding="utf-8") == '{"i":1}\n'  # in the file when flush returns
+    assert log.written == 1
+    await log.close()
+    read_fd, write_fd = os.pipe()
+    piped = AccessLog()
+    piped.open(f"/dev/fd/{write_fd}")
+    assert piped.threaded
+    piped.write({"i": 2})
+    await piped.close()
+    os.close(write_fd)
+    assert os.read(read_fd, 100) == b'{"i":2}\n'
+    os.close(read_fd)
+
+
+async def test_stderr_is_a_destination_and_stays_open(capfd: pytest.CaptureFixture[str]) -> None:
+    log = AccessLog()
+    log.open("stderr")
+    log.write({"status": 200})
+    await log.close()
+    os.write(2, b"still open\n")  # close() closed its own copy of the descriptor
+    assert capfd.readouterr().err.splitlines() == ['{"status":200}', "still open"]
+    assert not (Path.cwd() / "stderr").exists()
