@@ -1,9 +1,10 @@
 """Our HTTP/1.1 exchange with one upstream: one request per attempt, strict framing, pooled.
 
 Owns: the one-method seam `Transport.send`, the upstream URL parsed once (host, port, TLS, path
-prefix, the precomputed `Host` line), the connect and total deadlines on one timer, the choice of
-connection for a write, and the only place where socket, TLS and framing failures become the
-project's error tree (as httpx's transports do). See docs/upstream.md for the decisions.
+prefix, the precomputed `Host` line), the connect and total deadlines (the total on one timer per
+connection, see `pool.Conn`), the choice of connection for a write, and the only place where
+socket, TLS and framing failures become the project's error tree (as httpx's transports do).
+See docs/upstream.md for the decisions.
 Must not: retry or re-send anything (retries are `upstream`'s, with `retry`'s policy and budget),
 open breakers, decide caching or decompress (bodies are passed on as the vendor sent them).
 """
@@ -27,7 +28,7 @@ from proxy.core.errors import UpstreamConnectError, UpstreamError, UpstreamOutco
 from proxy.core.model import Headers
 from proxy.core.retry import may_retry_method
 from proxy.http1 import FramingError, ResponseFraming, head_prefix, request_bytes
-from proxy.pool import IDLE_TIMEOUT, Conn, Pool
+from proxy.pool import IDLE_TIMEOUT, Conn, ExchangeTimeout, Pool
 
 log = logging.getLogger("proxy.transport")
 
@@ -253,14 +254,16 @@ class Transport:
         conn: Conn | None = None
         written = False
         try:
-            async with asyncio.timeout_at(deadline) as timer:
-                conn = await pool.acquire(WRITE_MAX_IDLE if once else IDLE_TIMEOUT, timeouts.connect, timer)
-                waiter = conn.begin(framing, limit)
-                assert conn.transport is not None
-                conn.transport.write(data)
-                written = True
-                await waiter
-        except TimeoutError as exc:
+            max_idle = WRITE_MAX_IDLE if once else IDLE_TIMEOUT
+            conn = pool.take_idle(max_idle)  # the common case: no wait, no timer
+            if conn is None:
+                conn = await pool.acquire(max_idle, timeouts.connect, deadline)
+            waiter = conn.begin(framing, limit, deadline)
+            assert conn.transport is not None
+            conn.transport.write(data)
+            written = True
+            await waiter
+        except (TimeoutError, ExchangeTimeout) as exc:
             if conn is not None:
                 pool.discard(conn)
             if not written:
