@@ -139,8 +139,14 @@ class Fetched:
         """Decode a complete coded body once, within bounds, so guards, the store and every
         client see one encoding; a large one inflates on a thread (zlib frees the GIL), so a
         bomb never stalls unrelated requests. Failure is `unreadable`, never an exception."""
-        coding = next((v for k, v in self.headers if k.lower() == "content-encoding"), None)
-        if not self.complete or coding is None or coding.strip().lower() in ("", "identity"):
+        if not self.complete:
+            return
+        coding = None
+        for k, v in self.headers:
+            if k.lower() == "content-encoding":
+                coding = v
+                break
+        if coding is None or coding.strip().lower() in ("", "identity"):
             return
         try:
             if len(self.body) >= DECODE_OFF_LOOP:
