@@ -47,8 +47,11 @@ class Deadlines:
 
 
 def header(headers: Headers, name: str) -> str | None:
+    """The first value of `name` (lower-case); asked several times per response, so a field
+    of another length is passed over without lower-casing it."""
+    size = len(name)
     for key, value in headers:
-        if key.lower() == name:
+        if len(key) == size and key.lower() == name:
             return value
     return None
 
