@@ -40,8 +40,11 @@ class Tasks:
             if asyncio.iscoroutine(coro):
                 coro.close()
             return None
-        task: asyncio.Task[T] = asyncio.ensure_future(coro)
-        task.set_name(name)
+        if asyncio.iscoroutine(coro):  # the usual case, without ensure_future's detour
+            task: asyncio.Task[T] = asyncio.get_running_loop().create_task(coro, name=name)
+        else:
+            task = asyncio.ensure_future(coro)
+            task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task
