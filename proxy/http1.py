@@ -93,17 +93,22 @@ class ResponseFraming:
         self.started = False  # a response byte arrived
         self.keep_alive = False
         self.framing = ""  # "length" | "chunked" | "none" | "eof" (close-delimited)
-        self._reset_head()
         self._head_bytes = 0
-
-    def _reset_head(self) -> None:
+        # The state of the head being read, as `_reset_head` sets it (inlined: once per request).
         self._fields: list[Header] = []
         self._named: set[str] = set()  # fields the vendor's Connection lists as hop-by-hop
-        self._count = 0
-        self._field_bytes = 0
-        self._status_len = 0
+        self._count = self._field_bytes = self._status_len = 0
         self._cl: int | None = None
         self._te: list[str] = []
+        self._body_seen = False
+
+    def _reset_head(self) -> None:
+        """After an interim (1xx) head: the next head is counted and checked afresh."""
+        self._fields = []
+        self._named = set()
+        self._count = self._field_bytes = self._status_len = 0
+        self._cl = None
+        self._te = []
         self._body_seen = False
 
     # -- the owner's side --------------------------------------------------------------------

@@ -139,14 +139,8 @@ class Fetched:
         """Decode a complete coded body once, within bounds, so guards, the store and every
         client see one encoding; a large one inflates on a thread (zlib frees the GIL), so a
         bomb never stalls unrelated requests. Failure is `unreadable`, never an exception."""
-        if not self.complete:
-            return
-        coding = None
-        for k, v in self.headers:
-            if k.lower() == "content-encoding":
-                coding = v
-                break
-        if coding is None or coding.strip().lower() in ("", "identity"):
+        coding = self.coding()
+        if not self.complete or coding is None:
             return
         try:
             if len(self.body) >= DECODE_OFF_LOOP:
@@ -160,6 +154,14 @@ class Fetched:
             self.unreadable = str(exc)
             return
         self.headers = tuple((k, v) for k, v in self.headers if k.lower() not in CODING_HEADERS)
+
+    def coding(self) -> str | None:
+        """The content coding the body is in, None for identity (asked before `to_identity`,
+        so an uncoded answer costs no coroutine)."""
+        for k, v in self.headers:
+            if k.lower() == "content-encoding":
+                return None if v.strip().lower() in ("", "identity") else v
+        return None
 
     def release(self) -> None:
         if self.stream is not None:

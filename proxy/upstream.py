@@ -171,7 +171,7 @@ class Upstream:
         except BaseException:
             self.breaker.release(permit)
             raise
-        if identity:
+        if identity and fetched.complete and fetched.coding() is not None:
             await fetched.to_identity(limit)
         failed = is_failure_status(fetched.status)
         error = f"HTTP {fetched.status}" if failed else None
