@@ -245,7 +245,7 @@ class Gate:
 
     def __init__(self, bulkhead: Bulkhead, clock: Clock, name: str, idle: asyncio.Event) -> None:
         self.bulkhead, self.clock, self.name, self.idle = bulkhead, clock, name, idle
-        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._waiting: deque[asyncio.Future[bool]] = deque()
         self.service = 0.0  # seconds an exchange has been taking lately (0: no sample yet)
 
     def enter(self) -> bool:
@@ -269,29 +269,34 @@ class Gate:
                 f"toward {self.name}: the queue is longer than the request's deadline", retry_after=1.0
             )
         loop = asyncio.get_running_loop()
+        # One future per place in the line: `_wake_one` resolves it True, the deadline False
+        # (cheaper than asyncio.wait over two futures, which a thousand queued calls all pay).
+        current: list[asyncio.Future[bool]] = []
         timer = asyncio.ensure_future(self.clock.sleep(budget))
-        turn = loop.create_future()
+        timer.add_done_callback(lambda _: _resolve(current, False))
+        queued = True  # still counted in the bulkhead's queue
         try:
             while True:
-                turn = loop.create_future()
+                turn: asyncio.Future[bool] = loop.create_future()
+                current[:] = [turn]
                 self._waiting.append(turn)
-                await asyncio.wait((turn, timer), return_when=asyncio.FIRST_COMPLETED)
-                if timer.done():
-                    self._give_up()
-                    raise Overloaded(
-                        f"no free connection toward {self.name} within the request's deadline",
-                        retry_after=1.0,
-                    )
+                if timer.done() or not await turn:
+                    break  # the deadline came first
                 if bulkhead.try_promote():
+                    queued = False
                     break
-        except asyncio.CancelledError:
-            if not timer.done():  # cancelled in the queue (a timeout already gave the place up)
-                self._give_up()
-            raise
         finally:
             timer.cancel()
-            turn.cancel()  # a wake-up not taken goes to the next in line (see `_wake_one`)
+            _resolve(current, False)  # a wake-up not taken goes on to the next in line
+            if queued:  # the deadline, or cancelled in the queue: the place is given back
+                self._give_up()
         left = started + timeouts.total - self.clock.now()
+        if queued or left <= 0:
+            if not queued:  # promoted just as its time ran out: the slot goes to the next
+                self.leave()
+            raise Overloaded(
+                f"no free connection toward {self.name} within the request's deadline", retry_after=1.0
+            )
         if left >= timeouts.total:
             return out
         return replace(out, timeout=Timeouts(connect=min(timeouts.connect, left), total=left))
@@ -313,12 +318,17 @@ class Gate:
         while self._waiting:
             turn = self._waiting.popleft()
             if not turn.done():
-                turn.set_result(None)
+                turn.set_result(True)
                 return
 
     def _maybe_idle(self) -> None:
         if self.bulkhead.active == 0 and self.bulkhead.queued == 0:
             self.idle.set()
+
+
+def _resolve(current: list[asyncio.Future[bool]], value: bool) -> None:
+    if current and not current[0].done():
+        current[0].set_result(value)
 
 
 def _get(fetched: Fetched, name: str) -> str | None:
