@@ -87,6 +87,23 @@ class ScenarioResult:
         return data
 
 
+def settle(pid: int, quiet: float = 0.02, step: float = 0.1, limit: float = 15.0) -> None:
+    """Until the server (with its workers) has been idle for a `step` (under `quiet` CPU
+    seconds per second), at most `limit` seconds. A load run ends with its connections cut
+    while their requests are still in flight; the server finishes them (and keeps counting
+    those connections, per client address, until it has) after the generator has gone. Without
+    this the next run would pay for and be shed by the previous one's leftovers: at 1,024
+    connections from one address, the proxy's per-client limit refused the new ones."""
+    deadline = time.monotonic() + limit
+    last = tree_cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(step)
+        now = tree_cpu_seconds(pid)
+        if now - last < quiet * step:
+            return
+        last = now
+
+
 def _nth(values: Sequence[int] | Sequence[float], i: int) -> int | float | None:
     return values[i] if i < len(values) else None
 
@@ -185,6 +202,8 @@ class Suite:
         if warm is not None:
             self.warm(warm)
         for i in range(self.settings.repeats):
+            if server is not None:
+                settle(server.pid)
             before = self.origin().requests() if count_origin else 0
             cpu_before = tree_cpu_seconds(server.pid) if server else 0.0
             run = self.loader.run(make(i))

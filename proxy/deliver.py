@@ -125,10 +125,15 @@ def served_headers(entry: Entry, *, not_modified: bool) -> list[tuple[str, str]]
     """The stored headers a copy is served with, before the per-request ones: ours dropped, a
     304's content fields dropped (RFC 9110 15.4.5), `Accept-Ranges` on a 200 (14.3). The full
     path and the fast hit's prepared heads are both made from it."""
-    kept = [(k, v) for k, v in entry.headers if k.lower() not in OURS]
-    if not_modified:
-        return [(k, v) for k, v in kept if k.lower() not in NOT_ON_304]
-    if entry.status == 200 and not any(k.lower() == "accept-ranges" for k, _ in kept):
+    kept: list[tuple[str, str]] = []
+    ranges = False
+    for k, v in entry.headers:  # one pass, one lower() per field: on every miss and refresh
+        low = k.lower()
+        if low in OURS or (not_modified and low in NOT_ON_304):
+            continue
+        ranges = ranges or low == "accept-ranges"
+        kept.append((k, v))
+    if not not_modified and entry.status == 200 and not ranges:
         kept.append(("Accept-Ranges", "bytes"))
     return kept
 

@@ -37,6 +37,7 @@ MAX_INTERIM = 10  # 1xx heads before the final response
 MAX_CONTENT_LENGTH = 2**53  # beyond this no float, JSON number or vendor is honest
 VERSIONS = frozenset({"1.0", "1.1"})
 NO_BODY_STATUSES = frozenset({204, 304})
+_FRAMING_OR_HOP = HOP_BY_HOP | {"content-length", "transfer-encoding"}  # fields looked at
 
 
 class FramingError(Exception):
@@ -92,17 +93,22 @@ class ResponseFraming:
         self.started = False  # a response byte arrived
         self.keep_alive = False
         self.framing = ""  # "length" | "chunked" | "none" | "eof" (close-delimited)
-        self._reset_head()
         self._head_bytes = 0
-
-    def _reset_head(self) -> None:
+        # The state of the head being read, as `_reset_head` sets it (inlined: once per request).
         self._fields: list[Header] = []
         self._named: set[str] = set()  # fields the vendor's Connection lists as hop-by-hop
-        self._count = 0
-        self._field_bytes = 0
-        self._status_len = 0
+        self._count = self._field_bytes = self._status_len = 0
         self._cl: int | None = None
         self._te: list[str] = []
+        self._body_seen = False
+
+    def _reset_head(self) -> None:
+        """After an interim (1xx) head: the next head is counted and checked afresh."""
+        self._fields = []
+        self._named = set()
+        self._count = self._field_bytes = self._status_len = 0
+        self._cl = None
+        self._te = []
         self._body_seen = False
 
     # -- the owner's side --------------------------------------------------------------------
@@ -161,14 +167,17 @@ class ResponseFraming:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count += 1
+        self._field_bytes += len(name) + len(value) + 4
         if self._count > MAX_HEADERS:
             raise FramingError("too_many_headers", f"more than {MAX_HEADERS} header fields")
-        self._field_bytes += len(name) + len(value) + 4
         if self._field_bytes > MAX_HEAD_BYTES:
             raise FramingError("head_too_large", f"response head over {MAX_HEAD_BYTES} bytes")
         key = name.decode("latin-1")
-        text = value.decode("latin-1")
         low = key.lower()
+        if low not in _FRAMING_OR_HOP:  # the common case: an end-to-end field, kept as sent
+            self._fields.append((key, value.decode("latin-1")))
+            return
+        text = value.decode("latin-1")
         if low == "content-length":
             self._cl = content_length(text)
         elif low == "transfer-encoding":

@@ -27,8 +27,18 @@ LOW_WATER = 64 * 1024
 OnProtocolError = Callable[[str, str], None]  # (reason, message)
 
 
+class ExchangeTimeout(Exception):
+    """The exchange's deadline passed before its response (head and body up to the limit)."""
+
+
 class Conn(asyncio.Protocol):
-    """One connection; at most one exchange at a time. `framing` is None while idle."""
+    """One connection; at most one exchange at a time. `framing` is None while idle.
+
+    The exchange's deadline is one loop timer per connection, not one per request: a request
+    on a reused connection only moves `deadline`, and the timer, when it fires early, re-arms
+    itself for the current one (arming and cancelling a timer per request costs more than the
+    parsing of a small response).
+    """
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
@@ -44,6 +54,9 @@ class Conn(asyncio.Protocol):
         self.dead = False
         self.counted = True  # holds one of the pool's `size` slots
         self.idle_since = 0.0
+        self.deadline = 0.0  # loop time by which the waiter must be answered
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -76,15 +89,42 @@ class Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._ended()
         self.dead = True
+        self.disarm()
         self.pool.forget(self)
 
     # -- the exchange ------------------------------------------------------------------------
 
-    def begin(self, framing: ResponseFraming, limit: int) -> asyncio.Future[None]:
+    def begin(self, framing: ResponseFraming, limit: int, deadline: float) -> asyncio.Future[None]:
+        """Start an exchange; the waiter fails with `ExchangeTimeout` once `deadline` (loop
+        time) passes without the response."""
         self.framing, self.limit, self.error = framing, limit, None
         self.streaming, self.pending = False, 0
-        self.waiter = asyncio.get_running_loop().create_future()
-        return self.waiter
+        loop = asyncio.get_running_loop()
+        self.waiter = waiter = loop.create_future()
+        self.deadline = deadline
+        if self._timer is None or self._timer_at > deadline:
+            self.disarm()
+            self._timer = loop.call_at(deadline, self._on_timer)
+            self._timer_at = deadline
+        return waiter
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter = self.waiter
+        if waiter is None or waiter.done() or self.dead:
+            return  # idle or answered since: nothing to time out
+        loop = asyncio.get_running_loop()
+        if loop.time() < self.deadline:  # armed for an earlier exchange on this connection
+            self._timer = loop.call_at(self.deadline, self._on_timer)
+            self._timer_at = self.deadline
+            return
+        waiter.set_exception(ExchangeTimeout())
+        waiter.exception()  # retrieved: the owner may have gone (cancelled)
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def take(self) -> bytes:
         """Body bytes received so far (streaming); resumes a paused socket."""
@@ -141,6 +181,7 @@ class Conn(asyncio.Protocol):
 
     def abort(self) -> None:
         self.dead = True
+        self.disarm()
         if self.transport is not None:
             self.transport.abort()
 
@@ -181,11 +222,13 @@ class Pool:
             return conn
         return None
 
-    async def acquire(self, max_idle: float, connect_timeout: float, timer: asyncio.Timeout) -> Conn:
-        """An idle connection fit for the request, else a new one once a slot is free.
+    async def acquire(self, max_idle: float, connect_timeout: float, deadline: float) -> Conn:
+        """A new connection once a slot is free (after `take_idle` found none): TimeoutError
+        when `deadline` (loop time) passes first, or `connect_timeout` while connecting."""
+        async with asyncio.timeout_at(deadline) as timer:
+            return await self._acquire(max_idle, connect_timeout, timer)
 
-        `timer` (the caller's total deadline) is cut to `connect_timeout` while connecting.
-        """
+    async def _acquire(self, max_idle: float, connect_timeout: float, timer: asyncio.Timeout) -> Conn:
         while True:
             conn = self.take_idle(max_idle)
             if conn is not None:
@@ -246,6 +289,7 @@ class Pool:
         if conn.transport is not None and not conn.transport.is_closing():
             conn.transport.close()
         conn.dead = True
+        conn.disarm()
         self.forget(conn)
 
     def forget(self, conn: Conn) -> None:

@@ -27,6 +27,7 @@ from proxy.transport import CODING_HEADERS, Fetched
 log = logging.getLogger("proxy.relay")
 DECODABLE = "gzip, deflate"
 CREDENTIALS = ("authorization", "cookie")  # forwarded; their answers are private by default
+_NONE: frozenset[str] = frozenset()
 # Ours to send on a cached fetch whatever a route keys: conditionals and ranges (RFC 9111 4.3),
 # the coding we decode, and who the client is.
 NEVER_FORWARDED = (
@@ -45,7 +46,7 @@ def forward_headers(
     route says so). Anything else could change a shared answer without being keyed: the
     cache-poisoning rule (Kettle, "Practical Web Cache Poisoning").
     """
-    configured = {k.lower() for k, _ in upstream.headers}
+    configured = {k.lower() for k, _ in upstream.headers} if upstream.headers else _NONE
     if cacheable:
         out = _keyed_only(request, (*CREDENTIALS, *keyed, *upstream.forward_headers), configured)
     else:
@@ -76,7 +77,9 @@ def offered(request: Request) -> Callable[[str], str | None]:
     return value
 
 
-def _keyed_only(request: Request, names: Iterable[str], configured: set[str]) -> list[tuple[str, str]]:
+def _keyed_only(
+    request: Request, names: Iterable[str], configured: frozenset[str] | set[str]
+) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
     for name in names:

@@ -1,9 +1,10 @@
 """Our HTTP/1.1 exchange with one upstream: one request per attempt, strict framing, pooled.
 
 Owns: the one-method seam `Transport.send`, the upstream URL parsed once (host, port, TLS, path
-prefix, the precomputed `Host` line), the connect and total deadlines on one timer, the choice of
-connection for a write, and the only place where socket, TLS and framing failures become the
-project's error tree (as httpx's transports do). See docs/upstream.md for the decisions.
+prefix, the precomputed `Host` line), the connect and total deadlines (the total on one timer per
+connection, see `pool.Conn`), the choice of connection for a write, and the only place where
+socket, TLS and framing failures become the project's error tree (as httpx's transports do).
+See docs/upstream.md for the decisions.
 Must not: retry or re-send anything (retries are `upstream`'s, with `retry`'s policy and budget),
 open breakers, decide caching or decompress (bodies are passed on as the vendor sent them).
 """
@@ -27,7 +28,7 @@ from proxy.core.errors import UpstreamConnectError, UpstreamError, UpstreamOutco
 from proxy.core.model import Headers
 from proxy.core.retry import may_retry_method
 from proxy.http1 import FramingError, ResponseFraming, head_prefix, request_bytes
-from proxy.pool import IDLE_TIMEOUT, Conn, Pool
+from proxy.pool import IDLE_TIMEOUT, Conn, ExchangeTimeout, Pool
 
 log = logging.getLogger("proxy.transport")
 
@@ -138,8 +139,8 @@ class Fetched:
         """Decode a complete coded body once, within bounds, so guards, the store and every
         client see one encoding; a large one inflates on a thread (zlib frees the GIL), so a
         bomb never stalls unrelated requests. Failure is `unreadable`, never an exception."""
-        coding = next((v for k, v in self.headers if k.lower() == "content-encoding"), None)
-        if not self.complete or coding is None or coding.strip().lower() in ("", "identity"):
+        coding = self.coding()
+        if not self.complete or coding is None:
             return
         try:
             if len(self.body) >= DECODE_OFF_LOOP:
@@ -153,6 +154,14 @@ class Fetched:
             self.unreadable = str(exc)
             return
         self.headers = tuple((k, v) for k, v in self.headers if k.lower() not in CODING_HEADERS)
+
+    def coding(self) -> str | None:
+        """The content coding the body is in, None for identity (asked before `to_identity`,
+        so an uncoded answer costs no coroutine)."""
+        for k, v in self.headers:
+            if k.lower() == "content-encoding":
+                return None if v.strip().lower() in ("", "identity") else v
+        return None
 
     def release(self) -> None:
         if self.stream is not None:
@@ -253,14 +262,16 @@ class Transport:
         conn: Conn | None = None
         written = False
         try:
-            async with asyncio.timeout_at(deadline) as timer:
-                conn = await pool.acquire(WRITE_MAX_IDLE if once else IDLE_TIMEOUT, timeouts.connect, timer)
-                waiter = conn.begin(framing, limit)
-                assert conn.transport is not None
-                conn.transport.write(data)
-                written = True
-                await waiter
-        except TimeoutError as exc:
+            max_idle = WRITE_MAX_IDLE if once else IDLE_TIMEOUT
+            conn = pool.take_idle(max_idle)  # the common case: no wait, no timer
+            if conn is None:
+                conn = await pool.acquire(max_idle, timeouts.connect, deadline)
+            waiter = conn.begin(framing, limit, deadline)
+            assert conn.transport is not None
+            conn.transport.write(data)
+            written = True
+            await waiter
+        except (TimeoutError, ExchangeTimeout) as exc:
             if conn is not None:
                 pool.discard(conn)
             if not written:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from proxy.clock import Clock
 from proxy.core.breaker import CircuitBreaker, Permit, State, Transition, is_failure_status
-from proxy.core.config.model import UpstreamConfig
+from proxy.core.config.model import Timeouts, UpstreamConfig
 from proxy.core.errors import CircuitOpen, Overloaded, ProxyError, UpstreamError, UpstreamOutcomeUnknown
 from proxy.core.ratelimit import Bulkhead, TokenBucket
 from proxy.core.retry import (
@@ -68,9 +69,9 @@ class Upstream:
             TokenBucket(config.rate_limit.per_second, config.rate_limit.burst) if config.rate_limit else None
         )
         self.bulkhead = Bulkhead(config.max_connections, config.max_queue)
-        self._slots = asyncio.Condition()
         self._idle = asyncio.Event()  # set while no call is in flight or queued
         self._idle.set()
+        self.gate = Gate(self.bulkhead, clock, config.name, self._idle)
         self.track = Track()
         self.hold_until = 0.0  # after a 429: no request before this moment
         self._on_transition = on_transition
@@ -119,14 +120,14 @@ class Upstream:
                     raise
                 await asyncio.sleep(self._delay(attempt, None))
                 continue
+            if not (retryable and is_retryable_status(fetched.status)):
+                fetched.attempts = attempt
+                return fetched
             retry_after = parse_retry_after(_get(fetched, "retry-after"), self.clock.now())
             # Never sooner than the vendor's Retry-After (RFC 9110 10.2.3): when that is longer
             # than our backoff allows, the answer goes back now instead of waiting for it.
-            if (
-                not (retryable and is_retryable_status(fetched.status))
-                or (retry_after or 0.0) > self.config.retries.max_backoff
-                or not self._may_retry(retryable, attempt)
-            ):
+            too_long = (retry_after or 0.0) > self.config.retries.max_backoff
+            if too_long or not self._may_retry(retryable, attempt):
                 fetched.attempts = attempt
                 return fetched
             fetched.release()
@@ -154,19 +155,23 @@ class Upstream:
                 retry_after=max(1.0, self.breaker.retry_after(now)),
             )
         try:
-            await self._take_token(has_copy)
-            # A queued call waits at most its own deadline: queue what can still be answered in time.
-            async with _Slot(
-                self.bulkhead, self._slots, self.name, (out.timeout or self.config.timeout).total, self._idle
-            ):
+            if self.bucket is not None:
+                await self._take_token(has_copy)
+            gate = self.gate
+            if not gate.enter():  # no free slot: queue within the request's own deadline
+                out = await gate.queue(out, out.timeout or self.config.timeout, now)
+            try:
                 fetched = await self.transport.send(out, limit)
+            finally:
+                gate.leave()
+            gate.served(fetched.elapsed)
         except UpstreamError as exc:
             self._record(permit, ok=False, duration=self.clock.now() - now, error=exc.message)
             raise
         except BaseException:
             self.breaker.release(permit)
             raise
-        if identity:
+        if identity and fetched.complete and fetched.coding() is not None:
             await fetched.to_identity(limit)
         failed = is_failure_status(fetched.status)
         error = f"HTTP {fetched.status}" if failed else None
@@ -224,43 +229,106 @@ class Upstream:
             await self.close()
 
 
-class _Slot:
-    """Bulkhead admission as an async context manager (the protocol in `ratelimit.Bulkhead`)."""
+class Gate:
+    """Bulkhead admission (the protocol in `ratelimit.Bulkhead`): a slot at once, else a place
+    in a FIFO queue for as long as the request's own deadline allows, else a 503 at once.
 
-    def __init__(
-        self, bulkhead: Bulkhead, cond: asyncio.Condition, name: str, wait: float, idle: asyncio.Event
-    ) -> None:
-        self.bulkhead, self.cond, self.name, self.wait, self.idle = bulkhead, cond, name, wait, idle
+    "Reject only what cannot meet its deadline": a queued call waits at most its upstream
+    timeout (`total`), measured on the injected clock from when the attempt began, and the
+    exchange then gets only what is left of it, so queueing never stretches a request past
+    its deadline. A call whose expected wait (its place in the queue over the slots, times the
+    recent exchange time, an EWMA) already exceeds that deadline is refused at once, with
+    Retry-After, instead of holding a client until it times out. `max_queue` stays a hard cap.
+    """
 
-    async def __aenter__(self) -> None:
+    EWMA = 0.1  # weight of the newest exchange time in `service`
+
+    def __init__(self, bulkhead: Bulkhead, clock: Clock, name: str, idle: asyncio.Event) -> None:
+        self.bulkhead, self.clock, self.name, self.idle = bulkhead, clock, name, idle
+        self._waiting: deque[asyncio.Future[bool]] = deque()
+        self.service = 0.0  # seconds an exchange has been taking lately (0: no sample yet)
+
+    def enter(self) -> bool:
+        """A slot now (True); False: the caller holds a place in the queue and must `queue`,
+        which also refuses what the queue cannot hold."""
         verdict = self.bulkhead.try_enter()
         if verdict == "reject":
             raise Overloaded(f"too many requests in flight toward {self.name}", retry_after=1.0)
         self.idle.clear()
-        if verdict == "queue":
-            try:
-                async with self.cond:
-                    await asyncio.wait_for(self.cond.wait_for(self.bulkhead.try_promote), self.wait)
-            except (TimeoutError, asyncio.CancelledError) as exc:
-                if self.bulkhead.dequeue():
-                    await self._wake()
-                self._maybe_idle()
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                raise Overloaded(f"queue toward {self.name} is full", retry_after=1.0) from exc
+        return verdict == "run"
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def queue(self, out: Outbound, timeouts: Timeouts, started: float) -> Outbound:
+        """Wait for a slot until `started + timeouts.total`; the request to send with the time
+        left, or Overloaded. Cancelled while waiting: the place is given up, nothing leaks."""
+        bulkhead = self.bulkhead
+        budget = started + timeouts.total - self.clock.now()
+        expected = self.service * bulkhead.queued / bulkhead.max_active  # `queued` counts us
+        if budget <= 0 or expected > budget:
+            self._give_up()
+            raise Overloaded(
+                f"toward {self.name}: the queue is longer than the request's deadline", retry_after=1.0
+            )
+        loop = asyncio.get_running_loop()
+        # One future per place in the line: `_wake_one` resolves it True, the deadline False
+        # (cheaper than asyncio.wait over two futures, which a thousand queued calls all pay).
+        current: list[asyncio.Future[bool]] = []
+        timer = asyncio.ensure_future(self.clock.sleep(budget))
+        timer.add_done_callback(lambda _: _resolve(current, False))
+        queued = True  # still counted in the bulkhead's queue
+        try:
+            while True:
+                turn: asyncio.Future[bool] = loop.create_future()
+                current[:] = [turn]
+                self._waiting.append(turn)
+                if timer.done() or not await turn:
+                    break  # the deadline came first
+                if bulkhead.try_promote():
+                    queued = False
+                    break
+        finally:
+            timer.cancel()
+            _resolve(current, False)  # a wake-up not taken goes on to the next in line
+            if queued:  # the deadline, or cancelled in the queue: the place is given back
+                self._give_up()
+        left = started + timeouts.total - self.clock.now()
+        if queued or left <= 0:
+            if not queued:  # promoted just as its time ran out: the slot goes to the next
+                self.leave()
+            raise Overloaded(
+                f"no free connection toward {self.name} within the request's deadline", retry_after=1.0
+            )
+        if left >= timeouts.total:
+            return out
+        return replace(out, timeout=Timeouts(connect=min(timeouts.connect, left), total=left))
+
+    def leave(self) -> None:
         if self.bulkhead.leave():
-            await self._wake()
+            self._wake_one()
         self._maybe_idle()
+
+    def served(self, seconds: float) -> None:
+        self.service += self.EWMA * (seconds - self.service) if self.service else seconds
+
+    def _give_up(self) -> None:
+        if self.bulkhead.dequeue():
+            self._wake_one()
+        self._maybe_idle()
+
+    def _wake_one(self) -> None:
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(True)
+                return
 
     def _maybe_idle(self) -> None:
         if self.bulkhead.active == 0 and self.bulkhead.queued == 0:
             self.idle.set()
 
-    async def _wake(self) -> None:
-        async with self.cond:
-            self.cond.notify()
+
+def _resolve(current: list[asyncio.Future[bool]], value: bool) -> None:
+    if current and not current[0].done():
+        current[0].set_result(value)
 
 
 def _get(fetched: Fetched, name: str) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from proxy.core.structured import parse_dictionary
 
@@ -41,6 +42,8 @@ class CacheControl:
     @property
     def withheld(self) -> frozenset[str]:
         """Field names never stored, nor sent to anyone but the client that fetched them."""
+        if not self.no_cache_fields and not self.private_fields:
+            return _NO_FIELDS  # nearly always: asked once per response field
         return frozenset(self.no_cache_fields) | frozenset(self.private_fields)
 
     @property
@@ -53,6 +56,7 @@ class CacheControl:
 
 
 EMPTY = CacheControl()
+_NO_FIELDS: frozenset[str] = frozenset()
 
 _FLAGS = {
     "no-store": "no_store",
@@ -77,6 +81,20 @@ def parse(values: str | list[str] | None) -> CacheControl:
     if not values:
         return EMPTY
     text = values if isinstance(values, str) else ",".join(values)
+    if len(text) <= MEMO_LENGTH:  # a vendor sends the same few values on every response
+        return _parse_memo(text)
+    return _parse(text)
+
+
+MEMO_LENGTH = 256  # longer values are parsed every time: the memo stays small whatever is sent
+
+
+@lru_cache(maxsize=512)
+def _parse_memo(text: str) -> CacheControl:
+    return _parse(text)  # a CacheControl is immutable: one value may be shared by every caller
+
+
+def _parse(text: str) -> CacheControl:
     found: dict[str, object] = {"present": True}
     qualified: dict[str, tuple[str, ...]] = {}
     for directive in _split(text):
@@ -122,6 +140,8 @@ def _seconds(raw: str) -> int:
 
 
 def _split(text: str) -> list[str]:
+    if '"' not in text:  # no quoted string: no comma to protect
+        return [p.strip() for p in text.split(",") if p.strip()]
     parts: list[str] = []
     current: list[str] = []
     quoted = False
@@ -176,7 +196,9 @@ def effective(headers: Iterable[tuple[str, str]], targets: tuple[str, ...] = ())
     `targets` (lower-case names) with a valid, non-empty value, else Cache-Control (RFC 9213 2.2)."""
     lines: dict[str, list[str]] = {}
     for key, value in headers:
-        lines.setdefault(key.lower(), []).append(value)
+        low = key.lower()
+        if low == "cache-control" or low in targets:
+            lines.setdefault(low, []).append(value)
     for name in targets:
         targeted = parse_targeted(lines.get(name, []), name)
         if targeted is not None:

@@ -23,10 +23,11 @@ Decisions the RFCs leave to us, written down:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from proxy.core.cachecontrol import CacheControl, delta_seconds
 from proxy.core.config.model import RouteCache
-from proxy.core.httpdate import parse as http_date
+from proxy.core.httpdate import parse as _parse_date
 from proxy.core.model import Entry, Headers
 
 # RFC 9110 section 15.1: heuristically cacheable status codes (206 left out: no range support).
@@ -46,9 +47,26 @@ class Deadlines:
     heuristic: bool = False  # the freshness is a guess from Last-Modified (RFC 9111 4.2.2)
 
 
+def http_date(value: str | None, now: float | None = None) -> float | None:
+    """`httpdate.parse`; an IMF-fixdate (what every current server sends, RFC 9110 5.6.7) is
+    parsed once per distinct value: `Date` is the same string for a whole second of answers,
+    and that grammar's reading does not depend on `now` (only RFC 850's two-digit years do)."""
+    if value is not None and len(value) == 29 and value[3:5] == ", ":
+        return _fixdate(value)
+    return _parse_date(value, now)
+
+
+@lru_cache(maxsize=256)
+def _fixdate(value: str) -> float | None:
+    return _parse_date(value, None)
+
+
 def header(headers: Headers, name: str) -> str | None:
+    """The first value of `name` (lower-case); asked several times per response, so a field
+    of another length is passed over without lower-casing it."""
+    size = len(name)
     for key, value in headers:
-        if key.lower() == name:
+        if len(key) == size and key.lower() == name:
             return value
     return None
 

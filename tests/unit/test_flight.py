@@ -47,8 +47,28 @@ async def test_a_mark_is_true_once_per_flight_and_label() -> None:
     await again
 
 
+async def test_flights_are_bounded_apart_from_the_background_budget() -> None:
+    tasks = Tasks(limit=1)
+    gate = asyncio.Event()
+    assert tasks.spawn(gate.wait(), "refresh") is not None  # the background budget is spent
+    assert tasks.spawn(gate.wait(), "another") is None and tasks.dropped == 1
+    flights: Flights[int] = Flights(tasks, max_flights=2)
+
+    async def fetch() -> int:
+        await gate.wait()
+        return 5
+
+    first, _ = flights.start("a", fetch)
+    second, _ = flights.start("b", fetch)  # a miss still gets its flight
+    third, leader = flights.start("c", fetch)  # beyond max_flights: the caller fetches itself
+    assert leader and third.cancelled() and "c" not in flights
+    assert not first.done() and not second.done() and tasks.dropped == 2  # one task, one flight
+    gate.set()
+    assert await first == 5 and await second == 5
+
+
 async def test_a_full_task_set_leaves_no_trace() -> None:
-    flights: Flights[int] = Flights(Tasks(limit=0))
+    flights: Flights[int] = Flights(Tasks(), max_flights=0)
 
     async def fetch() -> int:
         return 1

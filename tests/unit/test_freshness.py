@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy.core import freshness, httpdate
 from proxy.core.cachecontrol import parse
 from proxy.core.config.model import RouteCache
 from proxy.core.decide import Action, Vendor, on_lookup
@@ -550,3 +551,20 @@ def test_an_entry_is_made_once_from_its_response_and_deadlines() -> None:
         '"v1"', "Tue, 01 Dec 2026 10:00:00 GMT", ("accept",), ("json",), "/p", True,
     )  # fmt: skip
     assert refreshed(made, headers, d, 10.0) == made  # the same deadlines: the same entry
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Sun, 06 Nov 1994 08:49:37 GMT",  # IMF-fixdate: memoised
+        "Sun, 31 Feb 1994 08:49:37 GMT",  # the right length, not a date: None, memoised too
+        "Sunday, 06-Nov-94 08:49:37 GMT",  # RFC 850: its year depends on `now`
+        "Sun Nov  6 08:49:37 1994",  # asctime
+        "  Sun, 06 Nov 1994 08:49:37 GMT ",
+        "garbage",
+    ],
+)
+def test_dates_read_as_the_http_date_parser_reads_them(value: str) -> None:
+    for now in (784111777.0, 4102444800.0 + 86400 * 365 * 60):  # 1994, and 2090: 94 is 2094 then
+        assert freshness.http_date(value, now) == httpdate.parse(value, now)
+        assert freshness.http_date(value, now) == freshness.http_date(value, now)  # memo agrees

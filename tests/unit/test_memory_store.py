@@ -6,6 +6,7 @@ import gc
 import random
 import sys
 import tracemalloc
+import zlib
 
 import pytest
 from hypothesis import given
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from proxy.core.keys import group_of
 from proxy.core.model import Entry
 from proxy.store.codec import encode
-from proxy.store.memory import HEAD, MemoryStore, codec_bytes, pack, unpack
+from proxy.store.memory import HEAD, MemoryStore, codec_bytes, deflate, pack, unpack
 
 
 def entry(body_len: int = 100, keep_until: float = 1000.0) -> Entry:
@@ -231,6 +232,16 @@ def test_stored_form_round_trips_and_deflates_only_when_it_pays(
         assert len(stored) < len(codec) // 2
     else:
         assert len(stored) == len(codec) + HEAD.size
+
+
+@pytest.mark.parametrize("size", [256, 511, 512, 1_000, 4_096, 20_000, 40_000, 200_000])
+def test_the_small_window_deflate_reads_back_with_the_full_window_and_costs_no_bytes(size: int) -> None:
+    rng = random.Random(size)
+    items = (b'{"id":%d,"price":%d},' % (rng.randrange(10**6), rng.randrange(999)) for _ in range(size))
+    data = b"".join(items)[:size]
+    squeezed = deflate(data)
+    assert zlib.decompress(squeezed, wbits=-15) == data  # what `codec_bytes` does
+    assert len(squeezed) <= len(zlib.compress(data, 1, wbits=-15)) * 1.02  # the window covers the data
 
 
 def test_entries_read_back_from_the_stored_form_are_equal() -> None:

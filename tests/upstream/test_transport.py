@@ -134,6 +134,40 @@ async def test_the_total_deadline_covers_the_body(vendor: Vendor, transport: Tra
         await transport.send(out, 100)
 
 
+async def test_a_reused_connection_times_out_at_the_new_requests_own_deadline(
+    vendor: Vendor, transport: Transport
+) -> None:
+    # The first exchange arms the connection's one timer a minute out; the next, shorter
+    # deadline on the same connection must still hold.
+    await transport.send(Outbound("GET", "/a", [], timeout=Timeouts(connect=1.0, total=60.0)), 100)
+    vendor.reply = lambda seen, n: [HANG]
+    async with asyncio.timeout(10):  # a test that fails, not one that waits out the minute
+        with pytest.raises(UpstreamTimeout, match=r"no response within 0\.2s"):
+            await transport.send(Outbound("GET", "/b", [], timeout=Timeouts(connect=1.0, total=0.2)), 100)
+    assert vendor.connections == 1 and len(vendor.seen) == 2  # the same connection carried both
+    assert transport._pool is not None and not transport._pool.idle  # and was not kept
+
+
+async def test_an_earlier_exchanges_timer_does_not_cut_a_later_longer_one(
+    vendor: Vendor, transport: Transport
+) -> None:
+    await transport.send(Outbound("GET", "/a", [], timeout=Timeouts(connect=1.0, total=0.05)), 100)
+    pool = transport._pool
+    assert pool is not None and len(pool.idle) == 1
+    conn = pool.idle[0]
+    first = conn._timer_at
+    go = asyncio.Event()
+    vendor.reply = lambda seen, n: [go, ok_bytes(seen, n)]
+    out = Outbound("GET", "/b", [], timeout=Timeouts(connect=1.0, total=60.0))
+    pending = asyncio.ensure_future(transport.send(out, 100))
+    # The timer armed for the first exchange fires while the second waits: it re-arms instead.
+    await until(lambda: conn._timer_at > first + 30, what="the timer re-armed for the second deadline")
+    assert not pending.done()
+    go.set()
+    fetched = await pending
+    assert fetched.status == 200 and vendor.connections == 1
+
+
 async def test_a_slow_consumer_pauses_the_vendor_socket(vendor: Vendor, transport: Transport) -> None:
     size = 16 * MB
     piece = b"x" * MB

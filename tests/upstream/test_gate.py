@@ -1,0 +1,121 @@
+"""The bulkhead's queue (`upstream.Gate`): FIFO within each request's own deadline, on the
+injected clock; refused at once only what cannot be answered in time (issue 11, speed and load).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from proxy.clock import FakeClock
+from proxy.core.config.model import Timeouts
+from proxy.core.errors import Overloaded
+from proxy.core.ratelimit import Bulkhead
+from proxy.transport import Outbound
+from proxy.upstream import Gate
+from tests.waiting import until
+
+TIMEOUTS = Timeouts(connect=1.0, total=5.0)
+
+
+def gate(clock: FakeClock, *, active: int = 1, queue: int = 100) -> Gate:
+    idle = asyncio.Event()
+    idle.set()
+    return Gate(Bulkhead(active, queue), clock, "vendor", idle)
+
+
+def out(path: str = "/a") -> Outbound:
+    return Outbound("GET", path, [])
+
+
+async def queued(g: Gate, clock: FakeClock, path: str) -> asyncio.Task[Outbound]:
+    """A call that found no free slot, waiting in the queue (its deadline timer is set)."""
+    assert not g.enter()
+    timers = clock.timers()
+    task = asyncio.ensure_future(g.queue(out(path), TIMEOUTS, clock.now()))
+    await until(lambda: clock.timers() == timers + 1, what="the call queued")
+    return task
+
+
+async def test_a_queued_call_runs_when_a_slot_frees_with_what_is_left_of_its_deadline(
+    clock: FakeClock,
+) -> None:
+    g = gate(clock)
+    assert g.enter()  # the only slot
+    waiting = await queued(g, clock, "/b")
+    clock.advance(4.0)  # most of its deadline passes in the queue: still waiting, not refused
+    assert not waiting.done()
+    assert (g.bulkhead.active, g.bulkhead.queued) == (1, 1)
+    g.leave()
+    sent = await waiting
+    assert sent.path_qs == "/b"
+    assert sent.timeout is not None  # 5 s from its start: 1 s left, and no more to connect
+    assert sent.timeout.connect == 1.0 and abs(sent.timeout.total - 1.0) < 1e-9
+    assert (g.bulkhead.active, g.bulkhead.queued) == (1, 0)
+    assert clock.timers() == 0  # its deadline timer is gone with it
+    g.leave()
+    assert g.idle.is_set()
+
+
+async def test_a_queued_call_is_refused_at_its_deadline_and_its_place_is_freed(clock: FakeClock) -> None:
+    g = gate(clock)
+    assert g.enter()
+    waiting = await queued(g, clock, "/b")
+    clock.advance(5.0)
+    with pytest.raises(Overloaded, match="within the request's deadline") as err:
+        await waiting
+    assert err.value.retry_after == 1.0
+    assert (g.bulkhead.active, g.bulkhead.queued) == (1, 0)
+    assert not g.idle.is_set()  # the first call still runs
+    g.leave()
+    assert g.idle.is_set()
+    assert g.enter()  # the freed slot is there for the next call: nothing leaked
+
+
+async def test_the_queue_is_first_in_first_out_and_a_cancelled_place_passes_on(clock: FakeClock) -> None:
+    g = gate(clock)
+    assert g.enter()
+    first = await queued(g, clock, "/1")
+    second = await queued(g, clock, "/2")
+    third = await queued(g, clock, "/3")
+    second.cancel()  # its client went away while it queued
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert g.bulkhead.queued == 2
+    g.leave()
+    assert (await first).path_qs == "/1"
+    assert not third.done()
+    g.leave()
+    assert (await third).path_qs == "/3"
+    g.leave()
+    assert (g.bulkhead.active, g.bulkhead.queued) == (0, 0) and g.idle.is_set()
+
+
+async def test_a_call_that_cannot_meet_its_deadline_is_refused_at_once(clock: FakeClock) -> None:
+    g = gate(clock, active=2)
+    g.served(2.0)  # exchanges take 2 s lately
+    assert g.enter() and g.enter()
+    # Places 1..5 over 2 slots, 2 s each: an expected wait of 1, 2, 3, 4, 5 s within 5 s.
+    waiting = [await queued(g, clock, f"/{n}") for n in range(5)]
+    assert not g.enter()
+    with pytest.raises(Overloaded, match="longer than the request's deadline"):
+        await g.queue(out("/late"), TIMEOUTS, clock.now())  # 6 s expected: no point in waiting
+    assert g.bulkhead.queued == 5  # its place was given back, the others kept theirs
+    assert not any(t.done() for t in waiting)
+    for task in waiting:
+        g.leave()
+        await task
+    assert g.bulkhead.queued == 0
+
+
+async def test_a_full_queue_refuses_at_once(clock: FakeClock) -> None:
+    g = gate(clock, active=1, queue=1)
+    assert g.enter()
+    waiting = await queued(g, clock, "/b")
+    with pytest.raises(Overloaded, match="too many requests in flight"):
+        g.enter()
+    assert (g.bulkhead.active, g.bulkhead.queued) == (1, 1)
+    g.leave()
+    await waiting
+    g.leave()
