@@ -39,12 +39,28 @@ class Lease:
             await self.cache.shared.set(key, entry, now)
 
 
+class _Alone:
+    """`one_fetch` without a shared tier: nothing to take or release."""
+
+    __slots__ = ("lease",)
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+
+    async def __aenter__(self) -> Lease:
+        return self.lease
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
 class Cache:
     def __init__(self, memory: MemoryStore, tasks: Tasks, shared: SharedTier | None = None) -> None:
         self.memory = memory
         self.shared = shared
         self.tasks = tasks
         self.vary: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._alone = _Alone(Lease(self))
 
     # -- Vary (RFC 9111 4.1): which request headers select a variant of a primary key ----------
 
@@ -81,16 +97,22 @@ class Cache:
         if self.shared is not None:
             self.tasks.spawn(self.shared.set(key, entry, now), name="l2-set")
 
+    def one_fetch(
+        self, key: str, lease_ms: int, wait: float, *, newer_than: float | None, now: float
+    ) -> contextlib.AbstractAsyncContextManager[Lease]:
+        """One upstream request per key for the whole fleet while the shared tier is up: take
+        the lease, or wait for the instance that holds it. Alone, there is nothing to take: one
+        reusable no-op (a miss pays no generator for a fleet it does not have)."""
+        if self.shared is None:
+            return self._alone
+        return self._fleet_fetch(key, lease_ms, wait, newer_than=newer_than, now=now)
+
     @contextlib.asynccontextmanager
-    async def one_fetch(
+    async def _fleet_fetch(
         self, key: str, lease_ms: int, wait: float, *, newer_than: float | None, now: float
     ) -> AsyncIterator[Lease]:
-        """One upstream request per key for the whole fleet while the shared tier is up: take
-        the lease, or wait for the instance that holds it."""
         shared = self.shared
-        if shared is None:
-            yield Lease(self)
-            return
+        assert shared is not None
         if not shared.up(now):
             yield Lease(self, degraded=True)
             return

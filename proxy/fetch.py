@@ -9,6 +9,7 @@ Must not: build client responses (that is `answers`), or decide what a failure a
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -90,7 +91,7 @@ class Fetcher:
 
     def _own_locations(self, rs: RouteState, fetched: Fetched) -> None:
         """Vendor URLs in Location headers become proxy paths before anyone sees or stores them."""
-        routes = [rs.config, *(r.config for r in self.live.runtime.routes if r is not rs)]
+        routes = itertools.chain((rs.config,), (r.config for r in self.live.runtime.routes if r is not rs))
         fetched.headers = rewrite_headers(fetched.headers, rs.upstream.config, routes)
 
     async def fetch(self, rs: RouteState, key: str, entry: Entry | None, out: Outbound) -> Outcome:
@@ -340,7 +341,7 @@ def vary_refetch(outcome: Outcome, out: Outbound) -> Outbound | None:
     shared answer unkeyed). The answer just stored is right for clients without them (keyed as
     sent, RFC 9111 4.1); one more request with them gets this client its own variant. Once per
     URL: afterwards the Vary names are known and forwarded from the first request."""
-    if outcome.entry is None or not outcome.stored or out.offered is None:
+    if outcome.entry is None or not outcome.stored or out.offered is None or not outcome.entry.vary:
         return None
     sent = {k.lower() for k, _ in out.headers}
     extra = [(n, v) for n in outcome.entry.vary if n not in sent and (v := out.offered(n)) is not None]

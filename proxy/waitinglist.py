@@ -28,6 +28,8 @@ async def wait(
 ) -> T | Slow:
     """The flight's outcome, or `SLOW` once `budget` seconds pass without it; TimeoutError after
     `lock_timeout`. The budget sleeps on the injected clock, so tests advance it by hand."""
+    if budget is None and lock_timeout is None:
+        return await _outcome_of(future)
     if budget is None:
         shielded = asyncio.shield(future)
         return await (shielded if lock_timeout is None else asyncio.wait_for(shielded, lock_timeout))
@@ -43,3 +45,21 @@ async def wait(
     if timer in done:
         return SLOW
     raise TimeoutError
+
+
+async def _outcome_of(future: asyncio.Future[T]) -> T:
+    """The flight's result, as `shield` would give it, without shield's extra future and task
+    machinery: waiting here never cancels the flight (only our own waiter is cancelled)."""
+    if not future.done():
+        waiter = asyncio.get_running_loop().create_future()
+
+        def wake(_: asyncio.Future[T]) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        future.add_done_callback(wake)
+        try:
+            await waiter
+        finally:
+            future.remove_done_callback(wake)
+    return future.result()
