@@ -18,6 +18,7 @@ and logged the same (`Telemetry.transaction`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -31,6 +32,7 @@ from proxy.core.model import Entry
 from proxy.core.routing import unsafe_target
 from proxy.deliver import CACHE_NAME, Txn, served_headers
 from proxy.exchange import Request
+from proxy.metrics import Tally
 from proxy.runtime import RouteState, Runtime
 
 if TYPE_CHECKING:
@@ -44,12 +46,11 @@ _CACHEABLE = frozenset({"GET", "HEAD"})
 class Plan:
     """What a raw target means on this runtime, computed once; and its metric labels."""
 
-    __slots__ = ("key", "labels", "path", "query", "route_labels", "rs")
+    __slots__ = ("key", "path", "query", "rs", "tallies")
 
     def __init__(self, rs: RouteState, path: str, query: str, key: str | None) -> None:
         self.rs, self.path, self.query, self.key = rs, path, query, key
-        self.route_labels = (rs.config.name,)
-        self.labels: dict[int, tuple[str, str, str, str]] = {}
+        self.tallies: dict[int, Tally] = {}  # by status: shared with every plan of the route
 
 
 class Wire:
@@ -66,6 +67,10 @@ class Wire:
         "fresh_until",
         "has_date",
         "heuristic",
+        "hot_from",
+        "hot_head",
+        "hot_tail",
+        "hot_until",
         "initial_age",
         "last_modified",
         "not_modified",
@@ -86,6 +91,32 @@ class Wire:
         self.has_date = any(k.lower() == "date" and "\n" not in v and "\r" not in v for k, v in served)
         self.ok = _head(entry.status, served)
         self.not_modified = _head(304, served_headers(entry, not_modified=True))
+        # A 200's bytes around the request id, valid while `hot_from <= now < hot_until`: its
+        # `ttl`, `Age` and `Date` change at most once a second, so most hits only join them.
+        self.hot_from = self.hot_until = 0.0
+        self.hot_head = self.hot_tail = b""
+
+    def heat(self, now: float, date: Callable[[], bytes]) -> None:
+        """Prepare `hot_head` and `hot_tail` for `now` (after `stored_at`, before `fresh_until`)."""
+        ttl = int(self.fresh_until - now)
+        raw_age = self.initial_age + now - self.stored_at
+        age = int(min(raw_age, DELTA_MAX))
+        # RFC 9111 5.1 and 1.2.2: delta-seconds rounded down, never past 2^31; ttl > 0 (fresh)
+        guess = '; detail="heuristic"' if self.heuristic else ""  # RFC 9111 4.2.2, as decide says
+        self.hot_head = self.ok + (
+            f"X-Cache: HIT\r\nCache-Status: {CACHE_NAME}; hit; ttl={ttl}{guess}\r\nX-Request-Id: "
+        ).encode("latin-1")
+        status = self.status
+        length = "" if status in (204, 304) or status < 200 else f"Content-Length: {len(self.body)}\r\n"
+        tail = f"\r\nAge: {age}\r\n{length}".encode("latin-1")
+        until = math.nextafter(self.fresh_until - ttl, math.inf)  # ttl drops past this instant
+        if raw_age < DELTA_MAX:
+            until = min(until, self.stored_at - self.initial_age + age + 1)  # age grows
+        if not self.has_date:
+            tail += date()
+            until = min(until, math.floor(now) + 1)  # `Date` changes with the second
+        self.hot_tail = tail + b"\r\n"
+        self.hot_from, self.hot_until = now, until
 
 
 def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
@@ -126,6 +157,7 @@ class FastHits:
         self._plans: dict[tuple[str, str], Plan | object] = {}
         self._runtime: Runtime | None = None
         self._wires: dict[str, Wire] = {}
+        self._tallies: dict[tuple[str, str, str, str], Tally] = {}
 
     def answer(self, request: Request, date: Callable[[], bytes]) -> bytes | None:
         """The whole answer to a fresh hit, or None: take the full path."""
@@ -171,7 +203,25 @@ class FastHits:
             and freshness.validators_match(wire.etag, wire.last_modified, inm, ims)
         )
         rid = self.request_id(request) if hinted else f"{self.id_prefix}{next(self.ids):08x}"
-        return self._hit(request, plan, wire, now, not_modified, rid, date)
+        rs.requests += 1
+        rs.hits += 1
+        if not_modified or now <= wire.stored_at or wire.status == 304:
+            return self._hit(request, plan, wire, now, not_modified, rid, date)
+        if not wire.hot_from <= now < wire.hot_until:
+            wire.heat(now, date)
+        body = wire.body
+        if request.method == "GET" and body:
+            out = b"".join((wire.hot_head, rid.encode("latin-1"), wire.hot_tail, body))
+        else:
+            out = b"".join((wire.hot_head, rid.encode("latin-1"), wire.hot_tail))
+        if self.state.telemetry.access.enabled:
+            self._log(request, plan, rid, wire.status, len(body), now)
+        else:
+            tally = plan.tallies.get(wire.status)
+            if tally is None:
+                tally = self._tally(plan, request.method, wire.status)
+            tally.n += 1
+        return out
 
     def _wire(self, vkey: str, now: float) -> Wire | None:
         """The prepared answer for `vkey`, made again when the stored form changed."""
@@ -200,9 +250,6 @@ class FastHits:
         rid: str,
         date: Callable[[], bytes],
     ) -> bytes:
-        rs = plan.rs
-        rs.requests += 1
-        rs.hits += 1
         age = wire.initial_age + now - wire.stored_at if now > wire.stored_at else wire.initial_age
         # RFC 9111 5.1 and 1.2.2: delta-seconds rounded down, never past 2^31; ttl > 0 (fresh)
         guess = '; detail="heuristic"' if wire.heuristic else ""  # RFC 9111 4.2.2, as decide says
@@ -232,20 +279,36 @@ class FastHits:
     def _count(self, request: Request, plan: Plan, rid: str, status: int, sent: int, now: float) -> None:
         """Metrics as `Telemetry.transaction` counts them; the access log line when it is on.
         The answer was built within one clock reading: its duration is observed as 0."""
-        telemetry = self.state.telemetry
-        rs = plan.rs
-        if telemetry.access.enabled:
-            txn = Txn(rid, now, request.method, request.raw_path, request.remote)
-            txn.route, txn.upstream, txn.x_cache = rs.config.name, rs.config.upstream, "HIT"
-            txn.status, txn.bytes = status, sent
-            txn.breaker = rs.upstream.state(now).value
-            telemetry.transaction(txn, now)
+        if self.state.telemetry.access.enabled:
+            self._log(request, plan, rid, status, sent, now)
             return
-        labels = plan.labels.get(status)
-        if labels is None:
-            labels = plan.labels[status] = (rs.config.name, request.method, str(status), "HIT")
-        telemetry.requests.inc(labels)
-        telemetry.duration.observe(plan.route_labels, 0.0)
+        tally = plan.tallies.get(status)
+        if tally is None:
+            tally = self._tally(plan, request.method, status)
+        tally.n += 1
+
+    def _log(self, request: Request, plan: Plan, rid: str, status: int, sent: int, now: float) -> None:
+        rs = plan.rs
+        txn = Txn(rid, now, request.method, request.raw_path, request.remote)
+        txn.route, txn.upstream, txn.x_cache = rs.config.name, rs.config.upstream, "HIT"
+        txn.status, txn.bytes = status, sent
+        txn.breaker = rs.upstream.state(now).value
+        self.state.telemetry.transaction(txn, now)
+
+    def _tally(self, plan: Plan, method: str, status: int) -> Tally:
+        """The count of fresh hits for (route, method, status), folded into the request counter
+        and the duration histogram (as 0 s) whenever they are read. One per series, shared by
+        the route's plans (a plan is keyed by method), so their number stays bounded."""
+        route = plan.rs.config.name
+        labels = (route, method, str(status), "HIT")
+        tally = self._tallies.get(labels)
+        if tally is None:
+            tally = self._tallies[labels] = Tally()
+            telemetry = self.state.telemetry
+            telemetry.requests.attach(labels, tally)
+            telemetry.duration.attach((route,), tally, 0.0)
+        plan.tallies[status] = tally
+        return tally
 
     def _plan(self, method: str, raw: str) -> Plan | object:
         runtime = self.state.runtime
