@@ -68,11 +68,12 @@ class Wire:
         "has_date",
         "heuristic",
         "hot_from",
-        "hot_head",
+        "hot_mid",
         "hot_tail",
         "hot_until",
         "initial_age",
         "last_modified",
+        "length",
         "not_modified",
         "ok",
         "status",
@@ -91,32 +92,35 @@ class Wire:
         self.has_date = any(k.lower() == "date" and "\n" not in v and "\r" not in v for k, v in served)
         self.ok = _head(entry.status, served)
         self.not_modified = _head(304, served_headers(entry, not_modified=True))
-        # A 200's bytes around the request id, valid while `hot_from <= now < hot_until`: its
+        status = entry.status
+        bare = status in (204, 304) or status < 200
+        self.length = b"" if bare else b"Content-Length: %d\r\n" % len(entry.body)
+        # The bytes around the request id after `ok`, valid while `hot_from <= now < hot_until`:
         # `ttl`, `Age` and `Date` change at most once a second, so most hits only join them.
         self.hot_from = self.hot_until = 0.0
-        self.hot_head = self.hot_tail = b""
+        self.hot_mid = self.hot_tail = b""
 
     def heat(self, now: float, date: Callable[[], bytes]) -> None:
-        """Prepare `hot_head` and `hot_tail` for `now` (after `stored_at`, before `fresh_until`)."""
+        """Prepare `hot_mid` and `hot_tail` for `now` (after `stored_at`, before `fresh_until`)."""
         ttl = int(self.fresh_until - now)
         raw_age = self.initial_age + now - self.stored_at
-        age = int(min(raw_age, DELTA_MAX))
         # RFC 9111 5.1 and 1.2.2: delta-seconds rounded down, never past 2^31; ttl > 0 (fresh)
-        guess = '; detail="heuristic"' if self.heuristic else ""  # RFC 9111 4.2.2, as decide says
-        self.hot_head = self.ok + (
-            f"X-Cache: HIT\r\nCache-Status: {CACHE_NAME}; hit; ttl={ttl}{guess}\r\nX-Request-Id: "
-        ).encode("latin-1")
-        status = self.status
-        length = "" if status in (204, 304) or status < 200 else f"Content-Length: {len(self.body)}\r\n"
-        tail = f"\r\nAge: {age}\r\n{length}".encode("latin-1")
+        age = int(min(raw_age, DELTA_MAX))
+        self.hot_mid = b"%b%d%b" % (_STATUS_HIT, ttl, _GUESSED if self.heuristic else _REQUEST_ID)
         until = math.nextafter(self.fresh_until - ttl, math.inf)  # ttl drops past this instant
         if raw_age < DELTA_MAX:
             until = min(until, self.stored_at - self.initial_age + age + 1)  # age grows
-        if not self.has_date:
-            tail += date()
+        if self.has_date:
+            self.hot_tail = b"\r\nAge: %d\r\n%b\r\n" % (age, self.length)
+        else:
+            self.hot_tail = b"\r\nAge: %d\r\n%b%b\r\n" % (age, self.length, date())
             until = min(until, math.floor(now) + 1)  # `Date` changes with the second
-        self.hot_tail = tail + b"\r\n"
         self.hot_from, self.hot_until = now, until
+
+
+_STATUS_HIT = f"X-Cache: HIT\r\nCache-Status: {CACHE_NAME}; hit; ttl=".encode("latin-1")
+_REQUEST_ID = b"\r\nX-Request-Id: "
+_GUESSED = b'; detail="heuristic"' + _REQUEST_ID  # RFC 9111 4.2.2, as decide says
 
 
 def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
@@ -185,10 +189,16 @@ class FastHits:
             policy = rs.config.cache
             assert policy is not None
             key = primary_key(rs.config.name, plan.path, plan.query, policy.key, _sender(request))
-        vary = state.vary.get(key)
+        cache = state.cache
+        vary = cache.vary.get(key)
         vkey = variant_key(key, vary, _sender(request)) if vary else key
         now = state.clock.now()
-        wire = self._wire(vkey, now)
+        blob = cache.memory.blob(vkey, now)
+        if blob is None:
+            return None
+        wire = self._wires.get(vkey)
+        if wire is None or wire.blob is not blob:
+            wire = self._prepare(vkey, blob, now)
         if wire is None or now >= wire.fresh_until:  # decide.on_lookup: only HIT is ours
             return None
         inm = ims = None
@@ -211,9 +221,9 @@ class FastHits:
             wire.heat(now, date)
         body = wire.body
         if request.method == "GET" and body:
-            out = b"".join((wire.hot_head, rid.encode("latin-1"), wire.hot_tail, body))
+            out = b"".join((wire.ok, wire.hot_mid, rid.encode("latin-1"), wire.hot_tail, body))
         else:
-            out = b"".join((wire.hot_head, rid.encode("latin-1"), wire.hot_tail))
+            out = b"".join((wire.ok, wire.hot_mid, rid.encode("latin-1"), wire.hot_tail))
         if self.state.telemetry.access.enabled:
             self._log(request, plan, rid, wire.status, len(body), now)
         else:
@@ -223,21 +233,15 @@ class FastHits:
             tally.n += 1
         return out
 
-    def _wire(self, vkey: str, now: float) -> Wire | None:
-        """The prepared answer for `vkey`, made again when the stored form changed."""
-        store = self.state.store
-        blob = store.blob(vkey, now)
-        if blob is None:
+    def _prepare(self, vkey: str, blob: bytes, now: float) -> Wire | None:
+        """The prepared answer for `vkey`, made again when the stored form (`blob`) changed."""
+        entry = self.state.cache.memory.get(vkey, now)
+        if entry is None:
             return None
         wires = self._wires
-        wire = wires.get(vkey)
-        if wire is None or wire.blob is not blob:
-            entry = store.get(vkey, now)
-            if entry is None:
-                return None
-            if len(wires) >= MAX_WIRES:
-                del wires[next(iter(wires))]  # the oldest prepared: dicts keep insertion order
-            wire = wires[vkey] = Wire(entry, blob)
+        if vkey not in wires and len(wires) >= MAX_WIRES:
+            del wires[next(iter(wires))]  # the oldest prepared: dicts keep insertion order
+        wire = wires[vkey] = Wire(entry, blob)
         return wire
 
     def _hit(

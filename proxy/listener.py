@@ -77,7 +77,6 @@ class Connection(asyncio.Protocol):
         self._last_keep_alive = True
         self._current: Request | None = None  # whose body is arriving
         self._pipe = Pipeline(self, listener, self._out)
-        self._asked = 0  # complete heads seen
         self.reading_done = False  # nothing more is parsed on this connection
         self._reading = True
         self._body_paused = False
@@ -230,7 +229,6 @@ class Connection(asyncio.Protocol):
         method = _METHODS.get(raw_method) or raw_method.decode("ascii")
         keep_alive = parser.should_keep_alive() and not self._upgrade and method != "CONNECT"
         self._last_keep_alive = keep_alive
-        self._asked += 1
         target = b"".join(self._url).decode("latin-1")
         framed = self._codings or self._lengths or self._expect is not None
         body, length, ready = self._framed(version) if framed else _UNFRAMED
@@ -282,7 +280,7 @@ class Connection(asyncio.Protocol):
         if not self._last_keep_alive:
             self._stop_reading()  # nothing after `Connection: close` (or an upgrade) is read
         elif not self._pipe.busy and not self._pipe.queue:
-            self.idle()
+            self._deadlines.set("idle", self._l.keepalive_timeout)  # as `idle`, one call less
 
     # -- refusing, shedding, cutting ----------------------------------------------------------
 
