@@ -157,6 +157,7 @@ class FastHits:
         self.state = state
         self.request_id = request_id  # the handler's, for a request that sends one
         self.id_prefix, self.ids = ids  # the handler's prefix and counter: one sequence
+        self._prefix = self.id_prefix.encode("ascii")
         self.limits = limits
         self._plans: dict[tuple[str, str], Plan | object] = {}
         self._runtime: Runtime | None = None
@@ -212,20 +213,23 @@ class FastHits:
             and wire.status == 200
             and freshness.validators_match(wire.etag, wire.last_modified, inm, ims)
         )
-        rid = self.request_id(request) if hinted else f"{self.id_prefix}{next(self.ids):08x}"
+        if hinted:
+            rid = self.request_id(request).encode("latin-1")
+        else:  # ours, as `Handler.request_id` makes them, straight to bytes
+            rid = b"%b%08x" % (self._prefix, next(self.ids))
         rs.requests += 1
         rs.hits += 1
         if not_modified or now <= wire.stored_at or wire.status == 304:
-            return self._hit(request, plan, wire, now, not_modified, rid, date)
+            return self._hit(request, plan, wire, now, not_modified, rid.decode("latin-1"), date)
         if not wire.hot_from <= now < wire.hot_until:
             wire.heat(now, date)
         body = wire.body
         if request.method == "GET" and body:
-            out = b"".join((wire.ok, wire.hot_mid, rid.encode("latin-1"), wire.hot_tail, body))
+            out = b"".join((wire.ok, wire.hot_mid, rid, wire.hot_tail, body))
         else:
-            out = b"".join((wire.ok, wire.hot_mid, rid.encode("latin-1"), wire.hot_tail))
+            out = b"".join((wire.ok, wire.hot_mid, rid, wire.hot_tail))
         if self.state.telemetry.access.enabled:
-            self._log(request, plan, rid, wire.status, len(body), now)
+            self._log(request, plan, rid.decode("latin-1"), wire.status, len(body), now)
         else:
             tally = plan.tallies.get(wire.status)
             if tally is None:

@@ -45,6 +45,12 @@ MAX_FIELD = 8190  # one header line, as nginx's large_client_header_buffers
 # Request headers the fast path reads, noted as the head is parsed (`Request.hints`).
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 HINTED = frozenset({b"range", b"if-none-match", b"if-modified-since", b"x-request-id"})
+_HINT = 0
+# Header names read while parsing (one dict lookup per header line): the framing ones, `Expect`,
+# `Upgrade`, and the hinted ones.
+_NOTED = {b"content-length": 1, b"transfer-encoding": 2, b"expect": 3, b"upgrade": 4} | dict.fromkeys(
+    HINTED, _HINT
+)
 _UNFRAMED: tuple[None, None, None] = (None, None, None)
 
 
@@ -71,6 +77,7 @@ class Connection(asyncio.Protocol):
         self._codings: list[bytes] = []
         self._expect: bytes | None = None
         self._upgrade = False
+        self._noted = False  # one of the above was set by the head being parsed
         self._in_message = False
         self._head_done = False
         self._hints: dict[str, str | None] = {}
@@ -183,12 +190,13 @@ class Connection(asyncio.Protocol):
         self._url.clear()
         self._headers = []
         self._head_size = 0
-        self._lengths = 0
-        if self._codings:
-            self._codings = []
         self._hints = {}  # a new one each time: the last request holds the old one
-        self._expect = None
-        self._upgrade = False
+        if self._noted:  # the last head had framing, an expectation or an upgrade
+            self._noted = False
+            self._lengths = 0
+            self._codings = []
+            self._expect = None
+            self._upgrade = False
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
@@ -203,19 +211,24 @@ class Connection(asyncio.Protocol):
             raise Refused(HeadersTooLarge("request head too large"))
         # Obsolete line folding and bare CR or LF (RFC 9112 5.2, 2.2) never get here: llhttp's
         # strict mode refuses them (tests/listener pins that).
+        self._headers.append((name, value))
         low = name.lower()
-        if low == b"content-length":
-            self._lengths += 1
-        elif low == b"transfer-encoding":
-            self._codings.extend(c.strip(b" \t").lower() for c in value.split(b","))
-        elif low == b"expect":
-            self._expect = value.strip(b" \t").lower()
-        elif low == b"upgrade":
-            self._upgrade = True
-        elif low in HINTED:
+        noted = _NOTED.get(low)
+        if noted is None:
+            return
+        if noted == _HINT:
             key = low.decode("latin-1")
             self._hints[key] = None if key in self._hints else value.decode("latin-1")
-        self._headers.append((name, value))
+            return
+        self._noted = True
+        if noted == 1:
+            self._lengths += 1
+        elif noted == 2:
+            self._codings.extend(c.strip(b" \t").lower() for c in value.split(b","))
+        elif noted == 3:
+            self._expect = value.strip(b" \t").lower()
+        else:
+            self._upgrade = True
 
     def on_headers_complete(self) -> None:
         self._head_done = True
@@ -230,7 +243,7 @@ class Connection(asyncio.Protocol):
         keep_alive = parser.should_keep_alive() and not self._upgrade and method != "CONNECT"
         self._last_keep_alive = keep_alive
         target = b"".join(self._url).decode("latin-1")
-        framed = self._codings or self._lengths or self._expect is not None
+        framed = self._noted and (self._codings or self._lengths or self._expect is not None)
         body, length, ready = self._framed(version) if framed else _UNFRAMED
         request = Request(
             method, target, self._headers, self._address, version, keep_alive, body, length,
