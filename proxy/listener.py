@@ -46,6 +46,7 @@ MAX_FIELD = 8190  # one header line, as nginx's large_client_header_buffers
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 HINTED = frozenset({b"range", b"if-none-match", b"if-modified-since", b"x-request-id"})
 _HINT = 0
+_NO_HINTS: dict[str, str | None] = {}  # shared by every request without one: never written to
 # Header names read while parsing (one dict lookup per header line): the framing ones, `Expect`,
 # `Upgrade`, and the hinted ones.
 _NOTED = {b"content-length": 1, b"transfer-encoding": 2, b"expect": 3, b"upgrade": 4} | dict.fromkeys(
@@ -190,7 +191,7 @@ class Connection(asyncio.Protocol):
         self._url.clear()
         self._headers = []
         self._head_size = 0
-        self._hints = {}  # a new one each time: the last request holds the old one
+        self._hints = _NO_HINTS  # replaced by a new dict at the first hint: requests keep theirs
         if self._noted:  # the last head had framing, an expectation or an upgrade
             self._noted = False
             self._lengths = 0
@@ -217,8 +218,11 @@ class Connection(asyncio.Protocol):
         if noted is None:
             return
         if noted == _HINT:
+            hints = self._hints
+            if hints is _NO_HINTS:
+                hints = self._hints = {}
             key = low.decode("latin-1")
-            self._hints[key] = None if key in self._hints else value.decode("latin-1")
+            hints[key] = None if key in hints else value.decode("latin-1")
             return
         self._noted = True
         if noted == 1:
