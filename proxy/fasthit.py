@@ -4,16 +4,20 @@ Owns: the plan of a raw request target (route, path, keyed query, and the key it
 route keys no header), memoised per (method, target) in a bounded map that belongs to one
 runtime (a reload starts afresh); the wire head of a stored entry (status line and stored
 headers, for 200 and for a 304) prepared the first time the entry is served, kept per key in a
-bounded map in memory only (never in msgpack or Redis) and checked against the entry's status
-and headers on every hit, so a refreshed entry gets new bytes; and the bytes of a fresh hit: that head,
-then the few per-request headers (`X-Cache`, `Cache-Status`, `X-Request-Id`, `Age`,
-`Content-Length`, `Date` when the entry has none), then the body, in one `write`.
+bounded map in memory only (never in msgpack or Redis) and checked against the entry's stored
+form on every hit, so a refreshed entry gets new bytes; the bytes of a fresh hit: that head, then
+the few per-request headers (`X-Cache`, `Cache-Status`, `X-Request-Id`, `Age`, `Content-Length`,
+`Date` when the entry has none), then the body, in one `write`. All but the request id change at
+most once a second (`ttl`, `Age`, `Date`), so they are kept per entry until the instant one
+would change (`Wire.heat`). Hits are counted as `metrics.Tally` increments, one per (route,
+method, status), folded into `rproxy_requests_total` and the duration histogram (as 0 s) when
+those are read; with the access log on, each goes through `Telemetry.transaction` instead.
 
 Must not: answer anything but a fresh hit from the memory tier on HTTP/1.1 keep-alive GET or
 HEAD without a body or `Range`: every other request (misses, stale, the shared tier, errors,
 refusals) returns None and takes the full path (`handler.Handler.handle`) with the same parsed
 request. Its bytes are the ones `deliver.entry_response` and the listener would write, counted
-and logged the same (`Telemetry.transaction`).
+and logged as `Telemetry.transaction` would.
 """
 
 from __future__ import annotations

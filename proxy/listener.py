@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from proxy import framing
 from proxy.connguard import RequestTimeout, VersionNotSupported, answer
 from proxy.core.errors import BadRequest, HeadersTooLarge, ProxyError, UriTooLong
 from proxy.core.limits import Admission
 from proxy.deadlines import Deadlines
 from proxy.exchange import Body, Request, Response
-from proxy.framing import ExpectationFailed, Refused, body_length
+from proxy.framing import HINT, MAX_FIELD, MAX_TARGET, METHODS, NOTED, Refused
 from proxy.pipeline import MAX_PIPELINE, Pipeline
 from proxy.responsewriter import ResponseWriter, error_response
 
@@ -40,18 +41,7 @@ if TYPE_CHECKING:
     from proxy.publicport import Listener
 
 log = logging.getLogger("proxy.listener")
-MAX_TARGET = 8190  # as nginx's large_client_header_buffers; the handler answers 414 from 4 KB
-MAX_FIELD = 8190  # one header line, as nginx's large_client_header_buffers
-# Request headers the fast path reads, noted as the head is parsed (`Request.hints`).
-_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
-HINTED = frozenset({b"range", b"if-none-match", b"if-modified-since", b"x-request-id"})
-_HINT = 0
 _NO_HINTS: dict[str, str | None] = {}  # shared by every request without one: never written to
-# Header names read while parsing (one dict lookup per header line): the framing ones, `Expect`,
-# `Upgrade`, and the hinted ones.
-_NOTED = {b"content-length": 1, b"transfer-encoding": 2, b"expect": 3, b"upgrade": 4} | dict.fromkeys(
-    HINTED, _HINT
-)
 _UNFRAMED: tuple[None, None, None] = (None, None, None)
 
 
@@ -145,7 +135,7 @@ class Connection(asyncio.Protocol):
                 self._refuse(BadRequest("malformed request"))
         except httptools.HttpParserError as exc:
             if not self.reading_done:  # bytes after `Connection: close` are not read
-                self._refuse(BadRequest(f"malformed request: {_why(exc)}"))
+                self._refuse(BadRequest(f"malformed request: {framing.printable(exc)}"))
 
     def eof_received(self) -> bool | None:
         current = self._current
@@ -214,10 +204,10 @@ class Connection(asyncio.Protocol):
         # strict mode refuses them (tests/listener pins that).
         self._headers.append((name, value))
         low = name.lower()
-        noted = _NOTED.get(low)
+        noted = NOTED.get(low)
         if noted is None:
             return
-        if noted == _HINT:
+        if noted == HINT:
             hints = self._hints
             if hints is _NO_HINTS:
                 hints = self._hints = {}
@@ -243,7 +233,7 @@ class Connection(asyncio.Protocol):
                 raise Refused(BadRequest("the request line has no HTTP version"))
             raise Refused(VersionNotSupported("only HTTP/1.0 and HTTP/1.1 are served here"))
         raw_method = parser.get_method()
-        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
+        method = METHODS.get(raw_method) or raw_method.decode("ascii")
         keep_alive = parser.should_keep_alive() and not self._upgrade and method != "CONNECT"
         self._last_keep_alive = keep_alive
         target = b"".join(self._url).decode("latin-1")
@@ -269,7 +259,7 @@ class Connection(asyncio.Protocol):
     def _framed(self, version: str) -> tuple[Body | None, int | None, Response | None]:
         """A head with a body, or an expectation: RFC 9112 6.1 and 6.3's framing rules on what
         llhttp let through, then the body's reader, or the answer when it is known already."""
-        chunked, length = body_length(self._codings, self._lengths, self._headers, version)
+        chunked, length = framing.body_length(self._codings, self._lengths, self._headers, version)
         ready: Response | None = None
         body: Body | None = None
         if chunked or length:
@@ -277,8 +267,8 @@ class Connection(asyncio.Protocol):
             if self._expect == b"100-continue" and version == "1.1":
                 announce = self._out.announce_continue
             body = Body(self._pause_body, self._resume_body, first_read=announce)
-        if self._expect is not None and self._expect != b"100-continue":
-            ready = error_response(ExpectationFailed("only 100-continue is expected here"))  # RFC 9110 10.1.1
+        if self._expect is not None and self._expect != b"100-continue":  # RFC 9110 10.1.1
+            ready = error_response(framing.ExpectationFailed("only 100-continue is expected here"))
         return body, length, ready
 
     def on_body(self, data: bytes) -> None:
@@ -404,8 +394,3 @@ class Connection(asyncio.Protocol):
                     transport.pause_reading()
             except (RuntimeError, AttributeError):  # a transport closing underneath us
                 pass
-
-
-def _why(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    return "".join(c if " " <= c < "\x7f" else "?" for c in text)[:120]
