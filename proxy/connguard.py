@@ -3,7 +3,7 @@
 Owns: the table of connections per client address and in total (`limits.ConnTable`), the
 counters and throttled log lines about shed load, cut slow clients and refused framing (exported
 as `rproxy_connections_*`, `rproxy_slow_clients_closed_total`, `rproxy_requests_refused_total`),
-and `answer`, a complete JSON error response written before any request reached the handler.
+and `answer`, a complete JSON error response written before any request reached the driver.
 The protocol that applies them, one strict parse per head, is `listener.Connection`;
 `listener.Listener` is this guard plus what its connections share.
 Must not: parse requests, route, cache or rewrite.

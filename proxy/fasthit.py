@@ -4,20 +4,25 @@ Owns: the plan of a raw request target (route, path, keyed query, and the key it
 route keys no header), memoised per (method, target) in a bounded map that belongs to one
 runtime (a reload starts afresh); the wire head of a stored entry (status line and stored
 headers, for 200 and for a 304) prepared the first time the entry is served, kept per key in a
-bounded map in memory only (never in msgpack or Redis) and checked against the entry's status
-and headers on every hit, so a refreshed entry gets new bytes; and the bytes of a fresh hit: that head,
-then the few per-request headers (`X-Cache`, `Cache-Status`, `X-Request-Id`, `Age`,
-`Content-Length`, `Date` when the entry has none), then the body, in one `write`.
+bounded map in memory only (never in msgpack or Redis) and checked against the entry's stored
+form on every hit, so a refreshed entry gets new bytes; the bytes of a fresh hit: that head, then
+the few per-request headers (`X-Cache`, `Cache-Status`, `X-Request-Id`, `Age`, `Content-Length`,
+`Date` when the entry has none), then the body, in one `write`. All but the request id change at
+most once a second (`ttl`, `Age`, `Date`), so they are kept per entry until the instant one
+would change (`Wire.heat`). Hits are counted as `metrics.Tally` increments, one per (route,
+method, status), folded into `rproxy_requests_total` and the duration histogram (as 0 s) when
+those are read; with the access log on, each goes through `Telemetry.transaction` instead.
 
 Must not: answer anything but a fresh hit from the memory tier on HTTP/1.1 keep-alive GET or
 HEAD without a body or `Range`: every other request (misses, stale, the shared tier, errors,
 refusals) returns None and takes the full path (`driver.Driver.handle`) with the same parsed
 request. Its bytes are the ones `deliver.entry_response` and the listener would write, counted
-and logged the same (`Telemetry.transaction`).
+and logged as `Telemetry.transaction` would.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -32,6 +37,7 @@ from proxy.core.model import Entry
 from proxy.core.routing import unsafe_target
 from proxy.deliver import CACHE_NAME, Txn, served_headers
 from proxy.exchange import Request
+from proxy.metrics import Tally
 from proxy.requestid import RequestIds
 from proxy.runtime import Live, RouteState, Runtime
 from proxy.telemetry import Telemetry
@@ -44,12 +50,11 @@ _CACHEABLE = frozenset({"GET", "HEAD"})
 class Plan:
     """What a raw target means on this runtime, computed once; and its metric labels."""
 
-    __slots__ = ("key", "labels", "path", "query", "route_labels", "rs")
+    __slots__ = ("key", "path", "query", "rs", "tallies")
 
     def __init__(self, rs: RouteState, path: str, query: str, key: str | None) -> None:
         self.rs, self.path, self.query, self.key = rs, path, query, key
-        self.route_labels = (rs.config.name,)
-        self.labels: dict[int, tuple[str, str, str, str]] = {}
+        self.tallies: dict[int, Tally] = {}  # by status: shared with every plan of the route
 
 
 class Wire:
@@ -66,8 +71,13 @@ class Wire:
         "fresh_until",
         "has_date",
         "heuristic",
+        "hot_from",
+        "hot_mid",
+        "hot_tail",
+        "hot_until",
         "initial_age",
         "last_modified",
+        "length",
         "not_modified",
         "ok",
         "status",
@@ -86,6 +96,35 @@ class Wire:
         self.has_date = any(k.lower() == "date" and "\n" not in v and "\r" not in v for k, v in served)
         self.ok = _head(entry.status, served)
         self.not_modified = _head(304, served_headers(entry, not_modified=True))
+        status = entry.status
+        bare = status in (204, 304) or status < 200
+        self.length = b"" if bare else b"Content-Length: %d\r\n" % len(entry.body)
+        # The bytes around the request id after `ok`, valid while `hot_from <= now < hot_until`:
+        # `ttl`, `Age` and `Date` change at most once a second, so most hits only join them.
+        self.hot_from = self.hot_until = 0.0
+        self.hot_mid = self.hot_tail = b""
+
+    def heat(self, now: float, date: Callable[[], bytes]) -> None:
+        """Prepare `hot_mid` and `hot_tail` for `now` (after `stored_at`, before `fresh_until`)."""
+        ttl = int(self.fresh_until - now)
+        raw_age = self.initial_age + now - self.stored_at
+        # RFC 9111 5.1 and 1.2.2: delta-seconds rounded down, never past 2^31; ttl > 0 (fresh)
+        age = int(min(raw_age, DELTA_MAX))
+        self.hot_mid = b"%b%d%b" % (_STATUS_HIT, ttl, _GUESSED if self.heuristic else _REQUEST_ID)
+        until = math.nextafter(self.fresh_until - ttl, math.inf)  # ttl drops past this instant
+        if raw_age < DELTA_MAX:
+            until = min(until, self.stored_at - self.initial_age + age + 1)  # age grows
+        if self.has_date:
+            self.hot_tail = b"\r\nAge: %d\r\n%b\r\n" % (age, self.length)
+        else:
+            self.hot_tail = b"\r\nAge: %d\r\n%b%b\r\n" % (age, self.length, date())
+            until = min(until, math.floor(now) + 1)  # `Date` changes with the second
+        self.hot_from, self.hot_until = now, until
+
+
+_STATUS_HIT = f"X-Cache: HIT\r\nCache-Status: {CACHE_NAME}; hit; ttl=".encode("latin-1")
+_REQUEST_ID = b"\r\nX-Request-Id: "
+_GUESSED = b'; detail="heuristic"' + _REQUEST_ID  # RFC 9111 4.2.2, as decide says
 
 
 def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
@@ -119,10 +158,12 @@ class FastHits:
         self.vary, self.store = cache.vary, cache.memory  # fresh hits are answered from memory only
         self.request_id = ids.of  # the full path's, for a request that sends one
         self.id_prefix, self.ids = ids.prefix, ids.counter  # the full path's sequence
+        self._prefix = self.id_prefix.encode("ascii")
         self.limits = limits
         self._plans: dict[tuple[str, str], Plan | object] = {}
         self._runtime: Runtime | None = None
         self._wires: dict[str, Wire] = {}
+        self._tallies: dict[tuple[str, str, str, str], Tally] = {}
 
     def answer(self, request: Request, date: Callable[[], bytes]) -> bytes | None:
         """The whole answer to a fresh hit, or None: take the full path."""
@@ -148,17 +189,16 @@ class FastHits:
         if key is None:
             policy = rs.config.cache
             assert policy is not None
-            key = primary_key(
-                rs.config.name,
-                plan.path,
-                plan.query,
-                policy.key,
-                _sender(request, rs),
-            )
+            key = primary_key(rs.config.name, plan.path, plan.query, policy.key, _sender(request, rs))
         vary = self.vary.get(key)
         vkey = variant_key(key, vary, _sender(request, rs)) if vary else key
         now = self.clock.now()
-        wire = self._wire(vkey, now)
+        blob = self.store.blob(vkey, now)
+        if blob is None:
+            return None
+        wire = self._wires.get(vkey)
+        if wire is None or wire.blob is not blob:
+            wire = self._prepare(vkey, blob, now)
         if wire is None or now >= wire.fresh_until:  # decide.on_lookup: only HIT is ours
             return None
         inm = ims = None
@@ -172,24 +212,39 @@ class FastHits:
             and wire.status == 200
             and freshness.validators_match(wire.etag, wire.last_modified, inm, ims)
         )
-        rid = self.request_id(request) if hinted else f"{self.id_prefix}{next(self.ids):08x}"
-        return self._hit(request, plan, wire, now, not_modified, rid, date)
+        if hinted:
+            rid = self.request_id(request).encode("latin-1")
+        else:  # ours, as `RequestIds.new` makes them, straight to bytes
+            rid = b"%b%08x" % (self._prefix, next(self.ids))
+        rs.requests += 1
+        rs.hits += 1
+        if not_modified or now <= wire.stored_at or wire.status == 304:
+            return self._hit(request, plan, wire, now, not_modified, rid.decode("latin-1"), date)
+        if not wire.hot_from <= now < wire.hot_until:
+            wire.heat(now, date)
+        body = wire.body
+        if request.method == "GET" and body:
+            out = b"".join((wire.ok, wire.hot_mid, rid, wire.hot_tail, body))
+        else:
+            out = b"".join((wire.ok, wire.hot_mid, rid, wire.hot_tail))
+        if self.telemetry.access.enabled:
+            self._log(request, plan, rid.decode("latin-1"), wire.status, len(body), now)
+        else:
+            tally = plan.tallies.get(wire.status)
+            if tally is None:
+                tally = self._tally(plan, request.method, wire.status)
+            tally.n += 1
+        return out
 
-    def _wire(self, vkey: str, now: float) -> Wire | None:
-        """The prepared answer for `vkey`, made again when the stored form changed."""
-        store = self.store
-        blob = store.blob(vkey, now)
-        if blob is None:
+    def _prepare(self, vkey: str, blob: bytes, now: float) -> Wire | None:
+        """The prepared answer for `vkey`, made again when the stored form (`blob`) changed."""
+        entry = self.store.get(vkey, now)
+        if entry is None:
             return None
         wires = self._wires
-        wire = wires.get(vkey)
-        if wire is None or wire.blob is not blob:
-            entry = store.get(vkey, now)
-            if entry is None:
-                return None
-            if len(wires) >= MAX_WIRES:
-                del wires[next(iter(wires))]  # the oldest prepared: dicts keep insertion order
-            wire = wires[vkey] = Wire(entry, blob)
+        if vkey not in wires and len(wires) >= MAX_WIRES:
+            del wires[next(iter(wires))]  # the oldest prepared: dicts keep insertion order
+        wire = wires[vkey] = Wire(entry, blob)
         return wire
 
     def _hit(
@@ -202,9 +257,6 @@ class FastHits:
         rid: str,
         date: Callable[[], bytes],
     ) -> bytes:
-        rs = plan.rs
-        rs.requests += 1
-        rs.hits += 1
         age = wire.initial_age + now - wire.stored_at if now > wire.stored_at else wire.initial_age
         # RFC 9111 5.1 and 1.2.2: delta-seconds rounded down, never past 2^31; ttl > 0 (fresh)
         guess = '; detail="heuristic"' if wire.heuristic else ""  # RFC 9111 4.2.2, as decide says
@@ -234,20 +286,36 @@ class FastHits:
     def _count(self, request: Request, plan: Plan, rid: str, status: int, sent: int, now: float) -> None:
         """Metrics as `Telemetry.transaction` counts them; the access log line when it is on.
         The answer was built within one clock reading: its duration is observed as 0."""
-        telemetry = self.telemetry
-        rs = plan.rs
-        if telemetry.access.enabled:
-            txn = Txn(rid, now, request.method, request.raw_path, request.remote)
-            txn.route, txn.upstream, txn.x_cache = rs.config.name, rs.config.upstream, "HIT"
-            txn.status, txn.bytes = status, sent
-            txn.breaker = rs.upstream.state(now).value
-            telemetry.transaction(txn, now)
+        if self.telemetry.access.enabled:
+            self._log(request, plan, rid, status, sent, now)
             return
-        labels = plan.labels.get(status)
-        if labels is None:
-            labels = plan.labels[status] = (rs.config.name, request.method, str(status), "HIT")
-        telemetry.requests.inc(labels)
-        telemetry.duration.observe(plan.route_labels, 0.0)
+        tally = plan.tallies.get(status)
+        if tally is None:
+            tally = self._tally(plan, request.method, status)
+        tally.n += 1
+
+    def _log(self, request: Request, plan: Plan, rid: str, status: int, sent: int, now: float) -> None:
+        rs = plan.rs
+        txn = Txn(rid, now, request.method, request.raw_path, request.remote)
+        txn.route, txn.upstream, txn.x_cache = rs.config.name, rs.config.upstream, "HIT"
+        txn.status, txn.bytes = status, sent
+        txn.breaker = rs.upstream.state(now).value
+        self.telemetry.transaction(txn, now)
+
+    def _tally(self, plan: Plan, method: str, status: int) -> Tally:
+        """The count of fresh hits for (route, method, status), folded into the request counter
+        and the duration histogram (as 0 s) whenever they are read. One per series, shared by
+        the route's plans (a plan is keyed by method), so their number stays bounded."""
+        route = plan.rs.config.name
+        labels = (route, method, str(status), "HIT")
+        tally = self._tallies.get(labels)
+        if tally is None:
+            tally = self._tallies[labels] = Tally()
+            telemetry = self.telemetry
+            telemetry.requests.attach(labels, tally)
+            telemetry.duration.attach((route,), tally, 0.0)
+        plan.tallies[status] = tally
+        return tally
 
     def _plan(self, method: str, raw: str) -> Plan | object:
         runtime = self.live.runtime
@@ -287,7 +355,8 @@ def _none(name: str) -> str | None:
 
 def _sender(request: Request, rs: RouteState) -> Callable[[str], str | None]:
     """The value the vendor would get for a keyed or Vary header, as `Driver.lookup` reads it."""
-    headers, configured = request.headers, rs.upstream.config.headers
+    headers = request.headers
+    configured = rs.upstream.config.headers
     return lambda name: sent_value(headers, name, configured)
 
 

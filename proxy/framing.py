@@ -1,6 +1,8 @@
 """A request's message framing: RFC 9112 6.1 and 6.3's rules on what llhttp let through.
 
-Owns: the verdict on a head that announces a body (`Transfer-Encoding` and `Content-Length`,
+Owns: the limits on a request target and a header line, the header names noted while a head is
+parsed (`NOTED`: framing, `Expect`, `Upgrade`, and those the fast path reads, `Request.hints`),
+the verdict on a head that announces a body (`Transfer-Encoding` and `Content-Length`,
 their combinations, the HTTP version), the `Content-Length` value, `Expect` values we do not
 meet (417), and `Refused`, which carries a refusal out of the parser's callbacks to the
 connection (llhttp wraps whatever a callback raises).
@@ -10,6 +12,17 @@ Must not: read bytes, hold state, or answer: `listener.Connection` applies the v
 from __future__ import annotations
 
 from proxy.core.errors import BadRequest, ProxyError
+
+MAX_TARGET = 8190  # as nginx's large_client_header_buffers; the handler answers 414 from 4 KB
+MAX_FIELD = 8190  # one header line, as nginx's large_client_header_buffers
+METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+HINTED = frozenset({b"range", b"if-none-match", b"if-modified-since", b"x-request-id"})
+HINT = 0
+# Lower-case header name -> what it is to the parse (one dict lookup per header line): 1
+# Content-Length, 2 Transfer-Encoding, 3 Expect, 4 Upgrade, `HINT` a hinted one.
+NOTED = {b"content-length": 1, b"transfer-encoding": 2, b"expect": 3, b"upgrade": 4} | dict.fromkeys(
+    HINTED, HINT
+)
 
 
 class ExpectationFailed(ProxyError):
@@ -47,3 +60,9 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
     if not value.isdigit() or len(value) > 18:
         raise Refused(BadRequest("invalid Content-Length"))
     return int(value)
+
+
+def printable(exc: Exception) -> str:
+    """The parser's complaint, safe to echo in our JSON error: printable ASCII, 120 at most."""
+    text = str(exc) or type(exc).__name__
+    return "".join(c if " " <= c < "\x7f" else "?" for c in text)[:120]

@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from proxy import framing
 from proxy.connguard import RequestTimeout, VersionNotSupported, answer
 from proxy.core.errors import BadRequest, HeadersTooLarge, ProxyError, UriTooLong
 from proxy.core.limits import Admission
 from proxy.deadlines import Deadlines
 from proxy.exchange import Body, Request, Response
-from proxy.framing import ExpectationFailed, Refused, body_length
+from proxy.framing import HINT, MAX_FIELD, MAX_TARGET, METHODS, NOTED, Refused
 from proxy.pipeline import MAX_PIPELINE, Pipeline
 from proxy.responsewriter import ResponseWriter, error_response
 
@@ -40,11 +41,7 @@ if TYPE_CHECKING:
     from proxy.publicport import Listener
 
 log = logging.getLogger("proxy.listener")
-MAX_TARGET = 8190  # as nginx's large_client_header_buffers; the handler answers 414 from 4 KB
-MAX_FIELD = 8190  # one header line, as nginx's large_client_header_buffers
-# Request headers the fast path reads, noted as the head is parsed (`Request.hints`).
-_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
-HINTED = frozenset({b"range", b"if-none-match", b"if-modified-since", b"x-request-id"})
+_NO_HINTS: dict[str, str | None] = {}  # shared by every request without one: never written to
 _UNFRAMED: tuple[None, None, None] = (None, None, None)
 
 
@@ -71,13 +68,13 @@ class Connection(asyncio.Protocol):
         self._codings: list[bytes] = []
         self._expect: bytes | None = None
         self._upgrade = False
+        self._noted = False  # one of the above was set by the head being parsed
         self._in_message = False
         self._head_done = False
         self._hints: dict[str, str | None] = {}
         self._last_keep_alive = True
         self._current: Request | None = None  # whose body is arriving
         self._pipe = Pipeline(self, listener, self._out)
-        self._asked = 0  # complete heads seen
         self.reading_done = False  # nothing more is parsed on this connection
         self._reading = True
         self._body_paused = False
@@ -138,7 +135,7 @@ class Connection(asyncio.Protocol):
                 self._refuse(BadRequest("malformed request"))
         except httptools.HttpParserError as exc:
             if not self.reading_done:  # bytes after `Connection: close` are not read
-                self._refuse(BadRequest(f"malformed request: {_why(exc)}"))
+                self._refuse(BadRequest(f"malformed request: {framing.printable(exc)}"))
 
     def eof_received(self) -> bool | None:
         current = self._current
@@ -184,12 +181,13 @@ class Connection(asyncio.Protocol):
         self._url.clear()
         self._headers = []
         self._head_size = 0
-        self._lengths = 0
-        if self._codings:
+        self._hints = _NO_HINTS  # replaced by a new dict at the first hint: requests keep theirs
+        if self._noted:  # the last head had framing, an expectation or an upgrade
+            self._noted = False
+            self._lengths = 0
             self._codings = []
-        self._hints = {}  # a new one each time: the last request holds the old one
-        self._expect = None
-        self._upgrade = False
+            self._expect = None
+            self._upgrade = False
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
@@ -204,19 +202,27 @@ class Connection(asyncio.Protocol):
             raise Refused(HeadersTooLarge("request head too large"))
         # Obsolete line folding and bare CR or LF (RFC 9112 5.2, 2.2) never get here: llhttp's
         # strict mode refuses them (tests/listener pins that).
-        low = name.lower()
-        if low == b"content-length":
-            self._lengths += 1
-        elif low == b"transfer-encoding":
-            self._codings.extend(c.strip(b" \t").lower() for c in value.split(b","))
-        elif low == b"expect":
-            self._expect = value.strip(b" \t").lower()
-        elif low == b"upgrade":
-            self._upgrade = True
-        elif low in HINTED:
-            key = low.decode("latin-1")
-            self._hints[key] = None if key in self._hints else value.decode("latin-1")
         self._headers.append((name, value))
+        low = name.lower()
+        noted = NOTED.get(low)
+        if noted is None:
+            return
+        if noted == HINT:
+            hints = self._hints
+            if hints is _NO_HINTS:
+                hints = self._hints = {}
+            key = low.decode("latin-1")
+            hints[key] = None if key in hints else value.decode("latin-1")
+            return
+        self._noted = True
+        if noted == 1:
+            self._lengths += 1
+        elif noted == 2:
+            self._codings.extend(c.strip(b" \t").lower() for c in value.split(b","))
+        elif noted == 3:
+            self._expect = value.strip(b" \t").lower()
+        else:
+            self._upgrade = True
 
     def on_headers_complete(self) -> None:
         self._head_done = True
@@ -227,12 +233,11 @@ class Connection(asyncio.Protocol):
                 raise Refused(BadRequest("the request line has no HTTP version"))
             raise Refused(VersionNotSupported("only HTTP/1.0 and HTTP/1.1 are served here"))
         raw_method = parser.get_method()
-        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
+        method = METHODS.get(raw_method) or raw_method.decode("ascii")
         keep_alive = parser.should_keep_alive() and not self._upgrade and method != "CONNECT"
         self._last_keep_alive = keep_alive
-        self._asked += 1
         target = b"".join(self._url).decode("latin-1")
-        framed = self._codings or self._lengths or self._expect is not None
+        framed = self._noted and (self._codings or self._lengths or self._expect is not None)
         body, length, ready = self._framed(version) if framed else _UNFRAMED
         request = Request(
             method, target, self._headers, self._address, version, keep_alive, body, length,
@@ -254,7 +259,7 @@ class Connection(asyncio.Protocol):
     def _framed(self, version: str) -> tuple[Body | None, int | None, Response | None]:
         """A head with a body, or an expectation: RFC 9112 6.1 and 6.3's framing rules on what
         llhttp let through, then the body's reader, or the answer when it is known already."""
-        chunked, length = body_length(self._codings, self._lengths, self._headers, version)
+        chunked, length = framing.body_length(self._codings, self._lengths, self._headers, version)
         ready: Response | None = None
         body: Body | None = None
         if chunked or length:
@@ -262,8 +267,8 @@ class Connection(asyncio.Protocol):
             if self._expect == b"100-continue" and version == "1.1":
                 announce = self._out.announce_continue
             body = Body(self._pause_body, self._resume_body, first_read=announce)
-        if self._expect is not None and self._expect != b"100-continue":
-            ready = error_response(ExpectationFailed("only 100-continue is expected here"))  # RFC 9110 10.1.1
+        if self._expect is not None and self._expect != b"100-continue":  # RFC 9110 10.1.1
+            ready = error_response(framing.ExpectationFailed("only 100-continue is expected here"))
         return body, length, ready
 
     def on_body(self, data: bytes) -> None:
@@ -282,7 +287,7 @@ class Connection(asyncio.Protocol):
         if not self._last_keep_alive:
             self._stop_reading()  # nothing after `Connection: close` (or an upgrade) is read
         elif not self._pipe.busy and not self._pipe.queue:
-            self.idle()
+            self._deadlines.set("idle", self._l.keepalive_timeout)  # as `idle`, one call less
 
     # -- refusing, shedding, cutting ----------------------------------------------------------
 
@@ -389,8 +394,3 @@ class Connection(asyncio.Protocol):
                     transport.pause_reading()
             except (RuntimeError, AttributeError):  # a transport closing underneath us
                 pass
-
-
-def _why(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    return "".join(c if " " <= c < "\x7f" else "?" for c in text)[:120]

@@ -1,6 +1,8 @@
 """Per-application metrics registry rendered in the Prometheus text exposition format 0.0.4.
 
-Owns: counters, gauges and histograms keyed by a tuple of label values, callback collectors
+Owns: counters, gauges and histograms keyed by a tuple of label values, `Tally` cells (a count
+bumped as a plain attribute on the hottest path and folded into a counter series or a
+histogram's fixed-value observations whenever the metric is read), callback collectors
 evaluated at scrape time, and the text rendering (HELP/TYPE lines, label escaping, cumulative
 histogram buckets ending in +Inf).
 
@@ -117,8 +119,26 @@ def _check_labels(names: tuple[str, ...], reserved: tuple[str, ...] = ()) -> Non
         raise ValueError(f"duplicate label names in {names!r}")
 
 
+class Tally:
+    """A count of events the hot path bumps as `tally.n += 1` (no call, no dict): the metrics it
+    is attached to (`Counter.attach`, `Histogram.attach`) fold what it gained since they last
+    looked whenever they are read, so a scrape or `value()` is never behind."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+class _Link:
+    __slots__ = ("labels", "seen", "tally", "value")
+
+    def __init__(self, labels: LabelValues, tally: Tally, value: float) -> None:
+        self.labels, self.tally, self.value, self.seen = labels, tally, value, tally.n
+
+
 class _Metric:
-    """Shared parts of the three metric kinds: name, help, label names, arity check."""
+    """Shared parts of the three metric kinds: name, help, label names, arity check, tallies."""
 
     type: MetricType = "untyped"
 
@@ -126,6 +146,26 @@ class _Metric:
         self.name = name
         self.help = help
         self.label_names = labels
+        self._links: list[_Link] = []
+
+    def _link(self, labels: LabelValues, tally: Tally, value: float) -> None:
+        self._arity(labels)
+        self._links.append(_Link(labels, tally, value))
+
+    def _fold(self) -> None:
+        """Add what every attached tally gained since the last read."""
+        for link in self._links:
+            gained = link.tally.n - link.seen
+            if gained:
+                link.seen += gained
+                self._gain(link.labels, link.value, gained)
+
+    def _unlink(self, labels: LabelValues) -> None:
+        self._fold()
+        self._links = [link for link in self._links if link.labels != labels]
+
+    def _gain(self, labels: LabelValues, value: float, n: int) -> None:
+        raise NotImplementedError
 
     def _arity(self, labels: LabelValues) -> None:
         # Called only when a label tuple is first seen, so the hot path skips it.
@@ -153,11 +193,17 @@ class _Scalar(_Metric):
             self._values[()] = 0.0
 
     def value(self, labels: LabelValues = ()) -> float:
+        if self._links:
+            self._fold()
         return self._values.get(labels, 0.0)
 
     def remove(self, labels: LabelValues) -> None:
-        """Forget one series (e.g. a route dropped by a config reload)."""
+        """Forget one series (e.g. a route dropped by a config reload), and its tallies."""
+        self._unlink(labels)
         self._values.pop(labels, None)
+
+    def _gain(self, labels: LabelValues, value: float, n: int) -> None:
+        self._add(labels, n)
 
     def _add(self, labels: LabelValues, n: float) -> None:
         values = self._values
@@ -168,6 +214,7 @@ class _Scalar(_Metric):
         values[labels] = current + n
 
     def samples(self) -> list[Sample]:
+        self._fold()
         return [Sample(v, self._pairs(k)) for k, v in sorted(self._values.items())]
 
 
@@ -180,6 +227,10 @@ class Counter(_Scalar):
         if n < 0:
             raise ValueError(f"{self.name}: counters only go up (n={n})")
         self._add(labels, n)
+
+    def attach(self, labels: LabelValues, tally: Tally) -> None:
+        """Count `tally`'s events in the series `labels` (as `inc(labels)` each would)."""
+        self._link(labels, tally, 1.0)
 
 
 class Gauge(_Scalar):
@@ -233,18 +284,36 @@ class Histogram(_Metric):
         state.sum += value
         state.count += 1
 
+    def attach(self, labels: LabelValues, tally: Tally, value: float) -> None:
+        """Observe `value` in the series `labels` once per `tally` event."""
+        self._link(labels, tally, value)
+
+    def _gain(self, labels: LabelValues, value: float, n: int) -> None:
+        state = self._states.get(labels)
+        if state is None:
+            state = self._states[labels] = _HistState(len(self.buckets))
+        state.counts[bisect_left(self.buckets, value)] += n
+        state.sum += value * n
+        state.count += n
+
     def count(self, labels: LabelValues = ()) -> int:
+        if self._links:
+            self._fold()
         state = self._states.get(labels)
         return state.count if state else 0
 
     def sum(self, labels: LabelValues = ()) -> float:
+        if self._links:
+            self._fold()
         state = self._states.get(labels)
         return state.sum if state else 0.0
 
     def remove(self, labels: LabelValues) -> None:
+        self._unlink(labels)
         self._states.pop(labels, None)
 
     def samples(self) -> list[Sample]:
+        self._fold()
         out: list[Sample] = []
         for key, state in sorted(self._states.items()):
             pairs = self._pairs(key)

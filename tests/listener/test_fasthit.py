@@ -162,3 +162,40 @@ async def test_pipelined_requests_keep_their_own_request_ids(make_proxy: MakePro
     ids = [(await client.response()).header("x-request-id") for _ in range(3)]
     assert ids[0] not in ("trace-2", "trace-3") and ids[1:] == ["trace-2", "trace-3"]
     await client.close()
+
+
+async def test_age_ttl_and_counts_of_hits_within_and_across_seconds(
+    make_proxy: MakeProxy, origin: Origin, clock: FakeClock
+) -> None:
+    """The bytes around the request id are reused within a second and made again when `Age` or
+    `ttl` would change, at fractional instants too; every hit is counted."""
+    proxy = await stored(make_proxy, origin)
+    telemetry = proxy.state.telemetry
+    labels = ("prices", "GET", "200", "HIT")
+    before, timed = telemetry.requests.value(labels), telemetry.duration.count(("prices",))
+    seen = []
+    ids = set()
+    for step in (0.0, 0.25, 0.5, 0.3, 0.0, 4.2, 0.79, 0.01, 23.9):
+        clock.advance(step)
+        fast = await ask(proxy, request("GET", "/api/prices/A1", close=False))
+        assert fast.status == 200 and json.loads(fast.body) == PRICE
+        seen.append((fast.header("age"), fast.header("cache-status")))
+        ids.add(fast.header("x-request-id"))
+    ttl = "resilient-proxy; hit; ttl="
+    assert seen == [
+        ("0", ttl + "30"),  # t = 0
+        ("0", ttl + "29"),  # 0.25
+        ("0", ttl + "29"),  # 0.75
+        ("1", ttl + "28"),  # 1.05
+        ("1", ttl + "28"),  # 1.05 again
+        ("5", ttl + "24"),  # 5.25
+        ("6", ttl + "23"),  # 6.04
+        ("6", ttl + "23"),  # 6.05
+        ("29", ttl + "0"),  # 29.95: fresh for another 0.05 s
+    ]
+    assert len(ids) == len(seen)  # a request id of its own each, the rest reused
+    assert telemetry.requests.value(labels) == before + len(seen)
+    assert telemetry.duration.count(("prices",)) == timed + len(seen)
+    head = await ask(proxy, request("HEAD", "/api/prices/A1", close=False), "HEAD")
+    assert head.body == b"" and head.header("content-length") == str(len(json.dumps(PRICE)))
+    assert telemetry.requests.value(("prices", "HEAD", "200", "HIT")) == 1
