@@ -14,7 +14,7 @@ from proxy.core.config.model import Fallback
 from proxy.core.decide import Failure
 from proxy.core.errors import CircuitOpen, DataRejected, ProxyError, UpstreamStatus
 from proxy.core.model import Entry
-from proxy.deliver import Txn, cache_status, entry_response, error_response, passed_response
+from proxy.deliver import Asked, Txn, cache_status, entry_response, error_response, passed_response
 from proxy.exchange import Request, Response
 from proxy.fetch import Outcome
 from proxy.relay import stream_response
@@ -33,10 +33,19 @@ class Answers:
         )
         # RFC 9111 4.2.2 freshness is a guess: said so in `detail`, since Warning 113 is gone
         value = cache_status(hit=True, ttl=entry.fresh_until - now, detail=detail)
-        return entry_response(entry, now, txn, x_cache="HIT", status_value=value, not_modified=not_modified)
+        return entry_response(
+            entry,
+            now,
+            txn,
+            x_cache="HIT",
+            status_value=value,
+            not_modified=not_modified,
+            asked=asked(request),
+        )
 
     def stale(
         self,
+        request: Request,
         rs: RouteState,
         entry: Entry,
         now: float,
@@ -53,7 +62,7 @@ class Answers:
         value = cache_status(
             hit=fwd is None, fwd=fwd, fwd_status=fwd_status, ttl=entry.fresh_until - now, detail=reason
         )
-        return entry_response(entry, now, txn, x_cache=x_cache, status_value=value)
+        return entry_response(entry, now, txn, x_cache=x_cache, status_value=value, asked=asked(request))
 
     def fetched(
         self,
@@ -76,15 +85,19 @@ class Answers:
         if outcome.error is not None:
             write = passed and request.method not in ("GET", "HEAD")
             status = outcome.upstream_status
-            response = self.failure(rs, entry, outcome.error, now, txn, status, passed=passed, write=write)
+            response = self.failure(
+                request, rs, entry, outcome.error, now, txn, status, passed=passed, write=write
+            )
         elif outcome.entry is not None:
-            response = self._stored(outcome, outcome.entry, now, txn, collapsed=collapsed)
+            response = self._stored(request, outcome, outcome.entry, now, txn, collapsed=collapsed)
         else:
             response = self._relayed(request, rs, outcome, txn, passed=passed)
         response.interim = () if collapsed else outcome.interim  # the leader's exchange only
         return response
 
-    def _stored(self, outcome: Outcome, entry: Entry, now: float, txn: Txn, *, collapsed: bool) -> Response:
+    def _stored(
+        self, request: Request, outcome: Outcome, entry: Entry, now: float, txn: Txn, *, collapsed: bool
+    ) -> Response:
         label = "REVALIDATED" if outcome.revalidated else "MISS"  # nginx's word for a 304
         value = cache_status(
             hit=False,
@@ -97,7 +110,7 @@ class Answers:
         )
         if outcome.leader_headers is not None and not collapsed:  # fields the copy withholds
             entry = entry.with_headers(outcome.leader_headers)
-        return entry_response(entry, now, txn, x_cache=label, status_value=value)
+        return entry_response(entry, now, txn, x_cache=label, status_value=value, asked=asked(request))
 
     def _relayed(
         self, request: Request, rs: RouteState, outcome: Outcome, txn: Txn, *, passed: bool
@@ -120,6 +133,7 @@ class Answers:
 
     def failure(
         self,
+        request: Request,
         rs: RouteState,
         entry: Entry | None,
         err: ProxyError,
@@ -145,7 +159,7 @@ class Answers:
         )
         if answer is Failure.COPY:
             assert entry is not None and reason is not None
-            return self.stale(rs, entry, now, txn, reason, fwd="stale", fwd_status=upstream_status)
+            return self.stale(request, rs, entry, now, txn, reason, fwd="stale", fwd_status=upstream_status)
         if answer is Failure.FALLBACK:
             assert fallback is not None
             return self._fallback(rs, fallback, err, txn, upstream_status, now)
@@ -182,3 +196,11 @@ class Answers:
         return passed_response(
             fallback.status, tuple(headers), fallback.body, txn, x_cache="FALLBACK", status_value=value
         )
+
+
+def asked(request: Request) -> Asked | None:
+    """The part of a stored 200 a GET asks for (RFC 9110 14.2): never a HEAD's (14.2: ignored)."""
+    if request.method != "GET":
+        return None
+    wanted = request.headers.get("Range")
+    return None if wanted is None else (wanted, request.headers.get("If-Range"))

@@ -55,8 +55,10 @@ class Txn:
     guard: str | None = None
     breaker: str | None = None
     bytes: int = 0
-    range: str | None = None  # the client's Range on a GET, answered from a stored 200
-    if_range: str | None = None
+
+
+# What a GET asked of a stored 200 (RFC 9110 14.2): its Range, and If-Range when it sent one.
+Asked = tuple[str, str | None]
 
 
 def cache_status(
@@ -104,8 +106,16 @@ def _stamp(out: list[tuple[str, str]], txn: Txn, x_cache: str, status_value: str
 
 
 def entry_response(
-    entry: Entry, now: float, txn: Txn, *, x_cache: str, status_value: str, not_modified: bool = False
+    entry: Entry,
+    now: float,
+    txn: Txn,
+    *,
+    x_cache: str,
+    status_value: str,
+    not_modified: bool = False,
+    asked: Asked | None = None,
 ) -> Response:
+    """A stored entry as this client gets it; `asked`: its Range and If-Range on a GET."""
     headers = _stamp(served_headers(entry, not_modified=not_modified), txn, x_cache, status_value)
     # RFC 9111 5.1: delta-seconds, rounded down; never past 2^31 (1.2.2), whatever was stored.
     headers.append(("Age", age_value(entry, now)))
@@ -113,9 +123,10 @@ def entry_response(
         txn.status = 304
         return Response(304, headers)
     if entry.status == 200:
-        part = _part(entry, txn)
+        part = _part(entry, asked)
         if part is not None:
-            return _partial(entry, part, headers, txn)
+            assert asked is not None
+            return _partial(entry, part, headers, txn, asked[0])
     txn.status = entry.status
     txn.bytes = len(entry.body)
     return Response(entry.status, headers, entry.body)
@@ -142,17 +153,17 @@ def age_value(entry: Entry, now: float) -> str:
     return str(int(min(entry.age(now), DELTA_MAX)))
 
 
-def _part(entry: Entry, txn: Txn) -> Part | None:
+def _part(entry: Entry, asked: Asked | None) -> Part | None:
     """The part of a stored 200 this request asked for (RFC 9110 14.2), if any."""
-    if txn.range is None or not if_range_holds(txn.if_range, entry.etag, entry.last_modified):
+    if asked is None or not if_range_holds(asked[1], entry.etag, entry.last_modified):
         return None
-    return requested(txn.range, len(entry.body))
+    return requested(asked[0], len(entry.body))
 
 
-def _partial(entry: Entry, part: Part, headers: list[tuple[str, str]], txn: Txn) -> Response:
+def _partial(entry: Entry, part: Part, headers: list[tuple[str, str]], txn: Txn, range_: str) -> Response:
     length = len(entry.body)
     if part is UNSATISFIABLE:  # 416 says how long the representation is (RFC 9110 15.5.17)
-        err = RangeNotSatisfiable(f"no range of {txn.range!r} within {length} bytes")
+        err = RangeNotSatisfiable(f"no range of {range_!r} within {length} bytes")
         body = error_body(err, route=txn.route, upstream=txn.upstream, request_id=txn.request_id)
         kept = [(k, v) for k, v in headers if k.lower() not in ("content-type", "content-range")]
         kept += [("Content-Range", f"bytes */{length}"), ("Content-Type", JSON)]

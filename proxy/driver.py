@@ -142,8 +142,6 @@ class Driver:
             txn.breaker = rs.upstream.state(txn.start).value
         if route.cache is None or request.method not in CACHEABLE:
             return await self.pass_(request, rs, path, Target(route.rewrite, path, query, match), txn)
-        if request.method == "GET":  # answered from the stored 200 (RFC 9110 14.2), never sent
-            txn.range, txn.if_range = request.headers.get("Range"), request.headers.get("If-Range")
         keyed_query = normal_query(query, route.cache.key)  # the vendor gets exactly what is keyed
         target = Target(route.rewrite, path, keyed_query, match)  # built only if the vendor is asked
         return await self.lookup(request, rs, path, keyed_query, target, txn)
@@ -179,7 +177,8 @@ class Driver:
                 rs, vkey, entry, lambda: self._outbound(request, rs, target, vkey)
             )
             label = plan.x_cache if updating else "STALE"  # UPDATING: nginx's word, while it refreshes
-            return self.answers.stale(rs, entry, now, txn, plan.reason or "stale", fwd=None, x_cache=label)
+            reason = plan.reason or "stale"
+            return self.answers.stale(request, rs, entry, now, txn, reason, fwd=None, x_cache=label)
         if plan.action is Action.NOT_CACHED:
             raise NotCached("not in cache and only-if-cached was asked")
         return await self.fetch(request, rs, vkey, entry, target, txn)
@@ -203,7 +202,9 @@ class Driver:
             if isinstance(got, Slow):  # the copy answers; the fetch goes on as a refresh (issue 16)
                 assert entry is not None
                 self.refresher.adopt(rs, vkey, future, owned=leader)
-                return self.answers.stale(rs, entry, self.clock.now(), txn, "stale-if-slow", fwd="stale")
+                return self.answers.stale(
+                    request, rs, entry, self.clock.now(), txn, "stale-if-slow", fwd="stale"
+                )
             outcome = got
         except TimeoutError:
             log.warning("coalesced wait for %s timed out; fetching alone", vkey[:120])
@@ -220,7 +221,9 @@ class Driver:
             alone = await self._fetch_alone(rs, vkey, entry, self._outbound(request, rs, target, vkey), txn)
             if isinstance(alone, Slow):
                 assert entry is not None
-                return self.answers.stale(rs, entry, self.clock.now(), txn, "stale-if-slow", fwd="stale")
+                return self.answers.stale(
+                    request, rs, entry, self.clock.now(), txn, "stale-if-slow", fwd="stale"
+                )
             outcome, leader = alone, True
         return self.deliver(request, rs, entry, outcome, txn, collapsed=not leader)
 
