@@ -32,7 +32,17 @@ from benchmarks.userconf import run_user_config
 SCENARIOS: dict[str, tuple[str, Runner]] = {
     **{
         k: STEADY[k]
-        for k in ("ceiling", "floor", "direct", "hit", "hit-logged", "hit-spread", "miss", "stale")
+        for k in (
+            "ceiling",
+            "floor",
+            "direct",
+            "hit",
+            "hit-logged",
+            "hit-spread",
+            "miss",
+            "floor-miss",
+            "stale",
+        )
     },
     "outage": ("origin fails halfway: errors, latency, origin requests while open", outage),
     "stampede": ("1,000 concurrent cold requests for one key", stampede),

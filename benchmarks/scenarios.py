@@ -22,6 +22,7 @@ from benchmarks.services import (
     redis_dbsize,
     redis_server_path,
     start_floor,
+    start_floor_miss,
     start_nginx,
     start_redis,
     start_varnish,
@@ -115,6 +116,15 @@ def miss(suite: Suite, res: ScenarioResult) -> None:
     make = unique_keys(suite, proxy.port)
     suite.measure(res, make, server=proxy.child, warm=make(99))
     res.notes.append("every request a new key (pass-through + store)")
+
+
+def floor_miss(suite: Suite, res: ScenarioResult) -> None:
+    port, child = start_floor_miss(suite.group, origin_port=suite.origin().port)
+    make = unique_keys(suite, port)
+    suite.measure(res, make, server=child, warm=make(99))
+    res.notes.append(
+        "bare protocol: forward on a kept-alive connection, keep the body in a dict, answer; 1 process"
+    )
 
 
 def stale(suite: Suite, res: ScenarioResult) -> None:
@@ -234,6 +244,7 @@ STEADY: dict[str, tuple[str, Runner]] = {
     "hit-logged": ("fresh hits, one key, JSON access log on", hit_logged),
     "hit-spread": ("fresh hits over 10,000 keys", hit_spread),
     "miss": ("every request a new key", miss),
+    "floor-miss": ("the bare miss (uvloop + httptools): forward, keep, answer", floor_miss),
     "stale": ("every request stale within stale-while-revalidate", stale),
     "writes": ("POST pass-through", writes),
     "shared": ("hits through the Redis tier", shared),

@@ -131,6 +131,16 @@ def start_floor(group: ProcessGroup, *, size: int = 1024) -> tuple[int, Child]:
     return port, child
 
 
+def start_floor_miss(group: ProcessGroup, *, origin_port: int) -> tuple[int, Child]:
+    """The bare miss (benchmarks/floor_miss.py) in front of the origin: one process."""
+    port = free_port()
+    child = group.start_python(
+        "floor-miss", "benchmarks.floor_miss", ["--port", str(port), "--origin-port", str(origin_port)]
+    )
+    child.wait_port(port)
+    return port, child
+
+
 # ------------------------------------------------------------------------------------- redis
 
 

@@ -103,6 +103,14 @@ def test_quick_run_writes_valid_json(tmp_path: Path) -> None:
         assert cpu["held"] in (True, False) and " us vs " in cpu["detail"]
 
 
+def test_the_miss_floor_forwards_every_request_and_answers(tmp_path: Path) -> None:
+    """The bare miss the proxy's misses are read against really is one: every request a new
+    key, each one reaching the origin, none failing."""
+    row = run_suite(tmp_path, "--only", "floor-miss")["scenarios"]["floor-miss"]
+    check_measured(row)
+    assert row["repeats"][0]["requests"] <= row["origin_requests"] <= row["repeats"][0]["requests"] + 200
+
+
 def test_builtin_load_generator_fallback(tmp_path: Path) -> None:
     doc = run_suite(tmp_path, "--only", "ceiling", "--loadgen", "builtin", "--connections", "8")
     assert doc["load_generator"] == "builtin"
