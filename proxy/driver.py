@@ -200,11 +200,8 @@ class Driver:
         try:
             got = await wait(future, self.clock, None if leader else policy.lock_timeout, budget)
             if isinstance(got, Slow):  # the copy answers; the fetch goes on as a refresh (issue 16)
-                assert entry is not None
                 self.refresher.adopt(rs, vkey, future, owned=leader)
-                return self.answers.stale(
-                    request, rs, entry, self.clock.now(), txn, "stale-if-slow", fwd="stale"
-                )
+                return self._while_slow(request, rs, entry, txn)
             outcome = got
         except TimeoutError:
             log.warning("coalesced wait for %s timed out; fetching alone", vkey[:120])
@@ -220,12 +217,13 @@ class Driver:
         if outcome is None:  # what the flight learnt (a Vary) shapes this request's own
             alone = await self._fetch_alone(rs, vkey, entry, self._outbound(request, rs, target, vkey), txn)
             if isinstance(alone, Slow):
-                assert entry is not None
-                return self.answers.stale(
-                    request, rs, entry, self.clock.now(), txn, "stale-if-slow", fwd="stale"
-                )
+                return self._while_slow(request, rs, entry, txn)
             outcome, leader = alone, True
         return self.deliver(request, rs, entry, outcome, txn, collapsed=not leader)
+
+    def _while_slow(self, request: Request, rs: RouteState, entry: Entry | None, txn: Txn) -> Response:
+        assert entry is not None  # a budget exists only with a copy usable on error
+        return self.answers.stale(request, rs, entry, self.clock.now(), txn, "stale-if-slow", fwd="stale")
 
     async def _fetch_alone(
         self, rs: RouteState, vkey: str, entry: Entry | None, out: Outbound, txn: Txn
