@@ -89,6 +89,8 @@ def parse(values: str | list[str] | None) -> CacheControl:
 MEMO_LENGTH = 256  # longer values are parsed every time: the memo stays small whatever is sent
 
 
+# The one module-level state in the core, on purpose: a bounded memo of a pure function (the same
+# few Cache-Control values arrive on every answer). Invisible to callers, so shared by every app.
 @lru_cache(maxsize=512)
 def _parse_memo(text: str) -> CacheControl:
     return _parse(text)  # a CacheControl is immutable: one value may be shared by every caller

@@ -56,6 +56,8 @@ def http_date(value: str | None, now: float | None = None) -> float | None:
     return _parse_date(value, now)
 
 
+# A bounded memo of a pure parse (one Date string serves a second of answers; an IMF-fixdate's
+# reading does not depend on `now`): module-level state on purpose, invisible to callers.
 @lru_cache(maxsize=256)
 def _fixdate(value: str) -> float | None:
     return _parse_date(value, None)
