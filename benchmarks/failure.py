@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from benchmarks.load import LoadResult, median_summary, percentile
+from benchmarks.load import LoadResult, median_summary
 from benchmarks.proxyrun import OUTAGE_UPSTREAM, ProxyProcess
 from benchmarks.scenarios import prewarm
 from benchmarks.services import Origin
@@ -219,21 +219,11 @@ def stampede(suite: Suite, res: ScenarioResult) -> None:
         latencies, seen, elapsed = asyncio.run(_stampede(proxy.port, path, n))
         res.origin_requests.append(origin.requests() - before)
         outcomes.update(seen)
-        lat = sorted(latencies)
         errors = sum(c for k, c in seen.items() if not k.startswith(("2", "3")))
-        res.runs.append(
-            LoadResult(
-                requests=n,
-                duration_s=elapsed,
-                errors=errors,
-                p50_ms=percentile(lat, 50) * 1000,
-                p90_ms=percentile(lat, 90) * 1000,
-                p99_ms=percentile(lat, 99) * 1000,
-                mean_ms=sum(lat) / len(lat) * 1000,
-                max_ms=lat[-1] * 1000,
-                generator="aiohttp-inprocess",
-            )
+        run = LoadResult.of(
+            latencies, requests=n, duration_s=elapsed, errors=errors, generator="aiohttp-inprocess"
         )
+        res.runs.append(run)
     res.extra["responses"] = dict(outcomes)
     res.notes.append(
         f"{n} concurrent cold requests from {len(source_addresses(n))} loopback "

@@ -52,6 +52,32 @@ class LoadResult:
     generator: str
     error_detail: dict[str, int] = field(default_factory=dict)
 
+    @classmethod
+    def of(
+        cls,
+        latencies: Sequence[float],
+        *,
+        duration_s: float,
+        errors: int,
+        generator: str,
+        requests: int | None = None,
+        error_detail: dict[str, int] | None = None,
+    ) -> LoadResult:
+        """A run from its latencies in seconds (any order): percentiles, mean and max in ms."""
+        lat = sorted(latencies)
+        return cls(
+            requests=len(lat) if requests is None else requests,
+            duration_s=duration_s,
+            errors=errors,
+            p50_ms=percentile(lat, 50) * 1000,
+            p90_ms=percentile(lat, 90) * 1000,
+            p99_ms=percentile(lat, 99) * 1000,
+            mean_ms=(sum(lat) / len(lat) * 1000) if lat else 0.0,
+            max_ms=(lat[-1] * 1000) if lat else 0.0,
+            generator=generator,
+            error_detail=error_detail or {},
+        )
+
     @property
     def rps(self) -> float:
         return self.requests / self.duration_s if self.duration_s > 0 else 0.0

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from benchmarks.load import LoadResult, Target, percentile
+from benchmarks.load import LoadResult, Target
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,22 +114,18 @@ async def _list_worker(port: int, paths: Sequence[str], conns: int) -> WorkerOut
 
 
 def _merge(outs: Sequence[WorkerOut], elapsed: float | None = None) -> LoadResult:
-    latencies = sorted(x for out in outs for x in out["latencies"])
+    latencies = [x for out in outs for x in out["latencies"]]
     errors: dict[str, int] = {}
     for out in outs:
         for kind, n in out["errors"].items():
             errors[kind] = errors.get(kind, 0) + n
     requests = sum(int(out["requests"]) for out in outs)
     wall = elapsed if elapsed is not None else max((out["elapsed"] for out in outs), default=0.0)
-    return LoadResult(
+    return LoadResult.of(
+        latencies,
         requests=requests,
         duration_s=wall,
         errors=sum(errors.values()),
-        p50_ms=percentile(latencies, 50) * 1000,
-        p90_ms=percentile(latencies, 90) * 1000,
-        p99_ms=percentile(latencies, 99) * 1000,
-        mean_ms=(sum(latencies) / len(latencies) * 1000) if latencies else 0.0,
-        max_ms=(latencies[-1] * 1000) if latencies else 0.0,
         generator="builtin",
         error_detail={k: v for k, v in errors.items() if v},
     )

@@ -17,7 +17,7 @@ from collections import Counter
 
 import aiohttp
 
-from benchmarks.load import LoadResult, median_summary, percentile
+from benchmarks.load import LoadResult, median_summary
 from benchmarks.procs import free_port
 from benchmarks.proxyrun import ProxyProcess, bench_config, start_proxy
 from benchmarks.services import Origin
@@ -89,18 +89,8 @@ async def _open(session: aiohttp.ClientSession, port: int) -> None:
 
 
 def _result(latencies: list[float], seen: Counter[str], elapsed: float) -> LoadResult:
-    lat = sorted(latencies)
-    return LoadResult(
-        requests=len(lat),
-        duration_s=elapsed,
-        errors=sum(c for k, c in seen.items() if not k.startswith("200")),
-        p50_ms=percentile(lat, 50) * 1000,
-        p90_ms=percentile(lat, 90) * 1000,
-        p99_ms=percentile(lat, 99) * 1000,
-        mean_ms=sum(lat) / len(lat) * 1000,
-        max_ms=lat[-1] * 1000,
-        generator="aiohttp-inprocess",
-    )
+    errors = sum(c for k, c in seen.items() if not k.startswith("200"))
+    return LoadResult.of(latencies, duration_s=elapsed, errors=errors, generator="aiohttp-inprocess")
 
 
 def _settled(origin: Origin, before: int, want: int, limit: float) -> int:
