@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from http import HTTPStatus
 
 from proxy.cache import Cache
 from proxy.clock import Clock
@@ -39,6 +38,7 @@ from proxy.deliver import CACHE_NAME, Txn, served_headers
 from proxy.exchange import Request
 from proxy.metrics import Tally
 from proxy.requestid import RequestIds
+from proxy.responsewriter import status_and_fields
 from proxy.runtime import Live, RouteState, Runtime
 from proxy.telemetry import Telemetry
 
@@ -93,9 +93,8 @@ class Wire:
         )
         self.heuristic, self.etag, self.last_modified = entry.heuristic, entry.etag, entry.last_modified
         served = served_headers(entry, not_modified=False)
-        self.has_date = any(k.lower() == "date" and "\n" not in v and "\r" not in v for k, v in served)
-        self.ok = _head(entry.status, served)
-        self.not_modified = _head(304, served_headers(entry, not_modified=True))
+        self.ok, self.has_date = status_and_fields("1.1", entry.status, served)
+        self.not_modified, _ = status_and_fields("1.1", 304, served_headers(entry, not_modified=True))
         status = entry.status
         bare = status in (204, 304) or status < 200
         self.length = b"" if bare else b"Content-Length: %d\r\n" % len(entry.body)
@@ -125,17 +124,6 @@ class Wire:
 _STATUS_HIT = f"X-Cache: HIT\r\nCache-Status: {CACHE_NAME}; hit; ttl=".encode("latin-1")
 _REQUEST_ID = b"\r\nX-Request-Id: "
 _GUESSED = b'; detail="heuristic"' + _REQUEST_ID  # RFC 9111 4.2.2, as decide says
-
-
-def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
-    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"]
-    # A value carrying CR or LF is dropped, as the listener's writer does: never a split response.
-    lines.extend(f"{k}: {v}\r\n" for k, v in headers if "\n" not in v and "\r" not in v)
-    text = "".join(lines)
-    try:
-        return text.encode("latin-1")
-    except UnicodeEncodeError:
-        return text.encode("utf-8")
 
 
 _NO_PLAN = object()

@@ -31,25 +31,32 @@ def _reason(status: int) -> str:
         return ""
 
 
-def serialize_head(
-    version: str, status: int, headers: list[tuple[str, str]], framing: str, date: bytes
-) -> bytes:
-    """Status line and headers. `framing` is the Content-Length/Transfer-Encoding/Connection
-    lines the writer chose. Values carrying CR or LF are dropped: never a split response."""
-    lines = [f"HTTP/{version} {status} {_reason(status)}"]
+def status_and_fields(version: str, status: int, headers: list[tuple[str, str]]) -> tuple[bytes, bool]:
+    """The status line and header lines (each ending in CRLF), and whether a `Date` is among
+    them. A field whose name or value carries CR or LF is dropped: never a split response.
+    The full path's heads and the fast hit's prepared ones are both made here."""
+    lines = [f"HTTP/{version} {status} {_reason(status)}\r\n"]
     has_date = False
     for name, value in headers:
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
             continue
         if not has_date and name.lower() == "date":
             has_date = True
-        lines.append(f"{name}: {value}")
-    text = "\r\n".join(lines) + "\r\n" + framing
+        lines.append(f"{name}: {value}\r\n")
+    text = "".join(lines)
     try:
-        head = text.encode("latin-1")
+        return text.encode("latin-1"), has_date
     except UnicodeEncodeError:
-        head = text.encode("utf-8")
-    return head + (b"\r\n" if has_date else date + b"\r\n")
+        return text.encode("utf-8"), has_date
+
+
+def serialize_head(
+    version: str, status: int, headers: list[tuple[str, str]], framing: str, date: bytes
+) -> bytes:
+    """Status line and headers. `framing` is the Content-Length/Transfer-Encoding/Connection
+    lines the writer chose; our `Date` unless the answer carries one."""
+    head, has_date = status_and_fields(version, status, headers)
+    return head + framing.encode("latin-1") + (b"\r\n" if has_date else date + b"\r\n")
 
 
 def _connection(version: str, close: bool) -> str:
