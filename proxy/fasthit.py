@@ -144,9 +144,7 @@ class FastHits:
     ) -> None:
         self.clock, self.live, self.telemetry = clock, live, telemetry
         self.vary, self.store = cache.vary, cache.memory  # fresh hits are answered from memory only
-        self.request_id = ids.of  # the full path's, for a request that sends one
-        self.id_prefix, self.ids = ids.prefix, ids.counter  # the full path's sequence
-        self._prefix = self.id_prefix.encode("ascii")
+        self.ids = ids  # the full path's: one sequence of request ids per process
         self.limits = limits
         self._plans: dict[tuple[str, str], Plan | object] = {}
         self._runtime: Runtime | None = None
@@ -200,10 +198,7 @@ class FastHits:
             and wire.status == 200
             and freshness.validators_match(wire.etag, wire.last_modified, inm, ims)
         )
-        if hinted:
-            rid = self.request_id(request).encode("latin-1")
-        else:  # ours, as `RequestIds.new` makes them, straight to bytes
-            rid = b"%b%08x" % (self._prefix, next(self.ids))
+        rid = self.ids.of(request).encode("latin-1") if hinted else self.ids.new_bytes()
         rs.requests += 1
         rs.hits += 1
         if not_modified or now <= wire.stored_at or wire.status == 304:

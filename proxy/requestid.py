@@ -21,6 +21,7 @@ class RequestIds:
     def __init__(self) -> None:
         self.prefix = uuid.uuid4().hex[:12]
         self.counter = itertools.count(1)
+        self._prefix = self.prefix.encode("ascii")
 
     def of(self, request: Request) -> str:
         """The client's X-Request-Id when it is sane, else ours."""
@@ -33,3 +34,7 @@ class RequestIds:
 
     def new(self) -> str:
         return f"{self.prefix}{next(self.counter):08x}"
+
+    def new_bytes(self) -> bytes:
+        """`new` as the fast hit writes it, straight to bytes: the same sequence and format."""
+        return b"%b%08x" % (self._prefix, next(self.counter))
