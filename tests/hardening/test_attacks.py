@@ -33,6 +33,7 @@ from tests.hardening.rawhttp import (
     request,
     serve_guarded,
 )
+from tests.loops import event_loop_policy  # noqa: F401  (a fixture: every case on both loops)
 from tests.origin import Origin, Reply
 from tests.parts import Parts
 from tests.routes import PRICES, WRITES
@@ -1039,14 +1040,3 @@ async def test_admin_paths_do_not_exist_on_the_public_port(
     assert answer.status == 404 and json.loads(answer.body)["error"] == "no_route"
     assert b"rproxy_" not in answer.body
     assert origin.count() == 0
-
-
-@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
-def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
-    """Every case runs on both loops: production serves on uvloop, whose transports differ."""
-    if request.param == "uvloop":
-        import uvloop
-
-        policy: asyncio.AbstractEventLoopPolicy = uvloop.EventLoopPolicy()
-        return policy
-    return asyncio.DefaultEventLoopPolicy()

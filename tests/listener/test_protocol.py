@@ -25,6 +25,7 @@ from proxy.exchange import Request, Response
 from proxy.listener import Connection
 from proxy.publicport import PUBLIC, Listener, PublicSite
 from tests.hardening.rawhttp import RawClient, ServerClosed, request
+from tests.loops import event_loop_policy  # noqa: F401  (a fixture: every case on both loops)
 
 HIGH = 1 << 18  # exchange.BODY_HIGH_WATER
 
@@ -429,13 +430,3 @@ async def test_drain_closes_idle_connections_and_finishes_busy_ones(port: Port) 
 # `event_loop_policy` runs every case on asyncio and on uvloop (production serves on uvloop,
 # whose transports differ), as tests/hardening does.
 pytestmark = pytest.mark.filterwarnings('ignore:Overriding the "event_loop_policy" fixture')
-
-
-@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
-def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
-    if request.param == "uvloop":
-        import uvloop
-
-        policy: asyncio.AbstractEventLoopPolicy = uvloop.EventLoopPolicy()
-        return policy
-    return asyncio.DefaultEventLoopPolicy()
