@@ -38,7 +38,7 @@ from proxy.core.errors import (
 from proxy.core.headers import sent_value
 from proxy.core.keys import VARY_SEP, normal_query, primary_key, variant_key
 from proxy.core.model import Entry
-from proxy.core.routing import Target, unsafe_target
+from proxy.core.routing import Match, Target, unsafe_target
 from proxy.deliver import Txn, error_response
 from proxy.exchange import Request, Response
 from proxy.fasthit import FastHits
@@ -123,9 +123,14 @@ class Driver:
     # -- recv ----------------------------------------------------------------------------------
 
     async def recv(self, request: Request, txn: Txn) -> Response:
+        runtime = self.live.runtime  # one read: a reload during this request does not mix configs
+        planned = self.hits.planned(request, runtime)
+        if planned is not None:  # the fast path matched and keyed this target (no fresh hit)
+            _admit_head(request)
+            p = planned
+            return await self._read(request, p.rs, p.path, p.query, p.match, txn, p.key)
         _admit(request)
         path, _, query = request.raw_path.partition("?")
-        runtime = self.live.runtime  # one read: a reload during this request does not mix configs
         found = runtime.match(path, request.method)
         if isinstance(found, frozenset):
             named = runtime.route_at(path) if found else None  # a 405 names the route whose path matched
@@ -136,20 +141,38 @@ class Driver:
             raise MethodNotAllowed(f"{request.method} is not allowed here", tuple(sorted(found)))
         rs, match = found
         route = rs.config
-        txn.route, txn.upstream = route.name, route.upstream
+        if route.cache is None or request.method not in CACHEABLE:
+            self._admitted(rs, txn)
+            return await self.pass_(request, rs, path, Target(route.rewrite, path, query, match), txn)
+        keyed_query = normal_query(query, route.cache.key)  # the vendor gets exactly what is keyed
+        return await self._read(request, rs, path, keyed_query, match, txn, None)
+
+    def _admitted(self, rs: RouteState, txn: Txn) -> None:
+        txn.route, txn.upstream = rs.config.name, rs.config.upstream
         rs.requests += 1
         if self.telemetry.access.enabled:
             txn.breaker = rs.upstream.state(txn.start).value
-        if route.cache is None or request.method not in CACHEABLE:
-            return await self.pass_(request, rs, path, Target(route.rewrite, path, query, match), txn)
-        keyed_query = normal_query(query, route.cache.key)  # the vendor gets exactly what is keyed
-        target = Target(route.rewrite, path, keyed_query, match)  # built only if the vendor is asked
-        return await self.lookup(request, rs, path, keyed_query, target, txn)
+
+    async def _read(
+        self, request: Request, rs: RouteState, path: str, query: str, match: Match, txn: Txn, key: str | None
+    ) -> Response:
+        """A read of a cached route: `query` is what the route keys (and all the vendor gets);
+        `key` the primary key when already known (the route keys no header)."""
+        self._admitted(rs, txn)
+        target = Target(rs.config.rewrite, path, query, match)  # built only if the vendor is asked
+        return await self.lookup(request, rs, path, query, target, txn, key)
 
     # -- hash + lookup + decide ----------------------------------------------------------------
 
     async def lookup(
-        self, request: Request, rs: RouteState, path: str, query: str, target: Target, txn: Txn
+        self,
+        request: Request,
+        rs: RouteState,
+        path: str,
+        query: str,
+        target: Target,
+        txn: Txn,
+        key: str | None,
     ) -> Response:
         policy = rs.config.cache
         assert policy is not None
@@ -159,7 +182,8 @@ class Driver:
         def sent(name: str) -> str | None:  # the value the vendor would get, and only that
             return sent_value(request.headers, name, configured)
 
-        key = primary_key(rs.config.name, path, query, policy.key, sent)
+        if key is None:
+            key = primary_key(rs.config.name, path, query, policy.key, sent)
         vary = self.cache.vary_of(key)
         vkey = variant_key(key, vary, sent) if vary else key
         now = self.clock.now()
@@ -300,9 +324,14 @@ def _admit(request: Request) -> None:
         raise MethodNotAllowed(f"{request.method} is never proxied", ())
     if len(request.raw_path) > MAX_URL:
         raise UriTooLong(f"request target over {MAX_URL} bytes")
-    raw_headers = request.raw_headers
-    if len(raw_headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in raw_headers) > MAX_HEADER_BYTES:
-        raise HeadersTooLarge(f"at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes of them")
+    _admit_head(request)
     why = unsafe_target(request.raw_path)
     if why is not None:
         raise BadRequest(why)
+
+
+def _admit_head(request: Request) -> None:
+    """The header limits (a planned target passed the method and target checks already)."""
+    raw_headers = request.raw_headers
+    if len(raw_headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in raw_headers) > MAX_HEADER_BYTES:
+        raise HeadersTooLarge(f"at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes of them")

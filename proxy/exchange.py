@@ -132,6 +132,7 @@ class Request:
         "hints",
         "keep_alive",
         "method",
+        "plan",
         "raw_headers",
         "raw_path",
         "remote",
@@ -164,6 +165,7 @@ class Request:
         self.body = body
         self.content_length = content_length
         self.head_size = head_size  # bytes of target and header lines, an upper bound of either
+        self.plan: object = None  # what the fast path worked out from the target (`fasthit.Plan`)
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:

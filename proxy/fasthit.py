@@ -33,7 +33,7 @@ from proxy.core.cachecontrol import DELTA_MAX
 from proxy.core.headers import sent_value
 from proxy.core.keys import normal_query, primary_key, variant_key
 from proxy.core.model import Entry
-from proxy.core.routing import unsafe_target
+from proxy.core.routing import Match, unsafe_target
 from proxy.deliver import CACHE_NAME, Txn, served_headers
 from proxy.exchange import Request
 from proxy.metrics import Tally
@@ -48,12 +48,14 @@ _CACHEABLE = frozenset({"GET", "HEAD"})
 
 
 class Plan:
-    """What a raw target means on this runtime, computed once; and its metric labels."""
+    """What a raw target means on this runtime, computed once; and its metric labels. A request
+    that is not a fresh hit carries its plan to the full path (`planned`), which reads the route,
+    path parameters, keyed query and key from it instead of working them out again."""
 
-    __slots__ = ("key", "path", "query", "rs", "tallies")
+    __slots__ = ("key", "match", "path", "query", "rs", "tallies")
 
-    def __init__(self, rs: RouteState, path: str, query: str, key: str | None) -> None:
-        self.rs, self.path, self.query, self.key = rs, path, query, key
+    def __init__(self, rs: RouteState, path: str, query: str, match: Match, key: str | None) -> None:
+        self.rs, self.path, self.query, self.match, self.key = rs, path, query, match, key
         self.tallies: dict[int, Tally] = {}  # by status: shared with every plan of the route
 
 
@@ -170,6 +172,7 @@ class FastHits:
             plan = self._plan(request.method, request.raw_path)
         if not isinstance(plan, Plan):
             return None
+        request.plan = plan
         rs = plan.rs
         key = plan.key
         if key is None:
@@ -218,6 +221,11 @@ class FastHits:
                 tally = self._tally(plan, request.method, wire.status)
             tally.n += 1
         return out
+
+    def planned(self, request: Request, runtime: Runtime) -> Plan | None:
+        """The plan `answer` found for `request`, if made on `runtime` (a reload since: None)."""
+        plan = request.plan
+        return plan if isinstance(plan, Plan) and runtime is self._runtime else None
 
     def _prepare(self, vkey: str, blob: bytes, now: float) -> Wire | None:
         """The prepared answer for `vkey`, made again when the stored form (`blob`) changed."""
@@ -323,13 +331,13 @@ def _make_plan(runtime: Runtime, method: str, raw: str, max_url: int) -> Plan | 
     found = runtime.match(path, method)
     if isinstance(found, frozenset):
         return None
-    rs, _ = found
+    rs, match = found
     policy = rs.config.cache
     if policy is None:
         return None
     keyed_query = normal_query(query, policy.key)
     key = None if policy.key.headers else primary_key(rs.config.name, path, keyed_query, policy.key, _none)
-    return Plan(rs, path, keyed_query, key)
+    return Plan(rs, path, keyed_query, match, key)
 
 
 def _none(name: str) -> str | None:
