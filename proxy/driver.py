@@ -216,10 +216,14 @@ class Driver:
         assert policy is not None
         out = self._outbound(request, rs, target, vkey)
         now = self.clock.now()
-        future, leader = self.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out), now)
-        budget = decide.slow_budget(
-            entry, now, stale_if_slow=policy.stale_if_slow, started=self.flights.started_at(vkey)
-        )
+        future = self.flights.join(vkey)
+        started = now if future is None else self.flights.started_at(vkey)
+        budget = decide.slow_budget(entry, now, stale_if_slow=policy.stale_if_slow, started=started)
+        leader = future is None
+        if future is None:
+            if budget is None:  # this request waits to the end: it leads the flight itself
+                return self.deliver(request, rs, entry, await self._lead(rs, vkey, entry, out, now), txn)
+            future, _ = self.flights.start(vkey, lambda: self.fetcher.fetch(rs, vkey, entry, out), now)
         outcome: Outcome | None = None
         try:
             got = await wait(future, self.clock, None if leader else policy.lock_timeout, budget)
@@ -244,6 +248,22 @@ class Driver:
                 return self._while_slow(request, rs, entry, txn)
             outcome, leader = alone, True
         return self.deliver(request, rs, entry, outcome, txn, collapsed=not leader)
+
+    async def _lead(
+        self, rs: RouteState, vkey: str, entry: Entry | None, out: Outbound, now: float
+    ) -> Outcome:
+        """The key's fetch, run in this request (no task: nothing here stops waiting before it
+        ends); requests for the same key meanwhile join it (`Flights.join`)."""
+        future = self.flights.open(vkey, now)
+        if future.cancelled():  # as many flights as allowed: this one fetches uncoalesced
+            return await self.fetcher.fetch(rs, vkey, entry, out)
+        try:
+            outcome = await self.fetcher.fetch(rs, vkey, entry, out)
+        except BaseException as exc:
+            self.flights.land(vkey, future, None, exc)
+            raise
+        self.flights.land(vkey, future, outcome, None)
+        return outcome
 
     def _while_slow(self, request: Request, rs: RouteState, entry: Entry | None, txn: Txn) -> Response:
         assert entry is not None  # a budget exists only with a copy usable on error

@@ -108,42 +108,62 @@ class Flights(Generic[T]):
         marks.add(label)
         return True
 
+    def join(self, key: str) -> asyncio.Future[T] | None:
+        """The flight for `key` already under way, or None."""
+        existing = self._inflight.get(key)
+        if existing is not None:
+            self.coalesced += 1
+        return existing
+
+    def open(self, key: str, now: float = 0.0) -> asyncio.Future[T]:
+        """A new flight for `key` (none may be under way), run by the caller, who ends it with
+        `land`; a cancelled future when `max_flights` are in flight: fetch uncoalesced."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if len(self._inflight) >= self.max_flights:
+            self._tasks.dropped += 1
+            log.warning("flight for %s not started: %d already in flight", key[:80], len(self._inflight))
+            future.cancel()
+            return future
+        self._inflight[key] = future
+        self._started[key] = now
+        return future
+
+    def land(self, key: str, future: asyncio.Future[T], result: T | None, exc: BaseException | None) -> None:
+        """End the flight `open` gave: its waiters get `result`, or `exc`."""
+        if not future.done():
+            if exc is not None:
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: waiters may all have gone
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
+        if self._inflight.get(key) is future:
+            self._forget(key)
+
     def start(
         self, key: str, fetch: Callable[[], Awaitable[T]], now: float = 0.0
     ) -> tuple[asyncio.Future[T], bool]:
         """The future for `key` and whether this call started it (True) or joined it (False).
 
-        The fetch runs as its own task so a client that disconnects does not cancel the
-        fetch other waiters depend on.
+        The fetch runs as its own task, for callers that may stop waiting before it ends (a
+        `stale_if_slow` budget, a background refresh): the fetch goes on for the store and the
+        other waiters. A caller that waits to the end leads inline instead (`open`, `land`).
         """
-        existing = self._inflight.get(key)
+        existing = self.join(key)
         if existing is not None:
-            self.coalesced += 1
             return existing, False
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        if len(self._inflight) >= self.max_flights:
-            self._tasks.dropped += 1
-            log.warning("flight for %s not started: %d already in flight", key[:80], len(self._inflight))
-            future.cancel()  # the caller fetches inline, uncoalesced
+        future = self.open(key, now)
+        if future.cancelled():
             return future, True
-        self._inflight[key] = future
-        self._started[key] = now
 
         async def run() -> None:
             try:
                 result = await fetch()
             except BaseException as exc:
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()  # mark retrieved: waiters may all have gone
+                self.land(key, future, None, exc)
                 if not isinstance(exc, Exception):
                     raise
             else:
-                if not future.done():
-                    future.set_result(result)
-            finally:
-                if self._inflight.get(key) is future:
-                    self._forget(key)
+                self.land(key, future, result, None)
 
         self._tasks.spawn(run(), f"fetch:{key[:80]}", bounded=False)
         return future, True

@@ -76,3 +76,27 @@ async def test_a_full_task_set_leaves_no_trace() -> None:
     future, leader = flights.start("k", fetch, now=3.0)
     assert leader and future.cancelled()
     assert "k" not in flights and flights.started_at("k") is None
+
+
+async def test_a_flight_led_inline_is_joined_and_landed_once() -> None:
+    flights: Flights[int] = Flights(Tasks())
+    assert flights.join("k") is None and flights.coalesced == 0
+    future = flights.open("k", now=4.0)
+    joined = flights.join("k")  # a request for the same key meanwhile
+    assert joined is future and flights.coalesced == 1 and flights.started_at("k") == 4.0
+    flights.land("k", future, 9, None)
+    assert await joined == 9
+    assert "k" not in flights and flights.join("k") is None  # the next request leads anew
+    flights.land("k", future, 10, None)  # landing twice changes nothing
+    assert future.result() == 9
+
+
+async def test_a_leader_that_fails_hands_its_waiters_the_error() -> None:
+    flights: Flights[int] = Flights(Tasks())
+    future = flights.open("k")
+    waiter = flights.join("k")
+    flights.land("k", future, None, RuntimeError("vendor exploded"))
+    assert waiter is not None and isinstance(waiter.exception(), RuntimeError)
+    assert "k" not in flights
+    full: Flights[int] = Flights(Tasks(), max_flights=0)
+    assert full.open("k").cancelled() and "k" not in full  # the caller fetches uncoalesced
