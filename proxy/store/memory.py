@@ -12,13 +12,13 @@ its entry): on generated API JSON (UUIDs, prices, dates) of 0.8 / 3 / 25 KB, raw
 1 shrinks 1.9x / 2.6x / 3.2x in 11 / 23 / 113 us and inflates in 4.6 / 7 / 31 us; LZ4 shrinks
 1.4x / 1.9x / 2.3x in 1.8 / 3 / 20 us and decompresses in 0.5 / 1.2 / 7.6 us. The memory
 benchmark's padded 1 KB items shrink alike (1239 codec bytes: 261 deflated, 284 LZ4): RSS 1.10x
-payload with deflate, <RSS> with LZ4, 2.08x without compression (goal <= 1.5x). `max_bytes`
+payload with deflate, 1.15x with LZ4, 2.08x without compression (goal <= 1.5x). `max_bytes`
 bounds the uncompressed size anyway, so the weaker ratio costs resident memory only, never
 more entries than configured. Packing lazily (when an entry leaves the hot LRU below) was
 weighed and left: on a miss-heavy load every entry leaves it, so it moves the cost, never
 saves it. The form is this process's own: the snapshot and the shared tier get `codec_bytes`.
-A small LRU of decoded entries sits in front for
-the keys read most, so hot hits skip inflating and decoding. Why, measured (issue 12): a 1 KB
+A small LRU of decoded entries sits in front for the keys read most, so hot hits skip
+decompressing and decoding. Why, measured (issue 12): a 1 KB
 entry as Python objects costs about 2 KB more than its bytes, and every one of those objects is
 tracked by the cyclic garbage collector, whose full passes over 100,000 cached entries stalled
 every request for ~100 ms; a `(blob, keep_until, size)` tuple per key cost another 120 bytes.
