@@ -85,4 +85,4 @@ class Fields:
             drop = drop | connection_tokens(("connection", v) for v in connection)
         if not drop >= HOP_BY_HOP:
             drop = drop | HOP_BY_HOP
-        return tuple(pair for pair, low in zip(self.headers, self.lows, strict=True) if low not in drop)
+        return tuple([pair for pair, low in zip(self.headers, self.lows, strict=True) if low not in drop])
