@@ -105,9 +105,8 @@ class Fetcher:
         assert rs.config.cache is not None
         newer_than = entry.stored_at if entry is not None else None
         cache, now = self.cache, self.clock.now()
-        lease_ms = _lease_ms(rs) if cache.shared is not None else 0  # alone: no lease to size
         async with cache.one_fetch(
-            key, lease_ms, rs.config.cache.lock_timeout, newer_than=newer_than, now=now
+            key, _lease_ms(rs), rs.config.cache.lock_timeout, newer_than=newer_than, now=now
         ) as lease:
             if lease.filled is not None:
                 return Outcome(entry=lease.filled, detail="filled by another instance", key=key)
