@@ -91,6 +91,14 @@ def bench_decode() -> Callable[[], object]:
     return lambda: codec.decode(data)
 
 
+def bench_pack() -> Callable[[], object]:
+    """What the memory tier does to every entry it stores (issue 11: on every miss)."""
+    memory = importlib.import_module("proxy.store.memory")
+    entry = _entry(_body())
+    size = entry.size()
+    return lambda: memory.pack(entry, size)
+
+
 def catalogue(n: int = 1000) -> dict[str, Any]:
     return {
         "currency": "EUR",
@@ -134,6 +142,7 @@ BENCHES: dict[str, tuple[str, Bench]] = {
     "keys.primary_key": ("key with a sorted query and one keyed header", bench_key),
     "codec.encode": ("1 KB entry -> msgpack", bench_encode),
     "codec.decode": ("msgpack -> 1 KB entry", bench_decode),
+    "memory.pack": ("1 KB entry -> the memory tier's stored form (msgpack + LZ4)", bench_pack),
     "guards.check_doc": ("6 rules on a parsed 1,000-item catalogue", bench_guards),
     "guards.check_body": ("the same, json.loads included", bench_guards_body),
 }

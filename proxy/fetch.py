@@ -17,10 +17,11 @@ from typing import Any
 from proxy.cache import Cache
 from proxy.clock import Clock
 from proxy.core import freshness, replacement
-from proxy.core.cachecontrol import effective
+from proxy.core.cachecontrol import CacheControl, effective, governing
 from proxy.core.errors import DataRejected, ProxyError, UpstreamStatus
+from proxy.core.fields import Fields
 from proxy.core.guards import Verdict, Violation
-from proxy.core.headers import end_to_end, sent_value
+from proxy.core.headers import HOP_BY_HOP, end_to_end, sent_value
 from proxy.core.keys import VARY_SEP, normal_vary
 from proxy.core.model import Entry, Headers
 from proxy.core.redirects import rewrite_headers
@@ -32,6 +33,9 @@ from proxy.transport import Fetched, Outbound
 
 log = logging.getLogger("proxy.fetch")
 _DROP_ON_STORE = frozenset({"content-length", "age", "set-cookie"})
+# With the hop-by-hop names, once: `Fields.without` then adds only the Connection-named ones.
+_STORE_DROP = HOP_BY_HOP | _DROP_ON_STORE
+_DROP_FOR_LEADER = HOP_BY_HOP | {"content-length", "age"}
 
 
 @dataclass(slots=True)
@@ -167,8 +171,11 @@ class Fetcher:
         conditional: bool,
         checked: tuple[Verdict, Any] | None,
     ) -> Outcome:
+        policy = rs.config.cache
+        assert policy is not None
+        fields = Fields(fetched.headers, policy.targeted_fields)  # read once for every question below
         refused = replacement.refusal(
-            replacement.Answer(fetched.status, fetched.complete, freshness.header(fetched.headers, "etag")),
+            replacement.Answer(fetched.status, fetched.complete, fields.first("etag")),
             guarded=bool(rs.config.guards),
             oversize_passes=rs.config.guards_oversize == "pass",
             etag_sent=entry.etag if conditional and entry is not None else None,
@@ -198,7 +205,7 @@ class Fetcher:
         rejected = self.datacheck.verdict(rs, key, entry, fetched, checked)
         if rejected is not None:
             return Outcome(error=rejected, detail=rejected.message)
-        return self._store(rs, key, entry, fetched, out)
+        return self._store(rs, key, entry, fetched, fields, out)
 
     def _unchecked(self, rs: RouteState, fetched: Fetched) -> Outcome:
         """Too large to store; on a guarded route (`guards_oversize: pass`) also unchecked:
@@ -230,13 +237,13 @@ class Fetcher:
     # -- store ---------------------------------------------------------------------------------
 
     def _store(
-        self, rs: RouteState, key: str, entry: Entry | None, fetched: Fetched, out: Outbound
+        self, rs: RouteState, key: str, entry: Entry | None, fetched: Fetched, fields: Fields, out: Outbound
     ) -> Outcome:
         policy = rs.config.cache
         assert policy is not None
-        cc = effective(fetched.headers, policy.targeted_fields)  # RFC 9213: CDN-Cache-Control first
+        cc = governing(fields.lines, policy.targeted_fields)  # RFC 9213: CDN-Cache-Control first
         why = freshness.storable(
-            status=fetched.status, headers=fetched.headers, cc=cc, policy=policy, authorized=out.credentials
+            status=fetched.status, headers=fields, cc=cc, policy=policy, authorized=out.credentials
         )
         if why is None and self.live.runtime.by_name.get(rs.config.name) is not rs:
             why = "config reloaded"  # fetched under the old config: its route may have been purged
@@ -249,7 +256,7 @@ class Fetcher:
             copy_usable=entry is not None and freshness.usable_on_error(entry, now) is not None,
         ):
             return Outcome(fetched=fetched, detail="not stored: good copy kept")
-        new = _entry(rs, fetched, cc, out, lkg=bool(rs.config.guards))
+        new = _entry(rs, fetched, fields, cc, out, lkg=bool(rs.config.guards))
         vary = new.vary
         primary = key.split(VARY_SEP, 1)[0]
         full_key = primary if not vary else VARY_SEP.join((primary, *new.vary_values))
@@ -258,8 +265,9 @@ class Fetcher:
         if 200 <= new.status < 300:
             rs.last_good_at = now
         own = None
-        if any(k.lower() in cc.withheld for k, _ in fetched.headers):
-            own = end_to_end(fetched.headers, frozenset({"content-length", "age"}))
+        withheld = cc.withheld
+        if withheld and not withheld.isdisjoint(fields.lows):
+            own = fields.without(_DROP_FOR_LEADER)
         return Outcome(entry=new, stored=True, key=full_key, leader_headers=own)
 
     def _revalidated(self, rs: RouteState, key: str, entry: Entry, fetched: Fetched) -> Entry:
@@ -295,15 +303,18 @@ def _measured(outcome: Outcome, fetched: Fetched) -> Outcome:
     return outcome
 
 
-def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: bool) -> Entry:
+def _entry(
+    rs: RouteState, fetched: Fetched, fields: Fields, cc: CacheControl, out: Outbound, *, lkg: bool
+) -> Entry:
     policy = rs.config.cache
     assert policy is not None
-    headers = end_to_end(
-        freshness.without_withheld(fetched.headers, cc),
-        _DROP_ON_STORE if not policy.store_set_cookie else frozenset({"content-length", "age"}),
-    )
+    # End-to-end fields less Content-Length, Age (and Set-Cookie unless the route stores it) and
+    # what a qualified no-cache/private withholds (RFC 9111 5.2.2.4, 5.2.2.7), in one pass.
+    drop = _STORE_DROP if not policy.store_set_cookie else _DROP_FOR_LEADER
+    withheld = cc.withheld
+    headers = fields.without(drop | withheld if withheld else drop)
     d = freshness.deadlines(
-        headers=fetched.headers,
+        headers=fields,
         cc=cc,
         policy=policy,
         request_time=fetched.request_time,
@@ -312,7 +323,7 @@ def _entry(rs: RouteState, fetched: Fetched, cc: Any, out: Outbound, *, lkg: boo
         status=fetched.status,
     )
     # Stored bodies are identity, right for every client (RFC 9110 12.5.3): no variant per coding.
-    vary = tuple(n for n in freshness.vary_names(fetched.headers) or () if n != "accept-encoding")
+    vary = tuple(n for n in freshness.vary_names(fields) or () if n != "accept-encoding")
     values = _sent_values(out, vary) if vary else ()
     return freshness.stored(
         fetched.status,

@@ -8,7 +8,7 @@ Must not: decide freshness (that is `freshness`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -201,8 +201,14 @@ def effective(headers: Iterable[tuple[str, str]], targets: tuple[str, ...] = ())
         low = key.lower()
         if low == "cache-control" or low in targets:
             lines.setdefault(low, []).append(value)
+    return governing(lines, targets)
+
+
+def governing(lines: Mapping[str, list[str]], targets: tuple[str, ...] = ()) -> CacheControl:
+    """`effective` over field lines already grouped by lower-case name (`fields.Fields.lines`)."""
     for name in targets:
-        targeted = parse_targeted(lines.get(name, []), name)
+        found = lines.get(name)
+        targeted = parse_targeted(found, name) if found else None
         if targeted is not None:
             return targeted
     return parse(lines.get("cache-control"))

@@ -22,11 +22,13 @@ Decisions the RFCs leave to us, written down:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
+from typing import NamedTuple
 
 from proxy.core.cachecontrol import CacheControl, delta_seconds
 from proxy.core.config.model import RouteCache
+from proxy.core.fields import Fields
 from proxy.core.httpdate import parse as _parse_date
 from proxy.core.model import Entry, Headers
 
@@ -36,8 +38,9 @@ HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414
 _KEEP_ON_304 = frozenset({"content-length", "content-encoding", "transfer-encoding", "content-range"})
 
 
-@dataclass(frozen=True, slots=True)
-class Deadlines:
+class Deadlines(NamedTuple):
+    """Every deadline of one response (a tuple: made on every miss, cheaper than a dataclass)."""
+
     initial_age: float
     fresh_until: float
     stale_until: float
@@ -73,29 +76,37 @@ def header(headers: Headers, name: str) -> str | None:
     return None
 
 
-def vary_names(headers: Headers) -> tuple[str, ...] | None:
+def read(headers: Headers | Fields) -> Fields:
+    """`headers` read once (`Fields`); a caller asking several questions passes that instead."""
+    return headers if isinstance(headers, Fields) else Fields(headers)
+
+
+def vary_names(headers: Headers | Fields) -> tuple[str, ...] | None:
     """Lower-case names from Vary, sorted; None when the response varies on `*` (never matches)."""
+    lines = read(headers).all("vary")
+    if not lines:
+        return ()
     names: set[str] = set()
-    for key, value in headers:
-        if key.lower() == "vary":
-            for item in value.split(","):
-                item = item.strip().lower()
-                if item == "*":
-                    return None
-                if item:
-                    names.add(item)
+    for value in lines:
+        for item in value.split(","):
+            item = item.strip().lower()
+            if item == "*":
+                return None
+            if item:
+                names.add(item)
     return tuple(sorted(names))
 
 
 def storable(
     *,
     status: int,
-    headers: Headers,
+    headers: Headers | Fields,
     cc: CacheControl,
     policy: RouteCache,
     authorized: bool,
 ) -> str | None:
     """Why this response to a GET may not be stored (RFC 9111 section 3), or None."""
+    fields = read(headers)
     if status >= 500 or status == 206 or status < 200:
         return "status"
     if cc.no_store:
@@ -107,16 +118,16 @@ def storable(
     if (
         not policy.store_set_cookie
         and "set-cookie" not in cc.withheld  # `private="Set-Cookie"`: the rest is shareable
-        and header(headers, "set-cookie") is not None
+        and fields.has("set-cookie")
     ):
         return "set-cookie"
-    if vary_names(headers) is None:
+    if vary_names(fields) is None:
         return "vary-star"
-    expires = header(headers, "expires") is not None and not cc.targeted  # RFC 9213 2.2
+    expires = fields.has("expires") and not cc.targeted  # RFC 9213 2.2
     explicit = cc.max_age >= 0 or cc.s_maxage >= 0 or expires
     if status not in HEURISTIC_STATUSES and not explicit and not cc.public:
         return "status"
-    has_validator = header(headers, "etag") is not None or header(headers, "last-modified") is not None
+    has_validator = fields.has("etag") or fields.has("last-modified")
     if not explicit and not has_validator and policy.ttl <= 0 and not cc.no_cache:
         return "no-freshness"
     return None
@@ -132,7 +143,7 @@ def without_withheld(headers: Headers, cc: CacheControl) -> Headers:
 
 
 def lifetime(
-    headers: Headers,
+    headers: Headers | Fields,
     cc: CacheControl,
     policy: RouteCache,
     received: float | None = None,
@@ -143,11 +154,11 @@ def lifetime(
 
     `received` stands in for a missing Date (RFC 9110 6.6.1: the recipient dates it on receipt).
     """
-    return _lifetime(headers, cc, policy, received, status)[0]
+    return _lifetime(read(headers), cc, policy, received, status)[0]
 
 
 def _lifetime(
-    headers: Headers, cc: CacheControl, policy: RouteCache, received: float | None, status: int | None
+    fields: Fields, cc: CacheControl, policy: RouteCache, received: float | None, status: int | None
 ) -> tuple[float, bool]:
     """(lifetime, whether it is heuristic)."""
     if policy.force_ttl and policy.ttl > 0:
@@ -159,24 +170,28 @@ def _lifetime(
     if cc.max_age >= 0:
         return float(cc.max_age), False
     # A targeted field (CDN-Cache-Control) overrides Expires as well (RFC 9213 2.2).
-    expires_lines = [] if cc.targeted else [v for k, v in headers if k.lower() == "expires"]
+    expires_lines = () if cc.targeted else fields.all("expires")
     if expires_lines:
         # Two field lines combine into "date, date", never an HTTP-date (RFC 9110 5.3).
         expires = http_date(", ".join(expires_lines), received)
         # An invalid Date is as good as none: the recipient dates it on receipt (RFC 9110 6.6.1).
-        date = http_date(header(headers, "date"), received)
+        date = http_date(fields.first("date"), received)
         date = received if date is None else date
         if expires is None or date is None:
             return 0.0, False  # invalid Expires means already expired (RFC 9111 5.3)
         return max(0.0, expires - date), False
     if policy.ttl > 0:
         return policy.ttl, False  # the operator's own guess beats ours
-    guess = heuristic_lifetime(headers, cc, policy, received, status)
+    guess = heuristic_lifetime(fields, cc, policy, received, status)
     return (0.0, False) if guess is None else (guess, True)
 
 
 def heuristic_lifetime(
-    headers: Headers, cc: CacheControl, policy: RouteCache, received: float | None, status: int | None
+    headers: Headers | Fields,
+    cc: CacheControl,
+    policy: RouteCache,
+    received: float | None,
+    status: int | None,
 ) -> float | None:
     """RFC 9111 4.2.2: a fraction of the time since Last-Modified, capped; None when no
     heuristic applies (off, a status that is not heuristically cacheable, no usable dates).
@@ -187,19 +202,21 @@ def heuristic_lifetime(
         return None
     if status not in HEURISTIC_STATUSES and not cc.public:
         return None
-    modified = http_date(header(headers, "last-modified"), received)
-    date = http_date(header(headers, "date"), received)
+    fields = read(headers)
+    modified = http_date(fields.first("last-modified"), received)
+    date = http_date(fields.first("date"), received)
     date = received if date is None else date
     if modified is None or date is None or modified >= date:
         return None  # a Last-Modified at or after Date says nothing about how stable it is
     return min((date - modified) * policy.heuristic_fraction, policy.heuristic_max)
 
 
-def initial_age(headers: Headers, request_time: float, response_time: float) -> float:
+def initial_age(headers: Headers | Fields, request_time: float, response_time: float) -> float:
     """corrected_initial_age, RFC 9111 section 4.2.3."""
-    date = http_date(header(headers, "date"), response_time)
+    fields = read(headers)
+    date = http_date(fields.first("date"), response_time)
     apparent = max(0.0, response_time - date) if date is not None else 0.0
-    age_raw = (header(headers, "age") or "").strip()
+    age_raw = (fields.first("age") or "").strip()
     age_value = float(delta_seconds(age_raw) or 0)  # junk is ignored, overflow is 2^31
     corrected = age_value + max(0.0, response_time - request_time)
     return max(apparent, corrected)
@@ -207,7 +224,7 @@ def initial_age(headers: Headers, request_time: float, response_time: float) -> 
 
 def deadlines(
     *,
-    headers: Headers,
+    headers: Headers | Fields,
     cc: CacheControl,
     policy: RouteCache,
     request_time: float,
@@ -217,8 +234,9 @@ def deadlines(
 ) -> Deadlines:
     """Every deadline of a response received at `response_time`; heuristic freshness only
     when its `status` is given."""
-    age = initial_age(headers, request_time, response_time)
-    life, heuristic = _lifetime(headers, cc, policy, response_time, status)
+    fields = read(headers)
+    age = initial_age(fields, request_time, response_time)
+    life, heuristic = _lifetime(fields, cc, policy, response_time, status)
     fresh_until = response_time + max(0.0, life - age)
     if policy.force_ttl:
         swr, sie = policy.stale_while_revalidate, policy.stale_if_error
@@ -234,7 +252,7 @@ def deadlines(
     if lkg and not (cc.forbids_stale and not policy.force_ttl):
         lkg_until = response_time + policy.lkg_max_age
     keep_until = max(error_until, stale_until, lkg_until)
-    if header(headers, "etag") or header(headers, "last-modified"):
+    if fields.first("etag") or fields.first("last-modified"):
         # An expired entry with validators still saves a body transfer (RFC 9111 4.3.1).
         keep_until = max(keep_until, fresh_until + max(3600.0, policy.ttl))
     return Deadlines(age, fresh_until, stale_until, error_until, keep_until, lkg_until, heuristic)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -65,6 +66,36 @@ def test_every_entry_round_trips(entry: Entry) -> None:
 @settings(deadline=None)
 def test_encoding_is_deterministic(entry: Entry) -> None:
     assert encode(entry) == encode(decode(encode(entry)))
+
+
+@given(entries, st.booleans(), st.integers(0, 300_000))
+@settings(deadline=None)
+def test_the_bytes_are_the_documented_msgpack_array(entry: Entry, heuristic: bool, body_len: int) -> None:
+    """What the shared tier and snapshots hold: one msgpack array of plain lists, whatever the
+    packer's buffer (bodies past its first guess included), so other versions read it."""
+    entry = replace(entry, heuristic=heuristic)
+    if body_len > 2048:
+        entry = replace(entry, body=b"b" * body_len)
+    plain = [
+        VERSION,
+        entry.status,
+        [list(pair) for pair in entry.headers],
+        entry.body,
+        entry.stored_at,
+        entry.initial_age,
+        entry.fresh_until,
+        entry.stale_until,
+        entry.error_until,
+        entry.keep_until,
+        entry.lkg_until,
+        entry.etag,
+        entry.last_modified,
+        list(entry.vary),
+        list(entry.vary_values),
+        entry.url,
+        *([True] if heuristic else []),
+    ]
+    assert encode(entry) == msgpack.packb(plain, use_bin_type=True)
 
 
 def test_example_round_trips_field_by_field() -> None:

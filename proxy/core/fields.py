@@ -1,0 +1,88 @@
+"""The field lines of one response that caching reads, read in one pass.
+
+Owns: `Fields`, a response's header fields as the cache sees them: the lower-case name of every
+line, and the lines of the names that freshness, storability, Vary and Cache-Control (with the
+route's targeted fields, RFC 9213) read, by name. A miss reads the same few fields a dozen
+times (Date, Age, Expires, ETag, Last-Modified, Vary, Set-Cookie, Cache-Control, Connection):
+one pass over the lines, one `lower()` each, instead of a scan per question (issue 11).
+Must not: interpret any value (that is `freshness`, `cachecontrol`), do I/O or read the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from proxy.core.headers import HOP_BY_HOP, connection_tokens
+from proxy.core.model import Headers
+
+# The names whose lines are kept by name; any other is found by a scan when asked (`first`).
+READ = frozenset(
+    {
+        "age",
+        "cache-control",
+        "connection",
+        "content-type",
+        "date",
+        "etag",
+        "expires",
+        "last-modified",
+        "set-cookie",
+        "vary",
+    }
+)
+_NO_LINES: list[str] = []
+
+
+class Fields:
+    """`headers` read once: `lows` (each line's lower-case name, in order) and `lines` (the
+    values of each name in `READ` or in `targets`, in order). Treat as immutable."""
+
+    __slots__ = ("headers", "lines", "lows", "targets")
+
+    def __init__(self, headers: Headers, targets: tuple[str, ...] = ()) -> None:
+        self.headers = headers
+        self.targets = targets
+        lows: list[str] = []
+        lines: dict[str, list[str]] = {}
+        for key, value in headers:
+            low = key.lower()
+            lows.append(low)
+            if low in READ or low in targets:
+                found = lines.get(low)
+                if found is None:
+                    lines[low] = [value]
+                else:
+                    found.append(value)
+        self.lows = lows
+        self.lines: Mapping[str, list[str]] = lines
+
+    def first(self, name: str) -> str | None:
+        """The first value of `name` (lower-case), as `freshness.header` finds it."""
+        found = self.lines.get(name)
+        if found is not None:
+            return found[0]
+        if name in READ or name in self.targets:
+            return None
+        for low, (_, value) in zip(self.lows, self.headers, strict=True):
+            if low == name:
+                return value
+        return None
+
+    def all(self, name: str) -> list[str]:
+        """Every value of `name` (one of `READ` or the targets), in order; do not mutate."""
+        assert name in READ or name in self.targets, name
+        return self.lines.get(name, _NO_LINES)
+
+    def has(self, name: str) -> bool:
+        return self.first(name) is not None
+
+    def without(self, drop: frozenset[str]) -> Headers:
+        """The lines whose name is not hop-by-hop (RFC 9110 7.6.1), not named in Connection
+        and not in `drop`: `headers.end_to_end(headers, drop)` without lowering names again.
+        `drop` may already hold `HOP_BY_HOP` (a precomputed union costs nothing per call)."""
+        connection = self.lines.get("connection")
+        if connection:
+            drop = drop | connection_tokens(("connection", v) for v in connection)
+        if not drop >= HOP_BY_HOP:
+            drop = drop | HOP_BY_HOP
+        return tuple([pair for pair, low in zip(self.headers, self.lows, strict=True) if low not in drop])

@@ -1,0 +1,119 @@
+"""`core.fields.Fields`: a response's caching fields read in one pass, as tables, and the same
+answers as the scans it replaces (`freshness.header`, `headers.end_to_end`, `effective`)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from proxy.core import freshness
+from proxy.core.cachecontrol import DEFAULT_TARGETS, effective, governing
+from proxy.core.fields import READ, Fields
+from proxy.core.headers import HOP_BY_HOP, end_to_end
+from proxy.core.model import Headers
+
+SAMPLE: Headers = (
+    ("Date", "Tue, 14 Nov 2023 22:13:20 GMT"),
+    ("ETag", '"v1"'),
+    ("etag", '"v2"'),
+    ("Vary", "Accept-Language"),
+    ("VARY", "X-Tenant"),
+    ("X-Custom", "one"),
+    ("x-custom", "two"),
+    ("CDN-Cache-Control", "max-age=60"),
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "targets", "expected"),
+    [
+        ("date", (), "Tue, 14 Nov 2023 22:13:20 GMT"),
+        ("etag", (), '"v1"'),  # the first line, as `freshness.header` answers
+        ("x-custom", (), "one"),  # not read in the pass: found by a scan
+        ("age", (), None),  # read in the pass, absent
+        ("expires", (), None),
+        ("cdn-cache-control", (), "max-age=60"),  # not a target here: a scan
+        ("cdn-cache-control", DEFAULT_TARGETS, "max-age=60"),
+        ("resilient-proxy-cache-control", DEFAULT_TARGETS, None),
+        ("x-missing", (), None),
+    ],
+)
+def test_first(name: str, targets: tuple[str, ...], expected: str | None) -> None:
+    assert Fields(SAMPLE, targets).first(name) == expected
+    assert Fields(SAMPLE, targets).has(name) is (expected is not None)
+
+
+@pytest.mark.parametrize(
+    ("name", "targets", "expected"),
+    [
+        ("etag", (), ['"v1"', '"v2"']),
+        ("vary", (), ["Accept-Language", "X-Tenant"]),
+        ("expires", (), []),
+        ("cdn-cache-control", DEFAULT_TARGETS, ["max-age=60"]),
+    ],
+)
+def test_all(name: str, targets: tuple[str, ...], expected: list[str]) -> None:
+    assert Fields(SAMPLE, targets).all(name) == expected
+
+
+def test_lows_are_every_line_lower_cased_in_order() -> None:
+    assert Fields(SAMPLE).lows == [k.lower() for k, _ in SAMPLE]
+
+
+@pytest.mark.parametrize(
+    ("headers", "drop", "expected"),
+    [
+        ((("A", "1"), ("Connection", "close"), ("B", "2")), frozenset(), (("A", "1"), ("B", "2"))),
+        # a name listed in Connection is hop-by-hop too, whatever its case, over several lines
+        (
+            (("Connection", "X-Hop, keep-alive"), ("x-hop", "1"), ("Connection", "y-hop"), ("Y-Hop", "2")),
+            frozenset(),
+            (),
+        ),
+        ((("Transfer-Encoding", "chunked"), ("Keep-Alive", "t=5"), ("TE", "x")), frozenset(), ()),
+        (
+            (("Content-Length", "3"), ("Age", "5"), ("Set-Cookie", "a=b"), ("ETag", '"x"')),
+            frozenset({"content-length", "age", "set-cookie"}),
+            (("ETag", '"x"'),),
+        ),
+        # a drop set that already holds the hop-by-hop names (what the store passes)
+        ((("Upgrade", "h2c"), ("Age", "1"), ("B", "2")), HOP_BY_HOP | {"age"}, (("B", "2"),)),
+        ((), frozenset({"age"}), ()),
+    ],
+)
+def test_without(headers: Headers, drop: frozenset[str], expected: Headers) -> None:
+    assert Fields(headers).without(drop) == expected
+
+
+NAMES = st.sampled_from(
+    [*sorted(READ), "Connection", "ETag", "Vary", "Keep-Alive", "X-A", "x-a", "CDN-Cache-Control", "Upgrade"]
+)
+VALUES = st.sampled_from(
+    [
+        "",
+        "x-a",
+        "max-age=60",
+        'no-cache="X-A"',
+        "Tue, 14 Nov 2023 22:13:20 GMT",
+        "Tue, 14 Nov 2023 23:13:20 GMT",
+        "Accept-Language, *",
+        "Accept-Encoding",
+        "12",
+        '"v1"',
+        "a=b",
+    ]
+)
+HEADERS = st.lists(st.tuples(NAMES, VALUES), max_size=8).map(tuple)
+
+
+@given(HEADERS, st.sampled_from([(), DEFAULT_TARGETS]))
+def test_read_once_answers_as_the_scans_do(headers: Headers, targets: tuple[str, ...]) -> None:
+    """Every question the store path asks of `Fields` gets the answer the per-question scans
+    give: `freshness.header`, `end_to_end`, `effective`."""
+    fields = Fields(headers, targets)
+    for name in ("date", "etag", "x-a", "expires", "cdn-cache-control"):
+        assert fields.first(name) == freshness.header(headers, name)
+    drop = frozenset({"content-length", "age", "x-a"})
+    assert fields.without(drop) == end_to_end(headers, drop)
+    assert governing(fields.lines, targets) == effective(headers, targets)
