@@ -23,6 +23,7 @@ and logged as `Telemetry.transaction` would.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -148,9 +149,11 @@ class FastHits:
         self.vary, self.store = cache.vary, cache.memory  # fresh hits are answered from memory only
         self.ids = ids  # the full path's: one sequence of request ids per process
         self.limits = limits
-        self._plans: dict[tuple[str, str], Plan | object] = {}
+        # Bounded maps, oldest out first: OrderedDict, whose oldest is found at once, where a
+        # dict's `next(iter(...))` walks past every slot deleted before it (~10 us at 16,384).
+        self._plans: OrderedDict[tuple[str, str], Plan | object] = OrderedDict()
         self._runtime: Runtime | None = None
-        self._wires: dict[str, Wire] = {}
+        self._wires: OrderedDict[str, Wire] = OrderedDict()
         self._tallies: dict[tuple[str, str, str, str], Tally] = {}
 
     def answer(self, request: Request, date: Callable[[], bytes]) -> bytes | None:
@@ -234,7 +237,7 @@ class FastHits:
             return None
         wires = self._wires
         if vkey not in wires and len(wires) >= MAX_WIRES:
-            del wires[next(iter(wires))]  # the oldest prepared: dicts keep insertion order
+            wires.popitem(last=False)  # the oldest prepared
         wire = wires[vkey] = Wire(entry, blob)
         return wire
 
@@ -318,7 +321,7 @@ class FastHits:
         if plan is None:
             plan = _make_plan(runtime, method, raw, self.limits.max_url) or _NO_PLAN
             if len(self._plans) >= MAX_PLANS:  # the oldest goes: a working set of keys stays
-                del self._plans[next(iter(self._plans))]
+                self._plans.popitem(last=False)
             self._plans[memo] = plan
         return plan
 

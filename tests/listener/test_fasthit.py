@@ -12,6 +12,8 @@ from pathlib import Path
 
 from proxy.clock import FakeClock
 from proxy.driver import Driver
+from proxy.exchange import Request
+from proxy.fasthit import MAX_PLANS
 from proxy.publicport import PUBLIC
 from tests.conftest import MakeProxy, Origin, Proxy, Reply, config_text
 from tests.hardening.rawhttp import RawClient, RawResponse, request
@@ -199,3 +201,19 @@ async def test_age_ttl_and_counts_of_hits_within_and_across_seconds(
     head = await ask(proxy, request("HEAD", "/api/prices/A1", close=False), "HEAD")
     assert head.body == b"" and head.header("content-length") == str(len(json.dumps(PRICE)))
     assert telemetry.requests.value(("prices", "HEAD", "200", "HIT")) == 1
+
+
+async def test_plans_are_bounded_and_the_oldest_goes_first(make_proxy: MakeProxy, origin: Origin) -> None:
+    proxy = await stored(make_proxy, origin)
+    server = proxy.client.server
+    assert isinstance(server, PublicTestServer)
+    handler = server.app[PUBLIC]
+    assert isinstance(handler, Driver)
+    hits = handler.hits
+    date = lambda: b""  # noqa: E731 - no answer is written: every target below is a miss
+    targets = [f"/api/prices/B{i}" for i in range(MAX_PLANS + 10)]
+    for target in targets:
+        assert hits.answer(Request("GET", target, [(b"host", b"x")], hints={}), date) is None
+    plans = list(hits._plans)
+    assert len(plans) == MAX_PLANS
+    assert plans[0] == ("GET", targets[10]) and plans[-1] == ("GET", targets[-1])
