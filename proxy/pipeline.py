@@ -95,7 +95,7 @@ class Pipeline:
             self.busy = True
             conn.sync_reading()
             # Held here: the loop keeps only a weak reference to a running task.
-            self._task = asyncio.get_running_loop().create_task(self._serve(request, ready))
+            self._task = self._listener.loop.create_task(self._serve(request, ready))
             return
         conn.sync_reading()
 
