@@ -353,5 +353,8 @@ def _admit(request: Request) -> None:
 def _admit_head(request: Request) -> None:
     """The header limits (a planned target passed the method and target checks already)."""
     raw_headers = request.raw_headers
-    if len(raw_headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in raw_headers) > MAX_HEADER_BYTES:
+    size = request.head_size  # noted while parsing: an upper bound of the header bytes
+    if not 0 < size <= MAX_HEADER_BYTES:
+        size = sum(len(k) + len(v) for k, v in raw_headers)
+    if len(raw_headers) > MAX_HEADERS or size > MAX_HEADER_BYTES:
         raise HeadersTooLarge(f"at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes of them")
