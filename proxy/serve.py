@@ -112,9 +112,9 @@ def tune_gc() -> None:
     process: moved out of every collection (`gc.freeze`), after one last collection so no garbage
     is frozen with it; then the young generation collected every GC_THRESHOLDS[0] allocations.
     Reference counting still frees everything at once; only cycles wait a little longer.
-    Measured (benchmarks, miss): CPU per request -18 to -28%, p99 68 -> 19 ms. Cyclic garbage
-    from before the freeze (an old runtime's cycles after a reload) is not collected: bounded by
-    the number of reloads."""
+    Measured (benchmarks, miss): CPU per request -18 to -28%, p99 68 -> 19 ms. Frozen objects
+    that later become cyclic garbage are never collected: that is the first runtime's cycles
+    after a reload, once (later runtimes are made after the freeze and collected as usual)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
