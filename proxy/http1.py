@@ -50,7 +50,9 @@ class FramingError(Exception):
 
 
 class ResponseFraming:
-    """Parses the response to ONE request; a new instance per exchange (state never leaks).
+    """Parses the responses on ONE connection, one exchange at a time: `restart` readies it for
+    the next response, reusing llhttp's parser only after a response that ended cleanly, so no
+    state but the parser's own (between messages) carries over; anything else gets a new one.
 
     `feed()` returns when the bytes are consumed; the owner reads `head`, `interim`, `body`
     (chunks it may take away) and `complete`. With `head_only` (a HEAD request) the message ends
@@ -58,7 +60,6 @@ class ResponseFraming:
     """
 
     __slots__ = (
-        "_body_seen",
         "_cl",
         "_count",
         "_field_bytes",
@@ -80,13 +81,28 @@ class ResponseFraming:
     )
 
     def __init__(self, *, head_only: bool = False) -> None:
-        # The parser holds our bound callbacks: it is dropped once the response is complete, so
-        # the pair is freed by reference counting instead of by the cycle collector.
+        # The parser holds our bound callbacks (a cycle): `close` breaks it when the connection
+        # goes, so the pair is freed by reference counting instead of by the cycle collector.
         self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
+        self._start(head_only)
+
+    def restart(self, *, head_only: bool = False) -> bool:
+        """Ready for the next response on this connection (True), or False when the last one did
+        not end cleanly (incomplete, not keep-alive, bytes left, the parser spent): never
+        reused then, the caller makes a new one (a doubt never carries over)."""
+        if not self.complete or not self.keep_alive or self.body or self._parser is None:
+            return False
+        self._start(head_only)
+        return True
+
+    def close(self) -> None:
+        self._parser = None
+
+    def _start(self, head_only: bool) -> None:
         self._head_only = head_only
         # Heads keep end-to-end fields only (RFC 9110 7.6.1), sorted out while parsing.
         self.head: tuple[int, Headers] | None = None  # the final head
-        self.interim: list[tuple[int, Headers]] = []
+        self.interim: list[tuple[int, Headers]] = []  # a new list: the last one went to its Fetched
         self.body: list[bytes] = []
         self.body_bytes = 0
         self.complete = False
@@ -94,22 +110,16 @@ class ResponseFraming:
         self.keep_alive = False
         self.framing = ""  # "length" | "chunked" | "none" | "eof" (close-delimited)
         self._head_bytes = 0
-        # The state of the head being read, as `_reset_head` sets it (inlined: once per request).
-        self._fields: list[Header] = []
-        self._named: set[str] = set()  # fields the vendor's Connection lists as hop-by-hop
-        self._count = self._field_bytes = self._status_len = 0
-        self._cl: int | None = None
-        self._te: list[str] = []
-        self._body_seen = False
+        self._reset_head()
 
     def _reset_head(self) -> None:
-        """After an interim (1xx) head: the next head is counted and checked afresh."""
-        self._fields = []
-        self._named = set()
+        """The state of the head being read; again after an interim (1xx) head, so the next
+        head is counted and checked afresh."""
+        self._fields: list[Header] = []
+        self._named: set[str] | None = None  # fields the vendor's Connection lists as hop-by-hop
         self._count = self._field_bytes = self._status_len = 0
-        self._cl = None
-        self._te = []
-        self._body_seen = False
+        self._cl: int | None = None
+        self._te: list[str] | None = None
 
     # -- the owner's side --------------------------------------------------------------------
 
@@ -181,10 +191,10 @@ class ResponseFraming:
         if low == "content-length":
             self._cl = content_length(text)
         elif low == "transfer-encoding":
-            self._te.append(text.strip().lower())
+            self._te = [*(self._te or ()), text.strip().lower()]
         if low in HOP_BY_HOP:
             if low == "connection":
-                self._named.update(t.strip().lower() for t in text.split(","))
+                self._named = (self._named or set()) | {t.strip().lower() for t in text.split(",")}
             return
         self._fields.append((key, text))
 
@@ -229,9 +239,10 @@ class ResponseFraming:
             raise _HeadDone
 
     def _end_to_end(self) -> Headers:
-        if not self._named:
+        named = self._named
+        if not named:
             return tuple(self._fields)
-        return tuple(f for f in self._fields if f[0].lower() not in self._named)
+        return tuple(f for f in self._fields if f[0].lower() not in named)
 
     def on_body(self, data: bytes) -> None:
         self.body.append(data)
@@ -239,8 +250,7 @@ class ResponseFraming:
 
     def on_message_complete(self) -> None:
         if self.head is not None:
-            self.complete = True
-            self._parser = None  # still alive in feed_data's frame, which goes on parsing
+            self.complete = True  # the parser stays, for `restart`: llhttp is between messages
 
 
 class _HeadDone(Exception):

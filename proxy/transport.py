@@ -86,7 +86,7 @@ class BodyStream:
             if conn.error is not None:
                 self.close()
                 raise UpstreamError(f"broken body: {conn.error.message}")
-            conn.wake = asyncio.get_running_loop().create_future()
+            conn.wake = conn.loop.create_future()
             try:
                 async with asyncio.timeout_at(self._deadline):
                     await conn.wake
@@ -251,23 +251,23 @@ class Transport:
             pool = self._open()
         except (OSError, ValueError) as exc:  # a CA file that cannot be read
             raise UpstreamConnectError(f"cannot set up TLS: {_why(exc)}") from exc
-        framing = ResponseFraming(head_only=out.method == "HEAD")
         try:
             data = request_bytes(out.method, self.target(out.path_qs), self._head, out.headers, out.body)
         except (ValueError, UnicodeEncodeError) as exc:  # nothing was sent
             raise UpstreamError(f"refused to send the request: {_why(exc)}") from exc
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeouts.total
+        deadline = pool.loop.time() + timeouts.total
         request_time = self.clock.now()
         conn: Conn | None = None
+        framing: ResponseFraming | None = None
         written = False
         try:
             max_idle = WRITE_MAX_IDLE if once else IDLE_TIMEOUT
             conn = pool.take_idle(max_idle)  # the common case: no wait, no timer
             if conn is None:
                 conn = await pool.acquire(max_idle, timeouts.connect, deadline)
-            waiter = conn.begin(framing, limit, deadline)
-            assert conn.transport is not None
+            waiter = conn.begin(out.method == "HEAD", limit, deadline)
+            framing = conn.framing
+            assert conn.transport is not None and framing is not None
             conn.transport.write(data)
             written = True
             await waiter
@@ -279,6 +279,7 @@ class Transport:
             unknown = "; the vendor may or may not have acted on it" if once else ""
             raise UpstreamTimeout(f"no response within {timeouts.total:g}s{unknown}") from exc
         except FramingError as exc:
+            assert framing is not None  # only the waiter fails with it
             raise self._failed(exc, framing, once) from exc
         except OSError as exc:  # refused, unreachable, DNS, TLS verification
             if conn is not None:
