@@ -85,6 +85,9 @@ class Wire(asyncio.Transport):
     def is_closing(self) -> bool:
         return False
 
+    def close(self) -> None:
+        pass
+
 
 def wired(up: Upstream, connections: int) -> None:
     """Give the upstream's pool `connections` in-memory connections to reuse."""

@@ -37,6 +37,7 @@ MAX_INTERIM = 10  # 1xx heads before the final response
 MAX_CONTENT_LENGTH = 2**53  # beyond this no float, JSON number or vendor is honest
 VERSIONS = frozenset({"1.0", "1.1"})
 NO_BODY_STATUSES = frozenset({204, 304})
+_WRITES = frozenset({"POST", "PUT", "PATCH"})
 _FRAMING_OR_HOP = HOP_BY_HOP | {"content-length", "transfer-encoding"}  # fields looked at
 
 
@@ -178,9 +179,9 @@ class ResponseFraming:
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count += 1
         self._field_bytes += len(name) + len(value) + 4
-        if self._count > MAX_HEADERS:
-            raise FramingError("too_many_headers", f"more than {MAX_HEADERS} header fields")
-        if self._field_bytes > MAX_HEAD_BYTES:
+        if self._count > MAX_HEADERS or self._field_bytes > MAX_HEAD_BYTES:  # one test per field
+            if self._count > MAX_HEADERS:
+                raise FramingError("too_many_headers", f"more than {MAX_HEADERS} header fields")
             raise FramingError("head_too_large", f"response head over {MAX_HEAD_BYTES} bytes")
         key = name.decode("latin-1")
         low = key.lower()
@@ -260,9 +261,9 @@ class _HeadDone(Exception):
 def content_length(value: str) -> int:
     """RFC 9110 8.6: 1*DIGIT; bounded, because a vendor's number is never trusted."""
     text = value.strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 16 or int(text) > MAX_CONTENT_LENGTH:
-        raise FramingError("content_length", f"Content-Length {value[:40]!r} refused")
-    return int(text)
+    if text.isdigit() and text.isascii() and len(text) <= 16 and (length := int(text)) <= MAX_CONTENT_LENGTH:
+        return length
+    raise FramingError("content_length", f"Content-Length {value[:40]!r} refused")
 
 
 def head_prefix(host: str, headers: Iterable[Header]) -> bytes:
@@ -275,17 +276,15 @@ def request_bytes(
     method: str, target: str, prefix: bytes, headers: Iterable[Header], body: bytes | None
 ) -> bytes:
     """One request as one buffer: the target byte for byte, our headers, Content-Length."""
-    pairs = list(headers)
+    pairs = headers if isinstance(headers, list) else list(headers)
     fields = "".join([f"{k}: {v}\r\n" for k, v in pairs])
     line = f"{method} {target} HTTP/1.1\r\n"
     # One line per field, and none hidden in a value (a CR or LF from an env var would split
     # the head): counted in C, once per request.
-    if fields.count("\n") != len(pairs) or fields.count("\r") != len(pairs) or line.count("\n") != 1:
+    lines = len(pairs)
+    if fields.count("\n") != lines or fields.count("\r") != lines or line.count("\n") != 1:
         raise ValueError("a request line or header field holds a line break")
-    parts = [line.encode("latin-1"), prefix, fields.encode("latin-1")]
-    if body or method in ("POST", "PUT", "PATCH"):  # RFC 9110 8.6: a write says its length
-        parts.append(b"Content-Length: %d\r\n" % len(body or b""))
-    parts.append(b"\r\n")
-    if body:
-        parts.append(body)
-    return b"".join(parts)
+    head = line.encode("latin-1") + prefix + fields.encode("latin-1")
+    if body or method in _WRITES:  # RFC 9110 8.6: a write says its length
+        return head + b"Content-Length: %d\r\n\r\n" % len(body or b"") + (body or b"")
+    return head + b"\r\n"

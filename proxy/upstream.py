@@ -113,7 +113,10 @@ class Upstream:
         while True:
             attempt += 1
             try:
-                fetched = await self._attempt(out, limit, has_copy, judge, identity)
+                # The first attempt starts now; a retry reads the clock afresh.
+                fetched = await self._attempt(
+                    out, limit, has_copy, judge, identity, now if attempt == 1 else None
+                )
             except UpstreamError as exc:
                 # The vendor may have acted on it: never again, whatever the method says.
                 if isinstance(exc, UpstreamOutcomeUnknown) or not self._may_retry(retryable, attempt):
@@ -142,9 +145,16 @@ class Upstream:
         return backoff_delay(self.config.retries, attempt, self._rng.random(), retry_after)
 
     async def _attempt(
-        self, out: Outbound, limit: int, has_copy: bool, judge: Judge | None, identity: bool
+        self,
+        out: Outbound,
+        limit: int,
+        has_copy: bool,
+        judge: Judge | None,
+        identity: bool,
+        now: float | None,
     ) -> Fetched:
-        now = self.clock.now()
+        if now is None:
+            now = self.clock.now()
         if now < self.hold_until:  # the vendor said 429 + Retry-After: do not ask before then
             raise Overloaded(f"{self.name} asked us to slow down", retry_after=self.hold_until - now)
         permit = self.breaker.acquire(now)
