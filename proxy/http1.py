@@ -69,6 +69,7 @@ class ResponseFraming:
         "_head_only",
         "_named",
         "_parser",
+        "_plain",
         "_status_len",
         "_te",
         "body",
@@ -85,6 +86,9 @@ class ResponseFraming:
         # The parser holds our bound callbacks (a cycle): `close` breaks it when the connection
         # goes, so the pair is freed by reference counting instead of by the cycle collector.
         self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
+        # A vendor sends the same field names on every response: those of end-to-end fields,
+        # as sent, by their bytes (no decoding and case folding per field), for this connection.
+        self._plain: dict[bytes, str] = {}
         self._start(head_only)
 
     def restart(self, *, head_only: bool = False) -> bool:
@@ -183,9 +187,15 @@ class ResponseFraming:
             if self._count > MAX_HEADERS:
                 raise FramingError("too_many_headers", f"more than {MAX_HEADERS} header fields")
             raise FramingError("head_too_large", f"response head over {MAX_HEAD_BYTES} bytes")
+        key = self._plain.get(name)
+        if key is not None:  # a field name seen before on this connection, end-to-end
+            self._fields.append((key, value.decode("latin-1")))
+            return
         key = name.decode("latin-1")
         low = key.lower()
-        if low not in _FRAMING_OR_HOP:  # the common case: an end-to-end field, kept as sent
+        if low not in _FRAMING_OR_HOP:  # an end-to-end field, kept as sent
+            if len(self._plain) < MAX_HEADERS:
+                self._plain[name] = key
             self._fields.append((key, value.decode("latin-1")))
             return
         text = value.decode("latin-1")
