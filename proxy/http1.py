@@ -115,16 +115,21 @@ class ResponseFraming:
         self.keep_alive = False
         self.framing = ""  # "length" | "chunked" | "none" | "eof" (close-delimited)
         self._head_bytes = 0
-        self._reset_head()
-
-    def _reset_head(self) -> None:
-        """The state of the head being read; again after an interim (1xx) head, so the next
-        head is counted and checked afresh."""
+        # The head being read, as `_reset_head` sets it (inlined: once per exchange).
         self._fields: list[Header] = []
         self._named: set[str] | None = None  # fields the vendor's Connection lists as hop-by-hop
         self._count = self._field_bytes = self._status_len = 0
         self._cl: int | None = None
         self._te: list[str] | None = None
+
+    def _reset_head(self) -> None:
+        """The state of the head being read; again after an interim (1xx) head, so the next
+        head is counted and checked afresh."""
+        self._fields = []
+        self._named = None
+        self._count = self._field_bytes = self._status_len = 0
+        self._cl = None
+        self._te = None
 
     # -- the owner's side --------------------------------------------------------------------
 

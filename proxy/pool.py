@@ -291,7 +291,8 @@ class Pool:
             conn.framing = conn.waiter = conn.wake = None
             conn.idle_since = self.loop.time()
             self.idle.append(conn)
-            self._wake_one()
+            if self._waiting:
+                self._wake_one()
         else:
             self.discard(conn)
 

@@ -159,7 +159,7 @@ class Fetched:
         """The content coding the body is in, None for identity (asked before `to_identity`,
         so an uncoded answer costs no coroutine)."""
         for k, v in self.headers:
-            if k.lower() == "content-encoding":
+            if len(k) == 16 and k.lower() == "content-encoding":  # the length first: no copy
                 return None if v.strip().lower() in ("", "identity") else v
         return None
 
@@ -247,12 +247,15 @@ class Transport:
         else `Fetched.stream` holds the rest. Never re-sends."""
         timeouts = out.timeout or self.config.timeout
         once = not may_retry_method(out.method, out.idempotency_key)  # a write sent once, ever
+        pool = self._pool
+        if pool is None:
+            try:
+                pool = self._open()
+            except (OSError, ValueError) as exc:  # a CA file that cannot be read
+                raise UpstreamConnectError(f"cannot set up TLS: {_why(exc)}") from exc
         try:
-            pool = self._open()
-        except (OSError, ValueError) as exc:  # a CA file that cannot be read
-            raise UpstreamConnectError(f"cannot set up TLS: {_why(exc)}") from exc
-        try:
-            data = request_bytes(out.method, self.target(out.path_qs), self._head, out.headers, out.body)
+            target = self._prefix + out.path_qs  # `target`, inline
+            data = request_bytes(out.method, target, self._head, out.headers, out.body)
         except (ValueError, UnicodeEncodeError) as exc:  # nothing was sent
             raise UpstreamError(f"refused to send the request: {_why(exc)}") from exc
         deadline = pool.loop.time() + timeouts.total

@@ -213,6 +213,11 @@ class CircuitBreaker:
             generation=self._generation,
         )
 
+    @property
+    def transitions_pending(self) -> bool:
+        """Whether `drain_transitions` has anything (asked after every call, so cheap)."""
+        return bool(self._pending)
+
     def drain_transitions(self) -> list[Transition]:
         """Every transition since the last drain, including lazy OPEN->HALF_OPEN ones and those
         also returned by record()/force_*(); the shell should log/alert from this list only."""
