@@ -153,7 +153,7 @@ def test_request_bytes() -> None:
 )
 def test_a_line_break_in_our_own_header_is_never_sent(headers: list[tuple[str, str]]) -> None:
     with pytest.raises(ValueError):
-        request_bytes("GET", "/b", b"", headers, None)
+        request_bytes("GET", "/b", "", headers, None)
 
 
 def test_heads_keep_end_to_end_fields_only() -> None:  # RFC 9110 7.6.1
