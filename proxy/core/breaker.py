@@ -250,11 +250,12 @@ class CircuitBreaker:
 
     def record(self, permit: Permit, now: float, *, ok: bool, duration: float) -> Transition | None:
         """Record a call's outcome; returns the transition it caused, if any."""
-        self.state(now)
-        if not self._is_current(permit):
+        if self._state is not _CLOSED:
+            self.state(now)  # OPEN may turn HALF_OPEN (lazily); CLOSED stays as it is
+        if permit.generation != self._generation:  # `_is_current`, inline: once per call
             return None  # the breaker moved on since acquire: this outcome is about the past
-        slow = self.policy.slow_call is not None and duration >= self.policy.slow_call
-        failed = not ok or slow
+        slow_call = self.policy.slow_call
+        failed = not ok or (slow_call is not None and duration >= slow_call)
         if permit.probe:
             self._probes = max(0, self._probes - 1)
             if failed:

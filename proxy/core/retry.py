@@ -118,7 +118,7 @@ class RetryBudget:
         self._counts = SlidingCounts(window)
 
     def record_request(self, now: float) -> None:
-        self._counts.add(now, first=1)
+        self._counts.add(now, 1)
 
     def try_spend(self, now: float) -> bool:
         """True, and counts the retry, when within budget."""
