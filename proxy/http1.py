@@ -37,6 +37,7 @@ MAX_INTERIM = 10  # 1xx heads before the final response
 MAX_CONTENT_LENGTH = 2**53  # beyond this no float, JSON number or vendor is honest
 VERSIONS = frozenset({"1.0", "1.1"})
 NO_BODY_STATUSES = frozenset({204, 304})
+_WRITES = frozenset({"POST", "PUT", "PATCH"})
 _FRAMING_OR_HOP = HOP_BY_HOP | {"content-length", "transfer-encoding"}  # fields looked at
 
 
@@ -50,7 +51,9 @@ class FramingError(Exception):
 
 
 class ResponseFraming:
-    """Parses the response to ONE request; a new instance per exchange (state never leaks).
+    """Parses the responses on ONE connection, one exchange at a time: `restart` readies it for
+    the next response, reusing llhttp's parser only after a response that ended cleanly, so no
+    state but the parser's own (between messages) carries over; anything else gets a new one.
 
     `feed()` returns when the bytes are consumed; the owner reads `head`, `interim`, `body`
     (chunks it may take away) and `complete`. With `head_only` (a HEAD request) the message ends
@@ -58,7 +61,6 @@ class ResponseFraming:
     """
 
     __slots__ = (
-        "_body_seen",
         "_cl",
         "_count",
         "_field_bytes",
@@ -67,6 +69,7 @@ class ResponseFraming:
         "_head_only",
         "_named",
         "_parser",
+        "_plain",
         "_status_len",
         "_te",
         "body",
@@ -80,13 +83,31 @@ class ResponseFraming:
     )
 
     def __init__(self, *, head_only: bool = False) -> None:
-        # The parser holds our bound callbacks: it is dropped once the response is complete, so
-        # the pair is freed by reference counting instead of by the cycle collector.
+        # The parser holds our bound callbacks (a cycle): `close` breaks it when the connection
+        # goes, so the pair is freed by reference counting instead of by the cycle collector.
         self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
+        # A vendor sends the same field names on every response: those of end-to-end fields,
+        # as sent, by their bytes (no decoding and case folding per field), for this connection.
+        self._plain: dict[bytes, str] = {}
+        self._start(head_only)
+
+    def restart(self, *, head_only: bool = False) -> bool:
+        """Ready for the next response on this connection (True), or False when the last one did
+        not end cleanly (incomplete, not keep-alive, bytes left, the parser spent): never
+        reused then, the caller makes a new one (a doubt never carries over)."""
+        if not self.complete or not self.keep_alive or self.body or self._parser is None:
+            return False
+        self._start(head_only)
+        return True
+
+    def close(self) -> None:
+        self._parser = None
+
+    def _start(self, head_only: bool) -> None:
         self._head_only = head_only
         # Heads keep end-to-end fields only (RFC 9110 7.6.1), sorted out while parsing.
         self.head: tuple[int, Headers] | None = None  # the final head
-        self.interim: list[tuple[int, Headers]] = []
+        self.interim: list[tuple[int, Headers]] = []  # a new list: the last one went to its Fetched
         self.body: list[bytes] = []
         self.body_bytes = 0
         self.complete = False
@@ -94,22 +115,21 @@ class ResponseFraming:
         self.keep_alive = False
         self.framing = ""  # "length" | "chunked" | "none" | "eof" (close-delimited)
         self._head_bytes = 0
-        # The state of the head being read, as `_reset_head` sets it (inlined: once per request).
+        # The head being read, as `_reset_head` sets it (inlined: once per exchange).
         self._fields: list[Header] = []
-        self._named: set[str] = set()  # fields the vendor's Connection lists as hop-by-hop
+        self._named: set[str] | None = None  # fields the vendor's Connection lists as hop-by-hop
         self._count = self._field_bytes = self._status_len = 0
         self._cl: int | None = None
-        self._te: list[str] = []
-        self._body_seen = False
+        self._te: list[str] | None = None
 
     def _reset_head(self) -> None:
-        """After an interim (1xx) head: the next head is counted and checked afresh."""
+        """The state of the head being read; again after an interim (1xx) head, so the next
+        head is counted and checked afresh."""
         self._fields = []
-        self._named = set()
+        self._named = None
         self._count = self._field_bytes = self._status_len = 0
         self._cl = None
-        self._te = []
-        self._body_seen = False
+        self._te = None
 
     # -- the owner's side --------------------------------------------------------------------
 
@@ -168,23 +188,29 @@ class ResponseFraming:
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count += 1
         self._field_bytes += len(name) + len(value) + 4
-        if self._count > MAX_HEADERS:
-            raise FramingError("too_many_headers", f"more than {MAX_HEADERS} header fields")
-        if self._field_bytes > MAX_HEAD_BYTES:
+        if self._count > MAX_HEADERS or self._field_bytes > MAX_HEAD_BYTES:  # one test per field
+            if self._count > MAX_HEADERS:
+                raise FramingError("too_many_headers", f"more than {MAX_HEADERS} header fields")
             raise FramingError("head_too_large", f"response head over {MAX_HEAD_BYTES} bytes")
+        key = self._plain.get(name)
+        if key is not None:  # a field name seen before on this connection, end-to-end
+            self._fields.append((key, value.decode("latin-1")))
+            return
         key = name.decode("latin-1")
         low = key.lower()
-        if low not in _FRAMING_OR_HOP:  # the common case: an end-to-end field, kept as sent
+        if low not in _FRAMING_OR_HOP:  # an end-to-end field, kept as sent
+            if len(self._plain) < MAX_HEADERS:
+                self._plain[name] = key
             self._fields.append((key, value.decode("latin-1")))
             return
         text = value.decode("latin-1")
         if low == "content-length":
             self._cl = content_length(text)
         elif low == "transfer-encoding":
-            self._te.append(text.strip().lower())
+            self._te = [*(self._te or ()), text.strip().lower()]
         if low in HOP_BY_HOP:
             if low == "connection":
-                self._named.update(t.strip().lower() for t in text.split(","))
+                self._named = (self._named or set()) | {t.strip().lower() for t in text.split(",")}
             return
         self._fields.append((key, text))
 
@@ -229,9 +255,10 @@ class ResponseFraming:
             raise _HeadDone
 
     def _end_to_end(self) -> Headers:
-        if not self._named:
+        named = self._named
+        if not named:
             return tuple(self._fields)
-        return tuple(f for f in self._fields if f[0].lower() not in self._named)
+        return tuple(f for f in self._fields if f[0].lower() not in named)
 
     def on_body(self, data: bytes) -> None:
         self.body.append(data)
@@ -239,8 +266,7 @@ class ResponseFraming:
 
     def on_message_complete(self) -> None:
         if self.head is not None:
-            self.complete = True
-            self._parser = None  # still alive in feed_data's frame, which goes on parsing
+            self.complete = True  # the parser stays, for `restart`: llhttp is between messages
 
 
 class _HeadDone(Exception):
@@ -250,32 +276,36 @@ class _HeadDone(Exception):
 def content_length(value: str) -> int:
     """RFC 9110 8.6: 1*DIGIT; bounded, because a vendor's number is never trusted."""
     text = value.strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 16 or int(text) > MAX_CONTENT_LENGTH:
-        raise FramingError("content_length", f"Content-Length {value[:40]!r} refused")
-    return int(text)
+    if text.isdigit() and text.isascii() and len(text) <= 16 and (length := int(text)) <= MAX_CONTENT_LENGTH:
+        return length
+    raise FramingError("content_length", f"Content-Length {value[:40]!r} refused")
 
 
-def head_prefix(host: str, headers: Iterable[Header]) -> bytes:
-    """The constant part of every request head toward one upstream: Host and configured headers."""
-    lines = [f"Host: {host}\r\n"] + [f"{k}: {v}\r\n" for k, v in headers]
-    return "".join(lines).encode("latin-1")
+def head_prefix(host: str, headers: Iterable[Header]) -> str:
+    """The constant part of every request head toward one upstream: Host and configured headers
+    (latin-1, checked here once: the upstream URL is parsed once, not per request)."""
+    text = "".join([f"Host: {host}\r\n"] + [f"{k}: {v}\r\n" for k, v in headers])
+    text.encode("latin-1")
+    return text
 
 
 def request_bytes(
-    method: str, target: str, prefix: bytes, headers: Iterable[Header], body: bytes | None
+    method: str, target: str, prefix: str, headers: Iterable[Header], body: bytes | None
 ) -> bytes:
-    """One request as one buffer: the target byte for byte, our headers, Content-Length."""
-    pairs = list(headers)
-    fields = "".join([f"{k}: {v}\r\n" for k, v in pairs])
-    line = f"{method} {target} HTTP/1.1\r\n"
-    # One line per field, and none hidden in a value (a CR or LF from an env var would split
-    # the head): counted in C, once per request.
-    if fields.count("\n") != len(pairs) or fields.count("\r") != len(pairs) or line.count("\n") != 1:
+    """One request as one buffer: the target byte for byte, our headers, Content-Length. The
+    head is one string, encoded once (cheaper than encoding and joining its pieces)."""
+    parts = [method, " ", target, " HTTP/1.1\r\n", prefix]
+    lines = 1 + prefix.count("\n")
+    for name, value in headers:
+        parts += (name, ": ", value, "\r\n")
+        lines += 1
+    if body or method in _WRITES:  # RFC 9110 8.6: a write says its length
+        parts += ("Content-Length: ", str(len(body or b"")), "\r\n")
+        lines += 1
+    parts.append("\r\n")
+    text = "".join(parts)
+    # One line per field, and none hidden in a value or the target (a CR or LF from an env var
+    # would split the head): counted in C, once per request.
+    if text.count("\n") != lines + 1 or text.count("\r") != lines + 1:
         raise ValueError("a request line or header field holds a line break")
-    parts = [line.encode("latin-1"), prefix, fields.encode("latin-1")]
-    if body or method in ("POST", "PUT", "PATCH"):  # RFC 9110 8.6: a write says its length
-        parts.append(b"Content-Length: %d\r\n" % len(body or b""))
-    parts.append(b"\r\n")
-    if body:
-        parts.append(body)
-    return b"".join(parts)
+    return text.encode("latin-1") + body if body else text.encode("latin-1")

@@ -32,7 +32,8 @@ class ExchangeTimeout(Exception):
 
 
 class Conn(asyncio.Protocol):
-    """One connection; at most one exchange at a time. `framing` is None while idle.
+    """One connection; at most one exchange at a time. `framing` is None while idle; the
+    `ResponseFraming` (and its llhttp parser) is kept across exchanges while they end cleanly.
 
     The exchange's deadline is one loop timer per connection, not one per request: a request
     on a reused connection only moves `deadline`, and the timer, when it fires early, re-arms
@@ -42,8 +43,10 @@ class Conn(asyncio.Protocol):
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
+        self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
         self.framing: ResponseFraming | None = None
+        self._parsing: ResponseFraming | None = None  # `framing`, also while idle: for `begin`
         self.waiter: asyncio.Future[None] | None = None  # the head (and body up to limit)
         self.wake: asyncio.Future[None] | None = None  # the streaming consumer
         self.error: FramingError | None = None
@@ -91,15 +94,20 @@ class Conn(asyncio.Protocol):
         self.dead = True
         self.disarm()
         self.pool.forget(self)
+        if self._parsing is not None:
+            self._parsing.close()
 
     # -- the exchange ------------------------------------------------------------------------
 
-    def begin(self, framing: ResponseFraming, limit: int, deadline: float) -> asyncio.Future[None]:
-        """Start an exchange; the waiter fails with `ExchangeTimeout` once `deadline` (loop
-        time) passes without the response."""
+    def begin(self, head_only: bool, limit: int, deadline: float) -> asyncio.Future[None]:
+        """Start an exchange (its framing is `self.framing`); the waiter fails with
+        `ExchangeTimeout` once `deadline` (loop time) passes without the response."""
+        framing = self._parsing
+        if framing is None or not framing.restart(head_only=head_only):
+            framing = self._parsing = ResponseFraming(head_only=head_only)
         self.framing, self.limit, self.error = framing, limit, None
         self.streaming, self.pending = False, 0
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self.waiter = waiter = loop.create_future()
         self.deadline = deadline
         if self._timer is None or self._timer_at > deadline:
@@ -113,7 +121,7 @@ class Conn(asyncio.Protocol):
         waiter = self.waiter
         if waiter is None or waiter.done() or self.dead:
             return  # idle or answered since: nothing to time out
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         if loop.time() < self.deadline:  # armed for an earlier exchange on this connection
             self._timer = loop.call_at(self.deadline, self._on_timer)
             self._timer_at = self.deadline
@@ -200,6 +208,9 @@ class Pool:
         on_error: OnProtocolError,
     ) -> None:
         self.name, self.host, self.port, self.size, self.tls = name, host, port, max(1, size), tls
+        # Made on the loop it serves (`Transport` opens it in `send`); asking for the running
+        # loop costs a getpid() system call in CPython, three times per exchange.
+        self.loop = asyncio.get_running_loop()
         self.idle: deque[Conn] = deque()
         self.open = 0
         self.closed = False
@@ -208,7 +219,7 @@ class Pool:
 
     def take_idle(self, max_idle: float) -> Conn | None:
         """The newest idle connection idle for less than `max_idle` seconds, else None."""
-        now = asyncio.get_running_loop().time()
+        now = self.loop.time()
         while self.idle and now - self.idle[0].idle_since > IDLE_TIMEOUT:  # oldest first
             self.discard(self.idle.popleft())
         while self.idle:
@@ -238,7 +249,7 @@ class Pool:
             if self.idle:  # idle but too old for this request: make room
                 self.discard(self.idle.popleft())
                 continue
-            fut = asyncio.get_running_loop().create_future()
+            fut = self.loop.create_future()
             self._waiting.append(fut)
             try:
                 await fut
@@ -249,7 +260,7 @@ class Pool:
             finally:
                 if fut in self._waiting:
                     self._waiting.remove(fut)
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         deadline = timer.when()
         assert deadline is not None
         timer.reschedule(min(loop.time() + connect_timeout, deadline))
@@ -260,7 +271,7 @@ class Pool:
     async def _connect(self) -> Conn:
         self.open += 1
         try:
-            transport, conn = await asyncio.get_running_loop().create_connection(
+            transport, conn = await self.loop.create_connection(
                 lambda: Conn(self),
                 self.host,
                 self.port,
@@ -278,9 +289,10 @@ class Pool:
         """The exchange is over: back to the pool when reusable, else closed."""
         if conn.reusable() and not self.closed:
             conn.framing = conn.waiter = conn.wake = None
-            conn.idle_since = asyncio.get_running_loop().time()
+            conn.idle_since = self.loop.time()
             self.idle.append(conn)
-            self._wake_one()
+            if self._waiting:
+                self._wake_one()
         else:
             self.discard(conn)
 

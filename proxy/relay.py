@@ -47,13 +47,11 @@ def forward_headers(
     cache-poisoning rule (Kettle, "Practical Web Cache Poisoning").
     """
     configured = {k.lower() for k, _ in upstream.headers} if upstream.headers else _NONE
+    prior = None
     if cacheable:
         out = _keyed_only(request, (*CREDENTIALS, *keyed, *upstream.forward_headers), configured)
     else:
-        drop = TRANSPORT_OWNED | UNKEYED_DANGEROUS
-        out = [(k, v) for k, v in end_to_end(request.headers.items(), drop) if k.lower() not in configured]
-        out = [(k, v) for k, v in out if k.lower() != "x-forwarded-for"]
-    prior = None if cacheable else request.headers.get("X-Forwarded-For")
+        out, prior = _end_to_end(request, configured)
     if request.remote and "x-forwarded-for" not in configured:  # ours: never the client's verbatim
         out.append(("X-Forwarded-For", f"{prior}, {request.remote}" if prior else request.remote))
     if cacheable and "accept-encoding" not in configured:
@@ -75,6 +73,34 @@ def offered(request: Request) -> Callable[[str], str | None]:
         return None if name in NEVER_FORWARDED else field_value(request.headers, name)
 
     return value
+
+
+# Never passed through as the client sent them: hop-by-hop (RFC 9110 7.6.1), ours to set, and
+# the unkeyed inputs that poison caches; X-Forwarded-For is ours, built from the client's.
+_NOT_PASSED = HOP_BY_HOP | TRANSPORT_OWNED | UNKEYED_DANGEROUS | {"x-forwarded-for"}
+
+
+def _end_to_end(
+    request: Request, configured: frozenset[str] | set[str]
+) -> tuple[list[tuple[str, str]], str | None]:
+    """The client's end-to-end headers but the upstream's configured ones (one pass, as the
+    listener parsed them), and the client's first X-Forwarded-For."""
+    drop = _NOT_PASSED | configured if configured else _NOT_PASSED
+    out: list[tuple[str, str]] = []
+    named: set[str] = set()  # names the client's Connection lists: hop-by-hop too
+    prior = None
+    for key, value in request.headers.items():
+        low = key.lower()
+        if low not in drop:
+            out.append((key, value))
+        elif low == "connection":
+            named.update(t.strip().lower() for t in value.split(","))
+        elif low == "x-forwarded-for" and prior is None:
+            prior = value
+    named -= drop
+    if named:
+        out = [(k, v) for k, v in out if k.lower() not in named]
+    return out, prior
 
 
 def _keyed_only(

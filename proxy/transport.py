@@ -86,7 +86,7 @@ class BodyStream:
             if conn.error is not None:
                 self.close()
                 raise UpstreamError(f"broken body: {conn.error.message}")
-            conn.wake = asyncio.get_running_loop().create_future()
+            conn.wake = conn.loop.create_future()
             try:
                 async with asyncio.timeout_at(self._deadline):
                     await conn.wake
@@ -159,7 +159,7 @@ class Fetched:
         """The content coding the body is in, None for identity (asked before `to_identity`,
         so an uncoded answer costs no coroutine)."""
         for k, v in self.headers:
-            if k.lower() == "content-encoding":
+            if len(k) == 16 and k.lower() == "content-encoding":  # the length first: no copy
                 return None if v.strip().lower() in ("", "identity") else v
         return None
 
@@ -247,27 +247,30 @@ class Transport:
         else `Fetched.stream` holds the rest. Never re-sends."""
         timeouts = out.timeout or self.config.timeout
         once = not may_retry_method(out.method, out.idempotency_key)  # a write sent once, ever
+        pool = self._pool
+        if pool is None:
+            try:
+                pool = self._open()
+            except (OSError, ValueError) as exc:  # a CA file that cannot be read
+                raise UpstreamConnectError(f"cannot set up TLS: {_why(exc)}") from exc
         try:
-            pool = self._open()
-        except (OSError, ValueError) as exc:  # a CA file that cannot be read
-            raise UpstreamConnectError(f"cannot set up TLS: {_why(exc)}") from exc
-        framing = ResponseFraming(head_only=out.method == "HEAD")
-        try:
-            data = request_bytes(out.method, self.target(out.path_qs), self._head, out.headers, out.body)
+            target = self._prefix + out.path_qs  # `target`, inline
+            data = request_bytes(out.method, target, self._head, out.headers, out.body)
         except (ValueError, UnicodeEncodeError) as exc:  # nothing was sent
             raise UpstreamError(f"refused to send the request: {_why(exc)}") from exc
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeouts.total
+        deadline = pool.loop.time() + timeouts.total
         request_time = self.clock.now()
         conn: Conn | None = None
+        framing: ResponseFraming | None = None
         written = False
         try:
             max_idle = WRITE_MAX_IDLE if once else IDLE_TIMEOUT
             conn = pool.take_idle(max_idle)  # the common case: no wait, no timer
             if conn is None:
                 conn = await pool.acquire(max_idle, timeouts.connect, deadline)
-            waiter = conn.begin(framing, limit, deadline)
-            assert conn.transport is not None
+            waiter = conn.begin(out.method == "HEAD", limit, deadline)
+            framing = conn.framing
+            assert conn.transport is not None and framing is not None
             conn.transport.write(data)
             written = True
             await waiter
@@ -279,6 +282,7 @@ class Transport:
             unknown = "; the vendor may or may not have acted on it" if once else ""
             raise UpstreamTimeout(f"no response within {timeouts.total:g}s{unknown}") from exc
         except FramingError as exc:
+            assert framing is not None  # only the waiter fails with it
             raise self._failed(exc, framing, once) from exc
         except OSError as exc:  # refused, unreachable, DNS, TLS verification
             if conn is not None:

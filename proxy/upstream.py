@@ -113,7 +113,10 @@ class Upstream:
         while True:
             attempt += 1
             try:
-                fetched = await self._attempt(out, limit, has_copy, judge, identity)
+                # The first attempt starts now; a retry reads the clock afresh.
+                fetched = await self._attempt(
+                    out, limit, has_copy, judge, identity, now if attempt == 1 else None
+                )
             except UpstreamError as exc:
                 # The vendor may have acted on it: never again, whatever the method says.
                 if isinstance(exc, UpstreamOutcomeUnknown) or not self._may_retry(retryable, attempt):
@@ -142,13 +145,22 @@ class Upstream:
         return backoff_delay(self.config.retries, attempt, self._rng.random(), retry_after)
 
     async def _attempt(
-        self, out: Outbound, limit: int, has_copy: bool, judge: Judge | None, identity: bool
+        self,
+        out: Outbound,
+        limit: int,
+        has_copy: bool,
+        judge: Judge | None,
+        identity: bool,
+        now: float | None,
     ) -> Fetched:
-        now = self.clock.now()
+        if now is None:
+            now = self.clock.now()
         if now < self.hold_until:  # the vendor said 429 + Retry-After: do not ask before then
             raise Overloaded(f"{self.name} asked us to slow down", retry_after=self.hold_until - now)
-        permit = self.breaker.acquire(now)
-        self._report()
+        breaker = self.breaker
+        permit = breaker.acquire(now)
+        if breaker.transitions_pending:  # acquire may have moved OPEN -> HALF_OPEN
+            self._report()
         if permit is None:
             raise CircuitOpen(
                 f"circuit breaker for {self.name} is open",
@@ -164,7 +176,8 @@ class Upstream:
                 fetched = await self.transport.send(out, limit)
             finally:
                 gate.leave()
-            gate.served(fetched.elapsed)
+            elapsed = fetched.response_time - fetched.request_time
+            gate.served(elapsed)
         except UpstreamError as exc:
             self._record(permit, ok=False, duration=self.clock.now() - now, error=exc.message)
             raise
@@ -177,7 +190,7 @@ class Upstream:
         error = f"HTTP {fetched.status}" if failed else None
         if not failed and judge is not None and fetched.complete and not judge(fetched):
             failed, error = True, "data rejected by guards"
-        self._record(permit, ok=not failed, duration=fetched.elapsed, error=error)
+        self._record(permit, ok=not failed, duration=elapsed, error=error)
         if fetched.status == 429:
             asked = parse_retry_after(_get(fetched, "retry-after"), fetched.response_time)
             wait = min(MAX_HOLD, asked or 1.0)
@@ -209,7 +222,8 @@ class Upstream:
             self.track.failures += 1
             self.track.last_failure = now
             self.track.last_error = error
-        self._report()
+        if self.breaker.transitions_pending:
+            self._report()
 
     def _report(self) -> None:
         for transition in self.breaker.drain_transitions():
@@ -302,9 +316,11 @@ class Gate:
         return replace(out, timeout=Timeouts(connect=min(timeouts.connect, left), total=left))
 
     def leave(self) -> None:
-        if self.bulkhead.leave():
+        bulkhead = self.bulkhead
+        if bulkhead.leave():
             self._wake_one()
-        self._maybe_idle()
+        if bulkhead.idle:  # `_maybe_idle`, inline: once per call
+            self.idle.set()
 
     def served(self, seconds: float) -> None:
         self.service += self.EWMA * (seconds - self.service) if self.service else seconds
@@ -322,7 +338,7 @@ class Gate:
                 return
 
     def _maybe_idle(self) -> None:
-        if self.bulkhead.active == 0 and self.bulkhead.queued == 0:
+        if self.bulkhead.idle:
             self.idle.set()
 
 

@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TypedDict
 
+_floor = math.floor
 # Fixed bucket count: memory stays bounded whatever the call rate (resilience4j does the same).
 _BUCKETS = 30
 # Transitions nobody drained are dropped oldest-first rather than growing without bound.
@@ -53,16 +54,28 @@ class SlidingCounts:
         self._second = 0
 
     def add(self, now: float, first: int = 0, second: int = 0) -> None:
-        index = self._evict(now)
-        if self._buckets and self._buckets[-1][0] >= index:
-            bucket = self._buckets[-1]
+        index = _floor(now / self._width)
+        buckets = self._buckets
+        # The common case: the newest slice (or earlier). Its creation evicted everything older
+        # than the window then, so nothing is due now.
+        if buckets and buckets[-1][0] >= index:
+            bucket = buckets[-1]
         else:
+            self._evict(now)
             bucket = [index, 0, 0]
-            self._buckets.append(bucket)
-        bucket[1] += first
-        bucket[2] += second
-        self._first += first
-        self._second += second
+            buckets.append(bucket)
+        if first:
+            bucket[1] += first
+            self._first += first
+        if second:
+            bucket[2] += second
+            self._second += second
+
+    @property
+    def any_second(self) -> bool:
+        """Whether the window may hold a second-kind event (eviction only lowers the count, so
+        False is exact without `now`)."""
+        return self._second > 0
 
     def totals(self, now: float) -> tuple[int, int]:
         self._evict(now)
@@ -74,12 +87,14 @@ class SlidingCounts:
         self._second = 0
 
     def _evict(self, now: float) -> int:
-        index = math.floor(now / self._width)
-        oldest_kept = index - self._count + 1
-        while self._buckets and self._buckets[0][0] < oldest_kept:
-            _, first, second = self._buckets.popleft()
-            self._first -= first
-            self._second -= second
+        index = _floor(now / self._width)
+        buckets = self._buckets
+        if buckets and buckets[0][0] <= index - self._count:  # the oldest is out (rarely true)
+            oldest_kept = index - self._count + 1
+            while buckets and buckets[0][0] < oldest_kept:
+                _, first, second = buckets.popleft()
+                self._first -= first
+                self._second -= second
         return index
 
 
@@ -139,6 +154,9 @@ class BreakerSnapshot(TypedDict):
     generation: int
 
 
+_OPEN, _CLOSED = State.OPEN, State.CLOSED  # read on every call: plain names, not Enum lookups
+
+
 class CircuitBreaker:
     """One upstream's breaker. Every call that acquired a permit must record() or release() it,
     otherwise a HALF_OPEN probe slot stays taken (use try/finally in the shell)."""
@@ -155,12 +173,14 @@ class CircuitBreaker:
         self._probes = 0
         self._window = SlidingCounts(policy.window)
         self._pending: deque[Transition] = deque(maxlen=_MAX_PENDING)
+        # Permits are immutable: CLOSED hands out one per generation, not one per call.
+        self._closed_permit = Permit(probe=False, generation=0)
 
     # -- queries -------------------------------------------------------------------------------
 
     def state(self, now: float) -> State:
         """Current state; OPEN turns HALF_OPEN lazily once open_for has elapsed."""
-        if self._state is State.OPEN and now >= self._open_until():
+        if self._state is _OPEN and now >= self._open_until():
             self._forced = False
             self._forced_until = None
             self._move(State.HALF_OPEN, now, "open_for elapsed")
@@ -193,9 +213,16 @@ class CircuitBreaker:
             generation=self._generation,
         )
 
+    @property
+    def transitions_pending(self) -> bool:
+        """Whether `drain_transitions` has anything (asked after every call, so cheap)."""
+        return bool(self._pending)
+
     def drain_transitions(self) -> list[Transition]:
         """Every transition since the last drain, including lazy OPEN->HALF_OPEN ones and those
         also returned by record()/force_*(); the shell should log/alert from this list only."""
+        if not self._pending:  # the healthy path: asked after every call
+            return []
         out = list(self._pending)
         self._pending.clear()
         return out
@@ -206,8 +233,11 @@ class CircuitBreaker:
         """A permit to call the upstream, or None: OPEN, or every HALF_OPEN probe slot taken
         (one slow probe must not turn into a probe storm)."""
         state = self.state(now)
-        if state is State.CLOSED:
-            return Permit(probe=False, generation=self._generation)
+        if state is _CLOSED:
+            permit = self._closed_permit
+            if permit.generation != self._generation:
+                permit = self._closed_permit = Permit(probe=False, generation=self._generation)
+            return permit
         if state is State.HALF_OPEN and self._probes < self.policy.half_open_probes:
             self._probes += 1
             return Permit(probe=True, generation=self._generation)
@@ -220,17 +250,24 @@ class CircuitBreaker:
 
     def record(self, permit: Permit, now: float, *, ok: bool, duration: float) -> Transition | None:
         """Record a call's outcome; returns the transition it caused, if any."""
-        self.state(now)
-        if not self._is_current(permit):
+        if self._state is not _CLOSED:
+            self.state(now)  # OPEN may turn HALF_OPEN (lazily); CLOSED stays as it is
+        if permit.generation != self._generation:  # `_is_current`, inline: once per call
             return None  # the breaker moved on since acquire: this outcome is about the past
-        slow = self.policy.slow_call is not None and duration >= self.policy.slow_call
-        failed = not ok or slow
+        slow_call = self.policy.slow_call
+        failed = not ok or (slow_call is not None and duration >= slow_call)
         if permit.probe:
             self._probes = max(0, self._probes - 1)
             if failed:
                 return self._open(now, "probe slow" if ok else "probe failed")
             return self._close(now, "probe succeeded")
-        self._window.add(now, 1, 1 if failed else 0)
+        window = self._window
+        if not failed:
+            window.add(now, 1)
+            if not window.any_second:  # no failure in the window: nothing to trip on
+                return None
+        else:
+            window.add(now, 1, 1)
         return self._maybe_trip(now)
 
     # -- admin ---------------------------------------------------------------------------------

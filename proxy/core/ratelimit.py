@@ -110,6 +110,11 @@ class Bulkhead:
     def queued(self) -> int:
         return self._queued
 
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight and nobody waiting."""
+        return self._active == 0 and self._queued == 0
+
     def try_enter(self) -> Literal["run", "queue", "reject"]:
         """Take a slot ("run"), a place in the queue ("queue"), or neither ("reject").
         A newcomer queues while anyone is waiting, even if a slot just freed: FIFO fairness."""
@@ -144,7 +149,7 @@ class Bulkhead:
         if self._active == 0:
             raise RuntimeError("leave() without a matching run")
         self._active -= 1
-        return self._should_wake()
+        return self._queued > 0 and self._active < self.max_active  # `_should_wake`, inline
 
     def _should_wake(self) -> bool:
         return self._queued > 0 and self._active < self.max_active

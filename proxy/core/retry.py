@@ -50,7 +50,7 @@ def may_retry_method(method: str, has_idempotency_key: bool) -> bool:
     Stricter than RFC 9110 9.2.2 (which calls PUT and DELETE idempotent): vendors' writes
     often are not, and a doubled booking costs more than a failed one.
     """
-    return method.upper() in SAFE_METHODS or has_idempotency_key
+    return method in SAFE_METHODS or has_idempotency_key or method.upper() in SAFE_METHODS
 
 
 def is_retryable_status(status: int) -> bool:
@@ -118,7 +118,7 @@ class RetryBudget:
         self._counts = SlidingCounts(window)
 
     def record_request(self, now: float) -> None:
-        self._counts.add(now, first=1)
+        self._counts.add(now, 1)
 
     def try_spend(self, now: float) -> bool:
         """True, and counts the retry, when within budget."""

@@ -153,7 +153,7 @@ def test_request_bytes() -> None:
 )
 def test_a_line_break_in_our_own_header_is_never_sent(headers: list[tuple[str, str]]) -> None:
     with pytest.raises(ValueError):
-        request_bytes("GET", "/b", b"", headers, None)
+        request_bytes("GET", "/b", "", headers, None)
 
 
 def test_heads_keep_end_to_end_fields_only() -> None:  # RFC 9110 7.6.1
@@ -162,3 +162,57 @@ def test_heads_keep_end_to_end_fields_only() -> None:  # RFC 9110 7.6.1
         b"Transfer-Encoding: chunked\r\nX-End: 2\r\n\r\n0\r\n\r\n"
     )
     assert framing.head == (200, (("X-End", "2"),)) and framing.keep_alive
+
+
+def test_restart_reuses_the_parser_only_after_a_clean_keep_alive_response() -> None:
+    framing = parse(OK)
+    assert framing.take_body() == b"hi"
+    assert framing.restart() and not framing.complete and framing.head is None and not framing.started
+    framing.feed(b"HTTP/1.1 201 Created\r\nX-Second: 1\r\nContent-Length: 3\r\n\r\nabc")
+    assert (
+        framing.head == (201, (("X-Second", "1"), ("Content-Length", "3"))) and framing.take_body() == b"abc"
+    )
+    assert framing.complete and framing.keep_alive and framing.interim == []
+    # a restarted framing refuses what a new one refuses
+    assert framing.restart()
+    with pytest.raises(FramingError) as caught:
+        framing.feed(b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+    assert caught.value.reason == "version"
+
+
+def test_restart_hands_over_nothing_of_the_last_response() -> None:
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    framing = parse(
+        early + b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nContent-Length: 2\r\n\r\nhi"
+    )
+    first_interim = framing.interim
+    assert framing.take_body() == b"hi" and framing.restart()
+    framing.feed(b"HTTP/1.1 200 OK\r\nX-Hop: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert framing.head == (200, (("X-Hop", "2"),)) and framing.framing == "chunked"
+    assert framing.interim == [] and first_interim == [(103, (("Link", "</a>"),))]  # given away, kept
+
+
+@pytest.mark.parametrize(
+    ("data", "head_only", "take"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhi", False, True),  # incomplete
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi", False, True),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi", False, True),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n", True, True),  # a HEAD: parser spent
+        (OK, False, False),  # body bytes not taken
+    ],
+)
+def test_restart_refuses_after_a_response_that_did_not_end_cleanly(
+    data: bytes, head_only: bool, take: bool
+) -> None:
+    framing = parse(data, head_only=head_only)
+    if take:
+        framing.take_body()
+    assert not framing.restart()
+
+
+def test_a_second_response_without_restart_is_unsolicited() -> None:
+    framing = parse(OK)
+    with pytest.raises(FramingError) as caught:
+        framing.feed(OK)
+    assert caught.value.reason == "unsolicited"
