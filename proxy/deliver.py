@@ -71,22 +71,14 @@ def cache_status(
     collapsed: bool = False,
     detail: str | None = None,
 ) -> str:
-    parts = [CACHE_NAME]
-    if hit:
-        parts.append("hit")
-    if fwd:
-        parts.append(f"fwd={fwd}")
-    if fwd_status is not None:
-        parts.append(f"fwd-status={fwd_status}")
-    if ttl is not None:
-        parts.append(f"ttl={math.floor(ttl)}")
-    if stored:
-        parts.append("stored")
-    if collapsed:
-        parts.append("collapsed")
-    if detail:
-        parts.append(f'detail="{_quote(detail)}"')
-    return "; ".join(parts)
+    # One f-string (RFC 9211 2: parameters in this order): built on every answer but a fast hit.
+    return (
+        f"{CACHE_NAME}{'; hit' if hit else ''}{f'; fwd={fwd}' if fwd else ''}"
+        f"{'' if fwd_status is None else f'; fwd-status={fwd_status}'}"
+        f"{'' if ttl is None else f'; ttl={math.floor(ttl)}'}"
+        f"{'; stored' if stored else ''}{'; collapsed' if collapsed else ''}"
+        f"""{f'; detail="{_quote(detail)}"' if detail else ''}"""
+    )
 
 
 def _quote(text: str) -> str:
