@@ -77,7 +77,7 @@ def cache_status(
         f"{'' if fwd_status is None else f'; fwd-status={fwd_status}'}"
         f"{'' if ttl is None else f'; ttl={math.floor(ttl)}'}"
         f"{'; stored' if stored else ''}{'; collapsed' if collapsed else ''}"
-        f"""{f'; detail="{_quote(detail)}"' if detail else ''}"""
+        f"""{f'; detail="{_quote(detail)}"' if detail else ""}"""
     )
 
 
