@@ -142,7 +142,10 @@ def served_headers(entry: Entry, *, not_modified: bool) -> list[tuple[str, str]]
 
 
 def age_value(entry: Entry, now: float) -> str:
-    return str(int(min(entry.age(now), DELTA_MAX)))
+    # `Entry.age` inlined (RFC 9111 4.2.3): on every answer built from a stored entry.
+    resident = now - entry.stored_at
+    age = entry.initial_age + resident if resident > 0.0 else entry.initial_age + 0.0
+    return str(int(age if age < DELTA_MAX else DELTA_MAX))
 
 
 def _part(entry: Entry, asked: Asked | None) -> Part | None:
