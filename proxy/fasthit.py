@@ -11,7 +11,7 @@ the few per-request headers (`X-Cache`, `Cache-Status`, `X-Request-Id`, `Age`, `
 most once a second (`ttl`, `Age`, `Date`), so they are kept per entry until the instant one
 would change (`Wire.heat`). Hits are counted as `metrics.Tally` increments, one per (route,
 method, status), folded into `rproxy_requests_total` and the duration histogram (as 0 s) when
-those are read; with the access log on, each goes through `Telemetry.transaction` instead.
+those are read; with the access log on, its line too (`Telemetry.log_only`).
 
 Must not: answer anything but a fresh hit from the memory tier on HTTP/1.1 keep-alive GET or
 HEAD without a body or `Range`: every other request (misses, stale, the shared tier, errors,
@@ -289,12 +289,18 @@ class FastHits:
         tally.n += 1
 
     def _log(self, request: Request, plan: Plan, rid: str, status: int, sent: int, now: float) -> None:
+        """Counted as with the log off (a `Tally`: what `Telemetry.transaction` would count,
+        duration 0), then the access line alone (`Telemetry.log_only`)."""
+        tally = plan.tallies.get(status)
+        if tally is None:
+            tally = self._tally(plan, request.method, status)
+        tally.n += 1
         rs = plan.rs
         txn = Txn(rid, now, request.method, request.raw_path, request.remote)
         txn.route, txn.upstream, txn.x_cache = rs.config.name, rs.config.upstream, "HIT"
         txn.status, txn.bytes = status, sent
         txn.breaker = rs.upstream.state(now).value
-        self.telemetry.transaction(txn, now)
+        self.telemetry.log_only(txn, now)
 
     def _tally(self, plan: Plan, method: str, status: int) -> Tally:
         """The count of fresh hits for (route, method, status), folded into the request counter

@@ -31,11 +31,44 @@ def _reason(status: int) -> str:
         return ""
 
 
+# Status lines by (version, status), made once each: a handful of statuses answer all traffic.
+_STATUS_LINES: dict[tuple[str, int], str] = {}
+
+
+def _status_line(version: str, status: int) -> str:
+    line = _STATUS_LINES.get((version, status))
+    if line is None:
+        line = f"HTTP/{version} {status} {_reason(status)}\r\n"
+        if len(_STATUS_LINES) < 1024:  # a caller's odd status codes cannot grow it without end
+            _STATUS_LINES[(version, status)] = line
+    return line
+
+
 def status_and_fields(version: str, status: int, headers: list[tuple[str, str]]) -> tuple[bytes, bool]:
     """The status line and header lines (each ending in CRLF), and whether a `Date` is among
     them. A field whose name or value carries CR or LF is dropped: never a split response.
     The full path's heads and the fast hit's prepared ones are both made here."""
-    lines = [f"HTTP/{version} {status} {_reason(status)}\r\n"]
+    fields = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    count = len(headers)
+    # One CR and one LF per line: then no name or value carries either (the common case, one
+    # C-level count each instead of four `in` tests per field).
+    if fields.count("\n") != count or fields.count("\r") != count:
+        return _checked(version, status, headers)
+    has_date = False
+    for name, _ in headers:
+        if len(name) == 4 and name.lower() == "date":
+            has_date = True
+            break
+    text = _status_line(version, status) + fields
+    try:
+        return text.encode("latin-1"), has_date
+    except UnicodeEncodeError:
+        return text.encode("utf-8"), has_date
+
+
+def _checked(version: str, status: int, headers: list[tuple[str, str]]) -> tuple[bytes, bool]:
+    """`status_and_fields` dropping each field with a CR or LF in its name or value."""
+    lines = [_status_line(version, status)]
     has_date = False
     for name, value in headers:
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
@@ -56,7 +89,7 @@ def serialize_head(
     """Status line and headers. `framing` is the Content-Length/Transfer-Encoding/Connection
     lines the writer chose; our `Date` unless the answer carries one."""
     head, has_date = status_and_fields(version, status, headers)
-    return head + framing.encode("latin-1") + (b"\r\n" if has_date else date + b"\r\n")
+    return b"".join((head, framing.encode("latin-1"), b"\r\n" if has_date else date + b"\r\n"))
 
 
 def _connection(version: str, close: bool) -> str:

@@ -106,6 +106,12 @@ class Telemetry:
         if txn.upstream_ms is not None and txn.upstream is not None:
             self.upstream_latency.observe((txn.upstream,), txn.upstream_ms / 1000.0)
 
+    def log_only(self, txn: Txn, now: float) -> None:
+        """The access line of a transaction counted elsewhere (a fast hit's `Tally`), when the
+        log is on: `transaction` but for the metrics."""
+        if self.access.enabled:
+            self._log(txn, now, now - txn.start)
+
     def _log(self, txn: Txn, now: float, elapsed: float) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Write the access line; return the metric labels (remembered with the line's parts)."""
         try:
@@ -172,9 +178,13 @@ class Telemetry:
         if second != self._second:
             self._timestamp(now)
         up = txn.upstream_ms
+        rid = txn.request_id
+        # An id is ours (hex) or a client's that passed `requestid._SANE`: alphanumerics need
+        # no escaping; anything else goes through `_quote`.
+        rid = f'"{rid}"' if rid.isascii() and rid.isalnum() else _quote(rid)
         return (
             f'{{"time":"{self._second_text}{_MILLIS[int((now - second) * 1000)]}",'
-            f'"request_id":{_quote(txn.request_id)},{parts[0]}'
+            f'"request_id":{rid},{parts[0]}'
             f'"upstream_ms":{"null" if up is None else _number(round(up, 2))},'
             f'"total_ms":{"0.0" if elapsed == 0.0 else _number(round(elapsed * 1000.0, 2))},{parts[1]}'
         )
