@@ -71,14 +71,22 @@ def cache_status(
     collapsed: bool = False,
     detail: str | None = None,
 ) -> str:
-    # One f-string (RFC 9211 2: parameters in this order): built on every answer but a fast hit.
-    return (
-        f"{CACHE_NAME}{'; hit' if hit else ''}{f'; fwd={fwd}' if fwd else ''}"
-        f"{'' if fwd_status is None else f'; fwd-status={fwd_status}'}"
-        f"{'' if ttl is None else f'; ttl={math.floor(ttl)}'}"
-        f"{'; stored' if stored else ''}{'; collapsed' if collapsed else ''}"
-        f"""{f'; detail="{_quote(detail)}"' if detail else ""}"""
-    )
+    parts = [CACHE_NAME]
+    if hit:
+        parts.append("hit")
+    if fwd:
+        parts.append(f"fwd={fwd}")
+    if fwd_status is not None:
+        parts.append(f"fwd-status={fwd_status}")
+    if ttl is not None:
+        parts.append(f"ttl={math.floor(ttl)}")
+    if stored:
+        parts.append("stored")
+    if collapsed:
+        parts.append("collapsed")
+    if detail:
+        parts.append(f'detail="{_quote(detail)}"')
+    return "; ".join(parts)
 
 
 def _quote(text: str) -> str:
@@ -142,10 +150,7 @@ def served_headers(entry: Entry, *, not_modified: bool) -> list[tuple[str, str]]
 
 
 def age_value(entry: Entry, now: float) -> str:
-    # `Entry.age` inlined (RFC 9111 4.2.3): on every answer built from a stored entry.
-    resident = now - entry.stored_at
-    age = entry.initial_age + resident if resident > 0.0 else entry.initial_age + 0.0
-    return str(int(age if age < DELTA_MAX else DELTA_MAX))
+    return str(int(min(entry.age(now), DELTA_MAX)))
 
 
 def _part(entry: Entry, asked: Asked | None) -> Part | None:

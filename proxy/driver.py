@@ -217,9 +217,9 @@ class Driver:
         out = self._outbound(request, rs, target, vkey)
         now = self.clock.now()
         future = self.flights.join(vkey)
-        started = now if future is None else self.flights.started_at(vkey)
-        budget = decide.slow_budget(entry, now, stale_if_slow=policy.stale_if_slow, started=started)
         leader = future is None
+        started = now if leader else self.flights.started_at(vkey)
+        budget = decide.slow_budget(entry, now, stale_if_slow=policy.stale_if_slow, started=started)
         if future is None:
             if budget is None:  # this request waits to the end: it leads the flight itself
                 return self.deliver(request, rs, entry, await self._lead(rs, vkey, entry, out, now), txn)

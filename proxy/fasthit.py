@@ -216,13 +216,12 @@ class FastHits:
             out = b"".join((wire.ok, wire.hot_mid, rid, wire.hot_tail, body))
         else:
             out = b"".join((wire.ok, wire.hot_mid, rid, wire.hot_tail))
+        tally = plan.tallies.get(wire.status)
+        if tally is None:
+            tally = self._tally(plan, request.method, wire.status)
+        tally.n += 1
         if self.telemetry.access.enabled:
             self._log(request, plan, rid.decode("latin-1"), wire.status, len(body), now)
-        else:
-            tally = plan.tallies.get(wire.status)
-            if tally is None:
-                tally = self._tally(plan, request.method, wire.status)
-            tally.n += 1
         return out
 
     def planned(self, request: Request, runtime: Runtime) -> Plan | None:
@@ -280,21 +279,16 @@ class FastHits:
     def _count(self, request: Request, plan: Plan, rid: str, status: int, sent: int, now: float) -> None:
         """Metrics as `Telemetry.transaction` counts them; the access log line when it is on.
         The answer was built within one clock reading: its duration is observed as 0."""
+        tally = plan.tallies.get(status)
+        if tally is None:
+            tally = self._tally(plan, request.method, status)
+        tally.n += 1
         if self.telemetry.access.enabled:
             self._log(request, plan, rid, status, sent, now)
-            return
-        tally = plan.tallies.get(status)
-        if tally is None:
-            tally = self._tally(plan, request.method, status)
-        tally.n += 1
 
     def _log(self, request: Request, plan: Plan, rid: str, status: int, sent: int, now: float) -> None:
-        """Counted as with the log off (a `Tally`: what `Telemetry.transaction` would count,
-        duration 0), then the access line alone (`Telemetry.log_only`)."""
-        tally = plan.tallies.get(status)
-        if tally is None:
-            tally = self._tally(plan, request.method, status)
-        tally.n += 1
+        """The access line alone (`Telemetry.log_only`): the hit is counted by its `Tally`, as
+        with the log off."""
         rs = plan.rs
         txn = Txn(rid, now, request.method, request.raw_path, request.remote)
         txn.route, txn.upstream, txn.x_cache = rs.config.name, rs.config.upstream, "HIT"

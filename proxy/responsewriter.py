@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import lru_cache
 from http import HTTPStatus
 
 from proxy.connguard import answer
@@ -31,17 +32,9 @@ def _reason(status: int) -> str:
         return ""
 
 
-# Status lines by (version, status), made once each: a handful of statuses answer all traffic.
-_STATUS_LINES: dict[tuple[str, int], str] = {}
-
-
+@lru_cache(maxsize=1024)  # a handful of statuses answer all traffic; a module-level memo, as in core
 def _status_line(version: str, status: int) -> str:
-    line = _STATUS_LINES.get((version, status))
-    if line is None:
-        line = f"HTTP/{version} {status} {_reason(status)}\r\n"
-        if len(_STATUS_LINES) < 1024:  # a caller's odd status codes cannot grow it without end
-            _STATUS_LINES[(version, status)] = line
-    return line
+    return f"HTTP/{version} {status} {_reason(status)}\r\n"
 
 
 def status_and_fields(version: str, status: int, headers: list[tuple[str, str]]) -> tuple[bytes, bool]:

@@ -176,7 +176,7 @@ class Upstream:
                 fetched = await self.transport.send(out, limit)
             finally:
                 gate.leave()
-            elapsed = fetched.response_time - fetched.request_time
+            elapsed = fetched.elapsed
             gate.served(elapsed)
         except UpstreamError as exc:
             self._record(permit, ok=False, duration=self.clock.now() - now, error=exc.message)
@@ -316,11 +316,9 @@ class Gate:
         return replace(out, timeout=Timeouts(connect=min(timeouts.connect, left), total=left))
 
     def leave(self) -> None:
-        bulkhead = self.bulkhead
-        if bulkhead.leave():
+        if self.bulkhead.leave():
             self._wake_one()
-        if bulkhead.idle:  # `_maybe_idle`, inline: once per call
-            self.idle.set()
+        self._maybe_idle()
 
     def served(self, seconds: float) -> None:
         self.service += self.EWMA * (seconds - self.service) if self.service else seconds

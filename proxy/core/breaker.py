@@ -18,7 +18,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TypedDict
 
-_floor = math.floor
 # Fixed bucket count: memory stays bounded whatever the call rate (resilience4j does the same).
 _BUCKETS = 30
 # Transitions nobody drained are dropped oldest-first rather than growing without bound.
@@ -54,7 +53,7 @@ class SlidingCounts:
         self._second = 0
 
     def add(self, now: float, first: int = 0, second: int = 0) -> None:
-        index = _floor(now / self._width)
+        index = math.floor(now / self._width)
         buckets = self._buckets
         # The common case: the newest slice (or earlier). Its creation evicted everything older
         # than the window then, so nothing is due now.
@@ -87,7 +86,7 @@ class SlidingCounts:
         self._second = 0
 
     def _evict(self, now: float) -> int:
-        index = _floor(now / self._width)
+        index = math.floor(now / self._width)
         buckets = self._buckets
         if buckets and buckets[0][0] <= index - self._count:  # the oldest is out (rarely true)
             oldest_kept = index - self._count + 1
@@ -154,9 +153,6 @@ class BreakerSnapshot(TypedDict):
     generation: int
 
 
-_OPEN, _CLOSED = State.OPEN, State.CLOSED  # read on every call: plain names, not Enum lookups
-
-
 class CircuitBreaker:
     """One upstream's breaker. Every call that acquired a permit must record() or release() it,
     otherwise a HALF_OPEN probe slot stays taken (use try/finally in the shell)."""
@@ -180,7 +176,7 @@ class CircuitBreaker:
 
     def state(self, now: float) -> State:
         """Current state; OPEN turns HALF_OPEN lazily once open_for has elapsed."""
-        if self._state is _OPEN and now >= self._open_until():
+        if self._state is State.OPEN and now >= self._open_until():
             self._forced = False
             self._forced_until = None
             self._move(State.HALF_OPEN, now, "open_for elapsed")
@@ -233,7 +229,7 @@ class CircuitBreaker:
         """A permit to call the upstream, or None: OPEN, or every HALF_OPEN probe slot taken
         (one slow probe must not turn into a probe storm)."""
         state = self.state(now)
-        if state is _CLOSED:
+        if state is State.CLOSED:
             permit = self._closed_permit
             if permit.generation != self._generation:
                 permit = self._closed_permit = Permit(probe=False, generation=self._generation)
@@ -250,9 +246,9 @@ class CircuitBreaker:
 
     def record(self, permit: Permit, now: float, *, ok: bool, duration: float) -> Transition | None:
         """Record a call's outcome; returns the transition it caused, if any."""
-        if self._state is not _CLOSED:
+        if self._state is not State.CLOSED:
             self.state(now)  # OPEN may turn HALF_OPEN (lazily); CLOSED stays as it is
-        if permit.generation != self._generation:  # `_is_current`, inline: once per call
+        if not self._is_current(permit):
             return None  # the breaker moved on since acquire: this outcome is about the past
         slow_call = self.policy.slow_call
         failed = not ok or (slow_call is not None and duration >= slow_call)
