@@ -29,7 +29,7 @@ class Answers:
     def hit(self, request: Request, entry: Entry, now: float, txn: Txn, detail: str | None) -> Response:
         txn.x_cache = "HIT"
         not_modified = entry.status == 200 and freshness.not_modified(
-            entry, request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since")
+            entry, request.first("if-none-match"), request.first("if-modified-since")
         )
         # RFC 9111 4.2.2 freshness is a guess: said so in `detail`, since Warning 113 is gone
         value = cache_status(hit=True, ttl=entry.fresh_until - now, detail=detail)
@@ -202,5 +202,5 @@ def asked(request: Request) -> Asked | None:
     """The part of a stored 200 a GET asks for (RFC 9110 14.2): never a HEAD's (14.2: ignored)."""
     if request.method != "GET":
         return None
-    wanted = request.headers.get("Range")
+    wanted = request.first("range")
     return None if wanted is None else (wanted, request.headers.get("If-Range"))

@@ -16,6 +16,9 @@ from http import HTTPStatus
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from proxy.core.headers import field_value
+from proxy.framing import HINTED_NAMES
+
 BODY_HIGH_WATER = 1 << 18  # bytes of request body buffered before the listener stops reading
 
 
@@ -190,6 +193,37 @@ class Request:
             return True, None
         value = hints[name]
         return value is not None, value
+
+    def first(self, name: str) -> str | None:
+        """`headers.get(name)` for a lower-case `name`, from the values noted while parsing
+        when it is one of them (`framing.HINTED`): a miss need not build the multimap."""
+        hints = self.hints
+        if hints is not None and name in HINTED_NAMES:
+            if name not in hints:
+                return None
+            value = hints[name]
+            if value is not None:
+                return value
+        return self.headers.get(name)
+
+    def has(self, name: str) -> bool:
+        """Whether a lower-case `name` was sent, read as `first` reads it."""
+        hints = self.hints
+        if hints is not None and name in HINTED_NAMES:
+            return name in hints
+        return name in self.headers
+
+    def field(self, name: str) -> str | None:
+        """`headers.field_value` of a lower-case `name` (lines joined, None when Connection
+        names it), from the noted values when it was sent at most once and no Connection was."""
+        hints = self.hints
+        if hints is not None and name in HINTED_NAMES and "connection" not in hints:
+            if name not in hints:
+                return None
+            value = hints[name]
+            if value is not None:
+                return value
+        return field_value(self.headers, name)
 
     @property
     def body_exists(self) -> bool:

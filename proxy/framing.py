@@ -16,7 +16,21 @@ from proxy.core.errors import BadRequest, ProxyError
 MAX_TARGET = 8190  # as nginx's large_client_header_buffers; the handler answers 414 from 4 KB
 MAX_FIELD = 8190  # one header line, as nginx's large_client_header_buffers
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
-HINTED = frozenset({b"range", b"if-none-match", b"if-modified-since", b"x-request-id"})
+# Also the few a miss reads (credentials, only-if-cached, Connection's tokens): with them noted,
+# a miss never builds the header multimap (`Request.first`, `Request.field`).
+HINTED = frozenset(
+    {
+        b"authorization",
+        b"cache-control",
+        b"connection",
+        b"cookie",
+        b"if-modified-since",
+        b"if-none-match",
+        b"range",
+        b"x-request-id",
+    }
+)
+HINTED_NAMES = frozenset(name.decode("ascii") for name in HINTED)
 HINT = 0
 # Lower-case header name -> what it is to the parse (one dict lookup per header line): 1
 # Content-Length, 2 Transfer-Encoding, 3 Expect, 4 Upgrade, `HINT` a hinted one.

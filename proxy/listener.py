@@ -244,7 +244,8 @@ class Connection(asyncio.Protocol):
             self._head_size, self._hints,
         )  # fmt: skip
         pipe = self._pipe
-        if not framed and keep_alive and not pipe.busy and not pipe.queue:
+        tried = not framed and keep_alive and not pipe.busy and not pipe.queue
+        if tried:
             wire = pipe.fast(request)  # a fresh hit: answered right here, deadlines untouched
             if wire is not None and self._transport is not None:
                 self._transport.write(wire)
@@ -254,7 +255,7 @@ class Connection(asyncio.Protocol):
             self._deadlines.set("body", self._l.limits.body_timeout)
         else:
             self._deadlines.clear()
-        pipe.add(request, ready)
+        pipe.add(request, ready, tried=tried)
 
     def _framed(self, version: str) -> tuple[Body | None, int | None, Response | None]:
         """A head with a body, or an expectation: RFC 9112 6.1 and 6.3's framing rules on what

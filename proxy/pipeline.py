@@ -33,7 +33,7 @@ class Pipeline:
     """`queue` and `busy` are read by the connection (a head that finds both empty may be
     answered on the spot; reading pauses while the queue is full)."""
 
-    __slots__ = ("_conn", "_listener", "_out", "_refusals", "_task", "busy", "queue")
+    __slots__ = ("_conn", "_listener", "_out", "_refusals", "_task", "_tried", "busy", "queue")
 
     def __init__(self, conn: Connection, listener: Listener, out: ResponseWriter) -> None:
         self._conn = conn
@@ -43,6 +43,7 @@ class Pipeline:
         self.busy = False
         self._task: asyncio.Task[None] | None = None
         self._refusals: dict[Request, ProxyError] = {}  # bodies whose framing broke off
+        self._tried: Request | None = None  # the fast path already said no to it (`add`)
 
     def fast(self, request: Request) -> bytes | None:
         """The whole answer when it is a fresh hit, else None; never while draining."""
@@ -55,9 +56,11 @@ class Pipeline:
             log.exception("the fast path failed; answering on the full path")
             return None
 
-    def add(self, request: Request, ready: Response | None) -> None:
-        """A parsed request; `ready` is its answer when the connection already knows it."""
+    def add(self, request: Request, ready: Response | None, *, tried: bool = False) -> None:
+        """A parsed request; `ready` is its answer when the connection already knows it;
+        `tried`: the connection asked the fast path already (a miss does not ask twice)."""
         self.queue.append((request, ready))
+        self._tried = request if tried else None
         if len(self.queue) >= MAX_PIPELINE:
             self._conn.sync_reading()
         self.kick()
@@ -86,7 +89,16 @@ class Pipeline:
         queue = self.queue
         while not self.busy and queue and not conn.closed:
             request, ready = queue.popleft()
-            if ready is None and request.body is None and request.keep_alive and not conn.draining:
+            tried = request is self._tried
+            if tried:
+                self._tried = None
+            if (
+                ready is None
+                and not tried
+                and request.body is None
+                and request.keep_alive
+                and not conn.draining
+            ):
                 wire = self.fast(request)
                 if wire is not None:
                     assert self._out.transport is not None

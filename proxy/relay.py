@@ -18,7 +18,6 @@ from proxy.core.headers import (
     TRANSPORT_OWNED,
     UNKEYED_DANGEROUS,
     end_to_end,
-    field_value,
 )
 from proxy.deliver import Txn, streaming_headers
 from proxy.exchange import Request, Response
@@ -62,7 +61,7 @@ def forward_headers(
 
 def has_credentials(request: Request) -> bool:
     """Requests whose answers are private unless the response or route says otherwise."""
-    return "Authorization" in request.headers or "Cookie" in request.headers
+    return request.has("authorization") or request.has("cookie")
 
 
 def offered(request: Request) -> Callable[[str], str | None]:
@@ -70,7 +69,7 @@ def offered(request: Request) -> Callable[[str], str | None]:
     never one of ours to set (conditionals, codings, forwarding, hop-by-hop)."""
 
     def value(name: str) -> str | None:
-        return None if name in NEVER_FORWARDED else field_value(request.headers, name)
+        return None if name in NEVER_FORWARDED else request.field(name)
 
     return value
 
@@ -112,7 +111,7 @@ def _keyed_only(
         if name in seen or name in configured or name in NEVER_FORWARDED:
             continue
         seen.add(name)
-        value = field_value(request.headers, name)
+        value = request.field(name)
         if value is not None:
             out.append((name, value))
     return out
