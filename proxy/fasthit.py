@@ -331,7 +331,7 @@ def _make_plan(runtime: Runtime, method: str, raw: str, max_url: int) -> Plan | 
     if len(raw) > max_url or unsafe_target(raw) is not None:
         return None
     path, _, query = raw.partition("?")
-    found = runtime.match(path, method)
+    found = runtime.scan(path, method)  # the plan is the memo
     if isinstance(found, frozenset):
         return None
     rs, match = found

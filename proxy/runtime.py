@@ -95,13 +95,16 @@ class Runtime:
         memo_key = (path, method)
         found = self._memo.get(memo_key)
         if found is None:
-            found = self._scan(path.split("/")[1:], method)
+            found = self.scan(path, method)
             if len(self._memo) >= MAX_MEMO:
                 self._memo.clear()
             self._memo[memo_key] = found
         return found
 
-    def _scan(self, segments: list[str], method: str) -> tuple[RouteState, Match] | frozenset[str]:
+    def scan(self, path: str, method: str) -> tuple[RouteState, Match] | frozenset[str]:
+        """`match` without its memo, for a caller that memoises what it makes of the answer
+        (`fasthit`'s plans)."""
+        segments = path.split("/")[1:]
         allowed: set[str] = set()
         for state in self.routes:
             found = match_path(state.config.match, segments)

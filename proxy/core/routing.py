@@ -24,6 +24,10 @@ class Pattern:
     text: str
     parts: tuple[str, ...]  # literal segments, or "{name}" for a parameter
     prefix: bool  # ends in /*: matches the parts, then any rest
+    # `parts` split once for `match_path`: (index, literal) and (index, parameter name); a scan
+    # over the routes mostly fails on a literal, tried first
+    literals: tuple[tuple[int, str], ...]
+    params: tuple[tuple[int, str], ...]
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -55,7 +59,9 @@ def compile_match(text: str) -> Pattern:
             seen.add(found.group(1))
         elif "*" in part:
             raise ValueError("* is only allowed as the last segment, as /prefix/*")
-    return Pattern(text=text, parts=parts, prefix=prefix)
+    literals = tuple((i, p) for i, p in enumerate(parts) if not p.startswith("{"))
+    params = tuple((i, p[1:-1]) for i, p in enumerate(parts) if p.startswith("{"))
+    return Pattern(text=text, parts=parts, prefix=prefix, literals=literals, params=params)
 
 
 def check_rewrite(rewrite: str, pattern: Pattern) -> None:
@@ -70,21 +76,22 @@ def check_rewrite(rewrite: str, pattern: Pattern) -> None:
 
 def match_path(pattern: Pattern, segments: list[str]) -> Match | None:
     """`segments` is the raw path split on "/" without the leading empty string."""
-    parts = pattern.parts
+    size = len(pattern.parts)
     if pattern.prefix:
-        if len(segments) < len(parts):
+        if len(segments) < size:
             return None
-    elif len(segments) != len(parts):
+    elif len(segments) != size:
         return None
-    params: dict[str, str] = {}
-    for part, seg in zip(parts, segments, strict=False):
-        if part.startswith("{"):
-            if not seg:
-                return None
-            params[part[1:-1]] = seg
-        elif part != seg:
+    for i, literal in pattern.literals:
+        if segments[i] != literal:
             return None
-    rest = "/" + "/".join(segments[len(parts) :]) if pattern.prefix and len(segments) > len(parts) else ""
+    params: dict[str, str] = {}
+    for i, name in pattern.params:
+        seg = segments[i]
+        if not seg:
+            return None
+        params[name] = seg
+    rest = "/" + "/".join(segments[size:]) if pattern.prefix and len(segments) > size else ""
     return Match(params=params, rest=rest)
 
 
