@@ -127,8 +127,9 @@ class Driver:
         planned = self.hits.planned(request, runtime)
         if planned is not None:  # the fast path matched and keyed this target (no fresh hit)
             _admit_head(request)
-            p = planned
-            return await self._read(request, p.rs, p.path, p.query, p.match, txn, p.key)
+            rs, path, query = planned.rs, planned.path, planned.query
+            target = self._admitted(rs, txn, path, query, planned.match)
+            return await self.lookup(request, rs, path, query, target, txn, planned.key)
         _admit(request)
         path, _, query = request.raw_path.partition("?")
         found = runtime.match(path, request.method)
@@ -142,25 +143,19 @@ class Driver:
         rs, match = found
         route = rs.config
         if route.cache is None or request.method not in CACHEABLE:
-            self._admitted(rs, txn)
-            return await self.pass_(request, rs, path, Target(route.rewrite, path, query, match), txn)
+            return await self.pass_(request, rs, path, self._admitted(rs, txn, path, query, match), txn)
         keyed_query = normal_query(query, route.cache.key)  # the vendor gets exactly what is keyed
-        return await self._read(request, rs, path, keyed_query, match, txn, None)
+        target = self._admitted(rs, txn, path, keyed_query, match)
+        return await self.lookup(request, rs, path, keyed_query, target, txn, None)
 
-    def _admitted(self, rs: RouteState, txn: Txn) -> None:
+    def _admitted(self, rs: RouteState, txn: Txn, path: str, query: str, match: Match) -> Target:
+        """The request counted on its route; its vendor target, worked out only if the vendor
+        is asked. On a cached route `query` is what the route keys (and all the vendor gets)."""
         txn.route, txn.upstream = rs.config.name, rs.config.upstream
         rs.requests += 1
         if self.telemetry.access.enabled:
             txn.breaker = rs.upstream.state(txn.start).value
-
-    async def _read(
-        self, request: Request, rs: RouteState, path: str, query: str, match: Match, txn: Txn, key: str | None
-    ) -> Response:
-        """A read of a cached route: `query` is what the route keys (and all the vendor gets);
-        `key` the primary key when already known (the route keys no header)."""
-        self._admitted(rs, txn)
-        target = Target(rs.config.rewrite, path, query, match)  # built only if the vendor is asked
-        return await self.lookup(request, rs, path, query, target, txn, key)
+        return Target(rs.config.rewrite, path, query, match)
 
     # -- hash + lookup + decide ----------------------------------------------------------------
 
@@ -174,6 +169,7 @@ class Driver:
         txn: Txn,
         key: str | None,
     ) -> Response:
+        """`key`: the primary key when the plan knew it already (the route keys no header)."""
         policy = rs.config.cache
         assert policy is not None
 
