@@ -86,6 +86,8 @@ class Flights(Generic[T]):
         self._started: dict[str, float] = {}  # when each flight began, on the caller's clock
         self._marks: dict[str, set[str]] = {}  # per flight: what has been attached to it
         self.coalesced = 0
+        # Kept, not asked for each flight: `get_running_loop` is a getpid system call (3.11)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __contains__(self, key: str) -> bool:
         return key in self._inflight
@@ -118,7 +120,10 @@ class Flights(Generic[T]):
     def open(self, key: str, now: float = 0.0) -> asyncio.Future[T]:
         """A new flight for `key` (none may be under way), run by the caller, who ends it with
         `land`; a cancelled future when `max_flights` are in flight: fetch uncoalesced."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None or not loop.is_running():  # first flight, or a loop since replaced
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
         if len(self._inflight) >= self.max_flights:
             self._tasks.dropped += 1
             log.warning("flight for %s not started: %d already in flight", key[:80], len(self._inflight))
