@@ -295,7 +295,7 @@ class Driver:
             forward_headers(request, rs.upstream.config, cacheable=False),
             body=await read_body(request, route.max_body or self.live.runtime.config.server.max_body),
             timeout=route.timeout,
-            idempotency_key="Idempotency-Key" in request.headers,
+            idempotency_key=request.has("idempotency-key"),
         )
         outcome = await self.fetcher.pass_(rs, out)
         fetched = outcome.fetched

@@ -16,14 +16,16 @@ from proxy.core.errors import BadRequest, ProxyError
 MAX_TARGET = 8190  # as nginx's large_client_header_buffers; the handler answers 414 from 4 KB
 MAX_FIELD = 8190  # one header line, as nginx's large_client_header_buffers
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
-# Also the few a miss reads (credentials, only-if-cached, Connection's tokens): with them noted,
-# a miss never builds the header multimap (`Request.first`, `Request.field`).
+# Also the few a miss or a write reads (credentials, only-if-cached, Connection's tokens,
+# Idempotency-Key): with them noted, neither builds the header multimap (`Request.first`,
+# `Request.has`, `Request.field`).
 HINTED = frozenset(
     {
         b"authorization",
         b"cache-control",
         b"connection",
         b"cookie",
+        b"idempotency-key",
         b"if-modified-since",
         b"if-none-match",
         b"range",

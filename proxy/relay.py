@@ -88,7 +88,8 @@ def _end_to_end(
     out: list[tuple[str, str]] = []
     named: set[str] = set()  # names the client's Connection lists: hop-by-hop too
     prior = None
-    for key, value in request.headers.items():
+    for raw_key, raw_value in request.raw_headers:  # as parsed: no multimap for a write
+        key, value = raw_key.decode("latin-1"), raw_value.decode("latin-1")
         low = key.lower()
         if low not in drop:
             out.append((key, value))
