@@ -39,8 +39,9 @@ class SystemClock:
 
     def sleep(self, seconds: float) -> Awaitable[None]:
         # A loop timer (monotonic), so a wall-clock step does not stretch or cut the wait.
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        handle = asyncio.get_running_loop().call_later(max(0.0, seconds), _wake, future)
+        loop = asyncio.get_running_loop()  # once: a getpid system call on CPython 3.11
+        future: asyncio.Future[None] = loop.create_future()
+        handle = loop.call_later(max(0.0, seconds), _wake, future)
         future.add_done_callback(lambda _: handle.cancel())
         return future
 
