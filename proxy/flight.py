@@ -13,10 +13,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger("proxy.flight")
+
+
+class _KeepsLoop(Protocol):
+    _loop: asyncio.AbstractEventLoop | None
+
+
+def running(holder: _KeepsLoop) -> asyncio.AbstractEventLoop:
+    """The running loop, kept by `holder` rather than asked for per task or flight:
+    `asyncio.get_running_loop` is a getpid system call on CPython 3.11. Asked again when the
+    kept loop stopped (a test's next loop)."""
+    loop = holder._loop
+    if loop is None or not loop.is_running():
+        loop = holder._loop = asyncio.get_running_loop()
+    return loop
 
 
 class Tasks:
@@ -27,6 +41,7 @@ class Tasks:
         self._tasks: set[asyncio.Task[object]] = set()
         self.failures = 0
         self.dropped = 0
+        self._loop: asyncio.AbstractEventLoop | None = None  # kept, as `Flights` keeps it
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -41,7 +56,7 @@ class Tasks:
                 coro.close()
             return None
         if asyncio.iscoroutine(coro):  # the usual case, without ensure_future's detour
-            task: asyncio.Task[T] = asyncio.get_running_loop().create_task(coro, name=name)
+            task: asyncio.Task[T] = running(self).create_task(coro, name=name)
         else:
             task = asyncio.ensure_future(coro)
             task.set_name(name)
@@ -86,8 +101,7 @@ class Flights(Generic[T]):
         self._started: dict[str, float] = {}  # when each flight began, on the caller's clock
         self._marks: dict[str, set[str]] = {}  # per flight: what has been attached to it
         self.coalesced = 0
-        # Kept, not asked for each flight: `get_running_loop` is a getpid system call (3.11)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # see `running`
 
     def __contains__(self, key: str) -> bool:
         return key in self._inflight
@@ -120,10 +134,7 @@ class Flights(Generic[T]):
     def open(self, key: str, now: float = 0.0) -> asyncio.Future[T]:
         """A new flight for `key` (none may be under way), run by the caller, who ends it with
         `land`; a cancelled future when `max_flights` are in flight: fetch uncoalesced."""
-        loop = self._loop
-        if loop is None or not loop.is_running():  # first flight, or a loop since replaced
-            loop = self._loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
+        future: asyncio.Future[T] = running(self).create_future()
         if len(self._inflight) >= self.max_flights:
             self._tasks.dropped += 1
             log.warning("flight for %s not started: %d already in flight", key[:80], len(self._inflight))

@@ -51,7 +51,7 @@ async def _outcome_of(future: asyncio.Future[T]) -> T:
     """The flight's result, as `shield` would give it, without shield's extra future and task
     machinery: waiting here never cancels the flight (only our own waiter is cancelled)."""
     if not future.done():
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = future.get_loop().create_future()  # the flight's loop, without a getpid
 
         def wake(_: asyncio.Future[T]) -> None:
             if not waiter.done():
