@@ -185,7 +185,8 @@ class Driver:
         now = self.clock.now()
         entry = await self.cache.lookup(vkey, now)
         vendor = Vendor(rs.upstream.available(now), rs.upstream.track.healthy is False)
-        only_if_cached = "only-if-cached" in (request.first("cache-control") or "")
+        # every Cache-Control line counts (RFC 9110 5.3), as noted while parsing
+        only_if_cached = "only-if-cached" in (request.field("cache-control") or "")
         plan = decide.on_lookup(entry, now, vendor, only_if_cached=only_if_cached)
         if plan.action is Action.HIT:
             assert entry is not None
