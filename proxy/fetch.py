@@ -202,9 +202,10 @@ class Fetcher:
             return Outcome(error=failure)
         if not fetched.complete:
             return self._unchecked(rs, fetched)
-        rejected = self.datacheck.verdict(rs, key, entry, fetched, checked)
-        if rejected is not None:
-            return Outcome(error=rejected, detail=rejected.message)
+        if rs.config.guards:  # a route without guards has nothing to check
+            rejected = self.datacheck.verdict(rs, key, entry, fetched, checked)
+            if rejected is not None:
+                return Outcome(error=rejected, detail=rejected.message)
         return self._store(rs, key, entry, fetched, fields, out)
 
     def _unchecked(self, rs: RouteState, fetched: Fetched) -> Outcome:
@@ -250,10 +251,10 @@ class Fetcher:
         if why is not None:
             return Outcome(fetched=fetched, detail=f"not stored: {why}")
         now = self.clock.now()
-        if replacement.keeps_copy(
-            stored_status=entry.status if entry is not None else None,
+        if entry is not None and replacement.keeps_copy(
+            stored_status=entry.status,
             new_status=fetched.status,
-            copy_usable=entry is not None and freshness.usable_on_error(entry, now) is not None,
+            copy_usable=freshness.usable_on_error(entry, now) is not None,
         ):
             return Outcome(fetched=fetched, detail="not stored: good copy kept")
         new = _entry(rs, fetched, fields, cc, out, lkg=bool(rs.config.guards))
@@ -312,7 +313,8 @@ def _entry(
     # what a qualified no-cache/private withholds (RFC 9111 5.2.2.4, 5.2.2.7), in one pass.
     drop = _STORE_DROP if not policy.store_set_cookie else _DROP_FOR_LEADER
     withheld = cc.withheld
-    headers = fields.without(drop | withheld if withheld else drop)
+    dropped = fields.dropped(drop | withheld if withheld else drop)
+    headers = fields.kept(dropped)
     d = freshness.deadlines(
         headers=fields,
         cc=cc,
@@ -325,6 +327,9 @@ def _entry(
     # Stored bodies are identity, right for every client (RFC 9110 12.5.3): no variant per coding.
     vary = tuple(n for n in freshness.vary_names(fields) or () if n != "accept-encoding")
     values = _sent_values(out, vary) if vary else ()
+    # The stored headers' validators, from `fields`: a name left out of them is none.
+    etag = None if "etag" in dropped else fields.first("etag")
+    modified = None if "last-modified" in dropped else fields.first("last-modified")
     return freshness.stored(
         fetched.status,
         headers,
@@ -334,6 +339,7 @@ def _entry(
         vary=vary,
         vary_values=values,
         url=out.path_qs,
+        validators=(etag, modified),
     )
 
 

@@ -76,13 +76,22 @@ class Fields:
     def has(self, name: str) -> bool:
         return self.first(name) is not None
 
-    def without(self, drop: frozenset[str]) -> Headers:
-        """The lines whose name is not hop-by-hop (RFC 9110 7.6.1), not named in Connection
-        and not in `drop`: `headers.end_to_end(headers, drop)` without lowering names again.
-        `drop` may already hold `HOP_BY_HOP` (a precomputed union costs nothing per call)."""
+    def dropped(self, drop: frozenset[str]) -> frozenset[str]:
+        """Every name `without(drop)` leaves out: `drop`, the hop-by-hop names (RFC 9110 7.6.1)
+        and the names listed in Connection. `drop` may already hold `HOP_BY_HOP` (a
+        precomputed union costs nothing per call)."""
         connection = self.lines.get("connection")
         if connection:
             drop = drop | connection_tokens(("connection", v) for v in connection)
         if not drop >= HOP_BY_HOP:
             drop = drop | HOP_BY_HOP
-        return tuple([pair for pair, low in zip(self.headers, self.lows, strict=True) if low not in drop])
+        return drop
+
+    def without(self, drop: frozenset[str]) -> Headers:
+        """The lines whose name is not hop-by-hop, not named in Connection and not in `drop`:
+        `headers.end_to_end(headers, drop)` without lowering names again."""
+        return self.kept(self.dropped(drop))
+
+    def kept(self, dropped: frozenset[str]) -> Headers:
+        """The lines whose name is not in `dropped` (what `dropped` gave: nothing added)."""
+        return tuple([pair for pair, low in zip(self.headers, self.lows, strict=True) if low not in dropped])

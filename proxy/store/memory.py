@@ -37,9 +37,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 import lz4.block
+import msgpack
 
 from proxy.core.model import Entry
-from proxy.store.codec import decode, encode
+from proxy.store.codec import decode, encode, packer
 
 HOT_ENTRIES = 1024  # decoded entries kept beside the blobs: the hot keys skip decoding
 HEAD = struct.Struct("<dIB")  # keep_until, accounted size, flags: read without decoding
@@ -52,9 +53,10 @@ MIN_COMPRESS = 256  # codec bytes below this are kept as they are: too little to
 COMPRESSED_TYPES = ("image/", "audio/", "video/", "font/woff", "application/zip", "application/gzip")
 
 
-def pack(entry: Entry, size: int) -> bytes:
-    """The stored form of `entry`: head, then its codec bytes (compressed when that pays)."""
-    data = encode(entry)
+def pack(entry: Entry, size: int, reuse: msgpack.Packer | None = None) -> bytes:
+    """The stored form of `entry`: head, then its codec bytes (compressed when that pays);
+    `reuse`: the store's own packer (`codec.packer`), spared a new buffer per entry."""
+    data = encode(entry, reuse)
     flags = 0
     if len(data) >= MIN_COMPRESS and not _compressed(entry.header("content-type")):
         squeezed = compress(data)
@@ -87,7 +89,17 @@ def unpack(stored: bytes) -> Entry:
 
 
 class MemoryStore:
-    __slots__ = ("_bytes", "_group_of", "_groups", "_hot", "_hot_max", "_items", "evictions", "max_bytes")
+    __slots__ = (
+        "_bytes",
+        "_group_of",
+        "_groups",
+        "_hot",
+        "_hot_max",
+        "_items",
+        "_packer",
+        "evictions",
+        "max_bytes",
+    )
 
     def __init__(
         self, max_bytes: int, group_of: Callable[[str], str] | None = None, hot_entries: int = HOT_ENTRIES
@@ -106,6 +118,7 @@ class MemoryStore:
         # headers or variant is its own group: found in `_items`, no slot here). A group of one
         # such key maps to that key: a set per key would cost 200 bytes and a collector visit.
         self._groups: dict[str, str | set[str]] = {}
+        self._packer = packer()  # `put` runs on the event loop only: one packer, reused
 
     def __len__(self) -> int:
         return len(self._items)
@@ -146,7 +159,7 @@ class MemoryStore:
             return False
         if key in self._items:
             self._drop(key)
-        self._items[key] = pack(entry, size)
+        self._items[key] = pack(entry, size, self._packer)
         self._remember(key, entry)
         self._bytes += size
         if self._group_of is not None:
