@@ -18,6 +18,7 @@ from proxy.cache import Cache
 from proxy.clock import Clock
 from proxy.core import freshness, replacement
 from proxy.core.cachecontrol import CacheControl, effective, governing
+from proxy.core.config.model import RouteCache
 from proxy.core.errors import DataRejected, ProxyError, UpstreamStatus
 from proxy.core.fields import Fields
 from proxy.core.guards import Verdict, Violation
@@ -173,7 +174,8 @@ class Fetcher:
     ) -> Outcome:
         policy = rs.config.cache
         assert policy is not None
-        fields = Fields(fetched.headers, policy.targeted_fields)  # read once for every question below
+        # Read once for every question below; the pass also keeps the lines the entry stores.
+        fields = Fields(fetched.headers, policy.targeted_fields, _store_drop(policy))
         refused = replacement.refusal(
             replacement.Answer(fetched.status, fetched.complete, fields.first("etag")),
             guarded=bool(rs.config.guards),
@@ -311,7 +313,7 @@ def _entry(
     assert policy is not None
     # End-to-end fields less Content-Length, Age (and Set-Cookie unless the route stores it) and
     # what a qualified no-cache/private withholds (RFC 9111 5.2.2.4, 5.2.2.7), in one pass.
-    drop = _STORE_DROP if not policy.store_set_cookie else _DROP_FOR_LEADER
+    drop = _store_drop(policy)
     withheld = cc.withheld
     dropped = fields.dropped(drop | withheld if withheld else drop)
     headers = fields.kept(dropped)
@@ -325,7 +327,9 @@ def _entry(
         status=fetched.status,
     )
     # Stored bodies are identity, right for every client (RFC 9110 12.5.3): no variant per coding.
-    vary = tuple(n for n in freshness.vary_names(fields) or () if n != "accept-encoding")
+    vary: tuple[str, ...] = ()
+    if "vary" in fields.lines:
+        vary = tuple(n for n in freshness.vary_names(fields) or () if n != "accept-encoding")
     values = _sent_values(out, vary) if vary else ()
     # The stored headers' validators, from `fields`: a name left out of them is none.
     etag = None if "etag" in dropped else fields.first("etag")
@@ -341,6 +345,12 @@ def _entry(
         url=out.path_qs,
         validators=(etag, modified),
     )
+
+
+def _store_drop(policy: RouteCache) -> frozenset[str]:
+    """The names never stored: hop-by-hop, Content-Length, Age, and Set-Cookie unless the route
+    stores it (what a qualified no-cache/private withholds comes on top, `_entry`)."""
+    return _STORE_DROP if not policy.store_set_cookie else _DROP_FOR_LEADER
 
 
 def _sent_values(out: Outbound, vary: tuple[str, ...]) -> tuple[str, ...]:

@@ -35,26 +35,41 @@ _NO_LINES: list[str] = []
 
 class Fields:
     """`headers` read once: `lows` (each line's lower-case name, in order) and `lines` (the
-    values of each name in `READ` or in `targets`, in order). Treat as immutable."""
+    values of each name in `READ` or in `targets`, in order). The same pass keeps the lines
+    `without(drop)` gives for the `drop` passed here (the store's), so the stored headers cost
+    no second pass; `without` with any other set filters afresh. Treat as immutable."""
 
-    __slots__ = ("headers", "lines", "lows", "targets")
+    __slots__ = ("_asked", "_dropped", "_kept", "headers", "lines", "lows", "targets")
 
-    def __init__(self, headers: Headers, targets: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, headers: Headers, targets: tuple[str, ...] = (), drop: frozenset[str] = HOP_BY_HOP
+    ) -> None:
         self.headers = headers
         self.targets = targets
+        self._asked = drop
+        if drop is not HOP_BY_HOP and not drop >= HOP_BY_HOP:
+            drop = drop | HOP_BY_HOP
         lows: list[str] = []
+        kept: list[tuple[str, str]] = []
         lines: dict[str, list[str]] = {}
-        for key, value in headers:
-            low = key.lower()
+        for pair in headers:
+            low = pair[0].lower()
             lows.append(low)
+            if low not in drop:
+                kept.append(pair)
             if low in READ or low in targets:
                 found = lines.get(low)
                 if found is None:
-                    lines[low] = [value]
+                    lines[low] = [pair[1]]
                 else:
-                    found.append(value)
+                    found.append(pair[1])
         self.lows = lows
         self.lines: Mapping[str, list[str]] = lines
+        if "connection" in lines:  # names it lists are hop-by-hop as well (RFC 9110 7.6.1)
+            drop = drop | connection_tokens(("connection", v) for v in lines["connection"])
+            kept = [pair for pair, low in zip(headers, lows, strict=True) if low not in drop]
+        self._dropped = drop
+        self._kept = kept
 
     def first(self, name: str) -> str | None:
         """The first value of `name` (lower-case), as `freshness.header` finds it."""
@@ -80,6 +95,8 @@ class Fields:
         """Every name `without(drop)` leaves out: `drop`, the hop-by-hop names (RFC 9110 7.6.1)
         and the names listed in Connection. `drop` may already hold `HOP_BY_HOP` (a
         precomputed union costs nothing per call)."""
+        if drop is self._asked:
+            return self._dropped  # what the pass worked out
         connection = self.lines.get("connection")
         if connection:
             drop = drop | connection_tokens(("connection", v) for v in connection)
@@ -93,5 +110,8 @@ class Fields:
         return self.kept(self.dropped(drop))
 
     def kept(self, dropped: frozenset[str]) -> Headers:
-        """The lines whose name is not in `dropped` (what `dropped` gave: nothing added)."""
+        """The lines whose name is not in `dropped` (what `dropped` gave: nothing added); for
+        the very set the pass dropped, the lines it kept."""
+        if dropped is self._dropped:
+            return tuple(self._kept)
         return tuple([pair for pair, low in zip(self.headers, self.lows, strict=True) if low not in dropped])

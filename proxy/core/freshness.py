@@ -107,6 +107,7 @@ def storable(
 ) -> str | None:
     """Why this response to a GET may not be stored (RFC 9111 section 3), or None."""
     fields = read(headers)
+    lines = fields.lines  # every name asked here is one of `fields.READ`: present or not
     if status >= 500 or status == 206 or status < 200:
         return "status"
     if cc.no_store:
@@ -117,17 +118,17 @@ def storable(
         return "authorization"  # RFC 9111 section 3.5
     if (
         not policy.store_set_cookie
+        and "set-cookie" in lines
         and "set-cookie" not in cc.withheld  # `private="Set-Cookie"`: the rest is shareable
-        and fields.has("set-cookie")
     ):
         return "set-cookie"
-    if vary_names(fields) is None:
+    if "vary" in lines and vary_names(fields) is None:
         return "vary-star"
-    expires = fields.has("expires") and not cc.targeted  # RFC 9213 2.2
+    expires = "expires" in lines and not cc.targeted  # RFC 9213 2.2
     explicit = cc.max_age >= 0 or cc.s_maxage >= 0 or expires
     if status not in HEURISTIC_STATUSES and not explicit and not cc.public:
         return "status"
-    has_validator = fields.has("etag") or fields.has("last-modified")
+    has_validator = "etag" in lines or "last-modified" in lines
     if not explicit and not has_validator and policy.ttl <= 0 and not cc.no_cache:
         return "no-freshness"
     return None

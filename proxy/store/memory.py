@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 import lz4.block
 import msgpack
 
+from proxy.core.freshness import header
 from proxy.core.model import Entry
 from proxy.store.codec import decode, encode, packer
 
@@ -58,7 +59,7 @@ def pack(entry: Entry, size: int, reuse: msgpack.Packer | None = None) -> bytes:
     `reuse`: the store's own packer (`codec.packer`), spared a new buffer per entry."""
     data = encode(entry, reuse)
     flags = 0
-    if len(data) >= MIN_COMPRESS and not _compressed(entry.header("content-type")):
+    if len(data) >= MIN_COMPRESS and not _compressed(header(entry.headers, "content-type")):
         squeezed = compress(data)
         if len(squeezed) <= len(data) - len(data) // 8:
             data, flags = squeezed, COMPRESSED
@@ -155,12 +156,15 @@ class MemoryStore:
     def put(self, key: str, entry: Entry, now: float) -> bool:
         """Store `entry`; False when it can never fit or is already past use."""
         size = entry.size()
-        if size > min(self.max_bytes, MAX_SIZE) or entry.keep_until <= now:
+        if size > self.max_bytes or size > MAX_SIZE or entry.keep_until <= now:
             return False
         if key in self._items:
-            self._drop(key)
+            self._drop(key)  # from the hot entries too: `key` goes in at their young end
         self._items[key] = pack(entry, size, self._packer)
-        self._remember(key, entry)
+        hot = self._hot
+        hot[key] = entry
+        if len(hot) > self._hot_max:
+            hot.popitem(last=False)
         self._bytes += size
         if self._group_of is not None:
             self._index(self._group_of(key), key)
