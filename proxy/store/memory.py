@@ -167,7 +167,9 @@ class MemoryStore:
             hot.popitem(last=False)
         self._bytes += size
         if self._group_of is not None:
-            self._index(self._group_of(key), key)
+            group = self._group_of(key)
+            if group != key:  # a key that is its own group takes no slot (see `_groups`)
+                self._index(group, key)
         while self._bytes > self.max_bytes:
             oldest = next(iter(self._items))
             self._drop(oldest)
