@@ -17,12 +17,12 @@ from typing import Any
 from proxy.cache import Cache
 from proxy.clock import Clock
 from proxy.core import freshness, replacement
-from proxy.core.cachecontrol import CacheControl, effective, governing
+from proxy.core.cachecontrol import CacheControl, governing
 from proxy.core.config.model import RouteCache
 from proxy.core.errors import DataRejected, ProxyError, UpstreamStatus
 from proxy.core.fields import Fields
 from proxy.core.guards import Verdict, Violation
-from proxy.core.headers import HOP_BY_HOP, end_to_end, sent_value
+from proxy.core.headers import HOP_BY_HOP, sent_value
 from proxy.core.keys import VARY_SEP, normal_vary
 from proxy.core.model import Entry, Headers
 from proxy.core.redirects import rewrite_headers
@@ -193,9 +193,8 @@ class Fetcher:
         if unreadable is not None:
             return self._refused(rs, fetched, unreadable)
         if fetched.status == 304 and conditional and entry is not None:
-            return Outcome(
-                entry=self._revalidated(rs, key, entry, fetched), stored=True, revalidated=True, key=key
-            )
+            refreshed = self._revalidated(rs, key, entry, fetched, fields)
+            return Outcome(entry=refreshed, stored=True, revalidated=True, key=key)
         if fetched.status >= 500 or fetched.status == 429:
             fetched.release()
             answer = (fetched.headers, fetched.body) if fetched.complete else None
@@ -273,14 +272,21 @@ class Fetcher:
             own = fields.without(_DROP_FOR_LEADER)
         return Outcome(entry=new, stored=True, key=full_key, leader_headers=own)
 
-    def _revalidated(self, rs: RouteState, key: str, entry: Entry, fetched: Fetched) -> Entry:
+    def _revalidated(self, rs: RouteState, key: str, entry: Entry, fetched: Fetched, fields: Fields) -> Entry:
+        """`entry` refreshed by a 304 (RFC 9111 4.3.4); `fields`: the 304's lines, read once."""
         policy = rs.config.cache
         assert policy is not None
-        merged = freshness.merge_304(entry.headers, end_to_end(fetched.headers, _DROP_ON_STORE))
-        cc = effective(merged, policy.targeted_fields)
-        merged = freshness.without_withheld(merged, cc)
+        targets = policy.targeted_fields
+        # The 304's end-to-end lines less Content-Length, Age and Set-Cookie, then one pass over
+        # the merged lines answers Cache-Control, the deadlines and the validators.
+        merged = freshness.merge_304(entry.headers, fields.without(_STORE_DROP))
+        read = Fields(merged, targets)
+        cc = governing(read.lines, targets)
+        if cc.withheld:
+            merged = freshness.without_withheld(merged, cc)
+            read = Fields(merged, targets)
         d = freshness.deadlines(
-            headers=merged,
+            headers=read,
             cc=cc,
             policy=policy,
             request_time=fetched.request_time,
@@ -288,7 +294,8 @@ class Fetcher:
             lkg=bool(rs.config.guards),
             status=entry.status,
         )
-        new = freshness.refreshed(entry, merged, d, fetched.response_time)
+        validators = (read.first("etag"), read.first("last-modified"))
+        new = freshness.refreshed(entry, merged, d, fetched.response_time, validators=validators)
         now = self.clock.now()
         self.cache.put(key, new, now)
         rs.last_good_at = now

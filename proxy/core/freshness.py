@@ -326,13 +326,23 @@ def stored(
     )
 
 
-def refreshed(entry: Entry, headers: Headers, d: Deadlines, response_time: float) -> Entry:
+def refreshed(
+    entry: Entry,
+    headers: Headers,
+    d: Deadlines,
+    response_time: float,
+    *,
+    validators: tuple[str | None, str | None] | None = None,
+) -> Entry:
+    """`entry` with a 304's merged `headers` and their deadlines; `validators`: the first ETag
+    and Last-Modified of `headers`, when the caller has read them."""
     # The validators follow the merged headers: a 304 may carry a new ETag (RFC 9110 15.4.5).
+    etag, modified = validators or (header(headers, "etag"), header(headers, "last-modified"))
     return replace(
         entry,
         headers=headers,
-        etag=header(headers, "etag"),
-        last_modified=header(headers, "last-modified"),
+        etag=etag,
+        last_modified=modified,
         stored_at=response_time,
         initial_age=d.initial_age,
         fresh_until=d.fresh_until,
