@@ -39,7 +39,6 @@ from collections.abc import Callable, Iterator
 import lz4.block
 import msgpack
 
-from proxy.core.freshness import header
 from proxy.core.model import Entry
 from proxy.store.codec import decode, encode, packer
 
@@ -59,7 +58,7 @@ def pack(entry: Entry, size: int, reuse: msgpack.Packer | None = None) -> bytes:
     `reuse`: the store's own packer (`codec.packer`), spared a new buffer per entry."""
     data = encode(entry, reuse)
     flags = 0
-    if len(data) >= MIN_COMPRESS and not _compressed(header(entry.headers, "content-type")):
+    if len(data) >= MIN_COMPRESS and not _compressed(entry.header("content-type")):
         squeezed = compress(data)
         if len(squeezed) <= len(data) - len(data) // 8:
             data, flags = squeezed, COMPRESSED
