@@ -23,7 +23,7 @@ from proxy.core.errors import DataRejected, ProxyError, UpstreamStatus
 from proxy.core.fields import Fields
 from proxy.core.guards import Verdict, Violation
 from proxy.core.headers import HOP_BY_HOP, sent_value
-from proxy.core.keys import VARY_SEP, normal_vary
+from proxy.core.keys import VARY_SEP, normal_vary, sent_values
 from proxy.core.model import Entry, Headers
 from proxy.core.redirects import rewrite_headers
 from proxy.datacheck import DataCheck
@@ -266,10 +266,8 @@ class Fetcher:
         self.cache.put(full_key, new, now)
         if 200 <= new.status < 300:
             rs.last_good_at = now
-        own = None
         withheld = cc.withheld
-        if withheld and not withheld.isdisjoint(fields.lows):
-            own = fields.without(_DROP_FOR_LEADER)
+        own = fields.without(_DROP_FOR_LEADER) if withheld and not withheld.isdisjoint(fields.lows) else None
         return Outcome(entry=new, stored=True, key=full_key, leader_headers=own)
 
     def _revalidated(self, rs: RouteState, key: str, entry: Entry, fetched: Fetched, fields: Fields) -> Entry:
@@ -277,8 +275,7 @@ class Fetcher:
         policy = rs.config.cache
         assert policy is not None
         targets = policy.targeted_fields
-        # The 304's end-to-end lines less Content-Length, Age and Set-Cookie, then one pass over
-        # the merged lines answers Cache-Control, the deadlines and the validators.
+        # One pass over the merged lines answers Cache-Control, the deadlines and the validators.
         merged = freshness.merge_304(entry.headers, fields.without(_STORE_DROP))
         read = Fields(merged, targets)
         cc = governing(read.lines, targets)
@@ -334,10 +331,9 @@ def _entry(
         status=fetched.status,
     )
     # Stored bodies are identity, right for every client (RFC 9110 12.5.3): no variant per coding.
-    vary: tuple[str, ...] = ()
-    if "vary" in fields.lines:
-        vary = tuple(n for n in freshness.vary_names(fields) or () if n != "accept-encoding")
-    values = _sent_values(out, vary) if vary else ()
+    names = freshness.vary_names(fields) if "vary" in fields.lines else None
+    vary = tuple(n for n in names if n != "accept-encoding") if names else ()
+    values = sent_values(out.headers, vary) if vary else ()
     # The stored headers' validators, from `fields`: a name left out of them is none.
     etag = None if "etag" in dropped else fields.first("etag")
     modified = None if "last-modified" in dropped else fields.first("last-modified")
@@ -355,18 +351,8 @@ def _entry(
 
 
 def _store_drop(policy: RouteCache) -> frozenset[str]:
-    """The names never stored: hop-by-hop, Content-Length, Age, and Set-Cookie unless the route
-    stores it (what a qualified no-cache/private withholds comes on top, `_entry`)."""
+    """The names never stored but what a qualified no-cache/private withholds (see `_entry`)."""
     return _STORE_DROP if not policy.store_set_cookie else _DROP_FOR_LEADER
-
-
-def _sent_values(out: Outbound, vary: tuple[str, ...]) -> tuple[str, ...]:
-    """What the variant is keyed on: the values we sent, every field line combined as the
-    lookup combines them (RFC 9110 5.3)."""
-    sent: dict[str, list[str]] = {}
-    for k, v in out.headers:
-        sent.setdefault(k.lower(), []).append(v)
-    return tuple(normal_vary(n, ", ".join(sent[n]) if n in sent else None) for n in vary)
 
 
 def vary_refetch(outcome: Outcome, out: Outbound) -> Outbound | None:
