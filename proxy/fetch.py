@@ -17,12 +17,13 @@ from typing import Any
 from proxy.cache import Cache
 from proxy.clock import Clock
 from proxy.core import freshness, replacement
-from proxy.core.cachecontrol import CacheControl, effective, governing
+from proxy.core.cachecontrol import CacheControl, governing
+from proxy.core.config.model import RouteCache
 from proxy.core.errors import DataRejected, ProxyError, UpstreamStatus
 from proxy.core.fields import Fields
 from proxy.core.guards import Verdict, Violation
-from proxy.core.headers import HOP_BY_HOP, end_to_end, sent_value
-from proxy.core.keys import VARY_SEP, normal_vary
+from proxy.core.headers import HOP_BY_HOP, sent_value
+from proxy.core.keys import VARY_SEP, normal_vary, sent_values
 from proxy.core.model import Entry, Headers
 from proxy.core.redirects import rewrite_headers
 from proxy.datacheck import DataCheck
@@ -173,7 +174,8 @@ class Fetcher:
     ) -> Outcome:
         policy = rs.config.cache
         assert policy is not None
-        fields = Fields(fetched.headers, policy.targeted_fields)  # read once for every question below
+        # Read once for every question below; the pass also keeps the lines the entry stores.
+        fields = Fields(fetched.headers, policy.targeted_fields, _store_drop(policy))
         refused = replacement.refusal(
             replacement.Answer(fetched.status, fetched.complete, fields.first("etag")),
             guarded=bool(rs.config.guards),
@@ -191,9 +193,8 @@ class Fetcher:
         if unreadable is not None:
             return self._refused(rs, fetched, unreadable)
         if fetched.status == 304 and conditional and entry is not None:
-            return Outcome(
-                entry=self._revalidated(rs, key, entry, fetched), stored=True, revalidated=True, key=key
-            )
+            refreshed = self._revalidated(rs, key, entry, fetched, fields)
+            return Outcome(entry=refreshed, stored=True, revalidated=True, key=key)
         if fetched.status >= 500 or fetched.status == 429:
             fetched.release()
             answer = (fetched.headers, fetched.body) if fetched.complete else None
@@ -202,9 +203,10 @@ class Fetcher:
             return Outcome(error=failure)
         if not fetched.complete:
             return self._unchecked(rs, fetched)
-        rejected = self.datacheck.verdict(rs, key, entry, fetched, checked)
-        if rejected is not None:
-            return Outcome(error=rejected, detail=rejected.message)
+        if rs.config.guards:  # a route without guards has nothing to check
+            rejected = self.datacheck.verdict(rs, key, entry, fetched, checked)
+            if rejected is not None:
+                return Outcome(error=rejected, detail=rejected.message)
         return self._store(rs, key, entry, fetched, fields, out)
 
     def _unchecked(self, rs: RouteState, fetched: Fetched) -> Outcome:
@@ -250,10 +252,10 @@ class Fetcher:
         if why is not None:
             return Outcome(fetched=fetched, detail=f"not stored: {why}")
         now = self.clock.now()
-        if replacement.keeps_copy(
-            stored_status=entry.status if entry is not None else None,
+        if entry is not None and replacement.keeps_copy(
+            stored_status=entry.status,
             new_status=fetched.status,
-            copy_usable=entry is not None and freshness.usable_on_error(entry, now) is not None,
+            copy_usable=freshness.usable_on_error(entry, now) is not None,
         ):
             return Outcome(fetched=fetched, detail="not stored: good copy kept")
         new = _entry(rs, fetched, fields, cc, out, lkg=bool(rs.config.guards))
@@ -264,20 +266,24 @@ class Fetcher:
         self.cache.put(full_key, new, now)
         if 200 <= new.status < 300:
             rs.last_good_at = now
-        own = None
         withheld = cc.withheld
-        if withheld and not withheld.isdisjoint(fields.lows):
-            own = fields.without(_DROP_FOR_LEADER)
+        own = fields.without(_DROP_FOR_LEADER) if withheld and not withheld.isdisjoint(fields.lows) else None
         return Outcome(entry=new, stored=True, key=full_key, leader_headers=own)
 
-    def _revalidated(self, rs: RouteState, key: str, entry: Entry, fetched: Fetched) -> Entry:
+    def _revalidated(self, rs: RouteState, key: str, entry: Entry, fetched: Fetched, fields: Fields) -> Entry:
+        """`entry` refreshed by a 304 (RFC 9111 4.3.4); `fields`: the 304's lines, read once."""
         policy = rs.config.cache
         assert policy is not None
-        merged = freshness.merge_304(entry.headers, end_to_end(fetched.headers, _DROP_ON_STORE))
-        cc = effective(merged, policy.targeted_fields)
-        merged = freshness.without_withheld(merged, cc)
+        targets = policy.targeted_fields
+        # One pass over the merged lines answers Cache-Control, the deadlines and the validators.
+        merged = freshness.merge_304(entry.headers, fields.without(_STORE_DROP))
+        read = Fields(merged, targets)
+        cc = governing(read.lines, targets)
+        if cc.withheld:
+            merged = freshness.without_withheld(merged, cc)
+            read = Fields(merged, targets)
         d = freshness.deadlines(
-            headers=merged,
+            headers=read,
             cc=cc,
             policy=policy,
             request_time=fetched.request_time,
@@ -285,7 +291,8 @@ class Fetcher:
             lkg=bool(rs.config.guards),
             status=entry.status,
         )
-        new = freshness.refreshed(entry, merged, d, fetched.response_time)
+        validators = (read.first("etag"), read.first("last-modified"))
+        new = freshness.refreshed(entry, merged, d, fetched.response_time, validators=validators)
         now = self.clock.now()
         self.cache.put(key, new, now)
         rs.last_good_at = now
@@ -310,9 +317,10 @@ def _entry(
     assert policy is not None
     # End-to-end fields less Content-Length, Age (and Set-Cookie unless the route stores it) and
     # what a qualified no-cache/private withholds (RFC 9111 5.2.2.4, 5.2.2.7), in one pass.
-    drop = _STORE_DROP if not policy.store_set_cookie else _DROP_FOR_LEADER
+    drop = _store_drop(policy)
     withheld = cc.withheld
-    headers = fields.without(drop | withheld if withheld else drop)
+    dropped = fields.dropped(drop | withheld if withheld else drop)
+    headers = fields.kept(dropped)
     d = freshness.deadlines(
         headers=fields,
         cc=cc,
@@ -323,8 +331,12 @@ def _entry(
         status=fetched.status,
     )
     # Stored bodies are identity, right for every client (RFC 9110 12.5.3): no variant per coding.
-    vary = tuple(n for n in freshness.vary_names(fields) or () if n != "accept-encoding")
-    values = _sent_values(out, vary) if vary else ()
+    names = freshness.vary_names(fields) if "vary" in fields.lines else None
+    vary = tuple(n for n in names if n != "accept-encoding") if names else ()
+    values = sent_values(out.headers, vary) if vary else ()
+    # The stored headers' validators, from `fields`: a name left out of them is none.
+    etag = None if "etag" in dropped else fields.first("etag")
+    modified = None if "last-modified" in dropped else fields.first("last-modified")
     return freshness.stored(
         fetched.status,
         headers,
@@ -334,16 +346,13 @@ def _entry(
         vary=vary,
         vary_values=values,
         url=out.path_qs,
+        validators=(etag, modified),
     )
 
 
-def _sent_values(out: Outbound, vary: tuple[str, ...]) -> tuple[str, ...]:
-    """What the variant is keyed on: the values we sent, every field line combined as the
-    lookup combines them (RFC 9110 5.3)."""
-    sent: dict[str, list[str]] = {}
-    for k, v in out.headers:
-        sent.setdefault(k.lower(), []).append(v)
-    return tuple(normal_vary(n, ", ".join(sent[n]) if n in sent else None) for n in vary)
+def _store_drop(policy: RouteCache) -> frozenset[str]:
+    """The names never stored but what a qualified no-cache/private withholds (see `_entry`)."""
+    return _STORE_DROP if not policy.store_set_cookie else _DROP_FOR_LEADER
 
 
 def vary_refetch(outcome: Outcome, out: Outbound) -> Outbound | None:

@@ -4,7 +4,8 @@ Owns: `Fields`, a response's header fields as the cache sees them: the lower-cas
 line, and the lines of the names that freshness, storability, Vary and Cache-Control (with the
 route's targeted fields, RFC 9213) read, by name. A miss reads the same few fields a dozen
 times (Date, Age, Expires, ETag, Last-Modified, Vary, Set-Cookie, Cache-Control, Connection):
-one pass over the lines, one `lower()` each, instead of a scan per question (issue 11).
+one pass over the lines, one `lower()` each, instead of a scan per question (issue 11). The
+same pass keeps the lines the store keeps, so the stored headers cost no pass of their own.
 Must not: interpret any value (that is `freshness`, `cachecontrol`), do I/O or read the clock.
 """
 
@@ -34,27 +35,49 @@ _NO_LINES: list[str] = []
 
 
 class Fields:
-    """`headers` read once: `lows` (each line's lower-case name, in order) and `lines` (the
-    values of each name in `READ` or in `targets`, in order). Treat as immutable."""
+    """`headers` read once: `lines` (the values of each name in `READ` or in `targets`, in
+    order) and `lows` (each line's lower-case name, when asked). The same pass keeps the lines
+    `without(drop)` gives for the `drop` passed here (the store's), so the stored headers cost
+    no second pass; `without` with any other set filters afresh. Treat as immutable."""
 
-    __slots__ = ("headers", "lines", "lows", "targets")
+    __slots__ = ("_asked", "_dropped", "_kept", "_lows", "headers", "lines", "targets")
 
-    def __init__(self, headers: Headers, targets: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, headers: Headers, targets: tuple[str, ...] = (), drop: frozenset[str] = HOP_BY_HOP
+    ) -> None:
         self.headers = headers
         self.targets = targets
-        lows: list[str] = []
+        self._asked = drop
+        if drop is not HOP_BY_HOP and not drop >= HOP_BY_HOP:
+            drop = drop | HOP_BY_HOP
+        kept: list[tuple[str, str]] = []
         lines: dict[str, list[str]] = {}
-        for key, value in headers:
-            low = key.lower()
-            lows.append(low)
+        for pair in headers:
+            low = pair[0].lower()
+            if low not in drop:
+                kept.append(pair)
             if low in READ or low in targets:
                 found = lines.get(low)
                 if found is None:
-                    lines[low] = [value]
+                    lines[low] = [pair[1]]
                 else:
-                    found.append(value)
-        self.lows = lows
+                    found.append(pair[1])
+        self._lows: list[str] | None = None
         self.lines: Mapping[str, list[str]] = lines
+        if "connection" in lines:  # names it lists are hop-by-hop as well (RFC 9110 7.6.1)
+            drop = drop | connection_tokens(("connection", v) for v in lines["connection"])
+            kept = [pair for pair in kept if pair[0].lower() not in drop]
+        self._dropped = drop
+        self._kept = kept
+
+    @property
+    def lows(self) -> list[str]:
+        """Each line's lower-case name, in order; made when first asked (a plain miss never
+        asks: only a scan for a name outside `READ`, or a withheld or Connection-named field)."""
+        lows = self._lows
+        if lows is None:
+            lows = self._lows = [key.lower() for key, _ in self.headers]
+        return lows
 
     def first(self, name: str) -> str | None:
         """The first value of `name` (lower-case), as `freshness.header` finds it."""
@@ -76,13 +99,27 @@ class Fields:
     def has(self, name: str) -> bool:
         return self.first(name) is not None
 
-    def without(self, drop: frozenset[str]) -> Headers:
-        """The lines whose name is not hop-by-hop (RFC 9110 7.6.1), not named in Connection
-        and not in `drop`: `headers.end_to_end(headers, drop)` without lowering names again.
-        `drop` may already hold `HOP_BY_HOP` (a precomputed union costs nothing per call)."""
+    def dropped(self, drop: frozenset[str]) -> frozenset[str]:
+        """Every name `without(drop)` leaves out: `drop`, the hop-by-hop names (RFC 9110 7.6.1)
+        and the names listed in Connection. `drop` may already hold `HOP_BY_HOP` (a
+        precomputed union costs nothing per call)."""
+        if drop is self._asked:
+            return self._dropped  # what the pass worked out
         connection = self.lines.get("connection")
         if connection:
             drop = drop | connection_tokens(("connection", v) for v in connection)
         if not drop >= HOP_BY_HOP:
             drop = drop | HOP_BY_HOP
-        return tuple([pair for pair, low in zip(self.headers, self.lows, strict=True) if low not in drop])
+        return drop
+
+    def without(self, drop: frozenset[str]) -> Headers:
+        """The lines whose name is not hop-by-hop, not named in Connection and not in `drop`:
+        `headers.end_to_end(headers, drop)` without lowering names again."""
+        return self.kept(self.dropped(drop))
+
+    def kept(self, dropped: frozenset[str]) -> Headers:
+        """The lines whose name is not in `dropped` (what `dropped` gave: nothing added); for
+        the very set the pass dropped, the lines it kept."""
+        if dropped is self._dropped:
+            return tuple(self._kept)
+        return tuple([pair for pair, low in zip(self.headers, self.lows, strict=True) if low not in dropped])

@@ -107,6 +107,7 @@ def storable(
 ) -> str | None:
     """Why this response to a GET may not be stored (RFC 9111 section 3), or None."""
     fields = read(headers)
+    lines = fields.lines  # every name asked here is one of `fields.READ`: present or not
     if status >= 500 or status == 206 or status < 200:
         return "status"
     if cc.no_store:
@@ -117,17 +118,17 @@ def storable(
         return "authorization"  # RFC 9111 section 3.5
     if (
         not policy.store_set_cookie
+        and "set-cookie" in lines
         and "set-cookie" not in cc.withheld  # `private="Set-Cookie"`: the rest is shareable
-        and fields.has("set-cookie")
     ):
         return "set-cookie"
-    if vary_names(fields) is None:
+    if "vary" in lines and vary_names(fields) is None:
         return "vary-star"
-    expires = fields.has("expires") and not cc.targeted  # RFC 9213 2.2
+    expires = "expires" in lines and not cc.targeted  # RFC 9213 2.2
     explicit = cc.max_age >= 0 or cc.s_maxage >= 0 or expires
     if status not in HEURISTIC_STATUSES and not explicit and not cc.public:
         return "status"
-    has_validator = fields.has("etag") or fields.has("last-modified")
+    has_validator = "etag" in lines or "last-modified" in lines
     if not explicit and not has_validator and policy.ttl <= 0 and not cc.no_cache:
         return "no-freshness"
     return None
@@ -158,9 +159,15 @@ def lifetime(
 
 
 def _lifetime(
-    fields: Fields, cc: CacheControl, policy: RouteCache, received: float | None, status: int | None
+    fields: Fields,
+    cc: CacheControl,
+    policy: RouteCache,
+    received: float | None,
+    status: int | None,
+    date: float | None = None,
 ) -> tuple[float, bool]:
-    """(lifetime, whether it is heuristic)."""
+    """(lifetime, whether it is heuristic). `date`: the Date already parsed by the caller (or
+    `received` in its place), so one answer's Date is read once."""
     if policy.force_ttl and policy.ttl > 0:
         return policy.ttl, False
     if cc.no_cache:
@@ -174,9 +181,10 @@ def _lifetime(
     if expires_lines:
         # Two field lines combine into "date, date", never an HTTP-date (RFC 9110 5.3).
         expires = http_date(", ".join(expires_lines), received)
-        # An invalid Date is as good as none: the recipient dates it on receipt (RFC 9110 6.6.1).
-        date = http_date(fields.first("date"), received)
-        date = received if date is None else date
+        if date is None:
+            # An invalid Date is as good as none: the recipient dates it on receipt (RFC 9110 6.6.1).
+            date = http_date(fields.first("date"), received)
+            date = received if date is None else date
         if expires is None or date is None:
             return 0.0, False  # invalid Expires means already expired (RFC 9111 5.3)
         return max(0.0, expires - date), False
@@ -215,11 +223,18 @@ def initial_age(headers: Headers | Fields, request_time: float, response_time: f
     """corrected_initial_age, RFC 9111 section 4.2.3."""
     fields = read(headers)
     date = http_date(fields.first("date"), response_time)
-    apparent = max(0.0, response_time - date) if date is not None else 0.0
-    age_raw = (fields.first("age") or "").strip()
-    age_value = float(delta_seconds(age_raw) or 0)  # junk is ignored, overflow is 2^31
-    corrected = age_value + max(0.0, response_time - request_time)
-    return max(apparent, corrected)
+    return _initial_age(fields, date, request_time, response_time)
+
+
+def _initial_age(fields: Fields, date: float | None, request_time: float, response_time: float) -> float:
+    """`initial_age` given the response's Date, already parsed (None: absent or invalid)."""
+    apparent = response_time - date if date is not None else 0.0
+    ages = fields.lines.get("age")
+    age = float(delta_seconds(ages[0].strip()) or 0) if ages else 0.0  # junk is ignored, overflow 2^31
+    transit = response_time - request_time
+    corrected = age + transit if transit > 0.0 else age
+    # max(0, apparent) and corrected (>= 0), without two calls per miss.
+    return corrected if corrected >= apparent else apparent
 
 
 def deadlines(
@@ -233,28 +248,41 @@ def deadlines(
     status: int | None = None,
 ) -> Deadlines:
     """Every deadline of a response received at `response_time`; heuristic freshness only
-    when its `status` is given."""
+    when its `status` is given. Date is parsed once for the age and the lifetime."""
     fields = read(headers)
-    age = initial_age(fields, request_time, response_time)
-    life, heuristic = _lifetime(fields, cc, policy, response_time, status)
-    fresh_until = response_time + max(0.0, life - age)
+    lines = fields.lines
+    dates = lines.get("date")
+    date = http_date(dates[0], response_time) if dates else None
+    age = _initial_age(fields, date, request_time, response_time)
+    received = response_time if date is None else date  # an invalid Date: dated on receipt (RFC 9110 6.6.1)
+    life, heuristic = _lifetime(fields, cc, policy, response_time, status, received)
+    left = life - age
+    fresh_until = response_time + left if left > 0.0 else response_time
+    # Conditional expressions rather than max(): a call each, up to seven per stored entry.
+    forbids = cc.forbids_stale
     if policy.force_ttl:
         swr, sie = policy.stale_while_revalidate, policy.stale_if_error
     else:
-        swr = max(float(cc.stale_while_revalidate), policy.stale_while_revalidate)
-        sie = max(float(cc.stale_if_error), policy.stale_if_error)
-        if cc.forbids_stale:  # RFC 9111 4.2.4, unless the origin itself grants a window
-            swr = max(0.0, float(cc.stale_while_revalidate))
-            sie = max(0.0, float(cc.stale_if_error))
+        swr, sie = float(cc.stale_while_revalidate), float(cc.stale_if_error)  # -1.0: absent
+        if forbids:  # RFC 9111 4.2.4, unless the origin itself grants a window
+            swr, sie = (swr if swr > 0.0 else 0.0), (sie if sie > 0.0 else 0.0)
+        else:  # the larger of the origin's window and the route's
+            route_swr, route_sie = policy.stale_while_revalidate, policy.stale_if_error
+            swr, sie = (route_swr if route_swr > swr else swr), (route_sie if route_sie > sie else sie)
     stale_until = fresh_until + swr
     error_until = fresh_until + sie
     lkg_until = 0.0
-    if lkg and not (cc.forbids_stale and not policy.force_ttl):
+    if lkg and not (forbids and not policy.force_ttl):
         lkg_until = response_time + policy.lkg_max_age
-    keep_until = max(error_until, stale_until, lkg_until)
-    if fields.first("etag") or fields.first("last-modified"):
+    keep_until = stale_until if stale_until > error_until else error_until
+    if lkg_until > keep_until:
+        keep_until = lkg_until
+    etags, modified = lines.get("etag"), lines.get("last-modified")
+    if (etags and etags[0]) or (modified and modified[0]):
         # An expired entry with validators still saves a body transfer (RFC 9111 4.3.1).
-        keep_until = max(keep_until, fresh_until + max(3600.0, policy.ttl))
+        kept_for_validation = fresh_until + (policy.ttl if policy.ttl > 3600.0 else 3600.0)
+        if kept_for_validation > keep_until:
+            keep_until = kept_for_validation
     return Deadlines(age, fresh_until, stale_until, error_until, keep_until, lkg_until, heuristic)
 
 
@@ -287,22 +315,34 @@ def stored(
     vary: tuple[str, ...] = (),
     vary_values: tuple[str, ...] = (),
     url: str = "",
+    validators: tuple[str | None, str | None] | None = None,
 ) -> Entry:
-    """The one way an entry is made from a response and its deadlines (fetch, promote)."""
-    etag, modified = header(headers, "etag"), header(headers, "last-modified")
+    """The one way an entry is made from a response and its deadlines (fetch, promote).
+    `validators`: the first ETag and Last-Modified of `headers`, when the caller has read them."""
+    etag, modified = validators or (header(headers, "etag"), header(headers, "last-modified"))
     deadlines = (d.initial_age, d.fresh_until, d.stale_until, d.error_until, d.keep_until, d.lkg_until)
     return Entry(
         status, headers, body, response_time, *deadlines, etag, modified, vary, vary_values, url, d.heuristic
     )
 
 
-def refreshed(entry: Entry, headers: Headers, d: Deadlines, response_time: float) -> Entry:
+def refreshed(
+    entry: Entry,
+    headers: Headers,
+    d: Deadlines,
+    response_time: float,
+    *,
+    validators: tuple[str | None, str | None] | None = None,
+) -> Entry:
+    """`entry` with a 304's merged `headers` and their deadlines; `validators`: the first ETag
+    and Last-Modified of `headers`, when the caller has read them."""
     # The validators follow the merged headers: a 304 may carry a new ETag (RFC 9110 15.4.5).
+    etag, modified = validators or (header(headers, "etag"), header(headers, "last-modified"))
     return replace(
         entry,
         headers=headers,
-        etag=header(headers, "etag"),
-        last_modified=header(headers, "last-modified"),
+        etag=etag,
+        last_modified=modified,
         stored_at=response_time,
         initial_age=d.initial_age,
         fresh_until=d.fresh_until,

@@ -10,7 +10,7 @@ GET and HEAD share a key: a HEAD is answered from the stored GET (RFC 9110 9.3.2
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from urllib.parse import quote, unquote_plus
 
 from proxy.core.config.model import CacheKey
@@ -72,6 +72,15 @@ def variant_key(primary: str, vary: tuple[str, ...], get_header: Callable[[str],
     return primary + VARY_SEP + VARY_SEP.join(normal_vary(n, get_header(n)) for n in vary)
 
 
+def sent_values(headers: Iterable[tuple[str, str]], vary: tuple[str, ...]) -> tuple[str, ...]:
+    """What a stored variant is keyed on: the values of `vary` (lower-case names) in the request
+    we sent, every field line combined as the lookup combines them (RFC 9110 5.3)."""
+    sent: dict[str, list[str]] = {}
+    for k, v in headers:
+        sent.setdefault(k.lower(), []).append(v)
+    return tuple(normal_vary(n, ", ".join(sent[n]) if n in sent else None) for n in vary)
+
+
 # Request headers whose value is a list of (element;param=value) items: compared as sets.
 LIST_HEADERS = frozenset({"accept", "accept-charset", "accept-encoding", "accept-language"})
 
@@ -123,6 +132,8 @@ def route_prefix(route: str, path_prefix: str = "") -> str:
 def group_of(key: str) -> str:
     """The URL a key belongs to (route + path), whatever its query, keyed headers or variant:
     what a write to that URL invalidates (RFC 9111 4.4)."""
+    if key.count(SEP) == 1 and "?" not in key and VARY_SEP not in key:
+        return key  # route + path alone, as most keys are: three scans in C, no slicing
     end = len(key)
     for mark in ("?", VARY_SEP):
         at = key.find(mark)

@@ -11,11 +11,22 @@ an entry may be used for.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TypeVar, dataclass_transform
 
 Headers = tuple[tuple[str, str], ...]
+_T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass_transform(frozen_default=True)
+def _immutable(cls: type[_T]) -> type[_T]:
+    """A slotted dataclass that the type checker holds read-only (`mypy --strict` refuses any
+    assignment to a field; a new value is `dataclasses.replace`), built at run time without
+    `frozen`: a frozen dataclass sets each field through `object.__setattr__`, which cost
+    ~20,000 instructions per `Entry` made, 3.5% of a miss (issue 11), and as much per decode."""
+    return dataclass(slots=True)(cls)
+
+
+@_immutable
 class Entry:
     status: int
     headers: Headers  # end-to-end headers as received, hop-by-hop and Age removed
@@ -40,7 +51,10 @@ class Entry:
 
     def size(self) -> int:
         """Approximate bytes held, for the memory tier's bound."""
-        return len(self.body) + sum(len(k) + len(v) for k, v in self.headers) + 160
+        size = len(self.body) + 160
+        for key, value in self.headers:  # a plain loop: no generator per stored entry
+            size += len(key) + len(value)
+        return size
 
     def header(self, name: str) -> str | None:
         low = name.lower()

@@ -14,13 +14,14 @@ as if it were good. Must not: do I/O, read the clock, or store anything (that is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 TOO_LARGE = "too large to check"
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
+    """What the rule reads of a vendor answer (a tuple: made on every miss)."""
+
     status: int
     complete: bool  # False: the body is longer than the route may store
     etag: str | None = None

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.core.model import Entry
-from proxy.store.codec import VERSION, CodecError, decode, encode
+from proxy.store.codec import REUSE_BODY, VERSION, CodecError, decode, encode, packer
 
 # Header names and values as the transport hands them over (latin-1 decoded bytes) plus any
 # other text a test may build; lone surrogates cannot be encoded as UTF-8 and never occur.
@@ -96,6 +96,21 @@ def test_the_bytes_are_the_documented_msgpack_array(entry: Entry, heuristic: boo
         *([True] if heuristic else []),
     ]
     assert encode(entry) == msgpack.packb(plain, use_bin_type=True)
+
+
+# One packer for the whole run, as a memory store keeps one: what it packed before never shows.
+REUSED = packer()
+
+
+@given(entries, st.sampled_from([0, REUSE_BODY, REUSE_BODY + 1, 300_000]))
+@settings(deadline=None)
+def test_a_reused_packer_gives_the_same_bytes(entry: Entry, body_len: int) -> None:
+    """The memory tier's own packer (`codec.packer`) packs every entry, small or past
+    `REUSE_BODY`, exactly as a fresh one does, one entry after another."""
+    if body_len:
+        entry = replace(entry, body=b"b" * body_len)
+    assert encode(entry, REUSED) == encode(entry)
+    assert decode(encode(entry, REUSED)) == entry
 
 
 def test_example_round_trips_field_by_field() -> None:

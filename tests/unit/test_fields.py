@@ -117,3 +117,18 @@ def test_read_once_answers_as_the_scans_do(headers: Headers, targets: tuple[str,
     drop = frozenset({"content-length", "age", "x-a"})
     assert fields.without(drop) == end_to_end(headers, drop)
     assert governing(fields.lines, targets) == effective(headers, targets)
+
+
+@given(
+    HEADERS, st.sampled_from([frozenset(), frozenset({"age", "x-a"}), HOP_BY_HOP | {"content-length", "age"}])
+)
+def test_the_lines_kept_in_the_pass_are_what_a_second_pass_keeps(
+    headers: Headers, drop: frozenset[str]
+) -> None:
+    """The lines `Fields` keeps while reading (for the `drop` it was given) are exactly what
+    `end_to_end` keeps, Connection-named lines included; any other set is filtered afresh."""
+    fields = Fields(headers, (), drop)
+    assert fields.kept(fields.dropped(drop)) == end_to_end(headers, drop)
+    assert fields.without(drop) == end_to_end(headers, drop)
+    other = frozenset({"etag"})
+    assert fields.without(other) == end_to_end(headers, other)

@@ -11,7 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.core.config.model import CacheKey
-from proxy.core.keys import SEP, VARY_SEP, normal_query, primary_key, route_prefix, variant_key
+from proxy.core.keys import (
+    SEP,
+    VARY_SEP,
+    normal_query,
+    primary_key,
+    route_prefix,
+    sent_values,
+    variant_key,
+)
 
 ALL = CacheKey()
 NONE = CacheKey(query="none")
@@ -167,3 +175,11 @@ def test_query_order_never_matters_between_names(pairs: list[tuple[str, str]], r
     rnd.shuffle(names)
     shuffled = [pair for name in names for pair in by_name[name]]
     assert normal_query(urlencode(pairs), ALL) == normal_query(urlencode(shuffled), ALL)
+
+
+def test_sent_values_combine_every_line_of_a_name_as_the_lookup_does() -> None:
+    """The values a stored variant is keyed on: each Vary name's lines as sent, in any case,
+    joined and normalised like the lookup's (RFC 9110 5.3); a name not sent is empty."""
+    sent = [("Accept-Language", "fr"), ("X-Tenant", " a  b "), ("accept-language", "EN;q=0.5")]
+    values = sent_values(sent, ("accept-language", "x-tenant", "x-missing"))
+    assert values == ("fr,en;q=0.5", "a b", "")
