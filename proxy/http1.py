@@ -145,7 +145,7 @@ class ResponseFraming:
         if self.head is None:
             if not self.started:
                 self.started = True
-                self._v11 = data.startswith(b"HTTP/1.1 ")
+                self._v11 = data[:9] == b"HTTP/1.1 "
             self._head_bytes += len(data)
         try:
             parser.feed_data(data)
@@ -321,12 +321,19 @@ def head_prefix(host: str, headers: Iterable[Header]) -> str:
 
 
 def request_bytes(
-    method: str, target: str, prefix: str, headers: Iterable[Header], body: bytes | None
+    method: str,
+    target: str,
+    prefix: str,
+    headers: Iterable[Header],
+    body: bytes | None,
+    *,
+    prefix_lines: int | None = None,
 ) -> bytes:
     """One request as one buffer: the target byte for byte, our headers, Content-Length. The
-    head is one string, encoded once (cheaper than encoding and joining its pieces)."""
+    head is one string, encoded once (cheaper than encoding and joining its pieces).
+    `prefix_lines`: the lines in `prefix`, when the caller counted them once."""
     parts = [method, " ", target, " HTTP/1.1\r\n", prefix]
-    lines = 1 + prefix.count("\n")
+    lines = 1 + (prefix.count("\n") if prefix_lines is None else prefix_lines)
     for name, value in headers:
         parts += (name, ": ", value, "\r\n")
         lines += 1
