@@ -82,12 +82,14 @@ class Upstream:
 
     def available(self, now: float) -> bool:
         """False when a caller with a stored copy should not wait on this upstream."""
-        self._report()
+        if self.breaker.transitions_pending:  # asked on every miss: no drain when nothing moved
+            self._report()
         return self.breaker.state(now) is _CLOSED and self.track.healthy is not False
 
     def state(self, now: float) -> State:
         state = self.breaker.state(now)
-        self._report()
+        if self.breaker.transitions_pending:
+            self._report()
         return state
 
     # -- the call ----------------------------------------------------------------------------
