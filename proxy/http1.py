@@ -265,7 +265,9 @@ class ResponseFraming:
         if len(values) != len(names):  # never: a CR in a value would have been refused
             raise FramingError("malformed", "a field value holds a line break")
         if cl_at >= 0:
-            self._cl = content_length(values[cl_at])
+            # llhttp let only digits (and OWS) through; up to 15 digits are within the bound
+            text = values[cl_at]
+            self._cl = int(text) if len(text) < 16 and text.isdigit() else content_length(text)
         if plain:
             return tuple(zip(names, values, strict=True)), lows
         return self._end_to_end(names, lows, values)
