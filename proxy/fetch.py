@@ -96,8 +96,12 @@ class Fetcher:
 
     def _own_locations(self, rs: RouteState, fetched: Fetched) -> None:
         """Vendor URLs in Location headers become proxy paths before anyone sees or stores them."""
+        lows = fetched.lows()  # the parser's: most answers have neither field, and cost no scan
+        if "location" not in lows and "content-location" not in lows:
+            return
         routes = itertools.chain((rs.config,), (r.config for r in self.live.runtime.routes if r is not rs))
         fetched.headers = rewrite_headers(fetched.headers, rs.upstream.config, routes)
+        fetched.lows_of = (fetched.headers, lows)  # values rewritten, names as they were
 
     async def fetch(self, rs: RouteState, key: str, entry: Entry | None, out: Outbound) -> Outcome:
         """One upstream request per key for the whole fleet when a shared tier is up: take the

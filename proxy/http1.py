@@ -38,7 +38,6 @@ MAX_CONTENT_LENGTH = 2**53  # beyond this no float, JSON number or vendor is hon
 VERSIONS = frozenset({"1.0", "1.1"})
 NO_BODY_STATUSES = frozenset({204, 304})
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
-_FRAMING_OR_HOP = HOP_BY_HOP | {"content-length", "transfer-encoding"}  # fields looked at
 
 
 class FramingError(Exception):
@@ -50,28 +49,35 @@ class FramingError(Exception):
         self.message = message
 
 
+# What one sequence of field names means, worked out once per sequence (a vendor sends the same
+# names in the same order on every answer): the names as sent, their lower-case forms, where
+# Content-Length is (-1: absent), and whether every name is end-to-end and no framing field.
+Names = tuple[tuple[str, ...], tuple[str, ...], int, bool]
+NAMES_KEPT = 64  # sequences remembered per upstream; then the memo starts afresh
+
+
 class ResponseFraming:
     """Parses the responses on ONE connection, one exchange at a time: `restart` readies it for
     the next response, reusing llhttp's parser only after a response that ended cleanly, so no
     state but the parser's own (between messages) carries over; anything else gets a new one.
 
-    `feed()` returns when the bytes are consumed; the owner reads `head`, `interim`, `body`
-    (chunks it may take away) and `complete`. With `head_only` (a HEAD request) the message ends
-    with its head: whatever length it announces is not sent (RFC 9110 9.3.2).
+    `feed()` returns when the bytes are consumed; the owner reads `head`, `lows` (the lower-case
+    name of each field of `head`, in order), `interim`, `body` (chunks it may take away) and
+    `complete`. With `head_only` (a HEAD request) the message ends with its head: whatever
+    length it announces is not sent (RFC 9110 9.3.2). `names` is the memo of field-name
+    sequences (`Names`), shared by the connections to one upstream.
     """
 
     __slots__ = (
         "_cl",
-        "_count",
-        "_field_bytes",
-        "_fields",
         "_head_bytes",
         "_head_only",
-        "_named",
+        "_names",
         "_parser",
-        "_plain",
+        "_raw",
         "_status_len",
         "_te",
+        "_v11",
         "body",
         "body_bytes",
         "complete",
@@ -79,16 +85,15 @@ class ResponseFraming:
         "head",
         "interim",
         "keep_alive",
+        "lows",
         "started",
     )
 
-    def __init__(self, *, head_only: bool = False) -> None:
+    def __init__(self, *, head_only: bool = False, names: dict[bytes, Names] | None = None) -> None:
         # The parser holds our bound callbacks (a cycle): `close` breaks it when the connection
         # goes, so the pair is freed by reference counting instead of by the cycle collector.
         self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
-        # A vendor sends the same field names on every response: those of end-to-end fields,
-        # as sent, by their bytes (no decoding and case folding per field), for this connection.
-        self._plain: dict[bytes, str] = {}
+        self._names: dict[bytes, Names] = {} if names is None else names
         self._start(head_only)
 
     def restart(self, *, head_only: bool = False) -> bool:
@@ -105,29 +110,29 @@ class ResponseFraming:
 
     def _start(self, head_only: bool) -> None:
         self._head_only = head_only
-        # Heads keep end-to-end fields only (RFC 9110 7.6.1), sorted out while parsing.
+        # Heads keep end-to-end fields only (RFC 9110 7.6.1), sorted out once the head is read.
         self.head: tuple[int, Headers] | None = None  # the final head
+        self.lows: tuple[str, ...] = ()
         self.interim: list[tuple[int, Headers]] = []  # a new list: the last one went to its Fetched
         self.body: list[bytes] = []
         self.body_bytes = 0
         self.complete = False
         self.started = False  # a response byte arrived
+        self._v11 = False  # its first bytes were `HTTP/1.1 `
         self.keep_alive = False
         self.framing = ""  # "length" | "chunked" | "none" | "eof" (close-delimited)
         self._head_bytes = 0
         # The head being read, as `_reset_head` sets it (inlined: once per exchange).
-        self._fields: list[Header] = []
-        self._named: set[str] | None = None  # fields the vendor's Connection lists as hop-by-hop
-        self._count = self._field_bytes = self._status_len = 0
+        self._raw: list[bytes] = []
+        self._status_len = 0
         self._cl: int | None = None
         self._te: list[str] | None = None
 
     def _reset_head(self) -> None:
         """The state of the head being read; again after an interim (1xx) head, so the next
         head is counted and checked afresh."""
-        self._fields = []
-        self._named = None
-        self._count = self._field_bytes = self._status_len = 0
+        self._raw = []  # name, value, name, value...: the field lines as llhttp hands them over
+        self._status_len = 0
         self._cl = None
         self._te = None
 
@@ -137,23 +142,23 @@ class ResponseFraming:
         parser = self._parser
         if self.complete or parser is None:
             raise FramingError("unsolicited", "bytes after a complete response")
-        self.started = True
         if self.head is None:
+            if not self.started:
+                self.started = True
+                self._v11 = data[:9] == b"HTTP/1.1 "
             self._head_bytes += len(data)
         try:
             parser.feed_data(data)
-        except FramingError:
-            raise
-        except _HeadDone:
-            return
         except httptools.HttpParserUpgrade as exc:
             raise FramingError("upgrade", "the vendor switched protocols unasked") from exc
         except httptools.HttpParserError as exc:
             cause = exc.__context__ or exc.__cause__
-            if isinstance(cause, FramingError):
-                raise cause from None
             if isinstance(cause, _HeadDone):
                 return
+            if self.complete:  # whatever the bytes after it are: a second response, garbage
+                raise FramingError("unsolicited", "bytes after a complete response") from None
+            if isinstance(cause, FramingError):
+                raise cause from None
             raise FramingError("malformed", f"malformed response: {exc}"[:200]) from exc
         if self.head is None and self._head_bytes > MAX_HEAD_BYTES:
             raise FramingError("head_too_large", f"response head over {MAX_HEAD_BYTES} bytes")
@@ -174,11 +179,8 @@ class ResponseFraming:
         self.body = []
         return data
 
-    # -- llhttp callbacks --------------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        if self.complete:
-            raise FramingError("unsolicited", "a second response after the complete one")
+    # -- llhttp callbacks (no on_message_begin: a second message is refused in `feed` and
+    # `on_headers_complete`, which costs nothing per answer) -----------------------------------
 
     def on_status(self, reason: bytes) -> None:
         self._status_len += len(reason)
@@ -186,60 +188,47 @@ class ResponseFraming:
             raise FramingError("head_too_large", "status line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count += 1
-        self._field_bytes += len(name) + len(value) + 4
-        if self._count > MAX_HEADERS or self._field_bytes > MAX_HEAD_BYTES:  # one test per field
-            if self._count > MAX_HEADERS:
-                raise FramingError("too_many_headers", f"more than {MAX_HEADERS} header fields")
-            raise FramingError("head_too_large", f"response head over {MAX_HEAD_BYTES} bytes")
-        key = self._plain.get(name)
-        if key is not None:  # a field name seen before on this connection, end-to-end
-            self._fields.append((key, value.decode("latin-1")))
-            return
-        key = name.decode("latin-1")
-        low = key.lower()
-        if low not in _FRAMING_OR_HOP:  # an end-to-end field, kept as sent
-            if len(self._plain) < MAX_HEADERS:
-                self._plain[name] = key
-            self._fields.append((key, value.decode("latin-1")))
-            return
-        text = value.decode("latin-1")
-        if low == "content-length":
-            self._cl = content_length(text)
-        elif low == "transfer-encoding":
-            self._te = [*(self._te or ()), text.strip().lower()]
-        if low in HOP_BY_HOP:
-            if low == "connection":
-                self._named = (self._named or set()) | {t.strip().lower() for t in text.split(",")}
-            return
-        self._fields.append((key, text))
+        # Only kept here (one call per field): the head is read in one pass once complete.
+        raw = self._raw
+        raw.append(name)
+        raw.append(value)
+        if len(raw) > 2 * MAX_HEADERS:
+            raise FramingError("too_many_headers", f"more than {MAX_HEADERS} header fields")
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            raise FramingError("unsolicited", "a second response after the complete one")
         parser = self._parser
         assert parser is not None
+        fields, lows = self._read_head()
         status = parser.get_status_code()
-        version = parser.get_http_version()
+        # The first head's version as its first bytes said (llhttp read the same), else asked
+        # (llhttp's answer is a string formatted per call).
+        version = "1.1" if self._v11 else parser.get_http_version()
         if version not in VERSIONS:
             raise FramingError("version", f"HTTP/{version} is not HTTP/1.0 or HTTP/1.1")
         if not 100 <= status <= 599:
             raise FramingError("status", f"status {status} is no HTTP status")
-        if self._te and (self._te != ["chunked"] or version == "1.0"):
-            raise FramingError("transfer_encoding", f"Transfer-Encoding {', '.join(self._te)!r} refused")
-        if (status < 200 or status == 204) and (self._te or self._cl):
+        te = self._te
+        if te and (te != ["chunked"] or version == "1.0"):
+            raise FramingError("transfer_encoding", f"Transfer-Encoding {', '.join(te)!r} refused")
+        if (status < 200 or status == 204) and (te or self._cl):
             raise FramingError("body_not_allowed", f"a {status} answer that announces content")
-        if status == 304 and self._te:
+        if status == 304 and te:
             raise FramingError("body_not_allowed", "a 304 answer that announces chunked content")
         if status < 200:
             if len(self.interim) >= MAX_INTERIM:
                 raise FramingError("too_many_interim", f"more than {MAX_INTERIM} interim responses")
-            self.interim.append((status, self._end_to_end()))
+            self.interim.append((status, fields))
             self._reset_head()
+            self._v11 = False  # the next head starts mid-stream
             return
-        self.head = (status, self._end_to_end())
+        self.head = (status, fields)
+        self.lows = lows
         self.keep_alive = bool(parser.should_keep_alive())
         if self._head_only or status in NO_BODY_STATUSES:
             self.framing = "none"
-        elif self._te:
+        elif te:
             self.framing = "chunked"
         elif self._cl is not None:
             self.framing = "length"
@@ -254,11 +243,48 @@ class ResponseFraming:
             self._parser = None
             raise _HeadDone
 
-    def _end_to_end(self) -> Headers:
-        named = self._named
-        if not named:
-            return tuple(self._fields)
-        return tuple(f for f in self._fields if f[0].lower() not in named)
+    def _read_head(self) -> tuple[Headers, tuple[str, ...]]:
+        """The head's end-to-end fields and their lower-case names, in one pass over the lines
+        (names looked up as one string in the memo, values decoded in one call); sets
+        Content-Length and Transfer-Encoding for the checks."""
+        raw = self._raw
+        if not raw:
+            return (), ()
+        key = b"\r".join(raw[0::2])  # llhttp refuses CR in names and values: a safe separator
+        joined = b"\r".join(raw[1::2])
+        if len(key) + len(joined) + len(raw) + 2 > MAX_HEAD_BYTES:  # name: value CRLF
+            raise FramingError("head_too_large", f"response head over {MAX_HEAD_BYTES} bytes")
+        known = self._names.get(key)
+        if known is None:
+            known = _names(key)
+            if len(self._names) >= NAMES_KEPT:
+                self._names.clear()
+            self._names[key] = known
+        names, lows, cl_at, plain = known
+        values = joined.decode("latin-1").split("\r")
+        if len(values) != len(names):  # never: a CR in a value would have been refused
+            raise FramingError("malformed", "a field value holds a line break")
+        if cl_at >= 0:
+            # llhttp let only digits (and OWS) through; up to 15 digits are within the bound
+            text = values[cl_at]
+            self._cl = int(text) if len(text) < 16 and text.isdigit() else content_length(text)
+        if plain:
+            return tuple(zip(names, values, strict=True)), lows
+        return self._end_to_end(names, lows, values)
+
+    def _end_to_end(
+        self, names: tuple[str, ...], lows: tuple[str, ...], values: list[str]
+    ) -> tuple[Headers, tuple[str, ...]]:
+        """A head with Transfer-Encoding or hop-by-hop fields: those read, then dropped, with
+        every field its Connection names."""
+        named = set(HOP_BY_HOP)
+        for low, value in zip(lows, values, strict=True):
+            if low == "transfer-encoding":
+                self._te = [*(self._te or ()), value.strip().lower()]
+            elif low == "connection":
+                named.update(t.strip().lower() for t in value.split(","))
+        kept = [i for i, low in enumerate(lows) if low not in named]
+        return tuple((names[i], values[i]) for i in kept), tuple(lows[i] for i in kept)
 
     def on_body(self, data: bytes) -> None:
         self.body.append(data)
@@ -267,6 +293,13 @@ class ResponseFraming:
     def on_message_complete(self) -> None:
         if self.head is not None:
             self.complete = True  # the parser stays, for `restart`: llhttp is between messages
+
+
+def _names(key: bytes) -> Names:
+    names = tuple(key.decode("latin-1").split("\r"))
+    lows = tuple(name.lower() for name in names)
+    cl_at = lows.index("content-length") if "content-length" in lows else -1
+    return names, lows, cl_at, HOP_BY_HOP.isdisjoint(lows)
 
 
 class _HeadDone(Exception):
@@ -290,12 +323,19 @@ def head_prefix(host: str, headers: Iterable[Header]) -> str:
 
 
 def request_bytes(
-    method: str, target: str, prefix: str, headers: Iterable[Header], body: bytes | None
+    method: str,
+    target: str,
+    prefix: str,
+    headers: Iterable[Header],
+    body: bytes | None,
+    *,
+    prefix_lines: int | None = None,
 ) -> bytes:
     """One request as one buffer: the target byte for byte, our headers, Content-Length. The
-    head is one string, encoded once (cheaper than encoding and joining its pieces)."""
+    head is one string, encoded once (cheaper than encoding and joining its pieces).
+    `prefix_lines`: the lines in `prefix`, when the caller counted them once."""
     parts = [method, " ", target, " HTTP/1.1\r\n", prefix]
-    lines = 1 + prefix.count("\n")
+    lines = 1 + (prefix.count("\n") if prefix_lines is None else prefix_lines)
     for name, value in headers:
         parts += (name, ": ", value, "\r\n")
         lines += 1

@@ -16,7 +16,7 @@ import ssl
 from collections import deque
 from collections.abc import Callable
 
-from proxy.http1 import FramingError, ResponseFraming
+from proxy.http1 import FramingError, Names, ResponseFraming
 
 log = logging.getLogger("proxy.pool")
 
@@ -104,7 +104,7 @@ class Conn(asyncio.Protocol):
         `ExchangeTimeout` once `deadline` (loop time) passes without the response."""
         framing = self._parsing
         if framing is None or not framing.restart(head_only=head_only):
-            framing = self._parsing = ResponseFraming(head_only=head_only)
+            framing = self._parsing = ResponseFraming(head_only=head_only, names=self.pool.names)
         self.framing, self.limit, self.error = framing, limit, None
         self.streaming, self.pending = False, 0
         loop = self.loop
@@ -216,6 +216,7 @@ class Pool:
         self.closed = False
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._on_error = on_error
+        self.names: dict[bytes, Names] = {}  # the vendor's field-name sequences, read once
 
     def take_idle(self, max_idle: float) -> Conn | None:
         """The newest idle connection idle for less than `max_idle` seconds, else None."""

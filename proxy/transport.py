@@ -130,10 +130,23 @@ class Fetched:
     attempts: int = 1
     interim: list[tuple[int, Headers]] = field(default_factory=list)  # 1xx heads, in order
     unreadable: str | None = None  # why a coded body could not be decoded (see `to_identity`)
+    # `headers` with the lower-case name of each field, in order, as the parser read them, so
+    # nobody lowers or scans them again (issue 11); `lows()` gives the names.
+    lows_of: tuple[Headers, tuple[str, ...]] | None = field(default=None, repr=False)
 
     @property
     def elapsed(self) -> float:
         return self.response_time - self.request_time
+
+    def lows(self) -> tuple[str, ...]:
+        """The lower-case name of each of `headers`, in order: the parser's, while `headers` is
+        still the tuple it read (whoever replaces `headers` need not know), else lowered now."""
+        known = self.lows_of
+        if known is not None and known[0] is self.headers:
+            return known[1]
+        lows = tuple([key.lower() for key, _ in self.headers])
+        self.lows_of = (self.headers, lows)
+        return lows
 
     async def to_identity(self, limit: int) -> None:
         """Decode a complete coded body once, within bounds, so guards, the store and every
@@ -153,15 +166,19 @@ class Fetched:
         except DecodeError as exc:
             self.unreadable = str(exc)
             return
-        self.headers = tuple((k, v) for k, v in self.headers if k.lower() not in CODING_HEADERS)
+        lows = self.lows()
+        kept = [i for i, low in enumerate(lows) if low not in CODING_HEADERS]
+        self.headers = tuple([self.headers[i] for i in kept])
+        self.lows_of = (self.headers, tuple([lows[i] for i in kept]))
 
     def coding(self) -> str | None:
         """The content coding the body is in, None for identity (asked before `to_identity`,
         so an uncoded answer costs no coroutine)."""
-        for k, v in self.headers:
-            if len(k) == 16 and k.lower() == "content-encoding":  # the length first: no copy
-                return None if v.strip().lower() in ("", "identity") else v
-        return None
+        lows = self.lows()
+        if "content-encoding" not in lows:
+            return None
+        value = self.headers[lows.index("content-encoding")][1]
+        return None if value.strip().lower() in ("", "identity") else value
 
     def release(self) -> None:
         if self.stream is not None:
@@ -206,6 +223,7 @@ class Transport:
         self.port = parts.port or (443 if self.https else 80)
         self._prefix = parts.path.rstrip("/")
         self._head = head_prefix(parts.netloc.rpartition("@")[2], ())
+        self._head_lines = self._head.count("\n")  # counted once, not per request
         self._pool: Pool | None = None
         self.protocol_errors: dict[str, int] = {}  # by reason, for rproxy_upstream_protocol_errors
         self._on_protocol_error = on_protocol_error
@@ -255,7 +273,9 @@ class Transport:
                 raise UpstreamConnectError(f"cannot set up TLS: {_why(exc)}") from exc
         try:
             target = self._prefix + out.path_qs  # `target`, inline
-            data = request_bytes(out.method, target, self._head, out.headers, out.body)
+            data = request_bytes(
+                out.method, target, self._head, out.headers, out.body, prefix_lines=self._head_lines
+            )
         except (ValueError, UnicodeEncodeError) as exc:  # nothing was sent
             raise UpstreamError(f"refused to send the request: {_why(exc)}") from exc
         deadline = pool.loop.time() + timeouts.total
@@ -315,16 +335,18 @@ class Transport:
     ) -> Fetched:
         assert framing.head is not None
         status, headers = framing.head
-        interim = framing.interim
+        interim, lows = framing.interim, (headers, framing.lows)
         now = self.clock.now()
         if framing.complete and framing.body_bytes <= limit:
             body = framing.take_body()
             pool.release(conn)
-            return Fetched(status, headers, body, request_time, now, interim=interim)
+            return Fetched(status, headers, body, request_time, now, interim=interim, lows_of=lows)
         data = conn.take()
         first, rest = data[: limit + 1], data[limit + 1 :]
         stream = BodyStream(pool, conn, framing, rest, deadline)
-        return Fetched(status, headers, first, request_time, now, False, stream, interim=interim)
+        return Fetched(
+            status, headers, first, request_time, now, False, stream, interim=interim, lows_of=lows
+        )
 
     async def close(self) -> None:
         if self._pool is not None:

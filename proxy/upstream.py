@@ -34,6 +34,7 @@ log = logging.getLogger("proxy.upstream")
 RATE_WAIT_MAX = 1.0  # seconds a request without a stored copy may wait for a token
 MAX_HOLD = 300.0  # the longest a vendor's 429 Retry-After holds us off: one bad header is not a year
 Judge = Callable[[Fetched], bool]
+_CLOSED = State.CLOSED  # a plain name: an enum member lookup is slow on 3.11 (see `breaker`)
 
 
 @dataclass(slots=True)
@@ -81,12 +82,14 @@ class Upstream:
 
     def available(self, now: float) -> bool:
         """False when a caller with a stored copy should not wait on this upstream."""
-        self._report()
-        return self.breaker.state(now) is State.CLOSED and self.track.healthy is not False
+        if self.breaker.transitions_pending:  # asked on every miss: no drain when nothing moved
+            self._report()
+        return self.breaker.state(now) is _CLOSED and self.track.healthy is not False
 
     def state(self, now: float) -> State:
         state = self.breaker.state(now)
-        self._report()
+        if self.breaker.transitions_pending:
+            self._report()
         return state
 
     # -- the call ----------------------------------------------------------------------------
@@ -179,7 +182,8 @@ class Upstream:
             elapsed = fetched.elapsed
             gate.served(elapsed)
         except UpstreamError as exc:
-            self._record(permit, ok=False, duration=self.clock.now() - now, error=exc.message)
+            failed_at = self.clock.now()
+            self._record(permit, failed_at, ok=False, duration=failed_at - now, error=exc.message)
             raise
         except BaseException:
             self.breaker.release(permit)
@@ -190,7 +194,8 @@ class Upstream:
         error = f"HTTP {fetched.status}" if failed else None
         if not failed and judge is not None and fetched.complete and not judge(fetched):
             failed, error = True, "data rejected by guards"
-        self._record(permit, ok=not failed, duration=elapsed, error=error)
+        # The clock as the response arrived: nothing was awaited since but a decode.
+        self._record(permit, fetched.response_time, ok=not failed, duration=elapsed, error=error)
         if fetched.status == 429:
             asked = parse_retry_after(_get(fetched, "retry-after"), fetched.response_time)
             wait = min(MAX_HOLD, asked or 1.0)
@@ -212,8 +217,7 @@ class Upstream:
         if not self.bucket.try_take(self.clock.now()):
             raise Overloaded(f"rate limit toward {self.name} reached", retry_after=1.0)
 
-    def _record(self, permit: Permit, *, ok: bool, duration: float, error: str | None) -> None:
-        now = self.clock.now()
+    def _record(self, permit: Permit, now: float, *, ok: bool, duration: float, error: str | None) -> None:
         self.breaker.record(permit, now, ok=ok, duration=duration)
         self.track.calls += 1
         if ok:

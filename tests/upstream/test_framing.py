@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.http1 import MAX_HEADERS, FramingError, ResponseFraming, content_length, head_prefix, request_bytes
+from proxy.http1 import (
+    MAX_HEADERS,
+    FramingError,
+    Names,
+    ResponseFraming,
+    content_length,
+    head_prefix,
+    request_bytes,
+)
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
 
@@ -216,3 +224,28 @@ def test_a_second_response_without_restart_is_unsolicited() -> None:
     with pytest.raises(FramingError) as caught:
         framing.feed(OK)
     assert caught.value.reason == "unsolicited"
+
+
+def test_the_head_comes_with_the_lower_case_name_of_each_field() -> None:
+    framing = parse(
+        b"HTTP/1.1 200 OK\r\nCache-Control: max-age=1\r\nX-ID:  7 \r\nContent-Length: 2\r\n\r\nhi"
+    )
+    assert framing.head == (200, (("Cache-Control", "max-age=1"), ("X-ID", "7 "), ("Content-Length", "2")))
+    assert framing.lows == ("cache-control", "x-id", "content-length")
+    # hop-by-hop fields and those Connection names are gone from both, in step
+    framing = parse(
+        b'HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nETag: "a"\r\n'
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    )
+    assert framing.head == (200, (("ETag", '"a"'),)) and framing.lows == ("etag",)
+
+
+def test_names_learnt_on_one_connection_serve_the_next_and_never_mix_values() -> None:
+    names: dict[bytes, Names] = {}
+    first = ResponseFraming(names=names)
+    first.feed(b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n")
+    second = ResponseFraming(names=names)
+    second.feed(b"HTTP/1.1 200 OK\r\nX-A: 2\r\nContent-Length: 1\r\n\r\nz")
+    assert len(names) == 1
+    assert second.head == (200, (("X-A", "2"), ("Content-Length", "1"))) and second.take_body() == b"z"
+    assert first.head == (200, (("X-A", "1"), ("Content-Length", "0")))

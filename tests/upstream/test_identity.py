@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import os
 
+from proxy.core.model import Headers
 from proxy.transport import DECODE_OFF_LOOP, Fetched
 
 LIMIT = 64 << 20
@@ -61,3 +62,17 @@ async def test_an_incomplete_body_is_left_to_the_stream() -> None:
     before = fetched.body
     await fetched.to_identity(LIMIT)
     assert fetched.body == before and fetched.unreadable is None
+
+
+async def test_the_parser_s_names_follow_the_headers_they_were_read_with() -> None:
+    fetched = coded(b'{"price": 1}')
+    parsed: tuple[Headers, tuple[str, ...]] = (
+        fetched.headers,
+        ("content-type", "content-encoding", "content-length"),
+    )
+    fetched.lows_of = parsed
+    assert fetched.coding() == "gzip"
+    await fetched.to_identity(LIMIT)  # the coding fields go: the names go with them
+    assert fetched.lows() == ("content-type",) and fetched.lows_of == (fetched.headers, ("content-type",))
+    fetched.headers = (("X-New", "1"), ("ETag", '"e"'))  # replaced by someone who knows nothing of names
+    assert fetched.lows() == ("x-new", "etag")
