@@ -233,8 +233,8 @@ def render_memory(memory: Doc | None) -> str:
 def render(doc: Doc) -> str:
     m = doc["machine"]
     parts = [
-        f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, load average "
-        f"{m.get('loadavg_at_start')} -> {m.get('loadavg')}; "
+        f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']} ({m.get('executable')}), "
+        f"load average {m.get('loadavg_at_start')} -> {m.get('loadavg')}; "
         f"load generator: {doc['load_generator']}",
         f"settings: {doc['settings']}",
         "",
@@ -258,7 +258,7 @@ def render_markdown(doc: Doc) -> str:
     """The table, memory, micro-benchmarks and goals as Markdown (for a README or an issue)."""
     m, st = doc["machine"], doc["settings"]
     out = [
-        f"{m['cpu']}, {m['cores']} cores, Python {m['python']}, "
+        f"{m['cpu']}, {m['cores']} cores, Python {m['python']} (`{m.get('executable')}`), "
         f"{doc['versions'].get('aiohttp') and 'aiohttp ' + doc['versions']['aiohttp']}; "
         f"load generator {doc['load_generator']}; {st['connections']} connections, "
         f"{st['duration_s']:g} s x {st['repeats']} runs (medians), {st['workers']} worker(s); "
