@@ -147,7 +147,8 @@ class Answers:
         assert fetched is not None
         if passed:
             fwd = "bypass" if rs.config.cache is None else "method"
-            x_cache, value = "BYPASS", cache_status(hit=False, fwd=fwd, fwd_status=fetched.status)
+            # cache_status(hit=False, fwd=fwd, fwd_status=fetched.status), in one format
+            x_cache, value = "BYPASS", f"{CACHE_NAME}; fwd={fwd}; fwd-status={fetched.status}"
         else:
             txn.x_cache = "MISS"
             x_cache = "MISS"
