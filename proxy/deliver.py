@@ -33,11 +33,24 @@ OURS = frozenset(
     }
 )
 NOT_ON_304 = frozenset({"content-type", "content-encoding", "content-language"})
-# A stored field's lower-case name -> what `served_headers` does with it (absent: kept as is):
-# one dict probe per field instead of two set tests and a comparison.
-_DROP, _NOT_ON_304, _RANGES = 0, 1, 2
+# What `served_headers` does with a stored field, by its lower-case name (absent: kept as is).
+_DROP, _NOT_ON_304, _RANGES, _KEEP = 0, 1, 2, 3
 _SERVED = {name: _DROP for name in OURS} | {name: _NOT_ON_304 for name in NOT_ON_304}
 _SERVED["accept-ranges"] = _RANGES
+# The same by the name as stored, whatever its case: one dict probe per field, no lower(). A
+# module-level memo (as responsewriter's status lines) of a pure function of the name; a vendor
+# sends a few dozen names, and past `_MAX_KINDS` a name is worked out each time.
+_KINDS: dict[str, int] = {}
+_MAX_KINDS = 1024
+
+
+def _kind(name: str) -> int:
+    kind = _SERVED.get(name.lower(), _KEEP)
+    if len(_KINDS) < _MAX_KINDS:
+        _KINDS[name] = kind
+    return kind
+
+
 _HIT = f"{CACHE_NAME}; hit"
 
 
@@ -146,10 +159,12 @@ def served_headers(entry: Entry, *, not_modified: bool) -> list[tuple[str, str]]
     path and the fast hit's prepared heads are both made from it."""
     kept: list[tuple[str, str]] = []
     ranges = False
-    served = _SERVED
-    for field in entry.headers:  # one pass, one lower() per field: on every miss and refresh
-        kind = served.get(field[0].lower())
-        if kind is not None:
+    kinds = _KINDS
+    for field in entry.headers:  # one pass, one dict probe per field: on every miss and refresh
+        kind = kinds.get(field[0])
+        if kind is None:
+            kind = _kind(field[0])
+        if kind != _KEEP:
             if kind == _DROP or (not_modified and kind == _NOT_ON_304):
                 continue
             if kind == _RANGES:
