@@ -34,7 +34,7 @@ OURS = frozenset(
 )
 NOT_ON_304 = frozenset({"content-type", "content-encoding", "content-language"})
 # What `served_headers` does with a stored field, by its lower-case name (absent: kept as is).
-_DROP, _NOT_ON_304, _RANGES, _KEEP = 0, 1, 2, 3
+_DROP, _NOT_ON_304, _RANGES, _KEEP = 1, 2, 3, 4  # never 0: `_KINDS.get(name) or _kind(name)`
 _SERVED = {name: _DROP for name in OURS} | {name: _NOT_ON_304 for name in NOT_ON_304}
 _SERVED["accept-ranges"] = _RANGES
 # The same by the name as stored, whatever its case: one dict probe per field, no lower(). A
@@ -112,7 +112,8 @@ def _quote(text: str) -> str:
 
 
 def _base_headers(headers: Headers, txn: Txn, x_cache: str, status_value: str) -> list[tuple[str, str]]:
-    out = [field for field in headers if field[0].lower() not in OURS]
+    kinds = _KINDS
+    out = [field for field in headers if (kinds.get(field[0]) or _kind(field[0])) != _DROP]
     out += (("X-Cache", x_cache), ("Cache-Status", status_value), ("X-Request-Id", txn.request_id))
     txn.x_cache = x_cache
     return out
@@ -161,9 +162,7 @@ def served_headers(entry: Entry, *, not_modified: bool) -> list[tuple[str, str]]
     ranges = False
     kinds = _KINDS
     for field in entry.headers:  # one pass, one dict probe per field: on every miss and refresh
-        kind = kinds.get(field[0])
-        if kind is None:
-            kind = _kind(field[0])
+        kind = kinds.get(field[0]) or _kind(field[0])
         if kind != _KEEP:
             if kind == _DROP or (not_modified and kind == _NOT_ON_304):
                 continue

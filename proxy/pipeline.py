@@ -121,7 +121,7 @@ class Pipeline:
                 if request not in self._refusals:
                     raise
                 response = Response(400, [])  # replaced below by the refusal
-            refused = self._refusals.pop(request, None)
+            refused = self._refusals.pop(request, None) if self._refusals else None
             if refused is not None:
                 await discard(response)
                 response = error_response(refused)
