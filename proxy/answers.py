@@ -9,12 +9,22 @@ Must not: fetch, store or read the clock (`now` is given), or decide what to ser
 
 from __future__ import annotations
 
+import math
+
 from proxy.core import decide, freshness
 from proxy.core.config.model import Fallback
 from proxy.core.decide import Failure
 from proxy.core.errors import CircuitOpen, DataRejected, ProxyError, UpstreamStatus
 from proxy.core.model import Entry
-from proxy.deliver import Asked, Txn, cache_status, entry_response, error_response, passed_response
+from proxy.deliver import (
+    CACHE_NAME,
+    Asked,
+    Txn,
+    cache_status,
+    entry_response,
+    error_response,
+    passed_response,
+)
 from proxy.exchange import Request, Response
 from proxy.fetch import Outcome
 from proxy.relay import stream_response
@@ -82,35 +92,52 @@ class Answers:
         if not collapsed:  # a waiter did not call the upstream: its latency is the leader's
             txn.upstream_ms = outcome.upstream_ms
             txn.retries = outcome.retries
+        stored = outcome.entry
         if outcome.error is not None:
             write = passed and request.method not in ("GET", "HEAD")
             status = outcome.upstream_status
             response = self.failure(
                 request, rs, entry, outcome.error, now, txn, status, passed=passed, write=write
             )
-        elif outcome.entry is not None:
-            response = self._stored(request, outcome, outcome.entry, now, txn, collapsed=collapsed)
+        elif stored is not None:
+            response = self._stored(request, outcome, stored, now, txn, collapsed)
         else:
             response = self._relayed(request, rs, outcome, txn, passed=passed)
-        response.interim = () if collapsed else outcome.interim  # the leader's exchange only
+        if not collapsed:  # the leader's exchange only (a Response starts with none)
+            response.interim = outcome.interim
         return response
 
     def _stored(
-        self, request: Request, outcome: Outcome, entry: Entry, now: float, txn: Txn, *, collapsed: bool
+        self, request: Request, outcome: Outcome, entry: Entry, now: float, txn: Txn, collapsed: bool
     ) -> Response:
-        label = "REVALIDATED" if outcome.revalidated else "MISS"  # nginx's word for a 304
-        value = cache_status(
-            hit=False,
-            fwd="stale" if outcome.revalidated else "miss",
-            fwd_status=outcome.upstream_status,
-            ttl=entry.fresh_until - now,
-            stored=outcome.stored,
-            collapsed=collapsed,
-            detail=outcome.detail or ("heuristic" if entry.heuristic else None),
-        )
+        revalidated = outcome.revalidated
+        # one format for the usual stored miss (as `cache_status` would write it); else that
+        detail = outcome.detail or ("heuristic" if entry.heuristic else None)
+        fwd_status = outcome.upstream_status
+        ttl = entry.fresh_until - now
+        if revalidated or collapsed or detail or fwd_status is None or not outcome.stored:
+            value = cache_status(
+                hit=False,
+                fwd="stale" if revalidated else "miss",
+                fwd_status=fwd_status,
+                ttl=ttl,
+                stored=outcome.stored,
+                collapsed=collapsed,
+                detail=detail,
+            )
+        else:
+            value = f"{CACHE_NAME}; fwd=miss; fwd-status={fwd_status}; ttl={math.floor(ttl)}; stored"
         if outcome.leader_headers is not None and not collapsed:  # fields the copy withholds
             entry = entry.with_headers(outcome.leader_headers)
-        return entry_response(entry, now, txn, x_cache=label, status_value=value, asked=asked(request))
+        label = "REVALIDATED" if revalidated else "MISS"  # nginx's word for a 304
+        return entry_response(
+            entry,
+            now,
+            txn,
+            x_cache=label,
+            status_value=value,
+            asked=asked(request) if request.method == "GET" else None,
+        )
 
     def _relayed(
         self, request: Request, rs: RouteState, outcome: Outcome, txn: Txn, *, passed: bool
@@ -120,7 +147,8 @@ class Answers:
         assert fetched is not None
         if passed:
             fwd = "bypass" if rs.config.cache is None else "method"
-            x_cache, value = "BYPASS", cache_status(hit=False, fwd=fwd, fwd_status=fetched.status)
+            # cache_status(hit=False, fwd=fwd, fwd_status=fetched.status), in one format
+            x_cache, value = "BYPASS", f"{CACHE_NAME}; fwd={fwd}; fwd-status={fetched.status}"
         else:
             txn.x_cache = "MISS"
             x_cache = "MISS"

@@ -33,6 +33,25 @@ OURS = frozenset(
     }
 )
 NOT_ON_304 = frozenset({"content-type", "content-encoding", "content-language"})
+# What `served_headers` does with a stored field, by its lower-case name (absent: kept as is).
+_DROP, _NOT_ON_304, _RANGES, _KEEP = 1, 2, 3, 4  # never 0: `_KINDS.get(name) or _kind(name)`
+_SERVED = {name: _DROP for name in OURS} | {name: _NOT_ON_304 for name in NOT_ON_304}
+_SERVED["accept-ranges"] = _RANGES
+# The same by the name as stored, whatever its case: one dict probe per field, no lower(). A
+# module-level memo (as responsewriter's status lines) of a pure function of the name; a vendor
+# sends a few dozen names, and past `_MAX_KINDS` a name is worked out each time.
+_KINDS: dict[str, int] = {}
+_MAX_KINDS = 1024
+
+
+def _kind(name: str) -> int:
+    kind = _SERVED.get(name.lower(), _KEEP)
+    if len(_KINDS) < _MAX_KINDS:
+        _KINDS[name] = kind
+    return kind
+
+
+_HIT = f"{CACHE_NAME}; hit"
 
 
 @dataclass(slots=True)
@@ -71,22 +90,21 @@ def cache_status(
     collapsed: bool = False,
     detail: str | None = None,
 ) -> str:
-    parts = [CACHE_NAME]
-    if hit:
-        parts.append("hit")
+    # RFC 9211 2: parameters in this order, one string grown in place (no list, no join)
+    text = _HIT if hit else CACHE_NAME
     if fwd:
-        parts.append(f"fwd={fwd}")
+        text += f"; fwd={fwd}"
     if fwd_status is not None:
-        parts.append(f"fwd-status={fwd_status}")
+        text += f"; fwd-status={fwd_status}"
     if ttl is not None:
-        parts.append(f"ttl={math.floor(ttl)}")
+        text += f"; ttl={math.floor(ttl)}"
     if stored:
-        parts.append("stored")
+        text += "; stored"
     if collapsed:
-        parts.append("collapsed")
+        text += "; collapsed"
     if detail:
-        parts.append(f'detail="{_quote(detail)}"')
-    return "; ".join(parts)
+        text += f'; detail="{_quote(detail)}"'
+    return text
 
 
 def _quote(text: str) -> str:
@@ -94,13 +112,9 @@ def _quote(text: str) -> str:
 
 
 def _base_headers(headers: Headers, txn: Txn, x_cache: str, status_value: str) -> list[tuple[str, str]]:
-    return _stamp([(k, v) for k, v in headers if k.lower() not in OURS], txn, x_cache, status_value)
-
-
-def _stamp(out: list[tuple[str, str]], txn: Txn, x_cache: str, status_value: str) -> list[tuple[str, str]]:
-    out.append(("X-Cache", x_cache))
-    out.append(("Cache-Status", status_value))
-    out.append(("X-Request-Id", txn.request_id))
+    kinds = _KINDS
+    out = [field for field in headers if (kinds.get(field[0]) or _kind(field[0])) != _DROP]
+    out += (("X-Cache", x_cache), ("Cache-Status", status_value), ("X-Request-Id", txn.request_id))
     txn.x_cache = x_cache
     return out
 
@@ -116,20 +130,28 @@ def entry_response(
     asked: Asked | None = None,
 ) -> Response:
     """A stored entry as this client gets it; `asked`: its Range and If-Range on a GET."""
-    headers = _stamp(served_headers(entry, not_modified=not_modified), txn, x_cache, status_value)
+    headers = served_headers(entry, not_modified=not_modified)
     # RFC 9111 5.1: delta-seconds, rounded down; never past 2^31 (1.2.2), whatever was stored.
-    headers.append(("Age", age_value(entry, now)))
+    age = entry.age(now)
+    headers += (
+        ("X-Cache", x_cache),
+        ("Cache-Status", status_value),
+        ("X-Request-Id", txn.request_id),
+        ("Age", str(int(DELTA_MAX if age > DELTA_MAX else age))),  # min(age, DELTA_MAX)
+    )
+    txn.x_cache = x_cache
     if not_modified:
         txn.status = 304
         return Response(304, headers)
-    if entry.status == 200:
+    status = entry.status
+    if asked is not None and status == 200:
         part = _part(entry, asked)
         if part is not None:
-            assert asked is not None
             return _partial(entry, part, headers, txn, asked[0])
-    txn.status = entry.status
-    txn.bytes = len(entry.body)
-    return Response(entry.status, headers, entry.body)
+    body = entry.body
+    txn.status = status
+    txn.bytes = len(body)
+    return Response(status, headers, body)
 
 
 def served_headers(entry: Entry, *, not_modified: bool) -> list[tuple[str, str]]:
@@ -138,19 +160,18 @@ def served_headers(entry: Entry, *, not_modified: bool) -> list[tuple[str, str]]
     path and the fast hit's prepared heads are both made from it."""
     kept: list[tuple[str, str]] = []
     ranges = False
-    for k, v in entry.headers:  # one pass, one lower() per field: on every miss and refresh
-        low = k.lower()
-        if low in OURS or (not_modified and low in NOT_ON_304):
-            continue
-        ranges = ranges or low == "accept-ranges"
-        kept.append((k, v))
-    if not not_modified and entry.status == 200 and not ranges:
+    kinds = _KINDS
+    for field in entry.headers:  # one pass, one dict probe per field: on every miss and refresh
+        kind = kinds.get(field[0]) or _kind(field[0])
+        if kind != _KEEP:
+            if kind == _DROP or (not_modified and kind == _NOT_ON_304):
+                continue
+            if kind == _RANGES:
+                ranges = True
+        kept.append(field)
+    if not not_modified and not ranges and entry.status == 200:
         kept.append(("Accept-Ranges", "bytes"))
     return kept
-
-
-def age_value(entry: Entry, now: float) -> str:
-    return str(int(min(entry.age(now), DELTA_MAX)))
 
 
 def _part(entry: Entry, asked: Asked | None) -> Part | None:

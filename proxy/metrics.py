@@ -1,15 +1,12 @@
 """Per-application metrics registry rendered in the Prometheus text exposition format 0.0.4.
 
-Owns: counters, gauges and histograms keyed by a tuple of label values, `Tally` cells (a count
-bumped as a plain attribute on the hottest path and folded into a counter series or a
-histogram's fixed-value observations whenever the metric is read), callback collectors
-evaluated at scrape time, and the text rendering (HELP/TYPE lines, label escaping, cumulative
-histogram buckets ending in +Inf).
-
+Owns: counters, gauges and histograms keyed by a tuple of label values; `Tally` cells (a count
+bumped as a plain attribute on the hottest path, folded into a counter series or a histogram's
+fixed-value observations whenever the metric is read) and histogram `Series` handed out to be
+observed without a label lookup; collectors evaluated at scrape time; the text rendering.
 Must not: hold any module-level state (each app builds its own `Registry`, so tests and reloads
 never share counts), read the clock, do I/O, or lock. It is meant for one event loop thread;
-`inc`/`observe` are plain dict updates because they run on every cached hit.
-
+`inc`/`observe` are plain dict updates because they run on every request.
 Format: https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format
 """
 
@@ -250,13 +247,22 @@ class Gauge(_Scalar):
         self._add(labels, -n)
 
 
-class _HistState:
-    __slots__ = ("count", "counts", "sum")
+class Series:
+    """One histogram series (`Histogram.series`), observed without a label lookup."""
 
-    def __init__(self, n_buckets: int) -> None:
-        self.counts = [0] * (n_buckets + 1)  # last slot: above every finite bound (+Inf only)
+    __slots__ = ("bounds", "count", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # last slot: above every finite bound (+Inf only)
         self.sum = 0.0
         self.count = 0
+
+    def observe(self, value: float) -> None:
+        # `le` is inclusive: bisect_left finds the first bound >= value.
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
 
 
 class Histogram(_Metric):
@@ -270,43 +276,39 @@ class Histogram(_Metric):
         if not bounds or any(a >= b for a, b in itertools.pairwise(bounds)):
             raise ValueError(f"{name}: buckets must be non-empty and strictly increasing")
         self.buckets = bounds
-        self._states: dict[LabelValues, _HistState] = {}
+        self._states: dict[LabelValues, Series] = {}
         if not labels:
-            self._states[()] = _HistState(len(bounds))
+            self._states[()] = Series(bounds)
 
     def observe(self, labels: LabelValues, value: float) -> None:
+        (self._states.get(labels) or self.series(labels)).observe(value)
+
+    def series(self, labels: LabelValues) -> Series:  # made when new; observed without lookups
         state = self._states.get(labels)
         if state is None:
             self._arity(labels)
-            state = self._states[labels] = _HistState(len(self.buckets))
-        # `le` is inclusive: bisect_left finds the first bound >= value.
-        state.counts[bisect_left(self.buckets, value)] += 1
-        state.sum += value
-        state.count += 1
+            state = self._states[labels] = Series(self.buckets)
+        return state
 
     def attach(self, labels: LabelValues, tally: Tally, value: float) -> None:
         """Observe `value` in the series `labels` once per `tally` event."""
         self._link(labels, tally, value)
 
     def _gain(self, labels: LabelValues, value: float, n: int) -> None:
-        state = self._states.get(labels)
-        if state is None:
-            state = self._states[labels] = _HistState(len(self.buckets))
+        state = self._states.get(labels) or self.series(labels)
         state.counts[bisect_left(self.buckets, value)] += n
         state.sum += value * n
         state.count += n
 
     def count(self, labels: LabelValues = ()) -> int:
-        if self._links:
-            self._fold()
-        state = self._states.get(labels)
-        return state.count if state else 0
+        return self._read(labels).count
 
     def sum(self, labels: LabelValues = ()) -> float:
-        if self._links:
-            self._fold()
-        state = self._states.get(labels)
-        return state.sum if state else 0.0
+        return self._read(labels).sum
+
+    def _read(self, labels: LabelValues) -> Series:
+        self._fold()  # nothing to do without tallies
+        return self._states.get(labels) or Series(self.buckets)  # none yet: zero
 
     def remove(self, labels: LabelValues) -> None:
         self._unlink(labels)

@@ -121,12 +121,15 @@ class Pipeline:
                 if request not in self._refusals:
                     raise
                 response = Response(400, [])  # replaced below by the refusal
-            refused = self._refusals.pop(request, None)
+            refused = self._refusals.pop(request, None) if self._refusals else None
             if refused is not None:
                 await discard(response)
                 response = error_response(refused)
             close = response.close or not request.keep_alive or conn.draining or self._listener.draining
-            close = await self._out.respond(request, response, close)
+            if response.stream is None:  # all there: written without a coroutine
+                close = self._out.whole(request, response, close)
+            else:
+                close = await self._out.respond(request, response, close)
         except Exception:
             log.exception("answering on the public port failed")
             conn.abort()

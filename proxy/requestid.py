@@ -26,6 +26,8 @@ class RequestIds:
     def of(self, request: Request) -> str:
         """The client's X-Request-Id when it is sane, else ours."""
         known, incoming = request.hint("x-request-id")
+        if incoming is None and known:  # none sent (the usual case): ours, as `new` makes it
+            return f"{self.prefix}{next(self.counter):08x}"
         if not known:  # sent more than once: the first, as before
             incoming = request.headers.get("X-Request-Id")
         if incoming and _SANE.match(incoming):

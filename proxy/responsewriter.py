@@ -41,26 +41,38 @@ def status_and_fields(version: str, status: int, headers: list[tuple[str, str]])
     """The status line and header lines (each ending in CRLF), and whether a `Date` is among
     them. A field whose name or value carries CR or LF is dropped: never a split response.
     The full path's heads and the fast hit's prepared ones are both made here."""
-    fields = "".join([f"{name}: {value}\r\n" for name, value in headers])
-    count = len(headers)
-    # One CR and one LF per line: then no name or value carries either (the common case, one
-    # C-level count each instead of four `in` tests per field).
-    if fields.count("\n") != count or fields.count("\r") != count:
+    text, has_date = _head_text(version, status, headers)
+    return _encoded(text), has_date
+
+
+def _head_text(version: str, status: int, headers: list[tuple[str, str]]) -> tuple[str, bool]:
+    """`status_and_fields` as text, to be encoded once with what follows it."""
+    if not headers:
+        return _status_line(version, status), False
+    lines = list(map(": ".join, headers))  # "name: value", one C call each
+    # No CR or LF in any name or value (the common case): two memchr scans of the lines run
+    # together, before the line ends are put in, instead of four `in` tests per field.
+    probe = "".join(lines)
+    if "\n" in probe or "\r" in probe:
         return _checked(version, status, headers)
+    fields = "\r\n".join(lines)
     has_date = False
     for name, _ in headers:
         if len(name) == 4 and name.lower() == "date":
             has_date = True
             break
-    text = _status_line(version, status) + fields
+    return f"{_status_line(version, status)}{fields}\r\n", has_date
+
+
+def _encoded(text: str) -> bytes:
     try:
-        return text.encode("latin-1"), has_date
+        return text.encode("latin-1")
     except UnicodeEncodeError:
-        return text.encode("utf-8"), has_date
+        return text.encode("utf-8")
 
 
-def _checked(version: str, status: int, headers: list[tuple[str, str]]) -> tuple[bytes, bool]:
-    """`status_and_fields` dropping each field with a CR or LF in its name or value."""
+def _checked(version: str, status: int, headers: list[tuple[str, str]]) -> tuple[str, bool]:
+    """`_head_text` dropping each field with a CR or LF in its name or value."""
     lines = [_status_line(version, status)]
     has_date = False
     for name, value in headers:
@@ -69,11 +81,7 @@ def _checked(version: str, status: int, headers: list[tuple[str, str]]) -> tuple
         if not has_date and name.lower() == "date":
             has_date = True
         lines.append(f"{name}: {value}\r\n")
-    text = "".join(lines)
-    try:
-        return text.encode("latin-1"), has_date
-    except UnicodeEncodeError:
-        return text.encode("utf-8"), has_date
+    return "".join(lines), has_date
 
 
 def serialize_head(
@@ -81,8 +89,9 @@ def serialize_head(
 ) -> bytes:
     """Status line and headers. `framing` is the Content-Length/Transfer-Encoding/Connection
     lines the writer chose; our `Date` unless the answer carries one."""
-    head, has_date = status_and_fields(version, status, headers)
-    return b"".join((head, framing.encode("latin-1"), b"\r\n" if has_date else date + b"\r\n"))
+    text, has_date = _head_text(version, status, headers)
+    # one encoding: the framing lines are ASCII, so the head encodes as it would alone
+    return _encoded(text + framing) + (b"\r\n" if has_date else date + b"\r\n")
 
 
 def _connection(version: str, close: bool) -> str:
@@ -145,24 +154,47 @@ class ResponseWriter:
         if self.transport is not None:
             self.transport.write(CONTINUE)
 
+    def whole(self, request: Request, response: Response, close: bool) -> bool:
+        """`respond` for an answer whose body is all there (no stream): one write, no await."""
+        version = request.version
+        status = response.status
+        transport = self.transport
+        try:
+            if response.interim and version == "1.1" and transport is not None:
+                transport.write(interim_heads(response.interim))
+            text, has_date = _head_text(version, status, response.headers)
+            body = response.body
+            if status >= 200 and status not in _NO_BODY:
+                text += f"Content-Length: {len(body)}\r\n"
+            else:
+                body = b""
+            if close:
+                text += "Connection: close\r\n"
+            elif version == "1.0":
+                text += "Connection: keep-alive\r\n"
+            if request.method == "HEAD":
+                body = b""
+            # one encoding (the framing lines are ASCII), one join: head, our Date, body
+            if transport is not None:
+                date = b"" if has_date else self._date()
+                transport.write(b"".join((_encoded(text), date, b"\r\n", body)))
+            return close
+        finally:
+            if response.done is not None:
+                response.done()
+
     async def respond(self, request: Request, response: Response, close: bool) -> bool:
         """Write one answer; True when the connection must close after it."""
+        stream = response.stream
+        if stream is None:
+            return self.whole(request, response, close)
         version = request.version
         status = response.status
         bare = status in _NO_BODY or status < 200
         head_only = bare or request.method == "HEAD"
-        stream = response.stream
         if response.interim and version == "1.1" and self.transport is not None:
             self.transport.write(interim_heads(response.interim))
         try:
-            if stream is None:
-                body = response.body
-                framing = "" if bare else f"Content-Length: {len(body)}\r\n"
-                framing += _connection(version, close)
-                head = serialize_head(version, status, response.headers, framing, self._date())
-                if self.transport is not None:
-                    self.transport.write(head if head_only else head + body)
-                return close
             chunked = version == "1.1" and not head_only
             if version != "1.1" and not head_only:
                 close = True  # HTTP/1.0: the body ends where the connection does
@@ -185,15 +217,12 @@ class ResponseWriter:
                     self.transport.write(b"0\r\n\r\n")
             return close
         except Exception:
-            if stream is not None:
-                self._abort()  # the status line is gone already: a cut connection says it broke
-                return True
-            raise
+            self._abort()  # the status line is gone already: a cut connection says it broke
+            return True
         finally:
-            if stream is not None:
-                aclose = getattr(stream, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
             if response.done is not None:
                 response.done()
 

@@ -19,11 +19,11 @@ from proxy.accesslog import AccessLog
 from proxy.alerts import Alerts
 from proxy.core.redact import DEFAULT_SECRET_PARAMS, redact_path_and_query, scrub
 from proxy.deliver import Txn
-from proxy.metrics import Registry
+from proxy.metrics import Registry, Series, Tally
 
 events_log = logging.getLogger("proxy.events")
-# An access line's head and tail as JSON text, then its metric labels: see Telemetry._parts_of.
-_Parts = tuple[str, str, tuple[str, ...], tuple[str, ...]]
+# An access line's head and tail as JSON text: see Telemetry._parts_of.
+_Parts = tuple[str, str]
 _MEMO = 4096  # strings remembered as JSON text (paths, names, labels); forgotten all at once
 # JSON text as the access log's encoder writes it: compact, ASCII only, no NaN.
 # The end of a timestamp, by millisecond (1000: what `_timestamp`'s format makes of a rounding up).
@@ -47,6 +47,10 @@ class Telemetry:
         self.alerts = alerts
         self._paths: dict[str, str] = {}  # raw path -> redacted, as JSON text
         self._parts: dict[tuple[object, ...], _Parts] = {}  # see _parts_of
+        # (route, method, status, x_cache) -> what it counts into (`_series_of`); no metric
+        # series is ever removed, so what they hold stays the registry's
+        self._series: dict[tuple[str | None, str, int, str], tuple[Tally, Series]] = {}
+        self._latency: dict[str, Series] = {}  # by upstream
         self.secret_params = tuple(DEFAULT_SECRET_PARAMS) + secret_params
         self.secret_values = secret_values
         self._second = -1
@@ -97,14 +101,31 @@ class Telemetry:
     def transaction(self, txn: Txn, now: float) -> None:
         elapsed = now - txn.start
         if self.access.enabled:
-            labels, route_labels = self._log(txn, now, elapsed)
-        else:
-            route = txn.route or "-"
-            labels, route_labels = (route, txn.method, str(txn.status), txn.x_cache), (route,)
-        self.requests.inc(labels)
-        self.duration.observe(route_labels, elapsed)
+            self._log(txn, now, elapsed)
+        series = self._series.get((txn.route, txn.method, txn.status, txn.x_cache))
+        if series is None:
+            series = self._series_of(txn)
+        series[0].n += 1
+        series[1].observe(elapsed)
         if txn.upstream_ms is not None and txn.upstream is not None:
-            self.upstream_latency.observe((txn.upstream,), txn.upstream_ms / 1000.0)
+            latency = self._latency.get(txn.upstream)
+            if latency is None:
+                latency = self._latency[txn.upstream] = self.upstream_latency.series((txn.upstream,))
+            latency.observe(txn.upstream_ms / 1000.0)
+
+    def _series_of(self, txn: Txn) -> tuple[Tally, Series]:
+        """What a transaction's (route, method, status, X-Cache) counts into, resolved once:
+        a `Tally` folded into rproxy_requests_total and the route's duration series. Past
+        `_MEMO` such keys (clients choose methods) the rest are counted each on its own."""
+        route = txn.route or "-"
+        labels = (route, txn.method, str(txn.status), txn.x_cache)
+        series = (Tally(), self.duration.series((route,)))
+        if len(self._series) < _MEMO:
+            self._series[(txn.route, txn.method, txn.status, txn.x_cache)] = series
+            self.requests.attach(labels, series[0])
+        else:  # counted here; the caller bumps a tally nobody reads
+            self.requests.inc(labels)
+        return series
 
     def log_only(self, txn: Txn, now: float) -> None:
         """The access line of a transaction counted elsewhere (a fast hit's `Tally`), when the
@@ -112,17 +133,14 @@ class Telemetry:
         if self.access.enabled:
             self._log(txn, now, now - txn.start)
 
-    def _log(self, txn: Txn, now: float, elapsed: float) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Write the access line; return the metric labels (remembered with the line's parts)."""
+    def _log(self, txn: Txn, now: float, elapsed: float) -> None:
+        """Write the access line (from remembered parts; the encoder for an odd value)."""
         try:
-            parts = self._parts_of(txn)
-            line = self._line(parts, txn, now, elapsed)
+            line = self._line(self._parts_of(txn), txn, now, elapsed)
         except (TypeError, ValueError):  # a value the template does not know: the encoder
             self.access.write(self._record(txn, now, elapsed))
-            route = txn.route or "-"
-            return (route, txn.method, str(txn.status), txn.x_cache), (route,)
+            return
         self.access.write_line(line)
-        return parts[2], parts[3]
 
     @property
     def secret_params(self) -> tuple[str, ...]:
@@ -146,8 +164,8 @@ class Telemetry:
 
     def _parts_of(self, txn: Txn) -> _Parts:
         """The JSON text of the fields that repeat from one request to the next (client to
-        upstream_status, bytes to stale_reason) and the metric labels, remembered by their
-        values (typed by Txn: str, int or None)."""
+        upstream_status, bytes to stale_reason), remembered by their values (typed by Txn:
+        str, int or None)."""
         key = (
             txn.client,
             txn.method,
@@ -167,9 +185,7 @@ class Telemetry:
         if parts is None:
             if len(self._parts) >= _MEMO:
                 self._parts.clear()
-            route = txn.route or "-"
-            labels = (route, txn.method, str(txn.status), txn.x_cache)
-            parts = self._parts[key] = (self._head(txn), self._tail(txn), labels, (route,))
+            parts = self._parts[key] = (self._head(txn), self._tail(txn))
         return parts
 
     def _line(self, parts: _Parts, txn: Txn, now: float, elapsed: float) -> str:

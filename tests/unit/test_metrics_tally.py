@@ -70,3 +70,19 @@ def test_a_tally_with_the_wrong_labels_is_refused() -> None:
     requests = reg.counter("rproxy_requests_total", "Requests.", ("route", "status"))
     with pytest.raises(ValueError, match="expected labels"):
         requests.attach(("prices",), Tally())
+
+
+def test_a_histogram_series_observed_directly_is_the_series_of_its_labels() -> None:
+    reg = Registry()
+    duration = reg.histogram("rproxy_request_duration_seconds", "Time.", ("route",), buckets=(0.001, 1.0))
+    series = duration.series(("prices",))
+    assert duration.series(("prices",)) is series  # one series per labels, made once
+    series.observe(0.5)
+    duration.observe(("prices",), 2.0)  # the labelled way lands in the same series
+    assert (duration.count(("prices",)), duration.sum(("prices",))) == (2, 2.5)
+    samples = scraped(reg)
+    assert samples[("rproxy_request_duration_seconds_bucket", (("le", "1.0"), ("route", "prices")))] == 1
+    assert samples[("rproxy_request_duration_seconds_bucket", (("le", "+Inf"), ("route", "prices")))] == 2
+    assert duration.count(("other",)) == 0 and duration.sum(("other",)) == 0.0
+    with pytest.raises(ValueError):
+        duration.series(("prices", "extra"))

@@ -52,3 +52,8 @@ def test_cache_status_parameters_in_order() -> None:
     assert full == 'resilient-proxy; fwd=miss; fwd-status=200; ttl=59; stored; collapsed; detail="a\\"b\\\\c"'
     assert cache_status(hit=True, ttl=-0.5) == "resilient-proxy; hit; ttl=-1"
     assert cache_status(hit=False) == "resilient-proxy"
+
+
+def test_no_fields_is_the_status_line_alone() -> None:
+    assert status_and_fields("1.1", 204, []) == (b"HTTP/1.1 204 No Content\r\n", False)
+    assert serialize_head("1.0", 304, [], "", DATE) == b"HTTP/1.0 304 Not Modified\r\n" + DATE + b"\r\n"
