@@ -70,9 +70,7 @@ class Upstream:
             TokenBucket(config.rate_limit.per_second, config.rate_limit.burst) if config.rate_limit else None
         )
         self.bulkhead = Bulkhead(config.max_connections, config.max_queue)
-        self._idle = asyncio.Event()  # set while no call is in flight or queued
-        self._idle.set()
-        self.gate = Gate(self.bulkhead, clock, config.name, self._idle)
+        self.gate = Gate(self.bulkhead, clock, config.name)
         self.track = Track()
         self.hold_until = 0.0  # after a 429: no request before this moment
         self._on_transition = on_transition
@@ -240,7 +238,7 @@ class Upstream:
         """Close once no call is in flight or queued (a reload replaced this upstream), or
         after `grace` seconds whatever is still running."""
         try:
-            await asyncio.wait_for(self._idle.wait(), grace)
+            await asyncio.wait_for(self.gate.idle(), grace)
         except TimeoutError:
             log.warning("upstream %s retired with calls still in flight after %.1fs", self.name, grace)
         finally:  # also on shutdown, when the task set is cancelled: never leak the pool
@@ -257,23 +255,45 @@ class Gate:
     its deadline. A call whose expected wait (its place in the queue over the slots, times the
     recent exchange time, an EWMA) already exceeds that deadline is refused at once, with
     Retry-After, instead of holding a client until it times out. `max_queue` stays a hard cap.
+
+    The healthy path (a free slot, nobody queued) is `enter`, `leave` and `served`: no event to
+    clear and set per exchange; only a retiring upstream waits for `idle`, and only then is
+    there a future to resolve (issue 11).
     """
 
     EWMA = 0.1  # weight of the newest exchange time in `service`
 
-    def __init__(self, bulkhead: Bulkhead, clock: Clock, name: str, idle: asyncio.Event) -> None:
-        self.bulkhead, self.clock, self.name, self.idle = bulkhead, clock, name, idle
+    def __init__(self, bulkhead: Bulkhead, clock: Clock, name: str) -> None:
+        self.bulkhead, self.clock, self.name = bulkhead, clock, name
         self._waiting: deque[asyncio.Future[bool]] = deque()
+        self._idlers: list[asyncio.Future[None]] = []  # whoever awaits `idle()`, until it is
         self.service = 0.0  # seconds an exchange has been taking lately (0: no sample yet)
 
     def enter(self) -> bool:
         """A slot now (True); False: the caller holds a place in the queue and must `queue`,
         which also refuses what the queue cannot hold."""
         verdict = self.bulkhead.try_enter()
+        if verdict == "run":
+            return True
         if verdict == "reject":
             raise Overloaded(f"too many requests in flight toward {self.name}", retry_after=1.0)
-        self.idle.clear()
-        return verdict == "run"
+        return False
+
+    def is_idle(self) -> bool:
+        """No call in flight and none queued."""
+        return self.bulkhead.idle
+
+    async def idle(self) -> None:
+        """Returns once no call is in flight or queued (at once if none is)."""
+        if self.bulkhead.idle:
+            return
+        idler: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idlers.append(idler)
+        try:
+            await idler
+        finally:
+            if idler in self._idlers:  # cancelled (a retire's grace ran out): not kept
+                self._idlers.remove(idler)
 
     async def queue(self, out: Outbound, timeouts: Timeouts, started: float) -> Outbound:
         """Wait for a slot until `started + timeouts.total`; the request to send with the time
@@ -322,7 +342,8 @@ class Gate:
     def leave(self) -> None:
         if self.bulkhead.leave():
             self._wake_one()
-        self._maybe_idle()
+        elif self._idlers:
+            self._maybe_idle()
 
     def served(self, seconds: float) -> None:
         self.service += self.EWMA * (seconds - self.service) if self.service else seconds
@@ -330,7 +351,8 @@ class Gate:
     def _give_up(self) -> None:
         if self.bulkhead.dequeue():
             self._wake_one()
-        self._maybe_idle()
+        elif self._idlers:
+            self._maybe_idle()
 
     def _wake_one(self) -> None:
         while self._waiting:
@@ -341,7 +363,10 @@ class Gate:
 
     def _maybe_idle(self) -> None:
         if self.bulkhead.idle:
-            self.idle.set()
+            idlers, self._idlers = self._idlers, []
+            for idler in idlers:
+                if not idler.done():
+                    idler.set_result(None)
 
 
 def _resolve(current: list[asyncio.Future[bool]], value: bool) -> None:

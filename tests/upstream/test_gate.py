@@ -20,9 +20,7 @@ TIMEOUTS = Timeouts(connect=1.0, total=5.0)
 
 
 def gate(clock: FakeClock, *, active: int = 1, queue: int = 100) -> Gate:
-    idle = asyncio.Event()
-    idle.set()
-    return Gate(Bulkhead(active, queue), clock, "vendor", idle)
+    return Gate(Bulkhead(active, queue), clock, "vendor")
 
 
 def out(path: str = "/a") -> Outbound:
@@ -55,7 +53,7 @@ async def test_a_queued_call_runs_when_a_slot_frees_with_what_is_left_of_its_dea
     assert (g.bulkhead.active, g.bulkhead.queued) == (1, 0)
     assert clock.timers() == 0  # its deadline timer is gone with it
     g.leave()
-    assert g.idle.is_set()
+    assert g.is_idle()
 
 
 async def test_a_queued_call_is_refused_at_its_deadline_and_its_place_is_freed(clock: FakeClock) -> None:
@@ -67,9 +65,9 @@ async def test_a_queued_call_is_refused_at_its_deadline_and_its_place_is_freed(c
         await waiting
     assert err.value.retry_after == 1.0
     assert (g.bulkhead.active, g.bulkhead.queued) == (1, 0)
-    assert not g.idle.is_set()  # the first call still runs
+    assert not g.is_idle()  # the first call still runs
     g.leave()
-    assert g.idle.is_set()
+    assert g.is_idle()
     assert g.enter()  # the freed slot is there for the next call: nothing leaked
 
 
@@ -89,7 +87,7 @@ async def test_the_queue_is_first_in_first_out_and_a_cancelled_place_passes_on(c
     g.leave()
     assert (await third).path_qs == "/3"
     g.leave()
-    assert (g.bulkhead.active, g.bulkhead.queued) == (0, 0) and g.idle.is_set()
+    assert (g.bulkhead.active, g.bulkhead.queued) == (0, 0) and g.is_idle()
 
 
 async def test_a_call_that_cannot_meet_its_deadline_is_refused_at_once(clock: FakeClock) -> None:
@@ -119,3 +117,25 @@ async def test_a_full_queue_refuses_at_once(clock: FakeClock) -> None:
     g.leave()
     await waiting
     g.leave()
+
+
+async def test_whoever_waits_for_idle_wakes_when_the_last_call_leaves_not_before(clock: FakeClock) -> None:
+    """What a retiring upstream waits on: not while a call runs or queues; at once when none
+    does; a waiter that gives up (its grace ran out) is not kept."""
+    g = gate(clock)
+    await asyncio.wait_for(g.idle(), 1.0)  # nothing in flight: at once
+    assert g.enter()
+    waiter = asyncio.ensure_future(g.idle())
+    gone = asyncio.ensure_future(g.idle())
+    second = await queued(g, clock, "/b")
+    g.leave()  # the queued call takes the slot: still not idle
+    assert (await second).path_qs == "/b"
+    await asyncio.sleep(0)
+    assert not waiter.done() and not gone.done()
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert len(g._idlers) == 1  # the one that gave up is not kept
+    g.leave()
+    await asyncio.wait_for(waiter, 1.0)
+    assert g.is_idle() and g._idlers == []
