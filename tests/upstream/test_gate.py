@@ -5,6 +5,7 @@ injected clock; refused at once only what cannot be answered in time (issue 11, 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import fields, replace
 
 import pytest
 
@@ -12,8 +13,8 @@ from proxy.clock import FakeClock
 from proxy.core.config.model import Timeouts
 from proxy.core.errors import Overloaded
 from proxy.core.ratelimit import Bulkhead
+from proxy.gate import Gate, _with_timeout
 from proxy.transport import Outbound
-from proxy.upstream import Gate
 from tests.waiting import until
 
 TIMEOUTS = Timeouts(connect=1.0, total=5.0)
@@ -28,11 +29,11 @@ def out(path: str = "/a") -> Outbound:
 
 
 async def queued(g: Gate, clock: FakeClock, path: str) -> asyncio.Task[Outbound]:
-    """A call that found no free slot, waiting in the queue (its deadline timer is set)."""
+    """A call that found no free slot, waiting in the queue (its deadline watched)."""
     assert not g.enter()
-    timers = clock.timers()
+    waiting = g.waiting()
     task = asyncio.ensure_future(g.queue(out(path), TIMEOUTS, clock.now()))
-    await until(lambda: clock.timers() == timers + 1, what="the call queued")
+    await until(lambda: g.waiting() == waiting + 1 and clock.timers() == 1, what="the call queued")
     return task
 
 
@@ -139,3 +140,61 @@ async def test_whoever_waits_for_idle_wakes_when_the_last_call_leaves_not_before
     g.leave()
     await asyncio.wait_for(waiter, 1.0)
     assert g.is_idle() and g._idlers == []
+
+
+async def test_each_queued_call_is_refused_at_its_own_deadline(clock: FakeClock) -> None:
+    """The deadlines share one timer: each place still expires at its own time, an earlier
+    deadline queued behind a later one first, and no timer is left once nobody waits."""
+    g = gate(clock)
+    assert g.enter()
+    first = await queued(g, clock, "/1")  # due at 5 s
+    clock.advance(2.0)
+    second = await queued(g, clock, "/2")  # due at 7 s
+    assert not g.enter()
+    short = Timeouts(connect=1.0, total=1.0)
+    third = asyncio.ensure_future(g.queue(out("/3"), short, clock.now()))  # due at 3 s: first out
+    await until(lambda: g.waiting() == 3, what="the third call queued")
+    assert clock.timers() == 1  # one timer for three deadlines
+    clock.advance(1.0)
+    with pytest.raises(Overloaded, match="within the request's deadline"):
+        await third
+    assert not first.done() and not second.done() and g.bulkhead.queued == 2
+    clock.advance(2.0)
+    with pytest.raises(Overloaded, match="within the request's deadline"):
+        await first
+    assert not second.done() and g.bulkhead.queued == 1
+    clock.advance(1.75)
+    await asyncio.sleep(0)
+    assert not second.done()
+    g.leave()  # a slot frees before its deadline: it runs, with what is left (2 s - 1.75 s)
+    sent = await second
+    assert sent.path_qs == "/2" and sent.timeout is not None and sent.timeout.total == 0.25
+    assert clock.timers() == 0 and g.waiting() == 0
+    g.leave()
+    assert g.is_idle()
+
+
+def test_the_time_left_is_the_only_thing_changed_in_the_request() -> None:
+    """`_with_timeout` is `dataclasses.replace(out, timeout=...)`: every other field carried."""
+    original = Outbound(
+        "POST",
+        "/a?b=1",
+        [("x-a", "1")],
+        b"body",
+        TIMEOUTS,
+        idempotency_key=True,
+        credentials=True,
+        offered=lambda name: None,
+    )
+    assert {f.name for f in fields(Outbound)} == {
+        "method",
+        "path_qs",
+        "headers",
+        "body",
+        "timeout",
+        "idempotency_key",
+        "credentials",
+        "offered",
+    }, "a new Outbound field: carry it in gate._with_timeout"
+    shorter = Timeouts(connect=0.5, total=0.5)
+    assert _with_timeout(original, shorter) == replace(original, timeout=shorter)
