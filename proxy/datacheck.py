@@ -29,7 +29,7 @@ class DataCheck:
     def check(self, rs: RouteState, entry: Entry | None, fetched: Fetched) -> tuple[Verdict, Any]:
         rules, limit = rs.config.guards, rs.config.max_object_size
         try:
-            body = decode(fetched.body, _coding(fetched.headers), limit)
+            body = decode(fetched.body, fetched.coding(), limit)
         except DecodeError as exc:  # a bomb, a corrupt stream, a coding we cannot read
             return Verdict(False, (Violation("encoding", "$", str(exc)[:80]),), False), None
         # Parsing the last good copy costs as much as parsing the new one: only relative rules need it.

@@ -154,7 +154,7 @@ class Driver:
         txn.route, txn.upstream = rs.config.name, rs.config.upstream
         rs.requests += 1
         if self.telemetry.access.enabled:
-            txn.breaker = rs.upstream.state(txn.start).value
+            txn.breaker = rs.upstream.state(txn.start)._value_  # `.value` is a Python call on 3.11
         return Target(rs.config.rewrite, path, query, match)
 
     # -- hash + lookup + decide ----------------------------------------------------------------

@@ -179,7 +179,7 @@ class Fetcher:
         policy = rs.config.cache
         assert policy is not None
         # Read once for every question below; the pass also keeps the lines the entry stores.
-        fields = Fields(fetched.headers, policy.targeted_fields, _store_drop(policy))
+        fields = Fields(fetched.headers, policy.targeted_fields, _store_drop(policy), fetched.lows())
         refused = replacement.refusal(
             replacement.Answer(fetched.status, fetched.complete, fields.first("etag")),
             guarded=bool(rs.config.guards),

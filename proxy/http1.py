@@ -268,8 +268,8 @@ class ResponseFraming:
             # llhttp let only digits (and OWS) through; up to 15 digits are within the bound
             text = values[cl_at]
             self._cl = int(text) if len(text) < 16 and text.isdigit() else content_length(text)
-        if plain:
-            return tuple(zip(names, values, strict=True)), lows
+        if plain:  # lengths checked above; zip's strict= keyword costs ~700 instructions on 3.11
+            return tuple(zip(names, values)), lows  # noqa: B905
         return self._end_to_end(names, lows, values)
 
     def _end_to_end(

@@ -141,8 +141,8 @@ async def read_body(request: Request, limit: int) -> bytes | None:
 def _inflater(request: Request, fetched: Fetched) -> Inflater | None:
     """We asked the vendor for gzip on the client's behalf (see `forward_headers`): a client that
     did not ask for it gets identity, inflated as it streams."""
-    coding = next((v for k, v in fetched.headers if k.lower() == "content-encoding"), None)
-    if coding is None or coding.strip().lower() in ("", "identity"):
+    coding = fetched.coding()  # from the parser's lower-case names; None for identity
+    if coding is None:
         return None
     if accepts(request.headers.get("Accept-Encoding"), coding.strip()):
         return None

@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from proxy.clock import Clock
 from proxy.core.breaker import CircuitBreaker, Permit, State, Transition, is_failure_status
-from proxy.core.config.model import Timeouts, UpstreamConfig
+from proxy.core.config.model import UpstreamConfig
 from proxy.core.errors import CircuitOpen, Overloaded, ProxyError, UpstreamError, UpstreamOutcomeUnknown
 from proxy.core.ratelimit import Bulkhead, TokenBucket
 from proxy.core.retry import (
@@ -27,6 +26,7 @@ from proxy.core.retry import (
     may_retry_method,
     parse_retry_after,
 )
+from proxy.gate import Gate
 from proxy.transport import Exchange, Fetched, Outbound, Transport
 
 log = logging.getLogger("proxy.upstream")
@@ -70,9 +70,7 @@ class Upstream:
             TokenBucket(config.rate_limit.per_second, config.rate_limit.burst) if config.rate_limit else None
         )
         self.bulkhead = Bulkhead(config.max_connections, config.max_queue)
-        self._idle = asyncio.Event()  # set while no call is in flight or queued
-        self._idle.set()
-        self.gate = Gate(self.bulkhead, clock, config.name, self._idle)
+        self.gate = Gate(self.bulkhead, clock, config.name)
         self.track = Track()
         self.hold_until = 0.0  # after a 429: no request before this moment
         self._on_transition = on_transition
@@ -240,113 +238,11 @@ class Upstream:
         """Close once no call is in flight or queued (a reload replaced this upstream), or
         after `grace` seconds whatever is still running."""
         try:
-            await asyncio.wait_for(self._idle.wait(), grace)
+            await asyncio.wait_for(self.gate.idle(), grace)
         except TimeoutError:
             log.warning("upstream %s retired with calls still in flight after %.1fs", self.name, grace)
         finally:  # also on shutdown, when the task set is cancelled: never leak the pool
             await self.close()
-
-
-class Gate:
-    """Bulkhead admission (the protocol in `ratelimit.Bulkhead`): a slot at once, else a place
-    in a FIFO queue for as long as the request's own deadline allows, else a 503 at once.
-
-    "Reject only what cannot meet its deadline": a queued call waits at most its upstream
-    timeout (`total`), measured on the injected clock from when the attempt began, and the
-    exchange then gets only what is left of it, so queueing never stretches a request past
-    its deadline. A call whose expected wait (its place in the queue over the slots, times the
-    recent exchange time, an EWMA) already exceeds that deadline is refused at once, with
-    Retry-After, instead of holding a client until it times out. `max_queue` stays a hard cap.
-    """
-
-    EWMA = 0.1  # weight of the newest exchange time in `service`
-
-    def __init__(self, bulkhead: Bulkhead, clock: Clock, name: str, idle: asyncio.Event) -> None:
-        self.bulkhead, self.clock, self.name, self.idle = bulkhead, clock, name, idle
-        self._waiting: deque[asyncio.Future[bool]] = deque()
-        self.service = 0.0  # seconds an exchange has been taking lately (0: no sample yet)
-
-    def enter(self) -> bool:
-        """A slot now (True); False: the caller holds a place in the queue and must `queue`,
-        which also refuses what the queue cannot hold."""
-        verdict = self.bulkhead.try_enter()
-        if verdict == "reject":
-            raise Overloaded(f"too many requests in flight toward {self.name}", retry_after=1.0)
-        self.idle.clear()
-        return verdict == "run"
-
-    async def queue(self, out: Outbound, timeouts: Timeouts, started: float) -> Outbound:
-        """Wait for a slot until `started + timeouts.total`; the request to send with the time
-        left, or Overloaded. Cancelled while waiting: the place is given up, nothing leaks."""
-        bulkhead = self.bulkhead
-        budget = started + timeouts.total - self.clock.now()
-        expected = self.service * bulkhead.queued / bulkhead.max_active  # `queued` counts us
-        if budget <= 0 or expected > budget:
-            self._give_up()
-            raise Overloaded(
-                f"toward {self.name}: the queue is longer than the request's deadline", retry_after=1.0
-            )
-        loop = asyncio.get_running_loop()
-        # One future per place in the line: `_wake_one` resolves it True, the deadline False
-        # (cheaper than asyncio.wait over two futures, which a thousand queued calls all pay).
-        current: list[asyncio.Future[bool]] = []
-        timer = asyncio.ensure_future(self.clock.sleep(budget))
-        timer.add_done_callback(lambda _: _resolve(current, False))
-        queued = True  # still counted in the bulkhead's queue
-        try:
-            while True:
-                turn: asyncio.Future[bool] = loop.create_future()
-                current[:] = [turn]
-                self._waiting.append(turn)
-                if timer.done() or not await turn:
-                    break  # the deadline came first
-                if bulkhead.try_promote():
-                    queued = False
-                    break
-        finally:
-            timer.cancel()
-            _resolve(current, False)  # a wake-up not taken goes on to the next in line
-            if queued:  # the deadline, or cancelled in the queue: the place is given back
-                self._give_up()
-        left = started + timeouts.total - self.clock.now()
-        if queued or left <= 0:
-            if not queued:  # promoted just as its time ran out: the slot goes to the next
-                self.leave()
-            raise Overloaded(
-                f"no free connection toward {self.name} within the request's deadline", retry_after=1.0
-            )
-        if left >= timeouts.total:
-            return out
-        return replace(out, timeout=Timeouts(connect=min(timeouts.connect, left), total=left))
-
-    def leave(self) -> None:
-        if self.bulkhead.leave():
-            self._wake_one()
-        self._maybe_idle()
-
-    def served(self, seconds: float) -> None:
-        self.service += self.EWMA * (seconds - self.service) if self.service else seconds
-
-    def _give_up(self) -> None:
-        if self.bulkhead.dequeue():
-            self._wake_one()
-        self._maybe_idle()
-
-    def _wake_one(self) -> None:
-        while self._waiting:
-            turn = self._waiting.popleft()
-            if not turn.done():
-                turn.set_result(True)
-                return
-
-    def _maybe_idle(self) -> None:
-        if self.bulkhead.idle:
-            self.idle.set()
-
-
-def _resolve(current: list[asyncio.Future[bool]], value: bool) -> None:
-    if current and not current[0].done():
-        current[0].set_result(value)
 
 
 def _get(fetched: Fetched, name: str) -> str | None:

@@ -11,7 +11,7 @@ Must not: interpret any value (that is `freshness`, `cachecontrol`), do I/O or r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from proxy.core.headers import HOP_BY_HOP, connection_tokens
 from proxy.core.model import Headers
@@ -36,14 +36,20 @@ _NO_LINES: list[str] = []
 
 class Fields:
     """`headers` read once: `lines` (the values of each name in `READ` or in `targets`, in
-    order) and `lows` (each line's lower-case name, when asked). The same pass keeps the lines
+    order) and `lows` (each line's lower-case name). The same pass keeps the lines
     `without(drop)` gives for the `drop` passed here (the store's), so the stored headers cost
-    no second pass; `without` with any other set filters afresh. Treat as immutable."""
+    no second pass; `without` with any other set filters afresh. `lows`, when the caller has
+    them (the parser's, `Fetched.lows()`), are the lower-case names of `headers` in order: no
+    name is lowered again. Treat as immutable."""
 
     __slots__ = ("_asked", "_dropped", "_kept", "_lows", "headers", "lines", "targets")
 
     def __init__(
-        self, headers: Headers, targets: tuple[str, ...] = (), drop: frozenset[str] = HOP_BY_HOP
+        self,
+        headers: Headers,
+        targets: tuple[str, ...] = (),
+        drop: frozenset[str] = HOP_BY_HOP,
+        lows: Sequence[str] | None = None,
     ) -> None:
         self.headers = headers
         self.targets = targets
@@ -52,8 +58,13 @@ class Fields:
             drop = drop | HOP_BY_HOP
         kept: list[tuple[str, str]] = []
         lines: dict[str, list[str]] = {}
-        for pair in headers:
-            low = pair[0].lower()
+        if lows is None:
+            lows = [key.lower() for key, _ in headers]
+        elif len(lows) != len(headers):
+            raise ValueError("one lower-case name per field line")
+        # By index, not zip(strict=True): its keyword parsing costs more than the pass (3.11).
+        for i, low in enumerate(lows):
+            pair = headers[i]
             if low not in drop:
                 kept.append(pair)
             if low in READ or low in targets:
@@ -62,22 +73,18 @@ class Fields:
                     lines[low] = [pair[1]]
                 else:
                     found.append(pair[1])
-        self._lows: list[str] | None = None
+        self._lows = lows
         self.lines: Mapping[str, list[str]] = lines
         if "connection" in lines:  # names it lists are hop-by-hop as well (RFC 9110 7.6.1)
             drop = drop | connection_tokens(("connection", v) for v in lines["connection"])
-            kept = [pair for pair in kept if pair[0].lower() not in drop]
+            kept = [pair for pair, low in zip(headers, lows, strict=True) if low not in drop]
         self._dropped = drop
         self._kept = kept
 
     @property
-    def lows(self) -> list[str]:
-        """Each line's lower-case name, in order; made when first asked (a plain miss never
-        asks: only a scan for a name outside `READ`, or a withheld or Connection-named field)."""
-        lows = self._lows
-        if lows is None:
-            lows = self._lows = [key.lower() for key, _ in self.headers]
-        return lows
+    def lows(self) -> Sequence[str]:
+        """Each line's lower-case name, in order (the caller's, or lowered in the pass)."""
+        return self._lows
 
     def first(self, name: str) -> str | None:
         """The first value of `name` (lower-case), as `freshness.header` finds it."""

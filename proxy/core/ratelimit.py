@@ -149,7 +149,7 @@ class Bulkhead:
         if self._active == 0:
             raise RuntimeError("leave() without a matching run")
         self._active -= 1
-        return self._should_wake()
+        return self._queued > 0 and self._active < self.max_active  # `_should_wake`, inline
 
     def _should_wake(self) -> bool:
         return self._queued > 0 and self._active < self.max_active

@@ -188,6 +188,18 @@ async def test_breaker_state_is_logged(rig: Rig) -> None:
     assert line["breaker"] == "open"
 
 
+async def test_breaker_state_is_logged_on_a_miss_and_on_a_fresh_hit(rig: Rig, origin: Origin) -> None:
+    """The state's name as the breaker reports it, on the driver's path and the fast hit's."""
+    origin.always("/prices/A1", Reply(200, PRICE, {**JSON_TYPE, "Cache-Control": "max-age=60"}))
+    assert (await rig.public.get("/api/prices/A1")).status == 200
+    await rig.admin.post("/breakers/vendor/open", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    hit = await rig.public.get("/api/prices/A1")  # fresh: served whatever the breaker says
+    assert hit.status == 200 and hit.headers["X-Cache"] == "HIT"
+    first, second = await rig.lines()
+    assert (first["x_cache"], first["breaker"]) == ("MISS", "closed")
+    assert (second["x_cache"], second["breaker"]) == ("HIT", "open")
+
+
 async def test_metrics_parse_and_count(rig: Rig, origin: Origin, clock: FakeClock) -> None:
     origin.always("/prices/A1", Reply(200, PRICE, {**JSON_TYPE, "Cache-Control": "max-age=10"}))
     origin.always("/prices/SLOW", Reply(200, {**PRICE, "sku": "SLOW"}, JSON_TYPE, delay=0.2))

@@ -132,3 +132,33 @@ def test_the_lines_kept_in_the_pass_are_what_a_second_pass_keeps(
     assert fields.without(drop) == end_to_end(headers, drop)
     other = frozenset({"etag"})
     assert fields.without(other) == end_to_end(headers, other)
+
+
+@given(
+    HEADERS, st.sampled_from([(), DEFAULT_TARGETS]), st.sampled_from([HOP_BY_HOP, frozenset({"age", "x-a"})])
+)
+def test_names_lowered_by_the_caller_give_the_same_answers(
+    headers: Headers, targets: tuple[str, ...], drop: frozenset[str]
+) -> None:
+    """`Fields` given the lower-case names (the parser's, as `Fetched.lows()` hands them on)
+    answers every question as it does lowering them itself, and as the scans do."""
+    given_lows = tuple(k.lower() for k, _ in headers)
+    read, own = Fields(headers, targets, drop, given_lows), Fields(headers, targets, drop)
+    assert list(read.lows) == list(own.lows) == list(given_lows)
+    assert read.lines == own.lines
+    for name in ("date", "etag", "x-a", "expires", "cdn-cache-control", "upgrade"):
+        assert read.first(name) == own.first(name) == freshness.header(headers, name)
+    assert read.kept(read.dropped(drop)) == own.kept(own.dropped(drop)) == end_to_end(headers, drop)
+    other = frozenset({"etag"})
+    assert read.without(other) == end_to_end(headers, other)
+    assert governing(read.lines, targets) == effective(headers, targets)
+
+
+def test_the_names_given_are_the_names_read() -> None:
+    """The pass reads the names it is given, not the lines' own: the caller vouches for them
+    (a mismatch in length is a programming error, refused)."""
+    headers: Headers = (("Date", "d"), ("X-A", "1"))
+    fields = Fields(headers, (), HOP_BY_HOP, ("date", "x-a"))
+    assert fields.first("date") == "d" and fields.first("x-a") == "1"
+    with pytest.raises(ValueError):
+        Fields(headers, (), HOP_BY_HOP, ("date",))

@@ -5,6 +5,7 @@ injected clock; refused at once only what cannot be answered in time (issue 11, 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import fields, replace
 
 import pytest
 
@@ -12,17 +13,15 @@ from proxy.clock import FakeClock
 from proxy.core.config.model import Timeouts
 from proxy.core.errors import Overloaded
 from proxy.core.ratelimit import Bulkhead
+from proxy.gate import Gate, _with_timeout
 from proxy.transport import Outbound
-from proxy.upstream import Gate
 from tests.waiting import until
 
 TIMEOUTS = Timeouts(connect=1.0, total=5.0)
 
 
 def gate(clock: FakeClock, *, active: int = 1, queue: int = 100) -> Gate:
-    idle = asyncio.Event()
-    idle.set()
-    return Gate(Bulkhead(active, queue), clock, "vendor", idle)
+    return Gate(Bulkhead(active, queue), clock, "vendor")
 
 
 def out(path: str = "/a") -> Outbound:
@@ -30,11 +29,11 @@ def out(path: str = "/a") -> Outbound:
 
 
 async def queued(g: Gate, clock: FakeClock, path: str) -> asyncio.Task[Outbound]:
-    """A call that found no free slot, waiting in the queue (its deadline timer is set)."""
+    """A call that found no free slot, waiting in the queue (its deadline watched)."""
     assert not g.enter()
-    timers = clock.timers()
+    waiting = g.waiting()
     task = asyncio.ensure_future(g.queue(out(path), TIMEOUTS, clock.now()))
-    await until(lambda: clock.timers() == timers + 1, what="the call queued")
+    await until(lambda: g.waiting() == waiting + 1 and clock.timers() == 1, what="the call queued")
     return task
 
 
@@ -55,7 +54,7 @@ async def test_a_queued_call_runs_when_a_slot_frees_with_what_is_left_of_its_dea
     assert (g.bulkhead.active, g.bulkhead.queued) == (1, 0)
     assert clock.timers() == 0  # its deadline timer is gone with it
     g.leave()
-    assert g.idle.is_set()
+    assert g.is_idle()
 
 
 async def test_a_queued_call_is_refused_at_its_deadline_and_its_place_is_freed(clock: FakeClock) -> None:
@@ -67,9 +66,9 @@ async def test_a_queued_call_is_refused_at_its_deadline_and_its_place_is_freed(c
         await waiting
     assert err.value.retry_after == 1.0
     assert (g.bulkhead.active, g.bulkhead.queued) == (1, 0)
-    assert not g.idle.is_set()  # the first call still runs
+    assert not g.is_idle()  # the first call still runs
     g.leave()
-    assert g.idle.is_set()
+    assert g.is_idle()
     assert g.enter()  # the freed slot is there for the next call: nothing leaked
 
 
@@ -89,7 +88,7 @@ async def test_the_queue_is_first_in_first_out_and_a_cancelled_place_passes_on(c
     g.leave()
     assert (await third).path_qs == "/3"
     g.leave()
-    assert (g.bulkhead.active, g.bulkhead.queued) == (0, 0) and g.idle.is_set()
+    assert (g.bulkhead.active, g.bulkhead.queued) == (0, 0) and g.is_idle()
 
 
 async def test_a_call_that_cannot_meet_its_deadline_is_refused_at_once(clock: FakeClock) -> None:
@@ -119,3 +118,83 @@ async def test_a_full_queue_refuses_at_once(clock: FakeClock) -> None:
     g.leave()
     await waiting
     g.leave()
+
+
+async def test_whoever_waits_for_idle_wakes_when_the_last_call_leaves_not_before(clock: FakeClock) -> None:
+    """What a retiring upstream waits on: not while a call runs or queues; at once when none
+    does; a waiter that gives up (its grace ran out) is not kept."""
+    g = gate(clock)
+    await asyncio.wait_for(g.idle(), 1.0)  # nothing in flight: at once
+    assert g.enter()
+    waiter = asyncio.ensure_future(g.idle())
+    gone = asyncio.ensure_future(g.idle())
+    second = await queued(g, clock, "/b")
+    g.leave()  # the queued call takes the slot: still not idle
+    assert (await second).path_qs == "/b"
+    await asyncio.sleep(0)
+    assert not waiter.done() and not gone.done()
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert len(g._idlers) == 1  # the one that gave up is not kept
+    g.leave()
+    await asyncio.wait_for(waiter, 1.0)
+    assert g.is_idle() and g._idlers == []
+
+
+async def test_each_queued_call_is_refused_at_its_own_deadline(clock: FakeClock) -> None:
+    """The deadlines share one timer: each place still expires at its own time, an earlier
+    deadline queued behind a later one first, and no timer is left once nobody waits."""
+    g = gate(clock)
+    assert g.enter()
+    first = await queued(g, clock, "/1")  # due at 5 s
+    clock.advance(2.0)
+    second = await queued(g, clock, "/2")  # due at 7 s
+    assert not g.enter()
+    short = Timeouts(connect=1.0, total=1.0)
+    third = asyncio.ensure_future(g.queue(out("/3"), short, clock.now()))  # due at 3 s: first out
+    await until(lambda: g.waiting() == 3, what="the third call queued")
+    assert clock.timers() == 1  # one timer for three deadlines
+    clock.advance(1.0)
+    with pytest.raises(Overloaded, match="within the request's deadline"):
+        await third
+    assert not first.done() and not second.done() and g.bulkhead.queued == 2
+    clock.advance(2.0)
+    with pytest.raises(Overloaded, match="within the request's deadline"):
+        await first
+    assert not second.done() and g.bulkhead.queued == 1
+    clock.advance(1.75)
+    await asyncio.sleep(0)
+    assert not second.done()
+    g.leave()  # a slot frees before its deadline: it runs, with what is left (2 s - 1.75 s)
+    sent = await second
+    assert sent.path_qs == "/2" and sent.timeout is not None and sent.timeout.total == 0.25
+    assert clock.timers() == 0 and g.waiting() == 0
+    g.leave()
+    assert g.is_idle()
+
+
+def test_the_time_left_is_the_only_thing_changed_in_the_request() -> None:
+    """`_with_timeout` is `dataclasses.replace(out, timeout=...)`: every other field carried."""
+    original = Outbound(
+        "POST",
+        "/a?b=1",
+        [("x-a", "1")],
+        b"body",
+        TIMEOUTS,
+        idempotency_key=True,
+        credentials=True,
+        offered=lambda name: None,
+    )
+    assert {f.name for f in fields(Outbound)} == {
+        "method",
+        "path_qs",
+        "headers",
+        "body",
+        "timeout",
+        "idempotency_key",
+        "credentials",
+        "offered",
+    }, "a new Outbound field: carry it in gate._with_timeout"
+    shorter = Timeouts(connect=0.5, total=0.5)
+    assert _with_timeout(original, shorter) == replace(original, timeout=shorter)
