@@ -207,10 +207,9 @@ class Fetcher:
             return Outcome(error=failure)
         if not fetched.complete:
             return self._unchecked(rs, fetched)
-        if rs.config.guards:  # a route without guards has nothing to check
-            rejected = self.datacheck.verdict(rs, key, entry, fetched, checked)
-            if rejected is not None:
-                return Outcome(error=rejected, detail=rejected.message)
+        rejected = self.datacheck.verdict(rs, key, entry, fetched, checked)  # None without guards
+        if rejected is not None:
+            return Outcome(error=rejected, detail=rejected.message)
         return self._store(rs, key, entry, fetched, fields, out)
 
     def _unchecked(self, rs: RouteState, fetched: Fetched) -> Outcome:
