@@ -37,6 +37,13 @@ def _memory_bytes() -> int | None:
     return None
 
 
+def proxy_build() -> str:
+    """`mypyc` when the request path is compiled (its modules are extensions), else `pure`."""
+    import proxy.driver
+
+    return "pure" if proxy.driver.__file__.endswith(".py") else "mypyc"
+
+
 def machine_info() -> dict[str, Any]:
     return {
         "cpu": _cpu_model(),
@@ -47,6 +54,8 @@ def machine_info() -> dict[str, Any]:
         # faster than a plain `./configure` one (pyenv's default), so the figures say which.
         "executable": os.path.realpath(sys.executable),
         "implementation": platform.python_implementation(),
+        # The proxy's request path compiled by mypyc (setup.py, RPROXY_USE_MYPYC=1) or pure Python.
+        "proxy_build": proxy_build(),
         "platform": platform.platform(),
         # Other work on the machine skews every figure; this says how busy it was.
         "loadavg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,

@@ -51,7 +51,7 @@ class AccessLog:
             raise ValueError("max_queue must be >= 1")
         self._max_queue = max_queue
         self._queue: queue.Queue[object] | None = None
-        self._thread: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
         self._fd: int | None = None
         self._direct = False  # the loop writes the file itself (see the module docstring)
         self.dest = "off"
@@ -91,11 +91,11 @@ class AccessLog:
     @property
     def threaded(self) -> bool:
         """Whether lines go through the writer thread (stdout, a pipe, or a file found slow)."""
-        return self._thread is not None
+        return self._writer is not None
 
     def _start_writer(self, q: queue.Queue[object]) -> None:
-        self._thread = threading.Thread(target=self._run, args=(q, self._fd), name="access-log", daemon=True)
-        self._thread.start()
+        self._writer = threading.Thread(target=self._run, args=(q, self._fd), name="access-log", daemon=True)
+        self._writer.start()
 
     def write(self, record: dict[str, Any]) -> None:
         """Queue one record as a JSON line; never blocks. A no-op when the log is off."""
@@ -154,8 +154,8 @@ class AccessLog:
     async def close(self) -> None:
         """Flush what is queued, stop the writer and close the file. Safe to call twice."""
         self.flush()
-        q, thread, fd = self._queue, self._thread, self._fd
-        self._queue = self._thread = self._fd = None
+        q, thread, fd = self._queue, self._writer, self._fd
+        self._queue = self._writer = self._fd = None
         self._direct = False
         if q is None:
             return

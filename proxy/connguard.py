@@ -17,6 +17,8 @@ import secrets
 from dataclasses import dataclass
 from http import HTTPStatus
 
+from mypy_extensions import mypyc_attr
+
 from proxy.core.errors import ProxyError, error_body
 from proxy.core.limits import Admission, ConnLimits, ConnTable, Throttle
 from proxy.metrics import Registry
@@ -26,15 +28,18 @@ REPORT_EVERY = 10.0  # seconds between log lines about shed load or cut clients
 
 
 class TooManyConnections(ProxyError):
-    status, code = 503, "too_many_connections"
+    status = 503
+    code = "too_many_connections"
 
 
 class RequestTimeout(ProxyError):
-    status, code = 408, "request_timeout"
+    status = 408
+    code = "request_timeout"
 
 
 class VersionNotSupported(ProxyError):
-    status, code = 505, "http_version_not_supported"
+    status = 505
+    code = "http_version_not_supported"
 
 
 @dataclass(slots=True)
@@ -63,6 +68,8 @@ def answer(err: ProxyError, *extra: tuple[str, str]) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 
+# `publicport.Listener` subclasses it and stays interpreted (setup.py): mypyc must allow that.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ConnGuard:
     """The bookkeeping of one listening socket (`listener.Listener` extends it)."""
 

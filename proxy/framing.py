@@ -42,7 +42,8 @@ NOTED = {b"content-length": 1, b"transfer-encoding": 2, b"expect": 3, b"upgrade"
 
 
 class ExpectationFailed(ProxyError):
-    status, code = 417, "expectation_failed"
+    status = 417
+    code = "expectation_failed"
 
 
 class Refused(Exception):

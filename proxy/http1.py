@@ -74,6 +74,7 @@ class ResponseFraming:
         "_head_only",
         "_names",
         "_parser",
+        "_raised",
         "_raw",
         "_status_len",
         "_te",
@@ -122,6 +123,7 @@ class ResponseFraming:
         self.keep_alive = False
         self.framing = ""  # "length" | "chunked" | "none" | "eof" (close-delimited)
         self._head_bytes = 0
+        self._raised: BaseException | None = None  # what a callback raised, for `feed`
         # The head being read, as `_reset_head` sets it (inlined: once per exchange).
         self._raw: list[bytes] = []
         self._status_len = 0
@@ -152,7 +154,10 @@ class ResponseFraming:
         except httptools.HttpParserUpgrade as exc:
             raise FramingError("upgrade", "the vendor switched protocols unasked") from exc
         except httptools.HttpParserError as exc:
-            cause = exc.__context__ or exc.__cause__
+            # What a callback raised, as it noted it; not `__context__`, which is the exception
+            # the caller is handling when there is one (a compiled coroutine that awaits inside
+            # `except` leaves its exception as the handled one while others run).
+            cause, self._raised = self._raised, None
             if isinstance(cause, _HeadDone):
                 return
             if self.complete:  # whatever the bytes after it are: a second response, garbage
@@ -185,7 +190,7 @@ class ResponseFraming:
     def on_status(self, reason: bytes) -> None:
         self._status_len += len(reason)
         if self._status_len > MAX_STATUS_LINE:
-            raise FramingError("head_too_large", "status line too long")
+            raise self._noted(FramingError("head_too_large", "status line too long"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Only kept here (one call per field): the head is read in one pass once complete.
@@ -193,9 +198,20 @@ class ResponseFraming:
         raw.append(name)
         raw.append(value)
         if len(raw) > 2 * MAX_HEADERS:
-            raise FramingError("too_many_headers", f"more than {MAX_HEADERS} header fields")
+            raise self._noted(FramingError("too_many_headers", f"more than {MAX_HEADERS} header fields"))
 
     def on_headers_complete(self) -> None:
+        try:
+            self._headers_complete()
+        except (FramingError, _HeadDone) as exc:
+            self._raised = exc
+            raise
+
+    def _noted(self, exc: BaseException) -> BaseException:
+        self._raised = exc
+        return exc
+
+    def _headers_complete(self) -> None:
         if self.complete:
             raise FramingError("unsolicited", "a second response after the complete one")
         parser = self._parser

@@ -7,13 +7,11 @@ keep-alive, HTTP/1.0, chunked request bodies and `Expect: 100-continue`, reading
 backpressure (reading pauses while a request body or the pipeline queue is past its mark),
 what an expired deadline does (408 on a stalled head, a cut on a stalled body, a close when
 idle), refusals, the half-close after the last answer, and graceful drain.
-Its parts: `deadlines` (the one timer per connection), `pipeline` (answers strictly in order,
-one request handled at a time, fresh hits written on the spot), `responsewriter` (the bytes of
-every answer: our JSON for every error, a `Date`, never a `Server` header; a streamed answer
-waits for the client to drain).
-Must not: route, cache or rewrite (that is the endpoint's, `driver.Driver`), or read the wall
-clock itself (deadlines read the injected `Timer`; `Date` the endpoint's clock). The listening
-socket, its shared state and the wiring into `build_app` are `publicport`'s.
+Its parts: `deadlines` (one timer per connection), `pipeline` (answers in order, one request
+handled at a time, fresh hits written on the spot), `responsewriter` (every answer's bytes: our
+JSON errors, a `Date`, no `Server`; a streamed answer waits for the client to drain).
+Must not: route, cache or rewrite (`driver.Driver`'s), or read the wall clock (deadlines read the
+injected `Timer`). The listening socket, its state and its wiring are `publicport`'s.
 
 A request with `Upgrade`, or a CONNECT, never switches protocols: it is answered as any other
 request and the connection is closed after it, so no deadline or framing check is ever lifted.
@@ -22,6 +20,7 @@ request and the connection is closed after it, so no deadline or framing check i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, cast
 
@@ -71,6 +70,7 @@ class Connection(asyncio.Protocol):
         self._noted = False  # one of the above was set by the head being parsed
         self._in_message = False
         self._head_done = False
+        self._refusal: ProxyError | None = None  # what a callback refused, for `data_received`
         self._hints: dict[str, str | None] = {}
         self._last_keep_alive = True
         self._current: Request | None = None  # whose body is arriving
@@ -126,13 +126,12 @@ class Connection(asyncio.Protocol):
                 self._deadlines.set("header", self._l.limits.header_timeout)
         except httptools.HttpParserUpgrade:
             self._stop_reading()  # the request was answered as any other; the connection ends
-        except httptools.HttpParserCallbackError as exc:
-            context = exc.__context__
-            if isinstance(context, Refused):
-                self._refuse(context.err)
-            elif not self.reading_done:
+        except httptools.HttpParserCallbackError:  # not `__context__`: see http1's `feed`
+            refusal, self._refusal = self._refusal, None
+            if refusal is None and not self.reading_done:
                 log.exception("listener callback failed")
-                self._refuse(BadRequest("malformed request"))
+            if refusal is not None or not self.reading_done:
+                self._refuse(refusal or BadRequest("malformed request"))
         except httptools.HttpParserError as exc:
             if not self.reading_done:  # bytes after `Connection: close` are not read
                 self._refuse(BadRequest(f"malformed request: {framing.printable(exc)}"))
@@ -144,9 +143,8 @@ class Connection(asyncio.Protocol):
         if self._in_message and current is None and not self.reading_done:
             self._refuse(BadRequest("the request head was cut short"))
         self._stop_reading()
-        if not self._pipe.busy and not self._pipe.queue:
-            return None  # close now: nothing to answer
-        return True  # half-closed: the answers in flight are still written
+        # half-closed while answers are in flight (they are still written), else close now
+        return True if self._pipe.busy or self._pipe.queue else None
 
     def pause_writing(self) -> None:
         self._out.pause()
@@ -174,8 +172,7 @@ class Connection(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        # The head deadline is armed after the chunk is parsed, and only if the head is still
-        # incomplete then (`data_received`): a request that arrives whole never touches it.
+        # The head deadline is armed in `data_received`, if the head is still incomplete then.
         self._in_message = True
         self._head_done = False
         self._url.clear()
@@ -193,13 +190,13 @@ class Connection(asyncio.Protocol):
         self._url.append(url)
         self._head_size += len(url)
         if self._head_size > MAX_TARGET and sum(map(len, self._url)) > MAX_TARGET:
-            raise Refused(UriTooLong(f"request target over {MAX_TARGET} bytes"))
+            raise self._refused(UriTooLong(f"request target over {MAX_TARGET} bytes"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name) + len(value) + 4
         self._head_size += size
         if self._head_size > self._max_head or size > MAX_FIELD:
-            raise Refused(HeadersTooLarge("request head too large"))
+            raise self._refused(HeadersTooLarge("request head too large"))
         # Obsolete line folding and bare CR or LF (RFC 9112 5.2, 2.2) never get here: llhttp's
         # strict mode refuses them (tests/listener pins that).
         self._headers.append((name, value))
@@ -230,8 +227,8 @@ class Connection(asyncio.Protocol):
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             if version == "0.9":  # llhttp's reading of a request line without a version
-                raise Refused(BadRequest("the request line has no HTTP version"))
-            raise Refused(VersionNotSupported("only HTTP/1.0 and HTTP/1.1 are served here"))
+                raise self._refused(BadRequest("the request line has no HTTP version"))
+            raise self._refused(VersionNotSupported("only HTTP/1.0 and HTTP/1.1 are served here"))
         raw_method = parser.get_method()
         method = METHODS.get(raw_method) or raw_method.decode("ascii")
         keep_alive = parser.should_keep_alive() and not self._upgrade and method != "CONNECT"
@@ -260,7 +257,11 @@ class Connection(asyncio.Protocol):
     def _framed(self, version: str) -> tuple[Body | None, int | None, Response | None]:
         """A head with a body, or an expectation: RFC 9112 6.1 and 6.3's framing rules on what
         llhttp let through, then the body's reader, or the answer when it is known already."""
-        chunked, length = framing.body_length(self._codings, self._lengths, self._headers, version)
+        try:
+            chunked, length = framing.body_length(self._codings, self._lengths, self._headers, version)
+        except Refused as refused:
+            self._refusal = refused.err
+            raise
         ready: Response | None = None
         body: Body | None = None
         if chunked or length:
@@ -291,6 +292,10 @@ class Connection(asyncio.Protocol):
             self._deadlines.set("idle", self._l.keepalive_timeout)  # as `idle`, one call less
 
     # -- refusing, shedding, cutting ----------------------------------------------------------
+
+    def _refused(self, err: ProxyError) -> Refused:
+        self._refusal = err
+        return Refused(err)
 
     def _refuse(self, err: ProxyError) -> None:
         """A head or body llhttp or RFC 9112 refuses: nothing more is read; the refusal is
@@ -388,10 +393,8 @@ class Connection(asyncio.Protocol):
         )
         if want != self._reading:
             self._reading = want
-            try:
+            with contextlib.suppress(RuntimeError, AttributeError):  # a transport closing under us
                 if want:
                     transport.resume_reading()
                 else:
                     transport.pause_reading()
-            except (RuntimeError, AttributeError):  # a transport closing underneath us
-                pass

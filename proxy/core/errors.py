@@ -8,14 +8,16 @@ at the boundary where they happen (`upstream`).
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 from proxy.core.model import Headers
 
 
 class ProxyError(Exception):
-    status = 502
-    code = "proxy_error"
-    transport = False  # a failure talking to the upstream (counts for the breaker, stale-if-error)
+    status: ClassVar[int] = 502
+    code: ClassVar[str] = "proxy_error"
+    # a failure talking to the upstream (counts for the breaker, stale-if-error)
+    transport: ClassVar[bool] = False
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -30,11 +32,13 @@ class ProxyError(Exception):
 
 
 class NoRoute(ProxyError):
-    status, code = 404, "no_route"
+    status = 404
+    code = "no_route"
 
 
 class MethodNotAllowed(ProxyError):
-    status, code = 405, "method_not_allowed"
+    status = 405
+    code = "method_not_allowed"
 
     def __init__(self, message: str, allow: tuple[str, ...]) -> None:
         super().__init__(message)
@@ -42,44 +46,56 @@ class MethodNotAllowed(ProxyError):
 
 
 class BadRequest(ProxyError):
-    status, code = 400, "bad_request"
+    status = 400
+    code = "bad_request"
 
 
 class PayloadTooLarge(ProxyError):
-    status, code = 413, "payload_too_large"
+    status = 413
+    code = "payload_too_large"
 
 
 class ClientGone(ProxyError):
     """The client closed the connection mid-request: logged as 499, as nginx does; no one
     reads the answer."""
 
-    status, code = 499, "client_closed_request"
+    status = 499
+
+    code = "client_closed_request"
 
 
 class UriTooLong(ProxyError):
-    status, code = 414, "uri_too_long"
+    status = 414
+    code = "uri_too_long"
 
 
 class HeadersTooLarge(ProxyError):
-    status, code = 431, "request_headers_too_large"
+    status = 431
+    code = "request_headers_too_large"
 
 
 class NotCached(ProxyError):
     """`only-if-cached` with nothing stored (RFC 9111 5.2.1.7)."""
 
-    status, code = 504, "not_cached"
+    status = 504
+
+    code = "not_cached"
 
 
 class RangeNotSatisfiable(ProxyError):
     """No requested range overlaps the stored representation (RFC 9110 15.5.17)."""
 
-    status, code = 416, "range_not_satisfiable"
+    status = 416
+
+    code = "range_not_satisfiable"
 
 
 class UpstreamError(ProxyError):
     """The upstream answered in a way we cannot use, or the connection broke."""
 
-    status, code, transport = 502, "upstream_error", True
+    status = 502
+    code = "upstream_error"
+    transport = True
 
 
 class UpstreamConnectError(UpstreamError):
@@ -94,7 +110,8 @@ class UpstreamOutcomeUnknown(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    status, code = 504, "upstream_timeout"
+    status = 504
+    code = "upstream_timeout"
 
 
 class UpstreamStatus(UpstreamError):
@@ -116,17 +133,21 @@ class UpstreamStatus(UpstreamError):
 
 
 class CircuitOpen(ProxyError):
-    status, code = 503, "circuit_open"
+    status = 503
+    code = "circuit_open"
 
 
 class Overloaded(ProxyError):
     """Bulkhead full or rate limit exceeded toward the upstream."""
 
-    status, code = 503, "upstream_overloaded"
+    status = 503
+
+    code = "upstream_overloaded"
 
 
 class DataRejected(ProxyError):
-    status, code = 502, "upstream_data_rejected"
+    status = 502
+    code = "upstream_data_rejected"
 
     def __init__(self, message: str, rules: list[str]) -> None:
         super().__init__(message)

@@ -21,6 +21,7 @@ from benchmarks.proxyrun import find_breaker_state, sample_paths
 from benchmarks.report import evaluate_goals, failures, render
 from benchmarks.suite import ScenarioResult, Settings, Suite, run_scenario
 from benchmarks.wrk import parse_wrk_output
+from proxy import driver
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ("rps", "p50_ms", "p90_ms", "p99_ms", "errors", "origin_requests", "cpu_us")
@@ -69,6 +70,8 @@ def check_measured(row: dict[str, Any]) -> None:
 def test_quick_run_writes_valid_json(tmp_path: Path) -> None:
     doc = run_suite(tmp_path, "--only", "ceiling,direct,hit,nginx")
     assert {"cpu", "cores", "memory_bytes", "python", "platform"} <= doc["machine"].keys()
+    # the build the suite measured is the one this checkout imports (compiled or not)
+    assert doc["machine"]["proxy_build"] == ("pure" if driver.__file__.endswith(".py") else "mypyc")
     assert {"resilient-proxy", "aiohttp", "uvloop", "wrk", "nginx"} <= doc["versions"].keys()
     assert doc["load_generator"] in ("wrk", "builtin")
     assert list(doc["scenarios"]) == ["ceiling", "direct", "hit", "nginx"]

@@ -249,3 +249,17 @@ def test_names_learnt_on_one_connection_serve_the_next_and_never_mix_values() ->
     assert len(names) == 1
     assert second.head == (200, (("X-A", "2"), ("Content-Length", "1"))) and second.take_body() == b"z"
     assert first.head == (200, (("X-A", "1"), ("Content-Length", "0")))
+
+
+def test_an_exception_the_caller_is_handling_is_no_reason() -> None:
+    # `feed` while an exception is being handled, as a compiled coroutine that awaits inside
+    # `except` leaves it for every callback the loop runs meanwhile: the answer's own reason
+    # counts. Reading `__context__` instead gave "truncated" here, the handled exception's.
+    try:
+        raise FramingError("truncated", "an earlier exchange's")
+    except FramingError:
+        assert reason(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nhi") == "malformed"
+        assert reason(b"HTTP/1.1 204 No\r\nContent-Length: 2\r\n\r\nhi") == "body_not_allowed"
+        assert parse(OK).complete
+        head = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", head_only=True)
+        assert head.complete and head.head == (200, (("Content-Length", "9"),))
