@@ -6,9 +6,8 @@ the CPU per request (docs/benchmarks.md). It needs a C compiler and Python's hea
 variable the package is pure Python and behaves the same; `.ci/run` and the Dockerfile compile.
 
 Interpreted, on purpose: modules off the request path (admin, status page, doctor, demo, reload,
-snapshots...), and the few that mypyc cannot compile as written: `publicport` (aiohttp's
-`BaseSite` has `__slots__`), `admin*` (aiohttp's `web.middleware` sets attributes on functions),
-`cache` and `relay` (async generators), `store/shared` (aiocache's untyped base class).
+snapshots...; `admin*` could not be compiled anyway: aiohttp's `web.middleware` sets attributes on
+the function it decorates), and the few that mypyc cannot compile as written (`CANNOT` below).
 
 An in-place build (`pip install -e .`) records each compiled source's SHA-256 in
 `proxy/compiled-sources.txt`; `proxy/__init__` refuses to import a compiled module whose source
@@ -26,37 +25,14 @@ from setuptools import setup
 
 ROOT = Path(__file__).parent
 MANIFEST = ROOT / "proxy" / "compiled-sources.txt"
-INTERPRETED = {
-    f"proxy/{name}.py"
-    for name in [
-        "__init__",
-        "__main__",
-        "publicport",
-        "admin",
-        "admin_api",
-        "admin_quarantine",
-        "status",
-        "doctor",
-        "demo",
-        "fleet",
-        "collectors",
-        "inventory",
-        "alerts",
-        "health",
-        "reload",
-        "yamlsrc",
-        "procstats",
-        "invalidate",
-        "quarantine",
-        "serve",
-        "app",
-        "cache",
-        "relay",
-        "store/shared",
-        "store/lease",
-        "store/snapshot",
-    ]
-}
+# Interpreted on purpose. Off the request path:
+OFF_PATH = """__init__ __main__ app serve admin admin_api admin_quarantine status doctor demo fleet
+    collectors inventory alerts health reload yamlsrc procstats invalidate quarantine store/lease
+    store/snapshot"""
+# mypyc cannot compile them as written: aiohttp's `BaseSite` has `__slots__` (publicport), an
+# async generator (relaybody), aiocache's untyped base class (store/shared: compiled, it crashed).
+CANNOT = "publicport relaybody store/shared"
+INTERPRETED = {f"proxy/{name}.py" for name in f"{OFF_PATH} {CANNOT}".split()}
 
 
 def compiled_sources() -> list[str]:

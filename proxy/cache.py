@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from proxy.core.keys import SEP, VARY_SEP, group_boundaries
 from proxy.core.model import Entry
 from proxy.flight import Tasks
 from proxy.store.base import SharedTier
 from proxy.store.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from proxy.store.lease import Lease as SharedLease
 
 MAX_VARY_INDEX = 100_000
 
@@ -52,6 +56,39 @@ class _Alone:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+class _FleetFetch:
+    """`one_fetch` with a shared tier: the lease taken (or the entry another instance stored
+    while we waited) on entry, the lease released on exit. A class, not an async generator:
+    mypyc compiles it (setup.py)."""
+
+    __slots__ = ("_cache", "_held", "_key", "_lease_ms", "_newer_than", "_now", "_wait")
+
+    def __init__(
+        self, cache: Cache, key: str, lease_ms: int, wait: float, newer_than: float | None, now: float
+    ) -> None:
+        self._cache, self._key, self._lease_ms, self._wait = cache, key, lease_ms, wait
+        self._newer_than, self._now = newer_than, now
+        self._held: SharedLease | None = None
+
+    async def __aenter__(self) -> Lease:
+        cache = self._cache
+        shared = cache.shared
+        assert shared is not None
+        if not shared.up(self._now):
+            return Lease(cache, degraded=True)
+        got = await shared.lease_or_wait(self._key, self._lease_ms, self._wait, newer_than=self._newer_than)
+        if isinstance(got, Entry):  # another instance fetched it
+            cache.memory.put(self._key, got, self._now)
+            return Lease(cache, filled=got)
+        self._held = got
+        return Lease(cache)
+
+    async def __aexit__(self, *exc: object) -> None:
+        held, self._held = self._held, None
+        if held is not None and self._cache.shared is not None:
+            await self._cache.shared.release(held)
 
 
 class Cache:
@@ -105,27 +142,7 @@ class Cache:
         reusable no-op (a miss pays no generator for a fleet it does not have)."""
         if self.shared is None:
             return self._alone
-        return self._fleet_fetch(key, lease_ms, wait, newer_than=newer_than, now=now)
-
-    @contextlib.asynccontextmanager
-    async def _fleet_fetch(
-        self, key: str, lease_ms: int, wait: float, *, newer_than: float | None, now: float
-    ) -> AsyncIterator[Lease]:
-        shared = self.shared
-        assert shared is not None
-        if not shared.up(now):
-            yield Lease(self, degraded=True)
-            return
-        got = await shared.lease_or_wait(key, lease_ms, wait, newer_than=newer_than)
-        if isinstance(got, Entry):  # another instance fetched it
-            self.memory.put(key, got, now)
-            yield Lease(self, filled=got)
-            return
-        try:
-            yield Lease(self)
-        finally:
-            if got is not None:
-                await shared.release(got)
+        return _FleetFetch(self, key, lease_ms, wait, newer_than, now)
 
     # -- purge and invalidation ---------------------------------------------------------------
 

@@ -7,7 +7,7 @@ Owns: the client side of the exchange. Must not: decide caching or talk to the b
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from proxy.core.config.model import UpstreamConfig
 from proxy.core.encoding import DecodeError, Inflater, accepts
@@ -21,6 +21,7 @@ from proxy.core.headers import (
 )
 from proxy.deliver import Txn, streaming_headers
 from proxy.exchange import Request, Response
+from proxy.relaybody import relay_body
 from proxy.transport import CODING_HEADERS, Fetched
 
 log = logging.getLogger("proxy.relay")
@@ -165,32 +166,7 @@ def stream_response(
     response = Response(
         fetched.status,
         streaming_headers(headers, txn, x_cache=x_cache, status_value=status_value),
-        stream=_relay(fetched, inflater, txn),
+        stream=relay_body(fetched, inflater, txn),
     )
     response.interim = fetched.interim  # 102/103 go first (RFC 9110 15.2)
     return response
-
-
-async def _relay(fetched: Fetched, inflater: Inflater | None, txn: Txn) -> AsyncIterator[bytes]:
-    """The body's pieces; a failure is logged here and re-raised, so the listener cuts the
-    connection (the status line is gone already)."""
-    try:
-        for piece in _pieces(fetched.body, inflater):
-            txn.bytes += len(piece)
-            yield piece
-        if fetched.stream is not None:
-            async for chunk in fetched.stream:
-                for piece in _pieces(chunk, inflater):
-                    txn.bytes += len(piece)
-                    yield piece
-        if inflater is not None:
-            inflater.close()
-    except Exception as exc:
-        log.warning("streaming %s broke after %d bytes: %s", txn.path[:120], txn.bytes, exc)
-        raise
-    finally:
-        fetched.release()
-
-
-def _pieces(chunk: bytes, inflater: Inflater | None) -> Iterable[bytes]:
-    return (chunk,) if inflater is None else inflater.feed(chunk)
