@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
+from proxy.core.errors import ProxyError
 from proxy.core.limits import ConnLimits
 from proxy.exchange import Request, Response
+from proxy.framing import Refused
 from proxy.listener import Connection
 from proxy.publicport import PUBLIC, Listener, PublicSite
 from tests.hardening.rawhttp import RawClient, ServerClosed, request
@@ -312,6 +314,32 @@ async def test_every_refusal_is_json_and_echoes_nothing(port: Port, raw: bytes, 
     assert body_of(answer.body)["request_id"] == answer.header("x-request-id")
     assert await client.closed()
     assert port.echo.seen == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET /a HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /a HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 9000 + b"\r\n\r\n", 431),
+        (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+    ],
+)
+async def test_a_refusal_is_its_own_while_the_caller_handles_another(
+    port: Port, raw: bytes, status: int
+) -> None:
+    # The bytes arrive while an exception is being handled, as a compiled coroutine that awaits
+    # inside `except` leaves it for whatever the loop runs meanwhile: the refusal the callback
+    # raised is answered, not the handled one (`__context__` gave its 502 here).
+    client = await port.connect()
+    await until(lambda: len(port.listener.connections) == 1)
+    try:
+        raise Refused(ProxyError("an unrelated refusal being handled"))
+    except Refused:
+        port.connection().data_received(raw)
+    answer = await client.response()
+    assert answer.status == status
+    assert b"unrelated" not in answer.body
 
 
 async def test_a_refusal_after_pipelined_requests_is_answered_after_them(port: Port) -> None:
