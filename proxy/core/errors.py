@@ -60,7 +60,6 @@ class ClientGone(ProxyError):
     reads the answer."""
 
     status = 499
-
     code = "client_closed_request"
 
 
@@ -78,7 +77,6 @@ class NotCached(ProxyError):
     """`only-if-cached` with nothing stored (RFC 9111 5.2.1.7)."""
 
     status = 504
-
     code = "not_cached"
 
 
@@ -86,7 +84,6 @@ class RangeNotSatisfiable(ProxyError):
     """No requested range overlaps the stored representation (RFC 9110 15.5.17)."""
 
     status = 416
-
     code = "range_not_satisfiable"
 
 
@@ -141,7 +138,6 @@ class Overloaded(ProxyError):
     """Bulkhead full or rate limit exceeded toward the upstream."""
 
     status = 503
-
     code = "upstream_overloaded"
 
 
