@@ -63,19 +63,24 @@ class _FleetFetch:
     while we waited) on entry, the lease released on exit. A class, not an async generator:
     mypyc compiles it (setup.py)."""
 
-    __slots__ = ("_cache", "_held", "_key", "_lease_ms", "_newer_than", "_now", "_wait")
+    __slots__ = ("_cache", "_held", "_key", "_lease_ms", "_newer_than", "_now", "_shared", "_wait")
 
     def __init__(
-        self, cache: Cache, key: str, lease_ms: int, wait: float, newer_than: float | None, now: float
+        self,
+        cache: Cache,
+        shared: SharedTier,
+        key: str,
+        lease_ms: int,
+        wait: float,
+        newer_than: float | None,
+        now: float,
     ) -> None:
-        self._cache, self._key, self._lease_ms, self._wait = cache, key, lease_ms, wait
-        self._newer_than, self._now = newer_than, now
+        self._cache, self._shared, self._key, self._lease_ms = cache, shared, key, lease_ms
+        self._wait, self._newer_than, self._now = wait, newer_than, now
         self._held: SharedLease | None = None
 
     async def __aenter__(self) -> Lease:
-        cache = self._cache
-        shared = cache.shared
-        assert shared is not None
+        cache, shared = self._cache, self._shared
         if not shared.up(self._now):
             return Lease(cache, degraded=True)
         got = await shared.lease_or_wait(self._key, self._lease_ms, self._wait, newer_than=self._newer_than)
@@ -87,8 +92,8 @@ class _FleetFetch:
 
     async def __aexit__(self, *exc: object) -> None:
         held, self._held = self._held, None
-        if held is not None and self._cache.shared is not None:
-            await self._cache.shared.release(held)
+        if held is not None:
+            await self._shared.release(held)
 
 
 class Cache:
@@ -140,9 +145,10 @@ class Cache:
         """One upstream request per key for the whole fleet while the shared tier is up: take
         the lease, or wait for the instance that holds it. Alone, there is nothing to take: one
         reusable no-op (a miss pays no generator for a fleet it does not have)."""
-        if self.shared is None:
+        shared = self.shared
+        if shared is None:
             return self._alone
-        return _FleetFetch(self, key, lease_ms, wait, newer_than, now)
+        return _FleetFetch(self, shared, key, lease_ms, wait, newer_than, now)
 
     # -- purge and invalidation ---------------------------------------------------------------
 
