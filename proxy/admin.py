@@ -14,7 +14,6 @@ can already signal the process.
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 import logging
 import re
@@ -198,9 +197,7 @@ def purge_scope(rs: RouteState, *, key: str | None, prefix: str | None) -> tuple
 
 def soft_purged(entry: Entry, now: float) -> Entry:
     """Expired now, but still a stale-if-error / last-known-good fallback (keeps those windows)."""
-    return dataclasses.replace(
-        entry, fresh_until=min(entry.fresh_until, now), stale_until=min(entry.stale_until, now)
-    )
+    return entry.replaced(fresh_until=min(entry.fresh_until, now), stale_until=min(entry.stale_until, now))
 
 
 async def purge(request: web.Request) -> web.Response:

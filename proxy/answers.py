@@ -26,7 +26,7 @@ from proxy.deliver import (
     passed_response,
 )
 from proxy.exchange import Request, Response
-from proxy.fetch import Outcome
+from proxy.outcome import Outcome
 from proxy.relay import stream_response
 from proxy.runtime import RouteState
 from proxy.telemetry import Telemetry

@@ -24,11 +24,12 @@ from proxy.core.keys import group_of
 from proxy.datacheck import DataCheck
 from proxy.driver import MAX_HEADER_BYTES, MAX_HEADERS, MAX_URL, Driver
 from proxy.fasthit import FastHits, Limits
-from proxy.fetch import Fetcher, Outcome
+from proxy.fetch import Fetcher
 from proxy.flight import Flights, Tasks
 from proxy.health import HEALTH, HealthChecks
 from proxy.invalidate import Invalidator
 from proxy.metrics import Family, Sample
+from proxy.outcome import Outcome
 from proxy.parts import (
     CACHE,
     CLOCK,

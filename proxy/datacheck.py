@@ -16,10 +16,10 @@ from proxy.core.encoding import DecodeError, decode
 from proxy.core.errors import DataRejected
 from proxy.core.guards import Verdict, Violation, check_body
 from proxy.core.model import Entry, Headers
+from proxy.fetched import Fetched
 from proxy.quarantine import Quarantine
 from proxy.runtime import RouteState
 from proxy.telemetry import Telemetry
-from proxy.transport import Fetched
 
 
 class DataCheck:

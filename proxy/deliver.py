@@ -7,12 +7,12 @@ Retry-After) and the JSON error body. Must not: decide anything about caching.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from proxy.core.cachecontrol import DELTA_MAX
 from proxy.core.errors import MethodNotAllowed, ProxyError, RangeNotSatisfiable, error_body
 from proxy.core.model import Entry, Headers
 from proxy.core.ranges import UNSATISFIABLE, Part, if_range_holds, requested
+from proxy.core.record import Record
 from proxy.exchange import Response
 
 CACHE_NAME = "resilient-proxy"
@@ -54,26 +54,63 @@ def _kind(name: str) -> int:
 _HIT = f"{CACHE_NAME}; hit"
 
 
-@dataclass(slots=True)
-class Txn:
+class Txn(Record):
     """What one transaction did: filled along the request path, read by logs and metrics."""
 
-    request_id: str
-    start: float
-    method: str
-    path: str
-    client: str
-    route: str | None = None
-    upstream: str | None = None
-    status: int = 0
-    x_cache: str = "BYPASS"
-    upstream_status: int | None = None
-    upstream_ms: float | None = None
-    retries: int = 0
-    stale_reason: str | None = None
-    guard: str | None = None
-    breaker: str | None = None
-    bytes: int = 0
+    __slots__ = (
+        "breaker",
+        "bytes",
+        "client",
+        "guard",
+        "method",
+        "path",
+        "request_id",
+        "retries",
+        "route",
+        "stale_reason",
+        "start",
+        "status",
+        "upstream",
+        "upstream_ms",
+        "upstream_status",
+        "x_cache",
+    )
+
+    def __init__(
+        self,
+        request_id: str,
+        start: float,
+        method: str,
+        path: str,
+        client: str,
+        route: str | None = None,
+        upstream: str | None = None,
+        status: int = 0,
+        x_cache: str = "BYPASS",
+        upstream_status: int | None = None,
+        upstream_ms: float | None = None,
+        retries: int = 0,
+        stale_reason: str | None = None,
+        guard: str | None = None,
+        breaker: str | None = None,
+        bytes: int = 0,
+    ) -> None:
+        self.request_id = request_id
+        self.start = start
+        self.method = method
+        self.path = path
+        self.client = client
+        self.route = route
+        self.upstream = upstream
+        self.status = status
+        self.x_cache = x_cache
+        self.upstream_status = upstream_status
+        self.upstream_ms = upstream_ms
+        self.retries = retries
+        self.stale_reason = stale_reason
+        self.guard = guard
+        self.breaker = breaker
+        self.bytes = bytes
 
 
 # What a GET asked of a stored 200 (RFC 9110 14.2): its Range, and If-Range when it sent one.

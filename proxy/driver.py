@@ -42,9 +42,10 @@ from proxy.core.routing import Match, Target, unsafe_target
 from proxy.deliver import Txn, error_response
 from proxy.exchange import Request, Response
 from proxy.fasthit import FastHits
-from proxy.fetch import Fetcher, Outcome
+from proxy.fetch import Fetcher
 from proxy.flight import Flights, Tasks
 from proxy.invalidate import Invalidator
+from proxy.outcome import Outcome
 from proxy.refresh import Refresher, release_unused
 from proxy.relay import forward_headers, has_credentials, offered, read_body
 from proxy.requestid import RequestIds

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from proxy.cache import Cache
@@ -22,51 +21,22 @@ from proxy.core.config.model import RouteCache
 from proxy.core.errors import DataRejected, ProxyError, UpstreamStatus
 from proxy.core.fields import Fields
 from proxy.core.guards import Verdict, Violation
-from proxy.core.headers import HOP_BY_HOP, sent_value
-from proxy.core.keys import VARY_SEP, normal_vary, sent_values
-from proxy.core.model import Entry, Headers
+from proxy.core.headers import HOP_BY_HOP
+from proxy.core.keys import VARY_SEP, sent_values
+from proxy.core.model import Entry
 from proxy.core.redirects import rewrite_headers
 from proxy.datacheck import DataCheck
-from proxy.exchange import Request
+from proxy.fetched import Fetched
+from proxy.outcome import Outcome
 from proxy.runtime import Live, RouteState
 from proxy.telemetry import Telemetry
-from proxy.transport import Fetched, Outbound
+from proxy.transport import Outbound
 
 log = logging.getLogger("proxy.fetch")
 _DROP_ON_STORE = frozenset({"content-length", "age", "set-cookie"})
 # With the hop-by-hop names, once: `Fields.without` then adds only the Connection-named ones.
 _STORE_DROP = HOP_BY_HOP | _DROP_ON_STORE
 _DROP_FOR_LEADER = HOP_BY_HOP | {"content-length", "age"}
-
-
-@dataclass(slots=True)
-class Outcome:
-    entry: Entry | None = None  # stored or revalidated: shareable with coalesced waiters
-    fetched: Fetched | None = None  # not storable: for the request that fetched it only
-    error: ProxyError | None = None
-    stored: bool = False
-    revalidated: bool = False
-    detail: str | None = None
-    upstream_status: int | None = None
-    upstream_ms: float | None = None
-    retries: int = 0
-    key: str | None = None  # where `entry` was stored (the variant key, once Vary is known)
-    # The fetcher's own copy of headers the stored entry withholds (qualified no-cache/private).
-    leader_headers: Headers | None = None
-    interim: list[tuple[int, Headers]] = field(default_factory=list)  # the vendor's 1xx, in order
-
-    def shareable_for(self, request: Request, configured: Headers) -> bool:
-        """Whether a coalesced waiter may be served this outcome: its Vary values, as the vendor
-        would get them (`configured`: the upstream's own headers), match the stored variant's."""
-        if self.error is not None:
-            return True  # the waiter handles the failure with its own copy
-        entry = self.entry
-        if entry is None:
-            return False
-        return all(
-            normal_vary(name, sent_value(request.headers, name, configured)) == value
-            for name, value in zip(entry.vary, entry.vary_values, strict=True)
-        )
 
 
 class Fetcher:
@@ -370,7 +340,7 @@ def vary_refetch(outcome: Outcome, out: Outbound) -> Outbound | None:
     extra = [(n, v) for n in outcome.entry.vary if n not in sent and (v := out.offered(n)) is not None]
     if not extra:
         return None
-    return replace(out, headers=[*out.headers, *extra], offered=None)
+    return out.with_headers([*out.headers, *extra], offered=False)
 
 
 def _lease_ms(rs: RouteState) -> int:
@@ -388,4 +358,4 @@ def _with_validators(out: Outbound, entry: Entry) -> Outbound:
         headers.append(("If-None-Match", entry.etag))
     if entry.last_modified:
         headers.append(("If-Modified-Since", entry.last_modified))
-    return replace(out, headers=headers)
+    return out.with_headers(headers)

@@ -16,8 +16,9 @@ from collections.abc import Callable
 
 from proxy.clock import Clock
 from proxy.core.model import Entry
-from proxy.fetch import Fetcher, Outcome
+from proxy.fetch import Fetcher
 from proxy.flight import Flights
+from proxy.outcome import Outcome
 from proxy.runtime import RouteState
 from proxy.telemetry import Telemetry
 from proxy.transport import Outbound

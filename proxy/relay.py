@@ -21,8 +21,8 @@ from proxy.core.headers import (
 )
 from proxy.deliver import Txn, streaming_headers
 from proxy.exchange import Request, Response
+from proxy.fetched import CODING_HEADERS, Fetched
 from proxy.relaybody import relay_body
-from proxy.transport import CODING_HEADERS, Fetched
 
 log = logging.getLogger("proxy.relay")
 DECODABLE = "gzip, deflate"

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterable
 
 from proxy.core.encoding import Inflater
 from proxy.deliver import Txn
-from proxy.transport import Fetched
+from proxy.fetched import Fetched
 
 log = logging.getLogger("proxy.relay")
 

@@ -11,22 +11,19 @@ open breakers, decide caching or decompress (bodies are passed on as the vendor 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from proxy.clock import Clock
 from proxy.core.config.model import Timeouts, UpstreamConfig
-from proxy.core.encoding import DecodeError, TooLarge, decode
 from proxy.core.errors import UpstreamConnectError, UpstreamError, UpstreamOutcomeUnknown, UpstreamTimeout
-from proxy.core.model import Headers
+from proxy.core.record import Record
 from proxy.core.retry import may_retry_method
+from proxy.fetched import BodyStream, Fetched
 from proxy.http1 import FramingError, ResponseFraming, head_prefix, request_bytes
 from proxy.pool import IDLE_TIMEOUT, Conn, ExchangeTimeout, Pool
 
@@ -38,152 +35,66 @@ log = logging.getLogger("proxy.transport")
 WRITE_MAX_IDLE = 1.0
 
 
-@dataclass(slots=True)
-class Outbound:
-    method: str
-    path_qs: str  # already rewritten, percent-encoded, starting with "/"
-    headers: list[tuple[str, str]]
-    body: bytes | None = None
-    timeout: Timeouts | None = None
-    idempotency_key: bool = False
-    credentials: bool = False  # the client sent Authorization or Cookie (RFC 9111 3.5)
-    # A cached fetch sends only keyed headers; this gives the client's value of one we held
-    # back, asked only when the vendor's Vary names it (see `fetch.vary_refetch`).
-    offered: Callable[[str], str | None] | None = field(default=None, repr=False)
+class Outbound(Record):
+    """One request to send to the vendor (made per request: a record, see `core.record`)."""
 
+    __slots__ = (
+        "body",
+        "credentials",
+        "headers",
+        "idempotency_key",
+        "method",
+        "offered",
+        "path_qs",
+        "timeout",
+    )
 
-class BodyStream:
-    """The rest of a body too large to store, as an async iterator of chunks.
+    def __init__(
+        self,
+        method: str,
+        path_qs: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None = None,
+        timeout: Timeouts | None = None,
+        idempotency_key: bool = False,
+        credentials: bool = False,
+        offered: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self.method = method
+        self.path_qs = path_qs  # already rewritten, percent-encoded, starting with "/"
+        self.headers = headers
+        self.body = body
+        self.timeout = timeout
+        self.idempotency_key = idempotency_key
+        self.credentials = credentials  # the client sent Authorization or Cookie (RFC 9111 3.5)
+        # A cached fetch sends only keyed headers; this gives the client's value of one we held
+        # back, asked only when the vendor's Vary names it (see `fetch.vary_refetch`).
+        self.offered = offered
 
-    Reading is paced by the consumer: the vendor's socket is paused while unread bytes pile up
-    (pool.HIGH_WATER). The upstream's total deadline still runs. `close()` before the end
-    discards the connection (its unread bytes would be the next answer).
-    """
+    def with_headers(self, headers: list[tuple[str, str]], *, offered: bool = True) -> Outbound:
+        """This request with other headers; `offered=False`: nothing more to offer."""
+        return Outbound(
+            self.method,
+            self.path_qs,
+            headers,
+            self.body,
+            self.timeout,
+            self.idempotency_key,
+            self.credentials,
+            self.offered if offered else None,
+        )
 
-    def __init__(self, pool: Pool, conn: Conn, framing: ResponseFraming, first: bytes, deadline: float):
-        self._pool, self._framing = pool, framing
-        self._conn: Conn | None = conn
-        self._first, self._deadline = first, deadline
-        conn.streaming = True
-
-    def __aiter__(self) -> BodyStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._first:
-            chunk, self._first = self._first, b""
-            return chunk
-        conn = self._conn
-        if conn is None:
-            raise StopAsyncIteration
-        while True:
-            if self._framing.body:
-                return conn.take()
-            if self._framing.complete:  # bytes after it, if any, only cost the connection
-                self._pool.release(conn)
-                self._conn = None
-                raise StopAsyncIteration
-            if conn.error is not None:
-                self.close()
-                raise UpstreamError(f"broken body: {conn.error.message}")
-            conn.wake = conn.loop.create_future()
-            try:
-                async with asyncio.timeout_at(self._deadline):
-                    await conn.wake
-            except FramingError:
-                continue  # conn.error is set
-            except TimeoutError as exc:
-                self.close()
-                raise UpstreamTimeout("timed out reading the body") from exc
-
-    def __del__(self) -> None:
-        if self._conn is not None:  # dropped unread: its connection must not hold a slot forever
-            conn, self._conn = self._conn, None
-            with contextlib.suppress(Exception):  # the loop may be gone already
-                log.warning("upstream %s: a body stream was dropped unread", self._pool.name)
-                self._pool.discard(conn)
-
-    def close(self) -> None:
-        """Stop reading: a connection whose response was read off the wire to the end goes back
-        to the pool; one with unread bytes is discarded."""
-        if self._conn is not None:
-            if self._framing.complete:
-                self._pool.release(self._conn)
-            else:
-                self._pool.discard(self._conn)
-            self._conn = None
-
-
-DECODE_OFF_LOOP = 64 * 1024  # compressed bytes; inflating more than this takes milliseconds
-CODING_HEADERS = frozenset({"content-encoding", "content-length"})
-
-
-@dataclass(slots=True)
-class Fetched:
-    status: int
-    headers: Headers
-    body: bytes
-    request_time: float
-    response_time: float
-    complete: bool = True  # False: too large to store; `body` comes first, `stream` holds the rest
-    stream: BodyStream | None = field(default=None, repr=False)
-    attempts: int = 1
-    interim: list[tuple[int, Headers]] = field(default_factory=list)  # 1xx heads, in order
-    unreadable: str | None = None  # why a coded body could not be decoded (see `to_identity`)
-    # `headers` with the lower-case name of each field, in order, as the parser read them, so
-    # nobody lowers or scans them again (issue 11); `lows()` gives the names.
-    lows_of: tuple[Headers, tuple[str, ...]] | None = field(default=None, repr=False)
-
-    @property
-    def elapsed(self) -> float:
-        return self.response_time - self.request_time
-
-    def lows(self) -> tuple[str, ...]:
-        """The lower-case name of each of `headers`, in order: the parser's, while `headers` is
-        still the tuple it read (whoever replaces `headers` need not know), else lowered now."""
-        known = self.lows_of
-        if known is not None and known[0] is self.headers:
-            return known[1]
-        lows = tuple([key.lower() for key, _ in self.headers])
-        self.lows_of = (self.headers, lows)
-        return lows
-
-    async def to_identity(self, limit: int) -> None:
-        """Decode a complete coded body once, within bounds, so guards, the store and every
-        client see one encoding; a large one inflates on a thread (zlib frees the GIL), so a
-        bomb never stalls unrelated requests. Failure is `unreadable`, never an exception."""
-        coding = self.coding()
-        if not self.complete or coding is None:
-            return
-        try:
-            if len(self.body) >= DECODE_OFF_LOOP:
-                self.body = await asyncio.to_thread(decode, self.body, coding, limit)
-            else:
-                self.body = decode(self.body, coding, limit)
-        except TooLarge:  # stays coded and streams, like any body over the limit
-            self.complete = False
-            return
-        except DecodeError as exc:
-            self.unreadable = str(exc)
-            return
-        lows = self.lows()
-        kept = [i for i, low in enumerate(lows) if low not in CODING_HEADERS]
-        self.headers = tuple([self.headers[i] for i in kept])
-        self.lows_of = (self.headers, tuple([lows[i] for i in kept]))
-
-    def coding(self) -> str | None:
-        """The content coding the body is in, None for identity (asked before `to_identity`,
-        so an uncoded answer costs no coroutine)."""
-        lows = self.lows()
-        if "content-encoding" not in lows:
-            return None
-        value = self.headers[lows.index("content-encoding")][1]
-        return None if value.strip().lower() in ("", "identity") else value
-
-    def release(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
-            self.stream = None
+    def with_timeout(self, timeout: Timeouts) -> Outbound:
+        return Outbound(
+            self.method,
+            self.path_qs,
+            self.headers,
+            self.body,
+            timeout,
+            self.idempotency_key,
+            self.credentials,
+            self.offered,
+        )
 
 
 class Exchange(Protocol):

@@ -26,8 +26,9 @@ from proxy.core.retry import (
     may_retry_method,
     parse_retry_after,
 )
+from proxy.fetched import Fetched
 from proxy.gate import Gate
-from proxy.transport import Exchange, Fetched, Outbound, Transport
+from proxy.transport import Exchange, Outbound, Transport
 
 log = logging.getLogger("proxy.upstream")
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from typing import Final
 
 from proxy.core.freshness import usable_on_error
 from proxy.core.model import Entry
+from proxy.core.record import Frozen
 
 
 class Action(enum.Enum):
@@ -29,20 +30,28 @@ class Action(enum.Enum):
     NOT_CACHED = "not-cached"  # only-if-cached and nothing to serve (RFC 9111 5.2.1.7): 504
 
 
-@dataclass(frozen=True, slots=True)
-class Vendor:
+class Vendor(Frozen):
     """What the shell knows of the upstream right now."""
 
-    available: bool = True  # the breaker lets a call through
-    unhealthy: bool = False  # the health checks say it is down
+    __slots__ = ("available", "unhealthy")
+
+    def __init__(self, available: bool = True, unhealthy: bool = False) -> None:
+        self.available: Final = available  # the breaker lets a call through
+        self.unhealthy: Final = unhealthy  # the health checks say it is down
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    action: Action
-    reason: str | None = None  # Cache-Status detail of a stale answer
-    x_cache: str = "MISS"  # HIT, STALE or UPDATING when the copy answers
-    refresh: bool = False  # start a background refresh (STALE only)
+class Plan(Frozen):
+    """What to do, and how the answer is marked."""
+
+    __slots__ = ("action", "reason", "refresh", "x_cache")
+
+    def __init__(
+        self, action: Action, reason: str | None = None, x_cache: str = "MISS", refresh: bool = False
+    ) -> None:
+        self.action: Final = action
+        self.reason: Final = reason  # Cache-Status detail of a stale answer
+        self.x_cache: Final = x_cache  # HIT, STALE or UPDATING when the copy answers
+        self.refresh: Final = refresh  # start a background refresh (STALE only)
 
 
 FETCH = Plan(Action.FETCH)

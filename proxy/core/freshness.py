@@ -22,15 +22,15 @@ Decisions the RFCs leave to us, written down:
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Final
 
 from proxy.core.cachecontrol import CacheControl, delta_seconds
 from proxy.core.config.model import RouteCache
 from proxy.core.fields import Fields
 from proxy.core.httpdate import parse as _parse_date
 from proxy.core.model import Entry, Headers
+from proxy.core.record import Frozen
 
 # RFC 9110 section 15.1: heuristically cacheable status codes (206 left out: no range support).
 HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
@@ -38,16 +38,36 @@ HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414
 _KEEP_ON_304 = frozenset({"content-length", "content-encoding", "transfer-encoding", "content-range"})
 
 
-class Deadlines(NamedTuple):
-    """Every deadline of one response (a tuple: made on every miss, cheaper than a dataclass)."""
+class Deadlines(Frozen):
+    """Every deadline of one response (made on every miss: a record, see `record`)."""
 
-    initial_age: float
-    fresh_until: float
-    stale_until: float
-    error_until: float
-    keep_until: float
-    lkg_until: float
-    heuristic: bool = False  # the freshness is a guess from Last-Modified (RFC 9111 4.2.2)
+    __slots__ = (
+        "error_until",
+        "fresh_until",
+        "heuristic",
+        "initial_age",
+        "keep_until",
+        "lkg_until",
+        "stale_until",
+    )
+
+    def __init__(
+        self,
+        initial_age: float,
+        fresh_until: float,
+        stale_until: float,
+        error_until: float,
+        keep_until: float,
+        lkg_until: float,
+        heuristic: bool = False,
+    ) -> None:
+        self.initial_age: Final = initial_age
+        self.fresh_until: Final = fresh_until
+        self.stale_until: Final = stale_until
+        self.error_until: Final = error_until
+        self.keep_until: Final = keep_until
+        self.lkg_until: Final = lkg_until
+        self.heuristic: Final = heuristic  # the freshness is a guess from Last-Modified (RFC 9111 4.2.2)
 
 
 def http_date(value: str | None, now: float | None = None) -> float | None:
@@ -338,8 +358,7 @@ def refreshed(
     and Last-Modified of `headers`, when the caller has read them."""
     # The validators follow the merged headers: a 304 may carry a new ETag (RFC 9110 15.4.5).
     etag, modified = validators or (header(headers, "etag"), header(headers, "last-modified"))
-    return replace(
-        entry,
+    return entry.replaced(
         headers=headers,
         etag=etag,
         last_modified=modified,

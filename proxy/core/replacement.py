@@ -14,17 +14,22 @@ as if it were good. Must not: do I/O, read the clock, or store anything (that is
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final
+
+from proxy.core.record import Frozen
 
 TOO_LARGE = "too large to check"
 
 
-class Answer(NamedTuple):
-    """What the rule reads of a vendor answer (a tuple: made on every miss)."""
+class Answer(Frozen):
+    """What the rule reads of a vendor answer (made on every miss: a record, see `record`)."""
 
-    status: int
-    complete: bool  # False: the body is longer than the route may store
-    etag: str | None = None
+    __slots__ = ("complete", "etag", "status")
+
+    def __init__(self, status: int, complete: bool, etag: str | None = None) -> None:
+        self.status: Final = status
+        self.complete: Final = complete  # False: the body is longer than the route may store
+        self.etag: Final = etag
 
 
 def refusal(

@@ -10,7 +10,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import unquote
+
+from proxy.core.record import Record
 
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _REWRITE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -34,10 +37,14 @@ class Pattern:
         return tuple(p[1:-1] for p in self.parts if _PARAM.match(p))
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
-    params: dict[str, str]
-    rest: str  # for prefix patterns: the remainder after the prefix, with its leading "/"
+class Match(Record):
+    """A path that matched a pattern (made per request: a record, see `record`)."""
+
+    __slots__ = ("params", "rest")
+
+    def __init__(self, params: dict[str, str], rest: str) -> None:
+        self.params: Final = params
+        self.rest: Final = rest  # for prefix patterns: the remainder after the prefix, with its leading "/"
 
 
 def compile_match(text: str) -> Pattern:

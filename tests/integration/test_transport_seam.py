@@ -6,7 +6,8 @@ from __future__ import annotations
 from proxy.clock import Clock, FakeClock
 from proxy.core.config.model import UpstreamConfig
 from proxy.core.errors import UpstreamConnectError
-from proxy.transport import Fetched, Outbound
+from proxy.fetched import Fetched
+from proxy.transport import Outbound
 from tests.conftest import MakeProxy, make_config
 
 ROUTES = """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -73,9 +72,9 @@ def test_encoding_is_deterministic(entry: Entry) -> None:
 def test_the_bytes_are_the_documented_msgpack_array(entry: Entry, heuristic: bool, body_len: int) -> None:
     """What the shared tier and snapshots hold: one msgpack array of plain lists, whatever the
     packer's buffer (bodies past its first guess included), so other versions read it."""
-    entry = replace(entry, heuristic=heuristic)
+    entry = entry.replaced(heuristic=heuristic)
     if body_len > 2048:
-        entry = replace(entry, body=b"b" * body_len)
+        entry = entry.replaced(body=b"b" * body_len)
     plain = [
         VERSION,
         entry.status,
@@ -108,7 +107,7 @@ def test_a_reused_packer_gives_the_same_bytes(entry: Entry, body_len: int) -> No
     """The memory tier's own packer (`codec.packer`) packs every entry, small or past
     `REUSE_BODY`, exactly as a fresh one does, one entry after another."""
     if body_len:
-        entry = replace(entry, body=b"b" * body_len)
+        entry = entry.replaced(body=b"b" * body_len)
     assert encode(entry, REUSED) == encode(entry)
     assert decode(encode(entry, REUSED)) == entry
 

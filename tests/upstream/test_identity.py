@@ -8,7 +8,7 @@ import gzip
 import os
 
 from proxy.core.model import Headers
-from proxy.transport import DECODE_OFF_LOOP, Fetched
+from proxy.fetched import DECODE_OFF_LOOP, Fetched
 
 LIMIT = 64 << 20
 

@@ -13,8 +13,9 @@ from proxy.clock import FakeClock
 from proxy.config import parse_config
 from proxy.core.config.model import Timeouts, UpstreamConfig
 from proxy.core.errors import UpstreamError, UpstreamTimeout
+from proxy.fetched import Fetched
 from proxy.pool import HIGH_WATER, IDLE_TIMEOUT
-from proxy.transport import WRITE_MAX_IDLE, Fetched, Outbound, Transport
+from proxy.transport import WRITE_MAX_IDLE, Outbound, Transport
 from tests.conftest import MakeProxy
 from tests.routes import PRICES
 from tests.upstream.vendor import CLOSE, HANG, Seen, Step, Vendor, ok, ok_bytes, response
