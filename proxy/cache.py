@@ -13,7 +13,7 @@ import contextlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from proxy.core.keys import SEP, VARY_SEP, group_boundaries
 from proxy.core.model import Entry
@@ -24,7 +24,7 @@ from proxy.store.memory import MemoryStore
 if TYPE_CHECKING:
     from proxy.store.lease import Lease as SharedLease
 
-MAX_VARY_INDEX = 100_000
+MAX_VARY_INDEX: Final = 100_000
 
 
 @dataclass(slots=True)

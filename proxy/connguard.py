@@ -16,6 +16,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -24,7 +25,7 @@ from proxy.core.limits import Admission, ConnLimits, ConnTable, Throttle
 from proxy.metrics import Registry
 
 log = logging.getLogger("proxy.connguard")
-REPORT_EVERY = 10.0  # seconds between log lines about shed load or cut clients
+REPORT_EVERY: Final = 10.0  # seconds between log lines about shed load or cut clients
 
 
 class TooManyConnections(ProxyError):

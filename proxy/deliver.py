@@ -7,6 +7,7 @@ Retry-After) and the JSON error body. Must not: decide anything about caching.
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from proxy.core.cachecontrol import DELTA_MAX
 from proxy.core.errors import MethodNotAllowed, ProxyError, RangeNotSatisfiable, error_body
@@ -15,11 +16,11 @@ from proxy.core.ranges import UNSATISFIABLE, Part, if_range_holds, requested
 from proxy.core.record import Record
 from proxy.exchange import Response
 
-CACHE_NAME = "resilient-proxy"
-JSON = "application/json"
+CACHE_NAME: Final = "resilient-proxy"
+JSON: Final = "application/json"
 # Never copied from a stored or upstream response onto ours: we set them, or the listener does;
 # and the vendor's `Server` (its software and versions are nobody's business on our port).
-OURS = frozenset(
+OURS: Final = frozenset(
     {
         "content-length",
         "age",
@@ -32,7 +33,7 @@ OURS = frozenset(
         "server",
     }
 )
-NOT_ON_304 = frozenset({"content-type", "content-encoding", "content-language"})
+NOT_ON_304: Final = frozenset({"content-type", "content-encoding", "content-language"})
 # What `served_headers` does with a stored field, by its lower-case name (absent: kept as is).
 _DROP, _NOT_ON_304, _RANGES, _KEEP = 1, 2, 3, 4  # never 0: `_KINDS.get(name) or _kind(name)`
 _SERVED = {name: _DROP for name in OURS} | {name: _NOT_ON_304 for name in NOT_ON_304}
@@ -41,7 +42,7 @@ _SERVED["accept-ranges"] = _RANGES
 # module-level memo (as responsewriter's status lines) of a pure function of the name; a vendor
 # sends a few dozen names, and past `_MAX_KINDS` a name is worked out each time.
 _KINDS: dict[str, int] = {}
-_MAX_KINDS = 1024
+_MAX_KINDS: Final = 1024
 
 
 def _kind(name: str) -> int:
@@ -51,7 +52,7 @@ def _kind(name: str) -> int:
     return kind
 
 
-_HIT = f"{CACHE_NAME}; hit"
+_HIT: Final = f"{CACHE_NAME}; hit"
 
 
 class Txn(Record):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Final
 
 from proxy.answers import Answers
 from proxy.cache import Cache
@@ -55,12 +56,12 @@ from proxy.transport import Outbound
 from proxy.waitinglist import Slow, wait
 
 log = logging.getLogger("proxy.driver")
-CACHEABLE = frozenset({"GET", "HEAD"})
-SAFE = frozenset({"GET", "HEAD", "OPTIONS"})  # RFC 9110 9.2.1 (TRACE is never proxied)
+CACHEABLE: Final = frozenset({"GET", "HEAD"})
+SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})  # RFC 9110 9.2.1 (TRACE is never proxied)
 # The precise status past our limits, 414 or 431 (RFC 9110 15.5.15, RFC 6585 5), as JSON.
-MAX_URL = 4096
-MAX_HEADERS = 100
-MAX_HEADER_BYTES = 16384
+MAX_URL: Final = 4096
+MAX_HEADERS: Final = 100
+MAX_HEADER_BYTES: Final = 16384
 
 
 class Driver:

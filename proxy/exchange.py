@@ -13,13 +13,14 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from http import HTTPStatus
+from typing import Final
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.core.headers import field_value
 from proxy.framing import HINTED_NAMES
 
-BODY_HIGH_WATER = 1 << 18  # bytes of request body buffered before the listener stops reading
+BODY_HIGH_WATER: Final = 1 << 18  # bytes of request body buffered before the listener stops reading
 
 
 class Body:
@@ -265,7 +266,7 @@ class Response:
         return next((v for k, v in self.headers if k.lower() == low), None)
 
 
-RELAYED_INTERIM = frozenset({102, 103})  # 100 answers our own Expect; 101 is never accepted
+RELAYED_INTERIM: Final = frozenset({102, 103})  # 100 answers our own Expect; 101 is never accepted
 
 
 def interim_heads(heads: Sequence[tuple[int, Sequence[tuple[str, str]]]]) -> bytes:

@@ -26,6 +26,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from proxy.cache import Cache
 from proxy.clock import Clock
@@ -43,9 +44,9 @@ from proxy.responsewriter import status_and_fields
 from proxy.runtime import Live, RouteState, Runtime
 from proxy.telemetry import Telemetry
 
-MAX_PLANS = 16_384  # memoised targets per runtime, oldest out first (a few hundred bytes each)
-MAX_WIRES = 16_384  # prepared entry heads (a few hundred bytes each); past it the oldest goes
-_CACHEABLE = frozenset({"GET", "HEAD"})
+MAX_PLANS: Final = 16_384  # memoised targets per runtime, oldest out first (a few hundred bytes each)
+MAX_WIRES: Final = 16_384  # prepared entry heads (a few hundred bytes each); past it the oldest goes
+_CACHEABLE: Final = frozenset({"GET", "HEAD"})
 
 
 class Plan:
@@ -124,12 +125,12 @@ class Wire:
         self.hot_from, self.hot_until = now, until
 
 
-_STATUS_HIT = f"X-Cache: HIT\r\nCache-Status: {CACHE_NAME}; hit; ttl=".encode("latin-1")
-_REQUEST_ID = b"\r\nX-Request-Id: "
-_GUESSED = b'; detail="heuristic"' + _REQUEST_ID  # RFC 9111 4.2.2, as decide says
+_STATUS_HIT: Final = f"X-Cache: HIT\r\nCache-Status: {CACHE_NAME}; hit; ttl=".encode("latin-1")
+_REQUEST_ID: Final = b"\r\nX-Request-Id: "
+_GUESSED: Final = b'; detail="heuristic"' + _REQUEST_ID  # RFC 9111 4.2.2, as decide says
 
 
-_NO_PLAN = object()
+_NO_PLAN: Final = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,4 +355,4 @@ def _sender(request: Request, rs: RouteState) -> Callable[[str], str | None]:
     return lambda name: sent_value(headers, name, configured)
 
 
-_ABSENT = (True, None)
+_ABSENT: Final = (True, None)

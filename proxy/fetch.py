@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any
+from typing import Any, Final
 
 from proxy.cache import Cache
 from proxy.clock import Clock
@@ -33,7 +33,7 @@ from proxy.telemetry import Telemetry
 from proxy.transport import Outbound
 
 log = logging.getLogger("proxy.fetch")
-_DROP_ON_STORE = frozenset({"content-length", "age", "set-cookie"})
+_DROP_ON_STORE: Final = frozenset({"content-length", "age", "set-cookie"})
 # With the hop-by-hop names, once: `Fields.without` then adds only the Connection-named ones.
 _STORE_DROP = HOP_BY_HOP | _DROP_ON_STORE
 _DROP_FOR_LEADER = HOP_BY_HOP | {"content-length", "age"}

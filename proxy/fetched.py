@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Final
 
 from proxy.core.encoding import DecodeError, TooLarge, decode
 from proxy.core.errors import UpstreamError, UpstreamTimeout
@@ -84,8 +85,8 @@ class BodyStream:
             self._conn = None
 
 
-DECODE_OFF_LOOP = 64 * 1024  # compressed bytes; inflating more than this takes milliseconds
-CODING_HEADERS = frozenset({"content-encoding", "content-length"})
+DECODE_OFF_LOOP: Final = 64 * 1024  # compressed bytes; inflating more than this takes milliseconds
+CODING_HEADERS: Final = frozenset({"content-encoding", "content-length"})
 
 
 class Fetched(Record):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger("proxy.flight")
@@ -88,7 +88,7 @@ class Tasks:
 # Flights are tasks somebody waits for (at least the request that started one, until its
 # client goes): bounded by the connections in flight, not by the background budget, which at
 # 1,000 concurrent misses turned every further miss into an inline fetch and a warning line.
-MAX_FLIGHTS = 10_000  # as many as `server.limits.total` connections by default
+MAX_FLIGHTS: Final = 10_000  # as many as `server.limits.total` connections by default
 
 
 class Flights(Generic[T]):

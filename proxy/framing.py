@@ -11,15 +11,17 @@ Must not: read bytes, hold state, or answer: `listener.Connection` applies the v
 
 from __future__ import annotations
 
+from typing import Final
+
 from proxy.core.errors import BadRequest, ProxyError
 
-MAX_TARGET = 8190  # as nginx's large_client_header_buffers; the handler answers 414 from 4 KB
-MAX_FIELD = 8190  # one header line, as nginx's large_client_header_buffers
-METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+MAX_TARGET: Final = 8190  # as nginx's large_client_header_buffers; the handler answers 414 from 4 KB
+MAX_FIELD: Final = 8190  # one header line, as nginx's large_client_header_buffers
+METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 # Also the few a miss or a write reads (credentials, only-if-cached, Connection's tokens,
 # Idempotency-Key): with them noted, neither builds the header multimap (`Request.first`,
 # `Request.has`, `Request.field`).
-HINTED = frozenset(
+HINTED: Final = frozenset(
     {
         b"authorization",
         b"cache-control",
@@ -32,8 +34,8 @@ HINTED = frozenset(
         b"x-request-id",
     }
 )
-HINTED_NAMES = frozenset(name.decode("ascii") for name in HINTED)
-HINT = 0
+HINTED_NAMES: Final = frozenset(name.decode("ascii") for name in HINTED)
+HINT: Final = 0
 # Lower-case header name -> what it is to the parse (one dict lookup per header line): 1
 # Content-Length, 2 Transfer-Encoding, 3 Expect, 4 Upgrade, `HINT` a hinted one.
 NOTED = {b"content-length": 1, b"transfer-encoding": 2, b"expect": 3, b"upgrade": 4} | dict.fromkeys(

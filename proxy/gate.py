@@ -13,6 +13,7 @@ import asyncio
 import heapq
 import itertools
 from collections import deque
+from typing import Final
 
 from proxy.clock import Clock
 from proxy.core.config.model import Timeouts
@@ -20,7 +21,7 @@ from proxy.core.errors import Overloaded
 from proxy.core.ratelimit import Bulkhead
 from proxy.transport import Outbound
 
-_INF = float("inf")
+_INF: Final = float("inf")
 
 
 class Gate:

@@ -22,6 +22,7 @@ final response (a second, unsolicited response or a body longer than announced).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 import httptools
 
@@ -30,14 +31,14 @@ from proxy.core.model import Headers
 
 Header = tuple[str, str]
 
-MAX_HEADERS = 100  # fields per head
-MAX_HEAD_BYTES = 64 * 1024  # status line + fields of one head, and of all heads before the final one
-MAX_STATUS_LINE = 8 * 1024
-MAX_INTERIM = 10  # 1xx heads before the final response
-MAX_CONTENT_LENGTH = 2**53  # beyond this no float, JSON number or vendor is honest
-VERSIONS = frozenset({"1.0", "1.1"})
-NO_BODY_STATUSES = frozenset({204, 304})
-_WRITES = frozenset({"POST", "PUT", "PATCH"})
+MAX_HEADERS: Final = 100  # fields per head
+MAX_HEAD_BYTES: Final = 64 * 1024  # status line + fields of one head, and of all heads before the final one
+MAX_STATUS_LINE: Final = 8 * 1024
+MAX_INTERIM: Final = 10  # 1xx heads before the final response
+MAX_CONTENT_LENGTH: Final = 2**53  # beyond this no float, JSON number or vendor is honest
+VERSIONS: Final = frozenset({"1.0", "1.1"})
+NO_BODY_STATUSES: Final = frozenset({204, 304})
+_WRITES: Final = frozenset({"POST", "PUT", "PATCH"})
 
 
 class FramingError(Exception):
@@ -53,7 +54,7 @@ class FramingError(Exception):
 # names in the same order on every answer): the names as sent, their lower-case forms, where
 # Content-Length is (-1: absent), and whether every name is end-to-end and no framing field.
 Names = tuple[tuple[str, ...], tuple[str, ...], int, bool]
-NAMES_KEPT = 64  # sequences remembered per upstream; then the memo starts afresh
+NAMES_KEPT: Final = 64  # sequences remembered per upstream; then the memo starts afresh
 
 
 class ResponseFraming:

@@ -16,14 +16,14 @@ import json
 import logging
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from proxy.core.keys import SEP, VARY_SEP
 from proxy.core.redact import REDACTED, is_secret_param, scrub
 
-EVENTS_LOGGER = "proxy.events"
+EVENTS_LOGGER: Final = "proxy.events"
 # name=value after ?, & or ; anywhere in free text (a logged key, URL or path).
-_PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&;?#\s\"'|~]+)=(?P<value>[^&;#\s\"'|~]*)")
+_PARAM: Final = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&;?#\s\"'|~]+)=(?P<value>[^&;#\s\"'|~]*)")
 
 
 def readable(text: str, secret_values: Iterable[str] = ()) -> str:

@@ -10,7 +10,7 @@ Must not: build parts (that is `app`) or hold behaviour.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -29,14 +29,14 @@ class Lifecycle:
     ready: bool = False
 
 
-CLOCK = web.AppKey("clock", Clock)
-LIVE = web.AppKey("live", Live)  # the runtime in force; a reload swaps what it holds
-CACHE = web.AppKey("cache", Cache)
-TELEMETRY = web.AppKey("telemetry", Telemetry)
-TASKS = web.AppKey("tasks", Tasks)
+CLOCK: Final = web.AppKey("clock", Clock)
+LIVE: Final = web.AppKey("live", Live)  # the runtime in force; a reload swaps what it holds
+CACHE: Final = web.AppKey("cache", Cache)
+TELEMETRY: Final = web.AppKey("telemetry", Telemetry)
+TASKS: Final = web.AppKey("tasks", Tasks)
 FLIGHTS: web.AppKey[Flights[Any]] = web.AppKey("flights")
-QUARANTINE = web.AppKey("quarantine", Quarantine)
-LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
-RELOADER = web.AppKey("reloader", Reloader)
+QUARANTINE: Final = web.AppKey("quarantine", Quarantine)
+LIFECYCLE: Final = web.AppKey("lifecycle", Lifecycle)
+RELOADER: Final = web.AppKey("reloader", Reloader)
 
-SHARED_WITH_ADMIN = (CLOCK, LIVE, CACHE, TELEMETRY, TASKS, FLIGHTS, QUARANTINE, LIFECYCLE, RELOADER)
+SHARED_WITH_ADMIN: Final = (CLOCK, LIVE, CACHE, TELEMETRY, TASKS, FLIGHTS, QUARANTINE, LIFECYCLE, RELOADER)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from proxy.core.errors import ProxyError
 from proxy.exchange import Request, Response
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from proxy.publicport import Listener
 
 log = logging.getLogger("proxy.listener")
-MAX_PIPELINE = 16  # requests parsed ahead of the one being answered before reading pauses
+MAX_PIPELINE: Final = 16  # requests parsed ahead of the one being answered before reading pauses
 
 
 class Pipeline:

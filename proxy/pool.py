@@ -15,14 +15,15 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 from proxy.http1 import FramingError, Names, ResponseFraming
 
 log = logging.getLogger("proxy.pool")
 
-IDLE_TIMEOUT = 4.0  # below the 5 s keep-alive of Node, uvicorn and Apache: we close first
-HIGH_WATER = 256 * 1024  # streamed bytes waiting for the consumer before the socket is paused
-LOW_WATER = 64 * 1024
+IDLE_TIMEOUT: Final = 4.0  # below the 5 s keep-alive of Node, uvicorn and Apache: we close first
+HIGH_WATER: Final = 256 * 1024  # streamed bytes waiting for the consumer before the socket is paused
+LOW_WATER: Final = 64 * 1024
 
 OnProtocolError = Callable[[str, str], None]  # (reason, message)
 

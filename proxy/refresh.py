@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Final
 
 from proxy.clock import Clock
 from proxy.core.model import Entry
@@ -24,8 +25,8 @@ from proxy.telemetry import Telemetry
 from proxy.transport import Outbound
 
 log = logging.getLogger("proxy.refresh")
-MAX_BACKOFF_KEYS = 10_000
-MAX_BACKOFF = 60.0  # seconds between refreshes of a key whose vendor keeps failing
+MAX_BACKOFF_KEYS: Final = 10_000
+MAX_BACKOFF: Final = 60.0  # seconds between refreshes of a key whose vendor keeps failing
 
 
 class Backoff:

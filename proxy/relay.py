@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import Final
 
 from proxy.core.config.model import UpstreamConfig
 from proxy.core.encoding import DecodeError, Inflater, accepts
@@ -25,8 +26,8 @@ from proxy.fetched import CODING_HEADERS, Fetched
 from proxy.relaybody import relay_body
 
 log = logging.getLogger("proxy.relay")
-DECODABLE = "gzip, deflate"
-CREDENTIALS = ("authorization", "cookie")  # forwarded; their answers are private by default
+DECODABLE: Final = "gzip, deflate"
+CREDENTIALS: Final = ("authorization", "cookie")  # forwarded; their answers are private by default
 _NONE: frozenset[str] = frozenset()
 # Ours to send on a cached fetch whatever a route keys: conditionals and ranges (RFC 9111 4.3),
 # the coding we decode, and who the client is.

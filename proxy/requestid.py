@@ -11,10 +11,11 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
+from typing import Final
 
 from proxy.exchange import Request
 
-_SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SANE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class RequestIds:

@@ -16,13 +16,14 @@ import asyncio
 from collections.abc import Callable
 from functools import lru_cache
 from http import HTTPStatus
+from typing import Final
 
 from proxy.connguard import answer
 from proxy.core.errors import ProxyError
 from proxy.exchange import Request, Response, interim_heads
 
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_NO_BODY = frozenset({204, 304})
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NO_BODY: Final = frozenset({204, 304})
 
 
 def _reason(status: int) -> str:

@@ -11,6 +11,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from proxy.clock import Clock
 from proxy.core.breaker import Transition
@@ -22,8 +23,8 @@ from proxy.core.routing import Match, match_path
 from proxy.transport import Transports
 from proxy.upstream import Upstream
 
-MAX_TRACKED_KEYS = 10_000
-MAX_MEMO = 10_000
+MAX_TRACKED_KEYS: Final = 10_000
+MAX_MEMO: Final = 10_000
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any
+from typing import Any, Final
 
 from proxy.accesslog import AccessLog
 from proxy.alerts import Alerts
@@ -24,13 +24,13 @@ from proxy.metrics import Registry, Series, Tally
 events_log = logging.getLogger("proxy.events")
 # An access line's head and tail as JSON text: see Telemetry._parts_of.
 _Parts = tuple[str, str]
-_MEMO = 4096  # strings remembered as JSON text (paths, names, labels); forgotten all at once
+_MEMO: Final = 4096  # strings remembered as JSON text (paths, names, labels); forgotten all at once
 # JSON text as the access log's encoder writes it: compact, ASCII only, no NaN.
 # The end of a timestamp, by millisecond (1000: what `_timestamp`'s format makes of a rounding up).
-_MILLIS = tuple(f".{ms:03d}+00:00" for ms in range(1001))
+_MILLIS: Final = tuple(f".{ms:03d}+00:00" for ms in range(1001))
 _json = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode
 
-_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_LEVELS: Final = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
 class Telemetry:

@@ -15,7 +15,7 @@ import logging
 import os
 import ssl
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 from urllib.parse import urlsplit
 
 from proxy.clock import Clock
@@ -32,7 +32,7 @@ log = logging.getLogger("proxy.transport")
 # A write without Idempotency-Key goes out once, ever; a pooled connection the vendor is closing
 # at that very moment would turn it into an unknown outcome. Servers close idle connections after
 # 2 s (gunicorn) to 75 s (nginx): a connection idle for longer than this is not used for one.
-WRITE_MAX_IDLE = 1.0
+WRITE_MAX_IDLE: Final = 1.0
 
 
 class Outbound(Record):

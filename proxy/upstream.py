@@ -13,6 +13,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from proxy.clock import Clock
 from proxy.core.breaker import CircuitBreaker, Permit, State, Transition, is_failure_status
@@ -32,10 +33,10 @@ from proxy.transport import Exchange, Outbound, Transport
 
 log = logging.getLogger("proxy.upstream")
 
-RATE_WAIT_MAX = 1.0  # seconds a request without a stored copy may wait for a token
-MAX_HOLD = 300.0  # the longest a vendor's 429 Retry-After holds us off: one bad header is not a year
+RATE_WAIT_MAX: Final = 1.0  # seconds a request without a stored copy may wait for a token
+MAX_HOLD: Final = 300.0  # the longest a vendor's 429 Retry-After holds us off: one bad header is not a year
 Judge = Callable[[Fetched], bool]
-_CLOSED = State.CLOSED  # a plain name: an enum member lookup is slow on 3.11 (see `breaker`)
+_CLOSED: Final = State.CLOSED  # a plain name: an enum member lookup is slow on 3.11 (see `breaker`)
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ Must not: decide the budget (that is `core.decide.slow_budget`) or build answers
 from __future__ import annotations
 
 import asyncio
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from proxy.clock import Clock
 
@@ -20,7 +20,7 @@ class Slow:
     """The flight outlived the route's `stale_if_slow`: a sentinel, never an outcome."""
 
 
-SLOW = Slow()
+SLOW: Final = Slow()
 
 
 async def wait(

@@ -16,12 +16,12 @@ import enum
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Final, TypedDict
 
 # Fixed bucket count: memory stays bounded whatever the call rate (resilience4j does the same).
-_BUCKETS = 30
+_BUCKETS: Final = 30
 # Transitions nobody drained are dropped oldest-first rather than growing without bound.
-_MAX_PENDING = 64
+_MAX_PENDING: Final = 64
 
 
 def is_failure_status(status: int) -> bool:

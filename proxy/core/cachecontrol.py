@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Final
 
 from proxy.core.structured import parse_dictionary
 
-_UNSET = -1
+_UNSET: Final = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +56,10 @@ class CacheControl:
         return self.must_revalidate or self.proxy_revalidate or self.no_cache or self.s_maxage >= 0
 
 
-EMPTY = CacheControl()
+EMPTY: Final = CacheControl()
 _NO_FIELDS: frozenset[str] = frozenset()
 
-_FLAGS = {
+_FLAGS: Final = {
     "no-store": "no_store",
     "no-cache": "no_cache",
     "private": "private",
@@ -67,8 +68,8 @@ _FLAGS = {
     "proxy-revalidate": "proxy_revalidate",
     "only-if-cached": "only_if_cached",
 }
-_QUALIFIED = {"no-cache": "no_cache_fields", "private": "private_fields"}
-_SECONDS = {
+_QUALIFIED: Final = {"no-cache": "no_cache_fields", "private": "private_fields"}
+_SECONDS: Final = {
     "max-age": "max_age",
     "s-maxage": "s_maxage",
     "stale-while-revalidate": "stale_while_revalidate",
@@ -86,7 +87,7 @@ def parse(values: str | list[str] | None) -> CacheControl:
     return _parse(text)
 
 
-MEMO_LENGTH = 256  # longer values are parsed every time: the memo stays small whatever is sent
+MEMO_LENGTH: Final = 256  # longer values are parsed every time: the memo stays small whatever is sent
 
 
 # The one module-level state in the core, on purpose: a bounded memo of a pure function (the same
@@ -114,7 +115,7 @@ def _parse(text: str) -> CacheControl:
     return CacheControl(**found, **qualified)  # type: ignore[arg-type]
 
 
-DELTA_MAX = 2**31  # delta-seconds overflow becomes 2^31 (RFC 9111 1.2.2)
+DELTA_MAX: Final = 2**31  # delta-seconds overflow becomes 2^31 (RFC 9111 1.2.2)
 
 
 def delta_seconds(text: str) -> int | None:
@@ -161,8 +162,8 @@ def _split(text: str) -> list[str]:
 
 # -- targeted fields (RFC 9213) ------------------------------------------------------------------
 
-DEFAULT_TARGETS = ("resilient-proxy-cache-control", "cdn-cache-control")
-_TARGETED_FLAGS = {**_FLAGS, "no-cache": "no_cache", "private": "private"}
+DEFAULT_TARGETS: Final = ("resilient-proxy-cache-control", "cdn-cache-control")
+_TARGETED_FLAGS: Final = {**_FLAGS, "no-cache": "no_cache", "private": "private"}
 _TARGETED_FLAGS.pop("only-if-cached")  # a request directive, meaningless in a response
 
 

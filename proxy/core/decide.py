@@ -54,8 +54,8 @@ class Plan(Frozen):
         self.refresh: Final = refresh  # start a background refresh (STALE only)
 
 
-FETCH = Plan(Action.FETCH)
-NOT_CACHED = Plan(Action.NOT_CACHED)
+FETCH: Final = Plan(Action.FETCH)
+NOT_CACHED: Final = Plan(Action.NOT_CACHED)
 
 
 def on_lookup(entry: Entry | None, now: float, vendor: Vendor, *, only_if_cached: bool = False) -> Plan:
@@ -101,7 +101,7 @@ def slow_budget(
     return (now if started is None else started) + stale_if_slow - now
 
 
-DEFAULT_RETRY_AFTER = 5.0  # seconds, when neither the vendor nor the breaker says
+DEFAULT_RETRY_AFTER: Final = 5.0  # seconds, when neither the vendor nor the breaker says
 
 
 def retry_after(asked: float | None, breaker_wait: float) -> int:

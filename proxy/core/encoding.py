@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
+from typing import Final
 
-MAX_RATIO = 100  # inflated : compressed; JSON compresses about 5-20:1, bombs 1,000:1
-RATIO_FREE = 1 << 20  # below 1 MB inflated no ratio check: small bodies compress as they like
+MAX_RATIO: Final = 100  # inflated : compressed; JSON compresses about 5-20:1, bombs 1,000:1
+RATIO_FREE: Final = 1 << 20  # below 1 MB inflated no ratio check: small bodies compress as they like
 
 
 class DecodeError(Exception):
@@ -26,7 +27,7 @@ class TooLarge(DecodeError):
     store or check, like an identity body of that size (it may still stream)."""
 
 
-PIECE = 64 * 1024  # the most `Inflater` hands out at once: a slow client paces the inflating
+PIECE: Final = 64 * 1024  # the most `Inflater` hands out at once: a slow client paces the inflating
 
 
 def _wbits(coding: str | None) -> int | None:

@@ -12,12 +12,13 @@ Must not: interpret any value (that is `freshness`, `cachecontrol`), do I/O or r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 from proxy.core.headers import HOP_BY_HOP, connection_tokens
 from proxy.core.model import Headers
 
 # The names whose lines are kept by name; any other is found by a scan when asked (`first`).
-READ = frozenset(
+READ: Final = frozenset(
     {
         "age",
         "cache-control",

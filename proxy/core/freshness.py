@@ -33,9 +33,9 @@ from proxy.core.model import Entry, Headers
 from proxy.core.record import Frozen
 
 # RFC 9110 section 15.1: heuristically cacheable status codes (206 left out: no range support).
-HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+HEURISTIC_STATUSES: Final = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
 # RFC 9111 section 4.3.4: headers a 304 must not overwrite in the stored response.
-_KEEP_ON_304 = frozenset({"content-length", "content-encoding", "transfer-encoding", "content-range"})
+_KEEP_ON_304: Final = frozenset({"content-length", "content-encoding", "transfer-encoding", "content-range"})
 
 
 class Deadlines(Frozen):

@@ -8,11 +8,11 @@ Must not: do I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Final, Protocol
 
 from proxy.core.model import Headers
 
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         "connection",
         "keep-alive",
@@ -26,7 +26,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Unkeyed inputs known to poison shared caches (Kettle, "Practical Web Cache Poisoning").
-UNKEYED_DANGEROUS = frozenset(
+UNKEYED_DANGEROUS: Final = frozenset(
     {
         "x-forwarded-host",
         "x-forwarded-server",
@@ -41,7 +41,7 @@ UNKEYED_DANGEROUS = frozenset(
     }
 )
 # Conditionals and ranges on a cacheable fetch are the cache's to send, not the client's.
-CACHE_OWNED = frozenset(
+CACHE_OWNED: Final = frozenset(
     {
         "if-none-match",
         "if-modified-since",
@@ -52,7 +52,7 @@ CACHE_OWNED = frozenset(
     }
 )
 # Set by the transport or recomputed by us.
-TRANSPORT_OWNED = frozenset({"host", "content-length", "expect"})
+TRANSPORT_OWNED: Final = frozenset({"host", "content-length", "expect"})
 
 
 def connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:

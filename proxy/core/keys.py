@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from typing import Final
 from urllib.parse import quote, unquote_plus
 
 from proxy.core.config.model import CacheKey
 
-SEP = "\x1f"  # between key parts; cannot appear in a valid request target or header value
-VARY_SEP = "\x1e"
+SEP: Final = "\x1f"  # between key parts; cannot appear in a valid request target or header value
+VARY_SEP: Final = "\x1e"
 # Left as they are in a forwarded query (RFC 3986 3.4); `;`, `&`, `=`, `+` and `%` are encoded, so
 # no server can split one keyed value into parameters the key never saw (`q=shoes;q=evil`).
-QUERY_SAFE = "!$'()*,:@/?"
+QUERY_SAFE: Final = "!$'()*,:@/?"
 
 
 def normal_query(query: str, policy: CacheKey) -> str:
@@ -82,7 +83,7 @@ def sent_values(headers: Iterable[tuple[str, str]], vary: tuple[str, ...]) -> tu
 
 
 # Request headers whose value is a list of (element;param=value) items: compared as sets.
-LIST_HEADERS = frozenset({"accept", "accept-charset", "accept-encoding", "accept-language"})
+LIST_HEADERS: Final = frozenset({"accept", "accept-charset", "accept-encoding", "accept-language"})
 
 
 def normal_vary(name: str, value: str | None) -> str:
@@ -121,7 +122,7 @@ def _element(part: str) -> tuple[float, str]:
     return q, ";".join(kept)
 
 
-_QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
+_QVALUE: Final = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 
 
 def route_prefix(route: str, path_prefix: str = "") -> str:

@@ -14,8 +14,9 @@ cached responses without `max_ranges`; a syntax error is ignored (200), as 14.2 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-MAX_PARTS = 16  # more parts than this in one header is ignored (a slow-range attack)
+MAX_PARTS: Final = 16  # more parts than this in one header is ignored (a slow-range attack)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +28,7 @@ class Part:
         return f"bytes {self.start}-{self.end}/{length}"
 
 
-UNSATISFIABLE = Part(-1, -1)
+UNSATISFIABLE: Final = Part(-1, -1)
 
 
 def requested(header: str | None, length: int) -> Part | None:

@@ -8,11 +8,11 @@ asyncio primitives; the async shell waits on its own Condition/Event using these
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Final, Literal
 
 # Float refill arithmetic (0.1 s * 10/s) can land a hair under a whole token; this slack keeps
 # "exactly enough" from being reported as "wait 1e-17 seconds".
-_EPSILON = 1e-9
+_EPSILON: Final = 1e-9
 
 
 class TokenBucket:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote, unquote_plus
 
-REDACTED = "REDACTED"
+REDACTED: Final = "REDACTED"
 
 # Query parameters are secret BY NAME PATTERN (OWASP: tokens, keys, passwords, session ids):
 # a name containing one of these parts (`access_token`, `api_key`, `client_secret`,
@@ -54,13 +54,13 @@ DEFAULT_SECRET_PARAMS: tuple[str, ...] = (
 
 # Secret values shorter than this are ignored: replacing "a" or "on" everywhere would wreck the
 # text and reveal nothing useful about the secret anyway.
-MIN_SECRET_LEN = 4
+MIN_SECRET_LEN: Final = 4
 
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+_SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
 # Substrings of a normalised header name (lower case, '_' -> '-') that mark a credential:
 # X-Api-Key, Api-Key, X-Auth-Token, X-Amz-Security-Token, X-Client-Secret, X-Session-Id...
-_SECRET_HEADER_PARTS = (
+_SECRET_HEADER_PARTS: Final = (
     "api-key",
     "apikey",
     "token",
@@ -75,7 +75,7 @@ _SECRET_HEADER_PARTS = (
 )
 
 # Substrings of a normalised config key (lower case, '-' and '_' removed).
-_SECRET_CONFIG_PARTS = (
+_SECRET_CONFIG_PARTS: Final = (
     "token",
     "password",
     "passwd",
@@ -88,7 +88,7 @@ _SECRET_CONFIG_PARTS = (
 )
 
 # scheme://user:password@host -> the password part; e.g. redis://:pw@127.0.0.1:6379/0
-_URL_USERINFO = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*:)(?P<pw>[^/@\s]*)@")
+_URL_USERINFO: Final = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*:)(?P<pw>[^/@\s]*)@")
 
 
 def _param_names(names: Iterable[str]) -> frozenset[str]:
@@ -110,7 +110,7 @@ def is_secret_param(name: str, extra: frozenset[str] = frozenset()) -> bool:
     )
 
 
-_QUERY_SEPARATORS = re.compile(r"([&;])")
+_QUERY_SEPARATORS: Final = re.compile(r"([&;])")
 
 
 def _redact_query(query: str, secret: frozenset[str]) -> str:
@@ -201,7 +201,7 @@ def redact_url(url: str, names: Iterable[str] = DEFAULT_SECRET_PARAMS) -> str:
     return redact_path_and_query(url, names)
 
 
-_URL_HEAD = re.compile(r"^(?P<origin>[a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^/@?#]*@)?(?P<host>[^/?#]*)")
+_URL_HEAD: Final = re.compile(r"^(?P<origin>[a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^/@?#]*@)?(?P<host>[^/?#]*)")
 
 
 def redact_webhook(url: str) -> str:

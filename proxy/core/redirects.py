@@ -10,12 +10,13 @@ Must not: touch URLs of other origins or relative references (they pass unchange
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 from urllib.parse import urlsplit
 
 from proxy.core.config.model import RouteConfig, UpstreamConfig
 from proxy.core.routing import compile_match, match_path, rewrite_path
 
-HEADERS = frozenset({"location", "content-location"})
+HEADERS: Final = frozenset({"location", "content-location"})
 
 
 def proxy_path(vendor_path: str, upstream: UpstreamConfig, routes: Iterable[RouteConfig]) -> str | None:

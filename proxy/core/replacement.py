@@ -18,7 +18,7 @@ from typing import Final
 
 from proxy.core.record import Frozen
 
-TOO_LARGE = "too large to check"
+TOO_LARGE: Final = "too large to check"
 
 
 class Answer(Frozen):

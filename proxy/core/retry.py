@@ -13,19 +13,20 @@ import re
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+from typing import Final
 
 from proxy.core.breaker import SlidingCounts
 from proxy.core.cachecontrol import DELTA_MAX
 
-RETRYABLE_STATUSES = frozenset({502, 503, 504})
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+RETRYABLE_STATUSES: Final = frozenset({502, 503, 504})
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # RFC 9110 10.2.3 says delay-seconds is 1*DIGIT; we also accept a sign (negative -> 0) and a
 # fraction, because vendors send both and the intent is unambiguous.
-_SECONDS = re.compile(r"[+-]?\d+(?:\.\d+)?")
+_SECONDS: Final = re.compile(r"[+-]?\d+(?:\.\d+)?")
 # Beyond 2**60 times the base every realistic policy is already at max_backoff; capping the
 # exponent keeps huge retry numbers from overflowing a float.
-_MAX_EXPONENT = 60
+_MAX_EXPONENT: Final = 60
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,11 +15,11 @@ from urllib.parse import unquote
 
 from proxy.core.record import Record
 
-_PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-_REWRITE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_PLAIN_PATH = re.compile(r"^(?:/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+/?$|^/$")
-_SEGMENT_OK = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%-]*$")
-_PERCENT_OK = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a % not followed by two hex digits: %u002e
+_PARAM: Final = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_REWRITE_PARAM: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PLAIN_PATH: Final = re.compile(r"^(?:/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+/?$|^/$")
+_SEGMENT_OK: Final = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%-]*$")
+_PERCENT_OK: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a % not followed by two hex digits: %u002e
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,13 +15,14 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from typing import Final
 
 Value = int | float | str | bytes | bool | list[object]
 
-_KEY = re.compile(r"[a-z*][a-z0-9_.*-]*")
-_TOKEN = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
-_NUMBER = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,3})?")
-_BYTES = re.compile(r":([A-Za-z0-9+/=]*):")
+_KEY: Final = re.compile(r"[a-z*][a-z0-9_.*-]*")
+_TOKEN: Final = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
+_NUMBER: Final = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,3})?")
+_BYTES: Final = re.compile(r":([A-Za-z0-9+/=]*):")
 
 
 class _Invalid(Exception):

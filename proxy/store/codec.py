@@ -7,14 +7,14 @@ does not decode cleanly raises `CodecError`, never returns a half-built entry.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 
 from proxy.core.model import Entry
 
-VERSION = 1
-_HEAD_ROOM = 1024  # bytes beyond the body an entry's encoding usually takes (headers, deadlines)
+VERSION: Final = 1
+_HEAD_ROOM: Final = 1024  # bytes beyond the body an entry's encoding usually takes (headers, deadlines)
 
 
 class CodecError(ValueError):
@@ -26,7 +26,7 @@ def packer() -> msgpack.Packer:
     return msgpack.Packer(use_bin_type=True, buf_size=REUSE_BODY + _HEAD_ROOM)
 
 
-REUSE_BODY = 64 * 1024  # a reused packer takes bodies up to this: its buffer stays this size
+REUSE_BODY: Final = 64 * 1024  # a reused packer takes bodies up to this: its buffer stays this size
 
 
 def encode(entry: Entry, reuse: msgpack.Packer | None = None) -> bytes:

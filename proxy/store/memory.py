@@ -38,6 +38,7 @@ import builtins
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from typing import Final
 
 import lz4.block
 import msgpack
@@ -45,15 +46,15 @@ import msgpack
 from proxy.core.model import Entry
 from proxy.store.codec import decode, encode, packer
 
-HOT_ENTRIES = 1024  # decoded entries kept beside the blobs: the hot keys skip decoding
-HEAD = struct.Struct("<dIB")  # keep_until, accounted size, flags: read without decoding
-COMPRESSED = 1  # flag: the codec bytes after the head are an LZ4 block (its size first)
-MAX_SIZE = 2**32 - 1  # the head's size field; no single entry held in memory comes near it
-MIN_COMPRESS = 256  # codec bytes below this are kept as they are: too little to win
+HOT_ENTRIES: Final = 1024  # decoded entries kept beside the blobs: the hot keys skip decoding
+HEAD: Final = struct.Struct("<dIB")  # keep_until, accounted size, flags: read without decoding
+COMPRESSED: Final = 1  # flag: the codec bytes after the head are an LZ4 block (its size first)
+MAX_SIZE: Final = 2**32 - 1  # the head's size field; no single entry held in memory comes near it
+MIN_COMPRESS: Final = 256  # codec bytes below this are kept as they are: too little to win
 
 
 # Media types that arrive compressed: compressing them again costs time per store for nothing.
-COMPRESSED_TYPES = ("image/", "audio/", "video/", "font/woff", "application/zip", "application/gzip")
+COMPRESSED_TYPES: Final = ("image/", "audio/", "video/", "font/woff", "application/zip", "application/gzip")
 
 
 def pack(entry: Entry, size: int, reuse: msgpack.Packer | None = None) -> bytes:

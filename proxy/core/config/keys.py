@@ -14,9 +14,10 @@ Paths: `section.key`; `upstreams.*` is any upstream name; `routes[]` any route; 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 # Value types, as the reference names them and the schema checks them.
-TYPES = (
+TYPES: Final = (
     "string",
     "integer",
     "number",
@@ -53,8 +54,8 @@ class Key:
         return self.path.rpartition(".")[2]
 
 
-_D = "duration"
-K = Key
+_D: Final = "duration"
+K: Final = Key
 KEYS: tuple[Key, ...] = (
     # -- server ----------------------------------------------------------------------------
     K("server", "mapping", "-", "The public listener and its worker processes."),
@@ -279,7 +280,7 @@ KEYS: tuple[Key, ...] = (
     K("routes[].timeout.connect", _D, "upstream's", "TCP (and TLS) connect.", "s"),
     K("routes[].timeout.total", _D, "upstream's", "The whole try.", "s"),
 )
-BY_PATH = {k.path: k for k in KEYS}
+BY_PATH: Final = {k.path: k for k in KEYS}
 
 
 def children(path: str) -> tuple[str, ...]:

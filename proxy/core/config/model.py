@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Final
 
 from proxy.core.breaker import BreakerPolicy
 from proxy.core.cachecontrol import DEFAULT_TARGETS
@@ -17,8 +18,8 @@ from proxy.core.redact import is_secret_header
 from proxy.core.retry import RetryPolicy
 from proxy.core.routing import Pattern
 
-ALL_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
+ALL_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+CACHEABLE_METHODS: Final = frozenset({"GET", "HEAD"})
 Headers = tuple[tuple[str, str], ...]
 
 

@@ -11,16 +11,16 @@ Must not: declare keys (that is `keys`) or read files.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 from proxy.core.config.keys import KEYS, Key, children
 
-SCHEMA_ID = "https://github.com/resilient-proxy/resilient-proxy/docs/config.schema.json"
-_ENV_REF = {"type": "string", "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*"}  # ${VAR...}: checked at load
-_DURATION = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"
-_SIZE = r"^\s*\d+(\.\d+)?\s*([bB]|[kKmMgG][iI]?[bB]?)?\s*$"
-_PERCENT = r"^\s*\d+(\.\d+)?\s*%?\s*$"
-_TITLES = {
+SCHEMA_ID: Final = "https://github.com/resilient-proxy/resilient-proxy/docs/config.schema.json"
+_ENV_REF: Final = {"type": "string", "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*"}  # ${VAR...}: checked at load
+_DURATION: Final = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"
+_SIZE: Final = r"^\s*\d+(\.\d+)?\s*([bB]|[kKmMgG][iI]?[bB]?)?\s*$"
+_PERCENT: Final = r"^\s*\d+(\.\d+)?\s*%?\s*$"
+_TITLES: Final = {
     "server": "Public listener",
     "admin": "Admin listener",
     "cache": "Cache storage",

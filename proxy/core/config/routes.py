@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from proxy.core.cachecontrol import DEFAULT_TARGETS
 from proxy.core.config.keys import children
@@ -32,11 +32,11 @@ from proxy.core.routing import check_rewrite, compile_match
 T = TypeVar("T")
 # Allowed keys come from the declaration table (proxy/core/config/keys.py), which also generates
 # docs/configuration.md and docs/config.schema.json: declare a new key there.
-_ROUTE_KEYS = children("routes[]")
-_CACHE_KEYS = children("routes[].cache")
+_ROUTE_KEYS: Final = children("routes[]")
+_CACHE_KEYS: Final = children("routes[].cache")
 
 
-_FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # RFC 9110 5.1 token, lower-cased
+_FIELD_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # RFC 9110 5.1 token, lower-cased
 
 
 def read_targeted(r: Reader, w: KeyPath, value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -128,7 +128,7 @@ def _choice(r: Reader, w: KeyPath, value: Any, choices: tuple[str, ...]) -> str:
     return chosen
 
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Z-]{1,32}")  # RFC 9110 5.6.2, upper-cased
+_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Z-]{1,32}")  # RFC 9110 5.6.2, upper-cased
 
 
 def _methods(r: Reader, w: KeyPath, value: Any) -> tuple[frozenset[str], bool]:

@@ -8,7 +8,7 @@ Must not: know about routes (that is `routes`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from proxy.core.breaker import BreakerPolicy
@@ -20,7 +20,7 @@ from proxy.core.redact import is_secret_header
 from proxy.core.retry import RetryPolicy
 
 T = TypeVar("T")
-_UPSTREAM_KEYS = children("upstreams.*")
+_UPSTREAM_KEYS: Final = children("upstreams.*")
 
 
 def read_upstreams(r: Reader, value: Any) -> tuple[UpstreamConfig, ...]:
@@ -67,7 +67,7 @@ def _upstream(r: Reader, w: KeyPath, name: str, value: Any) -> UpstreamConfig:
     )
 
 
-_AUTH_HEADERS = frozenset({"authorization", "proxy-authorization"})
+_AUTH_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})
 
 
 def _check_credential(r: Reader, w: KeyPath, name: str, value: str) -> None:
