@@ -35,13 +35,17 @@ OURS: Final = frozenset(
 )
 NOT_ON_304: Final = frozenset({"content-type", "content-encoding", "content-language"})
 # What `served_headers` does with a stored field, by its lower-case name (absent: kept as is).
-_DROP, _NOT_ON_304, _RANGES, _KEEP = 1, 2, 3, 4  # never 0: `_KINDS.get(name) or _kind(name)`
-_SERVED = {name: _DROP for name in OURS} | {name: _NOT_ON_304 for name in NOT_ON_304}
+# Never 0: `_KINDS.get(name) or _kind(name)`.
+_DROP: Final = 1
+_NOT_ON_304: Final = 2
+_RANGES: Final = 3
+_KEEP: Final = 4
+_SERVED: Final = {name: _DROP for name in OURS} | {name: _NOT_ON_304 for name in NOT_ON_304}
 _SERVED["accept-ranges"] = _RANGES
 # The same by the name as stored, whatever its case: one dict probe per field, no lower(). A
 # module-level memo (as responsewriter's status lines) of a pure function of the name; a vendor
 # sends a few dozen names, and past `_MAX_KINDS` a name is worked out each time.
-_KINDS: dict[str, int] = {}
+_KINDS: Final[dict[str, int]] = {}
 _MAX_KINDS: Final = 1024
 
 

@@ -35,8 +35,8 @@ from proxy.transport import Outbound
 log = logging.getLogger("proxy.fetch")
 _DROP_ON_STORE: Final = frozenset({"content-length", "age", "set-cookie"})
 # With the hop-by-hop names, once: `Fields.without` then adds only the Connection-named ones.
-_STORE_DROP = HOP_BY_HOP | _DROP_ON_STORE
-_DROP_FOR_LEADER = HOP_BY_HOP | {"content-length", "age"}
+_STORE_DROP: Final = HOP_BY_HOP | _DROP_ON_STORE
+_DROP_FOR_LEADER: Final = HOP_BY_HOP | {"content-length", "age"}
 
 
 class Fetcher:

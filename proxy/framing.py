@@ -38,7 +38,7 @@ HINTED_NAMES: Final = frozenset(name.decode("ascii") for name in HINTED)
 HINT: Final = 0
 # Lower-case header name -> what it is to the parse (one dict lookup per header line): 1
 # Content-Length, 2 Transfer-Encoding, 3 Expect, 4 Upgrade, `HINT` a hinted one.
-NOTED = {b"content-length": 1, b"transfer-encoding": 2, b"expect": 3, b"upgrade": 4} | dict.fromkeys(
+NOTED: Final = {b"content-length": 1, b"transfer-encoding": 2, b"expect": 3, b"upgrade": 4} | dict.fromkeys(
     HINTED, HINT
 )
 

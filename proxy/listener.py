@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from proxy.publicport import Listener
 
 log = logging.getLogger("proxy.listener")
-_NO_HINTS: dict[str, str | None] = {}  # shared by every request without one: never written to
-_UNFRAMED: tuple[None, None, None] = (None, None, None)
+_NO_HINTS: Final[dict[str, str | None]] = {}  # shared by every request without one: never written to
+_UNFRAMED: Final[tuple[None, None, None]] = (None, None, None)
 
 
 class Connection(asyncio.Protocol):

@@ -25,7 +25,7 @@ LabelValues = tuple[str, ...]
 
 # Seconds. A fresh hit costs well under a millisecond, so the low end is dense; the upper end
 # covers upstream calls up to a typical total timeout.
-DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
+DEFAULT_LATENCY_BUCKETS: Final[tuple[float, ...]] = (
     0.0005,
     0.001,
     0.0025,

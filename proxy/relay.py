@@ -28,10 +28,10 @@ from proxy.relaybody import relay_body
 log = logging.getLogger("proxy.relay")
 DECODABLE: Final = "gzip, deflate"
 CREDENTIALS: Final = ("authorization", "cookie")  # forwarded; their answers are private by default
-_NONE: frozenset[str] = frozenset()
+_NONE: Final[frozenset[str]] = frozenset()
 # Ours to send on a cached fetch whatever a route keys: conditionals and ranges (RFC 9111 4.3),
 # the coding we decode, and who the client is.
-NEVER_FORWARDED = (
+NEVER_FORWARDED: Final = (
     HOP_BY_HOP | TRANSPORT_OWNED | UNKEYED_DANGEROUS | CACHE_OWNED | {"accept-encoding", "x-forwarded-for"}
 )
 
@@ -78,7 +78,7 @@ def offered(request: Request) -> Callable[[str], str | None]:
 
 # Never passed through as the client sent them: hop-by-hop (RFC 9110 7.6.1), ours to set, and
 # the unkeyed inputs that poison caches; X-Forwarded-For is ours, built from the client's.
-_NOT_PASSED = HOP_BY_HOP | TRANSPORT_OWNED | UNKEYED_DANGEROUS | {"x-forwarded-for"}
+_NOT_PASSED: Final = HOP_BY_HOP | TRANSPORT_OWNED | UNKEYED_DANGEROUS | {"x-forwarded-for"}
 
 
 def _end_to_end(

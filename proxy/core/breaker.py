@@ -125,7 +125,9 @@ class State(enum.Enum):
 
 # The members as plain names: `State.OPEN` is a lookup through the enum's metaclass on 3.11
 # (about 25 times a local name's cost), and the call path asks one to three times per call.
-_CLOSED, _OPEN, _HALF_OPEN = State.CLOSED, State.OPEN, State.HALF_OPEN
+_CLOSED: Final = State.CLOSED
+_OPEN: Final = State.OPEN
+_HALF_OPEN: Final = State.HALF_OPEN
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,7 @@ class CacheControl:
 
 
 EMPTY: Final = CacheControl()
-_NO_FIELDS: frozenset[str] = frozenset()
+_NO_FIELDS: Final[frozenset[str]] = frozenset()
 
 _FLAGS: Final = {
     "no-store": "no_store",

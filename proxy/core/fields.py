@@ -32,7 +32,7 @@ READ: Final = frozenset(
         "vary",
     }
 )
-_NO_LINES: list[str] = []
+_NO_LINES: Final[list[str]] = []
 
 
 class Fields:

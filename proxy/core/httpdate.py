@@ -28,7 +28,7 @@ _DAY_LONG: Final = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday
 _MONTHS: Final = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _MONTH: Final = r"(?P<month>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 _TIME: Final = r"(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})"
-_FLAGS = re.IGNORECASE | re.ASCII
+_FLAGS: Final = re.IGNORECASE | re.ASCII
 
 IMF_FIXDATE: Final = re.compile(
     rf"{_DAY}, (?P<day>[0-9]{{2}}) {_MONTH} (?P<year>[0-9]{{4}}) {_TIME} GMT", _FLAGS
