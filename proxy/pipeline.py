@@ -2,13 +2,15 @@
 
 Owns: the queue of parsed requests not yet answered (at most `MAX_PIPELINE` before the
 connection stops reading), one request handled at a time: a fresh hit written at once in one
-write (`Endpoint.fast`), anything else in a task that awaits `Endpoint.handle` and writes the
-answer through the connection's `ResponseWriter`; a refusal answered in its place after what was
-asked before it; a body that broke off answered with its refusal instead of the handler's answer;
-and what follows each answer: the next request, the keep-alive deadline, or the close.
+write (`Endpoint.fast`), anything else by the connection's one worker task, which awaits
+`Endpoint.handle`, writes the answer through the connection's `ResponseWriter` and waits for the
+next (a task per connection, not per request: a Task costs its creation, asyncio's WeakSet
+registration and a weakref callback, ~8k instructions a miss); a refusal answered in its place
+after what was asked before it; a body that broke off answered with its refusal instead of the
+handler's answer; and what follows each answer: the next request, the keep-alive deadline, or
+the close.
 Must not: parse, read the socket, or arm deadlines itself (the connection's, `listener`), or
-build bytes (`responsewriter`).
-"""
+build bytes (`responsewriter`)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,19 @@ class Pipeline:
     """`queue` and `busy` are read by the connection (a head that finds both empty may be
     answered on the spot; reading pauses while the queue is full)."""
 
-    __slots__ = ("_conn", "_listener", "_out", "_refusals", "_task", "_tried", "busy", "queue")
+    __slots__ = (
+        "_conn",
+        "_listener",
+        "_next",
+        "_out",
+        "_parked",
+        "_refusals",
+        "_task",
+        "_tried",
+        "_working",
+        "busy",
+        "queue",
+    )
 
     def __init__(self, conn: Connection, listener: Listener, out: ResponseWriter) -> None:
         self._conn = conn
@@ -41,7 +55,12 @@ class Pipeline:
         self._out = out
         self.queue: deque[tuple[Request, Response | None]] = deque()
         self.busy = False
+        # The worker: held here (the loop keeps only a weak reference to a running task);
+        # `_working` while it answers, `_next` what it answers after, `_parked` its wait.
         self._task: asyncio.Task[None] | None = None
+        self._working = False
+        self._next: tuple[Request, Response | None] | None = None
+        self._parked: asyncio.Future[tuple[Request, Response | None] | None] | None = None
         self._refusals: dict[Request, ProxyError] = {}  # bodies whose framing broke off
         self._tried: Request | None = None  # the fast path already said no to it (`add`)
 
@@ -76,11 +95,12 @@ class Pipeline:
         self._refusals[request] = err
 
     def lost(self, exc: Exception) -> None:
-        """The connection is gone: the bodies still awaited fail with `exc`."""
+        """The connection is gone: the bodies still awaited fail with `exc`; a parked worker ends."""
         for request, _ in self.queue:
             if request.body is not None:
                 request.body.fail(exc)
         self.queue.clear()
+        self._unpark(None)
 
     def kick(self) -> None:
         """Answer the next requests in order: those ready at once (fresh hits) in one write
@@ -106,10 +126,41 @@ class Pipeline:
                     continue
             self.busy = True
             conn.sync_reading()
-            # Held here: the loop keeps only a weak reference to a running task.
-            self._task = self._listener.loop.create_task(self._serve(request, ready))
+            self._hand(request, ready)
             return
         conn.sync_reading()
+
+    def _hand(self, request: Request, ready: Response | None) -> None:
+        """Give the worker its next request: after the one it answers, or waking it, or a new
+        worker when there is none."""
+        if self._working:
+            self._next = (request, ready)
+        elif self._parked is not None:
+            self._working = True
+            self._unpark((request, ready))
+        else:
+            self._working = True
+            self._task = self._listener.loop.create_task(self._work(request, ready))
+
+    def _unpark(self, item: tuple[Request, Response | None] | None) -> None:
+        parked, self._parked = self._parked, None
+        if parked is not None and not parked.done():
+            parked.set_result(item)
+
+    async def _work(self, request: Request, ready: Response | None) -> None:
+        """The connection's worker: answers what it is handed, parked in between."""
+        item: tuple[Request, Response | None] | None = (request, ready)
+        try:
+            while item is not None:
+                await self._serve(item[0], item[1])
+                item, self._next = self._next, None
+                if item is None and not self._conn.closed:
+                    self._working = False
+                    parked = self._parked = self._listener.loop.create_future()
+                    item = await parked
+        finally:
+            self._working = False
+            self._parked = None
 
     async def _serve(self, request: Request, ready: Response | None) -> None:
         close = True

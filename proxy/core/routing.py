@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 from urllib.parse import unquote
 
@@ -105,10 +106,21 @@ def match_path(pattern: Pattern, segments: list[str]) -> Match | None:
 def rewrite_path(rewrite: str | None, raw_path: str, match: Match) -> str:
     if rewrite is None:
         return raw_path
-    out = _REWRITE_PARAM.sub(lambda m: match.params[m.group(1)], rewrite)
+    parts = _template(rewrite)
+    if len(parts) == 1:
+        out = rewrite
+    else:  # literal, parameter name, literal...: a join, not a regex substitution per request
+        params = match.params
+        out = "".join([params[part] if i % 2 else part for i, part in enumerate(parts)])
     if out.endswith("/*"):
         out = out[:-2] + (match.rest or "/")
     return out
+
+
+@lru_cache(maxsize=1024)  # one entry per route's rewrite, in practice
+def _template(rewrite: str) -> tuple[str, ...]:
+    """`rewrite` split around its parameters: literal, name, literal, ... (odd places: names)."""
+    return tuple(_REWRITE_PARAM.split(rewrite))
 
 
 def unsafe_target(raw_target: str) -> str | None:
