@@ -72,6 +72,7 @@ class Echo:
 
     gates: dict[str, asyncio.Event] = field(default_factory=dict)
     seen: list[Request] = field(default_factory=list)
+    tasks: list[asyncio.Task[object] | None] = field(default_factory=list)  # that ran each `handle`
     produced: int = 0
     chunks: int = 64
 
@@ -83,6 +84,7 @@ class Echo:
 
     async def handle(self, req: Request) -> Response:
         self.seen.append(req)
+        self.tasks.append(asyncio.current_task())
         path = req.raw_path
         if path.startswith("/wait/") or path == "/hold":
             await self.gate(path.rsplit("/", 1)[1]).wait()
@@ -172,6 +174,26 @@ async def test_keep_alive_serves_many_requests_on_one_connection(port: Port) -> 
         assert answer.header("date") == "Tue, 14 Nov 2023 22:13:20 GMT"
     assert len(port.listener.connections) == 1
     await client.close()
+
+
+async def test_one_task_answers_a_connection_and_ends_with_it(port: Port) -> None:
+    """The connection's worker task serves each request in turn, parked between them (not a task
+    per request), and ends when the client goes: no task outlives its connection."""
+    first, second = await port.connect(), await port.connect()
+    for client in (first, second, first):
+        for i in range(2):
+            await client.send(request("GET", f"/a/{i}", close=False))
+            assert (await client.response()).status == 200
+    await first.send(request("GET", "/b", close=False) + request("GET", "/c", close=False))
+    assert [(await first.response()).status for _ in range(2)] == [200, 200]
+    workers = [task for task in port.echo.tasks if task is not None]
+    assert len(workers) == 8 and len(set(workers)) == 2
+    assert set(workers[:2]) == set(workers[4:]) != {workers[2]}
+    assert not any(task.done() for task in workers)  # parked, not finished
+    await first.close()
+    await second.close()
+    await until(lambda: all(task.done() for task in workers))
+    assert not any(task.cancelled() for task in workers)  # ended, not cancelled
 
 
 async def test_pipelined_answers_come_strictly_in_order(port: Port) -> None:
