@@ -10,7 +10,8 @@ after what was asked before it; a body that broke off answered with its refusal 
 handler's answer; and what follows each answer: the next request, the keep-alive deadline, or
 the close.
 Must not: parse, read the socket, or arm deadlines itself (the connection's, `listener`), or
-build bytes (`responsewriter`)."""
+build bytes (`responsewriter`).
+"""
 
 from __future__ import annotations
 

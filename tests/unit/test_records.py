@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from proxy.core import model
 from proxy.core.config.model import Timeouts
 from proxy.core.decide import Action, Plan, Vendor
 from proxy.core.errors import UpstreamTimeout
@@ -145,6 +146,16 @@ def test_only_frozen_records_hash(cls: type[Record]) -> None:
     else:
         with pytest.raises(TypeError):
             hash(made)
+
+
+def test_a_final_field_is_refused_a_change_when_compiled() -> None:
+    """mypy refuses the assignment in either build; the compiled class refuses it at run time."""
+    if not model.__file__ or not model.__file__.endswith(".so"):
+        pytest.skip("pure Python build: `Final` is enforced by mypy only")
+    entry = Entry(**ENTRY)
+    with pytest.raises(AttributeError):
+        entry.status = 500  # type: ignore[misc]
+    assert entry.status == 203
 
 
 def test_replaced_refuses_a_field_the_record_has_not() -> None:
