@@ -20,7 +20,7 @@ from proxy.core.record import Record
 from proxy.http1 import FramingError, ResponseFraming
 from proxy.pool import Conn, Pool
 
-log = logging.getLogger("proxy.transport")
+log = logging.getLogger("proxy.transport")  # its warnings read as the transport's, as before the split
 
 
 class BodyStream:
