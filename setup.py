@@ -1,8 +1,8 @@
 """Builds resilient-proxy; everything but the compiled extensions is declared in pyproject.toml.
 
 With RPROXY_USE_MYPYC=1 the request path is compiled to C extensions by mypyc (as mypy and black
-ship themselves): the same source, which `mypy --strict` already checks, at about two thirds of
-the CPU per request (docs/benchmarks.md). It needs a C compiler and Python's headers. Without the
+ship themselves): the same source, which `mypy --strict` already checks, in less than half the
+instructions per miss (docs/benchmarks.md). It needs a C compiler and Python's headers. Without the
 variable the package is pure Python and behaves the same; `.ci/run` and the Dockerfile compile.
 
 Interpreted, on purpose: modules off the request path (admin, status page, doctor, demo, reload,

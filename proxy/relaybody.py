@@ -1,4 +1,4 @@
-"""A relayed body, piece by piece, as the client is sent it (`relay.relay`'s stream).
+"""A relayed body, piece by piece, as the client is sent it (the stream of `relay.stream_response`).
 
 Owns: counting what was relayed, logging a relay that broke, releasing the exchange. An async
 generator, so a module of its own: mypyc does not compile those, and `relay` is compiled (setup.py).

@@ -73,27 +73,27 @@ class Outbound(Record):
 
     def with_headers(self, headers: list[tuple[str, str]], *, offered: bool = True) -> Outbound:
         """This request with other headers; `offered=False`: nothing more to offer."""
+        return self._copy(headers, self.timeout, self.offered if offered else None)
+
+    def with_timeout(self, timeout: Timeouts) -> Outbound:
+        return self._copy(self.headers, timeout, self.offered)
+
+    def _copy(
+        self,
+        headers: list[tuple[str, str]],
+        timeout: Timeouts | None,
+        offered: Callable[[str], str | None] | None,
+    ) -> Outbound:
+        """The cheap copy (`Record.replaced` looks each field up by name): the rest carried."""
         return Outbound(
             self.method,
             self.path_qs,
             headers,
             self.body,
-            self.timeout,
-            self.idempotency_key,
-            self.credentials,
-            self.offered if offered else None,
-        )
-
-    def with_timeout(self, timeout: Timeouts) -> Outbound:
-        return Outbound(
-            self.method,
-            self.path_qs,
-            self.headers,
-            self.body,
             timeout,
             self.idempotency_key,
             self.credentials,
-            self.offered,
+            offered,
         )
 
 
