@@ -1,17 +1,18 @@
 """Fresh hits answered in one write, from bytes prepared once per stored entry.
 
 Owns: the plan of a raw request target (route, path, keyed query, and the key itself when the
-route keys no header), memoised per (method, target) in a bounded map that belongs to one
-runtime (a reload starts afresh); the wire head of a stored entry (status line and stored
-headers, for 200 and for a 304) prepared the first time the entry is served, kept per key in a
-bounded map in memory only (never in msgpack or Redis) and checked against the entry's stored
-form on every hit, so a refreshed entry gets new bytes; the bytes of a fresh hit: that head, then
-the few per-request headers (`X-Cache`, `Cache-Status`, `X-Request-Id`, `Age`, `Content-Length`,
-`Date` when the entry has none), then the body, in one `write`. All but the request id change at
-most once a second (`ttl`, `Age`, `Date`), so they are kept per entry until the instant one
-would change (`Wire.heat`). Hits are counted as `metrics.Tally` increments, one per (route,
-method, status), folded into `rproxy_requests_total` and the duration histogram (as 0 s) when
-those are read; with the access log on, its line too (`Telemetry.log_only`).
+route keys no header), memoised per (method, target) once its key is found stored, in a bounded
+map that belongs to one runtime (a reload starts afresh); the wire head of a stored entry
+(status line and stored headers, for 200 and for a 304) prepared the first time the entry is
+served, kept per key in a bounded map in memory only (never in msgpack or Redis) and checked
+against the entry's stored form on every hit, so a refreshed entry gets new bytes; the bytes of
+a fresh hit: that head, then the few per-request headers (`X-Cache`, `Cache-Status`,
+`X-Request-Id`, `Age`, `Content-Length`, `Date` when the entry has none), then the body, in one
+`write`. All but the request id change at most once a second (`ttl`, `Age`, `Date`), so they
+are kept per entry until the instant one would change (`Wire.heat`). Hits are counted as
+`metrics.Tally` increments, one per (route, method, status), folded into
+`rproxy_requests_total` and the duration histogram (as 0 s) when those are read; with the
+access log on, its line too (`Telemetry.log_only`).
 
 Must not: answer anything but a fresh hit from the memory tier on HTTP/1.1 keep-alive GET or
 HEAD without a body or `Range`: every other request (misses, stale, the shared tier, errors,
@@ -167,13 +168,11 @@ class FastHits:
         hinted = request.hints is None or bool(request.hints)  # any conditional, id or Range
         if hinted and request.hint("range") != _ABSENT:
             return None
-        plan = (
-            self._plans.get((request.method, request.raw_path))
-            if self.live.runtime is self._runtime
-            else None
-        )
-        if plan is None:
-            plan = self._plan(request.method, request.raw_path)
+        memo = (request.method, request.raw_path)
+        plan = self._plans.get(memo) if self.live.runtime is self._runtime else None
+        known = plan is not None
+        if not known:
+            plan = self._plan(memo)
         if not isinstance(plan, Plan):
             return None
         request.plan = plan
@@ -189,6 +188,8 @@ class FastHits:
         blob = self.store.blob(vkey, now)
         if blob is None:
             return None
+        if not known:
+            self._memo(memo, plan)
         wire = self._wires.get(vkey)
         if wire is None or wire.blob is not blob:
             wire = self._prepare(vkey, blob, now)
@@ -312,19 +313,26 @@ class FastHits:
         plan.tallies[status] = tally
         return tally
 
-    def _plan(self, method: str, raw: str) -> Plan | object:
+    def _plan(self, memo: tuple[str, str]) -> Plan | object:
+        """A new plan for (method, target). Only a refusal (`_NO_PLAN`) is memoised here: a plan
+        is memoised once its key is found stored (`_memo`), so a run of misses on new keys
+        (each planned once, never asked again) does not churn the memo."""
         runtime = self.live.runtime
         if runtime is not self._runtime:
             self._plans.clear()
             self._runtime = runtime
-        memo = (method, raw)
-        plan = self._plans.get(memo)
+        method, raw = memo
+        plan = _make_plan(runtime, method, raw, self.limits.max_url)
         if plan is None:
-            plan = _make_plan(runtime, method, raw, self.limits.max_url) or _NO_PLAN
-            if len(self._plans) >= MAX_PLANS:  # the oldest goes: a working set of keys stays
-                self._plans.popitem(last=False)
-            self._plans[memo] = plan
+            self._memo(memo, _NO_PLAN)
+            return _NO_PLAN
         return plan
+
+    def _memo(self, memo: tuple[str, str], plan: Plan | object) -> None:
+        plans = self._plans
+        if len(plans) >= MAX_PLANS:  # the oldest goes: a working set of keys stays
+            plans.popitem(last=False)
+        plans[memo] = plan
 
 
 def _make_plan(runtime: Runtime, method: str, raw: str, max_url: int) -> Plan | None:

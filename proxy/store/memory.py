@@ -21,7 +21,9 @@ show the ~47,000 instructions of `pack` gone, a steady state would not). The sto
 msgpack packer and reuses its buffer. The form is this process's own: the snapshot and the
 shared tier get `codec_bytes`.
 A small LRU of decoded entries sits in front for the keys read most, so hot hits skip
-decompressing and decoding. Why, measured (issue 12): a 1 KB
+decompressing and decoding; a key joins it when it is read, not when it is stored (measured,
+issue 11: seeding it on every store cost a miss ~2% of its CPU, most of it freeing an entry
+1,024 stores later from memory gone cold). Why, measured (issue 12): a 1 KB
 entry as Python objects costs about 2 KB more than its bytes, and every one of those objects is
 tracked by the cyclic garbage collector, whose full passes over 100,000 cached entries stalled
 every request for ~100 ms; a `(blob, keep_until, size)` tuple per key cost another 120 bytes.
@@ -163,11 +165,9 @@ class MemoryStore:
             return False
         if key in self._items:
             self._drop(key)  # from the hot entries too: `key` goes in at their young end
+        # Not kept decoded: only a read (`get`) makes a key hot. A miss-heavy load would
+        # otherwise free each entry `hot_entries` stores later, its objects cold by then.
         self._items[key] = pack(entry, size, self._packer)
-        hot = self._hot
-        hot[key] = entry
-        if len(hot) > self._hot_max:
-            hot.popitem(last=False)
         self._bytes += size
         if self._group_of is not None:
             group = self._group_of(key)

@@ -13,7 +13,7 @@ from pathlib import Path
 from proxy.clock import FakeClock
 from proxy.driver import Driver
 from proxy.exchange import Request
-from proxy.fasthit import MAX_PLANS
+from proxy.fasthit import MAX_PLANS, FastHits
 from proxy.publicport import PUBLIC
 from tests.conftest import MakeProxy, Origin, Proxy, Reply, config_text
 from tests.hardening.rawhttp import RawClient, RawResponse, request
@@ -59,12 +59,20 @@ async def stored(make_proxy: MakeProxy, origin: Origin) -> Proxy:
     return proxy
 
 
-def fast_hits(proxy: Proxy) -> int:
+def no_date() -> bytes:
+    return b""  # the origin's answers carry their own Date
+
+
+def hits_of(proxy: Proxy) -> FastHits:
     server = proxy.client.server
     assert isinstance(server, PublicTestServer)
     handler = server.app[PUBLIC]
     assert isinstance(handler, Driver)
-    return sum(1 for _ in handler.hits._wires)
+    return handler.hits
+
+
+def fast_hits(proxy: Proxy) -> int:
+    return sum(1 for _ in hits_of(proxy)._wires)
 
 
 async def test_a_fresh_hit_says_what_the_full_path_says(make_proxy: MakeProxy, origin: Origin) -> None:
@@ -204,16 +212,23 @@ async def test_age_ttl_and_counts_of_hits_within_and_across_seconds(
 
 
 async def test_plans_are_bounded_and_the_oldest_goes_first(make_proxy: MakeProxy, origin: Origin) -> None:
-    proxy = await stored(make_proxy, origin)
-    server = proxy.client.server
-    assert isinstance(server, PublicTestServer)
-    handler = server.app[PUBLIC]
-    assert isinstance(handler, Driver)
-    hits = handler.hits
-    date = lambda: b""  # noqa: E731 - no answer is written: every target below is a miss
-    targets = [f"/api/prices/B{i}" for i in range(MAX_PLANS + 10)]
+    hits = hits_of(await stored(make_proxy, origin))
+    # Targets no route takes: refused, and the refusal memoised at once.
+    targets = [f"/nowhere/B{i}" for i in range(MAX_PLANS + 10)]
     for target in targets:
-        assert hits.answer(Request("GET", target, [(b"host", b"x")], hints={}), date) is None
+        assert hits.answer(Request("GET", target, [(b"host", b"x")], hints={}), no_date) is None
     plans = list(hits._plans)
     assert len(plans) == MAX_PLANS
     assert plans[0] == ("GET", targets[10]) and plans[-1] == ("GET", targets[-1])
+
+
+async def test_a_plan_is_kept_once_its_key_is_found_stored(make_proxy: MakeProxy, origin: Origin) -> None:
+    """A run of misses on new keys leaves the memo as it was; a fresh hit is planned once."""
+    hits = hits_of(await stored(make_proxy, origin))
+    kept = list(hits._plans)
+    for i in range(100):
+        assert hits.answer(Request("GET", f"/api/prices/B{i}", [(b"host", b"x")], hints={}), no_date) is None
+    assert list(hits._plans) == kept
+    hit = Request("GET", "/api/prices/A1", [(b"host", b"x")], hints={})
+    assert hits.answer(hit, no_date) is not None
+    assert list(hits._plans) == [*kept, ("GET", "/api/prices/A1")]

@@ -254,6 +254,17 @@ def test_entries_read_back_from_the_stored_form_are_equal() -> None:
     assert (len(store), store.bytes) == (1, entries["json"].size())
 
 
+def test_an_entry_is_kept_decoded_once_it_is_read_not_when_it_is_stored() -> None:
+    store = MemoryStore(max_bytes=10**6)
+    stored = full_entry(JSON_BODY)
+    assert store.put("k", stored, now=0.0)
+    first = store.get("k", now=1.0)
+    assert first == stored and first is not stored  # decoded: the stored object was not kept
+    assert store.get("k", now=1.0) is first  # read once: kept decoded for the next read
+    assert store.put("k", full_entry(RANDOM_BODY), now=2.0)
+    assert store.get("k", now=3.0) == full_entry(RANDOM_BODY)  # a new copy replaces the decoded one
+
+
 def test_an_entry_costs_its_stored_bytes_plus_a_small_constant() -> None:
     """The whole per-key cost: stored form, key, LRU slot. Grouped keys that are their own group
     add nothing; a decoded entry is kept for hot keys only."""
