@@ -88,8 +88,9 @@ class Entry(Frozen):
 
     def header(self, name: str) -> str | None:
         low = name.lower()
+        size = len(low)
         for key, value in self.headers:
-            if key.lower() == low:
+            if len(key) == size and key.lower() == low:  # lower-cased only when it may match
                 return value
         return None
 

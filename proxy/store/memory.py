@@ -40,6 +40,7 @@ import builtins
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Final
 
 import lz4.block
@@ -77,6 +78,7 @@ def compress(data: bytes) -> bytes:
     return squeezed
 
 
+@lru_cache(maxsize=64)  # a vendor sends a handful of types: spared a lower-cased copy per store
 def _compressed(content_type: str | None) -> bool:
     low = (content_type or "").lower()
     return low.startswith(COMPRESSED_TYPES) and "svg" not in low
