@@ -22,8 +22,8 @@ msgpack packer and reuses its buffer. The form is this process's own: the snapsh
 shared tier get `codec_bytes`.
 A small LRU of decoded entries sits in front for the keys read most, so hot hits skip
 decompressing and decoding; a key joins it when it is read, not when it is stored (measured,
-issue 11: seeding it on every store cost a miss ~2% of its CPU, most of it freeing an entry
-1,024 stores later from memory gone cold). Why, measured (issue 12): a 1 KB
+issue 11: seeding it on every store put ~2% of a miss's profile samples in `put`, most of it
+freeing an entry 1,024 stores later from memory gone cold). Why, measured (issue 12): a 1 KB
 entry as Python objects costs about 2 KB more than its bytes, and every one of those objects is
 tracked by the cyclic garbage collector, whose full passes over 100,000 cached entries stalled
 every request for ~100 ms; a `(blob, keep_until, size)` tuple per key cost another 120 bytes.
