@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from proxy.core import decide, freshness
+from proxy.core import conditional, decide
 from proxy.core.config.model import Fallback
 from proxy.core.decide import Failure
 from proxy.core.errors import CircuitOpen, DataRejected, ProxyError, UpstreamStatus
@@ -38,7 +38,7 @@ class Answers:
 
     def hit(self, request: Request, entry: Entry, now: float, txn: Txn, detail: str | None) -> Response:
         txn.x_cache = "HIT"
-        not_modified = entry.status == 200 and freshness.not_modified(
+        not_modified = entry.status == 200 and conditional.not_modified(
             entry, request.first("if-none-match"), request.first("if-modified-since")
         )
         # RFC 9111 4.2.2 freshness is a guess: said so in `detail`, since Warning 113 is gone

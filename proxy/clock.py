@@ -12,13 +12,19 @@ import heapq
 import itertools
 import time
 from collections.abc import Awaitable
-from typing import Protocol
+from typing import Final
 
 
-class Clock(Protocol):
+class Clock:
+    """The seam every caller reads time through. A base class, not a `Protocol`: compiled,
+    `clock.now()` on a `Protocol` is a method looked up by name on each call (~440 instructions,
+    read ~8 times a miss); on a native base class it is a direct call."""
+
+    __slots__ = ()
+
     def now(self) -> float:
         """Seconds since the epoch; HTTP dates (RFC 9110 section 5.6.7) are on this scale."""
-        ...
+        raise NotImplementedError
 
     def sleep(self, seconds: float) -> Awaitable[None]:
         """Resolves once `seconds` have passed on this clock (at once when <= 0).
@@ -26,16 +32,19 @@ class Clock(Protocol):
         The timer starts when this is called, not when it is first awaited, so a deadline set
         now is measured from now whoever awaits it later.
         """
-        ...
+        raise NotImplementedError
 
 
-class SystemClock:
+_WALL: Final = time.time  # bound once: compiled, a call to it is one C call, no attribute lookup
+
+
+class SystemClock(Clock):
     """Real time. `time.time()` because Date, Expires and Age are wall-clock quantities."""
 
     __slots__ = ()
 
-    # time.time itself, not a method calling it: read a dozen times per miss, one C call each
-    now = staticmethod(time.time)
+    def now(self) -> float:
+        return _WALL()
 
     def sleep(self, seconds: float) -> Awaitable[None]:
         # A loop timer (monotonic), so a wall-clock step does not stretch or cut the wait.
@@ -46,7 +55,7 @@ class SystemClock:
         return future
 
 
-class FakeClock:
+class FakeClock(Clock):
     """A clock that moves only when told to, so tests never sleep to make time pass."""
 
     __slots__ = ("_now", "_order", "_timers")

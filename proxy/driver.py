@@ -41,7 +41,7 @@ from proxy.core.keys import VARY_SEP, normal_query, primary_key, variant_key
 from proxy.core.model import Entry
 from proxy.core.routing import Match, Target, unsafe_target
 from proxy.deliver import Txn, error_response
-from proxy.exchange import Request, Response
+from proxy.exchange import Endpoint, Request, Response
 from proxy.fasthit import FastHits
 from proxy.fetch import Fetcher
 from proxy.flight import Flights, Tasks
@@ -64,7 +64,7 @@ MAX_HEADERS: Final = 100
 MAX_HEADER_BYTES: Final = 16384
 
 
-class Driver:
+class Driver(Endpoint):
     def __init__(
         self,
         clock: Clock,

@@ -16,6 +16,7 @@ from http import HTTPStatus
 from typing import Final
 
 from multidict import CIMultiDict, CIMultiDictProxy
+from mypy_extensions import mypyc_attr
 
 from proxy.core.headers import field_value
 from proxy.framing import HINTED_NAMES
@@ -279,3 +280,20 @@ def interim_heads(heads: Sequence[tuple[int, Sequence[tuple[str, str]]]]) -> byt
                 f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n{lines}\r\n".encode("latin-1", "replace")
             )
     return b"".join(out)
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)  # the listener's own tests serve an echo
+class Endpoint:
+    """What the listener serves: `driver.Driver`. A base class, not a `Protocol`: compiled, the
+    listener's calls per request (`fast`, then `handle` for the full path) are then direct, where
+    on a `Protocol` each is a method looked up by name."""
+
+    def fast(self, request: Request, date: Callable[[], bytes]) -> bytes | None:
+        """The whole answer when it is ready at once (a fresh hit), else None."""
+        raise NotImplementedError
+
+    async def handle(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def now(self) -> float:
+        raise NotImplementedError

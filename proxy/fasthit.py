@@ -31,7 +31,7 @@ from typing import Final
 
 from proxy.cache import Cache
 from proxy.clock import Clock
-from proxy.core import freshness
+from proxy.core import conditional
 from proxy.core.cachecontrol import DELTA_MAX
 from proxy.core.headers import sent_value
 from proxy.core.keys import normal_query, primary_key, variant_key
@@ -204,7 +204,7 @@ class FastHits:
         not_modified = (
             (inm is not None or ims is not None)
             and wire.status == 200
-            and freshness.validators_match(wire.etag, wire.last_modified, inm, ims)
+            and conditional.validators_match(wire.etag, wire.last_modified, inm, ims)
         )
         rid = self.ids.of(request).encode("latin-1") if hinted else self.ids.new_bytes()
         rs.requests += 1

@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from proxy.core.errors import ProxyError
-from proxy.exchange import Request, Response
+from proxy.exchange import Endpoint, Request, Response
 from proxy.responsewriter import ResponseWriter, discard, error_response
 
 if TYPE_CHECKING:
@@ -38,7 +39,9 @@ class Pipeline:
 
     __slots__ = (
         "_conn",
-        "_listener",
+        "_date",
+        "_endpoint",
+        "_loop",
         "_next",
         "_out",
         "_parked",
@@ -52,7 +55,11 @@ class Pipeline:
 
     def __init__(self, conn: Connection, listener: Listener, out: ResponseWriter) -> None:
         self._conn = conn
-        self._listener = listener
+        # What every request asks the listener for, read once per connection: the listener is
+        # an interpreted class, so each read of its attributes is a lookup by name.
+        self._endpoint: Endpoint = listener.endpoint
+        self._date: Callable[[], bytes] = listener.date
+        self._loop = listener.loop
         self._out = out
         self.queue: deque[tuple[Request, Response | None]] = deque()
         self.busy = False
@@ -67,11 +74,10 @@ class Pipeline:
 
     def fast(self, request: Request) -> bytes | None:
         """The whole answer when it is a fresh hit, else None; never while draining."""
-        listener = self._listener
-        if listener.draining or self._conn.draining:
+        if self._conn.draining:  # the listener's drain marks each of its connections
             return None
         try:
-            return listener.endpoint.fast(request, listener.date)
+            return self._endpoint.fast(request, self._date)
         except Exception:  # the full path answers it, and reports what broke
             log.exception("the fast path failed; answering on the full path")
             return None
@@ -141,7 +147,7 @@ class Pipeline:
             self._unpark((request, ready))
         else:
             self._working = True
-            self._task = self._listener.loop.create_task(self._work(request, ready))
+            self._task = self._loop.create_task(self._work(request, ready))
 
     def _unpark(self, item: tuple[Request, Response | None] | None) -> None:
         parked, self._parked = self._parked, None
@@ -157,7 +163,7 @@ class Pipeline:
                 item, self._next = self._next, None
                 if item is None and not self._conn.closed:
                     self._working = False
-                    parked = self._parked = self._listener.loop.create_future()
+                    parked = self._parked = self._loop.create_future()
                     item = await parked
         finally:
             self._working = False
@@ -168,7 +174,7 @@ class Pipeline:
         conn = self._conn
         try:
             try:
-                response = ready if ready is not None else await self._listener.endpoint.handle(request)
+                response = ready if ready is not None else await self._endpoint.handle(request)
             except Exception:
                 if request not in self._refusals:
                     raise
@@ -177,7 +183,7 @@ class Pipeline:
             if refused is not None:
                 await discard(response)
                 response = error_response(refused)
-            close = response.close or not request.keep_alive or conn.draining or self._listener.draining
+            close = response.close or not request.keep_alive or conn.draining
             if response.stream is None:  # all there: written without a coroutine
                 close = self._out.whole(request, response, close)
             else:

@@ -19,32 +19,20 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from email.utils import formatdate
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from aiohttp import web
 
 from proxy.connguard import ConnGuard, TooManyConnections, answer
 from proxy.core.limits import Admission, ConnLimits
 from proxy.deadlines import Cancellable, LoopTimer, Timer
-from proxy.exchange import Request, Response
+from proxy.exchange import Endpoint
 from proxy.listener import Connection
 from proxy.metrics import Registry
 
 KEEPALIVE_TIMEOUT = 75.0  # seconds an idle kept-alive connection stays open, as aiohttp's default
-
-
-class Endpoint(Protocol):
-    """What the listener serves: `driver.Driver`."""
-
-    def handle(self, request: Request) -> Awaitable[Response]: ...
-
-    def fast(self, request: Request, date: Callable[[], bytes]) -> bytes | None:
-        """The whole answer when it is ready at once (a fresh hit), else None."""
-        ...
-
-    def now(self) -> float: ...
 
 
 PUBLIC = web.AppKey("public_endpoint", Endpoint)

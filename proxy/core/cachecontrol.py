@@ -8,7 +8,7 @@ Must not: decide freshness (that is `freshness`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
@@ -205,7 +205,7 @@ def effective(headers: Iterable[tuple[str, str]], targets: tuple[str, ...] = ())
     return governing(lines, targets)
 
 
-def governing(lines: Mapping[str, list[str]], targets: tuple[str, ...] = ()) -> CacheControl:
+def governing(lines: dict[str, list[str]], targets: tuple[str, ...] = ()) -> CacheControl:
     """`effective` over field lines already grouped by lower-case name (`fields.Fields.lines`)."""
     for name in targets:
         found = lines.get(name)

@@ -11,7 +11,7 @@ Must not: interpret any value (that is `freshness`, `cachecontrol`), do I/O or r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 from proxy.core.headers import HOP_BY_HOP, connection_tokens
@@ -75,7 +75,9 @@ class Fields:
                 else:
                     found.append(pair[1])
         self._lows = lows
-        self.lines: Mapping[str, list[str]] = lines
+        # Read-only by convention. A dict, not a Mapping: compiled, `.get` on a Mapping is a
+        # method looked up by name (~230 instructions), on a dict a direct call.
+        self.lines: dict[str, list[str]] = lines
         if "connection" in lines:  # names it lists are hop-by-hop as well (RFC 9110 7.6.1)
             drop = drop | connection_tokens(("connection", v) for v in lines["connection"])
             kept = [pair for pair, low in zip(headers, lows, strict=True) if low not in drop]

@@ -1,7 +1,8 @@
 """RFC 9111 and RFC 5861 decisions as pure functions of (data, now).
 
 Owns: may a response be stored (`storable`), its deadlines (`deadlines`), what a stored entry may
-be used for now (`decide`, `usable_on_error`), and how a 304 refreshes it (`refreshed`).
+be used for now (`decide`, `usable_on_error`), and how a 304 refreshes it (`refreshed`); a
+client's own conditional request is `conditional`'s.
 Must not: read the clock, do I/O, or know where entries live.
 
 Decisions the RFCs leave to us, written down:
@@ -340,9 +341,24 @@ def stored(
     """The one way an entry is made from a response and its deadlines (fetch, promote).
     `validators`: the first ETag and Last-Modified of `headers`, when the caller has read them."""
     etag, modified = validators or (header(headers, "etag"), header(headers, "last-modified"))
-    deadlines = (d.initial_age, d.fresh_until, d.stale_until, d.error_until, d.keep_until, d.lkg_until)
+    # Every field named: compiled, `*deadlines` made this a generic call through the type.
     return Entry(
-        status, headers, body, response_time, *deadlines, etag, modified, vary, vary_values, url, d.heuristic
+        status,
+        headers,
+        body,
+        response_time,
+        d.initial_age,
+        d.fresh_until,
+        d.stale_until,
+        d.error_until,
+        d.keep_until,
+        d.lkg_until,
+        etag,
+        modified,
+        vary,
+        vary_values,
+        url,
+        d.heuristic,
     )
 
 
@@ -371,26 +387,3 @@ def refreshed(
         lkg_until=d.lkg_until,
         heuristic=d.heuristic,
     )
-
-
-def not_modified(entry: Entry, if_none_match: str | None, if_modified_since: str | None) -> bool:
-    """Whether a client conditional matches the entry (RFC 9110 13.1.2, 13.1.3, 13.2.2).
-
-    If-None-Match takes precedence: when present, If-Modified-Since is ignored.
-    """
-    return validators_match(entry.etag, entry.last_modified, if_none_match, if_modified_since)
-
-
-def validators_match(
-    etag: str | None, last_modified: str | None, if_none_match: str | None, if_modified_since: str | None
-) -> bool:
-    """`not_modified` on the validators alone (what a prepared fresh hit keeps of its entry)."""
-    if if_none_match is not None:
-        if etag is None:
-            return if_none_match.strip() == "*"
-        wanted = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-        return "*" in wanted or etag.removeprefix("W/") in wanted
-    if if_modified_since is not None and last_modified is not None:
-        since, modified = http_date(if_modified_since), http_date(last_modified)
-        return since is not None and modified is not None and modified <= since
-    return False

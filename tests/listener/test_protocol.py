@@ -22,7 +22,7 @@ from aiohttp import web
 
 from proxy.core.errors import ProxyError
 from proxy.core.limits import ConnLimits
-from proxy.exchange import Request, Response
+from proxy.exchange import Endpoint, Request, Response
 from proxy.framing import Refused
 from proxy.listener import Connection
 from proxy.publicport import PUBLIC, Listener, PublicSite
@@ -66,7 +66,7 @@ class _Handle:
 
 
 @dataclass
-class Echo:
+class Echo(Endpoint):
     """Answers with what it was asked; `/wait/<name>` waits for `gates[name]`, `/stream` relays
     `chunks` pieces of 64 KB, `/hold` keeps its body unread until `gates["hold"]`."""
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from proxy.core import freshness, httpdate
 from proxy.core.cachecontrol import parse
+from proxy.core.conditional import not_modified
 from proxy.core.config.model import RouteCache
 from proxy.core.decide import Action, Vendor, on_lookup
 from proxy.core.freshness import (
@@ -19,7 +20,6 @@ from proxy.core.freshness import (
     initial_age,
     lifetime,
     merge_304,
-    not_modified,
     refreshed,
     storable,
     stored,

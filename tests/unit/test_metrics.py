@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable
 
 import pytest
@@ -15,6 +16,7 @@ from proxy.metrics import (
     Family,
     Registry,
     Sample,
+    bucket,
     escape_label_value,
     format_value,
 )
@@ -269,3 +271,14 @@ def test_counter_rejects_negative_increment() -> None:
     with pytest.raises(ValueError):
         c.inc((), -1)
     assert c.value() == 0
+
+
+@given(
+    st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=20, unique=True),
+    st.floats(allow_nan=False),
+)
+def test_a_value_falls_in_the_bucket_bisect_left_finds(bounds: list[float], value: float) -> None:
+    ordered = tuple(sorted(bounds))
+    assert bucket(ordered, value) == bisect_left(ordered, value)
+    for bound in ordered:  # on a bound: that bucket (`le` is inclusive)
+        assert bucket(ordered, bound) == bisect_left(ordered, bound)
