@@ -115,8 +115,8 @@ class Cache:
             self.vary.move_to_end(primary)
             if len(self.vary) > MAX_VARY_INDEX:
                 self.vary.popitem(last=False)
-        else:
-            self.vary.pop(primary, None)
+        elif primary in self.vary:  # not `.pop(primary, None)`: compiled, a method called by name
+            del self.vary[primary]
 
     # -- read and write ---------------------------------------------------------------------------
 

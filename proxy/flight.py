@@ -185,6 +185,9 @@ class Flights(Generic[T]):
         return future, True
 
     def _forget(self, key: str) -> None:
+        # `del` after `in`, not `.pop(key, None)`: compiled, that is a method called by name.
         del self._inflight[key]
-        self._started.pop(key, None)
-        self._marks.pop(key, None)
+        if key in self._started:
+            del self._started[key]
+        if key in self._marks:
+            del self._marks[key]

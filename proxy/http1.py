@@ -76,7 +76,8 @@ class ResponseFraming:
         "_names",
         "_parser",
         "_raised",
-        "_raw",
+        "_raw_names",
+        "_raw_values",
         "_status_len",
         "_te",
         "_v11",
@@ -126,7 +127,8 @@ class ResponseFraming:
         self._head_bytes = 0
         self._raised: BaseException | None = None  # what a callback raised, for `feed`
         # The head being read, as `_reset_head` sets it (inlined: once per exchange).
-        self._raw: list[bytes] = []
+        self._raw_names: list[bytes] = []
+        self._raw_values: list[bytes] = []
         self._status_len = 0
         self._cl: int | None = None
         self._te: list[str] | None = None
@@ -134,7 +136,8 @@ class ResponseFraming:
     def _reset_head(self) -> None:
         """The state of the head being read; again after an interim (1xx) head, so the next
         head is counted and checked afresh."""
-        self._raw = []  # name, value, name, value...: the field lines as llhttp hands them over
+        # The field lines as llhttp hands them over, names and values apart: each joined at once.
+        self._raw_names, self._raw_values = [], []
         self._status_len = 0
         self._cl = None
         self._te = None
@@ -195,10 +198,10 @@ class ResponseFraming:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Only kept here (one call per field): the head is read in one pass once complete.
-        raw = self._raw
-        raw.append(name)
-        raw.append(value)
-        if len(raw) > 2 * MAX_HEADERS:
+        names = self._raw_names
+        names.append(name)
+        self._raw_values.append(value)
+        if len(names) > MAX_HEADERS:
             raise self._noted(FramingError("too_many_headers", f"more than {MAX_HEADERS} header fields"))
 
     def on_headers_complete(self) -> None:
@@ -264,12 +267,12 @@ class ResponseFraming:
         """The head's end-to-end fields and their lower-case names, in one pass over the lines
         (names looked up as one string in the memo, values decoded in one call); sets
         Content-Length and Transfer-Encoding for the checks."""
-        raw = self._raw
+        raw = self._raw_names
         if not raw:
             return (), ()
-        key = b"\r".join(raw[0::2])  # llhttp refuses CR in names and values: a safe separator
-        joined = b"\r".join(raw[1::2])
-        if len(key) + len(joined) + len(raw) + 2 > MAX_HEAD_BYTES:  # name: value CRLF
+        key = b"\r".join(raw)  # llhttp refuses CR in names and values: a safe separator
+        joined = b"\r".join(self._raw_values)
+        if len(key) + len(joined) + 2 * len(raw) + 2 > MAX_HEAD_BYTES:  # name: value CRLF
             raise FramingError("head_too_large", f"response head over {MAX_HEAD_BYTES} bytes")
         known = self._names.get(key)
         if known is None:

@@ -40,29 +40,29 @@ class SlidingCounts:
     (a caller bug) lands in the newest bucket instead of corrupting the order.
     """
 
-    __slots__ = ("_buckets", "_count", "_first", "_second", "_width")
+    __slots__ = ("_buckets", "_count", "_first", "_newest", "_second", "_width")
 
     def __init__(self, window: float, buckets: int = _BUCKETS) -> None:
         if not window > 0 or buckets < 1:
             raise ValueError("window must be > 0 and buckets >= 1")
         self._width = window / buckets
         self._count = buckets
-        # Each bucket is [index, first, second]; newest on the right.
+        # Each bucket is [index, first, second]; newest on the right, and held as `_newest`
+        # (compiled, a deque's `[-1]` is a generic call).
         self._buckets: deque[list[int]] = deque()
+        self._newest: list[int] | None = None
         self._first = 0
         self._second = 0
 
     def add(self, now: float, first: int = 0, second: int = 0) -> None:
         index = math.floor(now / self._width)
-        buckets = self._buckets
         # The common case: the newest slice (or earlier). Its creation evicted everything older
         # than the window then, so nothing is due now.
-        if buckets and buckets[-1][0] >= index:
-            bucket = buckets[-1]
-        else:
+        bucket = self._newest
+        if bucket is None or bucket[0] < index:
             self._evict(now)
-            bucket = [index, 0, 0]
-            buckets.append(bucket)
+            bucket = self._newest = [index, 0, 0]
+            self._buckets.append(bucket)
         if first:
             bucket[1] += first
             self._first += first
@@ -82,6 +82,7 @@ class SlidingCounts:
 
     def clear(self) -> None:
         self._buckets.clear()
+        self._newest = None
         self._first = 0
         self._second = 0
 
@@ -94,6 +95,8 @@ class SlidingCounts:
                 _, first, second = buckets.popleft()
                 self._first -= first
                 self._second -= second
+            if not buckets:
+                self._newest = None
         return index
 
 
