@@ -36,7 +36,7 @@ from proxy.core.errors import (
     ProxyError,
     UriTooLong,
 )
-from proxy.core.headers import sent_value
+from proxy.core.headers import sender
 from proxy.core.keys import VARY_SEP, normal_query, primary_key, variant_key
 from proxy.core.model import Entry
 from proxy.core.routing import Match, Target, unsafe_target
@@ -175,15 +175,11 @@ class Driver(Endpoint):
         policy = rs.config.cache
         assert policy is not None
 
-        configured = rs.upstream.config.headers
-
-        def sent(name: str) -> str | None:  # the value the vendor would get, and only that
-            return sent_value(request.headers, name, configured)
-
+        configured = rs.upstream.config.headers  # what the vendor would get, and only that
         if key is None:
-            key = primary_key(rs.config.name, path, query, policy.key, sent)
+            key = primary_key(rs.config.name, path, query, policy.key, sender(request.headers, configured))
         vary = self.cache.vary_of(key)
-        vkey = variant_key(key, vary, sent) if vary else key
+        vkey = variant_key(key, vary, sender(request.headers, configured)) if vary else key
         now = self.clock.now()
         entry = await self.cache.lookup(vkey, now)
         vendor = Vendor(rs.upstream.available(now), rs.upstream.track.healthy is False)
@@ -253,15 +249,14 @@ class Driver(Endpoint):
     ) -> Outcome:
         """The key's fetch, run in this request (no task: nothing here stops waiting before it
         ends); requests for the same key meanwhile join it (`Flights.join`)."""
-        future = self.flights.open(vkey, now)
-        if future.cancelled():  # as many flights as allowed: this one fetches uncoalesced
+        if not self.flights.lead(vkey, now):  # as many flights as allowed: fetch uncoalesced
             return await self.fetcher.fetch(rs, vkey, entry, out)
         try:
             outcome = await self.fetcher.fetch(rs, vkey, entry, out)
         except BaseException as exc:
-            self.flights.land(vkey, future, None, exc)
+            self.flights.end(vkey, None, exc)
             raise
-        self.flights.land(vkey, future, outcome, None)
+        self.flights.end(vkey, outcome, None)
         return outcome
 
     def _while_slow(self, request: Request, rs: RouteState, entry: Entry | None, txn: Txn) -> Response:

@@ -33,7 +33,7 @@ from proxy.cache import Cache
 from proxy.clock import Clock
 from proxy.core import conditional
 from proxy.core.cachecontrol import DELTA_MAX
-from proxy.core.headers import sent_value
+from proxy.core.headers import sender
 from proxy.core.keys import normal_query, primary_key, variant_key
 from proxy.core.model import Entry
 from proxy.core.routing import Match, unsafe_target
@@ -178,12 +178,14 @@ class FastHits:
         request.plan = plan
         rs = plan.rs
         key = plan.key
+        configured = rs.upstream.config.headers
         if key is None:
             policy = rs.config.cache
             assert policy is not None
-            key = primary_key(rs.config.name, plan.path, plan.query, policy.key, _sender(request, rs))
+            sent = sender(request.headers, configured)
+            key = primary_key(rs.config.name, plan.path, plan.query, policy.key, sent)
         vary = self.vary.get(key)
-        vkey = variant_key(key, vary, _sender(request, rs)) if vary else key
+        vkey = variant_key(key, vary, sender(request.headers, configured)) if vary else key
         now = self.clock.now()
         blob = self.store.blob(vkey, now)
         if blob is None:
@@ -354,13 +356,6 @@ def _make_plan(runtime: Runtime, method: str, raw: str, max_url: int) -> Plan | 
 
 def _none(name: str) -> str | None:
     return None
-
-
-def _sender(request: Request, rs: RouteState) -> Callable[[str], str | None]:
-    """The value the vendor would get for a keyed or Vary header, as `Driver.lookup` reads it."""
-    headers = request.headers
-    configured = rs.upstream.config.headers
-    return lambda name: sent_value(headers, name, configured)
 
 
 _ABSENT: Final = (True, None)

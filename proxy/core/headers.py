@@ -7,7 +7,7 @@ Must not: do I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
 from proxy.core.model import Headers
@@ -91,6 +91,12 @@ def field_value(headers: FieldLines, name: str) -> str | None:
     if connection and name.lower() in connection_tokens(("connection", v) for v in connection):
         return None
     return values[0] if len(values) == 1 else ", ".join(values)
+
+
+def sender(headers: FieldLines, configured: Headers) -> Callable[[str], str | None]:
+    """`sent_value` for one request, as keys and Vary lookups take it; made only when a key or
+    a variant needs a header (most routes key none): a closure per request costs two objects."""
+    return lambda name: sent_value(headers, name, configured)
 
 
 def sent_value(headers: FieldLines, name: str, configured: Headers) -> str | None:

@@ -78,25 +78,29 @@ async def test_a_full_task_set_leaves_no_trace() -> None:
     assert "k" not in flights and flights.started_at("k") is None
 
 
-async def test_a_flight_led_inline_is_joined_and_landed_once() -> None:
+async def test_a_flight_led_inline_is_joined_and_ended_once() -> None:
     flights: Flights[int] = Flights(Tasks())
     assert flights.join("k") is None and flights.coalesced == 0
-    future = flights.open("k", now=4.0)
+    assert flights.lead("k", now=4.0)
     joined = flights.join("k")  # a request for the same key meanwhile
-    assert joined is future and flights.coalesced == 1 and flights.started_at("k") == 4.0
-    flights.land("k", future, 9, None)
+    assert joined is not None and flights.coalesced == 1 and flights.started_at("k") == 4.0
+    assert flights.join("k") is joined  # every waiter shares the one future
+    flights.end("k", 9, None)
     assert await joined == 9
     assert "k" not in flights and flights.join("k") is None  # the next request leads anew
-    flights.land("k", future, 10, None)  # landing twice changes nothing
-    assert future.result() == 9
+    assert flights.lead("k")
+    flights.end("k", 10, None)  # nobody joined this one: nothing to resolve, the key is free
+    flights.end("k", 11, None)  # ending twice changes nothing
+    assert "k" not in flights and joined.result() == 9 and flights.coalesced == 2
 
 
 async def test_a_leader_that_fails_hands_its_waiters_the_error() -> None:
     flights: Flights[int] = Flights(Tasks())
-    future = flights.open("k")
+    assert flights.lead("k")
     waiter = flights.join("k")
-    flights.land("k", future, None, RuntimeError("vendor exploded"))
+    flights.end("k", None, RuntimeError("vendor exploded"))
     assert waiter is not None and isinstance(waiter.exception(), RuntimeError)
     assert "k" not in flights
     full: Flights[int] = Flights(Tasks(), max_flights=0)
-    assert full.open("k").cancelled() and "k" not in full  # the caller fetches uncoalesced
+    assert not full.lead("k") and "k" not in full  # the caller fetches uncoalesced
+    assert full.open("k").cancelled() and "k" not in full  # as for a flight run as a task
