@@ -265,15 +265,20 @@ class ResponseFraming:
 
     def _read_head(self) -> tuple[Headers, tuple[str, ...]]:
         """The head's end-to-end fields and their lower-case names, in one pass over the lines
-        (names looked up as one string in the memo, values decoded in one call); sets
-        Content-Length and Transfer-Encoding for the checks."""
+        (names looked up as one string in the memo, each value decoded on its own: compiled,
+        that costs less than a join, one decode and a split); sets Content-Length and
+        Transfer-Encoding for the checks."""
         raw = self._raw_names
         if not raw:
             return (), ()
-        key = b"\r".join(raw)  # llhttp refuses CR in names and values: a safe separator
-        joined = b"\r".join(self._raw_values)
-        if len(key) + len(joined) + 2 * len(raw) + 2 > MAX_HEAD_BYTES:  # name: value CRLF
+        size = 4 * len(raw) + 2  # name: value CRLF, and the blank line
+        for name in raw:
+            size += len(name)
+        for value in self._raw_values:
+            size += len(value)
+        if size > MAX_HEAD_BYTES:
             raise FramingError("head_too_large", f"response head over {MAX_HEAD_BYTES} bytes")
+        key = b"\r".join(raw)  # llhttp refuses CR in names: a safe separator
         known = self._names.get(key)
         if known is None:
             known = _names(key)
@@ -281,15 +286,16 @@ class ResponseFraming:
                 self._names.clear()
             self._names[key] = known
         names, lows, cl_at, plain = known
-        values = joined.decode("latin-1").split("\r")
-        if len(values) != len(names):  # never: a CR in a value would have been refused
-            raise FramingError("malformed", "a field value holds a line break")
+        values = [value.decode("latin-1") for value in self._raw_values]
+        n = len(names)
+        if len(values) != n:  # never: a CR in a name would have been refused
+            raise FramingError("malformed", "a field name holds a line break")
         if cl_at >= 0:
             # llhttp let only digits (and OWS) through; up to 15 digits are within the bound
             text = values[cl_at]
             self._cl = int(text) if len(text) < 16 and text.isdigit() else content_length(text)
-        if plain:  # lengths checked above; zip's strict= keyword costs ~700 instructions on 3.11
-            return tuple(zip(names, values)), lows  # noqa: B905
+        if plain:  # pairs by index: compiled, `tuple(zip(...))` iterates generically (~2,700)
+            return tuple([(names[i], values[i]) for i in range(n)]), lows
         return self._end_to_end(names, lows, values)
 
     def _end_to_end(

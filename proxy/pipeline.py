@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
@@ -61,7 +60,9 @@ class Pipeline:
         self._date: Callable[[], bytes] = listener.date
         self._loop = listener.loop
         self._out = out
-        self.queue: deque[tuple[Request, Response | None]] = deque()
+        # A list, not a deque: compiled, a list's append and pop are direct calls, a deque's are
+        # methods looked up by name; it holds at most `MAX_PIPELINE`, so `pop(0)` moves few.
+        self.queue: list[tuple[Request, Response | None]] = []
         self.busy = False
         # The worker: held here (the loop keeps only a weak reference to a running task);
         # `_working` while it answers, `_next` what it answers after, `_parked` its wait.
@@ -115,7 +116,7 @@ class Pipeline:
         conn = self._conn
         queue = self.queue
         while not self.busy and queue and not conn.closed:
-            request, ready = queue.popleft()
+            request, ready = queue.pop(0)
             tried = request is self._tried
             if tried:
                 self._tried = None

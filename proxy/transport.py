@@ -15,8 +15,10 @@ import logging
 import os
 import ssl
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final
 from urllib.parse import urlsplit
+
+from mypy_extensions import mypyc_attr
 
 from proxy.clock import Clock
 from proxy.core.config.model import Timeouts, UpstreamConfig
@@ -97,26 +99,32 @@ class Outbound(Record):
         )
 
 
-class Exchange(Protocol):
+@mypyc_attr(allow_interpreted_subclasses=True)  # a test's scripted vendor, an embedding's own
+class Exchange:
     """The one seam between the request path and the wire, as httpx's transports: `send` one
     request, get one `Fetched` or an `UpstreamError`. `Transport` is ours over sockets; a test
-    or an embedding may pass another through `build_app(transports=...)`."""
+    or an embedding may pass a subclass through `build_app(transports=...)`. A base class, not a
+    `Protocol`: compiled, `send` is then a direct call awaited natively, where on a `Protocol` it
+    is a method looked up by name and a generic await, once per miss."""
 
     protocol_errors: dict[str, int]  # by reason, for rproxy_upstream_protocol_errors
 
     @property
-    def closed(self) -> bool: ...  # after `close()`: a reload retired it
+    def closed(self) -> bool:  # after `close()`: a reload retired it
+        raise NotImplementedError
 
-    async def send(self, out: Outbound, limit: int) -> Fetched: ...
+    async def send(self, out: Outbound, limit: int) -> Fetched:
+        raise NotImplementedError
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        raise NotImplementedError
 
 
 # Builds the exchange of one upstream (called again for an upstream a reload changes).
 Transports = Callable[[UpstreamConfig, Clock], Exchange]
 
 
-class Transport:
+class Transport(Exchange):
     """One pool of HTTP/1.1 connections per upstream."""
 
     def __init__(

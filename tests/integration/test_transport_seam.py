@@ -7,7 +7,7 @@ from proxy.clock import Clock, FakeClock
 from proxy.core.config.model import UpstreamConfig
 from proxy.core.errors import UpstreamConnectError
 from proxy.fetched import Fetched
-from proxy.transport import Outbound
+from proxy.transport import Exchange, Outbound
 from tests.conftest import MakeProxy, make_config
 
 ROUTES = """
@@ -22,14 +22,18 @@ routes:
 """
 
 
-class Scripted:
+class Scripted(Exchange):
     """An in-process vendor behind the seam: answers from a list, records what it was sent."""
 
     def __init__(self, config: UpstreamConfig, clock: Clock, answers: list[bytes | None]) -> None:
         self.config, self.clock, self.answers = config, clock, answers
         self.sent: list[Outbound] = []
         self.protocol_errors: dict[str, int] = {}
-        self.closed = False
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def send(self, out: Outbound, limit: int) -> Fetched:
         self.sent.append(out)
@@ -41,7 +45,7 @@ class Scripted:
         return Fetched(200, headers, body, now, now)
 
     async def close(self) -> None:
-        self.closed = True
+        self._closed = True
 
 
 async def test_requests_reach_the_injected_exchange(make_proxy: MakeProxy, clock: FakeClock) -> None:
