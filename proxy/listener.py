@@ -50,10 +50,12 @@ class Connection(asyncio.Protocol):
     def __init__(self, listener: Listener) -> None:
         self._l = listener
         self._max_head = listener.limits.max_head
+        self._keepalive = listener.keepalive_timeout  # compiled, read off the listener by name
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._address = ""
         self._admitted = False
+        self._turned_away = False
         self.closed = False
         self._deadlines = Deadlines(
             listener.timer, self._expired, self._body_held, listener.limits.body_timeout
@@ -68,7 +70,7 @@ class Connection(asyncio.Protocol):
         self._expect: bytes | None = None
         self._upgrade = False
         self._noted = False  # one of the above was set by the head being parsed
-        self._in_message = False
+        self.in_message = False  # a request head or body is part-way in
         self._head_done = False
         self._refusal: ProxyError | None = None  # what a callback refused, for `data_received`
         self._hints: dict[str, str | None] = {}
@@ -76,35 +78,33 @@ class Connection(asyncio.Protocol):
         self._current: Request | None = None  # whose body is arriving
         self._pipe = Pipeline(self, listener, self._out)
         self.reading_done = False  # nothing more is parsed on this connection
-        self._reading = True
+        self.reading = True  # False while paused (backpressure, or nothing more will be read)
         self._body_paused = False
         self.draining = False
         self._discarding = False  # closing: what still arrives is read and dropped
 
     @property
-    def reading(self) -> bool:
-        """False while reading is paused (backpressure, or nothing more will be read)."""
-        return self._reading
-
-    @property
     def write_paused(self) -> bool:
         return self._out.paused
-
-    @property
-    def in_message(self) -> bool:
-        """A request head or body is part-way in."""
-        return self._in_message
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
         self._transport = self._out.transport = transport
+        try:
+            self._admit(transport)
+        except Exception:  # plain asyncio would leave the socket open, unread, with no deadline
+            log.exception("accepting a connection failed; it is closed")
+            self.abort()
+
+    def _admit(self, transport: asyncio.Transport) -> None:
         peer = transport.get_extra_info("peername")
         self._address = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
         listener = self._l
         verdict = listener.table.admit(self._address)
         if verdict is not Admission.OK:
+            self._turned_away = True  # counted as lingering until `connection_lost`
             linger = listener.turn_away(transport, verdict, self._address, self.abort)
             if linger is not None:
                 self._deadlines.linger(linger)
@@ -121,7 +121,7 @@ class Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
-            if self._in_message and not self._head_done and self._deadlines.phase != "header":
+            if self.in_message and not self._head_done and self._deadlines.phase != "header":
                 # a head cut across chunks
                 self._deadlines.set("header", self._l.limits.header_timeout)
         except httptools.HttpParserUpgrade:
@@ -140,7 +140,7 @@ class Connection(asyncio.Protocol):
         current = self._current
         if current is not None and current.body is not None:
             current.body.fail(ConnectionResetError("the client closed while sending its body"))
-        if self._in_message and current is None and not self.reading_done:
+        if self.in_message and current is None and not self.reading_done:
             self._refuse(BadRequest("the request head was cut short"))
         self._stop_reading()
         # half-closed while answers are in flight (they are still written), else close now
@@ -160,7 +160,7 @@ class Connection(asyncio.Protocol):
             self._admitted = False
             listener.released(self._address)
             listener.connections.discard(self)
-        else:
+        elif self._turned_away:
             listener.lingering -= 1
         gone = ConnectionResetError("the client went away")
         if self._current is not None and self._current.body is not None:
@@ -173,7 +173,7 @@ class Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         # The head deadline is armed in `data_received`, if the head is still incomplete then.
-        self._in_message = True
+        self.in_message = True
         self._head_done = False
         self._url.clear()
         self._headers = []
@@ -283,13 +283,13 @@ class Connection(asyncio.Protocol):
         if current is not None and current.body is not None:
             current.body.finish()
         self._current = None
-        self._in_message = False
+        self.in_message = False
         if self._deadlines.phase == "body":
             self._deadlines.clear()
         if not self._last_keep_alive:
             self._stop_reading()  # nothing after `Connection: close` (or an upgrade) is read
         elif not self._pipe.busy and not self._pipe.queue:
-            self._deadlines.set("idle", self._l.keepalive_timeout)  # as `idle`, one call less
+            self._deadlines.set("idle", self._keepalive)  # as `idle`, one call less
 
     # -- refusing, shedding, cutting ----------------------------------------------------------
 
@@ -332,7 +332,7 @@ class Connection(asyncio.Protocol):
         """Graceful shutdown: close now if idle, else after the answer in progress."""
         self.draining = True
         pipe = self._pipe
-        if not pipe.busy and not pipe.queue and not self._in_message and self._transport is not None:
+        if not pipe.busy and not pipe.queue and not self.in_message and self._transport is not None:
             self._stop_reading()
             self._transport.close()
 
@@ -344,7 +344,7 @@ class Connection(asyncio.Protocol):
     # -- deadlines ----------------------------------------------------------------------------
 
     def idle(self) -> None:
-        self._deadlines.set("idle", self._l.keepalive_timeout)
+        self._deadlines.set("idle", self._keepalive)
 
     def _body_held(self) -> bool:
         return self._body_paused
@@ -391,8 +391,8 @@ class Connection(asyncio.Protocol):
         want = self._discarding or not (
             self.reading_done or self._body_paused or len(self._pipe.queue) >= MAX_PIPELINE
         )
-        if want != self._reading:
-            self._reading = want
+        if want != self.reading:
+            self.reading = want
             with contextlib.suppress(RuntimeError, AttributeError):  # a transport closing under us
                 if want:
                     transport.resume_reading()

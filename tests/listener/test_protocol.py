@@ -480,3 +480,32 @@ async def test_drain_closes_idle_connections_and_finishes_busy_ones(port: Port) 
 # `event_loop_policy` runs every case on asyncio and on uvloop (production serves on uvloop,
 # whose transports differ), as tests/hardening does.
 pytestmark = pytest.mark.filterwarnings('ignore:Overriding the "event_loop_policy" fixture')
+
+
+class BrokenTimer(FakeTimer):
+    """A timer that fails whenever it is armed: a fault inside `connection_made`."""
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> _Handle:
+        raise RuntimeError("the timer broke")
+
+
+async def test_a_connection_whose_setup_fails_is_closed_logged_and_uncounted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = web.Application()
+    app[PUBLIC] = Echo()
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = PublicSite(runner, "127.0.0.1", 0, limits=LIMITS, timer=BrokenTimer(), shutdown_timeout=2.0)
+    await site.start()
+    try:
+        client = await RawClient.connect(site.bound_port)
+        # Plain asyncio left such a socket open, unread and with no deadline; uvloop closed it.
+        assert await client.closed()
+        assert "accepting a connection failed" in caplog.text
+        listener = site.guard
+        assert listener is not None
+        await until(lambda: not listener.connections)
+        assert listener.table.open == 0 and listener.lingering == 0
+    finally:
+        await runner.cleanup()
