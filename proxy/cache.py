@@ -9,7 +9,6 @@ Must not: decide freshness or storability (that is `core`), or talk to vendors (
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +42,21 @@ class Lease:
             await self.cache.shared.set(key, entry, now)
 
 
-class _Alone:
+class FetchScope:
+    """What `one_fetch` gives: the lease around one fetch. A base class, not an
+    `AbstractAsyncContextManager`: compiled, `async with` then calls both methods directly,
+    where on the abstract type each is looked up by name (two a miss)."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> Lease:
+        raise NotImplementedError
+
+    async def __aexit__(self, kind: object, exc: object, trace: object) -> None:
+        raise NotImplementedError
+
+
+class _Alone(FetchScope):
     """`one_fetch` without a shared tier: nothing to take or release."""
 
     __slots__ = ("lease",)
@@ -54,11 +67,11 @@ class _Alone:
     async def __aenter__(self) -> Lease:
         return self.lease
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, kind: object, exc: object, trace: object) -> None:
         return None
 
 
-class _FleetFetch:
+class _FleetFetch(FetchScope):
     """`one_fetch` with a shared tier: the lease taken (or the entry another instance stored
     while we waited) on entry, the lease released on exit. A class, not an async generator:
     mypyc compiles it (setup.py)."""
@@ -90,7 +103,7 @@ class _FleetFetch:
         self._held = got
         return Lease(cache)
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, kind: object, exc: object, trace: object) -> None:
         held, self._held = self._held, None
         if held is not None:
             await self._shared.release(held)
@@ -141,7 +154,7 @@ class Cache:
 
     def one_fetch(
         self, key: str, lease_ms: int, wait: float, *, newer_than: float | None, now: float
-    ) -> contextlib.AbstractAsyncContextManager[Lease]:
+    ) -> FetchScope:
         """One upstream request per key for the whole fleet while the shared tier is up: take
         the lease, or wait for the instance that holds it. Alone, there is nothing to take: one
         reusable no-op (a miss pays no generator for a fleet it does not have)."""

@@ -44,7 +44,17 @@ class Deadlines:
     """One connection's deadline. `expired(phase)` runs when the phase's time is up; `held()`
     says a body's reading is paused by us (its deadline then moves on by `body_timeout`)."""
 
-    __slots__ = ("_armed_at", "_body_timeout", "_expired", "_handle", "_held", "_timer", "deadline", "phase")
+    __slots__ = (
+        "_armed_at",
+        "_body_timeout",
+        "_expired",
+        "_handle",
+        "_held",
+        "_now",
+        "_timer",
+        "deadline",
+        "phase",
+    )
 
     def __init__(
         self,
@@ -54,6 +64,9 @@ class Deadlines:
         body_timeout: float,
     ) -> None:
         self._timer = timer
+        # Bound once: compiled, `timer.now()` on the `Timer` protocol is a method looked up by
+        # name, and `set` runs on every request.
+        self._now: Callable[[], float] = timer.now
         self._expired = expired
         self._held = held
         self._body_timeout = body_timeout
@@ -63,14 +76,13 @@ class Deadlines:
         self._armed_at: float | None = None
 
     def set(self, phase: str, seconds: float) -> None:
-        timer = self._timer
         self.phase = phase
-        self.deadline = deadline = timer.now() + seconds
+        self.deadline = deadline = self._now() + seconds
         armed = self._armed_at
         if armed is None or deadline < armed:
             self.stop_timer()
             self._armed_at = deadline
-            self._handle = timer.call_at(deadline, self._fire)
+            self._handle = self._timer.call_at(deadline, self._fire)
         # a later deadline: the armed timer fires early and re-arms (cheaper than re-arming)
 
     def clear(self) -> None:
@@ -95,7 +107,7 @@ class Deadlines:
         if deadline is None:
             return
         timer = self._timer
-        now = timer.now()
+        now = self._now()
         if now < deadline or (self.phase == "body" and self._held()):
             # early, or the body waits on us (reading paused for backpressure), not on the client
             at = deadline if now < deadline else now + self._body_timeout

@@ -212,6 +212,9 @@ class Pool:
         # Made on the loop it serves (`Transport` opens it in `send`); asking for the running
         # loop costs a getpid() system call in CPython, three times per exchange.
         self.loop = asyncio.get_running_loop()
+        # The loop's clock, bound once: compiled, `loop.time()` is a method looked up by name,
+        # and a miss reads it three times (its deadline, taking and returning a connection).
+        self.time: Callable[[], float] = self.loop.time
         # A list, not a deque: compiled, a list's append and pop are direct calls, a deque's
         # are methods looked up by name (three a miss); the oldest leaves only on expiry.
         self.idle: list[Conn] = []
@@ -223,7 +226,7 @@ class Pool:
 
     def take_idle(self, max_idle: float) -> Conn | None:
         """The newest idle connection idle for less than `max_idle` seconds, else None."""
-        now = self.loop.time()
+        now = self.time()
         while self.idle and now - self.idle[0].idle_since > IDLE_TIMEOUT:  # oldest first
             self.discard(self.idle.pop(0))
         while self.idle:
@@ -293,7 +296,7 @@ class Pool:
         """The exchange is over: back to the pool when reusable, else closed."""
         if conn.reusable() and not self.closed:
             conn.framing = conn.waiter = conn.wake = None
-            conn.idle_since = self.loop.time()
+            conn.idle_since = self.time()
             self.idle.append(conn)
             if self._waiting:
                 self._wake_one()

@@ -197,7 +197,7 @@ class Transport(Exchange):
             )
         except (ValueError, UnicodeEncodeError) as exc:  # nothing was sent
             raise UpstreamError(f"refused to send the request: {_why(exc)}") from exc
-        deadline = pool.loop.time() + timeouts.total
+        deadline = pool.time() + timeouts.total
         request_time = self.clock.now()
         conn: Conn | None = None
         framing: ResponseFraming | None = None

@@ -51,6 +51,11 @@ from proxy.store.codec import decode, encode, packer
 
 HOT_ENTRIES: Final = 1024  # decoded entries kept beside the blobs: the hot keys skip decoding
 HEAD: Final = struct.Struct("<dIB")  # keep_until, accounted size, flags: read without decoding
+# Bound once: compiled, a method of a `Struct` or a module's function is otherwise looked up by
+# name on every call (a store and a lookup each).
+_PACK_HEAD: Final = HEAD.pack
+_READ_HEAD: Final = HEAD.unpack_from
+_LZ4: Final = lz4.block.compress
 COMPRESSED: Final = 1  # flag: the codec bytes after the head are an LZ4 block (its size first)
 MAX_SIZE: Final = 2**32 - 1  # the head's size field; no single entry held in memory comes near it
 MIN_COMPRESS: Final = 256  # codec bytes below this are kept as they are: too little to win
@@ -69,12 +74,12 @@ def pack(entry: Entry, size: int, reuse: msgpack.Packer | None = None) -> bytes:
         squeezed = compress(data)
         if len(squeezed) <= len(data) - len(data) // 8:
             data, flags = squeezed, COMPRESSED
-    return HEAD.pack(entry.keep_until, size, flags) + data
+    return _PACK_HEAD(entry.keep_until, size, flags) + data
 
 
 def compress(data: bytes) -> bytes:
     """An LZ4 block at the default (fast) setting, its uncompressed size in front."""
-    squeezed: bytes = lz4.block.compress(data)
+    squeezed: bytes = _LZ4(data)
     return squeezed
 
 
@@ -154,7 +159,7 @@ class MemoryStore:
         item = self._items.get(key)
         if item is None:
             return None
-        if HEAD.unpack_from(item)[0] <= now:
+        if _READ_HEAD(item)[0] <= now:
             self._drop(key)
             return None
         self._items.move_to_end(key)
@@ -231,7 +236,7 @@ class MemoryStore:
             self._hot.popitem(last=False)
 
     def _drop(self, key: str) -> None:
-        size = HEAD.unpack_from(self._items.pop(key))[1]
+        size = _READ_HEAD(self._items.pop(key))[1]
         self._hot.pop(key, None)
         self._bytes -= size
         if self._group_of is not None:
