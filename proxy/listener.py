@@ -52,13 +52,15 @@ class Connection(asyncio.Protocol):
         self._max_head = listener.limits.max_head
         self._keepalive = listener.keepalive_timeout  # compiled, read off the listener by name
         self._transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpRequestParser(self)
+        parser = httptools.HttpRequestParser(self)  # methods bound once, not looked up per request
+        self._feed, self._version, self._method = parser.feed_data, parser.get_http_version, parser.get_method
+        self._keeps_alive = parser.should_keep_alive
         self._address = ""
         self._admitted = False
         self._turned_away = False
         self.closed = False
         self._deadlines = Deadlines(
-            listener.timer, self._expired, self._body_held, listener.limits.body_timeout
+            listener.timer, self._expired, lambda: self._body_paused, listener.limits.body_timeout
         )
         self._out = ResponseWriter(listener.date, self.abort)
         # the head being parsed
@@ -120,7 +122,7 @@ class Connection(asyncio.Protocol):
         if self.reading_done or self.closed or not self._admitted:
             return
         try:
-            self._parser.feed_data(data)
+            self._feed(data)
             if self.in_message and not self._head_done and self._deadlines.phase != "header":
                 # a head cut across chunks
                 self._deadlines.set("header", self._l.limits.header_timeout)
@@ -223,15 +225,14 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._head_done = True
-        parser = self._parser
-        version = parser.get_http_version()
+        version = self._version()
         if version != "1.1" and version != "1.0":
             if version == "0.9":  # llhttp's reading of a request line without a version
                 raise self._refused(BadRequest("the request line has no HTTP version"))
             raise self._refused(VersionNotSupported("only HTTP/1.0 and HTTP/1.1 are served here"))
-        raw_method = parser.get_method()
+        raw_method = self._method()
         method = METHODS.get(raw_method) or raw_method.decode("ascii")
-        keep_alive = parser.should_keep_alive() and not self._upgrade and method != "CONNECT"
+        keep_alive = self._keeps_alive() and not self._upgrade and method != "CONNECT"
         self._last_keep_alive = keep_alive
         target = b"".join(self._url).decode("latin-1")
         framed = self._noted and (self._codings or self._lengths or self._expect is not None)
@@ -345,9 +346,6 @@ class Connection(asyncio.Protocol):
 
     def idle(self) -> None:
         self._deadlines.set("idle", self._keepalive)
-
-    def _body_held(self) -> bool:
-        return self._body_paused
 
     def _expired(self, phase: str) -> None:
         transport = self._transport
