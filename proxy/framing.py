@@ -41,6 +41,15 @@ HINT: Final = 0
 NOTED: Final = {b"content-length": 1, b"transfer-encoding": 2, b"expect": 3, b"upgrade": 4} | dict.fromkeys(
     HINTED, HINT
 )
+# Field names as clients most often spell them -> their lower case, made once: compiled,
+# `bytes.lower()` is a method called by name, and every field line of every request needs it.
+_SPELLED: Final = (
+    b"Host", b"User-Agent", b"Accept", b"Accept-Encoding", b"Accept-Language", b"Connection",
+    b"Content-Type", b"Content-Length", b"Transfer-Encoding", b"Cookie", b"Authorization",
+    b"Cache-Control", b"Pragma", b"Referer", b"Origin", b"If-None-Match", b"If-Modified-Since",
+    b"Range", b"X-Request-Id", b"X-Forwarded-For", b"Idempotency-Key", b"Expect", b"Upgrade",
+)  # fmt: skip
+LOWER: Final = {spelling: spelling.lower() for spelling in _SPELLED + tuple(s.lower() for s in _SPELLED)}
 
 
 class ExpectationFailed(ProxyError):

@@ -32,7 +32,7 @@ from proxy.core.errors import BadRequest, HeadersTooLarge, ProxyError, UriTooLon
 from proxy.core.limits import Admission
 from proxy.deadlines import Deadlines
 from proxy.exchange import Body, Request, Response
-from proxy.framing import HINT, MAX_FIELD, MAX_TARGET, METHODS, NOTED, Refused
+from proxy.framing import HINT, LOWER, MAX_FIELD, MAX_TARGET, METHODS, NOTED, Refused
 from proxy.pipeline import MAX_PIPELINE, Pipeline
 from proxy.responsewriter import ResponseWriter, error_response
 
@@ -202,7 +202,7 @@ class Connection(asyncio.Protocol):
         # Obsolete line folding and bare CR or LF (RFC 9112 5.2, 2.2) never get here: llhttp's
         # strict mode refuses them (tests/listener pins that).
         self._headers.append((name, value))
-        low = name.lower()
+        low = LOWER.get(name) or name.lower()
         noted = NOTED.get(low)
         if noted is None:
             return

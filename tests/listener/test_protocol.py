@@ -240,6 +240,18 @@ async def test_a_chunked_body_arrives_whole(port: Port) -> None:
     assert body_of((await client.response()).body)["body"] == 7
 
 
+@pytest.mark.parametrize("spelling", ["Content-Length", "content-length", "CONTENT-LENGTH", "cOnTeNt-LeNgTh"])
+async def test_a_framing_field_is_read_however_it_is_spelled(port: Port, spelling: str) -> None:
+    """Field names are case-insensitive (RFC 9110 5.1): the common spellings are lowered from a
+    table, any other by `bytes.lower`, with the same verdict; a second length that disagrees is
+    refused whichever spelling carries it (RFC 9112 6.3)."""
+    client = await port.connect()
+    await client.send(request("POST", "/up", f"{spelling}: 3", body="abc", close=False))
+    assert body_of((await client.response()).body)["body"] == 3
+    await client.send(request("POST", "/up", "Content-Length: 3", f"{spelling}: 4", body="abcd"))
+    assert (await client.response()).status == 400
+
+
 async def test_expect_100_continue_is_answered_before_the_body(port: Port) -> None:
     client = await port.connect()
     await client.send(request("POST", "/up", "Content-Length: 5", "Expect: 100-continue"))
