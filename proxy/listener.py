@@ -50,7 +50,7 @@ class Connection(asyncio.Protocol):
     def __init__(self, listener: Listener) -> None:
         self._l = listener
         self._max_head = listener.limits.max_head
-        self._keepalive = listener.keepalive_timeout  # compiled, read off the listener by name
+        self._keepalive = listener.keepalive_timeout  # kept: the listener is interpreted, read by name
         self._transport: asyncio.Transport | None = None
         parser = httptools.HttpRequestParser(self)  # methods bound once, not looked up per request
         self._feed, self._version, self._method = parser.feed_data, parser.get_http_version, parser.get_method
@@ -96,7 +96,7 @@ class Connection(asyncio.Protocol):
         self._transport = self._out.transport = transport
         try:
             self._admit(transport)
-        except Exception:  # plain asyncio would leave the socket open, unread, with no deadline
+        except Exception:  # else the socket stays open, unread and with no deadline (either loop)
             log.exception("accepting a connection failed; it is closed")
             self.abort()
 

@@ -512,7 +512,7 @@ async def test_a_connection_whose_setup_fails_is_closed_logged_and_uncounted(
     await site.start()
     try:
         client = await RawClient.connect(site.bound_port)
-        # Plain asyncio left such a socket open, unread and with no deadline; uvloop closed it.
+        # Such a socket was left open, unread and with no deadline, on either loop.
         assert await client.closed()
         assert "accepting a connection failed" in caplog.text
         listener = site.guard
