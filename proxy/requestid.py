@@ -15,13 +15,15 @@ from typing import Final
 from proxy.exchange import Request
 
 _SANE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_HEX: Final = tuple(b"%02x" % byte for byte in range(256))  # each byte's two hex digits
 
 
 class RequestIds:
-    def __init__(self) -> None:
+    def __init__(self, last: int = 0) -> None:
+        """`last`: the counter's start (the first id is `last + 1`)."""
         self.prefix = uuid.uuid4().hex[:12]
         self._prefix = self.prefix.encode("ascii")
-        self._last = 0  # a native int when compiled, where `itertools.count` is a call per id
+        self._last = last  # a native int when compiled, where `itertools.count` is a call per id
 
     def of(self, request: Request) -> str:
         """The client's X-Request-Id when it is sane, else ours."""
@@ -38,6 +40,11 @@ class RequestIds:
         return self.new_bytes().decode("ascii")
 
     def new_bytes(self) -> bytes:
-        """The next id, as the fast hit writes it, straight to bytes (`new` decodes these)."""
-        self._last += 1
-        return b"%b%08x" % (self._prefix, self._last)
+        """The next id, as the fast hit writes it, straight to bytes (`new` decodes these): the
+        prefix, then the counter in at least eight hex digits. Its four bytes are looked up and
+        joined: compiled, that costs a third of `%08x` formatting, once per request, hits too."""
+        self._last = n = self._last + 1
+        if n > 0xFFFFFFFF:
+            return b"%b%08x" % (self._prefix, n)
+        high, mid, low, last = _HEX[n >> 24], _HEX[(n >> 16) & 255], _HEX[(n >> 8) & 255], _HEX[n & 255]
+        return b"".join((self._prefix, high, mid, low, last))
