@@ -84,7 +84,14 @@ def body_length(
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
-    value = next(v for n, v in headers if n.lower() == b"content-length").strip(b" \t")
+    """The one Content-Length line's value (the caller counted them). A loop, names lowered from
+    `LOWER` when spelled as usual: compiled, a generator and `bytes.lower()` per field cost more
+    than the rest of a write's framing."""
+    value = b""
+    for name, raw in headers:
+        if (LOWER.get(name) or name.lower()) == b"content-length":
+            value = raw.strip(b" \t")
+            break
     if not value.isdigit() or len(value) > 18:
         raise Refused(BadRequest("invalid Content-Length"))
     return int(value)

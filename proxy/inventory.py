@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from proxy.core.config.model import Config, RouteConfig, UpstreamConfig
 from proxy.core.guards import guarded_paths
 from proxy.core.redact import is_secret_header, redact_url, scrub
+from proxy.core.retry import WRITE_METHODS
 
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WRITE_POLICY = (
     "never cached, never served stale; sent once and failed fast when the upstream is "
     "down; retried only when the request carries an Idempotency-Key"

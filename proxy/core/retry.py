@@ -20,6 +20,7 @@ from proxy.core.cachecontrol import DELTA_MAX
 
 RETRYABLE_STATUSES: Final = frozenset({502, 503, 504})
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # RFC 9110 10.2.3 says delay-seconds is 1*DIGIT; we also accept a sign (negative -> 0) and a
 # fraction, because vendors send both and the intent is unambiguous.
@@ -51,7 +52,10 @@ def may_retry_method(method: str, has_idempotency_key: bool) -> bool:
     Stricter than RFC 9110 9.2.2 (which calls PUT and DELETE idempotent): vendors' writes
     often are not, and a doubled booking costs more than a failed one.
     """
-    return method in SAFE_METHODS or has_idempotency_key or method.upper() in SAFE_METHODS
+    if method in SAFE_METHODS or has_idempotency_key:
+        return True
+    # A write as the listener spells it is never safe: no upper-cased copy (twice a write)
+    return method not in WRITE_METHODS and method.upper() in SAFE_METHODS
 
 
 def is_retryable_status(status: int) -> bool:
