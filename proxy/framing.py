@@ -65,11 +65,9 @@ class Refused(Exception):
         self.err = err
 
 
-def body_length(
-    codings: list[bytes], lengths: int, headers: list[tuple[bytes, bytes]], version: str
-) -> tuple[bool, int | None]:
+def body_length(codings: list[bytes], lengths: list[bytes], version: str) -> tuple[bool, int | None]:
     """(chunked, Content-Length) of a head whose `Transfer-Encoding` codings (lower-case) and
-    count of `Content-Length` lines are given; raises `Refused` for a framing we refuse."""
+    `Content-Length` values were noted while parsing; raises `Refused` for a framing we refuse."""
     chunked = bool(codings)
     if chunked:
         if lengths:
@@ -78,20 +76,13 @@ def body_length(
             raise Refused(BadRequest("Transfer-Encoding in an HTTP/1.0 request"))
         if codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
             raise Refused(BadRequest("Transfer-Encoding must end in chunked, once"))
-    elif lengths > 1:
+    elif len(lengths) > 1:
         raise Refused(BadRequest("more than one Content-Length"))  # RFC 9112 6.3 (5)
-    return chunked, _content_length(headers) if lengths else None
+    return chunked, _content_length(lengths[0]) if lengths else None
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
-    """The one Content-Length line's value (the caller counted them). A loop, names lowered from
-    `LOWER` when spelled as usual: compiled, a generator and `bytes.lower()` per field cost more
-    than the rest of a write's framing."""
-    value = b""
-    for name, raw in headers:
-        if (LOWER.get(name) or name.lower()) == b"content-length":
-            value = raw.strip(b" \t")
-            break
+def _content_length(raw: bytes) -> int:
+    value = raw.strip(b" \t")
     if not value.isdigit() or len(value) > 18:
         raise Refused(BadRequest("invalid Content-Length"))
     return int(value)

@@ -67,7 +67,7 @@ class Connection(asyncio.Protocol):
         self._url: list[bytes] = []
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
-        self._lengths = 0
+        self._lengths: list[bytes] = []  # each Content-Length value, as sent
         self._codings: list[bytes] = []
         self._expect: bytes | None = None
         self._upgrade = False
@@ -183,7 +183,7 @@ class Connection(asyncio.Protocol):
         self._hints = _NO_HINTS  # replaced by a new dict at the first hint: requests keep theirs
         if self._noted:  # the last head had framing, an expectation or an upgrade
             self._noted = False
-            self._lengths = 0
+            self._lengths = []
             self._codings = []
             self._expect = None
             self._upgrade = False
@@ -215,7 +215,7 @@ class Connection(asyncio.Protocol):
             return
         self._noted = True
         if noted == 1:
-            self._lengths += 1
+            self._lengths.append(value)
         elif noted == 2:
             self._codings.extend(c.strip(b" \t").lower() for c in value.split(b","))
         elif noted == 3:
@@ -259,7 +259,7 @@ class Connection(asyncio.Protocol):
         """A head with a body, or an expectation: RFC 9112 6.1 and 6.3's framing rules on what
         llhttp let through, then the body's reader, or the answer when it is known already."""
         try:
-            chunked, length = framing.body_length(self._codings, self._lengths, self._headers, version)
+            chunked, length = framing.body_length(self._codings, self._lengths, version)
         except Refused as refused:
             self._refusal = refused.err
             raise
