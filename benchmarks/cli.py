@@ -22,6 +22,7 @@ from benchmarks.load import Loader
 from benchmarks.machine import machine_info, versions
 from benchmarks.memory import measure_memory
 from benchmarks.micro import run_micro
+from benchmarks.paired import miss_ab, miss_paired, writes_ab, writes_paired
 from benchmarks.procs import process_group
 from benchmarks.report import evaluate_goals, failures, render, render_markdown, write_json, write_plot
 from benchmarks.scenarios import STEADY, Runner
@@ -51,6 +52,10 @@ SCENARIOS: dict[str, tuple[str, Runner]] = {
         k: STEADY[k]
         for k in ("writes", "shared", "nginx", "nginx-logged", "nginx-miss", "nginx-writes", "varnish")
     },
+    "miss-paired": ("every request a new key, beside nginx-miss at the same time", miss_paired),
+    "writes-paired": ("POST pass-through, beside nginx-writes at the same time", writes_paired),
+    "miss-ab": ("every request a new key, beside the --baseline build at the same time", miss_ab),
+    "writes-ab": ("POST pass-through, beside the --baseline build at the same time", writes_ab),
 }
 EXTRAS = ("memory", "micro")
 
@@ -60,6 +65,9 @@ examples:
   python -m benchmarks --quick              every scenario, short (< 1 minute; CI smoke run)
   python -m benchmarks --only hit,ceiling --json out.json --plot out.png
   python -m benchmarks --config my.yaml     hit/miss on your own routes and upstreams
+  python -m benchmarks --only miss-ab,writes-ab --baseline ../main
+                                            this build's CPU per request against another
+                                            checkout's, both under load at the same time
 """
 
 
@@ -108,6 +116,12 @@ def parser() -> argparse.ArgumentParser:
         help="benchmark your own proxy config (hit/miss-like scenarios only)",
     )
     p.add_argument(
+        "--baseline",
+        metavar="DIR",
+        type=Path,
+        help="a checkout of another build (run by DIR/.venv/bin/python when it exists) for miss-ab/writes-ab",
+    )
+    p.add_argument(
         "--allow-upstream-load",
         action="store_true",
         help="with --config: also run miss scenarios against non-loopback upstreams",
@@ -133,6 +147,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         threads=max(1, args.threads or base.threads),
         workers=max(1, args.workers or base.workers),
         memory_entries=args.memory_entries or base.memory_entries,
+        baseline=args.baseline.resolve() if args.baseline else None,
     )
 
 

@@ -130,7 +130,9 @@ class ProcessGroup:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rproxy-bench-", dir=SCRATCH)))
     children: list[Child] = field(default_factory=list)
 
-    def start(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None) -> Child:
+    def start(
+        self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> Child:
         log_path = self.workdir / f"{name}.log"
         log_file = log_path.open("wb")
         full_env = dict(os.environ)
@@ -144,7 +146,9 @@ class ProcessGroup:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=os.getcwd(),  # a user's --config may hold paths relative to where they run us
+            # A user's --config may hold paths relative to where they run us. `python -m` puts
+            # its directory first on the import path: another checkout's build runs from its own.
+            cwd=cwd or os.getcwd(),
             env=full_env,
             start_new_session=True,  # own process group, so stop() reaches forked workers
         )

@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,8 +186,18 @@ def find_breaker_state(doc: Any, upstream: str) -> str | None:
     return None
 
 
-def start_proxy(group: ProcessGroup, config: dict[str, Any], name: str = "proxy") -> ProxyProcess:
-    """Write `config` with free ports, check it with the proxy's loader, run the CLI, wait."""
+def start_proxy(
+    group: ProcessGroup,
+    config: dict[str, Any],
+    name: str = "proxy",
+    *,
+    python: str = sys.executable,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ProxyProcess:
+    """Write `config` with free ports, check it with the proxy's loader, run the CLI, wait.
+    `python`, `env` and `cwd`: another checkout's interpreter, import path and directory
+    (`paired.baseline`)."""
     reason = cli_available()
     if reason:
         raise RuntimeError(reason)
@@ -199,7 +210,7 @@ def start_proxy(group: ProcessGroup, config: dict[str, Any], name: str = "proxy"
     problem = validate(config, path)
     if problem:
         raise RuntimeError(f"proxy config rejected: {problem}")
-    child = group.start_python(name, "proxy", ["run", "--config", str(path)])
+    child = group.start(name, [python, "-m", "proxy", "run", "--config", str(path)], env=env, cwd=cwd)
     child.wait_port(port, timeout=30)
     if isinstance(config.get("admin"), dict):  # `admin: off` has no /ready to ask
         wait_ready(child, admin_port, timeout=30)

@@ -14,6 +14,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -42,6 +43,7 @@ class Settings:
     outage_keys: int = 1_000
     stampede: int = 1_000
     memory_entries: int = 100_000
+    baseline: Path | None = None  # --baseline: a checkout whose proxy the -ab scenarios run beside ours
 
 
 @dataclass

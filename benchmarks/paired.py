@@ -1,0 +1,153 @@
+"""Two servers under the same load at the same time: the CPU per request of each, and the ratio.
+
+Owns the paired scenarios: `miss-paired` and `writes-paired` (the proxy beside nginx), and with
+`--baseline DIR`, `miss-ab` and `writes-ab` (this checkout's proxy beside the one in DIR). Each
+side gets its own load generator with half the connections, both start together, and each
+server's CPU is read over the same seconds. Must not: decide a goal (`report` does that), or
+read anything of the proxy but what its CLI and its ports show.
+
+Why pairs, measured (stop 25): one server measured after the other, as `miss` and `nginx-miss`
+are, swings by up to 20% between runs a minute apart on this shared two-core machine. That is
+more than the 5% a change usually moves. Two builds measured at the same time differed by
+0.94-1.00x across sixteen runs. Both sides share the cores, the origin and the caches, so what
+moves one moves the other. Each side is closed-loop with the same connection count, so each
+keeps as many requests in flight whatever its speed. The ratio is the figure to read. The
+absolute CPU per request is higher than in a run alone: the cores are shared by five busy
+processes.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from benchmarks.load import LoadResult, Target
+from benchmarks.procs import Child, tree_cpu_seconds
+from benchmarks.proxyrun import ProxyProcess, start_proxy
+from benchmarks.scenarios import ORDER_BODY
+from benchmarks.suite import ScenarioResult, Skip, Suite, salt, settle
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One server of a pair: what it is called in the notes, its process, and its load."""
+
+    name: str
+    server: Child
+    make: Callable[[int], Target]
+
+
+def measure_pair(suite: Suite, res: ScenarioResult, ours: Side, theirs: Side) -> None:
+    """Warm both, then per repeat run both loads at once; `res` gets our runs and CPU, and in
+    `extra` the other side's CPU per request and each run's ratio (ours / theirs)."""
+    if suite.loader.kind != "wrk":
+        raise Skip("paired runs need wrk: the built-in generator would take the cores both servers share")
+    half = max(1, suite.settings.connections // 2)
+    for side in (ours, theirs):
+        suite.warm(replace(side.make(99), connections=half))
+    their_cpu: list[float] = []
+    ratios: list[float] = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for i in range(suite.settings.repeats):
+            settle(ours.server.pid)
+            settle(theirs.server.pid)
+            before = [tree_cpu_seconds(s.server.pid) for s in (ours, theirs)]
+            loads = [
+                pool.submit(suite.loader.run, replace(s.make(i), connections=half)) for s in (ours, theirs)
+            ]
+            mine, other = loads[0].result(), loads[1].result()
+            spent = [tree_cpu_seconds(s.server.pid) - b for s, b in zip((ours, theirs), before, strict=True)]
+            if not (mine.requests and other.requests):
+                raise RuntimeError(
+                    f"a side answered nothing: {ours.name} {mine.requests}, {theirs.name} {other.requests}"
+                )
+            res.runs.append(mine)
+            res.cpu_us.append(per_request(spent[0], mine))
+            their_cpu.append(per_request(spent[1], other))
+            ratios.append(round(res.cpu_us[-1] / their_cpu[-1], 3))
+            if other.errors:
+                res.notes.append(f"{theirs.name}: {other.errors} errors in run {i + 1}")
+    res.extra.update(
+        beside=theirs.name,
+        beside_cpu_us=round(statistics.median(their_cpu), 1),
+        beside_runs=their_cpu,
+        ratio=round(statistics.median(ratios), 3),
+        ratios=ratios,
+    )
+    res.notes.append(
+        f"{theirs.name} {res.extra['beside_cpu_us']} us/req in the same seconds; "
+        f"ratio {res.extra['ratio']:.3f}x (runs {min(ratios):.3f}-{max(ratios):.3f}), {half} connections each"
+    )
+
+
+def per_request(cpu_seconds: float, run: LoadResult) -> float:
+    return round(cpu_seconds / run.requests * 1e6, 1)
+
+
+def misses(suite: Suite, port: int, tag: str) -> Callable[[int], Target]:
+    """A new key on every request, new on every run and different on each side."""
+
+    def make(i: int) -> Target:
+        return suite.target(port, "/api/items/", mode="unique", salt=f"{tag}{i}{salt()}")
+
+    return make
+
+
+def posts(suite: Suite, port: int) -> Callable[[int], Target]:
+    target = suite.target(port, "/api/orders", method="POST", body=ORDER_BODY)
+    return lambda i: target
+
+
+def miss_paired(suite: Suite, res: ScenarioResult) -> None:
+    proxy, (port, nginx) = suite.proxy(), suite.nginx()
+    ours = Side("proxy", proxy.child, misses(suite, proxy.port, "p"))
+    measure_pair(suite, res, ours, Side("nginx", nginx, misses(suite, port, "n")))
+    res.notes.insert(0, "a new key on every request, beside nginx proxy_cache at the same time")
+
+
+def writes_paired(suite: Suite, res: ScenarioResult) -> None:
+    proxy, (port, nginx) = suite.proxy(), suite.nginx()
+    ours = Side("proxy", proxy.child, posts(suite, proxy.port))
+    measure_pair(suite, res, ours, Side("nginx", nginx, posts(suite, port)))
+    res.notes.insert(0, "POST pass-through, beside nginx's at the same time")
+
+
+def baseline(suite: Suite) -> ProxyProcess:
+    """The proxy of the `--baseline` checkout, on the same config as ours."""
+    root = suite.settings.baseline
+    if root is None:
+        raise Skip("no --baseline DIR (a checkout of the build to compare against)")
+    python, env, cwd = baseline_command(root)
+    config = suite.proxy_config()
+    return start_proxy(suite.group, config, name="proxy-baseline", python=python, env=env, cwd=cwd)
+
+
+def baseline_command(root: Path) -> tuple[str, dict[str, str], Path]:
+    """The interpreter, environment and directory that run the proxy of checkout `root`: its
+    own `.venv` when it has one (as `.ci/run` makes it; a compiled build lives there), else
+    this interpreter. In `root` itself: `python -m` puts the working directory first on the
+    import path, so started from here it would run this checkout's proxy."""
+    if not (root / "proxy" / "__main__.py").is_file():
+        raise Skip(f"--baseline {root}: not a checkout of the proxy (no proxy/__main__.py)")
+    venv = root / ".venv" / "bin" / "python"
+    return (str(venv) if venv.is_file() else sys.executable), {"PYTHONPATH": str(root)}, root
+
+
+def miss_ab(suite: Suite, res: ScenarioResult) -> None:
+    proxy, base = suite.proxy(), baseline(suite)
+    ours = Side("proxy", proxy.child, misses(suite, proxy.port, "p"))
+    measure_pair(suite, res, ours, Side("baseline", base.child, misses(suite, base.port, "b")))
+    res.notes.insert(0, f"a new key on every request, beside {suite.settings.baseline} at the same time")
+    suite.group.stop(base.child)
+
+
+def writes_ab(suite: Suite, res: ScenarioResult) -> None:
+    proxy, base = suite.proxy(), baseline(suite)
+    ours = Side("proxy", proxy.child, posts(suite, proxy.port))
+    measure_pair(suite, res, ours, Side("baseline", base.child, posts(suite, base.port)))
+    res.notes.insert(0, f"POST pass-through, beside {suite.settings.baseline} at the same time")
+    suite.group.stop(base.child)
