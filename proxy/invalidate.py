@@ -37,11 +37,11 @@ class Invalidator:
             if parts.path.startswith("/") and (not parts.netloc or parts.netloc == request.host):
                 paths.add(parts.path)
         dropped = 0
+        split = [(p, p.split("/")[1:]) for p in paths]  # once, not once per route
         for rs in self.live.runtime.routes:
             if rs.config.cache is None:
                 continue
-            for p in paths:
-                if match_path(rs.config.match, p.split("/")[1:]) is not None:
-                    group = route_prefix(rs.config.name, p)
-                    dropped += self.cache.invalidate(group)
+            for p, segments in split:
+                if match_path(rs.config.match, segments) is not None:
+                    dropped += self.cache.invalidate(route_prefix(rs.config.name, p))
         return dropped
