@@ -343,35 +343,32 @@ def content_length(value: str) -> int:
 def head_prefix(host: str, headers: Iterable[Header]) -> str:
     """The constant part of every request head toward one upstream: Host and configured headers
     (latin-1, checked here once: the upstream URL is parsed once, not per request)."""
-    text = "".join([f"Host: {host}\r\n"] + [f"{k}: {v}\r\n" for k, v in headers])
+    text = "".join([_line(f"Host: {host}\r\n")] + [_line(f"{k}: {v}\r\n") for k, v in headers])
     text.encode("latin-1")
     return text
 
 
 def request_bytes(
-    method: str,
-    target: str,
-    prefix: str,
-    headers: Iterable[Header],
-    body: bytes | None,
-    *,
-    prefix_lines: int | None = None,
+    method: str, target: str, prefix: str, headers: Iterable[Header], body: bytes | None
 ) -> bytes:
-    """One request as one buffer: the target byte for byte, our headers, Content-Length. The
-    head is one string, encoded once (cheaper than encoding and joining its pieces).
-    `prefix_lines`: the lines in `prefix`, when the caller counted them once."""
-    parts = [method, " ", target, " HTTP/1.1\r\n", prefix]
-    lines = 1 + (prefix.count("\n") if prefix_lines is None else prefix_lines)
+    """One request as one buffer: the target byte for byte, `prefix` (from `head_prefix`), our
+    headers, Content-Length. The head is one string, encoded once (cheaper than encoding and
+    joining its pieces). Each line is checked to hold no CR or LF but its ending: one from an
+    env var or a value would split the head."""
+    parts = [_line(f"{method} {target} HTTP/1.1\r\n"), prefix]
     for name, value in headers:
-        parts += (name, ": ", value, "\r\n")
-        lines += 1
+        parts.append(_line(f"{name}: {value}\r\n"))
     if body or method in _WRITES:  # RFC 9110 8.6: a write says its length
-        parts += ("Content-Length: ", str(len(body or b"")), "\r\n")
-        lines += 1
+        parts.append(f"Content-Length: {len(body or b'')}\r\n")
     parts.append("\r\n")
     text = "".join(parts)
-    # One line per field, and none hidden in a value or the target (a CR or LF from an env var
-    # would split the head): counted in C, once per request.
-    if text.count("\n") != lines + 1 or text.count("\r") != lines + 1:
-        raise ValueError("a request line or header field holds a line break")
     return text.encode("latin-1") + body if body else text.encode("latin-1")
+
+
+def _line(line: str) -> str:
+    """`line`, whose only CR and LF must be its closing CRLF. Found, not counted: `find` is a
+    `memchr`, `count` a loop over every character (~1,800 instructions a request head)."""
+    end = len(line) - 2
+    if line.find("\r") != end or line.find("\n") != end + 1:
+        raise ValueError("a request line or header field holds a line break")
+    return line

@@ -7,6 +7,7 @@ Must not: decide whether a write succeeded (the handler does).
 
 from __future__ import annotations
 
+from typing import Final
 from urllib.parse import urlsplit
 
 from proxy.cache import Cache
@@ -16,6 +17,8 @@ from proxy.core.model import Headers
 from proxy.core.routing import match_path
 from proxy.exchange import Request
 from proxy.runtime import Live
+
+_LOCATIONS: Final = ("location", "content-location")
 
 
 class Invalidator:
@@ -28,20 +31,19 @@ class Invalidator:
         `headers` are the ones the client gets: a vendor's own URL in Location has already been
         mapped back to the proxy path (`redirects`), which is what the cache is keyed on.
         """
-        paths = {path}
-        for name in ("location", "content-location"):
+        paths = [path]
+        for name in _LOCATIONS:
             value = freshness.header(headers, name)
-            if not value:
-                continue
-            parts = urlsplit(value)
-            if parts.path.startswith("/") and (not parts.netloc or parts.netloc == request.host):
-                paths.add(parts.path)
+            if value:
+                parts = urlsplit(value)
+                same_origin = not parts.netloc or parts.netloc == request.host
+                if parts.path.startswith("/") and same_origin and parts.path not in paths:
+                    paths.append(parts.path)
         dropped = 0
-        split = [(p, p.split("/")[1:]) for p in paths]  # once, not once per route
-        for rs in self.live.runtime.routes:
-            if rs.config.cache is None:
-                continue
-            for p, segments in split:
-                if match_path(rs.config.match, segments) is not None:
+        routes = self.live.runtime.routes
+        for p in paths:
+            segments = p.split("/")[1:]  # once per path, not once per route
+            for rs in routes:
+                if rs.config.cache is not None and match_path(rs.config.match, segments) is not None:
                     dropped += self.cache.invalidate(route_prefix(rs.config.name, p))
         return dropped

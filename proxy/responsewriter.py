@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from functools import lru_cache
 from http import HTTPStatus
 from typing import Final
 
@@ -33,8 +32,16 @@ def _reason(status: int) -> str:
         return ""
 
 
-@lru_cache(maxsize=1024)  # a handful of statuses answer all traffic; a module-level memo, as in core
+# HTTP/1.1 status lines made at import: compiled, a dict lookup is a direct call; `lru_cache`'s
+# wrapper was a call by name and a hashed tuple (~1,000 instructions an answer).
+_LINES_11: Final = {int(s): f"HTTP/1.1 {int(s)} {s.phrase}\r\n" for s in HTTPStatus}
+
+
 def _status_line(version: str, status: int) -> str:
+    if version == "1.1":
+        line = _LINES_11.get(status)
+        if line is not None:
+            return line
     return f"HTTP/{version} {status} {_reason(status)}\r\n"
 
 

@@ -142,7 +142,6 @@ class Transport(Exchange):
         self.port = parts.port or (443 if self.https else 80)
         self._prefix = parts.path.rstrip("/")
         self._head = head_prefix(parts.netloc.rpartition("@")[2], ())
-        self._head_lines = self._head.count("\n")  # counted once, not per request
         self._pool: Pool | None = None
         self.protocol_errors: dict[str, int] = {}  # by reason, for rproxy_upstream_protocol_errors
         self._on_protocol_error = on_protocol_error
@@ -192,9 +191,7 @@ class Transport(Exchange):
                 raise UpstreamConnectError(f"cannot set up TLS: {_why(exc)}") from exc
         try:
             target = self._prefix + out.path_qs  # `target`, inline
-            data = request_bytes(
-                out.method, target, self._head, out.headers, out.body, prefix_lines=self._head_lines
-            )
+            data = request_bytes(out.method, target, self._head, out.headers, out.body)
         except (ValueError, UnicodeEncodeError) as exc:  # nothing was sent
             raise UpstreamError(f"refused to send the request: {_why(exc)}") from exc
         deadline = pool.time() + timeouts.total

@@ -40,7 +40,6 @@ import builtins
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from functools import lru_cache
 from typing import Final
 
 import lz4.block
@@ -59,18 +58,22 @@ _LZ4: Final = lz4.block.compress
 COMPRESSED: Final = 1  # flag: the codec bytes after the head are an LZ4 block (its size first)
 MAX_SIZE: Final = 2**32 - 1  # the head's size field; no single entry held in memory comes near it
 MIN_COMPRESS: Final = 256  # codec bytes below this are kept as they are: too little to win
+KINDS_KEPT: Final = 64  # content types remembered by a store's `_known_compressed` memo
 
 
 # Media types that arrive compressed: compressing them again costs time per store for nothing.
 COMPRESSED_TYPES: Final = ("image/", "audio/", "video/", "font/woff", "application/zip", "application/gzip")
 
 
-def pack(entry: Entry, size: int, reuse: msgpack.Packer | None = None) -> bytes:
+def pack(
+    entry: Entry, size: int, reuse: msgpack.Packer | None = None, kinds: dict[str | None, bool] | None = None
+) -> bytes:
     """The stored form of `entry`: head, then its codec bytes (compressed when that pays);
-    `reuse`: the store's own packer (`codec.packer`), spared a new buffer per entry."""
+    `reuse`: the store's own packer (`codec.packer`), spared a new buffer per entry; `kinds`:
+    the store's memo of `_compressed` by content type."""
     data = encode(entry, reuse)
     flags = 0
-    if len(data) >= MIN_COMPRESS and not _compressed(entry.header("content-type")):
+    if len(data) >= MIN_COMPRESS and not _known_compressed(entry.header("content-type"), kinds):
         squeezed = compress(data)
         if len(squeezed) <= len(data) - len(data) // 8:
             data, flags = squeezed, COMPRESSED
@@ -83,7 +86,20 @@ def compress(data: bytes) -> bytes:
     return squeezed
 
 
-@lru_cache(maxsize=64)  # a vendor sends a handful of types: spared a lower-cased copy per store
+def _known_compressed(content_type: str | None, kinds: dict[str | None, bool] | None) -> bool:
+    """`_compressed`, remembered in `kinds` (a vendor sends a handful of types: spared a
+    lower-cased copy per store; compiled, a dict is a direct call where `lru_cache` was a call
+    by name and a hashed tuple)."""
+    if kinds is None:
+        return _compressed(content_type)
+    known = kinds.get(content_type)
+    if known is None:
+        if len(kinds) >= KINDS_KEPT:
+            kinds.clear()
+        known = kinds[content_type] = _compressed(content_type)
+    return known
+
+
 def _compressed(content_type: str | None) -> bool:
     low = (content_type or "").lower()
     return low.startswith(COMPRESSED_TYPES) and "svg" not in low
@@ -109,6 +125,7 @@ class MemoryStore:
         "_hot",
         "_hot_max",
         "_items",
+        "_kinds",
         "_packer",
         "evictions",
         "max_bytes",
@@ -132,6 +149,7 @@ class MemoryStore:
         # such key maps to that key: a set per key would cost 200 bytes and a collector visit.
         self._groups: dict[str, str | set[str]] = {}
         self._packer = packer()  # `put` runs on the event loop only: one packer, reused
+        self._kinds: dict[str | None, bool] = {}  # content type -> already compressed (`pack`)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -174,7 +192,7 @@ class MemoryStore:
             self._drop(key)  # from the hot entries too: `key` goes in at their young end
         # Not kept decoded: only a read (`get`) makes a key hot. A miss-heavy load would
         # otherwise free each entry `hot_entries` stores later, its objects cold by then.
-        self._items[key] = pack(entry, size, self._packer)
+        self._items[key] = pack(entry, size, self._packer, self._kinds)
         self._bytes += size
         if self._group_of is not None:
             group = self._group_of(key)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from proxy.core.keys import group_of
 from proxy.core.model import Entry
 from proxy.store.codec import encode
-from proxy.store.memory import HEAD, MemoryStore, codec_bytes, compress, pack, unpack
+from proxy.store.memory import HEAD, KINDS_KEPT, MemoryStore, codec_bytes, compress, pack, unpack
 
 
 def entry(body_len: int = 100, keep_until: float = 1000.0) -> Entry:
@@ -231,6 +231,16 @@ def test_stored_form_round_trips_and_compresses_only_when_it_pays(
         assert len(stored) < len(codec) // 2
     else:
         assert len(stored) == len(codec) + HEAD.size
+    kinds: dict[str | None, bool] = {}  # a store's memo by content type: asked, then remembered
+    assert pack(e, e.size(), kinds=kinds) == pack(e, e.size(), kinds=kinds) == stored
+
+
+def test_a_stores_memo_of_content_types_stays_bounded() -> None:
+    kinds: dict[str | None, bool] = {}
+    for i in range(KINDS_KEPT * 3):
+        e = full_entry(JSON_BODY, content_type=f"application/x-{i}+json")
+        assert len(pack(e, e.size(), kinds=kinds)) < len(encode(e)) // 2
+        assert 0 < len(kinds) <= KINDS_KEPT
 
 
 @pytest.mark.parametrize("size", [256, 511, 512, 1_000, 4_096, 20_000, 40_000, 200_000])

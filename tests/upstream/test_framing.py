@@ -162,6 +162,14 @@ def test_request_bytes() -> None:
 def test_a_line_break_in_our_own_header_is_never_sent(headers: list[tuple[str, str]]) -> None:
     with pytest.raises(ValueError):
         request_bytes("GET", "/b", "", headers, None)
+    with pytest.raises(ValueError):  # the constant part, checked once when it is made
+        head_prefix("vendor.example", headers)
+
+
+@pytest.mark.parametrize("target", ["/b\r\nX-Injected: 1", "/b\nc", "/b\rc", "/b HTTP/1.1\r\n\r\nGET /c"])
+def test_a_line_break_in_the_target_is_never_sent(target: str) -> None:
+    with pytest.raises(ValueError):
+        request_bytes("GET", target, "", [], None)
 
 
 def test_heads_keep_end_to_end_fields_only() -> None:  # RFC 9110 7.6.1
