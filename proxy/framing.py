@@ -65,6 +65,14 @@ class Refused(Exception):
         self.err = err
 
 
+def opens_v11(data: bytes) -> bool:
+    """Whether the first line of `data` ends in ` HTTP/1.1`: for a chunk that starts a request,
+    its version, read where it is (llhttp's `get_http_version` formats a string per call:
+    ~350 ns a request, fresh hits included). No on anything else: ask the parser then."""
+    end = data.find(b"\r\n")
+    return end > 9 and data.startswith(b" HTTP/1.1", end - 9)
+
+
 def body_length(codings: list[bytes], lengths: list[bytes], version: str) -> tuple[bool, int | None]:
     """(chunked, Content-Length) of a head whose `Transfer-Encoding` codings (lower-case) and
     `Content-Length` values were noted while parsing; raises `Refused` for a framing we refuse."""

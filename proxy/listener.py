@@ -74,6 +74,7 @@ class Connection(asyncio.Protocol):
         self._noted = False  # one of the above was set by the head being parsed
         self.in_message = False  # a request head or body is part-way in
         self._head_done = False
+        self._v11 = False  # the chunk being fed starts a request whose line ends in HTTP/1.1
         self._refusal: ProxyError | None = None  # what a callback refused, for `data_received`
         self._hints: dict[str, str | None] = {}
         self._last_keep_alive = True
@@ -122,6 +123,7 @@ class Connection(asyncio.Protocol):
         if self.reading_done or self.closed or not self._admitted:
             return
         try:
+            self._v11 = not self.in_message and framing.opens_v11(data)  # for the head it starts
             self._feed(data)
             if self.in_message and not self._head_done and self._deadlines.phase != "header":
                 # a head cut across chunks
@@ -225,7 +227,7 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._head_done = True
-        version = self._version()
+        version, self._v11 = "1.1" if self._v11 else self._version(), False  # the first head only
         if version != "1.1" and version != "1.0":
             if version == "0.9":  # llhttp's reading of a request line without a version
                 raise self._refused(BadRequest("the request line has no HTTP version"))

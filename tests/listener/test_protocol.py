@@ -221,6 +221,22 @@ async def test_http_1_0_closes_unless_kept_alive(port: Port) -> None:
     assert await client.closed()
 
 
+@pytest.mark.parametrize("first", ["HTTP/1.1", "HTTP/1.0"])
+async def test_each_pipelined_head_is_read_at_its_own_version(port: Port, first: str) -> None:
+    """A chunk's first request line says its version (`framing.opens_v11`): that head's only,
+    never the ones after it in the same chunk."""
+    versions = [first, "HTTP/1.0" if first == "HTTP/1.1" else "HTTP/1.1", first]
+    client = await port.connect()
+    await client.send(
+        b"".join(
+            request("GET", f"/{i}", "Connection: keep-alive", version=v, close=False)
+            for i, v in enumerate(versions)
+        )
+    )
+    seen = [body_of((await client.response()).body)["version"] for _ in versions]
+    assert seen == [v.removeprefix("HTTP/") for v in versions]
+
+
 async def test_nothing_after_connection_close_is_read(port: Port) -> None:
     client = await port.connect()
     await client.send(request("GET", "/last") + request("GET", "/never"))
