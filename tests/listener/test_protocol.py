@@ -237,6 +237,13 @@ async def test_each_pipelined_head_is_read_at_its_own_version(port: Port, first:
     assert seen == [v.removeprefix("HTTP/") for v in versions]
 
 
+@pytest.mark.parametrize("version", ["HTTP/1.0", "HTTP/1.1"])
+async def test_an_empty_line_before_the_request_line_shifts_nothing(port: Port, version: str) -> None:
+    client = await port.connect()  # RFC 9112 2.2: llhttp skips it; the version is still read right
+    await client.send(b"\r\n" + request("GET", "/v", "Connection: keep-alive", version=version, close=False))
+    assert body_of((await client.response()).body)["version"] == version.removeprefix("HTTP/")
+
+
 async def test_nothing_after_connection_close_is_read(port: Port) -> None:
     client = await port.connect()
     await client.send(request("GET", "/last") + request("GET", "/never"))
