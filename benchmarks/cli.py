@@ -22,7 +22,7 @@ from benchmarks.load import Loader
 from benchmarks.machine import machine_info, versions
 from benchmarks.memory import measure_memory
 from benchmarks.micro import run_micro
-from benchmarks.paired import miss_ab, miss_paired, writes_ab, writes_paired
+from benchmarks.paired import LOADS, beside_baseline, beside_nginx
 from benchmarks.procs import process_group
 from benchmarks.report import evaluate_goals, failures, render, render_markdown, write_json, write_plot
 from benchmarks.scenarios import STEADY, Runner
@@ -52,10 +52,17 @@ SCENARIOS: dict[str, tuple[str, Runner]] = {
         k: STEADY[k]
         for k in ("writes", "shared", "nginx", "nginx-logged", "nginx-miss", "nginx-writes", "varnish")
     },
-    "miss-paired": ("every request a new key, beside nginx-miss at the same time", miss_paired),
-    "writes-paired": ("POST pass-through, beside nginx-writes at the same time", writes_paired),
-    "miss-ab": ("every request a new key, beside the --baseline build at the same time", miss_ab),
-    "writes-ab": ("POST pass-through, beside the --baseline build at the same time", writes_ab),
+    **{
+        f"{kind}-paired": (f"{LOADS[kind][0]}, beside nginx at the same time", beside_nginx(kind))
+        for kind in LOADS
+    },
+    **{
+        f"{kind}-ab": (
+            f"{LOADS[kind][0]}, beside the --baseline build at the same time",
+            beside_baseline(kind),
+        )
+        for kind in LOADS
+    },
 }
 EXTRAS = ("memory", "micro")
 
@@ -65,7 +72,7 @@ examples:
   python -m benchmarks --quick              every scenario, short (< 1 minute; CI smoke run)
   python -m benchmarks --only hit,ceiling --json out.json --plot out.png
   python -m benchmarks --config my.yaml     hit/miss on your own routes and upstreams
-  python -m benchmarks --only miss-ab,writes-ab --baseline ../main
+  python -m benchmarks --only hit-ab,miss-ab,writes-ab --baseline ../main
                                             this build's CPU per request against another
                                             checkout's, both under load at the same time
 """
@@ -119,7 +126,7 @@ def parser() -> argparse.ArgumentParser:
         "--baseline",
         metavar="DIR",
         type=Path,
-        help="a checkout of another build (run by DIR/.venv/bin/python when it exists) for miss-ab/writes-ab",
+        help="a checkout of another build (run by DIR/.venv/bin/python when it exists) for the -ab scenarios",
     )
     p.add_argument(
         "--allow-upstream-load",

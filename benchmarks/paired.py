@@ -1,7 +1,8 @@
 """Two servers under the same load at the same time: the CPU per request of each, and the ratio.
 
-Owns the paired scenarios: `miss-paired` and `writes-paired` (the proxy beside nginx), and with
-`--baseline DIR`, `miss-ab` and `writes-ab` (this checkout's proxy beside the one in DIR). Each
+Owns the paired scenarios: `hit-paired`, `miss-paired` and `writes-paired` (the proxy beside
+nginx), and with `--baseline DIR`, `hit-ab`, `miss-ab` and `writes-ab` (this checkout's proxy
+beside the one in DIR). Each
 side gets its own load generator with half the connections, both start together, and each
 server's CPU is read over the same seconds. Must not: decide a goal (`report` does that), or
 read anything of the proxy but what its CLI and its ports show.
@@ -51,10 +52,12 @@ def measure_pair(suite: Suite, res: ScenarioResult, ours: Side, theirs: Side) ->
         suite.warm(replace(side.make(99), connections=half))
     their_cpu: list[float] = []
     ratios: list[float] = []
+    both: list[int] = []  # origin requests in each run, from the two sides together
     with ThreadPoolExecutor(max_workers=2) as pool:
         for i in range(suite.settings.repeats):
             settle(ours.server.pid)
             settle(theirs.server.pid)
+            asked = suite.origin().requests()
             before = [tree_cpu_seconds(s.server.pid) for s in (ours, theirs)]
             loads = [
                 pool.submit(suite.loader.run, replace(s.make(i), connections=half)) for s in (ours, theirs)
@@ -65,6 +68,7 @@ def measure_pair(suite: Suite, res: ScenarioResult, ours: Side, theirs: Side) ->
                 raise RuntimeError(
                     f"a side answered nothing: {ours.name} {mine.requests}, {theirs.name} {other.requests}"
                 )
+            both.append(suite.origin().requests() - asked)
             res.runs.append(mine)
             res.cpu_us.append(per_request(spent[0], mine))
             their_cpu.append(per_request(spent[1], other))
@@ -77,6 +81,7 @@ def measure_pair(suite: Suite, res: ScenarioResult, ours: Side, theirs: Side) ->
         beside_runs=their_cpu,
         ratio=round(statistics.median(ratios), 3),
         ratios=ratios,
+        origin_requests_both=both,
     )
     res.notes.append(
         f"{theirs.name} {res.extra['beside_cpu_us']} us/req in the same seconds; "
@@ -88,6 +93,9 @@ def per_request(cpu_seconds: float, run: LoadResult) -> float:
     return round(cpu_seconds / run.requests * 1e6, 1)
 
 
+Load = Callable[[Suite, int, str], Callable[[int], Target]]  # (suite, port, side's tag) -> runs
+
+
 def misses(suite: Suite, port: int, tag: str) -> Callable[[int], Target]:
     """A new key on every request, new on every run and different on each side."""
 
@@ -97,23 +105,49 @@ def misses(suite: Suite, port: int, tag: str) -> Callable[[int], Target]:
     return make
 
 
-def posts(suite: Suite, port: int) -> Callable[[int], Target]:
+def posts(suite: Suite, port: int, tag: str) -> Callable[[int], Target]:
     target = suite.target(port, "/api/orders", method="POST", body=ORDER_BODY)
     return lambda i: target
 
 
-def miss_paired(suite: Suite, res: ScenarioResult) -> None:
-    proxy, (port, nginx) = suite.proxy(), suite.nginx()
-    ours = Side("proxy", proxy.child, misses(suite, proxy.port, "p"))
-    measure_pair(suite, res, ours, Side("nginx", nginx, misses(suite, port, "n")))
-    res.notes.insert(0, "a new key on every request, beside nginx proxy_cache at the same time")
+def hits(suite: Suite, port: int, tag: str) -> Callable[[int], Target]:
+    target = suite.target(port, "/api/items/1")
+    suite.x_cache(port, target.path)  # stored before the first run
+    return lambda i: target
 
 
-def writes_paired(suite: Suite, res: ScenarioResult) -> None:
-    proxy, (port, nginx) = suite.proxy(), suite.nginx()
-    ours = Side("proxy", proxy.child, posts(suite, proxy.port))
-    measure_pair(suite, res, ours, Side("nginx", nginx, posts(suite, port)))
-    res.notes.insert(0, "POST pass-through, beside nginx's at the same time")
+LOADS: dict[str, tuple[str, Load]] = {
+    "hit": ("fresh hits on one key", hits),
+    "miss": ("a new key on every request", misses),
+    "writes": ("POST pass-through", posts),
+}
+
+
+def beside_nginx(kind: str) -> Callable[[Suite, ScenarioResult], None]:
+    """The scenario `<kind>-paired`: our proxy and nginx under `kind`'s load at once."""
+    what, load = LOADS[kind]
+
+    def run(suite: Suite, res: ScenarioResult) -> None:
+        proxy, (port, nginx) = suite.proxy(), suite.nginx()
+        ours = Side("proxy", proxy.child, load(suite, proxy.port, "p"))
+        measure_pair(suite, res, ours, Side("nginx", nginx, load(suite, port, "n")))
+        res.notes.insert(0, f"{what}, beside nginx proxy_cache at the same time")
+
+    return run
+
+
+def beside_baseline(kind: str) -> Callable[[Suite, ScenarioResult], None]:
+    """The scenario `<kind>-ab`: this checkout's proxy and the `--baseline` one's at once."""
+    what, load = LOADS[kind]
+
+    def run(suite: Suite, res: ScenarioResult) -> None:
+        proxy, base = suite.proxy(), baseline(suite)
+        ours = Side("proxy", proxy.child, load(suite, proxy.port, "p"))
+        measure_pair(suite, res, ours, Side("baseline", base.child, load(suite, base.port, "b")))
+        res.notes.insert(0, f"{what}, beside {suite.settings.baseline} at the same time")
+        suite.group.stop(base.child)
+
+    return run
 
 
 def baseline(suite: Suite) -> ProxyProcess:
@@ -135,19 +169,3 @@ def baseline_command(root: Path) -> tuple[str, dict[str, str], Path]:
         raise Skip(f"--baseline {root}: not a checkout of the proxy (no proxy/__main__.py)")
     venv = root / ".venv" / "bin" / "python"
     return (str(venv) if venv.is_file() else sys.executable), {"PYTHONPATH": str(root)}, root
-
-
-def miss_ab(suite: Suite, res: ScenarioResult) -> None:
-    proxy, base = suite.proxy(), baseline(suite)
-    ours = Side("proxy", proxy.child, misses(suite, proxy.port, "p"))
-    measure_pair(suite, res, ours, Side("baseline", base.child, misses(suite, base.port, "b")))
-    res.notes.insert(0, f"a new key on every request, beside {suite.settings.baseline} at the same time")
-    suite.group.stop(base.child)
-
-
-def writes_ab(suite: Suite, res: ScenarioResult) -> None:
-    proxy, base = suite.proxy(), baseline(suite)
-    ours = Side("proxy", proxy.child, posts(suite, proxy.port))
-    measure_pair(suite, res, ours, Side("baseline", base.child, posts(suite, base.port)))
-    res.notes.insert(0, f"POST pass-through, beside {suite.settings.baseline} at the same time")
-    suite.group.stop(base.child)

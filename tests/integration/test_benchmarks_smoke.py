@@ -96,6 +96,7 @@ def test_quick_run_writes_valid_json(tmp_path: Path) -> None:
         "hit-logged-cpu",
         "miss-cpu",
         "writes-cpu",
+        "hit-cpu-paired",
         "miss-cpu-paired",
         "writes-cpu-paired",
         "hit-p99-varnish",
@@ -241,7 +242,7 @@ def test_a_crashing_scenario_fails_the_run() -> None:
 def test_goals_not_measured_when_skipped() -> None:
     scenarios = {"ceiling": _row(1000.0, 2.0), "hit": {"skipped": "no proxy"}}
     goals = evaluate_goals(scenarios, None)
-    assert [g["held"] for g in goals] == [None] * 12
+    assert [g["held"] for g in goals] == [None] * 13
     doc = {
         "machine": {"cpu": "x", "cores": 2, "python": "3.11"},
         "load_generator": "wrk",
