@@ -14,7 +14,7 @@ from typing import Final
 
 from proxy.exchange import Request
 
-_SANE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SANE: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}").fullmatch  # not `$`: it lets a final LF by
 _HEX: Final = tuple(b"%02x" % byte for byte in range(256))  # each byte's two hex digits
 
 
@@ -32,7 +32,7 @@ class RequestIds:
             return self.new()
         if not known:  # sent more than once: the first, as before
             incoming = request.headers.get("X-Request-Id")
-        if incoming and _SANE.match(incoming):
+        if incoming and _SANE(incoming):
             return incoming
         return self.new()
 

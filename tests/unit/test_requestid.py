@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.exchange import Request
 from proxy.requestid import RequestIds
 
 
@@ -20,3 +21,21 @@ def test_each_process_has_its_own_prefix() -> None:
     first, second = RequestIds(), RequestIds()
     assert first.prefix != second.prefix and len(first.prefix) == 12
     assert first.new() != second.new()
+
+
+@pytest.mark.parametrize(
+    ("sent", "echoed"),
+    [
+        (b"abc-123", True),
+        (b"a" * 128, True),
+        (b"a" * 129, False),
+        (b"abc\n", False),
+        (b"a b", False),
+        (b"", False),
+    ],
+)
+def test_a_clients_id_is_echoed_only_when_sane(sent: bytes, echoed: bool) -> None:
+    ids = RequestIds()
+    got = ids.of(Request("GET", "/", [(b"X-Request-Id", sent)]))
+    assert (got == sent.decode()) is echoed
+    assert echoed or got.startswith(ids.prefix)

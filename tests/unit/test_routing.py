@@ -157,6 +157,7 @@ UNSAFE_TARGETS = [
     ("/api/prices/A1%00.json", "dot segments"),
     ("/api/prices/A1\x00", "invalid character"),
     ("/api/prices/A\r\n1", "invalid character"),
+    ("/api/prices/A1\n", "invalid character"),  # a regex's `$` would let a final LF through
     # raw characters that have no business in a path
     ("/api/prices\\..\\admin", "invalid character"),
     ("/api/prices/A 1", "invalid character"),
