@@ -65,17 +65,6 @@ class Refused(Exception):
         self.err = err
 
 
-def line_v11(chunk: bytes, method: bytes, target: bytes) -> bool:
-    """Whether `chunk`, which starts with a request line that llhttp read as `method` and
-    `target`, has `HTTP/1.1` CRLF right after them. Read where it is: llhttp's
-    `get_http_version` formats a string per call (~350 ns a request, fresh hits included).
-    False when `chunk` is empty or too short: ask the parser then. An empty line that llhttp
-    skipped before the request line shifts it, and then the bytes here hold no CRLF where one
-    is expected: never a false yes."""
-    at = len(method) + len(target) + 2  # method SP target SP (RFC 9112 3)
-    return chunk[at : at + 10] == b"HTTP/1.1\r\n"
-
-
 def body_length(codings: list[bytes], lengths: list[bytes], version: str) -> tuple[bool, int | None]:
     """(chunked, Content-Length) of a head whose `Transfer-Encoding` codings (lower-case) and
     `Content-Length` values were noted while parsing; raises `Refused` for a framing we refuse."""

@@ -74,7 +74,6 @@ class Connection(asyncio.Protocol):
         self._noted = False  # one of the above was set by the head being parsed
         self.in_message = False  # a request head or body is part-way in
         self._head_done = False
-        self._first = b""  # the chunk being fed, when a request starts at its first byte
         self._refusal: ProxyError | None = None  # what a callback refused, for `data_received`
         self._hints: dict[str, str | None] = {}
         self._last_keep_alive = True
@@ -123,7 +122,6 @@ class Connection(asyncio.Protocol):
         if self.reading_done or self.closed or not self._admitted:
             return
         try:
-            self._first = b"" if self.in_message else data  # where the next head starts
             self._feed(data)
             if self.in_message and not self._head_done and self._deadlines.phase != "header":
                 # a head cut across chunks
@@ -227,16 +225,16 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._head_done = True
-        raw_method, raw_target, first, self._first = self._method(), b"".join(self._url), self._first, b""
-        version = "1.1" if framing.line_v11(first, raw_method, raw_target) else self._version()
+        version = self._version()
         if version != "1.1" and version != "1.0":
             if version == "0.9":  # llhttp's reading of a request line without a version
                 raise self._refused(BadRequest("the request line has no HTTP version"))
             raise self._refused(VersionNotSupported("only HTTP/1.0 and HTTP/1.1 are served here"))
+        raw_method = self._method()
         method = METHODS.get(raw_method) or raw_method.decode("ascii")
         keep_alive = self._keeps_alive() and not self._upgrade and method != "CONNECT"
         self._last_keep_alive = keep_alive
-        target = raw_target.decode("latin-1")
+        target = b"".join(self._url).decode("latin-1")
         framed = self._noted and (self._codings or self._lengths or self._expect is not None)
         body, length, ready = self._framed(version) if framed else _UNFRAMED
         request = Request(

@@ -223,8 +223,7 @@ async def test_http_1_0_closes_unless_kept_alive(port: Port) -> None:
 
 @pytest.mark.parametrize("first", ["HTTP/1.1", "HTTP/1.0"])
 async def test_each_pipelined_head_is_read_at_its_own_version(port: Port, first: str) -> None:
-    """A chunk's first request line says its version (`framing.opens_v11`): that head's only,
-    never the ones after it in the same chunk."""
+    """Each head in one chunk is read at its own version, whichever comes first."""
     versions = [first, "HTTP/1.0" if first == "HTTP/1.1" else "HTTP/1.1", first]
     client = await port.connect()
     await client.send(
