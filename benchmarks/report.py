@@ -137,16 +137,9 @@ def cpu_goals(scenarios: Doc) -> list[Doc]:
     for name, ours, theirs, most in CPU_GOALS:
         mine, nginx = _get(scenarios, ours, "cpu_us"), _get(scenarios, theirs, "cpu_us")
         ratio = _ratio(mine, nginx)
-        goals.append(
-            _goal(
-                name,
-                f"{ours} CPU per request <= {most:g}x {theirs}'s",
-                ratio,
-                None if ratio is None else ratio <= most,
-                f"{ratio:.2f}x" if ratio is not None else "",
-                f"{mine:.1f} us vs {nginx:.1f} us" if mine is not None and nginx is not None else "",
-            )
-        )
+        text = f"{ours} CPU per request <= {most:g}x {theirs}'s"
+        detail = f"{mine:.1f} us vs {nginx:.1f} us" if mine is not None and nginx is not None else ""
+        goals.append(_cpu_goal(name, text, ratio, most, detail))
     return goals
 
 
@@ -165,20 +158,22 @@ def paired_goals(scenarios: Doc) -> list[Doc]:
     for name, scenario, most in PAIRED_GOALS:
         ratio = _get(scenarios, scenario, "ratio")
         row = scenarios.get(scenario) or {}
-        goals.append(
-            _goal(
-                name,
-                f"{scenario.replace('-paired', '')} CPU per request <= {most:g}x nginx's, at the same time",
-                ratio,
-                None if ratio is None else ratio <= most,
-                f"{ratio:.2f}x" if ratio is not None else "",
-                f"{row['cpu_us']:.1f} us vs {row['beside_cpu_us']:.1f} us; runs "
-                f"{min(row['ratios']):.2f}-{max(row['ratios']):.2f}x"
-                if ratio is not None
-                else "",
-            )
+        text = f"{scenario.removesuffix('-paired')} CPU per request <= {most:g}x nginx's, at the same time"
+        detail = (
+            f"{row['cpu_us']:.1f} us vs {row['beside_cpu_us']:.1f} us; runs "
+            f"{min(row['ratios']):.2f}-{max(row['ratios']):.2f}x"
+            if ratio is not None
+            else ""
         )
+        goals.append(_cpu_goal(name, text, ratio, most, detail))
     return goals
+
+
+def _cpu_goal(name: str, text: str, ratio: float | None, most: float, detail: str) -> Doc:
+    """A CPU goal: held when `ratio` is at most `most`, not measured without one."""
+    if ratio is None:
+        return _goal(name, text, None, None, "")
+    return _goal(name, text, ratio, ratio <= most, f"{ratio:.2f}x", detail)
 
 
 def failures(doc: Doc) -> list[str]:
