@@ -2,7 +2,7 @@
 
 Owns the paired scenarios: `hit-paired`, `miss-paired` and `writes-paired` (the proxy beside
 nginx), and with `--baseline DIR`, `hit-ab`, `miss-ab` and `writes-ab` (this checkout's proxy
-beside the one in DIR). Each
+beside the one in DIR, two new processes for every run). Each
 side gets its own load generator with half the connections, both start together, and each
 server's CPU is read over the same seconds. Must not: decide a goal (`report` does that), or
 read anything of the proxy but what its CLI and its ports show.
@@ -45,48 +45,86 @@ class Side:
 def measure_pair(suite: Suite, res: ScenarioResult, ours: Side, theirs: Side) -> None:
     """Warm both, then per repeat run both loads at once; `res` gets our runs and CPU, and in
     `extra` the other side's CPU per request and each run's ratio (ours / theirs)."""
-    if suite.loader.kind != "wrk":
-        raise Skip("paired runs need wrk: the built-in generator would take the cores both servers share")
-    half = max(1, suite.settings.connections // 2)
-    for side in (ours, theirs):
-        suite.warm(replace(side.make(99), connections=half))
-    their_cpu: list[float] = []
-    ratios: list[float] = []
-    both: list[int] = []  # origin requests in each run, from the two sides together
+    pairing = Pairing(suite)
+    pairing.warm(ours, theirs)
     with ThreadPoolExecutor(max_workers=2) as pool:
         for i in range(suite.settings.repeats):
-            settle(ours.server.pid)
-            settle(theirs.server.pid)
-            asked = suite.origin().requests()
-            before = [tree_cpu_seconds(s.server.pid) for s in (ours, theirs)]
-            loads = [
-                pool.submit(suite.loader.run, replace(s.make(i), connections=half)) for s in (ours, theirs)
-            ]
-            mine, other = loads[0].result(), loads[1].result()
-            spent = [tree_cpu_seconds(s.server.pid) - b for s, b in zip((ours, theirs), before, strict=True)]
-            if not (mine.requests and other.requests):
-                raise RuntimeError(
-                    f"a side answered nothing: {ours.name} {mine.requests}, {theirs.name} {other.requests}"
-                )
-            both.append(suite.origin().requests() - asked)
-            res.runs.append(mine)
-            res.cpu_us.append(per_request(spent[0], mine))
-            their_cpu.append(per_request(spent[1], other))
-            ratios.append(round(res.cpu_us[-1] / their_cpu[-1], 3))
-            if other.errors:
-                res.notes.append(f"{theirs.name}: {other.errors} errors in run {i + 1}")
-    res.extra.update(
-        beside=theirs.name,
-        beside_cpu_us=round(statistics.median(their_cpu), 1),
-        beside_runs=their_cpu,
-        ratio=round(statistics.median(ratios), 3),
-        ratios=ratios,
-        origin_requests_both=both,
-    )
-    res.notes.append(
-        f"{theirs.name} {res.extra['beside_cpu_us']} us/req in the same seconds; "
-        f"ratio {res.extra['ratio']:.3f}x (runs {min(ratios):.3f}-{max(ratios):.3f}), {half} connections each"
-    )
+            pairing.run(pool, ours, theirs, i, res)
+    pairing.report(res, theirs.name)
+
+
+def measure_fresh_pairs(suite: Suite, res: ScenarioResult, start: Callable[[int], tuple[Side, Side]]) -> None:
+    """`measure_pair` with two new processes for every run (`start(i)`), stopped after it: the
+    ratio of the same two builds moved by up to 4% from one pair of processes to the next while
+    the runs of one pair agreed within a few percent (stop 26), so each run draws afresh and the
+    median is over the draws."""
+    pairing = Pairing(suite)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for i in range(suite.settings.repeats):
+            ours, theirs = start(i)
+            try:
+                pairing.warm(ours, theirs)
+                pairing.run(pool, ours, theirs, i, res)
+            finally:
+                suite.group.stop(ours.server)
+                suite.group.stop(theirs.server)
+    pairing.report(res, theirs.name)
+
+
+class Pairing:
+    """The figures of one paired scenario, run by run."""
+
+    def __init__(self, suite: Suite) -> None:
+        if suite.loader.kind != "wrk":
+            raise Skip("paired runs need wrk: the built-in generator would take the cores both servers share")
+        self.suite = suite
+        self.half = max(1, suite.settings.connections // 2)
+        self.their_cpu: list[float] = []
+        self.ratios: list[float] = []
+        self.both: list[int] = []  # origin requests in each run, from the two sides together
+
+    def warm(self, ours: Side, theirs: Side) -> None:
+        for side in (ours, theirs):
+            self.suite.warm(replace(side.make(99), connections=self.half))
+
+    def run(self, pool: ThreadPoolExecutor, ours: Side, theirs: Side, i: int, res: ScenarioResult) -> None:
+        suite = self.suite
+        settle(ours.server.pid)
+        settle(theirs.server.pid)
+        asked = suite.origin().requests()
+        before = [tree_cpu_seconds(s.server.pid) for s in (ours, theirs)]
+        loads = [
+            pool.submit(suite.loader.run, replace(s.make(i), connections=self.half)) for s in (ours, theirs)
+        ]
+        mine, other = loads[0].result(), loads[1].result()
+        spent = [tree_cpu_seconds(s.server.pid) - b for s, b in zip((ours, theirs), before, strict=True)]
+        if not (mine.requests and other.requests):
+            raise RuntimeError(
+                f"a side answered nothing: {ours.name} {mine.requests}, {theirs.name} {other.requests}"
+            )
+        self.both.append(suite.origin().requests() - asked)
+        res.runs.append(mine)
+        res.cpu_us.append(per_request(spent[0], mine))
+        self.their_cpu.append(per_request(spent[1], other))
+        self.ratios.append(round(res.cpu_us[-1] / self.their_cpu[-1], 3))
+        if other.errors:
+            res.notes.append(f"{theirs.name}: {other.errors} errors in run {i + 1}")
+
+    def report(self, res: ScenarioResult, beside: str) -> None:
+        ratios = self.ratios
+        res.extra.update(
+            beside=beside,
+            beside_cpu_us=round(statistics.median(self.their_cpu), 1),
+            beside_runs=self.their_cpu,
+            ratio=round(statistics.median(ratios), 3),
+            ratios=ratios,
+            origin_requests_both=self.both,
+        )
+        res.notes.append(
+            f"{beside} {res.extra['beside_cpu_us']} us/req in the same seconds; "
+            f"ratio {res.extra['ratio']:.3f}x (runs {min(ratios):.3f}-{max(ratios):.3f}), "
+            f"{self.half} connections each"
+        )
 
 
 def per_request(cpu_seconds: float, run: LoadResult) -> float:
@@ -137,27 +175,35 @@ def beside_nginx(kind: str) -> Callable[[Suite, ScenarioResult], None]:
 
 
 def beside_baseline(kind: str) -> Callable[[Suite, ScenarioResult], None]:
-    """The scenario `<kind>-ab`: this checkout's proxy and the `--baseline` one's at once."""
+    """The scenario `<kind>-ab`: this checkout's proxy and the `--baseline` one's at once, two
+    new processes for every run (`measure_fresh_pairs`)."""
     what, load = LOADS[kind]
 
     def run(suite: Suite, res: ScenarioResult) -> None:
-        proxy, base = suite.proxy(), baseline(suite)
-        ours = Side("proxy", proxy.child, load(suite, proxy.port, "p"))
-        measure_pair(suite, res, ours, Side("baseline", base.child, load(suite, base.port, "b")))
-        res.notes.insert(0, f"{what}, beside {suite.settings.baseline} at the same time")
-        suite.group.stop(base.child)
+        def start(i: int) -> tuple[Side, Side]:
+            proxy = start_proxy(suite.group, suite.proxy_config(), name=f"proxy-ab-{i}")
+            base = baseline(suite, f"proxy-baseline-{i}")
+            ours = Side("proxy", proxy.child, load(suite, proxy.port, "p"))
+            return ours, Side("baseline", base.child, load(suite, base.port, "b"))
+
+        baseline_command(suite.settings.baseline or _no_baseline())
+        measure_fresh_pairs(suite, res, start)
+        res.notes.insert(
+            0, f"{what}, beside {suite.settings.baseline} at the same time, new processes each run"
+        )
 
     return run
 
 
-def baseline(suite: Suite) -> ProxyProcess:
+def baseline(suite: Suite, name: str) -> ProxyProcess:
     """The proxy of the `--baseline` checkout, on the same config as ours."""
-    root = suite.settings.baseline
-    if root is None:
-        raise Skip("no --baseline DIR (a checkout of the build to compare against)")
-    python, env, cwd = baseline_command(root)
+    python, env, cwd = baseline_command(suite.settings.baseline or _no_baseline())
     config = suite.proxy_config()
-    return start_proxy(suite.group, config, name="proxy-baseline", python=python, env=env, cwd=cwd)
+    return start_proxy(suite.group, config, name=name, python=python, env=env, cwd=cwd)
+
+
+def _no_baseline() -> Path:
+    raise Skip("no --baseline DIR (a checkout of the build to compare against)")
 
 
 def baseline_command(root: Path) -> tuple[str, dict[str, str], Path]:
