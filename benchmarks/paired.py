@@ -2,9 +2,9 @@
 
 Owns the paired scenarios: `hit-paired`, `miss-paired` and `writes-paired` (the proxy beside
 nginx), and with `--baseline DIR`, `hit-ab`, `miss-ab` and `writes-ab` (this checkout's proxy
-beside the one in DIR, two new processes for every run). Each
-side gets its own load generator with half the connections, both start together, and each
-server's CPU is read over the same seconds. Must not: decide a goal (`report` does that), or
+beside the one in DIR, two new processes for every run). Each side gets its own load generator
+with half the connections, both start together, and each server's CPU is read over the same
+seconds. Must not: decide a goal (`report` does that), or
 read anything of the proxy but what its CLI and its ports show.
 
 Why pairs, measured (stop 25): one server measured after the other, as `miss` and `nginx-miss`
