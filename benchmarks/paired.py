@@ -186,7 +186,7 @@ def beside_baseline(kind: str) -> Callable[[Suite, ScenarioResult], None]:
             ours = Side("proxy", proxy.child, load(suite, proxy.port, "p"))
             return ours, Side("baseline", base.child, load(suite, base.port, "b"))
 
-        baseline_command(suite.settings.baseline or _no_baseline())
+        baseline_command(baseline_root(suite))  # skipped before anything starts
         measure_fresh_pairs(suite, res, start)
         res.notes.insert(
             0, f"{what}, beside {suite.settings.baseline} at the same time, new processes each run"
@@ -197,13 +197,15 @@ def beside_baseline(kind: str) -> Callable[[Suite, ScenarioResult], None]:
 
 def baseline(suite: Suite, name: str) -> ProxyProcess:
     """The proxy of the `--baseline` checkout, on the same config as ours."""
-    python, env, cwd = baseline_command(suite.settings.baseline or _no_baseline())
+    python, env, cwd = baseline_command(baseline_root(suite))
     config = suite.proxy_config()
     return start_proxy(suite.group, config, name=name, python=python, env=env, cwd=cwd)
 
 
-def _no_baseline() -> Path:
-    raise Skip("no --baseline DIR (a checkout of the build to compare against)")
+def baseline_root(suite: Suite) -> Path:
+    if suite.settings.baseline is None:
+        raise Skip("no --baseline DIR (a checkout of the build to compare against)")
+    return suite.settings.baseline
 
 
 def baseline_command(root: Path) -> tuple[str, dict[str, str], Path]:
