@@ -2,10 +2,10 @@
 
 Owns the paired scenarios: `hit-paired`, `miss-paired` and `writes-paired` (the proxy beside
 nginx), and with `--baseline DIR`, `hit-ab`, `miss-ab` and `writes-ab` (this checkout's proxy
-beside the one in DIR, two new processes for every run). Each side gets its own load generator
-with half the connections, both start together, and each server's CPU is read over the same
-seconds. Must not: decide a goal (`report` does that), or
-read anything of the proxy but what its CLI and its ports show.
+beside the one in DIR). Every run starts two new processes; each side gets its own load
+generator with half the connections, both start together, and each server's CPU is read over
+the same seconds. Must not: decide a goal (`report` does that), or read anything of the proxy
+but what its CLI and its ports show.
 
 Why pairs, measured (stop 25): one server measured after the other, as `miss` and `nginx-miss`
 are, swings by up to 20% between runs a minute apart on this shared two-core machine. That is
@@ -42,22 +42,12 @@ class Side:
     make: Callable[[int], Target]
 
 
-def measure_pair(suite: Suite, res: ScenarioResult, ours: Side, theirs: Side) -> None:
-    """Warm both, then per repeat run both loads at once; `res` gets our runs and CPU, and in
-    `extra` the other side's CPU per request and each run's ratio (ours / theirs)."""
-    pairing = Pairing(suite)
-    pairing.warm(ours, theirs)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for i in range(suite.settings.repeats):
-            pairing.run(pool, ours, theirs, i, res)
-    pairing.report(res, theirs.name)
-
-
-def measure_fresh_pairs(suite: Suite, res: ScenarioResult, start: Callable[[int], tuple[Side, Side]]) -> None:
-    """`measure_pair` with two new processes for every run (`start(i)`), stopped after it: the
-    ratio of the same two builds moved by up to 4% from one pair of processes to the next while
-    the runs of one pair agreed within a few percent (stop 26), so each run draws afresh and the
-    median is over the draws."""
+def measure_pairs(suite: Suite, res: ScenarioResult, start: Callable[[int], tuple[Side, Side]]) -> None:
+    """Per repeat: two new processes (`start(i)`), both warmed, both loads run at once, both
+    stopped; `res` gets our runs and CPU, and in `extra` the other side's CPU per request and
+    each run's ratio (ours / theirs). New processes every run: the ratio of the same two builds
+    moved by up to 4% from one pair of processes to the next while the runs of one pair agreed
+    within a few percent (stop 26), so each run draws afresh and the median is over the draws."""
     pairing = Pairing(suite)
     with ThreadPoolExecutor(max_workers=2) as pool:
         for i in range(suite.settings.repeats):
@@ -162,21 +152,27 @@ LOADS: dict[str, tuple[str, Load]] = {
 
 
 def beside_nginx(kind: str) -> Callable[[Suite, ScenarioResult], None]:
-    """The scenario `<kind>-paired`: our proxy and nginx under `kind`'s load at once."""
+    """The scenario `<kind>-paired`: our proxy and nginx under `kind`'s load at once, two new
+    processes for every run (`measure_pairs`): one pair of processes once gave 0.91-0.96x
+    on misses, run after run, where every other pair that day gave 1.21-1.24x (stop 27)."""
     what, load = LOADS[kind]
 
     def run(suite: Suite, res: ScenarioResult) -> None:
-        proxy, (port, nginx) = suite.proxy(), suite.nginx()
-        ours = Side("proxy", proxy.child, load(suite, proxy.port, "p"))
-        measure_pair(suite, res, ours, Side("nginx", nginx, load(suite, port, "n")))
-        res.notes.insert(0, f"{what}, beside nginx proxy_cache at the same time")
+        def start(i: int) -> tuple[Side, Side]:
+            port, nginx = suite.new_nginx(f"nginx-pair-{i}")  # first: skipped before anything starts
+            proxy = start_proxy(suite.group, suite.proxy_config(), name=f"proxy-pair-{i}")
+            ours = Side("proxy", proxy.child, load(suite, proxy.port, "p"))
+            return ours, Side("nginx", nginx, load(suite, port, "n"))
+
+        measure_pairs(suite, res, start)
+        res.notes.insert(0, f"{what}, beside nginx proxy_cache at the same time, new processes each run")
 
     return run
 
 
 def beside_baseline(kind: str) -> Callable[[Suite, ScenarioResult], None]:
     """The scenario `<kind>-ab`: this checkout's proxy and the `--baseline` one's at once, two
-    new processes for every run (`measure_fresh_pairs`)."""
+    new processes for every run (`measure_pairs`)."""
     what, load = LOADS[kind]
 
     def run(suite: Suite, res: ScenarioResult) -> None:
@@ -187,7 +183,7 @@ def beside_baseline(kind: str) -> Callable[[Suite, ScenarioResult], None]:
             return ours, Side("baseline", base.child, load(suite, base.port, "b"))
 
         baseline_command(baseline_root(suite))  # skipped before anything starts
-        measure_fresh_pairs(suite, res, start)
+        measure_pairs(suite, res, start)
         res.notes.insert(
             0, f"{what}, beside {suite.settings.baseline} at the same time, new processes each run"
         )

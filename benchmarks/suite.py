@@ -144,14 +144,17 @@ class Suite:
         return self._ceiling
 
     def nginx(self) -> tuple[int, Child]:
-        """nginx in front of the same origin (Skip when it is not installed)."""
+        """nginx in front of the same origin, started once (Skip when it is not installed)."""
+        if self._nginx is None:
+            self._nginx = self.new_nginx("nginx")
+        return self._nginx
+
+    def new_nginx(self, name: str) -> tuple[int, Child]:
+        """Another nginx in front of the same origin, in a directory of its own (`name`)."""
         if nginx_version() is None:
             raise Skip("nginx not installed (/usr/sbin/nginx)")
-        if self._nginx is None:
-            self._nginx = start_nginx(
-                self.group, origin_port=self.origin().port, workers=self.settings.workers
-            )
-        return self._nginx
+        origin, workers = self.origin().port, self.settings.workers
+        return start_nginx(self.group, origin_port=origin, workers=workers, name=name)
 
     def proxy_config(self, **overrides: Any) -> dict[str, Any]:
         return bench_config(origin_port=self.origin().port, workers=self.settings.workers, **overrides)
