@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from proxy.clock import Clock
 from proxy.core.keys import SEP, VARY_SEP, group_boundaries
 from proxy.core.model import Entry
 from proxy.flight import Tasks
@@ -56,27 +57,12 @@ class FetchScope:
         raise NotImplementedError
 
 
-class _Alone(FetchScope):
-    """`one_fetch` without a shared tier: nothing to take or release."""
-
-    __slots__ = ("lease",)
-
-    def __init__(self, lease: Lease) -> None:
-        self.lease = lease
-
-    async def __aenter__(self) -> Lease:
-        return self.lease
-
-    async def __aexit__(self, kind: object, exc: object, trace: object) -> None:
-        return None
-
-
 class _FleetFetch(FetchScope):
     """`one_fetch` with a shared tier: the lease taken (or the entry another instance stored
     while we waited) on entry, the lease released on exit. A class, not an async generator:
     mypyc compiles it (setup.py)."""
 
-    __slots__ = ("_cache", "_held", "_key", "_lease_ms", "_newer_than", "_now", "_shared", "_wait")
+    __slots__ = ("_cache", "_clock", "_held", "_key", "_lease_ms", "_newer_than", "_shared", "_wait")
 
     def __init__(
         self,
@@ -86,19 +72,19 @@ class _FleetFetch(FetchScope):
         lease_ms: int,
         wait: float,
         newer_than: float | None,
-        now: float,
+        clock: Clock,
     ) -> None:
         self._cache, self._shared, self._key, self._lease_ms = cache, shared, key, lease_ms
-        self._wait, self._newer_than, self._now = wait, newer_than, now
+        self._wait, self._newer_than, self._clock = wait, newer_than, clock
         self._held: SharedLease | None = None
 
     async def __aenter__(self) -> Lease:
         cache, shared = self._cache, self._shared
-        if not shared.up(self._now):
+        if not shared.up(self._clock.now()):
             return Lease(cache, degraded=True)
         got = await shared.lease_or_wait(self._key, self._lease_ms, self._wait, newer_than=self._newer_than)
         if isinstance(got, Entry):  # another instance fetched it
-            cache.memory.put(self._key, got, self._now)
+            cache.memory.put(self._key, got, self._clock.now())
             return Lease(cache, filled=got)
         self._held = got
         return Lease(cache)
@@ -115,7 +101,6 @@ class Cache:
         self.shared = shared
         self.tasks = tasks
         self.vary: OrderedDict[str, tuple[str, ...]] = OrderedDict()
-        self._alone = _Alone(Lease(self))
 
     # -- Vary (RFC 9111 4.1): which request headers select a variant of a primary key ----------
 
@@ -153,15 +138,15 @@ class Cache:
             self.tasks.spawn(self.shared.set(key, entry, now), name="l2-set")
 
     def one_fetch(
-        self, key: str, lease_ms: int, wait: float, *, newer_than: float | None, now: float
-    ) -> FetchScope:
+        self, key: str, lease_ms: int, wait: float, *, newer_than: float | None, clock: Clock
+    ) -> FetchScope | None:
         """One upstream request per key for the whole fleet while the shared tier is up: take
-        the lease, or wait for the instance that holds it. Alone, there is nothing to take: one
-        reusable no-op (a miss pays no generator for a fleet it does not have)."""
+        the lease, or wait for the instance that holds it. None alone: there is nothing to take,
+        and a miss pays no scope, no coroutines and no clock reads for a fleet it does not have."""
         shared = self.shared
         if shared is None:
-            return self._alone
-        return _FleetFetch(self, shared, key, lease_ms, wait, newer_than, now)
+            return None
+        return _FleetFetch(self, shared, key, lease_ms, wait, newer_than, clock)
 
     # -- purge and invalidation ---------------------------------------------------------------
 

@@ -180,7 +180,7 @@ class Driver(Endpoint):
             key = primary_key(rs.config.name, path, query, policy.key, sender(request.headers, configured))
         vary = self.cache.vary_of(key)
         vkey = variant_key(key, vary, sender(request.headers, configured)) if vary else key
-        now = self.clock.now()
+        now = txn.start  # the request's own time (Varnish's t_req): nothing was awaited since
         entry = await self.cache.lookup(vkey, now)
         vendor = Vendor(rs.upstream.available(now), rs.upstream.track.healthy is False)
         # every Cache-Control line counts (RFC 9110 5.3), as noted while parsing

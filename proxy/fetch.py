@@ -79,10 +79,12 @@ class Fetcher:
         Never raises for upstream or shared-tier trouble."""
         assert rs.config.cache is not None
         newer_than = entry.stored_at if entry is not None else None
-        cache, now = self.cache, self.clock.now()
-        async with cache.one_fetch(
-            key, _lease_ms(rs), rs.config.cache.lock_timeout, newer_than=newer_than, now=now
-        ) as lease:
+        scope = self.cache.one_fetch(
+            key, _lease_ms(rs), rs.config.cache.lock_timeout, newer_than=newer_than, clock=self.clock
+        )
+        if scope is None:  # no fleet to coordinate with
+            return await self.fetch_here(rs, key, entry, out)
+        async with scope as lease:
             if lease.filled is not None:
                 return Outcome(entry=lease.filled, detail="filled by another instance", key=key)
             outcome = await self.fetch_here(rs, key, entry, out)
@@ -94,8 +96,7 @@ class Fetcher:
 
     async def fetch_here(self, rs: RouteState, key: str, entry: Entry | None, out: Outbound) -> Outcome:
         """Fetch for `key`, validate, store in this instance; never raises for upstream trouble."""
-        now = self.clock.now()
-        has_copy = entry is not None and freshness.usable_on_error(entry, now) is not None
+        has_copy = entry is not None and freshness.usable_on_error(entry, self.clock.now()) is not None
         conditional = entry is not None and (entry.etag or entry.last_modified) and entry.status == 200
         if conditional and entry is not None:
             out = _with_validators(out, entry)
