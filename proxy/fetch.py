@@ -21,7 +21,7 @@ from proxy.core.config.model import RouteCache
 from proxy.core.errors import DataRejected, ProxyError, UpstreamStatus
 from proxy.core.fields import Fields
 from proxy.core.guards import Verdict, Violation
-from proxy.core.headers import HOP_BY_HOP
+from proxy.core.headers import HOP_BY_HOP, among
 from proxy.core.keys import VARY_SEP, sent_values
 from proxy.core.model import Entry
 from proxy.core.redirects import rewrite_headers
@@ -67,7 +67,7 @@ class Fetcher:
     def _own_locations(self, rs: RouteState, fetched: Fetched) -> None:
         """Vendor URLs in Location headers become proxy paths before anyone sees or stores them."""
         lows = fetched.lows()  # the parser's: most answers have neither field, and cost no scan
-        if "location" not in lows and "content-location" not in lows:
+        if not among("location", lows) and not among("content-location", lows):
             return
         routes = itertools.chain((rs.config,), (r.config for r in self.live.runtime.routes if r is not rs))
         fetched.headers = rewrite_headers(fetched.headers, rs.upstream.config, routes)

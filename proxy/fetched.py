@@ -15,6 +15,7 @@ from typing import Final
 
 from proxy.core.encoding import DecodeError, TooLarge, decode
 from proxy.core.errors import UpstreamError, UpstreamTimeout
+from proxy.core.headers import among
 from proxy.core.model import Headers
 from proxy.core.record import Record
 from proxy.http1 import FramingError, ResponseFraming
@@ -175,7 +176,7 @@ class Fetched(Record):
         """The content coding the body is in, None for identity (asked before `to_identity`,
         so an uncoded answer costs no coroutine)."""
         lows = self.lows()
-        if "content-encoding" not in lows:
+        if not among("content-encoding", lows):
             return None
         value = self.headers[lows.index("content-encoding")][1]
         return None if value.strip().lower() in ("", "identity") else value

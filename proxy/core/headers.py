@@ -55,6 +55,14 @@ CACHE_OWNED: Final = frozenset(
 TRANSPORT_OWNED: Final = frozenset({"host", "content-length", "expect"})
 
 
+def among(name: str, names: tuple[str, ...]) -> bool:
+    """`name in names` for lower-case field names. Compiled, `in` on a tuple that is not a
+    literal is a generic call that compares as objects (~600 instructions over a vendor's seven
+    names, three times a miss); this compares as strings (mypyc makes `any` over a generator
+    expression a loop)."""
+    return any(each == name for each in names)
+
+
 def connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     names: set[str] = set()
     for key, value in headers:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from proxy.core import freshness
 from proxy.core.cachecontrol import DEFAULT_TARGETS, effective, governing
 from proxy.core.fields import READ, Fields
-from proxy.core.headers import HOP_BY_HOP, end_to_end
+from proxy.core.headers import HOP_BY_HOP, among, end_to_end
 from proxy.core.model import Headers
 
 SAMPLE: Headers = (
@@ -162,3 +162,13 @@ def test_the_names_given_are_the_names_read() -> None:
     assert fields.first("date") == "d" and fields.first("x-a") == "1"
     with pytest.raises(ValueError):
         Fields(headers, (), HOP_BY_HOP, ("date",))
+
+
+@given(
+    st.sampled_from(["location", "content-location", "content-encoding", "", "x"]),
+    st.lists(st.text(max_size=20)),
+)
+def test_among_is_membership(name: str, names: list[str]) -> None:
+    """`among` (membership compared as strings, for compiled code) answers as `in` does."""
+    for where in (names, [*names, name], [name, *names]):
+        assert among(name, tuple(where)) is (name in where)
