@@ -129,6 +129,12 @@ def parser() -> argparse.ArgumentParser:
         help="a checkout of another build (run by DIR/.venv/bin/python when it exists) for the -ab scenarios",
     )
     p.add_argument(
+        "--pace",
+        type=int,
+        metavar="MS",
+        help="paired runs only: each connection waits MS ms after an answer (the same rate offered to both)",
+    )
+    p.add_argument(
         "--allow-upstream-load",
         action="store_true",
         help="with --config: also run miss scenarios against non-loopback upstreams",
@@ -155,6 +161,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         workers=max(1, args.workers or base.workers),
         memory_entries=args.memory_entries or base.memory_entries,
         baseline=args.baseline.resolve() if args.baseline else None,
+        pace_ms=max(0, args.pace or 0),
     )
 
 

@@ -31,6 +31,9 @@ class Target:
     connections: int = 50
     threads: int = 1
     duration: float = 10.0
+    # Each connection waits this long after an answer before its next request (0: at once).
+    # Paced, a server gets a rate it can keep up with instead of all it can take.
+    pace_ms: int = 0
 
     def url(self) -> str:
         first = self.path if self.mode == "one" else f"{self.path}0"

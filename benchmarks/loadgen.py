@@ -85,6 +85,8 @@ async def _duration_worker(target: Target, worker: int, workers: int, conns: int
                 path = _path_for(target, worker, workers * conns, conn, n, rng)
                 await _timed_request(session, target.method, base + path, target.body, out)
                 n += 1
+                if target.pace_ms:
+                    await asyncio.sleep(target.pace_ms / 1000)
 
         await asyncio.gather(*(loop(c) for c in range(conns)))
         out["elapsed"] = time.perf_counter() - started

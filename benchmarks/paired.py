@@ -83,14 +83,21 @@ class Pairing:
         settle(theirs.server.pid)
         asked = suite.origin().requests()
         before = [tree_cpu_seconds(s.server.pid) for s in (ours, theirs)]
+        pace = suite.settings.pace_ms
         loads = [
-            pool.submit(suite.loader.run, replace(s.make(i), connections=self.half)) for s in (ours, theirs)
+            pool.submit(suite.loader.run, replace(s.make(i), connections=self.half, pace_ms=pace))
+            for s in (ours, theirs)
         ]
         mine, other = loads[0].result(), loads[1].result()
         spent = [tree_cpu_seconds(s.server.pid) - b for s, b in zip((ours, theirs), before, strict=True)]
         if not (mine.requests and other.requests):
             raise RuntimeError(
                 f"a side answered nothing: {ours.name} {mine.requests}, {theirs.name} {other.requests}"
+            )
+        if not (spent[0] > 0 and spent[1] > 0):  # /proc counts CPU in clock ticks (10 ms)
+            raise RuntimeError(
+                f"too little CPU to measure ({ours.name} {spent[0]:.2f} s, {theirs.name} {spent[1]:.2f} s): "
+                "run longer (--duration) or pace less (--pace)"
             )
         self.both.append(suite.origin().requests() - asked)
         res.runs.append(mine)
@@ -101,7 +108,7 @@ class Pairing:
             res.notes.append(f"{theirs.name}: {other.errors} errors in run {i + 1}")
 
     def report(self, res: ScenarioResult, beside: str) -> None:
-        ratios = self.ratios
+        ratios, pace = self.ratios, self.suite.settings.pace_ms
         res.extra.update(
             beside=beside,
             beside_cpu_us=round(statistics.median(self.their_cpu), 1),
@@ -109,11 +116,13 @@ class Pairing:
             ratio=round(statistics.median(ratios), 3),
             ratios=ratios,
             origin_requests_both=self.both,
+            pace_ms=pace,
         )
+        paced = f", paced: {pace} ms between a connection's requests" if pace else ""
         res.notes.append(
             f"{beside} {res.extra['beside_cpu_us']} us/req in the same seconds; "
             f"ratio {res.extra['ratio']:.3f}x (runs {min(ratios):.3f}-{max(ratios):.3f}), "
-            f"{self.half} connections each"
+            f"{self.half} connections each{paced}"
         )
 
 

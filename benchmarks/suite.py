@@ -44,6 +44,7 @@ class Settings:
     stampede: int = 1_000
     memory_entries: int = 100_000
     baseline: Path | None = None  # --baseline: a checkout whose proxy the -ab scenarios run beside ours
+    pace_ms: int = 0  # --pace: the paired runs' connections wait this long between requests
 
 
 @dataclass

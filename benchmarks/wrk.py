@@ -92,7 +92,7 @@ def parse_wrk_output(text: str, generator: str = "wrk") -> LoadResult:
 
 
 def run_wrk(target: Target) -> LoadResult:
-    env = dict(os.environ, BENCH_LUA_DIR=str(LUA_DIR))
+    env = dict(os.environ, BENCH_LUA_DIR=str(LUA_DIR), BENCH_PACE_MS=str(target.pace_ms))
     argv = wrk_argv(target)
     proc = subprocess.run(
         argv,

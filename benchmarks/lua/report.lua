@@ -11,3 +11,12 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
     latency.mean, latency.max))
 end
+
+-- Paced runs (Target.pace_ms, BENCH_PACE_MS): each connection waits that many milliseconds
+-- after an answer before its next request (wrk calls delay() before each request it sends).
+local pace = tonumber(os.getenv("BENCH_PACE_MS") or "0") or 0
+if pace > 0 then
+  function delay()
+    return pace
+  end
+end

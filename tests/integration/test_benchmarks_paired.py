@@ -53,6 +53,19 @@ def test_the_proxy_and_nginx_are_measured_at_the_same_time(tmp_path: Path) -> No
 
 
 @needs_wrk_and_nginx
+def test_paced_pairs_run_at_the_rate_asked_for(tmp_path: Path) -> None:
+    """`--pace MS`: each connection waits MS after an answer, so each side is offered a rate it
+    keeps up with, the same for both, instead of all it can take."""
+    doc = run_suite(tmp_path, "--only", "miss-paired", "--connections", "4", "--pace", "5", "--duration", "2")
+    row = doc["scenarios"]["miss-paired"]
+    check_pair(row, "nginx")
+    assert row["pace_ms"] == 5
+    assert "paced: 5 ms" in " ".join(row["notes"])
+    # two connections a side, each at most one request per 5 ms: 400 a second; unpaced, thousands
+    assert row["rps"] <= 440
+
+
+@needs_wrk_and_nginx
 def test_a_build_beside_itself_costs_about_the_same(tmp_path: Path) -> None:
     rows = run_suite(tmp_path, "--only", "hit-ab,miss-ab", "--baseline", str(ROOT))["scenarios"]
     for row in rows.values():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +16,14 @@ from typing import Any
 
 import pytest
 
-from benchmarks.load import Loader, LoadResult, percentile
+from benchmarks.load import Loader, LoadResult, Target, percentile
+from benchmarks.loadgen import run_builtin
 from benchmarks.procs import process_group
 from benchmarks.proxyrun import find_breaker_state, sample_paths
 from benchmarks.report import evaluate_goals, failures, render
+from benchmarks.services import start_origin
 from benchmarks.suite import ScenarioResult, Settings, Suite, run_scenario
-from benchmarks.wrk import parse_wrk_output
+from benchmarks.wrk import parse_wrk_output, run_wrk
 from proxy import driver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +125,19 @@ def test_builtin_load_generator_fallback(tmp_path: Path) -> None:
     assert doc["load_generator"] == "builtin"
     check_measured(doc["scenarios"]["ceiling"])
     assert doc["scenarios"]["ceiling"]["generator"] == "builtin"
+
+
+def test_both_load_generators_pace_when_asked() -> None:
+    """`Target.pace_ms`: each connection waits that long after an answer (two connections at
+    50 ms: at most 40 requests a second, where an unpaced second on loopback makes thousands)."""
+    with process_group() as group:
+        origin = start_origin(group)
+        target = Target(origin.port, "/items/1", connections=2, duration=1.0, pace_ms=50)
+        runs = [run_builtin(target)]
+        if shutil.which("wrk") is not None:
+            runs.append(run_wrk(target))
+    for run in runs:
+        assert 0 < run.requests <= 44 and run.errors == 0
 
 
 WRK_LINE = (
