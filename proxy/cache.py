@@ -43,24 +43,10 @@ class Lease:
             await self.cache.shared.set(key, entry, now)
 
 
-class FetchScope:
-    """What `one_fetch` gives: the lease around one fetch. A base class, not an
-    `AbstractAsyncContextManager`: compiled, `async with` then calls both methods directly,
-    where on the abstract type each is looked up by name (two a miss)."""
-
-    __slots__ = ()
-
-    async def __aenter__(self) -> Lease:
-        raise NotImplementedError
-
-    async def __aexit__(self, kind: object, exc: object, trace: object) -> None:
-        raise NotImplementedError
-
-
-class _FleetFetch(FetchScope):
+class FleetFetch:
     """`one_fetch` with a shared tier: the lease taken (or the entry another instance stored
     while we waited) on entry, the lease released on exit. A class, not an async generator:
-    mypyc compiles it (setup.py)."""
+    mypyc compiles it (setup.py), and `async with` calls both methods directly."""
 
     __slots__ = ("_cache", "_clock", "_held", "_key", "_lease_ms", "_newer_than", "_shared", "_wait")
 
@@ -139,14 +125,14 @@ class Cache:
 
     def one_fetch(
         self, key: str, lease_ms: int, wait: float, *, newer_than: float | None, clock: Clock
-    ) -> FetchScope | None:
+    ) -> FleetFetch | None:
         """One upstream request per key for the whole fleet while the shared tier is up: take
         the lease, or wait for the instance that holds it. None alone: there is nothing to take,
         and a miss pays no scope, no coroutines and no clock reads for a fleet it does not have."""
         shared = self.shared
         if shared is None:
             return None
-        return _FleetFetch(self, shared, key, lease_ms, wait, newer_than, clock)
+        return FleetFetch(self, shared, key, lease_ms, wait, newer_than, clock)
 
     # -- purge and invalidation ---------------------------------------------------------------
 
