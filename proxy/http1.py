@@ -33,6 +33,12 @@ Header = tuple[str, str]
 
 MAX_HEADERS: Final = 100  # fields per head
 MAX_HEAD_BYTES: Final = 64 * 1024  # status line + fields of one head, and of all heads before the final one
+# Bytes of a chunked response that are not its content (heads, chunk-size lines and extensions,
+# trailers): at most this plus FRAMING_PER_BYTE per content byte. llhttp buffers a trailer field
+# whole before it calls back, so without this a vendor's endless trailer would fill our memory;
+# one-byte chunks (five framing bytes each) stay within it.
+MAX_FRAMING_BYTES: Final = 2 * MAX_HEAD_BYTES
+FRAMING_PER_BYTE: Final = 8
 MAX_STATUS_LINE: Final = 8 * 1024
 MAX_INTERIM: Final = 10  # 1xx heads before the final response
 MAX_CONTENT_LENGTH: Final = 2**53  # beyond this no float, JSON number or vendor is honest
@@ -71,6 +77,7 @@ class ResponseFraming:
 
     __slots__ = (
         "_cl",
+        "_fed",
         "_head_bytes",
         "_head_only",
         "_names",
@@ -125,6 +132,7 @@ class ResponseFraming:
         self.keep_alive = False
         self.framing = ""  # "length" | "chunked" | "none" | "eof" (close-delimited)
         self._head_bytes = 0
+        self._fed = 0  # every byte of this exchange, for the chunked framing's bound
         self._raised: BaseException | None = None  # what a callback raised, for `feed`
         # The head being read, as `_reset_head` sets it (inlined: once per exchange).
         self._raw_names: list[bytes] = []
@@ -153,6 +161,7 @@ class ResponseFraming:
                 self.started = True
                 self._v11 = data[:9] == b"HTTP/1.1 "
             self._head_bytes += len(data)
+        self._fed += len(data)
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -171,6 +180,14 @@ class ResponseFraming:
             raise FramingError("malformed", f"malformed response: {exc}"[:200]) from exc
         if self.head is None and self._head_bytes > MAX_HEAD_BYTES:
             raise FramingError("head_too_large", f"response head over {MAX_HEAD_BYTES} bytes")
+        if (
+            self.framing == "chunked"
+            and self._fed - self.body_bytes > MAX_FRAMING_BYTES + FRAMING_PER_BYTE * self.body_bytes
+        ):
+            # RFC 9112 7.1.2: a trailer section (or an extension) no bound of ours would let through
+            raise FramingError(
+                "framing_too_large", "chunked framing or trailers out of all proportion to the content"
+            )
 
     def feed_eof(self) -> None:
         """The vendor closed: the end of a close-delimited body, else a cut response."""

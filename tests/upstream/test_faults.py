@@ -207,6 +207,20 @@ async def test_a_body_shorter_than_its_length_is_a_502(vendor: Vendor, make_prox
     assert errors(proxy) == {"truncated": 1}
 
 
+async def test_an_endless_trailer_is_refused_not_buffered(vendor: Vendor, make_proxy: MakeProxy) -> None:
+    """A chunked answer whose trailer field never ends (llhttp would hold it whole): a 502 once
+    the framing outgrows its bound, nothing stored, the connection discarded and counted."""
+    head = b"HTTP/1.1 200 OK\r\n" + CT.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunk = b"%x\r\n%s\r\n0\r\nX-Trailer: " % (len(GOOD), GOOD)
+    vendor.reply = lambda seen, n: [head + chunk + b"a" * 400_000, HANG] if n == 1 else ok(seen, n)
+    proxy = await make_proxy(config=config(vendor.url))
+    answer = await proxy.get("/api/prices/A1")
+    assert answer.status == 502 and len(proxy.state.store) == 0
+    assert errors(proxy) == {"framing_too_large": 1}
+    assert (await body_of(proxy, "/api/prices/A1"))[1]["n"] == 2
+    assert vendor.count() == 2
+
+
 async def test_an_interim_103_is_skipped_and_the_final_answer_stored(
     vendor: Vendor, make_proxy: MakeProxy
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.http1 import (
+    MAX_FRAMING_BYTES,
     MAX_HEADERS,
     FramingError,
     Names,
@@ -88,6 +89,40 @@ def test_chunked_and_close_delimited_bodies() -> None:
 )
 def test_what_is_refused(data: bytes, expected: str) -> None:
     assert reason(data) == expected
+
+
+CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "opening",
+    [
+        CHUNKED + b"2\r\nhi\r\n0\r\nX-Trailer: ",  # a trailer field that never ends
+        CHUNKED + b"2;x=",  # a chunk extension that never ends
+    ],
+)
+def test_chunked_framing_is_bounded_by_the_content(opening: bytes) -> None:
+    """llhttp holds a trailer field whole before it calls back: a vendor that never ends one
+    (or a chunk extension) is refused within a bound, not buffered. (Trailer lines are bounded
+    by the field count, as a head's are.)"""
+    framing = ResponseFraming()
+    framing.feed(opening)
+    fed = len(opening)
+    with pytest.raises(FramingError) as caught:
+        while fed < 10 * MAX_FRAMING_BYTES:
+            framing.feed(b"a" * 4096)
+            fed += 4096
+    assert caught.value.reason == "framing_too_large" and fed <= MAX_FRAMING_BYTES + 8192
+
+
+def test_small_chunks_and_a_short_trailer_pass() -> None:
+    """Framing in proportion to the content: one-byte chunks (five bytes of framing each) and a
+    trailer, which is read and dropped (never merged into the head)."""
+    body = b"x" * 50_000
+    chunks = b"".join(b"1\r\n%c\r\n" % c for c in body)
+    framing = parse(CHUNKED + chunks + b"0\r\nX-Checksum: abc\r\n\r\n")
+    assert framing.complete and framing.take_body() == body
+    assert framing.head == (200, ())  # Transfer-Encoding is hop-by-hop; the trailer is not in it
 
 
 def test_a_304_may_announce_the_length_of_what_it_stands_for() -> None:  # RFC 9110 8.6
