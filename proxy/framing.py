@@ -17,6 +17,12 @@ from proxy.core.errors import BadRequest, ProxyError
 
 MAX_TARGET: Final = 8190  # as nginx's large_client_header_buffers; the handler answers 414 from 4 KB
 MAX_FIELD: Final = 8190  # one header line, as nginx's large_client_header_buffers
+# What llhttp holds before any callback of ours can refuse it: a header (or trailer) field is
+# handed over whole, so a client that never ends one is bounded by bytes read, not by callbacks.
+# A message may take `max_head` plus one read (the bytes before it began, counted with it) plus
+# FRAMING_PER_BYTE per body byte (one-byte chunks carry five bytes of framing each).
+READ_SLACK: Final = 256 * 1024  # the most one read hands over (asyncio's and uvloop's buffers)
+FRAMING_PER_BYTE: Final = 8
 METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 # Also the few a miss or a write reads (credentials, only-if-cached, Connection's tokens,
 # Idempotency-Key): with them noted, neither builds the header multimap (`Request.first`,

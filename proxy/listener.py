@@ -32,7 +32,17 @@ from proxy.core.errors import BadRequest, HeadersTooLarge, ProxyError, UriTooLon
 from proxy.core.limits import Admission
 from proxy.deadlines import Deadlines
 from proxy.exchange import Body, Request, Response
-from proxy.framing import HINT, LOWER, MAX_FIELD, MAX_TARGET, METHODS, NOTED, Refused
+from proxy.framing import (
+    FRAMING_PER_BYTE,
+    HINT,
+    LOWER,
+    MAX_FIELD,
+    MAX_TARGET,
+    METHODS,
+    NOTED,
+    READ_SLACK,
+    Refused,
+)
 from proxy.pipeline import MAX_PIPELINE, Pipeline
 from proxy.responsewriter import ResponseWriter, error_response
 
@@ -50,6 +60,7 @@ class Connection(asyncio.Protocol):
     def __init__(self, listener: Listener) -> None:
         self._l = listener
         self._max_head = listener.limits.max_head
+        self._max_framing = listener.limits.max_head + READ_SLACK  # see `_unbounded`
         self._keepalive = listener.keepalive_timeout  # kept: the listener is interpreted, read by name
         self._transport: asyncio.Transport | None = None
         parser = httptools.HttpRequestParser(self)  # methods bound once, not looked up per request
@@ -67,6 +78,8 @@ class Connection(asyncio.Protocol):
         self._url: list[bytes] = []
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
+        self._fed = 0  # bytes read since the message began (and the read it began in)
+        self._body_fed = 0  # of which body
         self._lengths: list[bytes] = []  # each Content-Length value, as sent
         self._codings: list[bytes] = []
         self._expect: bytes | None = None
@@ -123,9 +136,12 @@ class Connection(asyncio.Protocol):
             return
         try:
             self._feed(data)
-            if self.in_message and not self._head_done and self._deadlines.phase != "header":
-                # a head cut across chunks
-                self._deadlines.set("header", self._l.limits.header_timeout)
+            if self.in_message:
+                if self._unbounded(len(data)):
+                    self._refuse(HeadersTooLarge("request head or trailer section too large"))
+                elif not self._head_done and self._deadlines.phase != "header":
+                    # a head cut across chunks
+                    self._deadlines.set("header", self._l.limits.header_timeout)
         except httptools.HttpParserUpgrade:
             self._stop_reading()  # the request was answered as any other; the connection ends
         except httptools.HttpParserCallbackError:  # not `__context__`: see http1's `feed`
@@ -137,6 +153,15 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if not self.reading_done:  # bytes after `Connection: close` are not read
                 self._refuse(BadRequest(f"malformed request: {framing.printable(exc)}"))
+
+    def _unbounded(self, size: int) -> bool:
+        """More bytes of this message than its head and body account for: llhttp holds a
+        header or trailer field whole until it ends (RFC 9112 5, 7.1.2), so one that never ends
+        would be buffered until the deadline; refused once past `max_head`, a read, and the
+        chunked framing its body allows."""
+        self._fed += size
+        body = self._body_fed
+        return self._fed - body > self._max_framing + FRAMING_PER_BYTE * body
 
     def eof_received(self) -> bool | None:
         current = self._current
@@ -180,6 +205,7 @@ class Connection(asyncio.Protocol):
         self._url.clear()
         self._headers = []
         self._head_size = 0
+        self._fed = self._body_fed = 0
         self._hints = _NO_HINTS  # replaced by a new dict at the first hint: requests keep theirs
         if self._noted:  # the last head had framing, an expectation or an upgrade
             self._noted = False
@@ -275,6 +301,7 @@ class Connection(asyncio.Protocol):
         return body, length, ready
 
     def on_body(self, data: bytes) -> None:
+        self._body_fed += len(data)
         current = self._current
         if current is not None and current.body is not None:
             current.body.feed(data)

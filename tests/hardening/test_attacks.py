@@ -464,6 +464,32 @@ async def test_oversized_requests_are_refused_before_the_origin(
     await assert_healthy(proxy, origin)
 
 
+@pytest.mark.parametrize(
+    "opening",
+    [
+        "GET /api/prices/A1 HTTP/1.1\r\nHost: x\r\nX-Endless: ",  # a field that never ends
+        CHUNKED + "2\r\nhi\r\n0\r\nX-Endless: ",  # a trailer field that never ends
+    ],
+)
+async def test_a_field_that_never_ends_is_refused_not_buffered(
+    live: Start, origin: Origin, opening: str
+) -> None:
+    """llhttp hands a field over only once it ends, so no callback of ours sees one that never
+    does: the bytes read are bounded instead (the head's limit and one read), and the client
+    gets a 431 long before its deadline, not a proxy holding all it sends."""
+    proxy = await live()
+    client = await proxy.connect()
+    await client.send(opening)
+    with contextlib.suppress(ConnectionError):
+        for _ in range(64):  # 4 MB, unless refused first
+            await client.send(b"a" * 65536)
+    answer = await client.response(timeout=3.0)
+    assert answer.status == 431 and json.loads(answer.body)["error"] == "request_headers_too_large"
+    await client.close()
+    assert origin.count() == 0
+    await assert_healthy(proxy, origin)
+
+
 async def test_a_body_over_the_route_limit_is_413_before_it_is_sent(live: Start, origin: Origin) -> None:
     """The Content-Length alone decides: the proxy answers without waiting for 64 MB."""
     proxy = await live()
