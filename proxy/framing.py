@@ -17,12 +17,8 @@ from proxy.core.errors import BadRequest, ProxyError
 
 MAX_TARGET: Final = 8190  # as nginx's large_client_header_buffers; the handler answers 414 from 4 KB
 MAX_FIELD: Final = 8190  # one header line, as nginx's large_client_header_buffers
-# What llhttp holds before any callback of ours can refuse it: a header (or trailer) field is
-# handed over whole, so a client that never ends one is bounded by bytes read, not by callbacks.
-# A message may take `max_head` plus one read (the bytes before it began, counted with it) plus
-# FRAMING_PER_BYTE per body byte (one-byte chunks carry five bytes of framing each).
 READ_SLACK: Final = 256 * 1024  # the most one read hands over (asyncio's and uvloop's buffers)
-FRAMING_PER_BYTE: Final = 8
+FRAMING_PER_BYTE: Final = 8  # chunk framing allowed per body byte (one-byte chunks carry five)
 METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 # Also the few a miss or a write reads (credentials, only-if-cached, Connection's tokens,
 # Idempotency-Key): with them noted, neither builds the header multimap (`Request.first`,
@@ -61,6 +57,28 @@ LOWER: Final = {spelling: spelling.lower() for spelling in _SPELLED + tuple(s.lo
 class ExpectationFailed(ProxyError):
     status = 417
     code = "expectation_failed"
+
+
+class MessageBytes:
+    """The bytes one request takes as they are read. llhttp hands a header or trailer field over
+    only once it ends (RFC 9112 5, 7.1.2), so no callback of ours sees one that never does: it
+    would be buffered until the deadline. Bounded here instead: the head limit, plus one read
+    (the bytes before the message began are counted with it), plus FRAMING_PER_BYTE per body byte."""
+
+    __slots__ = ("body", "fed", "limit")
+
+    def __init__(self, max_head: int) -> None:
+        self.limit = max_head + READ_SLACK
+        self.fed = 0
+        self.body = 0  # of which body (the connection adds what llhttp hands over)
+
+    def begin(self) -> None:
+        self.fed = self.body = 0
+
+    def overgrown(self, size: int) -> bool:
+        """`size` more bytes read: True when the message outgrew its bound."""
+        self.fed += size
+        return self.fed - self.body > self.limit + FRAMING_PER_BYTE * self.body
 
 
 class Refused(Exception):

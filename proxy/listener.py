@@ -1,12 +1,12 @@
 """The public port's connections: our own `asyncio.Protocol` on httptools (llhttp, strict).
 
-Owns: one strict parse of each request head (llhttp's refusals, the limits on target and head
-size, and RFC 9112's framing rules from `framing` on the parsed fields: no second parse in
-Python), admission per client address and in total (the guard's bookkeeping in `connguard`),
-keep-alive, HTTP/1.0, chunked request bodies and `Expect: 100-continue`, reading and its
-backpressure (reading pauses while a request body or the pipeline queue is past its mark),
-what an expired deadline does (408 on a stalled head, a cut on a stalled body, a close when
-idle), refusals, the half-close after the last answer, and graceful drain.
+Owns: one strict parse of each request head (llhttp's refusals, the limits on target and head size,
+and RFC 9112's framing rules from `framing` on the parsed fields: no second parse in Python),
+admission per client address and in total (the guard's bookkeeping in `connguard`), keep-alive,
+HTTP/1.0, chunked request bodies and `Expect: 100-continue`, reading and its backpressure (reading
+pauses while a request body or the pipeline queue is past its mark), what an expired deadline does
+(408 on a stalled head, a cut on a stalled body, a close when idle), refusals, the half-close after
+the last answer, and graceful drain.
 Its parts: `deadlines` (one timer per connection), `pipeline` (answers in order, one request
 handled at a time, fresh hits written on the spot), `responsewriter` (every answer's bytes: our
 JSON errors, a `Date`, no `Server`; a streamed answer waits for the client to drain).
@@ -32,17 +32,7 @@ from proxy.core.errors import BadRequest, HeadersTooLarge, ProxyError, UriTooLon
 from proxy.core.limits import Admission
 from proxy.deadlines import Deadlines
 from proxy.exchange import Body, Request, Response
-from proxy.framing import (
-    FRAMING_PER_BYTE,
-    HINT,
-    LOWER,
-    MAX_FIELD,
-    MAX_TARGET,
-    METHODS,
-    NOTED,
-    READ_SLACK,
-    Refused,
-)
+from proxy.framing import HINT, LOWER, MAX_FIELD, MAX_TARGET, METHODS, NOTED, MessageBytes, Refused
 from proxy.pipeline import MAX_PIPELINE, Pipeline
 from proxy.responsewriter import ResponseWriter, error_response
 
@@ -60,7 +50,7 @@ class Connection(asyncio.Protocol):
     def __init__(self, listener: Listener) -> None:
         self._l = listener
         self._max_head = listener.limits.max_head
-        self._max_framing = listener.limits.max_head + READ_SLACK  # see `_unbounded`
+        self._bytes = MessageBytes(listener.limits.max_head)  # read for the message being parsed
         self._keepalive = listener.keepalive_timeout  # kept: the listener is interpreted, read by name
         self._transport: asyncio.Transport | None = None
         parser = httptools.HttpRequestParser(self)  # methods bound once, not looked up per request
@@ -78,8 +68,6 @@ class Connection(asyncio.Protocol):
         self._url: list[bytes] = []
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
-        self._fed = 0  # bytes read since the message began (and the read it began in)
-        self._body_fed = 0  # of which body
         self._lengths: list[bytes] = []  # each Content-Length value, as sent
         self._codings: list[bytes] = []
         self._expect: bytes | None = None
@@ -137,10 +125,9 @@ class Connection(asyncio.Protocol):
         try:
             self._feed(data)
             if self.in_message:
-                if self._unbounded(len(data)):
+                if self._bytes.overgrown(len(data)):
                     self._refuse(HeadersTooLarge("request head or trailer section too large"))
-                elif not self._head_done and self._deadlines.phase != "header":
-                    # a head cut across chunks
+                elif not self._head_done and self._deadlines.phase != "header":  # a head cut across reads
                     self._deadlines.set("header", self._l.limits.header_timeout)
         except httptools.HttpParserUpgrade:
             self._stop_reading()  # the request was answered as any other; the connection ends
@@ -153,15 +140,6 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if not self.reading_done:  # bytes after `Connection: close` are not read
                 self._refuse(BadRequest(f"malformed request: {framing.printable(exc)}"))
-
-    def _unbounded(self, size: int) -> bool:
-        """More bytes of this message than its head and body account for: llhttp holds a
-        header or trailer field whole until it ends (RFC 9112 5, 7.1.2), so one that never ends
-        would be buffered until the deadline; refused once past `max_head`, a read, and the
-        chunked framing its body allows."""
-        self._fed += size
-        body = self._body_fed
-        return self._fed - body > self._max_framing + FRAMING_PER_BYTE * body
 
     def eof_received(self) -> bool | None:
         current = self._current
@@ -205,7 +183,7 @@ class Connection(asyncio.Protocol):
         self._url.clear()
         self._headers = []
         self._head_size = 0
-        self._fed = self._body_fed = 0
+        self._bytes.begin()
         self._hints = _NO_HINTS  # replaced by a new dict at the first hint: requests keep theirs
         if self._noted:  # the last head had framing, an expectation or an upgrade
             self._noted = False
@@ -225,8 +203,7 @@ class Connection(asyncio.Protocol):
         self._head_size += size
         if self._head_size > self._max_head or size > MAX_FIELD:
             raise self._refused(HeadersTooLarge("request head too large"))
-        # Obsolete line folding and bare CR or LF (RFC 9112 5.2, 2.2) never get here: llhttp's
-        # strict mode refuses them (tests/listener pins that).
+        # obs-fold and bare CR or LF (RFC 9112 5.2, 2.2) never get here: llhttp's strict mode refuses them
         self._headers.append((name, value))
         low = LOWER.get(name) or name.lower()
         noted = NOTED.get(low)
@@ -301,7 +278,7 @@ class Connection(asyncio.Protocol):
         return body, length, ready
 
     def on_body(self, data: bytes) -> None:
-        self._body_fed += len(data)
+        self._bytes.body += len(data)
         current = self._current
         if current is not None and current.body is not None:
             current.body.feed(data)
@@ -331,14 +308,12 @@ class Connection(asyncio.Protocol):
         that breaks off fails its request (the handler answers 400)."""
         self._l.refused(err.status)
         self._stop_reading()
-        current = self._current
+        current, self._current = self._current, None
         if current is not None and current.body is not None:
             self._pipe.refuse_body(current, err)
             current.body.fail(ConnectionResetError(err.message))
-            self._current = None
-            return
-        self._current = None
-        self._pipe.refuse(err, self._address)
+        else:
+            self._pipe.refuse(err, self._address)
 
     def finish(self) -> None:
         """Close after the last answer: half-close, then read and drop whatever the client still

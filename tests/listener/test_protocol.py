@@ -23,7 +23,7 @@ from aiohttp import web
 from proxy.core.errors import ProxyError
 from proxy.core.limits import ConnLimits
 from proxy.exchange import Endpoint, Request, Response
-from proxy.framing import Refused
+from proxy.framing import FRAMING_PER_BYTE, READ_SLACK, MessageBytes, Refused
 from proxy.listener import Connection
 from proxy.publicport import PUBLIC, Listener, PublicSite
 from tests.hardening.rawhttp import RawClient, ServerClosed, request
@@ -543,3 +543,14 @@ async def test_a_connection_whose_setup_fails_is_closed_logged_and_uncounted(
         assert listener.table.open == 0 and listener.lingering == 0
     finally:
         await runner.cleanup()
+
+
+def test_a_message_is_bounded_by_its_head_limit_a_read_and_its_body() -> None:
+    """`MessageBytes`: what a field that never ends may take before it is refused."""
+    bound = MessageBytes(1000)
+    assert not bound.overgrown(1000 + READ_SLACK)
+    assert bound.overgrown(1)
+    bound.begin()  # the next message starts afresh
+    bound.body = 10_000  # as llhttp hands the body over, its chunk framing is allowed in proportion
+    assert not bound.overgrown(10_000 + 1000 + READ_SLACK + FRAMING_PER_BYTE * 10_000)
+    assert bound.overgrown(1)
