@@ -33,7 +33,7 @@ from proxy.core.limits import Admission
 from proxy.deadlines import Deadlines
 from proxy.exchange import Body, Request, Response
 from proxy.framing import HINT, LOWER, MAX_FIELD, MAX_TARGET, METHODS, NOTED, MessageBytes, Refused
-from proxy.pipeline import MAX_PIPELINE, Pipeline
+from proxy.pipeline import Pipeline
 from proxy.responsewriter import ResponseWriter, error_response
 
 if TYPE_CHECKING:
@@ -153,9 +153,11 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._out.pause()
+        self.sync_reading()  # a client that does not read its answers sends no more requests
 
     def resume_writing(self) -> None:
         self._out.resume()
+        self._pipe.kick()  # what waited answered; reading resumes (`sync_reading`)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -388,9 +390,7 @@ class Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self.closed:
             return
-        want = self._discarding or not (
-            self.reading_done or self._body_paused or len(self._pipe.queue) >= MAX_PIPELINE
-        )
+        want = self._discarding or not (self.reading_done or self._body_paused or self._pipe.full)
         if want != self.reading:
             self.reading = want
             with contextlib.suppress(RuntimeError, AttributeError):  # a transport closing under us

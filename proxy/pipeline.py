@@ -1,14 +1,14 @@
 """The requests of one public-port connection, answered strictly in order (RFC 9112 9.3.2).
 
 Owns: the queue of parsed requests not yet answered (at most `MAX_PIPELINE` before the
-connection stops reading), one request handled at a time: a fresh hit written at once in one
-write (`Endpoint.fast`), anything else by the connection's one worker task, which awaits
-`Endpoint.handle`, writes the answer through the connection's `ResponseWriter` and waits for the
-next (a task per connection, not per request: a Task costs its creation, asyncio's WeakSet
-registration and a weakref callback, ~8k instructions a miss); a refusal answered in its place
-after what was asked before it; a body that broke off answered with its refusal instead of the
-handler's answer; and what follows each answer: the next request, the keep-alive deadline, or
-the close.
+connection stops reading, as it does while the client is not reading its answers), one request
+handled at a time: a fresh hit written at once in one write (`Endpoint.fast`), anything else by
+the connection's one worker task, which awaits `Endpoint.handle`, writes the answer through the
+connection's `ResponseWriter` and waits for the next (a task per connection, not per request: a
+Task costs its creation, asyncio's WeakSet registration and a weakref callback, ~8k instructions
+a miss); a refusal answered in its place after what was asked before it; a body that broke off
+answered with its refusal instead of the handler's answer; and what follows each answer: the
+next request, the keep-alive deadline, or the close.
 Must not: parse, read the socket, or arm deadlines itself (the connection's, `listener`), or
 build bytes (`responsewriter`).
 """
@@ -73,9 +73,16 @@ class Pipeline:
         self._refusals: dict[Request, ProxyError] = {}  # bodies whose framing broke off
         self._tried: Request | None = None  # the fast path already said no to it (`add`)
 
+    @property
+    def full(self) -> bool:
+        """Read no more: the queue is at its mark, or the client is not reading its answers (the
+        transport's buffer is past its high-water mark; a slow reader pauses its writer)."""
+        return len(self.queue) >= MAX_PIPELINE or self._out.paused
+
     def fast(self, request: Request) -> bytes | None:
-        """The whole answer when it is a fresh hit, else None; never while draining."""
-        if self._conn.draining:  # the listener's drain marks each of its connections
+        """The whole answer when it is a fresh hit, else None; never while draining, nor while
+        the client is not reading (its answers wait in the queue, not in memory as bytes)."""
+        if self._conn.draining or self._out.paused:  # the listener's drain marks each connection
             return None
         try:
             return self._endpoint.fast(request, self._date)
@@ -112,10 +119,11 @@ class Pipeline:
 
     def kick(self) -> None:
         """Answer the next requests in order: those ready at once (fresh hits) in one write
-        each, right here; the first that is not ready in a task, which calls `_after`."""
+        each, right here; the first that is not ready in a task, which calls `_after`. None
+        while the client is not reading its answers: `resume_writing` kicks again."""
         conn = self._conn
         queue = self.queue
-        while not self.busy and queue and not conn.closed:
+        while not self.busy and queue and not conn.closed and not self._out.paused:
             request, ready = queue.pop(0)
             tried = request is self._tried
             if tried:

@@ -7,6 +7,7 @@ entry's prepared bytes. Both are read as raw bytes from the real listener, and c
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tests.conftest import MakeProxy, Origin, Proxy, Reply, config_text
 from tests.hardening.rawhttp import RawClient, RawResponse, request
 from tests.public import PublicTestServer
 from tests.routes import PRICES
+from tests.waiting import until
 
 PRICE = {"sku": "A1", "price": 9.5}
 HEADERS = {
@@ -132,6 +134,33 @@ async def test_pipelined_hits_and_misses_stay_in_order(make_proxy: MakeProxy, or
     answers = [await client.response() for _ in range(3)]
     assert [a.header("x-cache") for a in answers] == ["MISS", "HIT", "HIT"]
     assert [json.loads(a.body)["sku"] for a in answers] == ["B2", "A1", "B2"]
+    await client.close()
+
+
+async def test_a_client_that_does_not_read_its_answers_is_not_read_either(
+    make_proxy: MakeProxy, origin: Origin
+) -> None:
+    """Backpressure toward the client: hits pipelined by a client that reads nothing stop being
+    read once its answers fill the transport (its high-water mark), instead of piling up in our
+    memory as bytes; read at last, every answer comes, in order."""
+    proxy = await stored(make_proxy, origin)
+    client = await RawClient.connect(port_of(proxy))
+    client.writer.transport.pause_reading()  # type: ignore[attr-defined]
+    server = proxy.client.server
+    assert isinstance(server, PublicTestServer)
+    hits = proxy.state.telemetry.requests
+    before = hits.value(("prices", "GET", "200", "HIT"))
+    many = 30_000  # ~30 MB of answers, far more than the sockets hold
+    client.writer.write(request("GET", "/api/prices/A1", close=False) * many)
+    (conn,) = server.listener.connections
+    await until(lambda: not conn.reading, what="the proxy stopped reading the connection")
+    for _ in range(50):
+        await asyncio.sleep(0)
+    # what the sockets took, the transport's mark and one read's answers, not every answer
+    assert hits.value(("prices", "GET", "200", "HIT")) - before < many // 2
+    client.writer.transport.resume_reading()  # type: ignore[attr-defined]
+    answers = [await client.response() for _ in range(many)]
+    assert {a.header("x-cache") for a in answers} == {"HIT"} and len(answers) == many
     await client.close()
 
 
