@@ -28,17 +28,17 @@ import httptools
 
 from proxy.core.headers import HOP_BY_HOP
 from proxy.core.model import Headers
+from proxy.framing import FRAMING_PER_BYTE
 
 Header = tuple[str, str]
 
 MAX_HEADERS: Final = 100  # fields per head
 MAX_HEAD_BYTES: Final = 64 * 1024  # status line + fields of one head, and of all heads before the final one
 # Bytes of a chunked response that are not its content (heads, chunk-size lines and extensions,
-# trailers): at most this plus FRAMING_PER_BYTE per content byte. llhttp buffers a trailer field
-# whole before it calls back, so without this a vendor's endless trailer would fill our memory;
-# one-byte chunks (five framing bytes each) stay within it.
+# trailers): at most this plus FRAMING_PER_BYTE (as for requests) per content byte. llhttp
+# buffers a trailer field whole before it calls back, so without this a vendor's endless trailer
+# would fill our memory.
 MAX_FRAMING_BYTES: Final = 2 * MAX_HEAD_BYTES
-FRAMING_PER_BYTE: Final = 8
 MAX_STATUS_LINE: Final = 8 * 1024
 MAX_INTERIM: Final = 10  # 1xx heads before the final response
 MAX_CONTENT_LENGTH: Final = 2**53  # beyond this no float, JSON number or vendor is honest
