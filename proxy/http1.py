@@ -189,16 +189,17 @@ class ResponseFraming:
                 "framing_too_large", "chunked framing or trailers out of all proportion to the content"
             )
 
-    def feed_eof(self) -> None:
-        """The vendor closed: the end of a close-delimited body, else a cut response."""
+    def feed_eof(self, *, reset: bool = False) -> None:
+        """The vendor closed: the end of a close-delimited body, else a cut response. A `reset`
+        ends no body (RFC 9112 8: complete unless the connection indicated an error)."""
         if self.complete:
             return
-        if self.head is not None and self.framing == "eof":
+        if self.head is not None and self.framing == "eof" and not reset:
             self.complete = True
             self._parser = None
             return
         where = "mid-body" if self.head is not None else "before a complete head"
-        raise FramingError("truncated", f"the vendor closed the connection {where}")
+        raise FramingError("truncated", f"the vendor {'reset' if reset else 'closed'} the connection {where}")
 
     def take_body(self) -> bytes:
         data = b"".join(self.body) if len(self.body) != 1 else self.body[0]

@@ -87,11 +87,11 @@ class Conn(asyncio.Protocol):
         self._progress()
 
     def eof_received(self) -> bool:
-        self._ended()
+        self._ended(reset=False)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._ended()
+        self._ended(reset=exc is not None)  # a reset (or a TLS error) is no end of a body
         self.dead = True
         self.disarm()
         self.pool.forget(self)
@@ -157,12 +157,12 @@ class Conn(asyncio.Protocol):
             and not self.transport.is_closing()
         )
 
-    def _ended(self) -> None:
+    def _ended(self, *, reset: bool) -> None:
         framing = self.framing
         if framing is None or framing.complete or self.error is not None:
             return
         try:
-            framing.feed_eof()
+            framing.feed_eof(reset=reset)
         except FramingError as exc:
             self._fail(exc)
             return
