@@ -178,7 +178,9 @@ class Fetched(Record):
         lows = self.lows()
         if not among("content-encoding", lows):
             return None
-        value = self.headers[lows.index("content-encoding")][1]
+        # Every line counts, as one list (RFC 9110 5.3): gzip on two lines is gzip twice.
+        lines = [self.headers[i][1] for i, low in enumerate(lows) if low == "content-encoding"]
+        value = lines[0] if len(lines) == 1 else ", ".join(lines)
         return None if value.strip().lower() in ("", "identity") else value
 
     def release(self) -> None:
