@@ -153,8 +153,10 @@ def check_body(
     if not rules:
         return PASSED, None
     try:
-        doc = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
-    except (ValueError, RecursionError):  # JSONDecodeError, bad UTF-8, absurd nesting
+        # UTF-8 (RFC 8259 8.1; a BOM it lets a parser ignore): `json.loads` would read UTF-16 too.
+        text = bytes(body).decode("utf-8-sig")
+        doc = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except (ValueError, RecursionError):  # JSONDecodeError, not UTF-8, absurd nesting
         return _verdict([Violation("json", "$", _short(bytes(body[:_SHORT])))]), None
     return check_doc(rules, doc, last_good=last_good), doc
 
