@@ -168,8 +168,7 @@ class Fetcher:
         if unreadable is not None:
             return self._refused(rs, fetched, unreadable)
         if fetched.status == 304 and conditional and entry is not None:
-            refreshed = self._revalidated(rs, key, entry, fetched, fields)
-            return Outcome(entry=refreshed, stored=True, revalidated=True, key=key)
+            return self._revalidated(rs, key, entry, fetched, fields, out)
         if fetched.status >= 500 or fetched.status == 429:
             fetched.release()
             answer = (fetched.headers, fetched.body) if fetched.complete else None
@@ -244,7 +243,9 @@ class Fetcher:
         own = fields.without(_DROP_FOR_LEADER) if withheld and not withheld.isdisjoint(fields.lows) else None
         return Outcome(entry=new, stored=True, key=full_key, leader_headers=own)
 
-    def _revalidated(self, rs: RouteState, key: str, entry: Entry, fetched: Fetched, fields: Fields) -> Entry:
+    def _revalidated(
+        self, rs: RouteState, key: str, entry: Entry, fetched: Fetched, fields: Fields, out: Outbound
+    ) -> Outcome:
         """`entry` refreshed by a 304 (RFC 9111 4.3.4); `fields`: the 304's lines, read once."""
         policy = rs.config.cache
         assert policy is not None
@@ -256,6 +257,12 @@ class Fetcher:
         if cc.withheld:
             merged = freshness.without_withheld(merged, cc)
             read = Fields(merged, targets)
+        why = freshness.storable(
+            status=entry.status, headers=read, cc=cc, policy=policy, authorized=out.credentials
+        )
+        if why is not None:  # the copy as updated may not be stored (no-store, private, Vary: *)
+            copy = Fetched(entry.status, merged, entry.body, fetched.request_time, fetched.response_time)
+            return Outcome(fetched=copy, detail=f"not stored: {why}")
         d = freshness.deadlines(
             headers=read,
             cc=cc,
@@ -270,7 +277,7 @@ class Fetcher:
         now = self.clock.now()
         self.cache.put(key, new, now)
         rs.last_good_at = now
-        return new
+        return Outcome(entry=new, stored=True, revalidated=True, key=key)
 
     def _transport_fault(self, rs: RouteState, err: ProxyError) -> None:
         self.telemetry.transport_faults.inc((rs.upstream.name, err.code))

@@ -88,6 +88,7 @@ class BodyStream:
 
 DECODE_OFF_LOOP: Final = 64 * 1024  # compressed bytes; inflating more than this takes milliseconds
 CODING_HEADERS: Final = frozenset({"content-encoding", "content-length"})
+NO_CONTENT: Final = frozenset({204, 304})
 
 
 class Fetched(Record):
@@ -176,9 +177,11 @@ class Fetched(Record):
         """The content coding the body is in, None for identity (asked before `to_identity`,
         so an uncoded answer costs no coroutine)."""
         lows = self.lows()
-        if not among("content-encoding", lows):
-            return None
-        value = self.headers[lows.index("content-encoding")][1]
+        if not among("content-encoding", lows) or self.status in NO_CONTENT:
+            return None  # a 204 or 304 has no content to decode (RFC 9110 15.3.5, 15.4.5)
+        # Every line counts, as one list (RFC 9110 5.3): gzip on two lines is gzip twice.
+        lines = [self.headers[i][1] for i, low in enumerate(lows) if low == "content-encoding"]
+        value = lines[0] if len(lines) == 1 else ", ".join(lines)
         return None if value.strip().lower() in ("", "identity") else value
 
     def release(self) -> None:

@@ -15,8 +15,9 @@ What it lets through and we refuse here: versions other than 1.0/1.1 (it accepts
 HTTP/2.0), statuses of 600 and more, 101 (a switch we never asked for), Content-Length over 2^53,
 Transfer-Encoding other than exactly `chunked` (it reads `gzip` or `chunked, gzip` until close),
 Transfer-Encoding in HTTP/1.0 (RFC 9112 6.1), Content-Length other than 0 or Transfer-Encoding on
-1xx and 204 (RFC 9110 8.6), Transfer-Encoding on 304, unbounded heads, and any byte after the
-final response (a second, unsolicited response or a body longer than announced).
+1xx and 204 (RFC 9110 8.6), Transfer-Encoding on 304, a Connection option naming a caching or
+representation field (RFC 9110 7.6.1), unbounded heads, and any byte after the final response (a
+second, unsolicited response or a body longer than announced).
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ MAX_INTERIM: Final = 10  # 1xx heads before the final response
 MAX_CONTENT_LENGTH: Final = 2**53  # beyond this no float, JSON number or vendor is honest
 VERSIONS: Final = frozenset({"1.0", "1.1"})
 NO_BODY_STATUSES: Final = frozenset({204, 304})
+# How to read the content and whether to store it: never connection options (RFC 9110 7.6.1).
+END_TO_END: Final = frozenset(
+    {"age", "cache-control", "content-encoding", "content-range", "content-type", "expires", "vary"}
+)
 _WRITES: Final = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -189,16 +194,17 @@ class ResponseFraming:
                 "framing_too_large", "chunked framing or trailers out of all proportion to the content"
             )
 
-    def feed_eof(self) -> None:
-        """The vendor closed: the end of a close-delimited body, else a cut response."""
+    def feed_eof(self, *, reset: bool = False) -> None:
+        """The vendor closed: the end of a close-delimited body, else a cut response. A `reset`
+        ends no body (RFC 9112 8: complete unless the connection indicated an error)."""
         if self.complete:
             return
-        if self.head is not None and self.framing == "eof":
+        if self.head is not None and self.framing == "eof" and not reset:
             self.complete = True
             self._parser = None
             return
         where = "mid-body" if self.head is not None else "before a complete head"
-        raise FramingError("truncated", f"the vendor closed the connection {where}")
+        raise FramingError("truncated", f"the vendor {'reset' if reset else 'closed'} the connection {where}")
 
     def take_body(self) -> bytes:
         data = b"".join(self.body) if len(self.body) != 1 else self.body[0]
@@ -326,6 +332,8 @@ class ResponseFraming:
                 self._te = [*(self._te or ()), value.strip().lower()]
             elif low == "connection":
                 named.update(t.strip().lower() for t in value.split(","))
+        if not named.isdisjoint(END_TO_END):  # RFC 9110 7.6.1: dropped, a gzip body reads as identity
+            raise FramingError("connection_option", "Connection names a field that is not hop-by-hop")
         kept = [i for i, low in enumerate(lows) if low not in named]
         return tuple((names[i], values[i]) for i in kept), tuple(lows[i] for i in kept)
 

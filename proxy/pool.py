@@ -1,9 +1,10 @@
 """Connections to one upstream: open, reuse, discard, and the body stream of a large response.
 
 Owns: the keep-alive pool (at most `size` connections, LIFO reuse, an idle timeout), the rule for
-reuse (the last response was read completely, it allowed keep-alive, and no byte arrived since),
-the asyncio Protocol that feeds a connection's bytes into `http1.ResponseFraming`, and
-backpressure (a slow consumer of a streamed body pauses the vendor's socket).
+reuse (the last response was read completely, it allowed keep-alive, no byte arrived since, and
+our request was written whole), the asyncio Protocol that feeds a connection's bytes into
+`http1.ResponseFraming`, and backpressure (a slow consumer of a streamed body pauses the vendor's
+socket).
 Must not: write requests, map errors onto the project's tree, retry, or read the injected clock:
 idle ages are transport timing on the event loop's monotonic clock, as asyncio's own timeouts.
 """
@@ -87,11 +88,11 @@ class Conn(asyncio.Protocol):
         self._progress()
 
     def eof_received(self) -> bool:
-        self._ended()
+        self._ended(reset=False)
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._ended()
+        self._ended(reset=exc is not None)  # a reset (or a TLS error) is no end of a body
         self.dead = True
         self.disarm()
         self.pool.forget(self)
@@ -155,14 +156,17 @@ class Conn(asyncio.Protocol):
             and not self.dead
             and self.transport is not None
             and not self.transport.is_closing()
+            # An answer before our request was all written (an early 413): the rest of it would
+            # precede the next request, for the vendor to read as one (Go's transport also waits).
+            and not self.transport.get_write_buffer_size()
         )
 
-    def _ended(self) -> None:
+    def _ended(self, *, reset: bool) -> None:
         framing = self.framing
         if framing is None or framing.complete or self.error is not None:
             return
         try:
-            framing.feed_eof()
+            framing.feed_eof(reset=reset)
         except FramingError as exc:
             self._fail(exc)
             return
@@ -305,8 +309,12 @@ class Pool:
 
     def discard(self, conn: Conn) -> None:
         conn.framing = None
-        if conn.transport is not None and not conn.transport.is_closing():
-            conn.transport.close()
+        transport = conn.transport
+        if transport is not None and not transport.is_closing():
+            if transport.get_write_buffer_size():  # the rest of a body nobody reads: never sent
+                transport.abort()  # RFC 9112 9.5: cease transmitting the body, close our side
+            else:
+                transport.close()
         conn.dead = True
         conn.disarm()
         self.forget(conn)

@@ -42,6 +42,7 @@ ORDER: Final[dict[str, Callable[[Any, Any], bool]]] = {
 }  # fmt: skip
 _MAX_EXACT: Final = 2**53  # beyond this a number is not compared by percentage
 _SHORT: Final = 80
+_MAX_DIGITS: Final = 308  # an integer of at most this many characters is below 1e308
 
 
 def is_num(v: Any) -> bool:
@@ -153,8 +154,10 @@ def check_body(
     if not rules:
         return PASSED, None
     try:
-        doc = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
-    except (ValueError, RecursionError):  # JSONDecodeError, bad UTF-8, absurd nesting
+        # UTF-8 (RFC 8259 8.1; a BOM it lets a parser ignore): `json.loads` would read UTF-16 too.
+        text = bytes(body).decode("utf-8-sig")
+        doc = json.loads(text, parse_constant=_no_constant, parse_float=_finite, parse_int=_finite_int)
+    except (ValueError, RecursionError):  # JSONDecodeError, not UTF-8, absurd nesting
         return _verdict([Violation("json", "$", _short(bytes(body[:_SHORT])))]), None
     return check_doc(rules, doc, last_good=last_good), doc
 
@@ -169,6 +172,13 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text} overflows a double")
     return value
+
+
+def _finite_int(text: str) -> int:
+    """An integer a double holds: beyond 1.8e308 every JavaScript client reads Infinity."""
+    if len(text) > _MAX_DIGITS and not math.isfinite(float(text)):
+        raise ValueError(f"an integer of {len(text)} digits overflows a double")
+    return int(text)
 
 
 def check_doc(rules: Sequence[Rule], doc: Any, *, last_good: Any | None) -> Verdict:

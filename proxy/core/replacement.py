@@ -6,6 +6,8 @@ as if it were good. Must not: do I/O, read the clock, or store anything (that is
 - A 304 is only an answer to OUR conditional request, and only with the validator we sent
   (RFC 9111 4.3.3, 4.3.4): a 304 to a request without validators would turn the stored copy, or
   nothing, into a HIT the vendor never vouched for.
+- A 206 is only an answer to a Range request, which a cached fetch never sends (the cache serves
+  ranges from the whole copy): a part of the document is not the document.
 - On a guarded route the data is the contract: a redirect is not the document (its `max-age`
   would replace the last good copy), and a body too large to check is not a checked body.
 - An error status never replaces a good copy that may still be served (`keeps_copy`): the copy
@@ -48,6 +50,8 @@ def refusal(
         if etag_sent and answer.etag and _opaque(answer.etag) != _opaque(etag_sent):
             return "a 304 for another ETag than ours"
         return None
+    if status == 206:  # RFC 9110 15.3.7: part of a range; a cached fetch never sends Range
+        return "a 206 to a request without Range"
     if guarded and 300 <= status < 400:
         return f"a {status} redirect on a guarded route"
     if guarded and 200 <= status < 300 and not answer.complete and not oversize_passes:
