@@ -51,6 +51,7 @@ class GuardStats:
     reset: int = 0  # shed while too many shed connections were lingering: closed without a word
     header_timeouts: int = 0
     body_timeouts: int = 0
+    send_timeouts: int = 0
     refused: int = 0
 
 
@@ -97,7 +98,7 @@ class ConnGuard:
         )
         self.slow_total = r.counter(
             "rproxy_slow_clients_closed_total",
-            "Connections cut for not sending a request head or body in time",
+            "Connections cut for not sending a request head or body, or not reading answers, in time",
             ("phase",),
         )
         self.refused_total = r.counter(
@@ -140,6 +141,8 @@ class ConnGuard:
         self.slow_total.inc((which,))
         if which == "header":
             self.stats.header_timeouts += 1
+        elif which == "send":
+            self.stats.send_timeouts += 1
         else:
             self.stats.body_timeouts += 1
         held = self._slow_log.allow(self.loop.time())

@@ -6,7 +6,10 @@ instant that phase expires, and the one timer handle that watches it. Moving a d
 never re-arms: the armed timer fires early and re-arms itself (cheaper than cancel-and-schedule
 on every request). A body whose reading we paused (backpressure) waits on us, not on the client:
 its deadline moves on by the body timeout. The linger timer of a closing connection takes the
-same slot, so one `stop` cancels whatever is armed. Also `Timer`, the injected time source
+same slot, so one `stop` cancels whatever is armed. Beside that slot, the `send` deadline: armed
+only while the client's answers wait on it (writing paused), it fires when the client took no
+byte of them in `send_timeout` and moves on whenever it took some (nginx's send_timeout: between
+two writes that made progress, not for a whole answer). Also `Timer`, the injected time source
 (`LoopTimer` in production, a hand-turned one in tests).
 Must not: read the wall clock (only the injected `Timer`), or write, close or count anything:
 what an expired phase means is the connection's (`expired(phase)`, `listener.Connection`).
@@ -51,6 +54,7 @@ class Deadlines:
         "_handle",
         "_held",
         "_now",
+        "_send",
         "_timer",
         "deadline",
         "phase",
@@ -74,6 +78,7 @@ class Deadlines:
         self.deadline: float | None = None
         self._handle: Cancellable | None = None
         self._armed_at: float | None = None
+        self._send: Cancellable | None = None  # armed only while the client's answers wait on it
 
     def set(self, phase: str, seconds: float) -> None:
         self.phase = phase
@@ -100,6 +105,30 @@ class Deadlines:
             self._handle.cancel()
         self._handle = None
         self._armed_at = None
+        self.flowing()
+
+    def stalled(self, seconds: float, backlog: Callable[[], int]) -> None:
+        """Writing paused: the client must take some of the `backlog()` bytes within `seconds`,
+        every time, or `expired("send")` runs."""
+        if self._send is None:
+            self._send_after(seconds, backlog, backlog())
+
+    def flowing(self) -> None:
+        """Writing resumed (or the connection is gone): no send deadline."""
+        if self._send is not None:
+            self._send.cancel()
+            self._send = None
+
+    def _send_after(self, seconds: float, backlog: Callable[[], int], left: int) -> None:
+        def due() -> None:
+            now_left = backlog()
+            if now_left < left:  # the client took some bytes: another `seconds` from now
+                self._send_after(seconds, backlog, now_left)
+                return
+            self._send = None
+            self._expired("send")
+
+        self._send = self._timer.call_at(self._now() + seconds, due)
 
     def _fire(self) -> None:
         self._handle, self._armed_at = None, None

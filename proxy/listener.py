@@ -1,17 +1,17 @@
 """The public port's connections: our own `asyncio.Protocol` on httptools (llhttp, strict).
 
 Owns: one strict parse of each request head (llhttp's refusals, the limits on target and head size,
-and RFC 9112's framing rules from `framing` on the parsed fields: no second parse in Python),
-admission per client address and in total (the guard's bookkeeping in `connguard`), keep-alive,
-HTTP/1.0, chunked request bodies and `Expect: 100-continue`, reading and its backpressure (reading
-pauses while a request body or the pipeline queue is past its mark), what an expired deadline does
-(408 on a stalled head, a cut on a stalled body, a close when idle), refusals, the half-close after
-the last answer, and graceful drain.
-Its parts: `deadlines` (one timer per connection), `pipeline` (answers in order, one request
-handled at a time, fresh hits written on the spot), `responsewriter` (every answer's bytes: our
-JSON errors, a `Date`, no `Server`; a streamed answer waits for the client to drain).
-Must not: route, cache or rewrite (`driver.Driver`'s), or read the wall clock (deadlines read the
-injected `Timer`). The listening socket, its state and its wiring are `publicport`'s.
+RFC 9112's framing rules from `framing` on the parsed fields: no second parse in Python), admission
+per client address and in total (bookkeeping in `connguard`), keep-alive, HTTP/1.0, chunked bodies,
+`Expect: 100-continue`, reading and its backpressure (paused while a request body, the pipeline
+queue or the answers the client has not taken are past their mark), what an expired deadline does
+(408 on a stalled head; a cut on a stalled body, or on answers the client takes none of within
+`send_timeout`; a close when idle), refusals, the half-close after the last answer, graceful drain.
+Its parts: `deadlines` (the timers of a connection), `pipeline` (answers in order, one request at
+a time, fresh hits written on the spot), `responsewriter` (every answer's bytes: our JSON errors, a
+`Date`, no `Server`; a streamed answer waits for the client to drain). Must not: route, cache or
+rewrite (`driver.Driver`'s), or read the wall clock (deadlines read the injected `Timer`).
+The listening socket, its state and its wiring are `publicport`'s.
 
 A request with `Upgrade`, or a CONNECT, never switches protocols: it is answered as any other
 request and the connection is closed after it, so no deadline or framing check is ever lifted.
@@ -64,8 +64,7 @@ class Connection(asyncio.Protocol):
             listener.timer, self._expired, lambda: self._body_paused, listener.limits.body_timeout
         )
         self._out = ResponseWriter(listener.date, self.abort)
-        # the head being parsed
-        self._url: list[bytes] = []
+        self._url: list[bytes] = []  # the head being parsed, from here
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
         self._lengths: list[bytes] = []  # each Content-Length value, as sent
@@ -87,8 +86,8 @@ class Connection(asyncio.Protocol):
         self._discarding = False  # closing: what still arrives is read and dropped
 
     @property
-    def write_paused(self) -> bool:
-        return self._out.paused
+    def writer(self) -> ResponseWriter:  # its `paused` and `backlog()`: the client's side of flow
+        return self._out
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -153,10 +152,12 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._out.pause()
+        self._deadlines.stalled(self._l.limits.send_timeout, self._out.backlog)  # it must take some
         self.sync_reading()  # a client that does not read its answers sends no more requests
 
     def resume_writing(self) -> None:
         self._out.resume()
+        self._deadlines.flowing()
         self._pipe.kick()  # what waited answered; reading resumes (`sync_reading`)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -359,11 +360,10 @@ class Connection(asyncio.Protocol):
             self._stop_reading()
             transport.close()
             return
-        self._l.cut("header" if phase == "header" else "body", self._address)
+        self._l.cut(phase, self._address)  # header, body or send (answers the client never took)
         self._stop_reading()
         if phase == "header" and not self._pipe.busy and not self._pipe.queue:
-            # Nothing is being answered on this connection, so a 408 cannot cross an answer.
-            # All it sent was read: a plain close (no lingering for a client that stalled).
+            # Nothing is being answered (no 408 crosses an answer), all it sent was read: a close.
             transport.write(answer(RequestTimeout("the request head did not arrive in time")))
             transport.close()
         else:

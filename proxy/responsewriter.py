@@ -152,6 +152,10 @@ class ResponseWriter:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def backlog(self) -> int:
+        """Bytes of answers written that the client has not taken yet (the transport's buffer)."""
+        return 0 if self.transport is None else self.transport.get_write_buffer_size()
+
     def lost(self, exc: Exception) -> None:
         """The connection is gone: a stream waiting to drain fails with `exc`."""
         self.transport = None

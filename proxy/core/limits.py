@@ -3,7 +3,9 @@
 Owns: how many connections one client address and the whole listener may hold (excess load is
 shed with a fast answer, never queued), the limits of a request head and body and the deadlines
 that cut slow clients (a head must arrive within `header_timeout` of its first byte, as nginx's
-client_header_timeout and Node's headersTimeout; a body within `body_timeout` of its head), and
+client_header_timeout and Node's headersTimeout; a body within `body_timeout` of its head; a
+client whose answers wait must take some of their bytes within `send_timeout`, as nginx's
+send_timeout), and
 how often shed load is reported. Framing is llhttp's, with our refusals on top, in `listener`.
 Must not: do I/O, read the clock (every method that needs time takes `now`), or know routes.
 """
@@ -21,6 +23,7 @@ class ConnLimits:
     total: int = 10_000
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    send_timeout: float = 60.0  # nginx's send_timeout: a client that takes no byte of its answers
     max_head: int = 65_536  # well above what the handler accepts (4 KB target + 16 KB of headers)
     max_lingering: int = 1024  # shed connections being answered at once; beyond that, reset
     linger: float = 1.0  # how long a shed connection may take to read its 503
@@ -29,7 +32,7 @@ class ConnLimits:
         for name in ("per_address", "total", "max_head"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("header_timeout", "body_timeout", "linger"):
+        for name in ("header_timeout", "body_timeout", "send_timeout", "linger"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
 

@@ -38,6 +38,7 @@ from benchmarks.procs import free_port
 from proxy.app import build_app
 from proxy.clock import FakeClock
 from proxy.config import parse_config
+from proxy.core.limits import ConnLimits
 from tests.hardening.rawhttp import (
     CLOSE,
     RESET,
@@ -47,11 +48,13 @@ from tests.hardening.rawhttp import (
     Step,
     Trickle,
     raw_reply,
+    request,
     serve_guarded,
 )
 from tests.origin import serve_in_thread
 from tests.parts import Parts
 from tests.routes import PRICES
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = b'{"sku": "A1", "price": 9.5, "currency": "GBP"}'
@@ -106,10 +109,12 @@ async def exits() -> AsyncIterator[contextlib.AsyncExitStack]:
 
 @pytest.fixture
 def live(exits: contextlib.AsyncExitStack, clock: FakeClock) -> Start:
-    async def start(url: str, upstream: str = UPSTREAM, routes: str = ROUTES) -> Live:
+    async def start(
+        url: str, upstream: str = UPSTREAM, routes: str = ROUTES, limits: ConnLimits | None = None
+    ) -> Live:
         config = parse_config(config_text(url, routes, upstream), "chaos.yaml", {})
         app = build_app(config, clock=clock)
-        served = await exits.enter_async_context(serve_guarded(app))
+        served = await exits.enter_async_context(serve_guarded(app, limits))
         return Live(served, Parts(app))
 
     return start
@@ -353,6 +358,47 @@ async def test_a_large_body_cut_half_way_is_not_stored_and_the_proxy_carries_on(
         session.get(f"http://127.0.0.1:{proxy.port}/api/big/file") as resp,
     ):
         assert resp.status == 200 and len(await resp.read()) == BIG
+
+
+async def test_a_client_that_stops_reading_a_large_body_is_cut_and_the_vendor_let_go(
+    live: Start, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> None:
+    """`send_timeout`: a client takes the first bytes of a 64 MB relay, then nothing. Its
+    connection is reset once the deadline passes (a real timer here, as the other listener
+    deadlines in tests/hardening), and the vendor's connection, paused behind it, is closed
+    rather than kept or pooled half-read."""
+    let_go = asyncio.Event()
+
+    async def vendor(request: web.Request) -> web.StreamResponse:
+        try:
+            return await big_vendor(request)
+        except (ConnectionError, asyncio.CancelledError):  # aiohttp cancels it when we close
+            let_go.set()
+            raise
+
+    async def price(request: web.Request) -> web.Response:
+        return web.Response(body=GOOD, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/big/{name}", vendor)
+    app.router.add_get("/prices/{sku}", price)
+    server = await aiohttp_server(app)
+    proxy = await live(
+        str(server.make_url("")).rstrip("/"),
+        upstream="timeout: {connect: 1s, total: 60s}",
+        limits=ConnLimits(send_timeout=0.5),
+    )
+    client = await proxy.connect()
+    await client.send(request("GET", "/api/big/file"))
+    assert (await client.reader.readexactly(1 << 16))[:15] == b"HTTP/1.1 200 OK"
+    client.writer.transport.pause_reading()  # type: ignore[attr-defined]
+    guard = proxy.served.guard
+    await until(lambda: guard.stats.send_timeouts == 1, what="the client was cut")
+    await asyncio.wait_for(let_go.wait(), 10)  # the vendor's write failed: we closed on it
+    client.writer.transport.resume_reading()  # type: ignore[attr-defined]
+    assert await client.closed()
+    assert guard.slow_total.value(("send",)) == 1 and len(proxy.state.store) == 0
+    assert (await proxy.get("/api/prices/A1")).body == GOOD  # the proxy carries on
 
 
 # -- DNS and TLS ---------------------------------------------------------------------------------------

@@ -163,6 +163,7 @@ async def test_config_uses_the_file_key_names_and_redacts_by_rule(make_admin: Ma
     doc = await answer.json()
     assert "per_address" not in text and "verify_tls" not in text
     assert doc["server"]["limits"]["per_client"] == 1024
+    assert doc["server"]["limits"]["send_timeout"] == 60.0
     up = doc["upstreams"]["vendor"]
     assert up["tls"] == {"verify": True, "ca_file": None}
     assert up["headers"] == {

@@ -125,7 +125,7 @@ class Port:
         return await RawClient.connect(self.site.bound_port)
 
 
-LIMITS = ConnLimits(header_timeout=10.0, body_timeout=30.0)
+LIMITS = ConnLimits(header_timeout=10.0, body_timeout=30.0, send_timeout=60.0)
 
 
 @pytest.fixture
@@ -311,7 +311,7 @@ async def test_a_streamed_answer_waits_for_a_slow_reader(port: Port) -> None:
     client = await port.connect()
     client.writer.transport.pause_reading()  # type: ignore[attr-defined]
     await client.send(request("GET", "/stream"))
-    await until(lambda: bool(port.listener.connections) and port.connection().write_paused)
+    await until(lambda: bool(port.listener.connections) and port.connection().writer.paused)
     produced = port.echo.produced
     for _ in range(20):
         await asyncio.sleep(0)
@@ -319,6 +319,51 @@ async def test_a_streamed_answer_waits_for_a_slow_reader(port: Port) -> None:
     client.writer.transport.resume_reading()  # type: ignore[attr-defined]
     answer = await client.response()
     assert answer.header("transfer-encoding") == "chunked" and len(answer.body) == 64 * 65536
+
+
+async def test_a_client_that_takes_none_of_its_answers_is_cut_at_the_send_deadline(port: Port) -> None:
+    """nginx's send_timeout: answers wait on a client that reads nothing; past the deadline the
+    connection is cut (not closed gracefully: it would never read a close either), counted, and
+    the stream behind the answer stops (its vendor connection would be released)."""
+    client = await port.connect()
+    client.writer.transport.pause_reading()  # type: ignore[attr-defined]
+    await client.send(request("GET", "/stream"))
+    await until(lambda: bool(port.listener.connections) and port.connection().writer.paused)
+    port.timer.advance(LIMITS.send_timeout - 1)
+    assert port.listener.connections and port.listener.stats.send_timeouts == 0
+    port.timer.advance(2)
+    await until(lambda: not port.listener.connections)
+    assert port.listener.stats.send_timeouts == 1
+    assert port.listener.slow_total.value(("send",)) == 1
+    assert port.echo.produced < port.echo.chunks  # the stream stopped where the client did
+    client.writer.transport.resume_reading()  # type: ignore[attr-defined]
+    assert await client.closed()
+
+
+async def test_a_slow_reader_that_keeps_taking_bytes_is_never_cut(port: Port) -> None:
+    """The send deadline runs between two takes, not for a whole answer: a client that takes a
+    little before each deadline gets all of it, however long that takes in all."""
+    client = await port.connect()
+    transport = client.writer.transport
+    transport.pause_reading()  # type: ignore[attr-defined]
+    await client.send(request("GET", "/stream"))
+    await until(lambda: bool(port.listener.connections) and port.connection().writer.paused)
+    writer = port.connection().writer
+    body = bytearray()
+    for _ in range(6):  # six times the deadline in all
+        port.timer.advance(LIMITS.send_timeout - 1)
+
+        def taken(before: int = writer.backlog()) -> bool:  # the proxy saw the client take some
+            return writer.backlog() < before or not writer.paused
+
+        transport.resume_reading()  # type: ignore[attr-defined]
+        body += await client.reader.read(65536)
+        await until(taken)
+        transport.pause_reading()  # type: ignore[attr-defined]
+    assert port.listener.connections and port.listener.stats.send_timeouts == 0
+    transport.resume_reading()  # type: ignore[attr-defined]
+    body += await client.rest()
+    assert len(body) > 64 * 65536 and port.listener.stats.send_timeouts == 0
 
 
 async def test_a_streamed_answer_to_http_1_0_ends_with_the_connection(port: Port) -> None:

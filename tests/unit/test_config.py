@@ -706,3 +706,18 @@ def test_credential_header_that_expands_to_nothing_is_an_error(header: str, valu
     found = problems(text, {})
     assert [(line, key) for line, key, _ in found] == [(5, f"upstreams.vendor.headers.{header}")]
     assert "credential" in found[0][2] and "empty" in found[0][2]
+
+
+def test_send_timeout_parses_and_defaults_to_nginx_s() -> None:
+    assert parse(GOOD).server.limits.send_timeout == 60.0
+    config = parse("server:\n  limits: {send_timeout: 15s}\n" + GOOD)
+    assert config.server.limits.send_timeout == 15.0
+
+
+@pytest.mark.parametrize("name", ["header_timeout", "body_timeout", "send_timeout"])
+@pytest.mark.parametrize(
+    ("value", "fragment"), [("-1s", "cannot be negative"), ("0s", "longer than 0s"), ("soon", "like 250ms")]
+)
+def test_a_bad_listener_deadline_names_its_own_key_and_line(name: str, value: str, fragment: str) -> None:
+    (found,) = problems(f"server:\n  limits:\n    {name}: {value}\n" + GOOD)
+    assert found[:2] == (3, f"server.limits.{name}") and fragment in found[2]

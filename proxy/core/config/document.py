@@ -111,12 +111,22 @@ def _limits(r: Reader, value: Any) -> ConnLimits:
         return ConnLimits(
             per_address=r.integer((*w, "per_client"), m.get("per_client"), base.per_address, minimum=1),
             total=r.integer((*w, "total"), m.get("total"), base.total, minimum=1),
-            header_timeout=r.duration((*w, "header_timeout"), m.get("header_timeout"), base.header_timeout),
-            body_timeout=r.duration((*w, "body_timeout"), m.get("body_timeout"), base.body_timeout),
+            header_timeout=_deadline(r, w, m, "header_timeout", base.header_timeout),
+            body_timeout=_deadline(r, w, m, "body_timeout", base.body_timeout),
+            send_timeout=_deadline(r, w, m, "send_timeout", base.send_timeout),
         )
     except ValueError as exc:
         r.error(w, str(exc))
         return base
+
+
+def _deadline(r: Reader, w: KeyPath, m: dict[str, Any], name: str, default: float) -> float:
+    """A listener deadline: 0s would cut every client at once, so it is refused at its own key."""
+    seconds = r.duration((*w, name), m.get(name), default)
+    if seconds <= 0:
+        r.error((*w, name), "must be longer than 0s")
+        return default
+    return seconds
 
 
 def _admin(r: Reader, value: Any) -> AdminConfig:

@@ -78,6 +78,13 @@ KEYS: tuple[Key, ...] = (
     K("server.limits.total", "integer", "10000", "Open connections in total."),
     K("server.limits.header_timeout", _D, "10s", "Time a client has to send the request head.", "s"),
     K("server.limits.body_timeout", _D, "30s", "Time a client has to send the request body.", "s"),
+    K(
+        "server.limits.send_timeout",
+        _D,
+        "60s",
+        "Time a client has to take some bytes of the answers waiting for it; then it is cut.",
+        "s",
+    ),
     # -- admin -----------------------------------------------------------------------------
     K(
         "admin",

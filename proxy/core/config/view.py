@@ -67,6 +67,7 @@ def _server(s: ServerConfig) -> dict[str, Any]:
             "total": s.limits.total,
             "header_timeout": s.limits.header_timeout,
             "body_timeout": s.limits.body_timeout,
+            "send_timeout": s.limits.send_timeout,
         },
     }
 
