@@ -1,11 +1,12 @@
 """A request's message framing: RFC 9112 6.1 and 6.3's rules on what llhttp let through.
 
 Owns: the limits on a request target and a header line, the header names noted while a head is
-parsed (`NOTED`: framing, `Expect`, `Upgrade`, and those the fast path reads, `Request.hints`),
-the verdict on a head that announces a body (`Transfer-Encoding` and `Content-Length`,
-their combinations, the HTTP version), the `Content-Length` value, `Expect` values we do not
-meet (417), and `Refused`, which carries a refusal out of the parser's callbacks to the
-connection (llhttp wraps whatever a callback raises).
+parsed (`NOTED`: framing, `Expect`, `Upgrade`, `Host`, and those the fast path reads,
+`Request.hints`), the verdict on `Host` (one, valid, required in HTTP/1.1), the verdict on a head
+that announces a body (`Transfer-Encoding` and `Content-Length`, their combinations, the HTTP
+version; chunked is the one transfer coding served, with another it is a 501, as nginx's), the
+`Content-Length` value, `Expect` values we do not meet (417), and `Refused`, which carries a
+refusal out of the parser's callbacks to the connection (llhttp wraps whatever a callback raises).
 Must not: read bytes, hold state, or answer: `listener.Connection` applies the verdict.
 """
 
@@ -38,11 +39,19 @@ HINTED: Final = frozenset(
 )
 HINTED_NAMES: Final = frozenset(name.decode("ascii") for name in HINTED)
 HINT: Final = 0
+HOST: Final = 5
 # Lower-case header name -> what it is to the parse (one dict lookup per header line): 1
-# Content-Length, 2 Transfer-Encoding, 3 Expect, 4 Upgrade, `HINT` a hinted one.
-NOTED: Final = {b"content-length": 1, b"transfer-encoding": 2, b"expect": 3, b"upgrade": 4} | dict.fromkeys(
-    HINTED, HINT
-)
+# Content-Length, 2 Transfer-Encoding, 3 Expect, 4 Upgrade, `HOST`, `HINT` a hinted one.
+NOTED: Final = {
+    b"content-length": 1,
+    b"transfer-encoding": 2,
+    b"expect": 3,
+    b"upgrade": 4,
+    b"host": HOST,
+} | dict.fromkeys(HINTED, HINT)
+# What a Host may hold: uri-host [":" port] (RFC 9110 7.2, RFC 3986 3.2.2): unreserved, sub-delims,
+# pct-encoded, an IP literal's brackets and the port's colon. Deleted from a value, nothing is left.
+_HOST_CHARS: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=%:[]"
 # Field names as clients most often spell them -> their lower case, made once: compiled,
 # `bytes.lower()` is a method called by name, and every field line of every request needs it.
 _SPELLED: Final = (
@@ -57,6 +66,11 @@ LOWER: Final = {spelling: spelling.lower() for spelling in _SPELLED + tuple(s.lo
 class ExpectationFailed(ProxyError):
     status = 417
     code = "expectation_failed"
+
+
+class CodingNotImplemented(ProxyError):
+    status = 501
+    code = "not_implemented"
 
 
 class MessageBytes:
@@ -100,9 +114,22 @@ def body_length(codings: list[bytes], lengths: list[bytes], version: str) -> tup
             raise Refused(BadRequest("Transfer-Encoding in an HTTP/1.0 request"))
         if codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
             raise Refused(BadRequest("Transfer-Encoding must end in chunked, once"))
+        if len(codings) > 1:  # RFC 9112 6.1: a coding we would not decode, and the vendor would
+            # get its bytes as the body (`gzip, chunked`; `identity` is no transfer coding since)
+            raise Refused(CodingNotImplemented("Transfer-Encoding other than chunked alone"))
     elif len(lengths) > 1:
         raise Refused(BadRequest("more than one Content-Length"))  # RFC 9112 6.3 (5)
     return chunked, _content_length(lengths[0]) if lengths else None
+
+
+def host_refusal(host: bytes | None, version: str) -> BadRequest | None:
+    """RFC 9112 3.2: a 400 for an HTTP/1.1 request without Host, and for any with a second Host
+    (noted as an invalid value) or an invalid one; an empty Host is lawful (no authority)."""
+    if host is None:
+        return BadRequest("an HTTP/1.1 request needs one Host") if version == "1.1" else None
+    if host.translate(None, _HOST_CHARS):
+        return BadRequest("one Host with a valid host[:port] value is required")
+    return None
 
 
 def _content_length(raw: bytes) -> int:

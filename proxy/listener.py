@@ -32,7 +32,7 @@ from proxy.core.errors import BadRequest, HeadersTooLarge, ProxyError, UriTooLon
 from proxy.core.limits import Admission
 from proxy.deadlines import Deadlines
 from proxy.exchange import Body, Request, Response
-from proxy.framing import HINT, LOWER, MAX_FIELD, MAX_TARGET, METHODS, NOTED, MessageBytes, Refused
+from proxy.framing import HINT, HOST, LOWER, MAX_FIELD, MAX_TARGET, METHODS, NOTED, MessageBytes, Refused
 from proxy.pipeline import Pipeline
 from proxy.responsewriter import ResponseWriter, error_response
 
@@ -72,6 +72,7 @@ class Connection(asyncio.Protocol):
         self._expect: bytes | None = None
         self._upgrade = False
         self._noted = False  # one of the above was set by the head being parsed
+        self._host: bytes | None = None  # its Host; a second one reads as an invalid value
         self.in_message = False  # a request head or body is part-way in
         self._head_done = False
         self._refusal: ProxyError | None = None  # what a callback refused, for `data_received`
@@ -185,15 +186,12 @@ class Connection(asyncio.Protocol):
         self._head_done = False
         self._url.clear()
         self._headers = []
-        self._head_size = 0
+        self._head_size, self._host = 0, None
         self._bytes.begin()
         self._hints = _NO_HINTS  # replaced by a new dict at the first hint: requests keep theirs
         if self._noted:  # the last head had framing, an expectation or an upgrade
-            self._noted = False
-            self._lengths = []
-            self._codings = []
-            self._expect = None
-            self._upgrade = False
+            self._noted, self._expect, self._upgrade = False, None, False
+            self._lengths, self._codings = [], []
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
@@ -219,6 +217,9 @@ class Connection(asyncio.Protocol):
             key = low.decode("latin-1")
             hints[key] = None if key in hints else value.decode("latin-1")
             return
+        if noted == HOST:
+            self._host = value if self._host is None else b"/"
+            return
         self._noted = True
         if noted == 1:
             self._lengths.append(value)
@@ -236,6 +237,8 @@ class Connection(asyncio.Protocol):
             if version == "0.9":  # llhttp's reading of a request line without a version
                 raise self._refused(BadRequest("the request line has no HTTP version"))
             raise self._refused(VersionNotSupported("only HTTP/1.0 and HTTP/1.1 are served here"))
+        if (bad_host := framing.host_refusal(self._host, version)) is not None:
+            raise self._refused(bad_host)
         raw_method = self._method()
         method = METHODS.get(raw_method) or raw_method.decode("ascii")
         keep_alive = self._keeps_alive() and not self._upgrade and method != "CONNECT"
@@ -306,9 +309,8 @@ class Connection(asyncio.Protocol):
         return Refused(err)
 
     def _refuse(self, err: ProxyError) -> None:
-        """A head or body llhttp or RFC 9112 refuses: nothing more is read; the refusal is
-        answered in order after what was asked before it, then the connection closes. A body
-        that breaks off fails its request (the handler answers 400)."""
+        """A head or body llhttp or RFC 9112 refuses: nothing more is read; the refusal is answered
+        in order after what came before, then the connection closes (a body cut off: a 400)."""
         self._l.refused(err.status)
         self._stop_reading()
         current, self._current = self._current, None
@@ -347,7 +349,7 @@ class Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
-    # -- deadlines ----------------------------------------------------------------------------
+    # -- deadlines, and reading ---------------------------------------------------------------
 
     def idle(self) -> None:
         self._deadlines.set("idle", self._keepalive)
@@ -371,8 +373,6 @@ class Connection(asyncio.Protocol):
             if current is not None and current.body is not None:
                 current.body.fail(ConnectionResetError("the request body did not arrive in time"))
             self.abort()
-
-    # -- reading ------------------------------------------------------------------------------
 
     def _pause_body(self) -> None:
         self._body_paused = True
