@@ -22,6 +22,7 @@ _REWRITE_PARAM: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # One character class and no group: sre's repeated group cost ~3,300 instructions on a 30-byte
 # path. With "//" refused beside it: one or more non-empty segments, or "/" alone.
 _PLAIN_PATH: Final = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*").fullmatch
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]").search
 _SEGMENT_OK: Final = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%-]*").fullmatch  # not `$`: it lets a final LF by
 _PERCENT_OK: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a % not followed by two hex digits: %u002e
 
@@ -164,8 +165,12 @@ def _unsafe_segment(seg: str) -> str | None:
     folded = unicodedata.normalize("NFKC", decoded)
     for form in (decoded, folded):
         # "..;x" is ".." to Tomcat and Spring (path parameters; Tsai, "Breaking Parser Logic").
-        if form.split(";", 1)[0] in (".", "..") or "/" in form or "\\" in form or "\x00" in form:
+        if form.split(";", 1)[0] in (".", "..") or "/" in form or "\\" in form:
             return "dot segments and encoded slashes are not allowed"
+    # Encoded NUL, CR, LF and the other controls (`%0d%0a`): no path holds one, and a vendor
+    # that decodes the path into a header, a log line or a file name is injected with it.
+    if _CONTROL(decoded):
+        return "an encoded control character in the path"
     return None
 
 

@@ -206,6 +206,7 @@ TRAVERSALS = [
     "/api/prices/%252e%252e/admin",
     "/api/prices/..;/admin",
     "/api/prices/A1%00",
+    "/api/prices/A1%0d%0aX-Injected:%201",
     "//evil.example/api/prices/A1",
     "/api/prices/./A1",
 ]

@@ -154,7 +154,11 @@ UNSAFE_TARGETS = [
     ("/api/prices/%2e%2e;jsessionid=1/admin", "dot segments"),
     ("/api/prices/..%3b/admin", "dot segments"),
     # NUL and control characters, raw or encoded
-    ("/api/prices/A1%00.json", "dot segments"),
+    ("/api/prices/A1%00.json", "control character"),
+    ("/api/prices/A%0d%0aX-Evil:%201", "control character"),  # CRLF injection, once decoded
+    ("/api/prices/A%09B", "control character"),
+    ("/api/prices/A%7f", "control character"),
+    ("/api/prices/A%250d%250a", "control character"),  # double encoding
     ("/api/prices/A1\x00", "invalid character"),
     ("/api/prices/A\r\n1", "invalid character"),
     ("/api/prices/A1\n", "invalid character"),  # a regex's `$` would let a final LF through
