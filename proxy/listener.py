@@ -182,8 +182,7 @@ class Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         # The head deadline is armed in `data_received`, if the head is still incomplete then.
-        self.in_message = True
-        self._head_done = False
+        self.in_message, self._head_done = True, False
         self._url.clear()
         self._headers = []
         self._head_size, self._host = 0, None
@@ -333,7 +332,8 @@ class Connection(asyncio.Protocol):
             return
         self._discarding = True
         self.sync_reading()
-        transport.write_eof()
+        with contextlib.suppress(OSError):  # reset by the client already (ENOTCONN): the linger cuts it
+            transport.write_eof()
         self._deadlines.linger(self._l.loop.call_later(self._l.limits.linger, self.abort))
 
     def drain(self) -> None:
