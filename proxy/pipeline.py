@@ -202,7 +202,11 @@ class Pipeline:
             conn.abort()
         finally:
             self.busy = False
-            self._after(request, close)
+            try:
+                self._after(request, close)
+            except Exception:  # else the worker dies with it, and only asyncio says so, if ever
+                log.exception("finishing an answer on the public port failed")
+                conn.abort()
 
     def _after(self, request: Request, close: bool) -> None:
         conn = self._conn
