@@ -85,7 +85,7 @@ class Deadlines:
         self.deadline = deadline = self._now() + seconds
         armed = self._armed_at
         if armed is None or deadline < armed:
-            self.stop_timer()
+            self._stop_phase()  # not the send deadline: the client's answers may still wait on it
             self._armed_at = deadline
             self._handle = self._timer.call_at(deadline, self._fire)
         # a later deadline: the armed timer fires early and re-arms (cheaper than re-arming)
@@ -96,16 +96,20 @@ class Deadlines:
         self.deadline = None
 
     def linger(self, handle: Cancellable) -> None:
-        """`handle` (a closing connection's linger) replaces whatever is armed."""
-        self.stop_timer()
+        """`handle` (a closing connection's linger) replaces whatever phase is armed."""
+        self._stop_phase()
         self._handle = handle
 
     def stop_timer(self) -> None:
+        """Every timer: the connection is gone."""
+        self._stop_phase()
+        self.flowing()
+
+    def _stop_phase(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
         self._handle = None
         self._armed_at = None
-        self.flowing()
 
     def stalled(self, seconds: float, backlog: Callable[[], int]) -> None:
         """Writing paused: the client must take some of the `backlog()` bytes within `seconds`,

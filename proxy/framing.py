@@ -118,7 +118,7 @@ def body_length(codings: list[bytes], lengths: list[bytes], version: str) -> tup
         if codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
             raise Refused(BadRequest("Transfer-Encoding must end in chunked, once"))
         if len(codings) > 1:  # RFC 9112 6.1: a coding we would not decode, and the vendor would
-            # get its bytes as the body (`gzip, chunked`; `identity` is no transfer coding since)
+            # get its bytes as the body (`gzip, chunked`; `identity` is none since RFC 7230)
             raise Refused(CodingNotImplemented("Transfer-Encoding other than chunked alone"))
     elif len(lengths) > 1:
         raise Refused(BadRequest("more than one Content-Length"))  # RFC 9112 6.3 (5)

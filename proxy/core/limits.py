@@ -5,8 +5,8 @@ shed with a fast answer, never queued), the limits of a request head and body an
 that cut slow clients (a head must arrive within `header_timeout` of its first byte, as nginx's
 client_header_timeout and Node's headersTimeout; a body within `body_timeout` of its head; a
 client whose answers wait must take some of their bytes within `send_timeout`, as nginx's
-send_timeout), and
-how often shed load is reported. Framing is llhttp's, with our refusals on top, in `listener`.
+send_timeout), and how often shed load is reported. Framing is llhttp's, with our refusals on
+top, in `listener`.
 Must not: do I/O, read the clock (every method that needs time takes `now`), or know routes.
 """
 

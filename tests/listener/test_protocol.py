@@ -68,7 +68,8 @@ class _Handle:
 @dataclass
 class Echo(Endpoint):
     """Answers with what it was asked; `/wait/<name>` waits for `gates[name]`, `/stream` relays
-    `chunks` pieces of 64 KB, `/hold` keeps its body unread until `gates["hold"]`."""
+    `chunks` pieces of 64 KB, `/hold` keeps its body unread until `gates["hold"]`, `/whole` waits
+    for `gates["whole"]`, then answers 8 MB at once."""
 
     gates: dict[str, asyncio.Event] = field(default_factory=dict)
     seen: list[Request] = field(default_factory=list)
@@ -86,10 +87,12 @@ class Echo(Endpoint):
         self.seen.append(req)
         self.tasks.append(asyncio.current_task())
         path = req.raw_path
-        if path.startswith("/wait/") or path == "/hold":
+        if path.startswith("/wait/") or path in ("/hold", "/whole"):
             await self.gate(path.rsplit("/", 1)[1]).wait()
         if path == "/stream":
             return Response(200, [("Content-Type", "application/octet-stream")], stream=self._pieces())
+        if path == "/whole":  # all there at once, far past the transport's high-water mark
+            return Response(200, [("Content-Type", "application/octet-stream")], b"w" * (8 << 20))
         body = bytearray()
         if req.body is not None:
             while chunk := await req.body.read():
@@ -338,6 +341,22 @@ async def test_a_client_that_takes_none_of_its_answers_is_cut_at_the_send_deadli
     assert port.echo.produced < port.echo.chunks  # the stream stopped where the client did
     client.writer.transport.resume_reading()  # type: ignore[attr-defined]
     assert await client.closed()
+
+
+async def test_a_whole_answer_the_client_never_takes_is_cut_too(port: Port) -> None:
+    """An answer written whole into the transport (8 MB, no stream waiting to drain): once it is
+    out of our hands the connection goes idle, and the idle deadline must not disarm the send
+    deadline, or a close would wait on the client's reading for ever."""
+    client = await port.connect()
+    client.writer.transport.pause_reading()  # type: ignore[attr-defined]
+    await client.send(request("GET", "/whole", close=False))
+    await until(lambda: bool(port.echo.seen))
+    port.timer.advance(LIMITS.header_timeout + 1)  # the connection's timer fires while we answer
+    port.echo.gate("whole").set()
+    await until(lambda: port.connection().writer.paused and not port.connection().in_message)
+    port.timer.advance(LIMITS.send_timeout + 1)
+    await until(lambda: not port.listener.connections)
+    assert port.listener.stats.send_timeouts == 1
 
 
 async def test_a_slow_reader_that_keeps_taking_bytes_is_never_cut(port: Port) -> None:

@@ -70,3 +70,13 @@ def test_stopping_the_timers_disarms_it() -> None:
     deadlines.stop_timer()  # the connection is gone
     timer.advance(2 * SEND)
     assert client.expired == []
+
+
+def test_a_phase_set_meanwhile_leaves_it_armed() -> None:
+    """The answer went out whole and the connection went idle: the idle deadline (armed anew,
+    the phase timer having fired) must not take the send deadline with it."""
+    client = Client(backlog=1_000_000)
+    timer, deadlines = stalled(client)
+    deadlines.set("idle", 75.0)
+    timer.advance(SEND + 1)
+    assert client.expired == ["send"]
