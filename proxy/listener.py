@@ -57,8 +57,7 @@ class Connection(asyncio.Protocol):
         self._feed, self._version, self._method = parser.feed_data, parser.get_http_version, parser.get_method
         self._keeps_alive = parser.should_keep_alive
         self._address = ""
-        self._admitted = False
-        self._turned_away = False
+        self._admitted, self._turned_away = False, False
         self.closed = False
         self._deadlines = Deadlines(
             listener.timer, self._expired, lambda: self._body_paused, listener.limits.body_timeout
@@ -320,9 +319,8 @@ class Connection(asyncio.Protocol):
             self._pipe.refuse(err, self._address)
 
     def finish(self) -> None:
-        """Close after the last answer: half-close, then read and drop whatever the client still
-        sends for up to `linger` seconds, so bytes left unread do not turn our close into a reset
-        that destroys the answer in flight (RFC 9112 9.6)."""
+        """Close after the last answer: half-close, then read and drop what the client sends for
+        `linger` s from its last byte out, lest unread bytes reset the answer (RFC 9112 9.6)."""
         transport = self._transport
         if transport is None or self.closed:
             return
@@ -332,9 +330,11 @@ class Connection(asyncio.Protocol):
             return
         self._discarding = True
         self.sync_reading()
-        with contextlib.suppress(OSError):  # reset by the client already (ENOTCONN): the linger cuts it
-            transport.write_eof()
-        self._deadlines.linger(self._l.loop.call_later(self._l.limits.linger, self.abort))
+        self._out.end(self._linger)
+
+    def _linger(self) -> None:  # the last answer's last byte is out: read and drop for `linger`
+        timer = self._l.timer
+        self._deadlines.linger(timer.call_at(timer.now() + self._l.limits.linger, self.abort))
 
     def drain(self) -> None:
         """Graceful shutdown: close now if idle, else after the answer in progress."""

@@ -13,6 +13,7 @@ stream, whose end is the connection's, forces it), parse requests, or know about
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Final
@@ -134,7 +135,7 @@ class ResponseWriter:
     """The outbound side of one connection: `transport` is None once it is gone; `pause` and
     `resume` are the transport's flow control, relayed by the protocol."""
 
-    __slots__ = ("_abort", "_date", "_waiter", "paused", "transport")
+    __slots__ = ("_abort", "_date", "_ended", "_waiter", "paused", "transport")
 
     def __init__(self, date: Callable[[], bytes], abort: Callable[[], None]) -> None:
         self.transport: asyncio.Transport | None = None
@@ -142,6 +143,7 @@ class ResponseWriter:
         self._waiter: asyncio.Future[None] | None = None
         self._date = date
         self._abort = abort
+        self._ended: Callable[[], None] | None = None  # `end`'s callback, once the last byte is out
 
     def pause(self) -> None:
         self.paused = True
@@ -151,6 +153,23 @@ class ResponseWriter:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        ended, self._ended = self._ended, None
+        if ended is not None:
+            ended()
+
+    def end(self, then: Callable[[], None]) -> None:
+        """Half-close after the last answer (RFC 9112 9.6), and `then` once its last byte is out:
+        from here any byte not yet taken pauses writing (the send deadline guards a client that
+        takes none), and `resume` calls `then` when none is left."""
+        transport = self.transport
+        if transport is None:
+            return
+        with contextlib.suppress(OSError):  # reset by the client already (ENOTCONN): nothing to end
+            transport.write_eof()
+        self._ended = then
+        transport.set_write_buffer_limits(high=0)  # pauses now if a byte is left (asyncio, uvloop)
+        if not self.paused:
+            self.resume()
 
     def backlog(self) -> int:
         """Bytes of answers written that the client has not taken yet (the transport's buffer)."""

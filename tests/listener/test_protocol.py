@@ -359,6 +359,26 @@ async def test_a_whole_answer_the_client_never_takes_is_cut_too(port: Port) -> N
     assert port.listener.stats.send_timeouts == 1
 
 
+async def test_the_linger_after_a_close_counts_from_the_last_byte_out(port: Port) -> None:
+    """`Connection: close` on an answer the transport holds most of (8 MB): the half-close and
+    the linger that follows wait for its last byte. A linger counted from the write instead cut
+    a client reading at 640 KB/s after one second: 5.6 MB of 8 arrived, then a clean close."""
+    client = await port.connect()
+    client.writer.transport.pause_reading()  # type: ignore[attr-defined]
+    await client.send(request("GET", "/whole"))
+    await until(lambda: bool(port.echo.seen))
+    port.echo.gate("whole").set()
+    await until(lambda: port.connection().reading_done and port.connection().writer.paused)
+    port.timer.advance(port.listener.limits.linger * 10)  # the client has not taken it yet
+    assert port.listener.connections
+    client.writer.transport.resume_reading()  # type: ignore[attr-defined]
+    answer = await client.response()
+    assert answer.status == 200 and len(answer.body) == 8 << 20
+    await until(lambda: port.connection().writer.backlog() == 0)
+    port.timer.advance(port.listener.limits.linger + 1)  # now the linger runs, and ends it
+    assert await client.closed()
+
+
 async def test_a_slow_reader_that_keeps_taking_bytes_is_never_cut(port: Port) -> None:
     """The send deadline runs between two takes, not for a whole answer: a client that takes a
     little before each deadline gets all of it, however long that takes in all."""
@@ -568,6 +588,7 @@ async def test_drain_closes_idle_connections_and_finishes_busy_ones(port: Port) 
     answer = await busy.response()
     assert answer.status == 200 and answer.header("connection") == "close"
     assert await busy.closed()
+    port.timer.advance(port.listener.limits.linger + 1)  # the half-closed connection lingers, then goes
     await asyncio.wait_for(draining, 5)
     with contextlib.suppress(ServerClosed, ConnectionError):
         fresh = await port.connect()
