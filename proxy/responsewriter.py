@@ -3,8 +3,10 @@
 Owns: serialising a `Response` (status line, our headers, the framing lines this writer chooses:
 `Content-Length`, chunked transfer coding on HTTP/1.1 streams, `Connection`; a `Date` unless the
 answer carries one; never a `Server`), writing it (bytes in one write; a stream chunk by chunk,
-waiting for the client to drain past the transport's high-water mark), the vendor's interim
-heads, `100 Continue`, and our JSON errors as `Response`s.
+waiting for the client to drain past the transport's high-water mark), the end of the last
+answer (`end`: the half-close, and a call once its last byte is out), what the client has not
+taken yet (`backlog`), the vendor's interim heads, `100 Continue`, and our JSON errors as
+`Response`s.
 Must not: decide whether the connection stays open (the caller says `close`; only an HTTP/1.0
 stream, whose end is the connection's, forces it), parse requests, or know about the pipeline
 (`listener.Connection` orders the answers and calls `respond` one at a time).
