@@ -2,17 +2,20 @@
 
 Owns: the limits on a request target and a header line, the header names noted while a head is
 parsed (`NOTED`: framing, `Expect`, `Upgrade`, and those the fast path reads, `Request.hints`),
-the verdict on a head that announces a body (`Transfer-Encoding` and `Content-Length`,
-their combinations, the HTTP version), the `Content-Length` value, `Expect` values we do not
-meet (417), and `Refused`, which carries a refusal out of the parser's callbacks to the
-connection (llhttp wraps whatever a callback raises).
+the verdict on a head's version and `Host` (RFC 9112 3.2), and on a head that announces a body
+(`Transfer-Encoding` and `Content-Length`, their combinations, the HTTP version), the
+`Content-Length` value, `Expect` values we do not meet (417), transfer codings we do not decode
+(501), whether `Connection` says close, and `Refused`, which carries a refusal out of the
+parser's callbacks to the connection (llhttp wraps whatever a callback raises).
 Must not: read bytes, hold state, or answer: `listener.Connection` applies the verdict.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
+from proxy.connguard import VersionNotSupported
 from proxy.core.errors import BadRequest, ProxyError
 
 MAX_TARGET: Final = 8190  # as nginx's large_client_header_buffers; the handler answers 414 from 4 KB
@@ -29,6 +32,7 @@ HINTED: Final = frozenset(
         b"cache-control",
         b"connection",
         b"cookie",
+        b"host",
         b"idempotency-key",
         b"if-modified-since",
         b"if-none-match",
@@ -57,6 +61,11 @@ LOWER: Final = {spelling: spelling.lower() for spelling in _SPELLED + tuple(s.lo
 class ExpectationFailed(ProxyError):
     status = 417
     code = "expectation_failed"
+
+
+class CodingNotImplemented(ProxyError):
+    status = 501
+    code = "not_implemented"
 
 
 class MessageBytes:
@@ -100,6 +109,8 @@ def body_length(codings: list[bytes], lengths: list[bytes], version: str) -> tup
             raise Refused(BadRequest("Transfer-Encoding in an HTTP/1.0 request"))
         if codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
             raise Refused(BadRequest("Transfer-Encoding must end in chunked, once"))
+        if any(coding and coding != b"chunked" for coding in codings):  # RFC 9112 6.1: not decoded here
+            raise Refused(CodingNotImplemented("only the chunked transfer coding is accepted"))
     elif len(lengths) > 1:
         raise Refused(BadRequest("more than one Content-Length"))  # RFC 9112 6.3 (5)
     return chunked, _content_length(lengths[0]) if lengths else None
@@ -110,6 +121,33 @@ def _content_length(raw: bytes) -> int:
     if not value.isdigit() or len(value) > 18:
         raise Refused(BadRequest("invalid Content-Length"))
     return int(value)
+
+
+# RFC 9112 3.2, RFC 3986 3.2.2: an IP literal, or a reg-name (no userinfo, path or space); a port
+_HOST: Final = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]*)(?::[0-9]*)?").fullmatch
+
+
+def bad_head(version: str, hints: dict[str, str | None]) -> ProxyError | None:
+    """The refusal of a head for its version (llhttp's "0.9" is a request line without one), or
+    for its `Host` (its noted hint) as RFC 9112 3.2 requires; None when both are fine."""
+    if version != "1.1" and version != "1.0":
+        if version == "0.9":
+            return BadRequest("the request line has no HTTP version")
+        return VersionNotSupported("only HTTP/1.0 and HTTP/1.1 are served here")
+    if "host" not in hints:
+        return BadRequest("an HTTP/1.1 request must have a Host") if version == "1.1" else None
+    host = hints["host"]
+    if host is None:
+        return BadRequest("more than one Host")
+    return None if _HOST(host) else BadRequest("invalid Host")
+
+
+def closes(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a `Connection` field names `close` (RFC 9112 9.3: it wins over `keep-alive`)."""
+    return any(
+        name.lower() == b"connection" and b"close" in (t.strip(b" \t").lower() for t in value.split(b","))
+        for name, value in headers
+    )
 
 
 def printable(exc: Exception) -> str:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final, cast
 import httptools
 
 from proxy import framing
-from proxy.connguard import RequestTimeout, VersionNotSupported, answer
+from proxy.connguard import RequestTimeout, answer
 from proxy.core.errors import BadRequest, HeadersTooLarge, ProxyError, UriTooLong
 from proxy.core.limits import Admission
 from proxy.deadlines import Deadlines
@@ -232,13 +232,13 @@ class Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._head_done = True
         version = self._version()
-        if version != "1.1" and version != "1.0":
-            if version == "0.9":  # llhttp's reading of a request line without a version
-                raise self._refused(BadRequest("the request line has no HTTP version"))
-            raise self._refused(VersionNotSupported("only HTTP/1.0 and HTTP/1.1 are served here"))
+        if (bad := framing.bad_head(version, self._hints)) is not None:  # the version, the Host
+            raise self._refused(bad)
         raw_method = self._method()
         method = METHODS.get(raw_method) or raw_method.decode("ascii")
         keep_alive = self._keeps_alive() and not self._upgrade and method != "CONNECT"
+        if keep_alive and version == "1.0":  # llhttp lets keep-alive outvote close; RFC 9112 9.3: close wins
+            keep_alive = not framing.closes(self._headers)
         self._last_keep_alive = keep_alive
         target = b"".join(self._url).decode("latin-1")
         framed = self._noted and (self._codings or self._lengths or self._expect is not None)

@@ -1,0 +1,215 @@
+"""Stop 28, client-side attacks: raw bytes against the public listener, as an attacker sends them.
+
+The cases `test_attacks` (smuggling, open proxy, traversal, limits, slow clients), `test_fuzz` and
+`tests/listener/test_protocol.py` already cover are not repeated here. Each case checks what the
+attacker gets, what the origin saw, and that an honest request still works after.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.hardening import test_attacks
+from tests.hardening.rawhttp import request
+from tests.hardening.test_attacks import (
+    POST,
+    PRICE,
+    SMUGGLED,
+    Start,
+    assert_healthy,
+    cached,
+)
+from tests.loops import event_loop_policy  # noqa: F401  (a fixture: every case on both loops)
+from tests.origin import Origin
+
+# The attack suite's fixtures, under their own names: the real app on a FakeClock behind PublicSite.
+exits, live = test_attacks.exits, test_attacks.live
+pytestmark = pytest.mark.filterwarnings('ignore:Overriding the "event_loop_policy" fixture')
+
+GET = "GET /api/prices/A1 HTTP/1.1\r\nHost: x\r\n"
+CHUNKED_ABC = "\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+
+
+def chunked(codings: str, body: str = "3\r\nabc\r\n0\r\n\r\n") -> str:
+    return POST + codings + "\r\n\r\n" + body + SMUGGLED
+
+
+# -- refused, the connection closed, nothing forwarded ----------------------------------------------
+
+REFUSED = {
+    # Transfer-Encoding (RFC 9112 6.1, 7): chunked once and last, and nothing we would not decode
+    "te-chunked-identity": (chunked("Transfer-Encoding: chunked, identity"), 400),
+    "te-chunked-trailing-comma": (chunked("Transfer-Encoding: chunked,"), 400),
+    "te-empty": (chunked("Transfer-Encoding: "), 400),
+    "te-chunked-tab": (chunked("Transfer-Encoding: chunked\t"), 400),
+    "te-identity-chunked": (chunked("Transfer-Encoding: identity, chunked"), 501),
+    "te-gzip-chunked": (chunked("Transfer-Encoding: gzip, chunked"), 501),
+    "te-gzip-then-chunked-lines": (chunked("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked"), 501),
+    # Content-Length (RFC 9112 6.3, RFC 9110 8.6): 1*DIGIT, one value
+    "cl-minus": (POST + "Content-Length: -3\r\n\r\nabc" + SMUGGLED, 400),
+    "cl-empty": (POST + "Content-Length: \r\n\r\nabc" + SMUGGLED, 400),
+    "cl-inner-space": (POST + "Content-Length: 1 2\r\n\r\nabcdefghijkl" + SMUGGLED, 400),
+    "cl-19-digits": (POST + "Content-Length: 9223372036854775807\r\n\r\nabc" + SMUGGLED, 400),
+    "cl-huge": (POST + "Content-Length: " + "9" * 40 + "\r\n\r\nabc" + SMUGGLED, 400),
+    # chunk lines (RFC 9112 7.1)
+    "chunk-size-2**64": (chunked("Transfer-Encoding: chunked", "1" + "0" * 16 + "\r\nabc\r\n0\r\n\r\n"), 400),
+    "chunk-size-0X": (chunked("Transfer-Encoding: chunked", "0X3\r\nabc\r\n0\r\n\r\n"), 400),
+    "chunk-ext-open-quote": (chunked("Transfer-Encoding: chunked", '3;a="b\r\nabc\r\n0\r\n\r\n'), 400),
+    "chunk-ext-quote-over-crlf": (
+        chunked("Transfer-Encoding: chunked", '3;a="b\r\nc"\r\nabc\r\n0\r\n\r\n'),
+        400,
+    ),
+    "chunk-data-bare-lf": (chunked("Transfer-Encoding: chunked", "3\r\nabc\n0\r\n\r\n"), 400),
+    "last-chunk-bare-lf": (chunked("Transfer-Encoding: chunked", "3\r\nabc\r\n0\n\r\n"), 400),
+    "trailer-bare-lf": (chunked("Transfer-Encoding: chunked", "3\r\nabc\r\n0\r\nX: y\n\r\n"), 400),
+    "trailer-content-length": (
+        chunked("Transfer-Encoding: chunked", "3\r\nabc\r\n0\r\nContent-Length: 50\r\n\r\n"),
+        400,
+    ),
+    # field names and values (RFC 9110 5.1, 5.5; RFC 9112 5.1)
+    "nul-in-name": (GET + "X-\x00A: b\r\n\r\n", 400),
+    "cr-in-name": (GET + "X-\rA: b\r\n\r\n", 400),
+    "del-in-name": (GET + "X-\x7fA: b\r\n\r\n", 400),
+    "del-in-value": (GET + "X-A: a\x7fb\r\n\r\n", 400),
+    "ctl-in-value": (GET + "X-A: a\x01b\r\n\r\n", 400),
+    "space-before-colon": (GET + "X-A : b\r\n\r\n", 400),
+    "tab-before-colon": (GET + "X-A\t: b\r\n\r\n", 400),
+    "empty-name": (GET + ": b\r\n\r\n", 400),
+    "no-colon": (GET + "X-A b\r\n\r\n", 400),
+    "first-field-indented": (GET.replace("\r\nHost", "\r\n Host") + "\r\n", 400),
+    # the request line (RFC 9112 3)
+    "tab-after-method": ("GET\t/api/prices/A1 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "tab-before-version": ("GET /api/prices/A1\tHTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "space-after-version": ("GET /api/prices/A1 HTTP/1.1 \r\nHost: x\r\n\r\n", 400),
+    "lower-case-method": ("get /api/prices/A1 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "unknown-method": ("FOO /api/prices/A1 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "http-1.2": ("GET /api/prices/A1 HTTP/1.2\r\nHost: x\r\n\r\n", 400),
+    "http-01.1": ("GET /api/prices/A1 HTTP/01.1\r\nHost: x\r\n\r\n", 400),
+    "target-query-only": ("GET ? HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    # Host (RFC 9112 3.2): exactly one on HTTP/1.1, at most one on 1.0, and a valid one
+    "no-host": ("GET /api/prices/A1 HTTP/1.1\r\n\r\n" + SMUGGLED, 400),
+    "two-hosts": ("GET /api/prices/A1 HTTP/1.1\r\nHost: x\r\nHost: evil.example\r\n\r\n" + SMUGGLED, 400),
+    "two-equal-hosts": ("GET /api/prices/A1 HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n" + SMUGGLED, 400),
+    "two-hosts-http-1.0": ("GET /api/prices/A1 HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+    "host-list": ("GET /api/prices/A1 HTTP/1.1\r\nHost: x, evil.example\r\n\r\n" + SMUGGLED, 400),
+    "host-userinfo": ("GET /api/prices/A1 HTTP/1.1\r\nHost: x@evil.example\r\n\r\n" + SMUGGLED, 400),
+    "host-path": ("GET /api/prices/A1 HTTP/1.1\r\nHost: evil.example/x\r\n\r\n" + SMUGGLED, 400),
+    "host-space": ("GET /api/prices/A1 HTTP/1.1\r\nHost: evil example\r\n\r\n" + SMUGGLED, 400),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+async def test_malformed_requests_are_refused_closed_and_never_forwarded(
+    live: Start, origin: Origin, case: str
+) -> None:
+    origin.always("/prices/A1", cached())
+    origin.always("/prices/SMUGGLED", cached({"smuggled": True}))
+    proxy = await live()
+    raw, status = REFUSED[case]
+    client = await proxy.connect()
+    await client.send(raw)
+    answer = await client.response()
+    assert answer.status == status, answer
+    assert json.loads(answer.body)["error"] and "evil" not in answer.body.decode()
+    assert await client.closed(2.0), "the connection must not stay open for what follows"
+    await client.close()
+    assert origin.count() == 0, [s.path for s in origin.seen]
+    await assert_healthy(proxy, origin)
+
+
+# -- accepted: lawful spellings the strict parse must not refuse ------------------------------------
+
+ACCEPTED = {
+    "cl-leading-ows": POST + "Content-Length:   3\r\n\r\nabc",
+    "cl-trailing-ows": POST + "Content-Length: 3 \t\r\n\r\nabc",
+    "cl-leading-zeros": POST + "Content-Length: 0003\r\n\r\nabc",
+    "te-trailing-ows": POST + "Transfer-Encoding: chunked " + CHUNKED_ABC,
+    "te-upper-case": POST + "Transfer-Encoding: CHUNKED" + CHUNKED_ABC,
+    "te-empty-list-element": POST + "Transfer-Encoding: , chunked" + CHUNKED_ABC,  # RFC 9110 5.6.1
+    "chunk-size-leading-zeros": POST
+    + "Transfer-Encoding: chunked\r\n\r\n"
+    + "0" * 16
+    + "3\r\nabc\r\n0\r\n\r\n",
+    "chunk-ext-100-kb": POST
+    + "Transfer-Encoding: chunked\r\n\r\n3;"
+    + "e" * 100_000
+    + "\r\nabc\r\n0\r\n\r\n",
+    "chunk-ext-many": POST + "Transfer-Encoding: chunked\r\n\r\n3" + ";e=1" * 10_000 + "\r\nabc\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", ACCEPTED)
+async def test_lawful_framing_spellings_pass_with_the_body_intact(
+    live: Start, origin: Origin, case: str
+) -> None:
+    origin.always("/prices/A1", cached({"ok": True}))
+    proxy = await live()
+    client = await proxy.connect()
+    await client.send(ACCEPTED[case].replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1) + SMUGGLED)
+    answer = await client.response()
+    assert answer.status == 200 and json.loads(answer.body) == {"ok": True}, answer
+    assert await client.rest(2.0) == b""  # closed, and what followed was never read
+    await client.close()
+    assert [(s.method, s.path, s.body) for s in origin.seen] == [("POST", "/prices/A1", b"abc")]
+
+
+# -- Connection: close wins (RFC 9112 9.3), and HTTP/1.0 keep-alive ----------------------------------
+
+ONE_ANSWER = {
+    "1.1-close-keep-alive": "GET /api/prices/A1 HTTP/1.1\r\nHost: x\r\nConnection: close, keep-alive\r\n\r\n",
+    "1.1-keep-alive-close": "GET /api/prices/A1 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n",
+    "1.1-two-lines": (
+        "GET /api/prices/A1 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n"
+    ),
+    "1.0-plain": "GET /api/prices/A1 HTTP/1.0\r\n\r\n",
+    "1.0-keep-alive-close": "GET /api/prices/A1 HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
+    "1.0-close-keep-alive": "GET /api/prices/A1 HTTP/1.0\r\nConnection: Close, Keep-Alive\r\n\r\n",
+    "1.0-two-lines": "GET /api/prices/A1 HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", ONE_ANSWER)
+async def test_close_among_the_connection_options_closes(live: Start, origin: Origin, case: str) -> None:
+    """Whatever else `Connection` says, `close` ends the connection after this answer: the request
+    pipelined behind it is never read, so never forwarded."""
+    origin.always("/prices/A1", cached())
+    origin.always("/prices/SMUGGLED", cached({"smuggled": True}))
+    proxy = await live()
+    client = await proxy.connect()
+    await client.send(ONE_ANSWER[case] + SMUGGLED)
+    answer = await client.response()
+    assert answer.status == 200 and json.loads(answer.body) == PRICE
+    assert (answer.header("connection") or "").lower() == "close", answer
+    assert await client.rest(2.0) == b""
+    await client.close()
+    assert [s.path for s in origin.seen] == ["/prices/A1"]
+
+
+@pytest.mark.parametrize("spelling", ["keep-alive", "Keep-Alive", "KEEP-ALIVE"])
+async def test_http_1_0_keep_alive_keeps_the_connection_for_the_next_request(
+    live: Start, origin: Origin, spelling: str
+) -> None:
+    """RFC 9112 9.3: an HTTP/1.0 `keep-alive` is honoured, however spelled; a POST with no length
+    has an empty body (6.3), so what follows it is the next request, answered in order."""
+    origin.always("/prices/A1", cached())
+    origin.always("/prices/B2", cached({**PRICE, "sku": "B2"}))
+    proxy = await live()
+    client = await proxy.connect()
+    await client.send(
+        f"POST /api/prices/A1 HTTP/1.0\r\nConnection: {spelling}\r\n\r\n"
+        f"GET /api/prices/B2 HTTP/1.0\r\nConnection: {spelling}\r\n\r\n"
+        + request("GET", "/api/prices/A1", version="HTTP/1.0", close=False).decode()
+    )
+    first, second, third = await client.response(), await client.response(), await client.response()
+    assert [first.status, second.status, third.status] == [200, 200, 200]
+    assert [a.header("connection") for a in (first, second)] == ["keep-alive", "keep-alive"]
+    assert json.loads(second.body)["sku"] == "B2"
+    assert await client.closed(2.0)  # the third asked for no keep-alive
+    await client.close()
+    assert [(s.method, s.path, s.body) for s in origin.seen] == [
+        ("POST", "/prices/A1", b""),
+        ("GET", "/prices/B2", b""),
+        ("GET", "/prices/A1", b""),
+    ]
