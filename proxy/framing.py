@@ -21,6 +21,7 @@ from proxy.core.errors import BadRequest, ProxyError
 MAX_TARGET: Final = 8190  # as nginx's large_client_header_buffers; the handler answers 414 from 4 KB
 MAX_FIELD: Final = 8190  # one header line, as nginx's large_client_header_buffers
 READ_SLACK: Final = 256 * 1024  # the most one read hands over (asyncio's and uvloop's buffers)
+SLICE: Final = 4096  # a longer read is parsed this much at a time, no further than the pipeline's mark
 FRAMING_PER_BYTE: Final = 8  # chunk framing allowed per body byte (one-byte chunks carry five)
 METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 # Also the few a miss or a write reads (credentials, only-if-cached, Connection's tokens,
@@ -114,6 +115,14 @@ def body_length(codings: list[bytes], lengths: list[bytes], version: str) -> tup
     elif len(lengths) > 1:
         raise Refused(BadRequest("more than one Content-Length"))  # RFC 9112 6.3 (5)
     return chunked, _content_length(lengths[0]) if lengths else None
+
+
+def expectation(expect: bytes | None, version: str) -> tuple[bool, ProxyError | None]:
+    """(whether 100 Continue is sent before the body is read, the refusal of an expectation we
+    do not meet: RFC 9110 10.1.1) for a head's `Expect` value (lower-case)."""
+    if expect is None or expect == b"100-continue":
+        return expect is not None and version == "1.1", None
+    return False, ExpectationFailed("only 100-continue is expected here")
 
 
 def _content_length(raw: bytes) -> int:

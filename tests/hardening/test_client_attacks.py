@@ -7,10 +7,13 @@ attacker gets, what the origin saw, and that an honest request still works after
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
+from proxy.framing import SLICE
+from proxy.pipeline import MAX_PIPELINE
 from tests.hardening import test_attacks
 from tests.hardening.rawhttp import request
 from tests.hardening.test_attacks import (
@@ -22,7 +25,8 @@ from tests.hardening.test_attacks import (
     cached,
 )
 from tests.loops import event_loop_policy  # noqa: F401  (a fixture: every case on both loops)
-from tests.origin import Origin
+from tests.origin import Origin, Reply
+from tests.waiting import until
 
 # The attack suite's fixtures, under their own names: the real app on a FakeClock behind PublicSite.
 exits, live = test_attacks.exits, test_attacks.live
@@ -213,3 +217,31 @@ async def test_http_1_0_keep_alive_keeps_the_connection_for_the_next_request(
         ("GET", "/prices/B2", b""),
         ("GET", "/prices/A1", b""),
     ]
+
+
+# -- floods and odd connection lifetimes -----------------------------------------------------------
+
+
+async def test_a_flood_of_pipelined_requests_is_parsed_no_further_than_the_queue_mark(
+    live: Start, origin: Origin
+) -> None:
+    """10,000 requests in one write while the first is a slow miss: the proxy parses up to its
+    pipeline mark (one slice past it at most) and stops reading, rather than holding a Request for
+    every head of a 256 KB read; once the vendor answers, all 10,000 are answered, in order."""
+    hold = asyncio.Event()
+    origin.always("/prices/A1", Reply(200, PRICE, cached().headers, hold=hold))
+    proxy = await live()
+    client = await proxy.connect()
+    one = b"GET /api/prices/A1 HTTP/1.1\r\nHost:x\r\n\r\n"
+    await client.send(one * 10_000)
+    await origin.reached("/prices/A1", 1)
+    (conn,) = proxy.served.guard.connections
+    await until(lambda: not conn.reading, what="the proxy stops reading")
+    assert len(conn._pipe.queue) <= MAX_PIPELINE + SLICE // len(one) + 1
+    hold.set()
+    for _ in range(10_000):
+        answer = await client.response()
+        assert answer.status == 200 and json.loads(answer.body) == PRICE
+    await client.close()
+    assert origin.count() == 1  # one miss, then hits
+    await assert_healthy(proxy, origin)
