@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
+import struct
 
 import pytest
 
@@ -244,4 +247,148 @@ async def test_a_flood_of_pipelined_requests_is_parsed_no_further_than_the_queue
         assert answer.status == 200 and json.loads(answer.body) == PRICE
     await client.close()
     assert origin.count() == 1  # one miss, then hits
+    await assert_healthy(proxy, origin)
+
+
+async def test_a_body_refused_413_is_never_read_as_requests(live: Start, origin: Origin) -> None:
+    """A POST over the route's 1 KB whose body is nothing but requests, then an honest one: the
+    413, then the body is read past (never parsed as requests) and the next request is parsed at
+    the right offset and answered."""
+    origin.always("/prices/A1", cached())
+    origin.always("/prices/SMUGGLED", cached({"smuggled": True}))
+    proxy = await live()
+    filler = SMUGGLED * (2048 // len(SMUGGLED) + 1)
+    client = await proxy.connect()
+    await client.send(
+        POST + f"Content-Length: {len(filler)}\r\n\r\n" + filler + request("GET", "/api/prices/A1").decode()
+    )
+    refused, honest = await client.response(), await client.response()
+    assert refused.status == 413 and json.loads(refused.body)["error"] == "payload_too_large"
+    assert honest.status == 200 and json.loads(honest.body) == PRICE
+    assert await client.rest(2.0) == b""
+    await client.close()
+    assert [s.path for s in origin.seen] == ["/prices/A1"]
+
+
+async def test_expect_100_continue_on_a_body_the_route_refuses_is_413_without_reading_it(
+    live: Start, origin: Origin
+) -> None:
+    proxy = await live()
+    client = await proxy.connect()
+    await client.send(POST + f"Content-Length: {64 << 20}\r\nExpect: 100-continue\r\n\r\n")
+    answer = await client.response()
+    assert answer.status == 413, answer  # no 100 Continue first: the body is never asked for
+    assert await client.closed(2.0)
+    await client.close()
+    assert origin.count() == 0
+    await assert_healthy(proxy, origin)
+
+
+@pytest.mark.parametrize("requests", [1, 3])
+async def test_a_client_that_half_closes_after_its_requests_still_gets_every_answer(
+    live: Start, origin: Origin, requests: int
+) -> None:
+    """RFC 9112 9.6: the client shuts its write side right after sending (the vendor still
+    thinking); each answer is still delivered, in order, then the proxy closes."""
+    hold = asyncio.Event()
+    origin.always("/prices/A1", Reply(200, PRICE, {"Content-Type": "application/json"}, hold=hold))
+    proxy = await live()
+    client = await proxy.connect()
+    await client.send(request("GET", "/api/prices/A1", close=False) * requests)
+    client.writer.write_eof()
+    await origin.reached("/prices/A1", 1)
+    hold.set()
+    for _ in range(requests):
+        answer = await client.response()
+        assert answer.status == 200 and json.loads(answer.body) == PRICE
+    assert await client.closed(2.0)
+    await client.close()
+    assert origin.count() == 1  # the first was stored (the route's ttl); the others are hits
+
+
+async def test_a_client_that_resets_mid_answer_leaves_no_error_storm_and_the_fetch_completes(
+    live: Start, origin: Origin, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A miss with a 4 MB answer; the client reads its first bytes and resets (RST). The proxy
+    logs no error for it, the connection is released, and the vendor's answer was still stored
+    whole: the next client is served it from the cache."""
+    big = {"sku": "BIG", "items": ["x" * 100] * 40_000}
+    origin.always("/prices/BIG", cached(big))
+    proxy = await live()
+    client = await proxy.connect()
+    await client.send(request("GET", "/api/prices/BIG", close=False))
+    with caplog.at_level(logging.INFO):
+        assert await client.reader.readexactly(1024)
+        sock = client.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.writer.transport.abort()
+        await until(lambda: not proxy.served.guard.connections, what="the connection is released")
+        answer = await proxy.get("/api/prices/BIG")
+    assert answer.status == 200 and json.loads(answer.body) == big
+    assert origin.count() == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    await assert_healthy(proxy, origin)
+
+
+@pytest.mark.parametrize(("lines", "ended"), [(10_000, True), (20_000, False)])
+async def test_thousands_of_tiny_header_lines_are_431(
+    live: Start, origin: Origin, lines: int, ended: bool
+) -> None:
+    """10,000 `X: v` lines (60 KB, within the 64 KB head): 431 once the head ends (over the
+    handler's 100 fields), and the connection goes on. 20,000 that never end: 431 at the head
+    limit, not 408 at the header deadline (10 s), and closed. Neither reaches the vendor."""
+    proxy = await live()
+    client = await proxy.connect()
+    await client.send(GET + "X: v\r\n" * lines + ("\r\n" if ended else ""))
+    answer = await client.response(timeout=5.0)
+    assert answer.status == 431, answer
+    if ended:  # a whole head, framed as any other: the connection carries on at the right offset
+        origin.always("/prices/A1", cached())
+        await client.send(request("GET", "/api/prices/A1"))
+        assert json.loads((await client.response()).body) == PRICE
+        assert [s.path for s in origin.seen] == ["/prices/A1"]
+    else:
+        assert await client.closed(2.0)
+        assert origin.count() == 0
+    await client.close()
+    await assert_healthy(proxy, origin)
+
+
+async def test_a_chunked_get_is_framed_like_any_request(live: Start, origin: Origin) -> None:
+    """Transfer-Encoding on a GET: its body is read (and not forwarded), and what follows the
+    last chunk is the next request, answered in order, not a hidden one."""
+    origin.always("/prices/A1", cached())
+    origin.always("/prices/SMUGGLED", cached({"smuggled": True}))
+    proxy = await live()
+    client = await proxy.connect()
+    await client.send(GET + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + SMUGGLED)
+    first, second = await client.response(), await client.response()
+    assert json.loads(first.body) == PRICE and json.loads(second.body) == {"smuggled": True}
+    await client.close()
+    assert [(s.method, s.path, s.body) for s in origin.seen] == [
+        ("GET", "/prices/A1", b""),
+        ("GET", "/prices/SMUGGLED", b""),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "status", "forwarded"),
+    [
+        # RFC 9112 3: a recipient MAY split on whitespace; we forward our own single-space line
+        ("GET  /api/prices/A1 HTTP/1.1", 200, "/prices/A1"),
+        ("GET /api/prices/A1  HTTP/1.1", 200, "/prices/A1"),
+        ("GET /api/prices/A1? HTTP/1.1", 200, "/prices/A1"),  # an empty query is no query
+        ("GET /api/prices/A1#frag HTTP/1.1", 400, None),  # a fragment is never sent (RFC 9110 4.2.4)
+        ("GET /api/prices/A1#/../../admin HTTP/1.1", 400, None),
+        ("GET /api/prices/A1?a#x HTTP/1.1", 200, "/prices/A1?a%23x"),  # query data, sent encoded
+    ],
+)
+async def test_odd_request_lines_reach_the_vendor_normalised_or_not_at_all(
+    live: Start, origin: Origin, line: str, status: int, forwarded: str | None
+) -> None:
+    origin.always("/prices/A1", cached())
+    proxy = await live()
+    answer = await proxy.send(f"{line}\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.status == status, answer
+    assert [s.path for s in origin.seen] == ([forwarded] if forwarded else [])
     await assert_healthy(proxy, origin)
