@@ -270,6 +270,23 @@ async def test_a_body_refused_413_is_never_read_as_requests(live: Start, origin:
     assert [s.path for s in origin.seen] == ["/prices/A1"]
 
 
+async def test_a_large_body_refused_413_is_not_read_the_connection_closes(
+    live: Start, origin: Origin
+) -> None:
+    """64 MB announced on a 1 KB route: 413 at once, and the connection closes rather than read
+    (or parse) what follows: the client's next bytes reach no one."""
+    origin.always("/prices/A1", cached())
+    proxy = await live()
+    client = await proxy.connect()
+    await client.send(POST + f"Content-Length: {64 << 20}\r\n\r\n" + "x" * 1000 + SMUGGLED)
+    answer = await client.response()
+    assert answer.status == 413 and answer.header("connection") == "close", answer  # it says so
+    assert await client.closed(2.0)
+    await client.close()
+    assert origin.count() == 0
+    await assert_healthy(proxy, origin)
+
+
 async def test_expect_100_continue_on_a_body_the_route_refuses_is_413_without_reading_it(
     live: Start, origin: Origin
 ) -> None:
