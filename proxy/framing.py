@@ -2,11 +2,12 @@
 
 Owns: the limits on a request target and a header line, the header names noted while a head is
 parsed (`NOTED`: framing, `Expect`, `Upgrade`, `Host`, and those the fast path reads,
-`Request.hints`), the verdict on `Host` (one, valid, required in HTTP/1.1), the verdict on a head
-that announces a body (`Transfer-Encoding` and `Content-Length`, their combinations, the HTTP
-version; chunked is the one transfer coding served, with another it is a 501, as nginx's), the
-`Content-Length` value, `Expect` values we do not meet (417), and `Refused`, which carries a
-refusal out of the parser's callbacks to the connection (llhttp wraps whatever a callback raises).
+`Request.hints`), the verdict on a head's version and `Host` (one, valid, required in HTTP/1.1:
+RFC 9112 3.2), and on a head that announces a body (`Transfer-Encoding` and `Content-Length`,
+their combinations, the HTTP version; chunked is the one transfer coding served, with another it
+is a 501, as nginx's), the `Content-Length` value, `Expect` values we do not meet (417), whether
+`Connection` says close, and `Refused`, which carries a refusal out of the parser's callbacks to
+the connection (llhttp wraps whatever a callback raises).
 Must not: read bytes, hold state, or answer: `listener.Connection` applies the verdict.
 """
 
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 from typing import Final
 
+from proxy.connguard import VersionNotSupported
 from proxy.core.errors import BadRequest, ProxyError
 
 MAX_TARGET: Final = 8190  # as nginx's large_client_header_buffers; the handler answers 414 from 4 KB
 MAX_FIELD: Final = 8190  # one header line, as nginx's large_client_header_buffers
 READ_SLACK: Final = 256 * 1024  # the most one read hands over (asyncio's and uvloop's buffers)
+SLICE: Final = 4096  # a longer read is parsed this much at a time, no further than the pipeline's mark
 FRAMING_PER_BYTE: Final = 8  # chunk framing allowed per body byte (one-byte chunks carry five)
 METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 # Also the few a miss or a write reads (credentials, only-if-cached, Connection's tokens,
@@ -117,17 +120,23 @@ def body_length(codings: list[bytes], lengths: list[bytes], version: str) -> tup
             raise Refused(BadRequest("Transfer-Encoding in an HTTP/1.0 request"))
         if codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
             raise Refused(BadRequest("Transfer-Encoding must end in chunked, once"))
-        if len(codings) > 1:  # RFC 9112 6.1: a coding we would not decode, and the vendor would
-            # get its bytes as the body (`gzip, chunked`; `identity` is none since RFC 7230)
-            raise Refused(CodingNotImplemented("Transfer-Encoding other than chunked alone"))
+        # RFC 9112 6.1: a coding we would not decode, whose bytes the vendor would get as the body
+        # (`gzip, chunked`; `identity` is none since RFC 7230); empty list elements are no coding
+        if any(coding and coding != b"chunked" for coding in codings):
+            raise Refused(CodingNotImplemented("only the chunked transfer coding is accepted"))
     elif len(lengths) > 1:
         raise Refused(BadRequest("more than one Content-Length"))  # RFC 9112 6.3 (5)
     return chunked, _content_length(lengths[0]) if lengths else None
 
 
-def host_refusal(host: bytes | None, version: str) -> BadRequest | None:
-    """RFC 9112 3.2: a 400 for an HTTP/1.1 request without Host, and for any with a second Host
+def bad_head(version: str, host: bytes | None) -> ProxyError | None:
+    """The refusal of a head for its version (llhttp's "0.9" is a request line without one), or
+    for its `Host` as RFC 9112 3.2 requires: an HTTP/1.1 request without one, any with a second
     (noted as an invalid value) or an invalid one; an empty Host is lawful (no authority)."""
+    if version != "1.1" and version != "1.0":
+        if version == "0.9":
+            return BadRequest("the request line has no HTTP version")
+        return VersionNotSupported("only HTTP/1.0 and HTTP/1.1 are served here")
     if host is None:
         return BadRequest("an HTTP/1.1 request needs one Host") if version == "1.1" else None
     if _STRIP(host, _HOST_CHARS):
@@ -135,11 +144,27 @@ def host_refusal(host: bytes | None, version: str) -> BadRequest | None:
     return None
 
 
+def expectation(expect: bytes | None, version: str) -> tuple[bool, ProxyError | None]:
+    """(whether 100 Continue is sent before the body is read, the refusal of an expectation we
+    do not meet: RFC 9110 10.1.1) for a head's `Expect` value (lower-case)."""
+    if expect is None or expect == b"100-continue":
+        return expect is not None and version == "1.1", None
+    return False, ExpectationFailed("only 100-continue is expected here")
+
+
 def _content_length(raw: bytes) -> int:
     value = raw.strip(b" \t")
     if not value.isdigit() or len(value) > 18:
         raise Refused(BadRequest("invalid Content-Length"))
     return int(value)
+
+
+def closes(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a `Connection` field names `close` (RFC 9112 9.3: it wins over `keep-alive`)."""
+    return any(
+        name.lower() == b"connection" and b"close" in (t.strip(b" \t").lower() for t in value.split(b","))
+        for name, value in headers
+    )
 
 
 def printable(exc: Exception) -> str:

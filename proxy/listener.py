@@ -22,17 +22,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
 from proxy import framing
-from proxy.connguard import RequestTimeout, VersionNotSupported, answer
+from proxy.connguard import RequestTimeout, answer
 from proxy.core.errors import BadRequest, HeadersTooLarge, ProxyError, UriTooLong
 from proxy.core.limits import Admission
 from proxy.deadlines import Deadlines
 from proxy.exchange import Body, Request, Response
-from proxy.framing import HINT, HOST, LOWER, MAX_FIELD, MAX_TARGET, METHODS, NOTED, MessageBytes, Refused
+from proxy.framing import HINT, LOWER, MAX_FIELD, MAX_TARGET, METHODS, NOTED, MessageBytes, Refused
 from proxy.pipeline import Pipeline
 from proxy.responsewriter import ResponseWriter, error_response
 
@@ -84,6 +85,8 @@ class Connection(asyncio.Protocol):
         self._body_paused = False
         self.draining = False
         self._discarding = False  # closing: what still arrives is read and dropped
+        self._held: memoryview | None = None  # read, not yet parsed: the queue was at its mark
+        self._release: asyncio.Handle | None = None  # the call that parses `_held`
 
     @property
     def writer(self) -> ResponseWriter:  # its `paused` and `backlog()`: the client's side of flow
@@ -112,15 +115,16 @@ class Connection(asyncio.Protocol):
                 self._deadlines.linger(linger)
             return
         self._admitted = True
-        listener.admitted()
-        listener.connections.add(self)
+        listener.opened(self)
         self._deadlines.set("header", listener.limits.header_timeout)
         if listener.draining:
             self.drain()
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         if self.reading_done or self.closed or not self._admitted:
             return
+        if len(data) > framing.SLICE:  # a slice at a time: a pipelined flood stops at the queue's mark
+            return self._sliced(memoryview(data))
         try:
             self._feed(data)
             if self.in_message:
@@ -147,8 +151,7 @@ class Connection(asyncio.Protocol):
         if self.in_message and current is None and not self.reading_done:
             self._refuse(BadRequest("the request head was cut short"))
         self._stop_reading()
-        # half-closed while answers are in flight (they are still written), else close now
-        return True if self._pipe.busy or self._pipe.queue else None
+        return True if self._pipe.busy or self._pipe.queue else None  # half-closed: answers still go
 
     def pause_writing(self) -> None:
         self._out.pause()
@@ -166,8 +169,7 @@ class Connection(asyncio.Protocol):
         listener = self._l
         if self._admitted:
             self._admitted = False
-            listener.released(self._address)
-            listener.connections.discard(self)
+            listener.gone(self, self._address)
         elif self._turned_away:
             listener.lingering -= 1
         gone = ConnectionResetError("the client went away")
@@ -188,8 +190,8 @@ class Connection(asyncio.Protocol):
         self._bytes.begin()
         self._hints = _NO_HINTS  # replaced by a new dict at the first hint: requests keep theirs
         if self._noted:  # the last head had framing, an expectation or an upgrade
-            self._noted, self._expect, self._upgrade = False, None, False
-            self._lengths, self._codings = [], []
+            self._noted = self._upgrade = False
+            self._lengths, self._codings, self._expect = [], [], None
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
@@ -215,7 +217,7 @@ class Connection(asyncio.Protocol):
             key = low.decode("latin-1")
             hints[key] = None if key in hints else value.decode("latin-1")
             return
-        if noted == HOST:
+        if noted == framing.HOST:
             self._host = value if self._host is None else b"/"
             return
         self._noted = True
@@ -231,15 +233,13 @@ class Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._head_done = True
         version = self._version()
-        if version != "1.1" and version != "1.0":
-            if version == "0.9":  # llhttp's reading of a request line without a version
-                raise self._refused(BadRequest("the request line has no HTTP version"))
-            raise self._refused(VersionNotSupported("only HTTP/1.0 and HTTP/1.1 are served here"))
-        if (bad_host := framing.host_refusal(self._host, version)) is not None:
-            raise self._refused(bad_host)
+        if (bad := framing.bad_head(version, self._host)) is not None:  # the version, the Host
+            raise self._refused(bad)
         raw_method = self._method()
         method = METHODS.get(raw_method) or raw_method.decode("ascii")
         keep_alive = self._keeps_alive() and not self._upgrade and method != "CONNECT"
+        if keep_alive and version == "1.0":  # RFC 9112 9.3: close outvotes keep-alive (llhttp: no)
+            keep_alive = not framing.closes(self._headers)
         self._last_keep_alive = keep_alive
         target = b"".join(self._url).decode("latin-1")
         framed = self._noted and (self._codings or self._lengths or self._expect is not None)
@@ -263,23 +263,18 @@ class Connection(asyncio.Protocol):
         pipe.add(request, ready, tried=tried)
 
     def _framed(self, version: str) -> tuple[Body | None, int | None, Response | None]:
-        """A head with a body, or an expectation: RFC 9112 6.1 and 6.3's framing rules on what
-        llhttp let through, then the body's reader, or the answer when it is known already."""
+        """RFC 9112 6.1 and 6.3's framing on what llhttp let through: the body's reader, an answer."""
         try:
             chunked, length = framing.body_length(self._codings, self._lengths, version)
         except Refused as refused:
             self._refusal = refused.err
             raise
-        ready: Response | None = None
-        body: Body | None = None
-        if chunked or length:
-            announce = None
-            if self._expect == b"100-continue" and version == "1.1":
-                announce = self._out.announce_continue
-            body = Body(self._pause_body, self._resume_body, first_read=announce)
-        if self._expect is not None and self._expect != b"100-continue":  # RFC 9110 10.1.1
-            ready = error_response(framing.ExpectationFailed("only 100-continue is expected here"))
-        return body, length, ready
+        announce, failed = framing.expectation(self._expect, version)
+        ready = None if failed is None else error_response(failed)
+        if not (chunked or length):
+            return None, length, ready
+        first = self._out.announce_continue if announce else None
+        return Body(partial(self._flow, True), partial(self._flow, False), first_read=first), length, ready
 
     def on_body(self, data: bytes) -> None:
         self._bytes.body += len(data)
@@ -339,8 +334,7 @@ class Connection(asyncio.Protocol):
     def drain(self) -> None:
         """Graceful shutdown: close now if idle, else after the answer in progress."""
         self.draining = True
-        pipe = self._pipe
-        if not pipe.busy and not pipe.queue and not self.in_message and self._transport is not None:
+        if not (self._pipe.busy or self._pipe.queue or self.in_message) and self._transport is not None:
             self._stop_reading()
             self._transport.close()
 
@@ -358,12 +352,10 @@ class Connection(asyncio.Protocol):
         transport = self._transport
         if self.closed or transport is None:
             return
-        if phase == "idle":
-            self._stop_reading()
-            transport.close()
-            return
-        self._l.cut(phase, self._address)  # header, body or send (answers the client never took)
         self._stop_reading()
+        if phase == "idle":
+            return transport.close()
+        self._l.cut(phase, self._address)  # header, body or send (answers the client never took)
         if phase == "header" and not self._pipe.busy and not self._pipe.queue:
             # Nothing is being answered (no 408 crosses an answer), all it sent was read: a close.
             transport.write(answer(RequestTimeout("the request head did not arrive in time")))
@@ -374,16 +366,22 @@ class Connection(asyncio.Protocol):
                 current.body.fail(ConnectionResetError("the request body did not arrive in time"))
             self.abort()
 
-    def _pause_body(self) -> None:
-        self._body_paused = True
-        self.sync_reading()
-
-    def _resume_body(self) -> None:
-        self._body_paused = False
+    def _flow(self, paused: bool) -> None:  # the body's backpressure
+        self._body_paused = paused
         self.sync_reading()
 
     def _stop_reading(self) -> None:
         self.reading_done = True
+        self.sync_reading()
+
+    def _sliced(self, data: memoryview | None = None) -> None:
+        """Parse `data` (None: `_held`) while the queue has room; hold the rest for `sync_reading`."""
+        if data is None:
+            data, self._held, self._release = self._held, None, None
+        while data and not (self.reading_done or self._pipe.full):
+            self.data_received(data[: framing.SLICE])
+            data = data[framing.SLICE :]
+        self._held = data if data and not self.reading_done else None
         self.sync_reading()
 
     def sync_reading(self) -> None:
@@ -391,6 +389,8 @@ class Connection(asyncio.Protocol):
         if transport is None or self.closed:
             return
         want = self._discarding or not (self.reading_done or self._body_paused or self._pipe.full)
+        if want and self._held is not None:  # parsed before any new read, and never inside a parse
+            want, self._release = False, self._release or self._l.loop.call_soon(self._sliced)
         if want != self.reading:
             self.reading = want
             with contextlib.suppress(RuntimeError, AttributeError):  # a transport closing under us

@@ -193,6 +193,8 @@ class Pipeline:
                 await discard(response)
                 response = error_response(refused)
             close = response.close or not request.keep_alive or conn.draining
+            if request.body is not None and not request.body.complete:  # closed after it (`_after`):
+                close = True  # then say so, RFC 9112 9.6, lest a client pipeline more on it
             if response.stream is None:  # all there: written without a coroutine
                 close = self._out.whole(request, response, close)
             else:

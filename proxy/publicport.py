@@ -64,6 +64,16 @@ class Listener(ConnGuard):
     def __call__(self) -> asyncio.Protocol:
         return Connection(self)
 
+    def opened(self, conn: Connection) -> None:
+        """`conn` was admitted: counted, and kept for a graceful drain."""
+        self.admitted()
+        self.connections.add(conn)
+
+    def gone(self, conn: Connection, address: str) -> None:
+        """An admitted `conn` from `address` closed."""
+        self.released(address)
+        self.connections.discard(conn)
+
     def date(self) -> bytes:
         """`Date: ...\\r\\n` (RFC 9110 6.6.1), formatted once a second."""
         now = int(self.endpoint.now())
